@@ -1,0 +1,310 @@
+//! One exchange from the client's side: resolve, connect, send the message
+//! and LF, shut down sending, read the reply to EOF, with timings.
+
+use crate::timestamp::Timestamp;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Where to send messages and how long to wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    /// Bounds the connect to each address, and each read and write.
+    pub timeout: Duration,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// A reply longer than this is not from serv6; stop reading it.
+pub const MAX_REPLY: usize = 1024;
+
+/// A completed exchange and what it took.
+#[derive(Debug, Clone)]
+pub struct Exchanged {
+    pub peer: SocketAddr,
+    /// Time to establish the connection.
+    pub connect: Duration,
+    /// From just before the message was written to the reply's LF.
+    pub rtt: Duration,
+    /// Wall-clock times at the same two moments, for the clock offset.
+    pub sent_at: SystemTime,
+    pub received_at: SystemTime,
+    /// The reply line without its LF.
+    pub reply: Vec<u8>,
+}
+
+/// What went wrong, written as one line by its `Display`.
+#[derive(Debug)]
+pub enum ClientError {
+    Resolve {
+        target: String,
+        error: io::Error,
+    },
+    Connect {
+        target: String,
+        tried: Vec<(SocketAddr, io::Error)>,
+    },
+    Io {
+        peer: SocketAddr,
+        doing: &'static str,
+        error: io::Error,
+    },
+    Reply {
+        peer: SocketAddr,
+        problem: String,
+    },
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Resolve { target, error } => write!(f, "cannot resolve {target}: {error}"),
+            ClientError::Connect { target, tried } => {
+                write!(f, "cannot connect to {target}")?;
+                for (i, (addr, error)) in tried.iter().enumerate() {
+                    let sep = if i == 0 { ": " } else { "; " };
+                    write!(f, "{sep}{addr}: {}", describe(error))?;
+                }
+                if tried
+                    .iter()
+                    .any(|(_, e)| e.kind() == io::ErrorKind::ConnectionRefused)
+                {
+                    write!(
+                        f,
+                        " (is serv6 running there? start it with 'make servidor')"
+                    )?;
+                }
+                Ok(())
+            }
+            ClientError::Io { peer, doing, error } => {
+                write!(f, "{peer}: {doing}: {}", describe(error))
+            }
+            ClientError::Reply { peer, problem } => write!(f, "{peer}: {problem}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+fn describe(error: &io::Error) -> String {
+    match error.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => "timed out".into(),
+        _ => error.to_string(),
+    }
+}
+
+/// Runs one exchange: every address `target.host` resolves to is tried in
+/// turn until one accepts the connection.
+pub fn exchange(target: &Target, message: &[u8]) -> Result<Exchanged, ClientError> {
+    let addrs = resolve(target)?;
+    let started = Instant::now();
+    let (conn, peer) = connect_any(target, &addrs)?;
+    let connect = started.elapsed();
+    let io_error = |doing| move |error| ClientError::Io { peer, doing, error };
+    conn.set_read_timeout(Some(target.timeout))
+        .map_err(io_error("setting the timeout"))?;
+    conn.set_write_timeout(Some(target.timeout))
+        .map_err(io_error("setting the timeout"))?;
+
+    let mut wire = Vec::with_capacity(message.len() + 1);
+    wire.extend_from_slice(message);
+    wire.push(b'\n');
+    let sent_at = SystemTime::now();
+    let send_started = Instant::now();
+    // A server that refuses the message may close before taking all of it;
+    // its reply may still be waiting, so a failed send is reported only if
+    // no reply can be read.
+    let sent = (&conn)
+        .write_all(&wire)
+        .and_then(|()| conn.shutdown(Shutdown::Write));
+    let (reply, arrived, received_at) = match (read_reply(&conn, peer), sent) {
+        (Ok(read), _) => read,
+        (Err(_), Err(error)) => {
+            return Err(ClientError::Io {
+                peer,
+                doing: "sending the message",
+                error,
+            })
+        }
+        (Err(e), Ok(())) => return Err(e),
+    };
+    let rtt = arrived.saturating_duration_since(send_started);
+    Ok(Exchanged {
+        peer,
+        connect,
+        rtt,
+        sent_at,
+        received_at,
+        reply,
+    })
+}
+
+fn resolve(target: &Target) -> Result<Vec<SocketAddr>, ClientError> {
+    let resolve_error = |error| ClientError::Resolve {
+        target: target.to_string(),
+        error,
+    };
+    let addrs: Vec<SocketAddr> = (target.host.as_str(), target.port)
+        .to_socket_addrs()
+        .map_err(resolve_error)?
+        .collect();
+    if addrs.is_empty() {
+        return Err(resolve_error(io::Error::new(
+            io::ErrorKind::NotFound,
+            "no addresses",
+        )));
+    }
+    Ok(addrs)
+}
+
+fn connect_any(
+    target: &Target,
+    addrs: &[SocketAddr],
+) -> Result<(TcpStream, SocketAddr), ClientError> {
+    let mut tried = Vec::new();
+    for &addr in addrs {
+        match TcpStream::connect_timeout(&addr, target.timeout) {
+            Ok(conn) => return Ok((conn, addr)),
+            Err(error) => tried.push((addr, error)),
+        }
+    }
+    Err(ClientError::Connect {
+        target: target.to_string(),
+        tried,
+    })
+}
+
+/// Reads one line, noting when its LF arrived, then insists on EOF: serv6
+/// sends exactly one line.
+fn read_reply(
+    conn: &TcpStream,
+    peer: SocketAddr,
+) -> Result<(Vec<u8>, Instant, SystemTime), ClientError> {
+    let mut reply = Vec::new();
+    let mut arrival = None;
+    let mut chunk = [0u8; 512];
+    let mut reader = conn;
+    loop {
+        let n = reader.read(&mut chunk).map_err(|error| ClientError::Io {
+            peer,
+            doing: "waiting for the reply",
+            error,
+        })?;
+        if n == 0 {
+            break;
+        }
+        if arrival.is_none() && chunk[..n].contains(&b'\n') {
+            arrival = Some((Instant::now(), SystemTime::now()));
+        }
+        reply.extend_from_slice(&chunk[..n]);
+        if reply.len() > MAX_REPLY {
+            return Err(ClientError::Reply {
+                peer,
+                problem: format!("reply longer than {MAX_REPLY} bytes"),
+            });
+        }
+    }
+    match (reply.iter().position(|&b| b == b'\n'), arrival) {
+        (Some(end), Some((at, wall))) if end + 1 == reply.len() => {
+            reply.pop();
+            Ok((reply, at, wall))
+        }
+        (Some(_), _) => Err(ClientError::Reply {
+            peer,
+            problem: "reply has more than one line".into(),
+        }),
+        _ if reply.is_empty() => Err(ClientError::Reply {
+            peer,
+            problem: "connection closed without a reply".into(),
+        }),
+        _ => Err(ClientError::Reply {
+            peer,
+            problem: "reply does not end with a newline".into(),
+        }),
+    }
+}
+
+/// What a reply line says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// `received <len> bytes at <at>`.
+    Received { len: u64, at: Timestamp },
+    /// `error: <text>`: the server refused the message.
+    Error(Vec<u8>),
+    /// Anything else: not serv6, or a broken one.
+    Unexpected,
+}
+
+/// Reads a reply line (without its LF).
+pub fn parse_reply(line: &[u8]) -> Reply {
+    if let Some(text) = line.strip_prefix(b"error: ") {
+        return Reply::Error(text.to_vec());
+    }
+    let received = std::str::from_utf8(line).ok().and_then(|text| {
+        let rest = text.strip_prefix("received ")?;
+        let (len, at) = rest.split_once(" bytes at ")?;
+        let len_ok = !len.is_empty() && len.bytes().all(|b| b.is_ascii_digit());
+        Some(Reply::Received {
+            len: len_ok.then(|| len.parse().ok()).flatten()?,
+            at: Timestamp::parse(at)?,
+        })
+    });
+    received.unwrap_or(Reply::Unexpected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_replies() {
+        let at = Timestamp::parse("2026-11-24T04:31:58.123456Z").unwrap();
+        assert_eq!(
+            parse_reply(b"received 4 bytes at 2026-11-24T04:31:58.123456Z"),
+            Reply::Received { len: 4, at }
+        );
+        assert_eq!(
+            parse_reply(b"error: server busy"),
+            Reply::Error(b"server busy".to_vec())
+        );
+        for odd in [
+            &b"received +4 bytes at 2026-11-24T04:31:58.123456Z"[..],
+            b"received 4 bytes at yesterday",
+            b"received  bytes at 2026-11-24T04:31:58.123456Z",
+            b"hello",
+            b"",
+        ] {
+            assert_eq!(
+                parse_reply(odd),
+                Reply::Unexpected,
+                "{}",
+                String::from_utf8_lossy(odd)
+            );
+        }
+    }
+
+    #[test]
+    fn targets_print_like_addresses() {
+        let t = |host: &str| {
+            Target {
+                host: host.into(),
+                port: 5006,
+                timeout: Duration::from_secs(1),
+            }
+            .to_string()
+        };
+        assert_eq!(t("localhost"), "localhost:5006");
+        assert_eq!(t("::1"), "[::1]:5006");
+    }
+}

@@ -1,0 +1,445 @@
+//! Where a client's message ends: the framing rules of the exchange.
+//!
+//! A message ends at the first LF (a CR just before it is dropped), at EOF,
+//! or when the client pauses after sending at least one byte. It must be no
+//! longer than a limit and complete within a deadline. [`read_message`]
+//! applies these rules to any [`Source`], so the same code runs on a socket
+//! in the server and on a scripted source with a virtual clock in tests.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+/// The limits one exchange is read under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// Longest message accepted, in bytes, without its terminator.
+    pub max_len: usize,
+    /// Silence that ends a message once at least one byte has arrived.
+    pub pause: Duration,
+    /// Time from the start of the exchange to a complete message.
+    pub deadline: Duration,
+}
+
+/// How a complete message ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// At an LF. `trailing` says bytes followed it in the same read, a sign
+    /// that the client may still be sending.
+    Newline { trailing: bool },
+    /// The client shut down its sending side.
+    Eof,
+    /// The client went quiet for the pause after sending something.
+    Pause,
+}
+
+/// What reading an exchange's message produced.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The message is in the buffer; `at` is when the last of it arrived.
+    Message { ending: Ending, at: Instant },
+    /// More than `max_len` bytes arrived before the message ended.
+    TooLong,
+    /// No message was complete within the deadline.
+    Deadline,
+    /// The connection failed (reset, for example).
+    Failed(io::Error),
+}
+
+/// Bytes arriving over time: a socket, or a script in tests.
+pub trait Source {
+    /// The current time on this source's clock.
+    fn now(&self) -> Instant;
+
+    /// Reads into `buf`, waiting at most `wait` (never zero). `Ok(0)` is
+    /// EOF; an error of kind `WouldBlock` or `TimedOut` means nothing came.
+    fn read_within(&mut self, buf: &mut [u8], wait: Duration) -> io::Result<usize>;
+}
+
+/// Reads one message from `source` into `message` (cleared first) under
+/// `rules`, using `chunk` as the read buffer. `message` never holds more than
+/// `rules.max_len + 1` bytes, however much the client sends.
+pub fn read_message(
+    source: &mut impl Source,
+    rules: &Rules,
+    message: &mut Vec<u8>,
+    chunk: &mut [u8],
+) -> Outcome {
+    message.clear();
+    let deadline = source.now() + rules.deadline;
+    let mut last_arrival: Option<Instant> = None;
+    loop {
+        let now = source.now();
+        let pause_end = last_arrival.map(|at| at + rules.pause);
+        if let (Some(at), Some(end)) = (last_arrival, pause_end) {
+            if now >= end && end <= deadline {
+                return finish(message, rules, Ending::Pause, at);
+            }
+        }
+        if now >= deadline {
+            return Outcome::Deadline;
+        }
+        let wait = pause_end.map_or(deadline, |end| end.min(deadline)) - now;
+        match source.read_within(chunk, wait) {
+            Ok(0) => return finish(message, rules, Ending::Eof, source.now()),
+            Ok(n) => {
+                let at = source.now();
+                match take(message, &chunk[..n], rules.max_len) {
+                    Step::More => last_arrival = Some(at),
+                    Step::Newline { trailing } => {
+                        return Outcome::Message {
+                            ending: Ending::Newline { trailing },
+                            at,
+                        }
+                    }
+                    Step::TooLong => return Outcome::TooLong,
+                }
+            }
+            Err(e) if is_retry(&e) => {}
+            Err(e) => return Outcome::Failed(e),
+        }
+    }
+}
+
+fn is_retry(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+fn finish(message: &[u8], rules: &Rules, ending: Ending, at: Instant) -> Outcome {
+    if message.len() > rules.max_len {
+        Outcome::TooLong
+    } else {
+        Outcome::Message { ending, at }
+    }
+}
+
+/// The result of adding one read's bytes to a message.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    More,
+    Newline { trailing: bool },
+    TooLong,
+}
+
+/// Appends `data` to `message` up to the first LF. A message may hold
+/// `max_len + 1` bytes while incomplete, since a final CR may yet turn out to
+/// belong to a CR LF terminator; anything beyond can never fit.
+fn take(message: &mut Vec<u8>, data: &[u8], max_len: usize) -> Step {
+    let newline = data.iter().position(|&b| b == b'\n');
+    let wanted = newline.unwrap_or(data.len());
+    if message.len() + wanted > max_len + 1 {
+        return Step::TooLong;
+    }
+    message.extend_from_slice(&data[..wanted]);
+    match newline {
+        Some(at) => {
+            if message.last() == Some(&b'\r') {
+                message.pop();
+            }
+            if message.len() > max_len {
+                Step::TooLong
+            } else {
+                Step::Newline {
+                    trailing: at + 1 < data.len(),
+                }
+            }
+        }
+        None if message.len() > max_len && message.last() != Some(&b'\r') => Step::TooLong,
+        None => Step::More,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    const PAUSE: Duration = Duration::from_millis(200);
+    const DEADLINE: Duration = Duration::from_secs(10);
+
+    /// Bytes that arrive `gap` after the previous arrival; empty means EOF.
+    struct Arrival {
+        gap: Duration,
+        bytes: Vec<u8>,
+    }
+
+    /// A source on a virtual clock: no test here ever sleeps.
+    struct Script {
+        clock: Instant,
+        arrivals: VecDeque<Arrival>,
+    }
+
+    impl Script {
+        fn new(arrivals: Vec<(u64, &[u8])>) -> Self {
+            let arrivals = arrivals
+                .into_iter()
+                .map(|(ms, bytes)| Arrival {
+                    gap: Duration::from_millis(ms),
+                    bytes: bytes.to_vec(),
+                })
+                .collect();
+            Script {
+                clock: Instant::now(),
+                arrivals,
+            }
+        }
+    }
+
+    impl Source for Script {
+        fn now(&self) -> Instant {
+            self.clock
+        }
+
+        fn read_within(&mut self, buf: &mut [u8], wait: Duration) -> io::Result<usize> {
+            assert!(!wait.is_zero(), "a zero wait would spin");
+            let Some(next) = self.arrivals.front_mut() else {
+                // A silent client: nothing ever comes.
+                self.clock += wait;
+                return Err(io::ErrorKind::WouldBlock.into());
+            };
+            if next.gap > wait {
+                self.clock += wait;
+                next.gap -= wait;
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.clock += next.gap;
+            next.gap = Duration::ZERO;
+            let n = next.bytes.len().min(buf.len());
+            buf[..n].copy_from_slice(&next.bytes[..n]);
+            next.bytes.drain(..n);
+            if next.bytes.is_empty() {
+                self.arrivals.pop_front();
+            }
+            Ok(n)
+        }
+    }
+
+    fn rules(max_len: usize) -> Rules {
+        Rules {
+            max_len,
+            pause: PAUSE,
+            deadline: DEADLINE,
+        }
+    }
+
+    /// Runs the reader and describes the result as the server would act on it.
+    fn run(max_len: usize, chunk_len: usize, arrivals: Vec<(u64, &[u8])>) -> String {
+        let mut script = Script::new(arrivals);
+        let start = script.clock;
+        let mut message = Vec::new();
+        let mut chunk = vec![0; chunk_len];
+        match read_message(&mut script, &rules(max_len), &mut message, &mut chunk) {
+            Outcome::Message { ending, at } => format!(
+                "{ending:?} {:?} at {}ms",
+                String::from_utf8_lossy(&message),
+                (at - start).as_millis()
+            ),
+            other => format!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn newline_ends_the_message_and_cr_before_it_is_dropped() {
+        let got = run(64, 4096, vec![(5, b"hola\r\n")]);
+        assert_eq!(got, "Newline { trailing: false } \"hola\" at 5ms");
+    }
+
+    #[test]
+    fn only_the_first_line_counts() {
+        let got = run(64, 4096, vec![(0, b"uno\ndos\n")]);
+        assert_eq!(got, "Newline { trailing: true } \"uno\" at 0ms");
+    }
+
+    #[test]
+    fn a_lone_cr_is_part_of_the_message() {
+        assert_eq!(
+            run(64, 4096, vec![(0, b"a\rb"), (0, b"")]),
+            "Eof \"a\\rb\" at 0ms"
+        );
+        assert_eq!(
+            run(64, 4096, vec![(0, b"ab\r"), (0, b"")]),
+            "Eof \"ab\\r\" at 0ms"
+        );
+    }
+
+    #[test]
+    fn cr_and_lf_split_across_reads() {
+        let got = run(64, 4096, vec![(0, b"hola\r"), (50, b"\n")]);
+        assert_eq!(got, "Newline { trailing: false } \"hola\" at 50ms");
+    }
+
+    #[test]
+    fn eof_ends_the_message_even_when_empty() {
+        assert_eq!(run(64, 4096, vec![(3, b"")]), "Eof \"\" at 3ms");
+        assert_eq!(
+            run(64, 4096, vec![(0, b"ab"), (1, b"")]),
+            "Eof \"ab\" at 1ms"
+        );
+    }
+
+    #[test]
+    fn a_pause_after_some_bytes_ends_the_message_at_the_last_byte() {
+        let got = run(64, 4096, vec![(10, b"ho"), (150, b"la"), (1000, b"!\n")]);
+        assert_eq!(got, "Pause \"hola\" at 160ms");
+    }
+
+    #[test]
+    fn silence_before_any_byte_is_not_a_pause() {
+        let got = run(64, 4096, vec![(5000, b"hola\n")]);
+        assert_eq!(got, "Newline { trailing: false } \"hola\" at 5000ms");
+    }
+
+    #[test]
+    fn silent_and_trickling_clients_hit_the_deadline() {
+        assert_eq!(run(64, 4096, vec![]), "Deadline");
+        let trickle: Vec<(u64, &[u8])> = (0..200).map(|_| (100, &b"x"[..])).collect();
+        assert_eq!(run(1000, 4096, trickle), "Deadline");
+    }
+
+    #[test]
+    fn limit_is_inclusive_and_excludes_the_terminator() {
+        let exact = [b'a'; 8];
+        let mut with_crlf = exact.to_vec();
+        with_crlf.extend_from_slice(b"\r\n");
+        assert!(run(8, 4096, vec![(0, &with_crlf)]).starts_with("Newline"));
+        assert!(run(8, 3, vec![(0, &with_crlf)]).starts_with("Newline"));
+        assert!(run(8, 4096, vec![(0, &exact), (0, b"")]).starts_with("Eof"));
+        assert_eq!(run(8, 4096, vec![(0, b"aaaaaaaaa\n")]), "TooLong");
+        assert_eq!(run(8, 4096, vec![(0, b"aaaaaaaa\r"), (0, b"")]), "TooLong");
+        assert_eq!(run(8, 4096, vec![(0, b"aaaaaaaaa")]), "TooLong");
+    }
+
+    #[test]
+    fn too_long_is_seen_before_the_client_stops() {
+        let flood = vec![b'x'; 1 << 20];
+        let mut script = Script::new(vec![(0, &flood)]);
+        let mut message = Vec::new();
+        let mut chunk = [0; 4096];
+        let outcome = read_message(&mut script, &rules(65_536), &mut message, &mut chunk);
+        assert!(matches!(outcome, Outcome::TooLong));
+        assert!(message.len() <= 65_537, "buffer grew to {}", message.len());
+    }
+
+    #[test]
+    fn pause_past_the_deadline_is_a_deadline() {
+        let got = run(64, 4096, vec![(9_900, b"ab")]);
+        assert_eq!(got, "Deadline");
+    }
+
+    #[test]
+    fn resets_are_reported() {
+        struct Reset;
+        impl Source for Reset {
+            fn now(&self) -> Instant {
+                Instant::now()
+            }
+            fn read_within(&mut self, _: &mut [u8], _: Duration) -> io::Result<usize> {
+                Err(io::ErrorKind::ConnectionReset.into())
+            }
+        }
+        let outcome = read_message(&mut Reset, &rules(8), &mut Vec::new(), &mut [0; 8]);
+        assert!(
+            matches!(outcome, Outcome::Failed(e) if e.kind() == io::ErrorKind::ConnectionReset)
+        );
+    }
+
+    /// A small seeded generator, so a failing case can be replayed.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// What the framing rules say a script should give, computed on whole
+    /// arrivals rather than on the reader's chunks.
+    /// Reads begin at each arrival and take at most `chunk_len` bytes, which
+    /// decides whether bytes after an LF came "in the same read".
+    fn expected(max_len: usize, chunk_len: usize, script: &[(u64, Vec<u8>)]) -> String {
+        let (pause, deadline) = (PAUSE.as_millis() as u64, DEADLINE.as_millis() as u64);
+        let mut message: Vec<u8> = Vec::new();
+        let (mut clock, mut last) = (0, None::<u64>);
+        let too_long = |m: &[u8]| {
+            m.len() > max_len + 1 || (m.len() == max_len + 1 && m.last() != Some(&b'\r'))
+        };
+        let ended = |m: &[u8], how: &str, at: u64| match m.len() > max_len {
+            true => "TooLong".to_string(),
+            false => format!("{how} {:?} at {at}ms", String::from_utf8_lossy(m)),
+        };
+        for (gap, bytes) in script {
+            let arrival = clock + gap;
+            if let Some(at) = last {
+                if arrival - at > pause && at + pause <= deadline {
+                    return ended(&message, "Pause", at);
+                }
+            }
+            if arrival > deadline {
+                return "Deadline".into();
+            }
+            clock = arrival;
+            if bytes.is_empty() {
+                return ended(&message, "Eof", clock);
+            }
+            if let Some(at) = bytes.iter().position(|&b| b == b'\n') {
+                message.extend_from_slice(&bytes[..at]);
+                if message.last() == Some(&b'\r') {
+                    message.pop();
+                }
+                if message.len() > max_len {
+                    return "TooLong".into();
+                }
+                let trailing = at + 1 < bytes.len() && (at + 1) % chunk_len != 0;
+                return format!(
+                    "Newline {{ trailing: {trailing} }} {:?} at {clock}ms",
+                    String::from_utf8_lossy(&message)
+                );
+            }
+            message.extend_from_slice(bytes);
+            if too_long(&message) {
+                return "TooLong".into();
+            }
+            last = Some(clock);
+        }
+        match last {
+            Some(at) if at + pause <= deadline => ended(&message, "Pause", at),
+            _ => "Deadline".into(),
+        }
+    }
+
+    #[test]
+    fn random_bytes_in_random_splits_with_random_pauses() {
+        let alphabet = b"ab\r\n\0\x1b\x7f\xff\xc3";
+        for seed in 1..=3_000u64 {
+            let mut rng = XorShift(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+            let max_len = 1 + rng.below(24) as usize;
+            let script: Vec<(u64, Vec<u8>)> = (0..1 + rng.below(8))
+                .map(|_| {
+                    let gap = [0, 1, 50, 199, 200, 201, 400, 4_000][rng.below(8) as usize];
+                    let len = rng.below(12) as usize;
+                    let bytes = (0..len)
+                        .map(|_| alphabet[rng.below(alphabet.len() as u64) as usize])
+                        .collect();
+                    (gap, bytes)
+                })
+                .collect();
+            let chunk_len = 1 + rng.below(6) as usize;
+            let arrivals = script.iter().map(|(g, b)| (*g, b.as_slice())).collect();
+            let want = expected(max_len, chunk_len, &script);
+            // Chunks smaller than an arrival must not change the outcome.
+            let got = run(max_len, chunk_len, arrivals);
+            assert_eq!(
+                got, want,
+                "seed {seed}, max {max_len}, chunk {chunk_len}: {script:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! Turning `--bind` and `--port` into listening sockets.
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
+
+/// The listening sockets serv6 got, with what it could not get but may do without.
+#[derive(Debug)]
+pub struct Bound {
+    pub listeners: Vec<TcpListener>,
+    /// One line each for default addresses skipped because their IP family
+    /// is not available on this machine.
+    pub skipped: Vec<String>,
+}
+
+/// Why serv6 cannot listen; printed as one line, then it exits with status 1.
+#[derive(Debug)]
+pub enum BindError {
+    Resolve { name: String, error: io::Error },
+    Bind { addr: SocketAddr, error: io::Error },
+}
+
+impl fmt::Display for BindError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BindError::Resolve { name, error } => {
+                write!(f, "cannot listen on '{name}': {error}; give an IP address or a host name of this machine")
+            }
+            BindError::Bind { addr, error } => {
+                write!(f, "cannot listen on {addr}: {error}{}", hint(error))
+            }
+        }
+    }
+}
+
+fn hint(error: &io::Error) -> &'static str {
+    match error.kind() {
+        io::ErrorKind::AddrInUse => "; is serv6 already running? Choose another port with --port",
+        io::ErrorKind::PermissionDenied => {
+            "; ports below 1024 need privileges, choose another with --port"
+        }
+        io::ErrorKind::AddrNotAvailable => "; that address does not belong to this machine",
+        _ => "",
+    }
+}
+
+/// How many times to look for a port free on every address with `--port 0`.
+const PORT_ZERO_TRIES: usize = 16;
+
+/// Listens on every address `binds` names (127.0.0.1 and ::1 when empty) at
+/// `port`. With port 0 every address gets the port the OS picked for the
+/// first, looking again if another address has that port taken.
+pub fn bind_all(binds: &[String], port: u16) -> Result<Bound, BindError> {
+    let (addrs, optional) = if binds.is_empty() {
+        (
+            vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()],
+            true,
+        )
+    } else {
+        (resolve(binds)?, false)
+    };
+    let mut tries = 0;
+    loop {
+        match bind_each(&addrs, port, optional) {
+            Err(BindError::Bind { error, .. })
+                if port == 0
+                    && error.kind() == io::ErrorKind::AddrInUse
+                    && tries < PORT_ZERO_TRIES =>
+            {
+                tries += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+fn bind_each(addrs: &[IpAddr], port: u16, optional: bool) -> Result<Bound, BindError> {
+    let mut bound = Bound {
+        listeners: Vec::new(),
+        skipped: Vec::new(),
+    };
+    let mut port = port;
+    let mut last_error = None;
+    for &ip in addrs {
+        let addr = SocketAddr::new(ip, port);
+        match TcpListener::bind(addr) {
+            Ok(listener) => {
+                if port == 0 {
+                    port = listener
+                        .local_addr()
+                        .map_err(|error| BindError::Bind { addr, error })?
+                        .port();
+                }
+                bound.listeners.push(listener);
+            }
+            Err(error) if optional && family_unavailable(&error) => {
+                bound.skipped.push(format!(
+                    "{ip} is not available ({error}), serving without it"
+                ));
+                last_error = Some(BindError::Bind { addr, error });
+            }
+            Err(error) => return Err(BindError::Bind { addr, error }),
+        }
+    }
+    match (bound.listeners.is_empty(), last_error) {
+        (true, Some(error)) => Err(error),
+        _ => Ok(bound),
+    }
+}
+
+/// The errors that mean "this machine has no such IP family", not "busy".
+fn family_unavailable(error: &io::Error) -> bool {
+    const EAFNOSUPPORT: i32 = 97;
+    error.kind() == io::ErrorKind::AddrNotAvailable
+        || error.kind() == io::ErrorKind::Unsupported
+        || error.raw_os_error() == Some(EAFNOSUPPORT)
+}
+
+/// Every distinct IP address the names stand for, in order.
+fn resolve(names: &[String]) -> Result<Vec<IpAddr>, BindError> {
+    let mut ips: Vec<IpAddr> = Vec::new();
+    for name in names {
+        let literal = name
+            .strip_prefix('[')
+            .and_then(|n| n.strip_suffix(']'))
+            .unwrap_or(name);
+        let found: Vec<IpAddr> = match literal.parse::<IpAddr>() {
+            Ok(ip) => vec![ip],
+            Err(_) => (literal, 0)
+                .to_socket_addrs()
+                .map_err(|error| BindError::Resolve {
+                    name: name.clone(),
+                    error,
+                })?
+                .map(|addr| addr.ip())
+                .collect(),
+        };
+        for ip in found {
+            if !ips.contains(&ip) {
+                ips.push(ip);
+            }
+        }
+    }
+    Ok(ips)
+}
+
+/// The line serv6 prints once it listens: `listening on 127.0.0.1:5006, [::1]:5006`.
+pub fn listening_line(listeners: &[TcpListener]) -> String {
+    let addrs: Vec<String> = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .map(|addr| addr.to_string())
+        .collect();
+    format!("listening on {}", addrs.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_zero_gives_every_address_the_same_port() {
+        let bound = bind_all(&[], 0).unwrap();
+        let ports: Vec<u16> = bound
+            .listeners
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
+        assert!(!ports.is_empty());
+        assert!(ports.iter().all(|&p| p == ports[0] && p != 0), "{ports:?}");
+    }
+
+    #[test]
+    fn a_port_in_use_is_an_error_naming_the_address() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let err = bind_all(&["127.0.0.1".into()], port)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!("cannot listen on 127.0.0.1:{port}: ")),
+            "{err}"
+        );
+        assert!(err.contains("already running"), "{err}");
+    }
+
+    #[test]
+    fn names_resolve_and_duplicates_are_dropped() {
+        let ips = resolve(&["127.0.0.1".into(), "[::1]".into(), "127.0.0.1".into()]).unwrap();
+        assert_eq!(
+            ips,
+            vec![
+                IpAddr::from(Ipv4Addr::LOCALHOST),
+                Ipv6Addr::LOCALHOST.into()
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unknown_name_is_an_error_naming_it() {
+        let err = bind_all(&["no-such-host.invalid".into()], 0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("cannot listen on 'no-such-host.invalid': "),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,125 @@
+//! What serv6 tells its operator: one line per exchange on standard output,
+//! errors on standard error, counters for the summary printed on exit.
+
+use crate::report;
+use std::fmt;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
+
+/// The exchange log and the error log.
+#[derive(Debug)]
+pub struct Log {
+    quiet: bool,
+    stdout_failed: AtomicBool,
+}
+
+impl Log {
+    /// A log that writes exchanges unless `quiet`.
+    pub fn new(quiet: bool) -> Self {
+        Log {
+            quiet,
+            stdout_failed: AtomicBool::new(false),
+        }
+    }
+
+    /// Writes one exchange line (ending in LF) to standard output in a single
+    /// `write`, so that it is in the kernel's hands, and survives `kill -9`,
+    /// before the reply is sent. If standard output fails, says so once on
+    /// standard error and goes on serving.
+    pub fn exchange(&self, line: &str) {
+        if self.quiet {
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        let written = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+        if let Err(e) = written {
+            if !self.stdout_failed.swap(true, Relaxed) {
+                self.error(format_args!(
+                    "cannot write the exchange log to standard output: {e}; serving on without it"
+                ));
+            }
+        }
+    }
+
+    /// Writes `serv6: message` to standard error.
+    pub fn error(&self, message: fmt::Arguments) {
+        report::error("serv6", message);
+    }
+}
+
+/// Counts that end up in the summary line on exit.
+#[derive(Debug)]
+pub struct Stats {
+    pub started: Instant,
+    pub served: AtomicU64,
+    pub errors: AtomicU64,
+    pub busy: AtomicU64,
+}
+
+impl Stats {
+    pub fn new() -> Self {
+        Stats {
+            started: Instant::now(),
+            served: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            busy: AtomicU64::new(0),
+        }
+    }
+
+    /// The summary: `stopped after 12.3 s: 40 exchanges served, 2 errors, 0 busy refusals`.
+    pub fn summary(&self) -> String {
+        format!(
+            "stopped after {:.1} s: {} exchanges served, {} errors, {} busy refusals",
+            self.started.elapsed().as_secs_f64(),
+            self.served.load(Relaxed),
+            self.errors.load(Relaxed),
+            self.busy.load(Relaxed)
+        )
+    }
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A run of failures of one kind, reported at its start and at its end
+/// rather than once per failure, so a flood cannot flood the log.
+#[derive(Debug, Default)]
+pub struct Burst {
+    failures: AtomicU64,
+}
+
+impl Burst {
+    /// Counts a failure; true when it starts a burst and should be reported.
+    pub fn fail(&self) -> bool {
+        self.failures.fetch_add(1, Relaxed) == 0
+    }
+
+    /// Marks a success; returns how many failures the burst it ends had.
+    pub fn succeed(&self) -> Option<u64> {
+        if self.failures.load(Relaxed) == 0 {
+            return None;
+        }
+        Some(self.failures.swap(0, Relaxed)).filter(|&n| n > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_is_reported_once_and_closed_with_its_count() {
+        let burst = Burst::default();
+        assert_eq!(burst.succeed(), None);
+        assert!(burst.fail());
+        assert!(!burst.fail());
+        assert!(!burst.fail());
+        assert_eq!(burst.succeed(), Some(3));
+        assert_eq!(burst.succeed(), None);
+        assert!(burst.fail());
+    }
+}

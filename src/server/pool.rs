@@ -1,0 +1,264 @@
+//! The workers: threads that block in `accept` on a listener and run each
+//! exchange they accept to its end.
+//!
+//! There is no acceptor thread handing connections over: the kernel hands
+//! each connection straight to one idle worker, as in the simplest std
+//! server, so a fast exchange costs no thread switch and no allocation. The
+//! pool grows when a worker takes a connection and sees no idle worker left,
+//! so a silent client only ever holds up its own worker. It shrinks when an
+//! idle worker's `accept` times out while more than [`SPARE`] others are idle.
+
+use super::exchange::{Scratch, Service};
+use super::log::Burst;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::AcqRel, Ordering::Relaxed};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::Duration;
+
+/// Idle workers kept per listener; more are created as load needs them.
+pub const SPARE: usize = 4;
+/// An idle worker beyond [`SPARE`] leaves after waiting this long for a connection.
+const RETIRE_AFTER: Duration = Duration::from_secs(5);
+/// How long a worker waits before accepting again after `accept` failed,
+/// for example for want of file descriptors: long enough not to spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// A worker's stack: an exchange needs little, and a thousand silent
+/// clients mean a thousand workers.
+const STACK_SIZE: usize = 128 * 1024;
+
+/// The running workers of every listener.
+pub struct Pool {
+    shared: Arc<Shared>,
+    doors: Vec<Arc<Door>>,
+}
+
+struct Shared {
+    service: Service,
+    stopping: AtomicBool,
+    /// Workers alive, against `max_workers`; guarded so that shutdown can
+    /// wait for zero.
+    live: Mutex<usize>,
+    all_gone: Condvar,
+    max_workers: usize,
+    spawn_trouble: Burst,
+}
+
+/// One listener and its idle workers.
+struct Door {
+    listener: TcpListener,
+    addr: SocketAddr,
+    idle: AtomicUsize,
+    accept_trouble: Burst,
+}
+
+impl Pool {
+    /// Starts [`SPARE`] workers on each listener.
+    pub fn start(listeners: Vec<TcpListener>, service: Service) -> io::Result<Pool> {
+        let max_workers = service.max_conns + SPARE * listeners.len();
+        let shared = Arc::new(Shared {
+            service,
+            stopping: AtomicBool::new(false),
+            live: Mutex::new(0),
+            all_gone: Condvar::new(),
+            max_workers,
+            spawn_trouble: Burst::default(),
+        });
+        let mut doors = Vec::new();
+        for listener in listeners {
+            let door = Arc::new(Door::new(listener)?);
+            for _ in 0..SPARE {
+                shared.spawn(&door)?;
+            }
+            doors.push(door);
+        }
+        Ok(Pool { shared, doors })
+    }
+
+    /// The service the workers run, for its counters.
+    pub fn service(&self) -> &Service {
+        &self.shared.service
+    }
+
+    /// Stops accepting, lets exchanges in progress finish, and returns once
+    /// every worker has left.
+    pub fn stop(&self) {
+        self.shared.stopping.store(true, Relaxed);
+        for door in &self.doors {
+            wake_idle_workers(door.addr, door.idle.load(Relaxed));
+        }
+        let mut live = self.shared.live();
+        while *live > 0 {
+            live = self
+                .shared
+                .all_gone
+                .wait(live)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// Connects to a listener as many times as it may have idle workers, so each
+/// returns from `accept`, sees the pool stopping, and leaves. Those it misses
+/// leave at their next accept timeout.
+fn wake_idle_workers(addr: SocketAddr, count: usize) {
+    let target = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port())
+        }
+        _ => addr,
+    };
+    for _ in 0..count {
+        if TcpStream::connect_timeout(&target, Duration::from_millis(100)).is_err() {
+            break;
+        }
+    }
+}
+
+impl Door {
+    fn new(listener: TcpListener) -> io::Result<Door> {
+        let addr = listener.local_addr()?;
+        Ok(Door {
+            listener: with_accept_timeout(listener, RETIRE_AFTER)?,
+            addr,
+            idle: AtomicUsize::new(0),
+            accept_trouble: Burst::default(),
+        })
+    }
+
+    /// Leaves the idle count if enough others remain; true if this worker may go.
+    fn try_retire(&self) -> bool {
+        self.idle
+            .fetch_update(AcqRel, Relaxed, |idle| (idle > SPARE).then(|| idle - 1))
+            .is_ok()
+    }
+}
+
+/// std has no accept timeout, but Linux bounds `accept` by `SO_RCVTIMEO`,
+/// which std sets only through `TcpStream`. Moving the descriptor through
+/// that type and back is safe: ownership moves, nothing is duplicated.
+fn with_accept_timeout(listener: TcpListener, timeout: Duration) -> io::Result<TcpListener> {
+    let socket = TcpStream::from(OwnedFd::from(listener));
+    socket.set_read_timeout(Some(timeout))?;
+    Ok(TcpListener::from(OwnedFd::from(socket)))
+}
+
+impl Shared {
+    fn live(&self) -> MutexGuard<'_, usize> {
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds an idle worker to `door`, unless the pool is at its limit.
+    fn spawn(self: &Arc<Self>, door: &Arc<Door>) -> io::Result<()> {
+        {
+            let mut live = self.live();
+            if *live >= self.max_workers {
+                return Ok(());
+            }
+            *live += 1;
+        }
+        door.idle.fetch_add(1, AcqRel);
+        let (shared, worker_door) = (Arc::clone(self), Arc::clone(door));
+        let spawned = thread::Builder::new()
+            .name("serv6-worker".into())
+            .stack_size(STACK_SIZE)
+            .spawn(move || shared.work(&worker_door));
+        if let Err(e) = spawned {
+            door.idle.fetch_sub(1, AcqRel);
+            self.leave();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn leave(&self) {
+        let mut live = self.live();
+        *live -= 1;
+        if *live == 0 {
+            self.all_gone.notify_all();
+        }
+    }
+
+    fn work(self: &Arc<Self>, door: &Arc<Door>) {
+        let mut scratch = Scratch::new();
+        loop {
+            if self.stopping.load(Relaxed) {
+                door.idle.fetch_sub(1, AcqRel);
+                break;
+            }
+            match door.listener.accept() {
+                Ok((conn, peer)) => {
+                    if self.stopping.load(Relaxed) {
+                        continue;
+                    }
+                    self.accepted(door);
+                    self.service.serve(conn, peer, &mut scratch);
+                    door.idle.fetch_add(1, AcqRel);
+                }
+                Err(e) if is_timeout(&e) => {
+                    if door.try_retire() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => self.accept_failed(door, &e),
+            }
+        }
+        self.leave();
+    }
+
+    /// Leaves the idle count and, if no idle worker is left to accept the
+    /// next connection, starts one before serving this one.
+    fn accepted(self: &Arc<Self>, door: &Arc<Door>) {
+        if let Some(failures) = door.accept_trouble.succeed() {
+            self.service.log.error(format_args!(
+                "accepting on {} again, after {failures} failed attempts",
+                door.addr
+            ));
+        }
+        if door.idle.fetch_sub(1, AcqRel) > 1 {
+            return;
+        }
+        match self.spawn(door) {
+            Ok(()) => {
+                if let Some(failures) = self.spawn_trouble.succeed() {
+                    self.service.log.error(format_args!(
+                        "workers start again, after {failures} failures"
+                    ));
+                }
+            }
+            Err(e) => {
+                if self.spawn_trouble.fail() {
+                    self.service.log.error(format_args!(
+                        "cannot start another worker: {e}; connections wait for a free one"
+                    ));
+                }
+            }
+        }
+    }
+
+    fn accept_failed(&self, door: &Door, e: &io::Error) {
+        if door.accept_trouble.fail() {
+            self.service.log.error(format_args!(
+                "cannot accept on {}: {e}; retrying every {} ms",
+                door.addr,
+                ACCEPT_BACKOFF.as_millis()
+            ));
+        }
+        if e.kind() != io::ErrorKind::ConnectionAborted {
+            thread::sleep(ACCEPT_BACKOFF);
+        }
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}

@@ -1,0 +1,235 @@
+//! UTC timestamps in RFC 3339 with microseconds (`2026-11-24T04:31:58.123456Z`).
+//!
+//! std can tell the time since the Unix epoch but has no calendar, so the
+//! conversion between day numbers and dates is done here, after Howard
+//! Hinnant's `civil_from_days` / `days_from_civil` algorithms (proleptic
+//! Gregorian calendar, eras of 400 years). Years are limited to 1970..=9999:
+//! RFC 3339 has four-digit years, and a clock before 1970 is broken.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const SECONDS_PER_DAY: u64 = 86_400;
+/// Days from 1970-01-01 to 10000-01-01, the first instant we refuse.
+const DAYS_TO_YEAR_10000: u64 = 2_932_897;
+
+/// A moment in UTC, to the microsecond, between 1970 and the end of 9999.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp {
+    since_epoch: Duration,
+}
+
+impl Timestamp {
+    /// Converts a `SystemTime`, or returns `None` if it is before 1970 or
+    /// after 9999 and so cannot be written as RFC 3339.
+    pub fn from_system_time(time: SystemTime) -> Option<Self> {
+        let since_epoch = time.duration_since(UNIX_EPOCH).ok()?;
+        if since_epoch.as_secs() / SECONDS_PER_DAY >= DAYS_TO_YEAR_10000 {
+            return None;
+        }
+        let micros = Duration::from_micros(u64::from(since_epoch.subsec_micros()));
+        Some(Timestamp {
+            since_epoch: Duration::from_secs(since_epoch.as_secs()) + micros,
+        })
+    }
+
+    /// The current time, or `None` if the system clock is out of range.
+    pub fn now() -> Option<Self> {
+        Self::from_system_time(SystemTime::now())
+    }
+
+    /// Returns the same moment as a `SystemTime`.
+    pub fn to_system_time(self) -> SystemTime {
+        UNIX_EPOCH + self.since_epoch
+    }
+
+    /// Parses exactly the form this module writes: `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let b = text.as_bytes();
+        let shape_ok = b.len() == 27
+            && b[4] == b'-'
+            && b[7] == b'-'
+            && b[10] == b'T'
+            && b[13] == b':'
+            && b[16] == b':'
+            && b[19] == b'.'
+            && b[26] == b'Z';
+        if !shape_ok {
+            return None;
+        }
+        let year = digits(&b[0..4])?;
+        let month = digits(&b[5..7])?;
+        let day = digits(&b[8..10])?;
+        let hour = digits(&b[11..13])?;
+        let minute = digits(&b[14..16])?;
+        let second = digits(&b[17..19])?;
+        let micros = digits(&b[20..26])?;
+        let valid = year >= 1970
+            && (1..=12).contains(&month)
+            && day >= 1
+            && day <= days_in_month(year, month)
+            && hour < 24
+            && minute < 60
+            && second < 60;
+        if !valid {
+            return None;
+        }
+        let days = days_from_civil(year, month, day);
+        let seconds = days * SECONDS_PER_DAY + hour * 3600 + minute * 60 + second;
+        Some(Timestamp {
+            since_epoch: Duration::from_secs(seconds) + Duration::from_micros(micros),
+        })
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let seconds = self.since_epoch.as_secs();
+        let (year, month, day) = civil_from_days(seconds / SECONDS_PER_DAY);
+        let in_day = seconds % SECONDS_PER_DAY;
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+            in_day / 3600,
+            in_day / 60 % 60,
+            in_day % 60,
+            self.since_epoch.subsec_micros()
+        )
+    }
+}
+
+fn digits(ascii: &[u8]) -> Option<u64> {
+    ascii.iter().try_fold(0u64, |acc, &b| {
+        b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0'))
+    })
+}
+
+fn is_leap(year: u64) -> bool {
+    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+}
+
+fn days_in_month(year: u64, month: u64) -> u64 {
+    match month {
+        2 if is_leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Day number since 1970-01-01 to (year, month, day). Only non-negative day
+/// numbers reach here, so unsigned arithmetic with a March-based year works.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    // Shift the epoch to 0000-03-01 so that leap days fall at the end of a year.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+/// (year, month, day) to day number since 1970-01-01; `year` is at least 1970.
+fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year / 400;
+    let year_of_era = year % 400;
+    let month_from_march = if month > 2 { month - 3 } else { month + 9 };
+    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: u64, micros: u64) -> String {
+        let time = UNIX_EPOCH + Duration::from_secs(seconds) + Duration::from_micros(micros);
+        Timestamp::from_system_time(time).unwrap().to_string()
+    }
+
+    #[test]
+    fn epoch() {
+        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn leap_day_2000() {
+        assert_eq!(at(951_782_400, 0), "2000-02-29T00:00:00.000000Z");
+        assert_eq!(at(951_868_799, 999_999), "2000-02-29T23:59:59.999999Z");
+    }
+
+    #[test]
+    fn end_of_2024() {
+        assert_eq!(at(1_735_689_599, 999_999), "2024-12-31T23:59:59.999999Z");
+        assert_eq!(at(1_735_689_600, 0), "2025-01-01T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn no_leap_day_in_2100() {
+        // 2100 is divisible by 100 and not by 400: February has 28 days.
+        assert_eq!(at(4_107_542_400, 0), "2100-03-01T00:00:00.000000Z");
+        assert_eq!(at(4_107_542_399, 0), "2100-02-28T23:59:59.000000Z");
+    }
+
+    #[test]
+    fn last_representable_moment_and_beyond() {
+        let end = 253_402_300_799;
+        assert_eq!(at(end, 999_999), "9999-12-31T23:59:59.999999Z");
+        let past = UNIX_EPOCH + Duration::from_secs(end + 1);
+        assert_eq!(Timestamp::from_system_time(past), None);
+    }
+
+    #[test]
+    fn before_1970_is_refused() {
+        let before = UNIX_EPOCH - Duration::from_secs(1);
+        assert_eq!(Timestamp::from_system_time(before), None);
+    }
+
+    #[test]
+    fn nanoseconds_are_truncated_not_rounded() {
+        let time = UNIX_EPOCH + Duration::from_nanos(1_999_999_999);
+        let stamp = Timestamp::from_system_time(time).unwrap();
+        assert_eq!(stamp.to_string(), "1970-01-01T00:00:01.999999Z");
+    }
+
+    #[test]
+    fn every_day_round_trips_through_parse() {
+        // One moment on each day across four centuries, including 2000 and 2100.
+        for day in (0..DAYS_TO_YEAR_10000)
+            .step_by(7)
+            .chain([DAYS_TO_YEAR_10000 - 1])
+        {
+            let time = UNIX_EPOCH + Duration::from_secs(day * SECONDS_PER_DAY + 45_296);
+            let stamp = Timestamp::from_system_time(time).unwrap();
+            assert_eq!(Timestamp::parse(&stamp.to_string()), Some(stamp));
+        }
+    }
+
+    #[test]
+    fn parse_refuses_malformed_text() {
+        for bad in [
+            "",
+            "2026-11-24T04:31:58Z",
+            "2026-11-24 04:31:58.123456Z",
+            "2026-13-01T00:00:00.000000Z",
+            "2025-02-29T00:00:00.000000Z",
+            "2026-11-24T24:00:00.000000Z",
+            "1969-12-31T23:59:59.999999Z",
+            "2026-11-24T04:31:58.12345xZ",
+            "+026-11-24T04:31:58.123456Z",
+        ] {
+            assert_eq!(Timestamp::parse(bad), None, "{bad}");
+        }
+    }
+}
