@@ -1,0 +1,48 @@
+# serv6 / cli6. `make help` lists the targets.
+#
+#   make servidor                  run the server (foreground; Ctrl-C stops it)
+#   make cliente                   type messages, one exchange per line
+#   make cliente MSG="hola"        send one message
+#   HOST=... PORT=...              where (server: address to bind; client: server)
+
+CARGO ?= cargo
+PORT  ?= 5006
+HOST  ?=
+MSG   ?=
+BIN   := target/release
+
+# Passed through the environment so that any characters survive quoting.
+export MSG HOST PORT
+
+.PHONY: all build servidor server cliente client test stress bench demo clean help
+
+all: build
+
+build:
+	$(CARGO) build --release
+
+# `exec` replaces the shell, so `ps` shows serv6 itself, not make or cargo.
+servidor server: build
+	exec $(BIN)/serv6 $${HOST:+--bind "$$HOST"} --port "$$PORT"
+
+cliente client: build
+	@if [ -n "$$MSG" ]; then \
+	  exec $(BIN)/cli6 --host "$${HOST:-localhost}" --port "$$PORT" -- "$$MSG"; \
+	else \
+	  exec $(BIN)/cli6 --host "$${HOST:-localhost}" --port "$$PORT"; \
+	fi
+
+test:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) test
+
+demo: build
+	sh scripts/demo.sh $(BIN)
+
+clean:
+	$(CARGO) clean
+
+help:
+	@sed -n 's/^#   //p' Makefile
+	@echo "targets: build servidor/server cliente/client test demo clean"

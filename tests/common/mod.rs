@@ -1,0 +1,272 @@
+//! Starting the real binaries and talking to them over real TCP.
+//!
+//! Every wait here is on an event (a line from the server, a reply, EOF)
+//! with a generous upper bound, never a sleep.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Long enough for a loaded 2-core CI machine, short enough to fail fast.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A serv6 process on a free port, killed when dropped.
+pub struct Server {
+    pid: u32,
+    exit: Receiver<ExitStatus>,
+    exited: Option<ExitStatus>,
+    pub addrs: Vec<SocketAddr>,
+    stdout: Receiver<Vec<u8>>,
+    stderr: Receiver<String>,
+}
+
+impl Server {
+    /// Starts serv6 with `--port 0` and `args`, and waits for its listening line.
+    pub fn start(args: &[&str]) -> Server {
+        Self::start_with(Command::new(env!("CARGO_BIN_EXE_serv6")).args(args))
+    }
+
+    /// Starts a prepared serv6 command (for `ulimit`, say), adding `--port 0`.
+    pub fn start_with(command: &mut Command) -> Server {
+        let mut child = command
+            .args(["--port", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("serv6 starts");
+        let stdout = lines(child.stdout.take().expect("piped stdout"));
+        let stderr_bytes = lines(child.stderr.take().expect("piped stderr"));
+        let (tx, stderr) = mpsc::channel();
+        thread::spawn(move || {
+            for line in stderr_bytes {
+                let _ = tx.send(String::from_utf8_lossy(&line).into_owned());
+            }
+        });
+        let pid = child.id();
+        let (exit_tx, exit) = mpsc::channel();
+        thread::spawn(move || {
+            if let Ok(status) = child.wait() {
+                let _ = exit_tx.send(status);
+            }
+        });
+        let mut server = Server {
+            pid,
+            exit,
+            exited: None,
+            addrs: Vec::new(),
+            stdout,
+            stderr,
+        };
+        let listening = server.err_line_containing("listening on ");
+        server.addrs = parse_listening(&listening);
+        server
+    }
+
+    /// The IPv4 loopback address it listens on.
+    pub fn v4(&self) -> SocketAddr {
+        *self
+            .addrs
+            .iter()
+            .find(|a| a.is_ipv4())
+            .expect("an IPv4 address")
+    }
+
+    /// The IPv6 loopback address, or `None` (with a printed reason) where
+    /// this machine has no IPv6.
+    pub fn v6(&self) -> Option<SocketAddr> {
+        let found = self.addrs.iter().find(|a| a.is_ipv6()).copied();
+        if found.is_none() {
+            println!("skipped: serv6 could not listen on ::1 (no IPv6 loopback here)");
+        }
+        found
+    }
+
+    /// Both loopback addresses it listens on, IPv6 where available.
+    pub fn both(&self) -> Vec<SocketAddr> {
+        let mut addrs = vec![self.v4()];
+        addrs.extend(self.v6());
+        addrs
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The next exchange line from standard output, without its LF.
+    pub fn log_line(&self) -> Vec<u8> {
+        let mut line = self
+            .stdout
+            .recv_timeout(PATIENCE)
+            .expect("an exchange log line");
+        assert_eq!(line.pop(), Some(b'\n'), "log lines end with LF");
+        line
+    }
+
+    /// Any stdout line already written, without waiting.
+    pub fn pending_log_lines(&self) -> Vec<Vec<u8>> {
+        self.stdout.try_iter().collect()
+    }
+
+    /// The next standard error line that contains `needle`, skipping others.
+    pub fn err_line_containing(&self, needle: &str) -> String {
+        let until = Instant::now() + PATIENCE;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("serv6 never wrote a line containing {needle:?}"),
+            }
+        }
+    }
+
+    /// Sends a signal by name (TERM, INT, KILL) through the shell's `kill`.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("sh")
+            .args(["-c", &format!("kill -{name} {}", self.pid)])
+            .status()
+            .expect("sh runs");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits for the process to exit, at most [`PATIENCE`].
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let status = self.exit.recv_timeout(PATIENCE).expect("serv6 exits");
+        self.exited = Some(status);
+        status
+    }
+
+    /// Whether the process is still running, without waiting.
+    pub fn is_running(&mut self) -> bool {
+        if let Ok(status) = self.exit.try_recv() {
+            self.exited = Some(status);
+        }
+        self.exited.is_none()
+    }
+
+    /// Every remaining standard error line, once the process has exited.
+    pub fn rest_of_stderr(&self) -> Vec<String> {
+        self.stderr.iter().collect()
+    }
+
+    /// Every remaining standard output line, once the process has exited.
+    pub fn rest_of_stdout(&self) -> Vec<Vec<u8>> {
+        self.stdout.iter().collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.is_running() {
+            let _ = Command::new("sh")
+                .args(["-c", &format!("kill -KILL {}", self.pid)])
+                .status();
+            let _ = self.exit.recv_timeout(PATIENCE);
+        }
+    }
+}
+
+/// Forwards each line (with its LF) of a stream to a channel.
+fn lines(stream: impl Read + Send + 'static) -> Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut reader = BufReader::new(stream);
+        loop {
+            let mut line = Vec::new();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// `serv6: listening on 127.0.0.1:5006, [::1]:5006` to its addresses.
+pub fn parse_listening(line: &str) -> Vec<SocketAddr> {
+    let list = line.split("listening on ").nth(1).expect("an address list");
+    list.split(", ")
+        .map(|a| a.trim().parse().expect("a socket address"))
+        .collect()
+}
+
+/// Connects with a bounded wait and a read timeout.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let conn = TcpStream::connect_timeout(&addr, PATIENCE).expect("connects");
+    conn.set_read_timeout(Some(PATIENCE)).expect("read timeout");
+    conn
+}
+
+/// Reads until EOF, as a client waiting for the reply and the close.
+pub fn read_to_end(conn: &mut TcpStream) -> Vec<u8> {
+    let mut reply = Vec::new();
+    conn.read_to_end(&mut reply)
+        .expect("reply and EOF within the patience");
+    reply
+}
+
+/// Sends `bytes`, shuts down sending if `eof`, and returns the whole reply.
+pub fn exchange(addr: SocketAddr, bytes: &[u8], eof: bool) -> Vec<u8> {
+    let mut conn = connect(addr);
+    conn.write_all(bytes).expect("sends");
+    if eof {
+        conn.shutdown(Shutdown::Write).expect("shuts down sending");
+    }
+    read_to_end(&mut conn)
+}
+
+/// The reply as text, for assertions with readable failures.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Checks a reply is `received <n> bytes at <RFC 3339>` + LF, and returns the time.
+pub fn assert_received(reply: &[u8], n: usize) -> String {
+    let reply = text(reply);
+    let prefix = format!("received {n} bytes at ");
+    assert!(
+        reply.starts_with(&prefix) && reply.ends_with('\n'),
+        "reply: {reply:?}"
+    );
+    let stamp = reply[prefix.len()..reply.len() - 1].to_string();
+    assert!(
+        serv6::timestamp::Timestamp::parse(&stamp).is_some(),
+        "not RFC 3339 with microseconds: {stamp:?}"
+    );
+    stamp
+}
+
+/// A port nothing listens on: bound, then released.
+pub fn dead_port() -> u16 {
+    let probe = TcpListener::bind("127.0.0.1:0").expect("binds");
+    probe.local_addr().expect("has an address").port()
+}
+
+/// Runs cli6 with `args` and `stdin`, and returns its output.
+pub fn cli6(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cli6"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cli6 starts");
+    let mut input = child.stdin.take().expect("piped stdin");
+    let stdin = stdin.to_vec();
+    let feeder = thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let output = child.wait_with_output().expect("cli6 finishes");
+    let _ = feeder.join();
+    output
+}

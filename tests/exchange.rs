@@ -1,0 +1,239 @@
+//! The exchange contract, rule by rule, against the real serv6 over IPv4 and
+//! IPv6 loopback.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+#[test]
+fn rule_1_newline_ends_the_message_and_a_cr_before_it_is_dropped() {
+    let server = Server::start(&[]);
+    for addr in server.both() {
+        let reply = exchange(addr, b"hola\r\n", false);
+        assert_received(&reply, 4);
+        let reply = exchange(addr, b"uno\ndos\n", false);
+        assert_received(&reply, 3);
+    }
+}
+
+#[test]
+fn rule_1_eof_ends_the_message() {
+    let server = Server::start(&[]);
+    for addr in server.both() {
+        assert_received(&exchange(addr, b"hola", true), 4);
+    }
+}
+
+#[test]
+fn rule_1_a_pause_ends_the_message_of_a_plain_send_recv_client() {
+    let server = Server::start(&["--pause", "0.1"]);
+    for addr in server.both() {
+        let mut conn = connect(addr);
+        let sent = Instant::now();
+        conn.write_all(b"hola").unwrap();
+        let reply = read_to_end(&mut conn);
+        assert_received(&reply, 4);
+        assert!(
+            sent.elapsed() >= Duration::from_millis(100),
+            "answered before the pause"
+        );
+    }
+}
+
+#[test]
+fn rule_2_the_reply_is_one_line_with_the_time_of_receipt() {
+    let server = Server::start(&[]);
+    let before = SystemTime::now();
+    let reply = exchange(server.v4(), b"que hora es\n", false);
+    let after = SystemTime::now();
+    let stamp = assert_received(&reply, 11);
+    let at = serv6::timestamp::Timestamp::parse(&stamp)
+        .unwrap()
+        .to_system_time();
+    // Truncation to microseconds may put the stamp just under `before`.
+    assert!(
+        at + Duration::from_micros(1) >= before && at <= after,
+        "{stamp} outside the exchange"
+    );
+}
+
+#[test]
+fn rule_3_an_oversize_message_gets_the_error_line() {
+    let server = Server::start(&["--max-bytes", "16"]);
+    for addr in server.both() {
+        assert_received(&exchange(addr, &[b'a'; 17][..16], true), 16);
+        assert_received(&exchange(addr, b"aaaaaaaaaaaaaaaa\r\n", false), 16);
+        let reply = exchange(addr, b"aaaaaaaaaaaaaaaaa\n", false);
+        assert_eq!(text(&reply), "error: message longer than 16 bytes\n");
+    }
+}
+
+#[test]
+fn rule_3_a_client_that_keeps_sending_still_receives_the_error_line() {
+    let server = Server::start(&[]);
+    for addr in server.both() {
+        let mut conn = connect(addr);
+        let mut writer = conn.try_clone().unwrap();
+        // Sends far more than the limit, without a newline, and never stops
+        // of its own accord: the server must cut it off, not the test.
+        let flood = thread::spawn(move || {
+            let block = [b'x'; 64 * 1024];
+            let mut sent = 0usize;
+            while sent < 64 * 1024 * 1024 && writer.write_all(&block).is_ok() {
+                sent += block.len();
+            }
+        });
+        let mut reply = Vec::new();
+        let _ = conn.read_to_end(&mut reply);
+        assert!(
+            text(&reply).starts_with("error: message longer than 65536 bytes\n"),
+            "{:?}",
+            text(&reply)
+        );
+        flood.join().unwrap();
+    }
+}
+
+#[test]
+fn rule_4_a_silent_client_gets_the_deadline_error() {
+    let server = Server::start(&["--deadline", "0.3"]);
+    for addr in server.both() {
+        let mut conn = connect(addr);
+        let start = Instant::now();
+        let reply = read_to_end(&mut conn);
+        assert_eq!(text(&reply), "error: no message within 0.3 s\n");
+        assert!(start.elapsed() >= Duration::from_millis(300));
+        let line = server.err_line_containing("no message within");
+        assert!(
+            line.contains(&addr.ip().to_string()),
+            "error line names the peer: {line}"
+        );
+    }
+}
+
+#[test]
+fn rule_4_an_empty_message_ended_by_eof_is_valid() {
+    let server = Server::start(&[]);
+    for addr in server.both() {
+        assert_received(&exchange(addr, b"", true), 0);
+    }
+}
+
+#[test]
+fn rule_5_any_bytes_are_a_message_and_the_log_escapes_them() {
+    let server = Server::start(&[]);
+    let mut message: Vec<u8> = (0..=255u8).filter(|&b| b != b'\n').collect();
+    message.extend_from_slice("\u{1b}]0;pwned\u{7}\u{202e}\u{9b}".as_bytes());
+    let mut wire = message.clone();
+    wire.push(b'\n');
+    for addr in server.both() {
+        let reply = exchange(addr, &wire, false);
+        let stamp = assert_received(&reply, message.len());
+        let line = server.log_line();
+        assert!(
+            line.iter().all(|&b| (0x20..0x7f).contains(&b) || b >= 0x80),
+            "raw control byte in log line: {:?}",
+            text(&line)
+        );
+        let line = String::from_utf8(line).expect("the log line is valid UTF-8");
+        assert!(line.starts_with(&format!("{stamp} ")), "{line}");
+        assert!(
+            line.contains(&format!(" {} bytes \"\\x00\\x01", message.len())),
+            "{line}"
+        );
+        assert!(
+            line.contains("\\x1b]0;pwned\\x07\\u{202e}\\u{009b}\""),
+            "{line}"
+        );
+        assert!(!line.contains('\u{202e}') && !line.contains('\u{9b}'));
+    }
+}
+
+#[test]
+fn the_log_line_names_time_peer_length_and_message() {
+    let server = Server::start(&[]);
+    let mut conn = connect(server.v4());
+    let me = conn.local_addr().unwrap();
+    conn.write_all(b"hola \"mundo\"\n").unwrap();
+    let stamp = assert_received(&read_to_end(&mut conn), 12);
+    let line = text(&server.log_line());
+    assert_eq!(
+        line,
+        format!("{stamp} {me} 12 bytes \"hola \\\"mundo\\\"\"")
+    );
+}
+
+#[test]
+fn quiet_drops_the_exchange_lines_only() {
+    let server = Server::start(&["--quiet", "--max-bytes", "2"]);
+    assert_received(&exchange(server.v4(), b"ok\n", false), 2);
+    assert_eq!(
+        text(&exchange(server.v4(), b"long\n", false)),
+        "error: message longer than 2 bytes\n"
+    );
+    server.err_line_containing("message longer than 2 bytes");
+    assert!(server.pending_log_lines().is_empty());
+}
+
+#[test]
+fn silent_connections_do_not_delay_other_clients() {
+    let server = Server::start(&[]);
+    for addr in server.both() {
+        let silent: Vec<_> = (0..64).map(|_| connect(addr)).collect();
+        let start = Instant::now();
+        assert_received(&exchange(addr, b"hola\n", false), 4);
+        let took = start.elapsed();
+        assert!(
+            took < Duration::from_secs(2),
+            "an exchange behind 64 silent clients took {took:?}"
+        );
+        drop(silent);
+    }
+}
+
+#[test]
+fn above_max_conns_new_connections_are_told_busy_then_served_again() {
+    let server = Server::start(&["--max-conns", "2"]);
+    // Three silent clients: whichever the server counts third is refused.
+    let (tx, rx) = mpsc::channel();
+    let conns: Vec<_> = (0..3).map(|_| connect(server.v4())).collect();
+    for conn in &conns {
+        let (mut reader, tx) = (conn.try_clone().unwrap(), tx.clone());
+        thread::spawn(move || {
+            let mut reply = Vec::new();
+            let _ = reader.read_to_end(&mut reply);
+            let _ = tx.send(text(&reply));
+        });
+    }
+    let first = rx
+        .recv_timeout(PATIENCE)
+        .expect("one client is refused at once");
+    assert_eq!(first, "error: server busy\n");
+    server.err_line_containing("busy: 2 exchanges in progress");
+    for conn in &conns {
+        let _ = conn.shutdown(Shutdown::Write);
+    }
+    for _ in 0..2 {
+        assert!(rx
+            .recv_timeout(PATIENCE)
+            .unwrap()
+            .starts_with("received 0 bytes"));
+    }
+    assert_received(&exchange(server.v4(), b"hola\n", false), 4);
+}
+
+#[test]
+fn clients_that_vanish_mid_message_do_not_disturb_the_server() {
+    let server = Server::start(&["--pause", "5"]);
+    for _ in 0..20 {
+        let mut conn = connect(server.v4());
+        conn.write_all(b"half a mess").unwrap();
+        drop(conn);
+    }
+    assert_received(&exchange(server.v4(), b"still here\n", false), 10);
+}

@@ -1,0 +1,117 @@
+//! serv6's command line, startup line, bind failures and shutdown.
+
+mod common;
+
+use common::*;
+use std::net::TcpListener;
+use std::process::Command;
+
+fn serv6(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_serv6"))
+        .args(args)
+        .output()
+        .expect("serv6 runs")
+}
+
+#[test]
+fn the_startup_line_lists_every_address_with_the_real_port() {
+    let server = Server::start(&[]);
+    assert!(server
+        .addrs
+        .iter()
+        .any(|a| a.ip().is_loopback() && a.is_ipv4()));
+    assert!(server
+        .addrs
+        .iter()
+        .all(|a| a.port() == server.addrs[0].port() && a.port() != 0));
+    server.v6();
+}
+
+#[test]
+fn bind_chooses_the_addresses() {
+    let server = Server::start(&["--bind", "127.0.0.1"]);
+    assert_eq!(server.addrs.len(), 1);
+    assert_received(&exchange(server.v4(), b"x\n", false), 1);
+}
+
+#[test]
+fn a_port_in_use_is_one_line_naming_the_address_and_exit_1() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = serv6(&["--bind", "127.0.0.1", "--port", &port]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!("serv6: cannot listen on 127.0.0.1:{port}: ")),
+        "{err}"
+    );
+    assert!(err.to_lowercase().contains("in use"), "{err}");
+}
+
+#[test]
+fn an_address_of_another_machine_is_refused_with_exit_1() {
+    let out = serv6(&["--bind", "192.0.2.1", "--port", "0"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with("serv6: cannot listen on 192.0.2.1:0: "),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"));
+}
+
+#[test]
+fn usage_errors_exit_2_with_one_line() {
+    for args in [
+        &["--bogus"][..],
+        &["--port", "http"],
+        &["--max-conns", "0"],
+        &["--deadline", "-1"],
+        &["--bind"],
+        &["stray"],
+    ] {
+        let out = serv6(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = text(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.starts_with("serv6: ") && err.contains("serv6 --help"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn help_documents_every_option() {
+    let out = serv6(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = text(&out.stdout);
+    for option in [
+        "--bind",
+        "--port",
+        "--max-bytes",
+        "--pause",
+        "--deadline",
+        "--max-conns",
+        "--quiet",
+        "--version",
+    ] {
+        assert!(help.contains(option), "--help lacks {option}");
+    }
+    assert!(text(&serv6(&["--version"]).stdout).starts_with("serv6 "));
+}
+
+#[test]
+fn sigterm_stops_it_with_a_summary_and_exit_0() {
+    let mut server = Server::start(&[]);
+    assert_received(&exchange(server.v4(), b"hola\n", false), 4);
+    server.signal("TERM");
+    assert!(server.wait_exit().success());
+    let rest = server.rest_of_stderr().join("\n");
+    assert!(rest.contains("stopped after"), "{rest}");
+    assert!(
+        rest.contains("1 exchanges served, 0 errors, 0 busy refusals"),
+        "{rest}"
+    );
+}
