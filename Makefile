@@ -37,6 +37,11 @@ test:
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test
 
+# The attacks hold about 2000 sockets: raise the open-file limit if allowed.
+stress:
+	ulimit -n 4096 2>/dev/null || true; \
+	  $(CARGO) test --release --test stress -- --ignored --test-threads=1 --nocapture
+
 demo: build
 	sh scripts/demo.sh $(BIN)
 
@@ -45,4 +50,4 @@ clean:
 
 help:
 	@sed -n 's/^#   //p' Makefile
-	@echo "targets: build servidor/server cliente/client test demo clean"
+	@echo "targets: build servidor/server cliente/client test stress demo clean"

@@ -270,3 +270,75 @@ pub fn cli6(args: &[&str], stdin: &[u8]) -> Output {
     let _ = feeder.join();
     output
 }
+
+/// Figures about a process, read from /proc (Linux).
+pub mod proc {
+    use std::fs;
+
+    fn status_field(pid: u32, field: &str) -> u64 {
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+    }
+
+    pub fn threads(pid: u32) -> u64 {
+        status_field(pid, "Threads")
+    }
+
+    /// Resident memory in KiB.
+    pub fn rss_kib(pid: u32) -> u64 {
+        status_field(pid, "VmRSS")
+    }
+
+    pub fn open_fds(pid: u32) -> usize {
+        fs::read_dir(format!("/proc/{pid}/fd"))
+            .expect("/proc/PID/fd")
+            .count()
+    }
+
+    /// User plus system CPU time, in clock ticks (1/100 s on Linux).
+    pub fn cpu_ticks(pid: u32) -> u64 {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let after = &stat[stat.rfind(')').expect("a command name") + 2..];
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let utime: u64 = fields[11].parse().expect("utime");
+        let stime: u64 = fields[12].parse().expect("stime");
+        utime + stime
+    }
+}
+
+/// Waits for `condition` to hold, checking every 50 ms, for at most `limit`.
+/// Only for conditions no event announces, such as a thread count falling
+/// after idle workers time out; returns whether it held in time.
+pub fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + limit;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A small seeded generator, so that a failing run can be replayed.
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}

@@ -1,0 +1,213 @@
+//! Promises that hold under faults and take little time to prove: garbage,
+//! kill -9, clean shutdown. The slow attacks are in `stress.rs`.
+
+mod common;
+
+use common::*;
+use std::collections::HashSet;
+use std::io::Write;
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Bytes chosen to upset parsers and terminals.
+const NASTY: &[&[u8]] = &[
+    b"\0",
+    b"\r",
+    b"\x1b",
+    b"\x1b[2J",
+    b"\x7f",
+    b"\xff",
+    b"\xc3",
+    b"\xc2\x9b",
+    b"\xc2\x85",
+    b"a",
+    b" ",
+    b"\t",
+    b"\xe2\x80\xae",
+    b"\"",
+    b"\\",
+];
+
+fn garbage(rng: &mut XorShift) -> Vec<u8> {
+    let pieces = rng.below(40);
+    (0..pieces)
+        .flat_map(|_| {
+            NASTY[rng.below(NASTY.len() as u64) as usize]
+                .iter()
+                .copied()
+        })
+        .collect()
+}
+
+#[test]
+fn garbage_gets_one_reply_each_and_one_clean_log_line_each() {
+    const CLIENTS: u64 = 4;
+    const EACH: u64 = 500;
+    let server = Server::start(&["--max-bytes", "64"]);
+    let addr = server.v4();
+    let workers: Vec<_> = (0..CLIENTS)
+        .map(|seed| {
+            thread::spawn(move || {
+                let mut rng = XorShift(0x5eed + seed);
+                let mut logged = 0;
+                for _ in 0..EACH {
+                    let message = garbage(&mut rng);
+                    let by_eof = rng.below(2) == 0;
+                    let mut wire = message.clone();
+                    if !by_eof {
+                        wire.push(b'\n');
+                    }
+                    let reply = exchange(addr, &wire, by_eof);
+                    assert_eq!(
+                        reply.iter().filter(|&&b| b == b'\n').count(),
+                        1,
+                        "{:?}",
+                        text(&reply)
+                    );
+                    assert_eq!(reply.last(), Some(&b'\n'));
+                    // With an LF ending, a CR just before it is not counted.
+                    let counted = if !by_eof && message.ends_with(b"\r") {
+                        message.len() - 1
+                    } else {
+                        message.len()
+                    };
+                    if counted > 64 {
+                        assert_eq!(text(&reply), "error: message longer than 64 bytes\n");
+                    } else {
+                        assert_received(&reply, counted);
+                        logged += 1;
+                    }
+                }
+                logged
+            })
+        })
+        .collect();
+    let logged: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    let lines: Vec<Vec<u8>> = (0..logged).map(|_| server.log_line()).collect();
+    assert!(
+        server.pending_log_lines().is_empty(),
+        "more log lines than exchanges"
+    );
+    for line in lines {
+        let raw_control = line.iter().any(|&b| b < 0x20 || b == 0x7f);
+        let c1 = line
+            .windows(2)
+            .any(|w| w[0] == 0xc2 && (0x80..0xa0).contains(&w[1]));
+        assert!(!raw_control && !c1, "raw control in {:?}", text(&line));
+    }
+}
+
+#[test]
+fn after_kill_9_every_reply_received_has_its_log_line() {
+    let mut server = Server::start(&[]);
+    let addr = server.v4();
+    let replies = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (replies, stop) = (Arc::clone(&replies), Arc::clone(&stop));
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(mut conn) = std::net::TcpStream::connect(addr) else {
+                        break;
+                    };
+                    let me = conn.local_addr().unwrap();
+                    let _ = conn.set_read_timeout(Some(PATIENCE));
+                    if conn.write_all(b"hola\n").is_err() {
+                        break;
+                    }
+                    let mut reply = Vec::new();
+                    let _ = std::io::Read::read_to_end(&mut conn, &mut reply);
+                    if reply.ends_with(b"\n") {
+                        replies.lock().unwrap().push((me, text(&reply)));
+                    }
+                }
+            })
+        })
+        .collect();
+    assert!(eventually(PATIENCE, || replies.lock().unwrap().len() >= 300));
+    server.signal("KILL");
+    server.wait_exit();
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().unwrap();
+    }
+    let log: HashSet<String> = server.rest_of_stdout().iter().map(|l| text(l)).collect();
+    let replies = replies.lock().unwrap();
+    for (peer, reply) in replies.iter() {
+        let stamp = assert_received(reply.as_bytes(), 4);
+        let line = format!("{stamp} {peer} 4 bytes \"hola\"\n");
+        assert!(
+            log.contains(&line),
+            "reply {reply:?} to {peer} has no log line"
+        );
+    }
+    println!(
+        "{} replies received before kill -9, each one logged",
+        replies.len()
+    );
+}
+
+#[test]
+fn sigterm_lets_an_exchange_in_progress_finish() {
+    let mut server = Server::start(&["--pause", "5"]);
+    let mut conn = connect(server.v4());
+    conn.write_all(b"ho").unwrap();
+    // The kernel hands connections out in order: once a later connection has
+    // been answered, the first one is in a worker's hands.
+    assert_received(&exchange(server.v4(), b"later\n", false), 5);
+    server.signal("TERM");
+    server.err_line_containing("SIGTERM received");
+    conn.write_all(b"la\n").unwrap();
+    conn.shutdown(Shutdown::Write).unwrap();
+    assert_received(&read_to_end(&mut conn), 4);
+    assert_eq!(server.wait_exit().code(), Some(0));
+    let summary = server.err_line_containing("stopped after");
+    assert!(
+        summary.contains("2 exchanges served, 0 errors, 0 busy refusals"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn sigint_on_an_idle_server_exits_at_once() {
+    let mut server = Server::start(&[]);
+    let start = Instant::now();
+    server.signal("INT");
+    assert_eq!(server.wait_exit().code(), Some(0));
+    // Idle workers block in accept for up to 5 s; they must be woken.
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+    let rest = server.rest_of_stderr().join("\n");
+    assert!(
+        rest.contains("stopped after") && !rest.contains("panicked"),
+        "{rest}"
+    );
+}
+
+#[test]
+fn a_crowded_server_gives_new_exchanges_a_tenth_of_the_deadline() {
+    // Above 3/4 of --max-conns (6 of 8) in progress, the 7th gets 0.5 s.
+    let server = Server::start(&["--max-conns", "8", "--deadline", "5"]);
+    let started = Instant::now();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let conns: Vec<_> = (0..7).map(|_| connect(server.v4())).collect();
+    for conn in &conns {
+        let (mut reader, tx) = (conn.try_clone().unwrap(), tx.clone());
+        thread::spawn(move || {
+            let mut reply = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut reader, &mut reply);
+            let _ = tx.send(text(&reply));
+        });
+    }
+    let first = rx.recv_timeout(PATIENCE).unwrap();
+    assert_eq!(first, "error: no message within 0.5 s\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the short deadline was not applied"
+    );
+    drop(conns);
+}

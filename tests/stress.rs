@@ -1,0 +1,347 @@
+//! serv6 under attack over loopback: slow, silent, huge, resetting clients
+//! and a shortage of file descriptors. Each test is bounded in count and
+//! time, and stops by itself. Slow, so ignored by `cargo test`; run them
+//! with `make stress` (also run by CI).
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// RSS figures are in KiB.
+const MIB_IN_KIB: u64 = 1024;
+
+/// The soft limit on open files of this process, which serv6 inherits.
+fn open_file_limit() -> u64 {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// True, after printing why, when this machine cannot hold `fds` sockets.
+fn too_few_fds(fds: u64) -> bool {
+    let limit = open_file_limit();
+    if limit < fds {
+        println!("skipped: needs {fds} open files, the limit is {limit} (make stress raises it with ulimit -n)");
+    }
+    limit < fds
+}
+
+/// Reads until the first LF, EOF or error: an attacker's view of its reply.
+fn reply_line(conn: &mut TcpStream) -> String {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\n") {
+        match conn.read(&mut byte) {
+            Ok(1) => line.push(byte[0]),
+            _ => break,
+        }
+    }
+    text(&line)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Normal clients, one after another; returns (latencies sorted, failures).
+fn normal_clients(addr: SocketAddr, count: usize) -> (Vec<Duration>, usize) {
+    let mut latencies = Vec::with_capacity(count);
+    let mut failures = 0;
+    for _ in 0..count {
+        let start = Instant::now();
+        let ok = TcpStream::connect_timeout(&addr, PATIENCE).is_ok_and(|mut conn| {
+            let _ = conn.set_read_timeout(Some(PATIENCE));
+            let mut reply = Vec::new();
+            conn.write_all(b"hola\n").is_ok()
+                && conn.read_to_end(&mut reply).is_ok()
+                && reply.starts_with(b"received 4 bytes at ")
+        });
+        latencies.push(start.elapsed());
+        failures += usize::from(!ok);
+    }
+    latencies.sort();
+    (latencies, failures)
+}
+
+/// Warms the server up and returns its idle thread count and RSS (KiB).
+fn settle(server: &Server) -> (u64, u64) {
+    normal_clients(server.v4(), 50);
+    (proc::threads(server.pid()), proc::rss_kib(server.pid()))
+}
+
+#[test]
+#[ignore = "slow: run with make stress"]
+fn slow_and_silent_clients_do_not_hold_up_normal_ones() {
+    if too_few_fds(2500) {
+        return;
+    }
+    // Room for every attacker below the crowded threshold, so that all 900
+    // are held for the whole default deadline while normal clients come.
+    let server = Server::start(&["--max-conns", "2000", "--quiet"]);
+    let (pid, addr) = (server.pid(), server.v4());
+    let (idle_threads, idle_rss) = settle(&server);
+
+    let mut silent: Vec<TcpStream> = (0..700).map(|_| connect(addr)).collect();
+    let mut trickling: Vec<TcpStream> = (0..200).map(|_| connect(addr)).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let trickler = {
+        let mut conns: Vec<Option<TcpStream>> =
+            trickling.iter().map(|c| c.try_clone().ok()).collect();
+        let stop = Arc::clone(&stop);
+        // One byte every 100 ms on each connection, never a newline.
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) && conns.iter().any(Option::is_some) {
+                for slot in conns.iter_mut() {
+                    if slot.as_mut().is_some_and(|c| c.write_all(b"x").is_err()) {
+                        *slot = None;
+                    }
+                }
+                thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    // Every attacker has a worker of its own once the thread count shows it.
+    assert!(
+        eventually(PATIENCE, || proc::threads(pid) >= idle_threads + 880),
+        "the attackers were not all taken up: {} threads",
+        proc::threads(pid)
+    );
+    let held_threads = proc::threads(pid);
+    let held_rss = proc::rss_kib(pid);
+
+    let (latencies, failures) = normal_clients(addr, 500);
+    let p50 = percentile(&latencies, 0.50);
+    let p99 = percentile(&latencies, 0.99);
+
+    let mut deadline_errors = 0;
+    for conn in silent.iter_mut().chain(trickling.iter_mut()) {
+        let _ = conn.set_read_timeout(Some(2 * PATIENCE));
+        deadline_errors += usize::from(reply_line(conn).starts_with("error: no message within "));
+    }
+    stop.store(true, Ordering::Relaxed);
+    trickler.join().unwrap();
+    drop((silent, trickling));
+
+    let back = eventually(Duration::from_secs(30), || {
+        proc::threads(pid) <= idle_threads
+    });
+    let after_threads = proc::threads(pid);
+    let after_rss = proc::rss_kib(pid);
+    println!(
+        "900 attackers held: {held_threads} threads, RSS {} KiB (idle {idle_rss} KiB); \
+         500 normal clients: {failures} failures, p50 {p50:?}, p99 {p99:?}; \
+         {deadline_errors} deadline errors; after: {after_threads} threads (idle {idle_threads}), RSS {after_rss} KiB",
+        held_rss
+    );
+    assert_eq!(failures, 0);
+    assert!(p99 < Duration::from_millis(50), "p99 {p99:?}");
+    assert_eq!(
+        deadline_errors, 900,
+        "every attacker is closed by the deadline"
+    );
+    assert!(
+        back,
+        "threads did not return to {idle_threads}: {after_threads}"
+    );
+    assert!(
+        after_rss <= idle_rss + 4 * MIB_IN_KIB,
+        "RSS {after_rss} KiB after, {idle_rss} KiB idle"
+    );
+}
+
+#[test]
+#[ignore = "slow: run with make stress"]
+fn a_flood_beyond_max_conns_is_told_busy_then_served_again() {
+    if too_few_fds(1000) {
+        return;
+    }
+    let server = Server::start(&["--max-conns", "100", "--deadline", "5", "--quiet"]);
+    let addr = server.v4();
+    let (tx, rx) = mpsc::channel();
+    let flood: Vec<TcpStream> = (0..300).map(|_| connect(addr)).collect();
+    let started = Instant::now();
+    for conn in &flood {
+        let (mut reader, tx) = (conn.try_clone().unwrap(), tx.clone());
+        thread::spawn(move || {
+            let line = reply_line(&mut reader);
+            let _ = tx.send(line);
+        });
+    }
+    let mut busy = 0;
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(2)) {
+        if line == "error: server busy\n" {
+            busy += 1;
+        }
+        if busy == 200 {
+            break;
+        }
+    }
+    let took = started.elapsed();
+    println!("{busy} of 300 told busy in {took:?}");
+    assert!(busy >= 150, "only {busy} busy replies");
+    drop(flood);
+    server.err_line_containing("busy: 100 exchanges in progress");
+    let served = eventually(PATIENCE, || normal_clients(addr, 1).1 == 0);
+    assert!(served, "not serving after the flood");
+}
+
+#[test]
+#[ignore = "slow: run with make stress"]
+fn a_100_mib_stream_gets_the_error_and_barely_moves_memory() {
+    let server = Server::start(&["--quiet"]);
+    let pid = server.pid();
+    let (_, idle_rss) = settle(&server);
+    let peak = Arc::new(AtomicU64::new(idle_rss));
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (peak, done) = (Arc::clone(&peak), Arc::clone(&done));
+        thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                peak.fetch_max(proc::rss_kib(pid), Ordering::Relaxed);
+                thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let mut conn = connect(server.v4());
+    let mut writer = conn.try_clone().unwrap();
+    let flood = thread::spawn(move || {
+        let block = vec![b'x'; 64 * 1024];
+        let mut sent = 0u64;
+        while sent < 100 << 20 && writer.write_all(&block).is_ok() {
+            sent += block.len() as u64;
+        }
+        drop(writer.shutdown(std::net::Shutdown::Write));
+        sent
+    });
+    let line = reply_line(&mut conn);
+    let sent = flood.join().unwrap();
+    done.store(true, Ordering::Relaxed);
+    sampler.join().unwrap();
+    let growth = peak.load(Ordering::Relaxed).saturating_sub(idle_rss);
+    println!(
+        "sent {} MiB; RSS idle {idle_rss} KiB, growth at peak {growth} KiB",
+        sent >> 20
+    );
+    assert_eq!(line, "error: message longer than 65536 bytes\n");
+    assert!(growth <= 4 * MIB_IN_KIB, "RSS grew by {growth} KiB");
+}
+
+#[test]
+#[ignore = "slow: run with make stress"]
+fn resets_and_half_open_connections_leave_nothing_behind() {
+    if Command::new("python3").arg("-c").arg("").status().is_err() {
+        println!("skipped: python3 is needed to send TCP resets (std cannot set SO_LINGER)");
+        return;
+    }
+    let server = Server::start(&["--quiet", "--pause", "5"]);
+    let (pid, addr) = (server.pid(), server.v4());
+    let (idle_threads, _) = settle(&server);
+    let idle_fds = proc::open_fds(pid);
+    // 200 clients reset mid-message (SO_LINGER 0 makes close send RST), then
+    // 200 connect and close without sending.
+    let script = "\
+import socket, struct, sys
+port = int(sys.argv[1])
+for _ in range(200):
+    s = socket.create_connection(('127.0.0.1', port))
+    s.sendall(b'half a mess')
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+    s.close()
+for _ in range(200):
+    socket.create_connection(('127.0.0.1', port)).close()
+";
+    let status = Command::new("python3")
+        .args(["-c", script, &addr.port().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_received(&exchange(addr, b"still serving\n", false), 13);
+    let settled = eventually(Duration::from_secs(30), || {
+        proc::open_fds(pid) == idle_fds && proc::threads(pid) == idle_threads
+    });
+    println!(
+        "after 400 resets and half-open connections: {} fds (idle {idle_fds}), {} threads (idle {idle_threads})",
+        proc::open_fds(pid),
+        proc::threads(pid)
+    );
+    assert!(settled);
+}
+
+#[test]
+#[ignore = "slow: run with make stress"]
+fn out_of_file_descriptors_it_neither_exits_nor_spins_and_recovers() {
+    let serv6 = env!("CARGO_BIN_EXE_serv6");
+    let mut server = Server::start_with(Command::new("sh").args([
+        "-c",
+        "ulimit -n 64 && exec \"$0\" \"$@\"",
+        serv6,
+        "--deadline",
+        "1",
+        "--quiet",
+    ]));
+    let (pid, addr) = (server.pid(), server.v4());
+    let cpu_before = proc::cpu_ticks(pid);
+    let started = Instant::now();
+    let mut conns: Vec<TcpStream> = (0..200).map(|_| connect(addr)).collect();
+    server.err_line_containing("cannot accept");
+    // Each connection is answered once an earlier one has gone and freed a
+    // descriptor; closing each as soon as it is answered keeps that moving.
+    let mut answered = 0;
+    for conn in conns.iter_mut() {
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+        answered += usize::from(reply_line(conn).starts_with("error: no message within 1 s"));
+        let _ = conn.shutdown(std::net::Shutdown::Both);
+    }
+    drop(conns);
+    let wall = started.elapsed();
+    let cpu = Duration::from_millis((proc::cpu_ticks(pid) - cpu_before) * 10);
+    assert!(server.is_running(), "serv6 exited");
+    assert_received(&exchange(addr, b"hola\n", false), 4);
+    server.signal("TERM");
+    server.wait_exit();
+    let stderr = server.rest_of_stderr();
+    let bursts = stderr
+        .iter()
+        .filter(|l| l.contains("cannot accept"))
+        .count()
+        + 1;
+    let recoveries: Vec<&String> = stderr
+        .iter()
+        .filter(|l| l.contains("again, after"))
+        .collect();
+    let failed_accepts: u64 = recoveries
+        .iter()
+        .filter_map(|l| {
+            l.split("after ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    println!(
+        "200 connections under ulimit -n 64: {answered} answered in {wall:?}, server CPU {cpu:?}, \
+         {bursts} bursts logged for {failed_accepts} failed accepts"
+    );
+    assert_eq!(answered, 200);
+    assert!(
+        cpu < wall / 4,
+        "server used {cpu:?} of CPU in {wall:?}: spinning?"
+    );
+    assert!(
+        bursts <= recoveries.len() + 1,
+        "more than one line per burst: {stderr:#?}"
+    );
+    assert!(!stderr.iter().any(|l| l.contains("panicked")));
+}
