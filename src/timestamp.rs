@@ -82,19 +82,44 @@ impl Timestamp {
     }
 }
 
-impl fmt::Display for Timestamp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+/// Length of the text form, `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+pub const RFC3339_LEN: usize = 27;
+
+impl Timestamp {
+    /// The text form as ASCII bytes, without going through `fmt`: the server
+    /// writes one per exchange.
+    pub fn to_rfc3339(self) -> [u8; RFC3339_LEN] {
         let seconds = self.since_epoch.as_secs();
         let (year, month, day) = civil_from_days(seconds / SECONDS_PER_DAY);
         let in_day = seconds % SECONDS_PER_DAY;
-        write!(
-            f,
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-            in_day / 3600,
-            in_day / 60 % 60,
-            in_day % 60,
-            self.since_epoch.subsec_micros()
-        )
+        let mut text = *b"0000-00-00T00:00:00.000000Z";
+        put_digits(&mut text[0..4], year);
+        put_digits(&mut text[5..7], month);
+        put_digits(&mut text[8..10], day);
+        put_digits(&mut text[11..13], in_day / 3600);
+        put_digits(&mut text[14..16], in_day / 60 % 60);
+        put_digits(&mut text[17..19], in_day % 60);
+        put_digits(
+            &mut text[20..26],
+            u64::from(self.since_epoch.subsec_micros()),
+        );
+        text
+    }
+}
+
+/// Writes `value` in decimal, right-aligned and zero-padded, into `field`.
+fn put_digits(field: &mut [u8], mut value: u64) {
+    for digit in field.iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self.to_rfc3339();
+        // Only ASCII digits and separators are ever written.
+        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
 }
 

@@ -75,15 +75,22 @@ impl Service {
         }
     }
 
-    /// Runs the whole exchange on a freshly accepted connection.
-    pub fn serve(&self, conn: TcpStream, peer: SocketAddr, scratch: &mut Scratch) {
+    /// Runs the whole exchange on a freshly accepted connection, whose read
+    /// timeout is `preset`.
+    pub fn serve(
+        &self,
+        conn: TcpStream,
+        peer: SocketAddr,
+        preset: Option<Duration>,
+        scratch: &mut Scratch,
+    ) {
         let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
         let in_progress = self.in_progress.fetch_add(1, Relaxed) + 1;
         if in_progress > self.max_conns {
             self.refuse_busy(conn, peer, scratch);
         } else {
             self.note_not_busy();
-            self.exchange(conn, peer, self.rules_when(in_progress), scratch);
+            self.exchange(conn, peer, self.rules_when(in_progress), preset, scratch);
         }
         self.in_progress.fetch_sub(1, Relaxed);
         if scratch.message.capacity() > KEEP_CAPACITY {
@@ -103,8 +110,18 @@ impl Service {
         }
     }
 
-    fn exchange(&self, conn: TcpStream, peer: SocketAddr, rules: Rules, scratch: &mut Scratch) {
-        let mut source = SocketSource::new(&conn);
+    fn exchange(
+        &self,
+        conn: TcpStream,
+        peer: SocketAddr,
+        rules: Rules,
+        preset: Option<Duration>,
+        scratch: &mut Scratch,
+    ) {
+        let mut source = SocketSource {
+            conn: &conn,
+            timeout: preset,
+        };
         match read_message(
             &mut source,
             &rules,
@@ -136,16 +153,22 @@ impl Service {
         let Some(stamp) = arrived.and_then(Timestamp::from_system_time) else {
             return self.refuse(conn, peer, "server clock is outside 1970..9999", scratch);
         };
+        let stamp = stamp.to_rfc3339();
+        let stamp = std::str::from_utf8(&stamp).unwrap_or_default();
         let len = scratch.message.len();
         let line = &mut scratch.line;
+        if self.log.logs_exchanges() {
+            line.clear();
+            line.push_str(stamp);
+            let _ = write!(line, " {peer} {len} bytes \"");
+            escape_into(line, &scratch.message);
+            line.push_str("\"\n");
+            self.log.exchange(line);
+        }
         line.clear();
-        let _ = write!(line, "{stamp} {peer} {len} bytes \"");
-        escape_into(line, &scratch.message);
-        line.push_str("\"\n");
-        self.log.exchange(line);
-
-        line.clear();
-        let _ = writeln!(line, "received {len} bytes at {stamp}");
+        let _ = write!(line, "received {len} bytes at ");
+        line.push_str(stamp);
+        line.push('\n');
         match (&conn).write_all(line.as_bytes()) {
             Ok(()) => {
                 self.stats.served.fetch_add(1, Relaxed);
@@ -226,23 +249,16 @@ fn seconds(d: Duration) -> String {
 }
 
 /// A socket as a framing [`Source`]: each wait becomes `SO_RCVTIMEO`, set
-/// only when it must change, so a fast exchange costs one `setsockopt`.
+/// only when the current one would wait much too long or wake much too
+/// early, so a fast exchange usually needs no `setsockopt` at all.
 struct SocketSource<'a> {
     conn: &'a TcpStream,
+    /// The socket's current read timeout, `None` meaning "none, or unknown".
     timeout: Option<Duration>,
 }
 
 /// A read may wait this much longer than asked before it is worth a syscall.
 const TIMEOUT_SLACK: Duration = Duration::from_millis(2);
-
-impl<'a> SocketSource<'a> {
-    fn new(conn: &'a TcpStream) -> Self {
-        SocketSource {
-            conn,
-            timeout: None,
-        }
-    }
-}
 
 impl Source for SocketSource<'_> {
     fn now(&self) -> Instant {

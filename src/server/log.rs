@@ -3,36 +3,83 @@
 
 use crate::report;
 use std::fmt;
+use std::fs::File;
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{PoisonError, RwLock};
 use std::time::Instant;
+
+/// Longest write that pipes deliver whole, never interleaved with another
+/// writer's (POSIX `PIPE_BUF` on Linux). Files and terminals take any single
+/// `write` whole.
+const PIPE_BUF: usize = 4096;
 
 /// The exchange log and the error log.
 #[derive(Debug)]
 pub struct Log {
-    quiet: bool,
+    /// A duplicate of standard output, written with one `write` per line
+    /// and no buffering; `None` with `--quiet`.
+    out: Option<File>,
+    /// Lines up to [`PIPE_BUF`] share it and write concurrently; a longer
+    /// line, which a pipe could split, takes it alone.
+    long_line: RwLock<()>,
     stdout_failed: AtomicBool,
 }
 
 impl Log {
     /// A log that writes exchanges unless `quiet`.
     pub fn new(quiet: bool) -> Self {
+        let out = if quiet {
+            None
+        } else {
+            match std::io::stdout().as_fd().try_clone_to_owned() {
+                Ok(fd) => Some(File::from(fd)),
+                Err(e) => {
+                    report::error(
+                        "serv6",
+                        format_args!("standard output is unusable ({e}): exchanges are not logged"),
+                    );
+                    None
+                }
+            }
+        };
         Log {
-            quiet,
+            out,
+            long_line: RwLock::new(()),
             stdout_failed: AtomicBool::new(false),
         }
     }
 
+    /// Whether exchange lines are wanted at all, so that `--quiet` does not
+    /// even format them.
+    pub fn logs_exchanges(&self) -> bool {
+        self.out.is_some()
+    }
+
     /// Writes one exchange line (ending in LF) to standard output in a single
     /// `write`, so that it is in the kernel's hands, and survives `kill -9`,
-    /// before the reply is sent. If standard output fails, says so once on
-    /// standard error and goes on serving.
+    /// before the reply is sent. Workers do not queue behind one another's
+    /// writes: std's stdout lock would make them. If standard output fails,
+    /// says so once on standard error and goes on serving.
     pub fn exchange(&self, line: &str) {
-        if self.quiet {
+        let Some(out) = &self.out else {
             return;
-        }
-        let mut out = std::io::stdout().lock();
-        let written = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+        };
+        let mut out = out;
+        let written = if line.len() <= PIPE_BUF {
+            let _shared = self
+                .long_line
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            out.write_all(line.as_bytes())
+        } else {
+            let _alone = self
+                .long_line
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            out.write_all(line.as_bytes())
+        };
         if let Err(e) = written {
             if !self.stdout_failed.swap(true, Relaxed) {
                 self.error(format_args!(

@@ -20,8 +20,12 @@ use std::time::Duration;
 
 /// Idle workers kept per listener; more are created as load needs them.
 pub const SPARE: usize = 4;
-/// An idle worker beyond [`SPARE`] leaves after waiting this long for a connection.
-const RETIRE_AFTER: Duration = Duration::from_secs(5);
+/// How long an idle worker waits in `accept` before it considers leaving:
+/// the exchange deadline, kept between these bounds. The same value is the
+/// read timeout that accepted sockets inherit from the listener on Linux,
+/// so an exchange under the usual deadline needs no `setsockopt` at all.
+const ACCEPT_TIMEOUT_MIN: Duration = Duration::from_secs(1);
+const ACCEPT_TIMEOUT_MAX: Duration = Duration::from_secs(30);
 /// How long a worker waits before accepting again after `accept` failed,
 /// for example for want of file descriptors: long enough not to spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -69,9 +73,14 @@ impl Pool {
             max_workers,
             spawn_trouble: Burst::default(),
         });
+        let accept_timeout = shared
+            .service
+            .rules
+            .deadline
+            .clamp(ACCEPT_TIMEOUT_MIN, ACCEPT_TIMEOUT_MAX);
         let mut doors = Vec::new();
         for listener in listeners {
-            let door = Arc::new(Door::new(listener)?);
+            let door = Arc::new(Door::new(listener, accept_timeout)?);
             for _ in 0..SPARE {
                 shared.spawn(&door)?;
             }
@@ -124,10 +133,10 @@ fn wake_idle_workers(addr: SocketAddr, count: usize) {
 }
 
 impl Door {
-    fn new(listener: TcpListener) -> io::Result<Door> {
+    fn new(listener: TcpListener, accept_timeout: Duration) -> io::Result<Door> {
         let addr = listener.local_addr()?;
         Ok(Door {
-            listener: with_accept_timeout(listener, RETIRE_AFTER)?,
+            listener: with_accept_timeout(listener, accept_timeout)?,
             addr,
             idle: AtomicUsize::new(0),
             accept_trouble: Burst::default(),
@@ -189,6 +198,9 @@ impl Shared {
 
     fn work(self: &Arc<Self>, door: &Arc<Door>) {
         let mut scratch = Scratch::new();
+        // The read timeout accepted sockets start with, asked of the first
+        // one rather than assumed: inheriting it is Linux behaviour.
+        let mut inherited: Option<Option<Duration>> = None;
         loop {
             if self.stopping.load(Relaxed) {
                 door.idle.fetch_sub(1, AcqRel);
@@ -200,7 +212,9 @@ impl Shared {
                         continue;
                     }
                     self.accepted(door);
-                    self.service.serve(conn, peer, &mut scratch);
+                    let preset =
+                        *inherited.get_or_insert_with(|| conn.read_timeout().ok().flatten());
+                    self.service.serve(conn, peer, preset, &mut scratch);
                     door.idle.fetch_add(1, AcqRel);
                 }
                 Err(e) if is_timeout(&e) => {
