@@ -9,6 +9,8 @@ CARGO ?= cargo
 PORT  ?= 5006
 HOST  ?=
 MSG   ?=
+QUICK ?=
+CLIENTS ?=
 BIN   := target/release
 
 # Passed through the environment so that any characters survive quoting.
@@ -42,6 +44,11 @@ stress:
 	ulimit -n 4096 2>/dev/null || true; \
 	  $(CARGO) test --release --test stress -- --ignored --test-threads=1 --nocapture
 
+# QUICK=1 for a short run, CLIENTS=16 for one client count. Results also go to benches/results.md.
+bench:
+	ulimit -n 4096 2>/dev/null || true; \
+	  QUICK=$(QUICK) CLIENTS=$(CLIENTS) $(CARGO) bench --bench bench
+
 demo: build
 	sh scripts/demo.sh $(BIN)
 
@@ -50,4 +57,4 @@ clean:
 
 help:
 	@sed -n 's/^#   //p' Makefile
-	@echo "targets: build servidor/server cliente/client test stress demo clean"
+	@echo "targets: build servidor/server cliente/client test stress bench demo clean"

@@ -1,0 +1,526 @@
+//! `make bench`: serv6's throughput, latency, CPU per exchange and memory,
+//! against a floor measured in the same run.
+//!
+//! The floor is the barest std server: a few threads blocking in `accept`
+//! on one listener, each reading to LF, writing a fixed reply and closing.
+//! It runs as a child process (this binary with `--floor`) so that its CPU
+//! time can be read from /proc like serv6's. The load is closed-loop
+//! clients in this process: connect, send `hola` + LF, read to EOF, close.
+//!
+//! `QUICK=1` shortens every run for a quick check; `CLIENTS=16` (or a
+//! comma-separated list) runs only those client counts. Results go to standard
+//! output and to `benches/results.md`.
+
+use std::fmt::Write as _;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+const SERV6: &str = env!("CARGO_BIN_EXE_serv6");
+const FLOOR_THREADS: usize = 4;
+const CONCURRENCY: [usize; 3] = [1, 16, 256];
+const SILENT: usize = 1000;
+/// Linux reports CPU time in clock ticks of 1/100 s.
+const TICK: Duration = Duration::from_millis(10);
+
+struct Settings {
+    run: Duration,
+    repeats: usize,
+    starts: usize,
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--floor") {
+        floor();
+    }
+    let quick = std::env::var("QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+    let settings = if quick {
+        Settings {
+            run: Duration::from_millis(500),
+            repeats: 1,
+            starts: 5,
+        }
+    } else {
+        Settings {
+            run: Duration::from_secs(3),
+            repeats: 5,
+            starts: 20,
+        }
+    };
+    let mut report = String::new();
+    let _ = writeln!(report, "{}", machine());
+    let _ = writeln!(
+        report,
+        "Closed-loop clients on the same machine, {:?} per run, median of {} runs interleaved with the other servers'.\n",
+        settings.run, settings.repeats
+    );
+    report.push_str(&load_table(&settings));
+    report.push_str(&silent_section(&settings));
+    report.push_str(&startup_section(&settings));
+    print!("{report}");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/results.md");
+    let saved = fs::write(path, format!("# serv6 benchmark results\n\n{report}"));
+    if let Err(e) = saved {
+        eprintln!("bench: cannot write {path}: {e}");
+    }
+}
+
+/// The floor server, as a child process: never returns.
+fn floor() -> ! {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("floor binds");
+    eprintln!(
+        "floor: listening on {}",
+        listener.local_addr().expect("address")
+    );
+    let listener = Arc::new(listener);
+    for _ in 0..FLOOR_THREADS {
+        let listener = Arc::clone(&listener);
+        thread::spawn(move || loop {
+            let Ok((mut conn, _)) = listener.accept() else {
+                continue;
+            };
+            let mut buf = [0u8; 4096];
+            let mut seen = 0;
+            while let Ok(n) = conn.read(&mut buf[seen..]) {
+                if n == 0 || buf[seen..seen + n].contains(&b'\n') || seen + n == buf.len() {
+                    break;
+                }
+                seen += n;
+            }
+            let _ = conn.write_all(b"received 4 bytes at 2026-11-24T04:31:58.123456Z\n");
+        });
+    }
+    loop {
+        thread::park();
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Target {
+    Floor,
+    Quiet,
+    LogFile,
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Target::Floor => "floor (bare std loop)",
+            Target::Quiet => "serv6 --quiet",
+            Target::LogFile => "serv6, log to file",
+        }
+    }
+}
+
+/// A server process under measurement, killed when dropped.
+struct Running {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Running {
+    fn start(target: Target, extra: &[&str]) -> Running {
+        let mut command = match target {
+            Target::Floor => {
+                let mut c = Command::new(std::env::current_exe().expect("own path"));
+                c.arg("--floor");
+                c
+            }
+            Target::Quiet | Target::LogFile => {
+                let mut c = Command::new(SERV6);
+                c.args(["--bind", "127.0.0.1", "--port", "0"]).args(extra);
+                if target == Target::Quiet {
+                    c.arg("--quiet");
+                }
+                c
+            }
+        };
+        let stdout = match target {
+            Target::LogFile => {
+                let log = concat!(env!("CARGO_TARGET_TMPDIR"), "/bench-exchanges.log");
+                Stdio::from(File::create(log).expect("log file"))
+            }
+            _ => Stdio::null(),
+        };
+        let mut child = command
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("server starts");
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut line = String::new();
+        stderr.read_line(&mut line).expect("a listening line");
+        let addr = line
+            .rsplit("listening on ")
+            .next()
+            .and_then(|a| a.split(", ").next()?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        thread::spawn(move || for _ in stderr.lines() {});
+        Running { child, addr }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn proc_status(pid: u32, field: &str) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn cpu_time(pid: u32) -> Duration {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rfind(')').map_or("", |i| &stat[i + 2..]);
+    let fields: Vec<u64> = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    TICK * fields.iter().sum::<u64>() as u32
+}
+
+/// One exchange as the benchmark's clients do it; returns its latency.
+fn one_exchange(addr: SocketAddr) -> Option<Duration> {
+    let start = Instant::now();
+    let mut conn = TcpStream::connect(addr).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    conn.write_all(b"hola\n").ok()?;
+    let mut reply = [0u8; 128];
+    let mut got = 0;
+    loop {
+        match conn.read(&mut reply[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(_) => return None,
+        }
+        if got == reply.len() {
+            return None;
+        }
+    }
+    reply[..got]
+        .starts_with(b"received 4 bytes at ")
+        .then(|| start.elapsed())
+}
+
+#[derive(Default, Clone)]
+struct Measured {
+    per_second: f64,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+    cpu_per_exchange: Duration,
+    peak_rss_kib: u64,
+    peak_threads: u64,
+    failures: u64,
+}
+
+/// Drives `clients` closed-loop clients for `run` against a fresh server.
+fn measure(target: Target, clients: usize, run: Duration) -> Measured {
+    let server = Running::start(target, &[]);
+    let (pid, addr) = (server.pid(), server.addr);
+    let stop = Arc::new(AtomicBool::new(false));
+    let peaks = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+    let sampler = {
+        let (stop, peaks) = (Arc::clone(&stop), Arc::clone(&peaks));
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                peaks
+                    .0
+                    .fetch_max(proc_status(pid, "VmRSS"), Ordering::Relaxed);
+                peaks
+                    .1
+                    .fetch_max(proc_status(pid, "Threads"), Ordering::Relaxed);
+                thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let cpu_before = cpu_time(pid);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..clients)
+        .map(|_| {
+            thread::spawn(move || {
+                let (mut latencies, mut failures) = (Vec::new(), 0u64);
+                while started.elapsed() < run {
+                    match one_exchange(addr) {
+                        Some(latency) => latencies.push(latency),
+                        None => failures += 1,
+                    }
+                }
+                (latencies, failures)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut failures = 0;
+    for worker in workers {
+        let (l, f) = worker.join().expect("client thread");
+        latencies.extend(l);
+        failures += f;
+    }
+    let elapsed = started.elapsed();
+    let cpu = cpu_time(pid).saturating_sub(cpu_before);
+    stop.store(true, Ordering::Relaxed);
+    let _ = sampler.join();
+    latencies.sort();
+    let n = latencies.len().max(1);
+    Measured {
+        per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50: latencies.get(n / 2).copied().unwrap_or_default(),
+        p99: latencies.get(n * 99 / 100).copied().unwrap_or_default(),
+        max: latencies.last().copied().unwrap_or_default(),
+        cpu_per_exchange: cpu / n as u32,
+        peak_rss_kib: peaks.0.load(Ordering::Relaxed),
+        peak_threads: peaks.1.load(Ordering::Relaxed),
+        failures,
+    }
+}
+
+fn median<T: Clone, K: PartialOrd>(runs: &[T], key: impl Fn(&T) -> K) -> T {
+    let mut sorted = runs.to_vec();
+    sorted.sort_by(|a, b| {
+        key(a)
+            .partial_cmp(&key(b))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    sorted[sorted.len() / 2].clone()
+}
+
+/// Each figure is the median over the repeats, taken separately.
+fn median_of(runs: &[Measured]) -> Measured {
+    Measured {
+        per_second: median(runs, |m| m.per_second).per_second,
+        p50: median(runs, |m| m.p50).p50,
+        p99: median(runs, |m| m.p99).p99,
+        max: median(runs, |m| m.max).max,
+        cpu_per_exchange: median(runs, |m| m.cpu_per_exchange).cpu_per_exchange,
+        peak_rss_kib: median(runs, |m| m.peak_rss_kib).peak_rss_kib,
+        peak_threads: median(runs, |m| m.peak_threads).peak_threads,
+        failures: runs.iter().map(|m| m.failures).sum(),
+    }
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1e6)
+}
+
+fn load_table(settings: &Settings) -> String {
+    let mut out = String::from(
+        "| clients | server | exchanges/s | p50 µs | p99 µs | max µs | CPU µs/exchange | peak RSS KiB | peak threads | failures |\n\
+         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let mut checks = String::new();
+    const TARGETS: [Target; 3] = [Target::Floor, Target::Quiet, Target::LogFile];
+    for clients in concurrency() {
+        // Rounds interleave the targets, so that drift in the machine's
+        // speed during the run weighs on all of them alike.
+        let mut runs: Vec<Vec<Measured>> = vec![Vec::new(); TARGETS.len()];
+        for _ in 0..settings.repeats {
+            for (target, runs) in TARGETS.iter().zip(runs.iter_mut()) {
+                runs.push(measure(*target, clients, settings.run));
+            }
+        }
+        let mut results = Vec::new();
+        for (target, runs) in TARGETS.iter().zip(&runs) {
+            let m = median_of(runs);
+            let _ = writeln!(
+                out,
+                "| {clients} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
+                target.name(),
+                m.per_second,
+                us(m.p50),
+                us(m.p99),
+                us(m.max),
+                us(m.cpu_per_exchange),
+                m.peak_rss_kib,
+                m.peak_threads,
+                m.failures
+            );
+            results.push(m);
+        }
+        if clients == 16 {
+            checks = targets_at_16(&runs, &results[1]);
+        }
+    }
+    out.push('\n');
+    out.push_str(&checks);
+    out
+}
+
+/// The client counts to run: `CLIENTS=16` or `CLIENTS=1,256` narrows them.
+fn concurrency() -> Vec<usize> {
+    let chosen: Vec<usize> = std::env::var("CLIENTS")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .filter(|&n| n > 0)
+        .collect();
+    if chosen.is_empty() {
+        CONCURRENCY.to_vec()
+    } else {
+        chosen
+    }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "MISSED"
+    }
+}
+
+/// The median over rounds of a figure computed within each round, from the
+/// runs of the floor, serv6 --quiet and serv6 logging, in that order.
+fn per_round(
+    runs: &[Vec<Measured>],
+    figure: impl Fn(&Measured, &Measured, &Measured) -> f64,
+) -> f64 {
+    let mut values: Vec<f64> = (0..runs[0].len())
+        .map(|i| figure(&runs[0][i], &runs[1][i], &runs[2][i]))
+        .collect();
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    values[values.len() / 2]
+}
+
+fn targets_at_16(runs: &[Vec<Measured>], quiet: &Measured) -> String {
+    let cpu = |m: &Measured| m.cpu_per_exchange.as_secs_f64();
+    let cpu_ratio = per_round(runs, |floor, quiet, _| cpu(quiet) / cpu(floor).max(1e-9));
+    let rate_ratio = per_round(runs, |floor, quiet, _| {
+        quiet.per_second / floor.per_second.max(1e-9)
+    });
+    let log_cost = per_round(runs, |_, quiet, logged| cpu(logged) - cpu(quiet));
+    let mut out = String::from(
+        "Targets at 16 clients (each the median over rounds of serv6 against the floor in the same round):\n\n",
+    );
+    let _ = writeln!(
+        out,
+        "- CPU per exchange, `--quiet`: {cpu_ratio:.2} x the floor (target at most 1.10): {}",
+        verdict(cpu_ratio <= 1.10)
+    );
+    let _ = writeln!(
+        out,
+        "- logging to a file adds {:.1} µs per exchange (target at most 3): {}",
+        log_cost * 1e6,
+        verdict(log_cost <= 3e-6)
+    );
+    let _ = writeln!(
+        out,
+        "- exchanges per second: {rate_ratio:.2} x the floor (target at least 0.95): {}",
+        verdict(rate_ratio >= 0.95)
+    );
+    let _ = writeln!(
+        out,
+        "- p99 latency {} µs (target under 5000): {}\n",
+        us(quiet.p99),
+        verdict(quiet.p99 < Duration::from_millis(5))
+    );
+    out
+}
+
+fn silent_section(settings: &Settings) -> String {
+    // --max-conns above 4/3 of the silent clients, so that none of them is
+    // shed early by the crowded deadline: all are held for the whole run.
+    let server = Running::start(Target::Quiet, &["--max-conns", "2000"]);
+    let (pid, addr) = (server.pid(), server.addr);
+    let silent: Vec<TcpStream> = (0..SILENT)
+        .filter_map(|_| TcpStream::connect(addr).ok())
+        .collect();
+    let until = Instant::now() + Duration::from_secs(10);
+    while proc_status(pid, "Threads") < SILENT as u64 && Instant::now() < until {
+        thread::sleep(Duration::from_millis(20));
+    }
+    let rss = proc_status(pid, "VmRSS");
+    let threads = proc_status(pid, "Threads");
+    let count = if settings.repeats > 1 { 2000 } else { 500 };
+    let mut latencies: Vec<Duration> = Vec::new();
+    let mut failures = 0;
+    for _ in 0..count {
+        match one_exchange(addr) {
+            Some(l) => latencies.push(l),
+            None => failures += 1,
+        }
+    }
+    latencies.sort();
+    let p99 = latencies
+        .get(latencies.len() * 99 / 100)
+        .copied()
+        .unwrap_or_default();
+    drop(silent);
+    format!(
+        "{} silent connections held ({threads} server threads): RSS {rss} KiB ({:.1} MiB, target at most 32): {}; \
+         a normal client's p99 over {count} exchanges {} µs (target under 20000): {}; failures {failures}: {}\n\n",
+        SILENT,
+        rss as f64 / 1024.0,
+        verdict(rss <= 32 * 1024),
+        us(p99),
+        verdict(p99 < Duration::from_millis(20)),
+        verdict(failures == 0)
+    )
+}
+
+fn startup_section(settings: &Settings) -> String {
+    let mut to_listening = Vec::new();
+    let mut idle_rss = Vec::new();
+    for _ in 0..settings.starts {
+        let started = Instant::now();
+        let mut child = Command::new(SERV6)
+            .args(["--port", "0", "--quiet"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("serv6 starts");
+        let mut line = String::new();
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        let _ = stderr.read_line(&mut line);
+        to_listening.push(started.elapsed());
+        idle_rss.push(proc_status(child.id(), "VmRSS"));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    to_listening.sort();
+    idle_rss.sort();
+    let start = to_listening[to_listening.len() / 2];
+    let rss = idle_rss[idle_rss.len() / 2];
+    format!(
+        "Idle (default binds 127.0.0.1 and ::1), median of {} starts: RSS {rss} KiB (target at most 3072): {}; \
+         start to listening {} µs (target under 5000): {}\n",
+        settings.starts,
+        verdict(rss <= 3072),
+        us(start),
+        verdict(start < Duration::from_millis(5))
+    )
+}
+
+fn machine() -> String {
+    let cpus = thread::available_parallelism().map_or(0, |n| n.get());
+    let model = fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")?
+                .split(':')
+                .nth(1)
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("Machine: {cpus} cores, {model}, Linux {}.", kernel.trim())
+}
