@@ -2,9 +2,10 @@
 
 mod exchange;
 mod options;
+pub mod probe;
 
 pub use exchange::{exchange, parse_reply, ClientError, Exchanged, Reply, Target, MAX_REPLY};
-pub use options::{parse, Command, USAGE};
+pub use options::{parse, Command, Probes, PROBE_MESSAGE, USAGE};
 
 use crate::escape::escape;
 use crate::report;
@@ -24,6 +25,11 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             target,
             message: None,
         }) => send_lines(&target),
+        Ok(Command::Probe {
+            target,
+            message,
+            probes,
+        }) => return probe::run(&target, &message, probes),
         Ok(Command::Help) => print(USAGE),
         Ok(Command::Version) => print(concat!("cli6 ", env!("CARGO_PKG_VERSION"))),
         Err(e) => {

@@ -14,9 +14,28 @@ pub enum Command {
         target: Target,
         message: Option<Vec<u8>>,
     },
+    /// Probe the server `count` times (0: until interrupted), like ping.
+    Probe {
+        target: Target,
+        message: Vec<u8>,
+        probes: Probes,
+    },
     Help,
     Version,
 }
+
+/// How to probe: `--count`, `--interval`, `--json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probes {
+    /// How many probes; 0 means until interrupted.
+    pub count: u64,
+    /// From the start of one probe to the start of the next.
+    pub interval: Duration,
+    pub json: bool,
+}
+
+/// What a probe sends when no MESSAGE is given.
+pub const PROBE_MESSAGE: &[u8] = b"hola";
 
 /// The text of `cli6 --help`.
 pub const USAGE: &str = "\
@@ -34,10 +53,17 @@ Options:
   -p, --port PORT       server port (default 5006)
   -t, --timeout SECS    limit for connecting, and for each read and write
                         (default 5)
+  -c, --count N         probe like ping: N exchanges (0: until Ctrl-C), each
+                        with its connect time, round-trip time and the offset
+                        of the server's clock from ours, then a summary
+  -i, --interval SECS   time between probes (default 1; 0 allowed)
+      --json            with --count: one JSON object per probe and one for
+                        the summary
   -h, --help            print this help and exit
   -V, --version         print the version and exit
 
-Exit status: 0 if every exchange got its reply, 1 otherwise, 2 for bad usage.";
+Exit status: 0 if every exchange got its reply (with --count: if any did),
+1 otherwise, 2 for bad usage.";
 
 /// Parses cli6's arguments, without the program name.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
@@ -47,6 +73,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
         timeout: Duration::from_secs(5),
     };
     let mut words: Vec<OsString> = Vec::new();
+    let (mut count, mut interval, mut json) = (None, None, false);
     let mut parser = Parser::new(args);
     while let Some(arg) = parser.next_arg()? {
         let name = match &arg {
@@ -57,6 +84,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             Arg::Short('H') => "host",
             Arg::Short('p') => "port",
             Arg::Short('t') => "timeout",
+            Arg::Short('c') => "count",
+            Arg::Short('i') => "interval",
             Arg::Short('h') => "help",
             Arg::Short('V') => "version",
             Arg::Long(long) => long.as_str(),
@@ -66,6 +95,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             "host" => target.host = host(&mut parser)?,
             "port" => target.port = parser.parsed()?,
             "timeout" => target.timeout = parser.seconds(false)?,
+            "count" => count = Some(parser.parsed()?),
+            "interval" => interval = Some(parser.seconds(true)?),
+            "json" => json = true,
             "help" => return Ok(Command::Help),
             "version" => return Ok(Command::Version),
             _ => return Err(arg.unexpected()),
@@ -76,7 +108,25 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
     } else {
         Some(join(&words)?)
     };
-    Ok(Command::Send { target, message })
+    let Some(count) = count else {
+        if interval.is_some() || json {
+            return Err(UsageError::new(
+                "'--interval' and '--json' go with '--count' (probe mode)",
+            ));
+        }
+        return Ok(Command::Send { target, message });
+    };
+    let probes = Probes {
+        count,
+        interval: interval.unwrap_or(Duration::from_secs(1)),
+        json,
+    };
+    let message = message.unwrap_or_else(|| PROBE_MESSAGE.to_vec());
+    Ok(Command::Probe {
+        target,
+        message,
+        probes,
+    })
 }
 
 fn host(parser: &mut Parser) -> Result<String, UsageError> {
@@ -159,6 +209,41 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("carriage return"));
+    }
+
+    #[test]
+    fn count_interval_and_json_make_a_probe() {
+        let got = parse_words(&["-c", "3", "-i", "0", "--json", "-H", "::1"]).unwrap();
+        let Command::Probe {
+            target,
+            message,
+            probes,
+        } = got
+        else {
+            panic!("{got:?}")
+        };
+        assert_eq!(target.host, "::1");
+        assert_eq!(message, PROBE_MESSAGE);
+        assert_eq!(
+            probes,
+            Probes {
+                count: 3,
+                interval: Duration::ZERO,
+                json: true
+            }
+        );
+        assert!(matches!(
+            parse_words(&["--count=0", "ping"]).unwrap(),
+            Command::Probe { probes: Probes { count: 0, .. }, message, .. } if message == b"ping"
+        ));
+    }
+
+    #[test]
+    fn probe_options_need_count() {
+        let err = parse_words(&["--json"]).unwrap_err().to_string();
+        assert!(err.contains("go with '--count'"), "{err}");
+        assert!(parse_words(&["-c", "x"]).is_err());
+        assert!(parse_words(&["-c", "1", "-i", "-1"]).is_err());
     }
 
     #[test]

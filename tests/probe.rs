@@ -1,0 +1,229 @@
+//! cli6 --count: the ping-like probe, against a real serv6 on --port 0.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+
+fn probe_lines(stdout: &[u8]) -> Vec<String> {
+    text(stdout)
+        .lines()
+        .filter(|l| l.contains(" connect="))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The number after `name=` in a probe line, in ms.
+fn field(line: &str, name: &str) -> f64 {
+    let after = line.split(&format!("{name}=")).nth(1).expect("the field");
+    after.split(' ').next().unwrap().parse().expect("a number")
+}
+
+#[test]
+fn probes_report_positive_rtts_and_a_near_zero_offset_on_loopback() {
+    let server = Server::start(&[]);
+    for addr in server.both() {
+        let (host, port) = (addr.ip().to_string(), addr.port().to_string());
+        let out = cli6(&["-H", &host, "-p", &port, "-c", "5", "-i", "0"], b"");
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let lines = probe_lines(&out.stdout);
+        assert_eq!(lines.len(), 5, "{}", text(&out.stdout));
+        for line in &lines {
+            assert!(
+                line.starts_with(&format!("{addr}: received 4 bytes at ")),
+                "{line}"
+            );
+            assert!(
+                field(line, "rtt") > 0.0 && field(line, "connect") > 0.0,
+                "{line}"
+            );
+            // Same clock on both ends: only the asymmetry of one loopback
+            // exchange separates the estimate from zero.
+            assert!(field(line, "offset").abs() < 5.0, "{line}");
+        }
+        let summary = text(&out.stdout);
+        assert!(
+            summary.contains("5 probes sent, 5 replies received, 0.0% lost"),
+            "{summary}"
+        );
+        assert!(summary.contains("rtt min/avg/max/stddev = "), "{summary}");
+        assert!(summary.contains("offset median "), "{summary}");
+    }
+}
+
+#[test]
+fn a_dead_port_is_loss_and_exit_1() {
+    let port = dead_port().to_string();
+    let out = cli6(&["-H", "127.0.0.1", "-p", &port, "-c", "3", "-i", "0"], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("3 probes sent, 0 replies received, 100.0% lost"));
+    assert_eq!(
+        text(&out.stderr)
+            .lines()
+            .filter(|l| l.contains("Connection refused"))
+            .count(),
+        3
+    );
+}
+
+#[test]
+fn a_server_that_never_answers_is_loss_after_the_timeout() {
+    // Connections complete in the kernel's backlog; nothing ever answers.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let out = cli6(
+        &[
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-c",
+            "2",
+            "-i",
+            "0",
+            "-t",
+            "0.2",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("2 probes sent, 0 replies received, 100.0% lost"));
+    assert!(text(&out.stderr).contains("waiting for the reply: timed out"));
+    drop(listener);
+}
+
+#[test]
+fn json_output_parses_back() {
+    let Ok(status) = Command::new("python3").arg("-c").arg("").status() else {
+        println!("skipped: python3 is needed to parse the JSON back");
+        return;
+    };
+    assert!(status.success());
+    let server = Server::start(&[]);
+    let port = server.v4().port().to_string();
+    let out = cli6(
+        &[
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-c",
+            "3",
+            "-i",
+            "0",
+            "--json",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // Python's json module checks every line and reports what the test needs.
+    let check = "\
+import json, sys
+lines = [json.loads(l) for l in sys.stdin]
+probes, summary = lines[:-1], lines[-1]['summary']
+assert [p['seq'] for p in probes] == [1, 2, 3], probes
+assert all(p['rtt_ms'] > 0 and abs(p['offset_ms']) < 5 for p in probes), probes
+assert all(p['reply'].startswith('received 4 bytes at ') for p in probes), probes
+assert (summary['sent'], summary['received'], summary['lost_percent']) == (3, 3, 0.0), summary
+assert summary['rtt_ms']['min'] <= summary['rtt_ms']['avg'] <= summary['rtt_ms']['max'], summary
+print('ok', summary['offset_ms']['median'])
+";
+    let mut python = Command::new("python3")
+        .args(["-c", check])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    python.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+    let result = python.wait_with_output().unwrap();
+    assert!(
+        result.status.success() && text(&result.stdout).starts_with("ok "),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&result.stderr)
+    );
+}
+
+#[test]
+fn json_losses_are_objects_with_an_error() {
+    let port = dead_port().to_string();
+    let out = cli6(
+        &[
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-c",
+            "1",
+            "-i",
+            "0",
+            "--json",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    let mut lines = stdout.lines();
+    assert!(lines
+        .next()
+        .unwrap()
+        .starts_with("{\"seq\":1,\"error\":\"cannot connect to "));
+    assert!(lines.next().unwrap().contains("\"rtt_ms\":null"));
+}
+
+#[test]
+fn ctrl_c_prints_the_summary() {
+    let server = Server::start(&[]);
+    let port = server.v4().port().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cli6"))
+        .args(["-H", "127.0.0.1", "-p", &port, "-c", "0", "-i", "0.01"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // Probing until interrupted: interrupt once two probes are in.
+    for _ in 0..2 {
+        let line = rx.recv_timeout(PATIENCE).expect("a probe line");
+        assert!(line.contains(" rtt="), "{line}");
+    }
+    let kill = format!("kill -INT {}", child.id());
+    assert!(Command::new("sh")
+        .args(["-c", &kill])
+        .status()
+        .unwrap()
+        .success());
+    let status = child.wait().unwrap();
+    let rest: Vec<String> = rx.iter().collect();
+    assert_eq!(status.code(), Some(0), "{rest:?}");
+    let summary = rest
+        .iter()
+        .find(|l| l.contains("probes sent"))
+        .expect("a summary");
+    assert!(summary.contains("replies received, 0.0% lost"), "{summary}");
+}
+
+#[test]
+fn probe_usage_errors_exit_2() {
+    for args in [
+        &["--json"][..],
+        &["-i", "1"],
+        &["-c", "many"],
+        &["-c", "1", "-i", "soon"],
+    ] {
+        let out = cli6(args, b"");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(text(&out.stderr).lines().count(), 1);
+    }
+}
