@@ -32,6 +32,24 @@ pub struct Service {
     busy: Burst,
 }
 
+/// What a worker knows about a connection it hands to [`Service::serve`].
+#[derive(Clone, Copy)]
+pub struct Handover<'a> {
+    /// The read timeout the socket starts with, if known.
+    pub read_timeout: Option<Duration>,
+    /// Called once if the client sends nothing within [`SLOW_START`]. The
+    /// worker that takes the last idle place sets it: if its client turns
+    /// out slow, no one is left to accept, and the pool must grow.
+    pub if_slow: Option<&'a dyn Fn()>,
+}
+
+/// How long the first bytes of a connection may take before it counts as
+/// slow. Nearly every client sends at once, so waiting this long for a
+/// verdict, rather than adding a worker for every connection that finds
+/// none idle, keeps the pool as small as the load allows; a slow client
+/// still delays others by no more than this.
+pub const SLOW_START: Duration = Duration::from_millis(5);
+
 /// Buffers one worker reuses from exchange to exchange. It lives on the
 /// worker's stack: the heap is touched only once a message arrives, so a
 /// silent connection costs no allocation at all.
@@ -75,13 +93,12 @@ impl Service {
         }
     }
 
-    /// Runs the whole exchange on a freshly accepted connection, whose read
-    /// timeout is `preset`.
+    /// Runs the whole exchange on a freshly accepted connection.
     pub fn serve(
         &self,
         conn: TcpStream,
         peer: SocketAddr,
-        preset: Option<Duration>,
+        handover: Handover<'_>,
         scratch: &mut Scratch,
     ) {
         let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
@@ -90,7 +107,7 @@ impl Service {
             self.refuse_busy(conn, peer, scratch);
         } else {
             self.note_not_busy();
-            self.exchange(conn, peer, self.rules_when(in_progress), preset, scratch);
+            self.exchange(conn, peer, self.rules_when(in_progress), handover, scratch);
         }
         self.in_progress.fetch_sub(1, Relaxed);
         if scratch.message.capacity() > KEEP_CAPACITY {
@@ -115,12 +132,13 @@ impl Service {
         conn: TcpStream,
         peer: SocketAddr,
         rules: Rules,
-        preset: Option<Duration>,
+        handover: Handover<'_>,
         scratch: &mut Scratch,
     ) {
         let mut source = SocketSource {
             conn: &conn,
-            timeout: preset,
+            timeout: handover.read_timeout,
+            if_slow: handover.if_slow,
         };
         match read_message(
             &mut source,
@@ -255,6 +273,8 @@ struct SocketSource<'a> {
     conn: &'a TcpStream,
     /// The socket's current read timeout, `None` meaning "none, or unknown".
     timeout: Option<Duration>,
+    /// See [`Handover::if_slow`]; taken by the first read.
+    if_slow: Option<&'a dyn Fn()>,
 }
 
 /// A read may wait this much longer than asked before it is worth a syscall.
@@ -266,6 +286,24 @@ impl Source for SocketSource<'_> {
     }
 
     fn read_within(&mut self, buf: &mut [u8], wait: Duration) -> io::Result<usize> {
+        let Some(if_slow) = self.if_slow.take() else {
+            return self.read_with_timeout(buf, wait);
+        };
+        let read = self.read_with_timeout(buf, wait.min(SLOW_START));
+        if read.as_ref().is_err_and(|e| {
+            matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            )
+        }) {
+            if_slow();
+        }
+        read
+    }
+}
+
+impl SocketSource<'_> {
+    fn read_with_timeout(&mut self, buf: &mut [u8], wait: Duration) -> io::Result<usize> {
         let stale = match self.timeout {
             None => true,
             Some(current) => current > wait + TIMEOUT_SLACK || current < wait / 2,

@@ -4,11 +4,13 @@
 //! There is no acceptor thread handing connections over: the kernel hands
 //! each connection straight to one idle worker, as in the simplest std
 //! server, so a fast exchange costs no thread switch and no allocation. The
-//! pool grows when a worker takes a connection and sees no idle worker left,
-//! so a silent client only ever holds up its own worker. It shrinks when an
-//! idle worker's `accept` times out while more than [`SPARE`] others are idle.
+//! pool grows when the worker that took the last idle place finds its
+//! client slow (nothing within [`super::exchange::SLOW_START`]), so a slow client delays
+//! others by at most that, and the pool stays as small as the load allows.
+//! It shrinks when an idle worker's `accept` times out while more than
+//! [`SPARE`] others are idle.
 
-use super::exchange::{Scratch, Service};
+use super::exchange::{Handover, Scratch, Service};
 use super::log::Burst;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
@@ -211,10 +213,13 @@ impl Shared {
                     if self.stopping.load(Relaxed) {
                         continue;
                     }
-                    self.accepted(door);
-                    let preset =
-                        *inherited.get_or_insert_with(|| conn.read_timeout().ok().flatten());
-                    self.service.serve(conn, peer, preset, &mut scratch);
+                    let grow = || self.grow(door);
+                    let handover = Handover {
+                        read_timeout: *inherited
+                            .get_or_insert_with(|| conn.read_timeout().ok().flatten()),
+                        if_slow: self.accepted(door).then_some(&grow as &dyn Fn()),
+                    };
+                    self.service.serve(conn, peer, handover, &mut scratch);
                     door.idle.fetch_add(1, AcqRel);
                 }
                 Err(e) if is_timeout(&e) => {
@@ -229,33 +234,39 @@ impl Shared {
         self.leave();
     }
 
-    /// Leaves the idle count and, if no idle worker is left to accept the
-    /// next connection, starts one before serving this one.
-    fn accepted(self: &Arc<Self>, door: &Arc<Door>) {
+    /// Leaves the idle count; true if this worker took the last idle place.
+    fn accepted(&self, door: &Door) -> bool {
         if let Some(failures) = door.accept_trouble.succeed() {
             self.service.log.error(format_args!(
                 "accepting on {} again, after {failures} failed attempts",
                 door.addr
             ));
         }
-        if door.idle.fetch_sub(1, AcqRel) > 1 {
+        door.idle.fetch_sub(1, AcqRel) == 1
+    }
+
+    /// Called when the last idle worker's client turned out slow: if still
+    /// no worker is idle, adds a quarter of the pool (at least two), so that
+    /// a flood of slow clients is matched in a few rounds, not one by one.
+    fn grow(self: &Arc<Self>, door: &Arc<Door>) {
+        if door.idle.load(Relaxed) > 0 {
             return;
         }
-        match self.spawn(door) {
-            Ok(()) => {
-                if let Some(failures) = self.spawn_trouble.succeed() {
-                    self.service.log.error(format_args!(
-                        "workers start again, after {failures} failures"
-                    ));
-                }
-            }
-            Err(e) => {
+        let more = (*self.live() / 4).max(2);
+        for _ in 0..more {
+            if let Err(e) = self.spawn(door) {
                 if self.spawn_trouble.fail() {
                     self.service.log.error(format_args!(
                         "cannot start another worker: {e}; connections wait for a free one"
                     ));
                 }
+                return;
             }
+        }
+        if let Some(failures) = self.spawn_trouble.succeed() {
+            self.service.log.error(format_args!(
+                "workers start again, after {failures} failures"
+            ));
         }
     }
 
