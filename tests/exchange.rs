@@ -237,3 +237,35 @@ fn clients_that_vanish_mid_message_do_not_disturb_the_server() {
     }
     assert_received(&exchange(server.v4(), b"still here\n", false), 10);
 }
+
+#[test]
+fn clients_that_trickle_bytes_do_not_delay_others() {
+    // Sending at once must not pass for a fast client: these send a byte
+    // every 50 ms, never completing a message, and hold their workers.
+    let server = Server::start(&[]);
+    let addr = server.v4();
+    let mut trickling: Vec<_> = (0..32).map(|_| connect(addr)).collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let trickler = {
+        let stop = std::sync::Arc::clone(&stop);
+        let mut conns: Vec<_> = trickling.iter().map(|c| c.try_clone().unwrap()).collect();
+        thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for conn in conns.iter_mut() {
+                    let _ = conn.write_all(b"x");
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let start = Instant::now();
+    assert_received(&exchange(addr, b"hola\n", false), 4);
+    let took = start.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    trickler.join().unwrap();
+    trickling.clear();
+    assert!(
+        took < Duration::from_secs(1),
+        "an exchange behind 32 trickling clients took {took:?}"
+    );
+}

@@ -37,17 +37,18 @@ pub struct Service {
 pub struct Handover<'a> {
     /// The read timeout the socket starts with, if known.
     pub read_timeout: Option<Duration>,
-    /// Called once if the client sends nothing within [`SLOW_START`]. The
-    /// worker that takes the last idle place sets it: if its client turns
-    /// out slow, no one is left to accept, and the pool must grow.
+    /// Called once if the message is not complete within [`SLOW_START`].
+    /// The worker that takes the last idle place sets it: if its client
+    /// turns out slow, no one is left to accept, and the pool must grow.
     pub if_slow: Option<&'a dyn Fn()>,
 }
 
-/// How long the first bytes of a connection may take before it counts as
-/// slow. Nearly every client sends at once, so waiting this long for a
+/// How long a message may take before its client counts as slow. Nearly
+/// every client sends its whole message at once, so waiting this long for a
 /// verdict, rather than adding a worker for every connection that finds
 /// none idle, keeps the pool as small as the load allows; a slow client
-/// still delays others by no more than this.
+/// still delays others by no more than this. The verdict is on the whole
+/// message, not the first bytes, which a trickling client sends at once.
 pub const SLOW_START: Duration = Duration::from_millis(5);
 
 /// Buffers one worker reuses from exchange to exchange. It lives on the
@@ -138,7 +139,7 @@ impl Service {
         let mut source = SocketSource {
             conn: &conn,
             timeout: handover.read_timeout,
-            if_slow: handover.if_slow,
+            slow_check: handover.if_slow.map(|f| (Instant::now() + SLOW_START, f)),
         };
         match read_message(
             &mut source,
@@ -273,8 +274,9 @@ struct SocketSource<'a> {
     conn: &'a TcpStream,
     /// The socket's current read timeout, `None` meaning "none, or unknown".
     timeout: Option<Duration>,
-    /// See [`Handover::if_slow`]; taken by the first read.
-    if_slow: Option<&'a dyn Fn()>,
+    /// When the client counts as slow if its message is still incomplete,
+    /// and what to call then (see [`Handover::if_slow`]).
+    slow_check: Option<(Instant, &'a dyn Fn())>,
 }
 
 /// A read may wait this much longer than asked before it is worth a syscall.
@@ -286,19 +288,17 @@ impl Source for SocketSource<'_> {
     }
 
     fn read_within(&mut self, buf: &mut [u8], wait: Duration) -> io::Result<usize> {
-        let Some(if_slow) = self.if_slow.take() else {
+        let Some((verdict_at, if_slow)) = self.slow_check else {
             return self.read_with_timeout(buf, wait);
         };
-        let read = self.read_with_timeout(buf, wait.min(SLOW_START));
-        if read.as_ref().is_err_and(|e| {
-            matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            )
-        }) {
+        // Reading on past the verdict means the message was not complete.
+        let until_verdict = verdict_at.saturating_duration_since(Instant::now());
+        if until_verdict.is_zero() {
+            self.slow_check = None;
             if_slow();
+            return self.read_with_timeout(buf, wait);
         }
-        read
+        self.read_with_timeout(buf, wait.min(until_verdict))
     }
 }
 
