@@ -17,6 +17,13 @@ fn probe_lines(stdout: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// Runs cli6 against 127.0.0.1:`port` with `--interval 0` and `extra`.
+fn probe_v4(port: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["-H", "127.0.0.1", "-p", port, "-i", "0"];
+    args.extend_from_slice(extra);
+    cli6(&args, b"")
+}
+
 /// The number after `name=` in a probe line, in ms.
 fn field(line: &str, name: &str) -> f64 {
     let after = line.split(&format!("{name}=")).nth(1).expect("the field");
@@ -58,7 +65,7 @@ fn probes_report_positive_rtts_and_a_near_zero_offset_on_loopback() {
 #[test]
 fn a_dead_port_is_loss_and_exit_1() {
     let port = dead_port().to_string();
-    let out = cli6(&["-H", "127.0.0.1", "-p", &port, "-c", "3", "-i", "0"], b"");
+    let out = probe_v4(&port, &["-c", "3"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stdout).contains("3 probes sent, 0 replies received, 100.0% lost"));
     assert_eq!(
@@ -75,21 +82,7 @@ fn a_server_that_never_answers_is_loss_after_the_timeout() {
     // Connections complete in the kernel's backlog; nothing ever answers.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
-    let out = cli6(
-        &[
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-c",
-            "2",
-            "-i",
-            "0",
-            "-t",
-            "0.2",
-        ],
-        b"",
-    );
+    let out = probe_v4(&port, &["-c", "2", "-t", "0.2"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stdout).contains("2 probes sent, 0 replies received, 100.0% lost"));
     assert!(text(&out.stderr).contains("waiting for the reply: timed out"));
@@ -105,20 +98,7 @@ fn json_output_parses_back() {
     assert!(status.success());
     let server = Server::start(&[]);
     let port = server.v4().port().to_string();
-    let out = cli6(
-        &[
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-c",
-            "3",
-            "-i",
-            "0",
-            "--json",
-        ],
-        b"",
-    );
+    let out = probe_v4(&port, &["-c", "3", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     // Python's json module checks every line and reports what the test needs.
     let check = "\
@@ -152,20 +132,7 @@ print('ok', summary['offset_ms']['median'])
 #[test]
 fn json_losses_are_objects_with_an_error() {
     let port = dead_port().to_string();
-    let out = cli6(
-        &[
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-c",
-            "1",
-            "-i",
-            "0",
-            "--json",
-        ],
-        b"",
-    );
+    let out = probe_v4(&port, &["-c", "1", "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let stdout = text(&out.stdout);
     let mut lines = stdout.lines();
