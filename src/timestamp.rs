@@ -33,11 +33,6 @@ impl Timestamp {
         })
     }
 
-    /// The current time, or `None` if the system clock is out of range.
-    pub fn now() -> Option<Self> {
-        Self::from_system_time(SystemTime::now())
-    }
-
     /// Returns the same moment as a `SystemTime`.
     pub fn to_system_time(self) -> SystemTime {
         UNIX_EPOCH + self.since_epoch

@@ -1,6 +1,7 @@
 //! One exchange from the client's side: resolve, connect, send the message
 //! and LF, shut down sending, read the reply to EOF, with timings.
 
+use crate::escape::escape;
 use crate::timestamp::Timestamp;
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -42,6 +43,23 @@ pub struct Exchanged {
     pub received_at: SystemTime,
     /// The reply line without its LF.
     pub reply: Vec<u8>,
+}
+
+impl Exchanged {
+    /// Checks that the reply is serv6's answer to a message of `sent` bytes.
+    /// Returns the server's time of receipt, or what is wrong as one line
+    /// naming the peer, with anything the server sent escaped.
+    pub fn verify(&self, sent: usize) -> Result<Timestamp, String> {
+        let peer = self.peer;
+        match parse_reply(&self.reply) {
+            Reply::Received { len, at } if len == sent as u64 => Ok(at),
+            Reply::Received { len, .. } => Err(format!(
+                "{peer}: the server counted {len} bytes, but {sent} were sent"
+            )),
+            Reply::Error(text) => Err(format!("{peer}: error: {}", escape(&text))),
+            Reply::Unexpected => Err(format!("{peer}: unexpected reply: {}", escape(&self.reply))),
+        }
+    }
 }
 
 /// What went wrong, written as one line by its `Display`.

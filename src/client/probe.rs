@@ -9,7 +9,6 @@
 //! difference; no single exchange can tell.
 
 use super::exchange::{exchange, Exchanged, Target};
-use super::{parse_reply, Reply};
 use crate::escape::escape;
 use crate::{report, signal};
 use std::fmt::Write as _;
@@ -92,23 +91,15 @@ fn finish(target: &str, tally: &Tally, json: bool) -> i32 {
 
 fn probe(target: &Target, message: &[u8], seq: u64) -> Result<Sample, String> {
     let done = exchange(target, message).map_err(|e| e.to_string())?;
-    let peer = done.peer.to_string();
-    match parse_reply(&done.reply) {
-        Reply::Received { len, at } if len == message.len() as u64 => Ok(Sample {
-            seq,
-            reply: escape(&done.reply),
-            connect: done.connect,
-            rtt: done.rtt,
-            offset_ns: offset_ns(&done, at.to_system_time()),
-            peer,
-        }),
-        Reply::Received { len, .. } => Err(format!(
-            "{peer}: the server counted {len} bytes, but {} were sent",
-            message.len()
-        )),
-        Reply::Error(text) => Err(format!("{peer}: error: {}", escape(&text))),
-        Reply::Unexpected => Err(format!("{peer}: unexpected reply: {}", escape(&done.reply))),
-    }
+    let server_time = done.verify(message.len())?;
+    Ok(Sample {
+        seq,
+        peer: done.peer.to_string(),
+        reply: escape(&done.reply),
+        connect: done.connect,
+        rtt: done.rtt,
+        offset_ns: offset_ns(&done, server_time.to_system_time()),
+    })
 }
 
 fn nanos_since_epoch(time: SystemTime) -> i128 {
