@@ -13,8 +13,10 @@ QUICK ?=
 CLIENTS ?=
 BIN   := target/release
 
-# Passed through the environment so that any characters survive quoting.
-export MSG HOST PORT
+# Passed through the environment so that any characters survive quoting;
+# MSG_TEXT is MSG as typed, since make would expand a `$` in it.
+MSG_TEXT := $(value MSG)
+export MSG_TEXT HOST PORT
 
 .PHONY: all build servidor server cliente client test stress bench demo clean help
 
@@ -28,8 +30,8 @@ servidor server: build
 	exec $(BIN)/serv6 $${HOST:+--bind "$$HOST"} --port "$$PORT"
 
 cliente client: build
-	@if [ -n "$$MSG" ]; then \
-	  exec $(BIN)/cli6 --host "$${HOST:-localhost}" --port "$$PORT" -- "$$MSG"; \
+	@if [ -n "$$MSG_TEXT" ]; then \
+	  exec $(BIN)/cli6 --host "$${HOST:-localhost}" --port "$$PORT" -- "$$MSG_TEXT"; \
 	else \
 	  exec $(BIN)/cli6 --host "$${HOST:-localhost}" --port "$$PORT"; \
 	fi
