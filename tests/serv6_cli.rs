@@ -115,3 +115,55 @@ fn sigterm_stops_it_with_a_summary_and_exit_0() {
         "{rest}"
     );
 }
+
+#[test]
+fn without_ipv6_it_serves_ipv4_and_says_so() {
+    // A network namespace of its own, whose loopback has IPv6 disabled.
+    let usable = |program: &str, args: &[&str]| {
+        Command::new(program)
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !usable("unshare", &["-n", "true"]) || !usable("ip", &["-V"]) || !usable("nsenter", &["-V"])
+    {
+        println!("skipped: needs root with unshare, nsenter and ip to make a host without IPv6");
+        return;
+    }
+    let setup = "ip link set lo up && echo 1 > /proc/sys/net/ipv6/conf/lo/disable_ipv6 && exec \"$0\" \"$@\"";
+    let server = Server::start_with(Command::new("unshare").args([
+        "-n",
+        "sh",
+        "-c",
+        setup,
+        env!("CARGO_BIN_EXE_serv6"),
+    ]));
+    assert_eq!(server.addrs.len(), 1, "{:?}", server.addrs);
+    assert!(server.addrs[0].is_ipv4());
+    assert!(
+        server
+            .startup
+            .iter()
+            .any(|l| l.starts_with("serv6: ::1 is not available (")
+                && l.trim_end().ends_with("serving without it")),
+        "{:?}",
+        server.startup
+    );
+    // Ask it from inside its namespace, as a client on that host would.
+    let namespace = format!("--net=/proc/{}/ns/net", server.pid());
+    let port = server.addrs[0].port().to_string();
+    let out = Command::new("nsenter")
+        .args([
+            namespace.as_str(),
+            env!("CARGO_BIN_EXE_cli6"),
+            "-H",
+            "localhost",
+            "-p",
+            &port,
+            "hola",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_received(&out.stdout, 4);
+}

@@ -21,6 +21,8 @@ pub struct Server {
     exit: Receiver<ExitStatus>,
     exited: Option<ExitStatus>,
     pub addrs: Vec<SocketAddr>,
+    /// What serv6 wrote to standard error before its listening line.
+    pub startup: Vec<String>,
     stdout: Receiver<Vec<u8>>,
     stderr: Receiver<String>,
 }
@@ -60,12 +62,21 @@ impl Server {
             exit,
             exited: None,
             addrs: Vec::new(),
+            startup: Vec::new(),
             stdout,
             stderr,
         };
-        let listening = server.err_line_containing("listening on ");
-        server.addrs = parse_listening(&listening);
-        server
+        loop {
+            let line = server
+                .stderr
+                .recv_timeout(PATIENCE)
+                .expect("serv6 says where it listens");
+            if line.contains("listening on ") {
+                server.addrs = parse_listening(&line);
+                return server;
+            }
+            server.startup.push(line);
+        }
     }
 
     /// The IPv4 loopback address it listens on.
