@@ -1,248 +1,476 @@
-//! A small command-line parser in the style of `lexopt`.
+//! Command lines: each program's options defined once as [`Flag`]s, a small
+//! parser in the style of `lexopt`, and typed usage errors.
 //!
-//! The caller loops over [`Parser::next_arg`], matches short and long options,
-//! and asks for an option's value with [`Parser::value`]. Every error names
-//! the argument that caused it, so the binaries can print it as it is and
-//! exit with status 2.
+//! A program loops over [`Parser::next_flag`], matches each flag's long name
+//! and asks for its value with [`Parser::value`] and friends. `--help` is
+//! rendered from the same [`Flag`] table, so an option and its description
+//! cannot drift apart. Every error names the argument that caused it, so a
+//! binary prints it as it is and exits with status 2.
 
+use crate::protocol::Unsendable;
 use std::ffi::OsString;
 use std::fmt;
-use std::str::FromStr;
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
-/// One command-line argument, as the parser sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Arg {
-    /// `-x`, also each letter of a cluster such as `-qx`.
-    Short(char),
-    /// `--name`, also the name of `--name=value`.
-    Long(String),
-    /// A positional argument, or anything after `--`.
-    Value(OsString),
+/// One option of one program.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Flag {
+    pub short: Option<char>,
+    pub long: &'static str,
+    /// What the value is called in help (`PORT`); `None` for a switch.
+    pub value: Option<&'static str>,
+    pub help: &'static str,
+    pub default: DefaultText,
 }
 
-impl Arg {
-    /// Builds the error for an option or argument the program does not know.
-    pub fn unexpected(&self) -> UsageError {
-        match self {
-            Arg::Short(c) => UsageError::new(format!("unknown option '-{c}'")),
-            Arg::Long(name) => UsageError::new(format!("unknown option '--{name}'")),
-            Arg::Value(value) => {
-                UsageError::new(format!("unexpected argument '{}'", value.to_string_lossy()))
+/// How `--help` shows an option's default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DefaultText {
+    None,
+    /// A value as the user would type it; a unit test of each program
+    /// checks that it parses to the program's built-in default.
+    Value(&'static str),
+    /// A default that no single value expresses.
+    Described(&'static str),
+}
+
+/// A program's command line: enough to parse it and to write its help.
+#[derive(Debug)]
+pub(crate) struct Program {
+    pub name: &'static str,
+    /// `serv6 [OPTIONS]`.
+    pub synopsis: &'static str,
+    /// What it does, before the options.
+    pub about: String,
+    pub flags: &'static [Flag],
+    /// Exit status and the like, after the options.
+    pub after: &'static str,
+}
+
+/// Where the help text starts after the option names.
+const HELP_COLUMN: usize = 24;
+const HELP_WIDTH: usize = 80;
+
+impl Program {
+    /// The text of `--help`.
+    pub fn help(&self) -> String {
+        let mut out = format!("Usage: {}\n\n{}\n\nOptions:\n", self.synopsis, self.about);
+        for flag in self.flags {
+            let mut names = match flag.short {
+                Some(c) => format!("  -{c}, --{}", flag.long),
+                None => format!("      --{}", flag.long),
+            };
+            if let Some(value) = flag.value {
+                names = format!("{names} {value}");
             }
+            let help = match flag.default {
+                DefaultText::None => flag.help.to_owned(),
+                DefaultText::Value(text) | DefaultText::Described(text) => {
+                    format!("{} (default {text})", flag.help)
+                }
+            };
+            push_wrapped(&mut out, &names, &help);
         }
+        out.push('\n');
+        out.push_str(self.after);
+        out
+    }
+
+    /// The line printed for a usage error.
+    pub fn usage_error(&self, error: &UsageError) -> String {
+        format!(
+            "{error} (usage: {}; see '{} --help')",
+            self.synopsis, self.name
+        )
     }
 }
 
-/// A mistake in the command line: the message names the offending argument.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UsageError(String);
+/// Appends `names`, then `text` wrapped into the help column.
+fn push_wrapped(out: &mut String, names: &str, text: &str) {
+    let mut line = names.to_owned();
+    if line.len() + 2 > HELP_COLUMN {
+        out.push_str(&line);
+        out.push('\n');
+        line.clear();
+    }
+    let mut empty = true;
+    for word in text.split(' ') {
+        if !empty && line.len() + 1 + word.len() > HELP_WIDTH {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            line.clear();
+            empty = true;
+        }
+        if empty {
+            line = format!("{line:HELP_COLUMN$}{word}");
+            empty = false;
+        } else {
+            line.push(' ');
+            line.push_str(word);
+        }
+    }
+    out.push_str(&line);
+    out.push('\n');
+}
 
-impl UsageError {
-    /// Wraps a message that already names the argument at fault.
-    pub fn new(message: impl Into<String>) -> Self {
-        UsageError(message.into())
+/// A mistake in the command line; its `Display` names the argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum UsageError {
+    UnknownOption(String),
+    UnexpectedArgument(String),
+    OptionNotUtf8(String),
+    MissingValue {
+        option: String,
+    },
+    UnwantedValue {
+        option: String,
+    },
+    InvalidValue {
+        option: String,
+        value: String,
+        why: Invalid,
+    },
+    /// `what` only makes sense together with `needs`.
+    Requires {
+        what: &'static str,
+        needs: &'static str,
+    },
+    /// The message given in arguments could not arrive as itself.
+    Unsendable(Unsendable),
+}
+
+/// Why an option's value was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Invalid {
+    NotANumber,
+    OutOfRange { min: u64, max: u64 },
+    NotSeconds,
+    Negative,
+    NotPositive,
+    OverMaxSeconds,
+    NotUtf8,
+    NotAHost,
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Invalid::NotANumber => f.write_str("it is not a valid number"),
+            Invalid::OutOfRange { min, max } => write!(f, "it must be from {min} to {max}"),
+            Invalid::NotSeconds => f.write_str("it is not a number of seconds"),
+            Invalid::Negative => f.write_str("it must not be negative"),
+            Invalid::NotPositive => f.write_str("it must be more than zero"),
+            Invalid::OverMaxSeconds => write!(
+                f,
+                "it must be at most {} seconds (one day)",
+                MAX_SECONDS.as_secs()
+            ),
+            Invalid::NotUtf8 => f.write_str("it is not valid UTF-8"),
+            Invalid::NotAHost => f.write_str("it is not a host name or address"),
+        }
     }
 }
 
 impl fmt::Display for UsageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            UsageError::UnknownOption(option) => write!(f, "unknown option '{option}'"),
+            UsageError::UnexpectedArgument(arg) => write!(f, "unexpected argument '{arg}'"),
+            UsageError::OptionNotUtf8(option) => write!(f, "option '{option}' is not valid UTF-8"),
+            UsageError::MissingValue { option } => write!(f, "option '{option}' needs a value"),
+            UsageError::UnwantedValue { option } => {
+                write!(f, "option '{option}' does not take a value")
+            }
+            UsageError::InvalidValue { option, value, why } => {
+                write!(f, "invalid value '{value}' for '{option}': {why}")
+            }
+            UsageError::Requires { what, needs } => write!(f, "{what} go with {needs}"),
+            UsageError::Unsendable(why @ Unsendable::Newline) => {
+                write!(f, "{why} (send lines on standard input instead)")
+            }
+            UsageError::Unsendable(why) => write!(f, "{why}"),
+        }
     }
 }
 
 impl std::error::Error for UsageError {}
 
-/// Splits a command line into [`Arg`]s.
-pub struct Parser {
+/// Longest duration any option accepts: a day is far beyond any sensible
+/// timeout and keeps arithmetic on `Instant`s far from overflow.
+pub(crate) const MAX_SECONDS: Duration = Duration::from_secs(86_400);
+
+/// What the parser found next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Arg {
+    /// One of the program's options.
+    Flag(&'static Flag),
+    /// A positional argument, or anything after `--`.
+    Value(OsString),
+}
+
+/// Where the parser is within the arguments.
+#[derive(Debug)]
+enum State {
+    /// Between arguments.
+    Ready,
+    /// Inside a cluster of short options such as `-qp5006`: the text, and
+    /// where the next letter starts.
+    Cluster { text: String, at: usize },
+    /// `--name=value` was just returned; the value waits to be asked for.
+    Attached(OsString),
+    /// After `--`: every argument is a value.
+    OnlyValues,
+}
+
+/// Splits a command line into the program's flags and values.
+pub(crate) struct Parser {
     args: std::vec::IntoIter<OsString>,
-    /// Letters still to come from a cluster such as `-qp5006`.
-    cluster: Option<(String, usize)>,
-    /// The value given with `--name=value`, and the option it belongs to.
-    attached: Option<(String, OsString)>,
-    /// The option most recently returned, for error messages about its value.
+    flags: &'static [Flag],
+    state: State,
+    /// The option most recently returned, as written (`--port`, `-p`), for
+    /// error messages about its value.
     last_option: String,
-    only_values: bool,
 }
 
 impl Parser {
     /// Parses `args`, which must not include the program name.
-    pub fn new(args: impl IntoIterator<Item = OsString>) -> Self {
+    pub fn new(args: impl IntoIterator<Item = OsString>, flags: &'static [Flag]) -> Self {
         Parser {
             args: args.into_iter().collect::<Vec<_>>().into_iter(),
-            cluster: None,
-            attached: None,
+            flags,
+            state: State::Ready,
             last_option: String::new(),
-            only_values: false,
         }
     }
 
-    /// Returns the next argument, or `None` when there are no more.
-    pub fn next_arg(&mut self) -> Result<Option<Arg>, UsageError> {
-        if let Some((option, _)) = self.attached.take() {
-            return Err(UsageError::new(format!(
-                "option '{option}' does not take a value"
-            )));
+    /// Returns the next flag or value, or `None` when there are no more.
+    /// A switch given a value (`--quiet=1`) is refused here.
+    pub fn next_flag(&mut self) -> Result<Option<Arg>, UsageError> {
+        let arg = self.next_arg()?;
+        if let Some(Arg::Flag(flag)) = arg {
+            if flag.value.is_none() && matches!(self.state, State::Attached(_)) {
+                return Err(UsageError::UnwantedValue {
+                    option: self.last_option.clone(),
+                });
+            }
         }
-        if let Some(letter) = self.next_in_cluster() {
-            return Ok(Some(self.short(letter)));
+        Ok(arg)
+    }
+
+    fn next_arg(&mut self) -> Result<Option<Arg>, UsageError> {
+        match std::mem::replace(&mut self.state, State::Ready) {
+            State::Attached(_) => {
+                return Err(UsageError::UnwantedValue {
+                    option: self.last_option.clone(),
+                })
+            }
+            State::Cluster { text, at } => {
+                if let Some(letter) = text[at..].chars().next() {
+                    let at = at + letter.len_utf8();
+                    self.state = State::Cluster { text, at };
+                    return self.short(letter).map(Some);
+                }
+            }
+            State::OnlyValues => {
+                self.state = State::OnlyValues;
+                return Ok(self.args.next().map(Arg::Value));
+            }
+            State::Ready => {}
         }
         let Some(arg) = self.args.next() else {
             return Ok(None);
         };
-        if self.only_values {
-            return Ok(Some(Arg::Value(arg)));
-        }
         let Some(text) = arg.to_str() else {
             if arg.as_encoded_bytes().starts_with(b"-") {
-                return Err(UsageError::new(format!(
-                    "option '{}' is not valid UTF-8",
-                    arg.to_string_lossy()
-                )));
+                return Err(UsageError::OptionNotUtf8(lossy(&arg)));
             }
             return Ok(Some(Arg::Value(arg)));
         };
         if text == "--" {
-            self.only_values = true;
+            self.state = State::OnlyValues;
             return self.next_arg();
         }
         if let Some(long) = text.strip_prefix("--") {
-            return Ok(Some(self.long(long)));
+            return self.long(long).map(Some);
         }
         if text.len() > 1 && text.starts_with('-') {
-            self.cluster = Some((text.to_owned(), 1));
+            self.state = State::Cluster {
+                text: text.to_owned(),
+                at: 1,
+            };
             return self.next_arg();
         }
         Ok(Some(Arg::Value(arg)))
     }
 
-    /// Returns the value of the option just returned by [`Parser::next_arg`]:
-    /// the rest of its cluster (`-p5006`), its `=value`, or the next argument.
-    pub fn value(&mut self) -> Result<OsString, UsageError> {
-        if let Some((_, value)) = self.attached.take() {
-            return Ok(value);
-        }
-        if let Some((text, at)) = self.cluster.take() {
-            if at < text.len() {
-                return Ok(OsString::from(&text[at..]));
-            }
-        }
-        self.args
-            .next()
-            .ok_or_else(|| UsageError::new(format!("option '{}' needs a value", self.last_option)))
-    }
-
-    /// Returns the value of the option just returned, parsed as a `T`.
-    pub fn parsed<T: FromStr>(&mut self) -> Result<T, UsageError> {
-        let value = self.value()?;
-        let option = self.last_option.clone();
-        value
-            .to_str()
-            .and_then(|text| text.parse().ok())
-            .ok_or_else(|| invalid(&option, &value, "it is not a valid number"))
-    }
-
-    /// Returns the value of the option just returned as a duration in
-    /// seconds (decimals allowed), refusing zero unless `allow_zero`.
-    pub fn seconds(&mut self, allow_zero: bool) -> Result<Duration, UsageError> {
-        let value = self.value()?;
-        let option = self.last_option.clone();
-        parse_seconds(&value, allow_zero).map_err(|why| invalid(&option, &value, why))
-    }
-
-    /// The option most recently returned, as the user wrote it (`--port`).
-    pub fn option_name(&self) -> &str {
-        &self.last_option
-    }
-
-    fn next_in_cluster(&mut self) -> Option<char> {
-        let (text, at) = self.cluster.as_mut()?;
-        let letter = text[*at..].chars().next();
-        match letter {
-            Some(c) => *at += c.len_utf8(),
-            None => self.cluster = None,
-        }
-        letter
-    }
-
-    fn short(&mut self, letter: char) -> Arg {
+    fn short(&mut self, letter: char) -> Result<Arg, UsageError> {
         self.last_option = format!("-{letter}");
-        Arg::Short(letter)
+        let flag = self.flags.iter().find(|f| f.short == Some(letter));
+        flag.map(Arg::Flag)
+            .ok_or_else(|| UsageError::UnknownOption(self.last_option.clone()))
     }
 
-    fn long(&mut self, long: &str) -> Arg {
+    fn long(&mut self, long: &str) -> Result<Arg, UsageError> {
         let (name, value) = match long.split_once('=') {
             Some((name, value)) => (name, Some(value)),
             None => (long, None),
         };
         self.last_option = format!("--{name}");
+        let flag = self.flags.iter().find(|f| f.long == name);
+        let flag = flag.ok_or_else(|| UsageError::UnknownOption(self.last_option.clone()))?;
         if let Some(value) = value {
-            self.attached = Some((self.last_option.clone(), OsString::from(value)));
+            self.state = State::Attached(OsString::from(value));
         }
-        Arg::Long(name.to_owned())
+        Ok(Arg::Flag(flag))
+    }
+
+    /// The value of the option just returned: the rest of its cluster
+    /// (`-p5006`), its `=value`, or the next argument.
+    pub fn value(&mut self) -> Result<OsString, UsageError> {
+        match std::mem::replace(&mut self.state, State::Ready) {
+            State::Attached(value) => return Ok(value),
+            State::Cluster { text, at } if at < text.len() => {
+                return Ok(OsString::from(&text[at..]))
+            }
+            _ => {}
+        }
+        self.args.next().ok_or_else(|| UsageError::MissingValue {
+            option: self.last_option.clone(),
+        })
+    }
+
+    /// The value as UTF-8 text.
+    pub fn text(&mut self) -> Result<String, UsageError> {
+        let value = self.value()?;
+        value
+            .into_string()
+            .map_err(|bad| self.invalid(&bad, Invalid::NotUtf8))
+    }
+
+    /// The value as a whole number within `range`, as a `T` (which must
+    /// hold every number in the range).
+    pub fn number<T: TryFrom<u64>>(&mut self, range: RangeInclusive<u64>) -> Result<T, UsageError> {
+        let value = self.value()?;
+        let (min, max) = (*range.start(), *range.end());
+        let number = value
+            .to_str()
+            .filter(|t| !t.starts_with('+'))
+            .and_then(|t| t.parse::<i128>().ok())
+            .ok_or_else(|| self.invalid(&value, Invalid::NotANumber))?;
+        u64::try_from(number)
+            .ok()
+            .filter(|n| range.contains(n))
+            .and_then(|n| T::try_from(n).ok())
+            .ok_or_else(|| self.invalid(&value, Invalid::OutOfRange { min, max }))
+    }
+
+    /// The value as a duration in seconds (decimals allowed), refusing
+    /// zero unless `allow_zero`.
+    pub fn seconds(&mut self, allow_zero: bool) -> Result<Duration, UsageError> {
+        let value = self.value()?;
+        parse_seconds(&value, allow_zero).map_err(|why| self.invalid(&value, why))
+    }
+
+    /// An error about the value of the option just returned.
+    pub fn invalid(&self, value: &OsString, why: Invalid) -> UsageError {
+        UsageError::InvalidValue {
+            option: self.last_option.clone(),
+            value: lossy(value),
+            why,
+        }
     }
 }
 
-/// Longest duration any option accepts: a day is far beyond any sensible
-/// timeout and keeps arithmetic on `Instant`s far from overflow.
-pub const MAX_SECONDS: f64 = 86_400.0;
+fn lossy(text: &OsString) -> String {
+    text.to_string_lossy().into_owned()
+}
 
-fn parse_seconds(value: &OsString, allow_zero: bool) -> Result<Duration, &'static str> {
+fn parse_seconds(value: &OsString, allow_zero: bool) -> Result<Duration, Invalid> {
     let seconds: f64 = value
         .to_str()
         .and_then(|text| text.parse().ok())
         .filter(|s: &f64| s.is_finite())
-        .ok_or("it is not a number of seconds")?;
-    if seconds < 0.0 || (seconds == 0.0 && !allow_zero) {
+        .ok_or(Invalid::NotSeconds)?;
+    if seconds < 0.0 {
         return Err(if allow_zero {
-            "it must not be negative"
+            Invalid::Negative
         } else {
-            "it must be more than zero"
+            Invalid::NotPositive
         });
     }
-    if seconds > MAX_SECONDS {
-        return Err("it must be at most 86400 seconds (one day)");
+    if seconds == 0.0 && !allow_zero {
+        return Err(Invalid::NotPositive);
+    }
+    if seconds > MAX_SECONDS.as_secs_f64() {
+        return Err(Invalid::OverMaxSeconds);
     }
     Ok(Duration::from_secs_f64(seconds))
-}
-
-fn invalid(option: &str, value: &OsString, why: &str) -> UsageError {
-    UsageError::new(format!(
-        "invalid value '{}' for '{option}': {why}",
-        value.to_string_lossy()
-    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const FLAGS: &[Flag] = &[
+        Flag {
+            short: Some('p'),
+            long: "port",
+            value: Some("PORT"),
+            help: "a port",
+            default: DefaultText::Value("5006"),
+        },
+        Flag {
+            short: Some('q'),
+            long: "quiet",
+            value: None,
+            help:
+                "say less; this help text is long enough that it must be wrapped onto a second line",
+            default: DefaultText::None,
+        },
+        Flag {
+            short: None,
+            long: "t",
+            value: Some("SECS"),
+            help: "a time",
+            default: DefaultText::Described("none"),
+        },
+    ];
+
     fn parser(args: &[&str]) -> Parser {
-        Parser::new(args.iter().map(OsString::from))
+        Parser::new(args.iter().map(OsString::from), FLAGS)
     }
 
-    fn all(args: &[&str]) -> Result<Vec<Arg>, UsageError> {
+    /// Every argument, flags by their long name followed by their value.
+    fn all(args: &[&str]) -> Result<Vec<String>, UsageError> {
         let mut p = parser(args);
         let mut out = Vec::new();
-        while let Some(arg) = p.next_arg()? {
-            out.push(arg);
+        while let Some(arg) = p.next_flag()? {
+            match arg {
+                Arg::Flag(flag) => {
+                    out.push(format!("--{}", flag.long));
+                    if flag.value.is_some() {
+                        out.push(lossy(&p.value()?));
+                    }
+                }
+                Arg::Value(value) => out.push(lossy(&value)),
+            }
         }
         Ok(out)
     }
 
+    fn err(args: &[&str]) -> String {
+        all(args).unwrap_err().to_string()
+    }
+
     #[test]
-    fn splits_short_long_and_values() {
-        let args = all(&["-q", "--help", "hola", "-", "--", "--port"]).unwrap();
+    fn splits_flags_and_values() {
+        let args = all(&["-q", "--quiet", "hola", "-", "-p7", "--", "--port"]).unwrap();
         assert_eq!(
             args,
-            vec![
-                Arg::Short('q'),
-                Arg::Long("help".into()),
-                Arg::Value("hola".into()),
-                Arg::Value("-".into()),
-                Arg::Value("--port".into()),
-            ]
+            ["--quiet", "--quiet", "hola", "-", "--port", "7", "--port"]
         );
+        assert_eq!(all(&["-qq"]).unwrap(), ["--quiet", "--quiet"]);
     }
 
     #[test]
@@ -252,53 +480,52 @@ mod tests {
             &["--port=5006"],
             &["-p", "5006"],
             &["-p5006"],
+            &["-qp5006"],
         ] {
             let mut p = parser(spelling);
-            assert!(p.next_arg().unwrap().is_some());
-            assert_eq!(p.parsed::<u16>().unwrap(), 5006, "{spelling:?}");
-            assert_eq!(p.next_arg().unwrap(), None);
+            while let Some(Arg::Flag(flag)) = p.next_flag().unwrap() {
+                if flag.long == "port" {
+                    assert_eq!(p.number::<u16>(0..=65535).unwrap(), 5006, "{spelling:?}");
+                }
+            }
         }
     }
 
     #[test]
-    fn clusters_short_flags() {
+    fn errors_name_the_argument() {
+        assert_eq!(err(&["--port"]), "option '--port' needs a value");
         assert_eq!(
-            all(&["-qv"]).unwrap(),
-            vec![Arg::Short('q'), Arg::Short('v')]
+            err(&["--quiet=yes"]),
+            "option '--quiet' does not take a value"
         );
+        assert_eq!(err(&["--frobnicate"]), "unknown option '--frobnicate'");
+        assert_eq!(err(&["-qz"]), "unknown option '-z'");
     }
 
     #[test]
-    fn missing_value_names_the_option() {
-        let mut p = parser(&["--port"]);
-        p.next_arg().unwrap();
-        assert_eq!(
-            p.value().unwrap_err().to_string(),
-            "option '--port' needs a value"
-        );
-    }
-
-    #[test]
-    fn value_on_a_flag_is_refused() {
-        let err = all(&["--quiet=yes"]).unwrap_err();
-        assert_eq!(err.to_string(), "option '--quiet' does not take a value");
-    }
-
-    #[test]
-    fn bad_numbers_name_option_and_value() {
-        let mut p = parser(&["--port", "99999"]);
-        p.next_arg().unwrap();
-        assert_eq!(
-            p.parsed::<u16>().unwrap_err().to_string(),
-            "invalid value '99999' for '--port': it is not a valid number"
-        );
+    fn numbers_say_their_range() {
+        let number = |text: &str| {
+            let mut p = parser(&["--port", text]);
+            p.next_flag().unwrap();
+            p.number::<u16>(1..=65535).map_err(|e| e.to_string())
+        };
+        assert_eq!(number("65535"), Ok(65535));
+        let range = "invalid value '{}' for '--port': it must be from 1 to 65535";
+        for out in ["0", "65536", "-1", "99999999999999999999"] {
+            assert_eq!(number(out), Err(range.replace("{}", out)));
+        }
+        for junk in ["", "+5", "5x", "0x10"] {
+            assert!(number(junk)
+                .unwrap_err()
+                .ends_with("it is not a valid number"));
+        }
     }
 
     #[test]
     fn seconds_accept_decimals_and_refuse_nonsense() {
         let secs = |text: &str, zero| {
             let mut p = parser(&["--t", text]);
-            p.next_arg().unwrap();
+            p.next_flag().unwrap();
             p.seconds(zero)
         };
         assert_eq!(secs("0.25", false).unwrap(), Duration::from_millis(250));
@@ -307,20 +534,41 @@ mod tests {
         assert!(secs("-1", true).is_err());
         assert!(secs("NaN", true).is_err());
         assert!(secs("inf", true).is_err());
-        assert!(secs("1e9", true).is_err());
         assert!(secs("soon", true).is_err());
+        assert_eq!(
+            secs("1e9", true).unwrap_err().to_string(),
+            "invalid value '1e9' for '--t': it must be at most 86400 seconds (one day)"
+        );
     }
 
     #[test]
-    fn unknown_arguments_are_named() {
-        assert_eq!(
-            Arg::Long("frobnicate".into()).unexpected().to_string(),
-            "unknown option '--frobnicate'"
+    fn help_lists_every_flag_with_its_default_wrapped() {
+        let program = Program {
+            name: "x",
+            synopsis: "x [OPTIONS]",
+            about: "Does x.".into(),
+            flags: FLAGS,
+            after: "Bye.",
+        };
+        let help = program.help();
+        assert!(
+            help.starts_with("Usage: x [OPTIONS]\n\nDoes x.\n\nOptions:\n"),
+            "{help}"
         );
-        assert_eq!(
-            Arg::Short('z').unexpected().to_string(),
-            "unknown option '-z'"
+        assert!(
+            help.contains("\n  -p, --port PORT       a port (default 5006)\n"),
+            "{help}"
         );
+        assert!(
+            help.contains("\n      --t SECS          a time (default none)\n"),
+            "{help}"
+        );
+        assert!(help.lines().all(|l| l.len() <= HELP_WIDTH), "{help}");
+        assert!(
+            help.contains("\n                        wrapped onto a second line\n"),
+            "{help}"
+        );
+        assert!(help.ends_with("\nBye."), "{help}");
     }
 
     #[cfg(unix)]
@@ -328,7 +576,7 @@ mod tests {
     fn non_utf8_values_pass_through() {
         use std::os::unix::ffi::OsStringExt;
         let raw = OsString::from_vec(vec![0xff, b'a']);
-        let mut p = Parser::new(vec![raw.clone()]);
-        assert_eq!(p.next_arg().unwrap(), Some(Arg::Value(raw)));
+        let mut p = Parser::new(vec![raw.clone()], FLAGS);
+        assert_eq!(p.next_flag().unwrap(), Some(Arg::Value(raw)));
     }
 }

@@ -15,7 +15,7 @@ use std::fmt::Write;
 ///   byte order mark).
 ///
 /// Everything else, including printable non-ASCII text, is kept as it is.
-pub fn escape_into(out: &mut String, bytes: &[u8]) {
+pub(crate) fn escape_into(out: &mut String, bytes: &[u8]) {
     if let Some(plain) = plain_ascii(bytes) {
         out.push_str(plain);
         return;
@@ -31,7 +31,7 @@ pub fn escape_into(out: &mut String, bytes: &[u8]) {
 }
 
 /// Returns `bytes` escaped as a new string (see [`escape_into`]).
-pub fn escape(bytes: &[u8]) -> String {
+pub(crate) fn escape(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     escape_into(&mut out, bytes);
     out

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 /// The limits one exchange is read under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rules {
+pub(crate) struct Rules {
     /// Longest message accepted, in bytes, without its terminator.
     pub max_len: usize,
     /// Silence that ends a message once at least one byte has arrived.
@@ -22,7 +22,7 @@ pub struct Rules {
 
 /// How a complete message ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ending {
+pub(crate) enum Ending {
     /// At an LF. `trailing` says bytes followed it in the same read, a sign
     /// that the client may still be sending.
     Newline { trailing: bool },
@@ -34,7 +34,7 @@ pub enum Ending {
 
 /// What reading an exchange's message produced.
 #[derive(Debug)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The message is in the buffer; `at` is when the last of it arrived.
     Message { ending: Ending, at: Instant },
     /// More than `max_len` bytes arrived before the message ended.
@@ -46,7 +46,7 @@ pub enum Outcome {
 }
 
 /// Bytes arriving over time: a socket, or a script in tests.
-pub trait Source {
+pub(crate) trait Source {
     /// The current time on this source's clock.
     fn now(&self) -> Instant;
 
@@ -58,7 +58,7 @@ pub trait Source {
 /// Reads one message from `source` into `message` (cleared first) under
 /// `rules`, using `chunk` as the read buffer. `message` never holds more than
 /// `rules.max_len + 1` bytes, however much the client sends.
-pub fn read_message(
+pub(crate) fn read_message(
     source: &mut impl Source,
     rules: &Rules,
     message: &mut Vec<u8>,
@@ -154,6 +154,7 @@ fn take(message: &mut Vec<u8>, data: &[u8], max_len: usize) -> Step {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::XorShift;
     use std::collections::VecDeque;
 
     const PAUSE: Duration = Duration::from_millis(200);
@@ -345,21 +346,6 @@ mod tests {
         );
     }
 
-    /// A small seeded generator, so a failing case can be replayed.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
-
     /// What the framing rules say a script should give, computed on whole
     /// arrivals rather than on the reader's chunks.
     /// Reads begin at each arrival and take at most `chunk_len` bytes, which
@@ -419,7 +405,7 @@ mod tests {
     fn random_bytes_in_random_splits_with_random_pauses() {
         let alphabet = b"ab\r\n\0\x1b\x7f\xff\xc3";
         for seed in 1..=3_000u64 {
-            let mut rng = XorShift(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+            let mut rng = XorShift::new(seed);
             let max_len = 1 + rng.below(24) as usize;
             let script: Vec<(u64, Vec<u8>)> = (0..1 + rng.below(8))
                 .map(|_| {

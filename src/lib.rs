@@ -1,14 +1,24 @@
 //! serv6 and cli6: a TCP server that tells each client when it received its
 //! message, and the client that asks it.
 //!
-//! The binaries in `src/bin` only call [`server::main`] and [`client::main`];
-//! everything else lives in small modules with one job each.
+//! The binaries in `src/bin` only call [`server::main`] and [`client::main`].
+//! [`protocol`] is the wire contract both sides share; everything else is
+//! private to the crate, in small modules with one job each.
 
-pub mod args;
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod args;
 pub mod client;
-pub mod escape;
-pub mod framing;
-pub mod report;
+mod diag;
+mod escape;
+mod framing;
+#[allow(unsafe_code)]
+mod platform;
+pub mod protocol;
 pub mod server;
-pub mod signal;
 pub mod timestamp;
+
+#[cfg(test)]
+#[path = "../tests/harness/rng.rs"]
+mod rng;

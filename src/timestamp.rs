@@ -77,13 +77,21 @@ impl Timestamp {
     }
 }
 
-/// Length of the text form, `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
-pub const RFC3339_LEN: usize = 27;
+/// A timestamp's text, `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rfc3339(String);
+
+impl Rfc3339 {
+    /// The text itself.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 impl Timestamp {
-    /// The text form as ASCII bytes, without going through `fmt`: the server
-    /// writes one per exchange.
-    pub fn to_rfc3339(self) -> [u8; RFC3339_LEN] {
+    /// The text form, built without going through `fmt`: the server writes
+    /// one per exchange.
+    pub fn to_rfc3339(self) -> Rfc3339 {
         let seconds = self.since_epoch.as_secs();
         let (year, month, day) = civil_from_days(seconds / SECONDS_PER_DAY);
         let in_day = seconds % SECONDS_PER_DAY;
@@ -98,7 +106,7 @@ impl Timestamp {
             &mut text[20..26],
             u64::from(self.since_epoch.subsec_micros()),
         );
-        text
+        Rfc3339(text.into_iter().map(char::from).collect())
     }
 }
 
@@ -112,9 +120,7 @@ fn put_digits(field: &mut [u8], mut value: u64) {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = self.to_rfc3339();
-        // Only ASCII digits and separators are ever written.
-        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
+        f.write_str(self.to_rfc3339().as_str())
     }
 }
 

@@ -77,7 +77,7 @@ fn a_refused_connection_names_the_address_and_suggests_starting_serv6() {
         err.starts_with(&format!("cli6: cannot connect to 127.0.0.1:{port}: ")),
         "{err}"
     );
-    assert!(err.contains("make servidor"), "{err}");
+    assert!(err.contains("is serv6 running there?"), "{err}");
 }
 
 #[test]

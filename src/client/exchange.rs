@@ -2,6 +2,7 @@
 //! and LF, shut down sending, read the reply to EOF, with timings.
 
 use crate::escape::escape;
+use crate::protocol::{parse_reply, Refusal, Reply, MAX_REPLY};
 use crate::timestamp::Timestamp;
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// Where to send messages and how long to wait.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub(crate) struct Target {
     pub host: String,
     pub port: u16,
     /// Bounds the connect to each address, and each read and write.
@@ -27,12 +28,9 @@ impl fmt::Display for Target {
     }
 }
 
-/// A reply longer than this is not from serv6; stop reading it.
-pub const MAX_REPLY: usize = 1024;
-
 /// A completed exchange and what it took.
 #[derive(Debug, Clone)]
-pub struct Exchanged {
+pub(crate) struct Exchanged {
     pub peer: SocketAddr,
     /// Time to establish the connection.
     pub connect: Duration,
@@ -46,25 +44,63 @@ pub struct Exchanged {
 }
 
 impl Exchanged {
-    /// Checks that the reply is serv6's answer to a message of `sent` bytes.
-    /// Returns the server's time of receipt, or what is wrong as one line
-    /// naming the peer, with anything the server sent escaped.
-    pub fn verify(&self, sent: usize) -> Result<Timestamp, String> {
-        let peer = self.peer;
-        match parse_reply(&self.reply) {
-            Reply::Received { len, at } if len == sent as u64 => Ok(at),
-            Reply::Received { len, .. } => Err(format!(
-                "{peer}: the server counted {len} bytes, but {sent} were sent"
-            )),
-            Reply::Error(text) => Err(format!("{peer}: error: {}", escape(&text))),
-            Reply::Unexpected => Err(format!("{peer}: unexpected reply: {}", escape(&self.reply))),
+    /// Checks that the reply is serv6's answer to a message of `sent`
+    /// bytes, and returns the server's time of receipt.
+    pub fn verify(&self, sent: usize) -> Result<Timestamp, ClientError> {
+        let problem = match parse_reply(&self.reply) {
+            Reply::Received { len, at } if len == sent as u64 => return Ok(at),
+            Reply::Received { len, .. } => ReplyProblem::Miscounted { counted: len, sent },
+            Reply::Refused(why) => ReplyProblem::Refused(why),
+            Reply::OtherError(text) => ReplyProblem::OtherError(text),
+            Reply::Unexpected => ReplyProblem::Unexpected(self.reply.clone()),
+        };
+        Err(ClientError::Reply {
+            peer: self.peer,
+            problem,
+        })
+    }
+}
+
+/// What is wrong with a reply; anything the server sent is shown escaped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ReplyProblem {
+    TooLong,
+    MoreThanOneLine,
+    Missing,
+    NoNewline,
+    /// A real reply, but for a message of another length.
+    Miscounted {
+        counted: u64,
+        sent: usize,
+    },
+    Refused(Refusal),
+    OtherError(Vec<u8>),
+    Unexpected(Vec<u8>),
+}
+
+impl fmt::Display for ReplyProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReplyProblem::TooLong => write!(f, "reply longer than {MAX_REPLY} bytes"),
+            ReplyProblem::MoreThanOneLine => f.write_str("reply has more than one line"),
+            ReplyProblem::Missing => f.write_str("connection closed without a reply"),
+            ReplyProblem::NoNewline => f.write_str("reply does not end with a newline"),
+            ReplyProblem::Miscounted { counted, sent } => {
+                write!(
+                    f,
+                    "the server counted {counted} bytes, but {sent} were sent"
+                )
+            }
+            ReplyProblem::Refused(why) => write!(f, "error: {why}"),
+            ReplyProblem::OtherError(text) => write!(f, "error: {}", escape(text)),
+            ReplyProblem::Unexpected(reply) => write!(f, "unexpected reply: {}", escape(reply)),
         }
     }
 }
 
 /// What went wrong, written as one line by its `Display`.
 #[derive(Debug)]
-pub enum ClientError {
+pub(crate) enum ClientError {
     Resolve {
         target: String,
         error: io::Error,
@@ -80,7 +116,7 @@ pub enum ClientError {
     },
     Reply {
         peer: SocketAddr,
-        problem: String,
+        problem: ReplyProblem,
     },
 }
 
@@ -98,10 +134,7 @@ impl fmt::Display for ClientError {
                     .iter()
                     .any(|(_, e)| e.kind() == io::ErrorKind::ConnectionRefused)
                 {
-                    write!(
-                        f,
-                        " (is serv6 running there? start it with 'make servidor')"
-                    )?;
+                    f.write_str(" (is serv6 running there?)")?;
                 }
                 Ok(())
             }
@@ -124,7 +157,7 @@ fn describe(error: &io::Error) -> String {
 
 /// Runs one exchange: every address `target.host` resolves to is tried in
 /// turn until one accepts the connection.
-pub fn exchange(target: &Target, message: &[u8]) -> Result<Exchanged, ClientError> {
+pub(crate) fn exchange(target: &Target, message: &[u8]) -> Result<Exchanged, ClientError> {
     let addrs = resolve(target)?;
     let started = Instant::now();
     let (conn, peer) = connect_any(target, &addrs)?;
@@ -229,88 +262,25 @@ fn read_reply(
         if reply.len() > MAX_REPLY {
             return Err(ClientError::Reply {
                 peer,
-                problem: format!("reply longer than {MAX_REPLY} bytes"),
+                problem: ReplyProblem::TooLong,
             });
         }
     }
-    match (reply.iter().position(|&b| b == b'\n'), arrival) {
+    let problem = match (reply.iter().position(|&b| b == b'\n'), arrival) {
         (Some(end), Some((at, wall))) if end + 1 == reply.len() => {
             reply.pop();
-            Ok((reply, at, wall))
+            return Ok((reply, at, wall));
         }
-        (Some(_), _) => Err(ClientError::Reply {
-            peer,
-            problem: "reply has more than one line".into(),
-        }),
-        _ if reply.is_empty() => Err(ClientError::Reply {
-            peer,
-            problem: "connection closed without a reply".into(),
-        }),
-        _ => Err(ClientError::Reply {
-            peer,
-            problem: "reply does not end with a newline".into(),
-        }),
-    }
-}
-
-/// What a reply line says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
-    /// `received <len> bytes at <at>`.
-    Received { len: u64, at: Timestamp },
-    /// `error: <text>`: the server refused the message.
-    Error(Vec<u8>),
-    /// Anything else: not serv6, or a broken one.
-    Unexpected,
-}
-
-/// Reads a reply line (without its LF).
-pub fn parse_reply(line: &[u8]) -> Reply {
-    if let Some(text) = line.strip_prefix(b"error: ") {
-        return Reply::Error(text.to_vec());
-    }
-    let received = std::str::from_utf8(line).ok().and_then(|text| {
-        let rest = text.strip_prefix("received ")?;
-        let (len, at) = rest.split_once(" bytes at ")?;
-        let len_ok = !len.is_empty() && len.bytes().all(|b| b.is_ascii_digit());
-        Some(Reply::Received {
-            len: len_ok.then(|| len.parse().ok()).flatten()?,
-            at: Timestamp::parse(at)?,
-        })
-    });
-    received.unwrap_or(Reply::Unexpected)
+        (Some(_), _) => ReplyProblem::MoreThanOneLine,
+        _ if reply.is_empty() => ReplyProblem::Missing,
+        _ => ReplyProblem::NoNewline,
+    };
+    Err(ClientError::Reply { peer, problem })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_replies() {
-        let at = Timestamp::parse("2026-11-24T04:31:58.123456Z").unwrap();
-        assert_eq!(
-            parse_reply(b"received 4 bytes at 2026-11-24T04:31:58.123456Z"),
-            Reply::Received { len: 4, at }
-        );
-        assert_eq!(
-            parse_reply(b"error: server busy"),
-            Reply::Error(b"server busy".to_vec())
-        );
-        for odd in [
-            &b"received +4 bytes at 2026-11-24T04:31:58.123456Z"[..],
-            b"received 4 bytes at yesterday",
-            b"received  bytes at 2026-11-24T04:31:58.123456Z",
-            b"hello",
-            b"",
-        ] {
-            assert_eq!(
-                parse_reply(odd),
-                Reply::Unexpected,
-                "{}",
-                String::from_utf8_lossy(odd)
-            );
-        }
-    }
 
     #[test]
     fn targets_print_like_addresses() {

@@ -2,13 +2,12 @@
 
 mod exchange;
 mod options;
-pub mod probe;
+mod probe;
 
-pub use exchange::{exchange, parse_reply, ClientError, Exchanged, Reply, Target, MAX_REPLY};
-pub use options::{parse, Command, Probes, PROBE_MESSAGE, USAGE};
-
+use crate::diag;
 use crate::escape::escape;
-use crate::report;
+use exchange::{exchange, ClientError, ReplyProblem, Target};
+use options::Command;
 use std::ffi::OsString;
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::process::ExitCode;
@@ -16,6 +15,7 @@ use std::process::ExitCode;
 /// Runs cli6 with `args` (without the program name) and returns its exit
 /// status: 0 if every exchange got its reply, 1 if one did not, 2 for bad usage.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    diag::set_program("cli6");
     let ok = match options::parse(args) {
         Ok(Command::Send {
             target,
@@ -30,13 +30,10 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             message,
             probes,
         }) => return probe::run(&target, &message, probes),
-        Ok(Command::Help) => print(USAGE),
+        Ok(Command::Help) => print(&options::program().help()),
         Ok(Command::Version) => print(concat!("cli6 ", env!("CARGO_PKG_VERSION"))),
         Err(e) => {
-            report::error(
-                "cli6",
-                format_args!("{e} (usage: cli6 [OPTIONS] [MESSAGE...]; see 'cli6 --help')"),
-            );
+            diag::error(format_args!("{}", options::program().usage_error(&e)));
             return ExitCode::from(2);
         }
     };
@@ -49,25 +46,28 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 
 /// One exchange: the reply on standard output, any problem on standard error.
 fn send(target: &Target, message: &[u8]) -> bool {
-    match exchange(target, message) {
-        Ok(done) => check_reply(&done, message.len()),
-        Err(e) => {
-            report::error("cli6", format_args!("{e}"));
-            false
-        }
-    }
-}
-
-/// Prints a serv6 reply if it is one and it counted every byte sent.
-fn check_reply(done: &Exchanged, sent: usize) -> bool {
-    match done.verify(sent) {
-        Ok(_) => print(&escape(&done.reply)),
-        Err(problem) => {
+    let checked = exchange(target, message).map(|done| {
+        let verdict = done.verify(message.len());
+        (done, verdict)
+    });
+    match checked {
+        Ok((done, Ok(_))) => print(&escape(&done.reply)),
+        Ok((done, Err(e))) => {
             // A count that is off is still what the server said: show it.
-            if let Reply::Received { .. } = parse_reply(&done.reply) {
+            if matches!(
+                &e,
+                ClientError::Reply {
+                    problem: ReplyProblem::Miscounted { .. },
+                    ..
+                }
+            ) {
                 print(&escape(&done.reply));
             }
-            report::error("cli6", format_args!("{problem}"));
+            diag::error(format_args!("{e}"));
+            false
+        }
+        Err(e) => {
+            diag::error(format_args!("{e}"));
             false
         }
     }
@@ -89,7 +89,7 @@ fn send_lines(target: &Target) -> bool {
             Ok(0) => break,
             Ok(_) => {}
             Err(e) => {
-                report::error("cli6", format_args!("cannot read standard input: {e}"));
+                diag::error(format_args!("cannot read standard input: {e}"));
                 return false;
             }
         }

@@ -1,14 +1,15 @@
-//! cli6's command line.
+//! cli6's command line: its flags, their defaults and its help, defined once.
 
 use super::exchange::Target;
-use crate::args::{Arg, Parser, UsageError};
-use crate::server::DEFAULT_PORT;
+use crate::args::Invalid;
+use crate::args::{Arg, DefaultText, Flag, Parser, Program, UsageError};
+use crate::protocol::{check_message, DEFAULT_PORT, REPLY_FORM};
 use std::ffi::OsString;
 use std::time::Duration;
 
 /// What cli6 was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
+pub(crate) enum Command {
     /// Send `message` once, or each line of standard input when `None`.
     Send {
         target: Target,
@@ -26,7 +27,7 @@ pub enum Command {
 
 /// How to probe: `--count`, `--interval`, `--json`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Probes {
+pub(crate) struct Probes {
     /// How many probes; 0 means until interrupted.
     pub count: u64,
     /// From the start of one probe to the start of the next.
@@ -35,96 +36,167 @@ pub struct Probes {
 }
 
 /// What a probe sends when no MESSAGE is given.
-pub const PROBE_MESSAGE: &[u8] = b"hola";
+pub(crate) const PROBE_MESSAGE: &[u8] = b"hola";
 
-/// The text of `cli6 --help`.
-pub const USAGE: &str = "\
-Usage: cli6 [OPTIONS] [MESSAGE...]
-
-Sends a message to serv6 and prints its reply, the time the server received it:
-  received <N> bytes at <YYYY-MM-DDTHH:MM:SS.ffffffZ>
-
-With MESSAGE words, sends them joined by spaces, once. Without, sends each line
-of standard input as its own exchange, until end of input.
-
-Options:
-  -H, --host HOST       server name or address; every address it resolves to
-                        is tried in turn (default localhost)
-  -p, --port PORT       server port (default 5006)
-  -t, --timeout SECS    limit for connecting, and for each read and write
-                        (default 5)
-  -c, --count N         probe like ping: N exchanges (0: until Ctrl-C), each
-                        with its connect time, round-trip time and the offset
-                        of the server's clock from ours, then a summary
-  -i, --interval SECS   time between probes (default 1; 0 allowed)
-      --json            with --count: one JSON object per probe and one for
-                        the summary
-  -h, --help            print this help and exit
-  -V, --version         print the version and exit
-
-Exit status: 0 if every exchange got its reply (with --count: if any did),
-1 otherwise, 2 for bad usage.";
-
-/// Parses cli6's arguments, without the program name.
-pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
-    let mut target = Target {
+/// The defaults; `FLAGS` shows each as text, and a test checks they agree.
+fn default_target() -> Target {
+    Target {
         host: "localhost".into(),
         port: DEFAULT_PORT,
         timeout: Duration::from_secs(5),
+    }
+}
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+
+pub(crate) const FLAGS: &[Flag] = &[
+    Flag {
+        short: Some('H'),
+        long: "host",
+        value: Some("HOST"),
+        help: "server name or address; every address it resolves to is tried in turn",
+        default: DefaultText::Value("localhost"),
+    },
+    Flag {
+        short: Some('p'),
+        long: "port",
+        value: Some("PORT"),
+        help: "server port",
+        default: DefaultText::Value("5006"),
+    },
+    Flag {
+        short: Some('t'),
+        long: "timeout",
+        value: Some("SECS"),
+        help: "limit for connecting, and for each read and write",
+        default: DefaultText::Value("5"),
+    },
+    Flag {
+        short: Some('c'),
+        long: "count",
+        value: Some("N"),
+        help: "probe like ping: N exchanges (0: until Ctrl-C), each with its connect time, \
+               round-trip time and the offset of the server's clock from ours, then a summary",
+        default: DefaultText::None,
+    },
+    Flag {
+        short: Some('i'),
+        long: "interval",
+        value: Some("SECS"),
+        help: "with --count: time between probes; 0 allowed",
+        default: DefaultText::Value("1"),
+    },
+    Flag {
+        short: None,
+        long: "json",
+        value: None,
+        help: "with --count: one JSON object per probe and one for the summary",
+        default: DefaultText::None,
+    },
+    Flag {
+        short: Some('h'),
+        long: "help",
+        value: None,
+        help: "print this help and exit",
+        default: DefaultText::None,
+    },
+    Flag {
+        short: Some('V'),
+        long: "version",
+        value: None,
+        help: "print the version and exit",
+        default: DefaultText::None,
+    },
+];
+
+/// cli6's command line, for help and usage errors.
+pub(crate) fn program() -> Program {
+    Program {
+        name: "cli6",
+        synopsis: "cli6 [OPTIONS] [MESSAGE...]",
+        about: format!(
+            "Sends a message to serv6 and prints its reply, the time the server received it:\n  \
+             {REPLY_FORM}\n\n\
+             With MESSAGE words, sends them joined by spaces, once. Without, sends each line\n\
+             of standard input as its own exchange, until end of input."
+        ),
+        flags: FLAGS,
+        after: "\
+Exit status: 0 if every exchange got its reply (with --count: if any did),
+1 otherwise, 2 for bad usage.",
+    }
+}
+
+/// What the flags said, before it is checked as a whole.
+#[derive(Debug)]
+struct Given {
+    target: Target,
+    words: Vec<OsString>,
+    count: Option<u64>,
+    interval: Option<Duration>,
+    json: bool,
+}
+
+/// Parses cli6's arguments, without the program name.
+pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
+    let mut given = Given {
+        target: default_target(),
+        words: Vec::new(),
+        count: None,
+        interval: None,
+        json: false,
     };
-    let mut words: Vec<OsString> = Vec::new();
-    let (mut count, mut interval, mut json) = (None, None, false);
-    let mut parser = Parser::new(args);
-    while let Some(arg) = parser.next_arg()? {
-        let name = match &arg {
+    let mut parser = Parser::new(args, FLAGS);
+    while let Some(arg) = parser.next_flag()? {
+        let flag = match arg {
             Arg::Value(word) => {
-                words.push(word.clone());
+                given.words.push(word);
                 continue;
             }
-            Arg::Short('H') => "host",
-            Arg::Short('p') => "port",
-            Arg::Short('t') => "timeout",
-            Arg::Short('c') => "count",
-            Arg::Short('i') => "interval",
-            Arg::Short('h') => "help",
-            Arg::Short('V') => "version",
-            Arg::Long(long) => long.as_str(),
-            Arg::Short(_) => return Err(arg.unexpected()),
+            Arg::Flag(flag) => flag,
         };
-        match name {
-            "host" => target.host = host(&mut parser)?,
-            "port" => target.port = parser.parsed()?,
-            "timeout" => target.timeout = parser.seconds(false)?,
-            "count" => count = Some(parser.parsed()?),
-            "interval" => interval = Some(parser.seconds(true)?),
-            "json" => json = true,
+        match flag.long {
+            "host" => given.target.host = host(&mut parser)?,
+            "port" => given.target.port = parser.number(1..=u64::from(u16::MAX))?,
+            "timeout" => given.target.timeout = parser.seconds(false)?,
+            "count" => given.count = Some(parser.number(0..=u64::MAX)?),
+            "interval" => given.interval = Some(parser.seconds(true)?),
+            "json" => given.json = true,
             "help" => return Ok(Command::Help),
             "version" => return Ok(Command::Version),
-            _ => return Err(arg.unexpected()),
+            // A flag in the table that this match forgot; a test catches it.
+            other => return Err(UsageError::UnknownOption(format!("--{other}"))),
         }
     }
-    let message = if words.is_empty() {
+    command(given)
+}
+
+fn command(given: Given) -> Result<Command, UsageError> {
+    let Given { target, .. } = &given;
+    let message = if given.words.is_empty() {
         None
     } else {
-        Some(join(&words)?)
+        Some(join(&given.words)?)
     };
-    let Some(count) = count else {
-        if interval.is_some() || json {
-            return Err(UsageError::new(
-                "'--interval' and '--json' go with '--count' (probe mode)",
-            ));
+    let Some(count) = given.count else {
+        if given.interval.is_some() || given.json {
+            return Err(UsageError::Requires {
+                what: "'--interval' and '--json'",
+                needs: "'--count' (probe mode)",
+            });
         }
-        return Ok(Command::Send { target, message });
+        return Ok(Command::Send {
+            target: target.clone(),
+            message,
+        });
     };
     let probes = Probes {
         count,
-        interval: interval.unwrap_or(Duration::from_secs(1)),
-        json,
+        interval: given.interval.unwrap_or(DEFAULT_INTERVAL),
+        json: given.json,
     };
-    let message = message.unwrap_or_else(|| PROBE_MESSAGE.to_vec());
     Ok(Command::Probe {
-        target,
-        message,
+        target: target.clone(),
+        message: message.unwrap_or_else(|| PROBE_MESSAGE.to_vec()),
         probes,
     })
 }
@@ -137,11 +209,7 @@ fn host(parser: &mut Parser) -> Result<String, UsageError> {
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(text);
     if text.is_empty() {
-        return Err(UsageError::new(format!(
-            "invalid value '{}' for '{}': it is not a host name or address",
-            value.to_string_lossy(),
-            parser.option_name()
-        )));
+        return Err(parser.invalid(&value, Invalid::NotAHost));
     }
     Ok(text.to_owned())
 }
@@ -153,16 +221,7 @@ fn join(words: &[OsString]) -> Result<Vec<u8>, UsageError> {
         .map(|w| w.as_encoded_bytes())
         .collect::<Vec<_>>()
         .join(&b' ');
-    if message.contains(&b'\n') {
-        return Err(UsageError::new(
-            "a message cannot contain a newline: a newline ends the message (send lines on standard input instead)",
-        ));
-    }
-    if message.last() == Some(&b'\r') {
-        return Err(UsageError::new(
-            "a message cannot end with a carriage return: the server drops a CR before the newline",
-        ));
-    }
+    check_message(&message).map_err(UsageError::Unsendable)?;
     Ok(message)
 }
 
@@ -178,6 +237,32 @@ mod tests {
         match parse_words(words).unwrap() {
             Command::Send { target, message } => (target, message),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_help_shows_the_real_defaults() {
+        for flag in FLAGS {
+            if let DefaultText::Value(text) = flag.default {
+                let words = ["-c", "1", &format!("--{}", flag.long), text];
+                let Ok(Command::Probe { target, probes, .. }) = parse_words(&words) else {
+                    panic!("{words:?}");
+                };
+                assert_eq!(target, default_target(), "{words:?}");
+                assert_eq!(probes.interval, DEFAULT_INTERVAL, "{words:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_flag_is_handled() {
+        for flag in FLAGS {
+            let words = match flag.value {
+                Some(_) => vec![format!("--{}", flag.long), "1".into(), "-c1".into()],
+                None => vec![format!("--{}", flag.long), "-c1".into()],
+            };
+            let parsed = parse(words.iter().map(OsString::from));
+            assert!(parsed.is_ok(), "{words:?}: {parsed:?}");
         }
     }
 

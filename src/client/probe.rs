@@ -8,9 +8,9 @@
 //! path is slower one way than the other, the estimate is off by half the
 //! difference; no single exchange can tell.
 
-use super::exchange::{exchange, Exchanged, Target};
+use super::exchange::{exchange, ClientError, Exchanged, Target};
 use crate::escape::escape;
-use crate::{report, signal};
+use crate::{diag, platform};
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -22,7 +22,7 @@ use super::options::Probes;
 
 /// One successful probe.
 #[derive(Debug, Clone)]
-pub struct Sample {
+pub(crate) struct Sample {
     pub seq: u64,
     pub peer: String,
     pub reply: String,
@@ -34,17 +34,17 @@ pub struct Sample {
 
 /// What the probes found so far: enough for the summary.
 #[derive(Debug, Default, Clone)]
-pub struct Tally {
+pub(crate) struct Tally {
     pub sent: u64,
     pub rtts: Vec<Duration>,
     pub offsets_ns: Vec<i64>,
 }
 
 /// Runs the probes and returns the exit status: 0 if any reply arrived.
-pub fn run(target: &Target, message: &[u8], probes: Probes) -> ExitCode {
+pub(crate) fn run(target: &Target, message: &[u8], probes: Probes) -> ExitCode {
     let tally = Arc::new(Mutex::new(Tally::default()));
     // Before the signal thread exists, so that no other thread takes SIGINT.
-    if let Some(termination) = signal::block_termination() {
+    if let Some(termination) = platform::block_termination() {
         let (tally, target, json) = (Arc::clone(&tally), target.to_string(), probes.json);
         thread::spawn(move || {
             termination.wait();
@@ -89,8 +89,8 @@ fn finish(target: &str, tally: &Tally, json: bool) -> i32 {
     i32::from(tally.rtts.is_empty())
 }
 
-fn probe(target: &Target, message: &[u8], seq: u64) -> Result<Sample, String> {
-    let done = exchange(target, message).map_err(|e| e.to_string())?;
+fn probe(target: &Target, message: &[u8], seq: u64) -> Result<Sample, ClientError> {
+    let done = exchange(target, message)?;
     let server_time = done.verify(message.len())?;
     Ok(Sample {
         seq,
@@ -124,7 +124,7 @@ fn offset_ms(ns: i64) -> f64 {
     ns as f64 / 1e6
 }
 
-fn print_probe(seq: u64, outcome: &Result<Sample, String>, json: bool) {
+fn print_probe(seq: u64, outcome: &Result<Sample, ClientError>, json: bool) {
     let line = match (outcome, json) {
         (Ok(s), false) => format!(
             "{}: {}  connect={:.3} ms  rtt={:.3} ms  offset={:+.3} ms\n",
@@ -144,10 +144,10 @@ fn print_probe(seq: u64, outcome: &Result<Sample, String>, json: bool) {
             offset_ms(s.offset_ns)
         ),
         (Err(e), false) => {
-            report::error("cli6", format_args!("probe {seq}: {e}"));
+            diag::error(format_args!("probe {seq}: {e}"));
             return;
         }
-        (Err(e), true) => format!("{{\"seq\":{seq},\"error\":{}}}\n", json_string(e)),
+        (Err(e), true) => format!("{{\"seq\":{seq},\"error\":{}}}\n", json_string(&e.to_string())),
     };
     let mut out = io::stdout().lock();
     let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
@@ -186,7 +186,7 @@ fn lost_percent(tally: &Tally) -> f64 {
 }
 
 /// The ping-like summary, several lines.
-pub fn summary_text(target: &str, tally: &Tally) -> String {
+pub(crate) fn summary_text(target: &str, tally: &Tally) -> String {
     let mut out = format!(
         "--- {target} probe statistics ---\n{} probes sent, {} replies received, {:.1}% lost\n",
         tally.sent,
@@ -209,7 +209,7 @@ pub fn summary_text(target: &str, tally: &Tally) -> String {
 }
 
 /// The summary as one JSON object; figures are null when no reply came.
-pub fn summary_json(tally: &Tally) -> String {
+pub(crate) fn summary_json(tally: &Tally) -> String {
     let rtt = rtt_stats(&tally.rtts).map_or("null".into(), |(min, avg, max, stddev)| {
         format!("{{\"min\":{min:.3},\"avg\":{avg:.3},\"max\":{max:.3},\"stddev\":{stddev:.3}}}")
     });
@@ -225,7 +225,7 @@ pub fn summary_json(tally: &Tally) -> String {
 }
 
 /// A JSON string literal: quotes, backslashes and control characters escaped.
-pub fn json_string(text: &str) -> String {
+pub(crate) fn json_string(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
     for c in text.chars() {

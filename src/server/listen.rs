@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddr
 
 /// The listening sockets serv6 got, with what it could not get but may do without.
 #[derive(Debug)]
-pub struct Bound {
+pub(crate) struct Bound {
     pub listeners: Vec<TcpListener>,
     /// One line each for default addresses skipped because their IP family
     /// is not available on this machine.
@@ -15,7 +15,7 @@ pub struct Bound {
 
 /// Why serv6 cannot listen; printed as one line, then it exits with status 1.
 #[derive(Debug)]
-pub enum BindError {
+pub(crate) enum BindError {
     Resolve { name: String, error: io::Error },
     Bind { addr: SocketAddr, error: io::Error },
 }
@@ -50,7 +50,7 @@ const PORT_ZERO_TRIES: usize = 16;
 /// Listens on every address `binds` names (127.0.0.1 and ::1 when empty) at
 /// `port`. With port 0 every address gets the port the OS picked for the
 /// first, looking again if another address has that port taken.
-pub fn bind_all(binds: &[String], port: u16) -> Result<Bound, BindError> {
+pub(crate) fn bind_all(binds: &[String], port: u16) -> Result<Bound, BindError> {
     let (addrs, optional) = if binds.is_empty() {
         (
             vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()],
@@ -145,7 +145,7 @@ fn resolve(names: &[String]) -> Result<Vec<IpAddr>, BindError> {
 }
 
 /// The line serv6 prints once it listens: `listening on 127.0.0.1:5006, [::1]:5006`.
-pub fn listening_line(listeners: &[TcpListener]) -> String {
+pub(crate) fn listening_line(listeners: &[TcpListener]) -> String {
     let addrs: Vec<String> = listeners
         .iter()
         .filter_map(|l| l.local_addr().ok())

@@ -1,10 +1,14 @@
 //! What serv6 tells its operator: one line per exchange on standard output,
-//! errors on standard error, counters for the summary printed on exit.
+//! and the counters for the summary printed on exit. Everything else goes
+//! to standard error through [`crate::diag`].
 
-use crate::report;
-use std::fmt;
+use crate::diag;
+use crate::escape::escape_into;
+use crate::timestamp::Rfc3339;
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{PoisonError, RwLock};
@@ -15,9 +19,9 @@ use std::time::Instant;
 /// `write` whole.
 const PIPE_BUF: usize = 4096;
 
-/// The exchange log and the error log.
+/// The exchange log.
 #[derive(Debug)]
-pub struct Log {
+pub(crate) struct Log {
     /// A duplicate of standard output, written with one `write` per line
     /// and no buffering; `None` with `--quiet`.
     out: Option<File>,
@@ -36,10 +40,9 @@ impl Log {
             match std::io::stdout().as_fd().try_clone_to_owned() {
                 Ok(fd) => Some(File::from(fd)),
                 Err(e) => {
-                    report::error(
-                        "serv6",
-                        format_args!("standard output is unusable ({e}): exchanges are not logged"),
-                    );
+                    diag::error(format_args!(
+                        "standard output is unusable ({e}): exchanges are not logged"
+                    ));
                     None
                 }
             }
@@ -51,10 +54,19 @@ impl Log {
         }
     }
 
-    /// Whether exchange lines are wanted at all, so that `--quiet` does not
-    /// even format them.
-    pub fn logs_exchanges(&self) -> bool {
-        self.out.is_some()
+    /// Logs an exchange: `<stamp> <peer> <N> bytes "<message, escaped>"`,
+    /// formatted in `line`, which the caller lends so that logging does not
+    /// allocate. With `--quiet`, does not even format it.
+    pub fn exchange(&self, line: &mut String, stamp: &Rfc3339, peer: SocketAddr, message: &[u8]) {
+        if self.out.is_none() {
+            return;
+        }
+        line.clear();
+        line.push_str(stamp.as_str());
+        let _ = write!(line, " {peer} {} bytes \"", message.len());
+        escape_into(line, message);
+        line.push_str("\"\n");
+        self.write(line);
     }
 
     /// Writes one exchange line (ending in LF) to standard output in a single
@@ -62,7 +74,7 @@ impl Log {
     /// before the reply is sent. Workers do not queue behind one another's
     /// writes: std's stdout lock would make them. If standard output fails,
     /// says so once on standard error and goes on serving.
-    pub fn exchange(&self, line: &str) {
+    fn write(&self, line: &str) {
         let Some(out) = &self.out else {
             return;
         };
@@ -82,22 +94,17 @@ impl Log {
         };
         if let Err(e) = written {
             if !self.stdout_failed.swap(true, Relaxed) {
-                self.error(format_args!(
+                diag::error(format_args!(
                     "cannot write the exchange log to standard output: {e}; serving on without it"
                 ));
             }
         }
     }
-
-    /// Writes `serv6: message` to standard error.
-    pub fn error(&self, message: fmt::Arguments) {
-        report::error("serv6", message);
-    }
 }
 
 /// Counts that end up in the summary line on exit.
 #[derive(Debug)]
-pub struct Stats {
+pub(crate) struct Stats {
     pub started: Instant,
     pub served: AtomicU64,
     pub errors: AtomicU64,
@@ -126,16 +133,10 @@ impl Stats {
     }
 }
 
-impl Default for Stats {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// A run of failures of one kind, reported at its start and at its end
 /// rather than once per failure, so a flood cannot flood the log.
 #[derive(Debug, Default)]
-pub struct Burst {
+pub(crate) struct Burst {
     failures: AtomicU64,
 }
 

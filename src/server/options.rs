@@ -1,23 +1,21 @@
-//! serv6's command line.
+//! serv6's command line: its flags, their defaults and its help, defined once.
 
-use crate::args::{Arg, Parser, UsageError};
+use crate::args::{Arg, DefaultText, Flag, Parser, Program, UsageError};
+use crate::protocol::{DEFAULT_PORT, REPLY_FORM};
 use std::ffi::OsString;
 use std::time::Duration;
 
-/// The port both programs use unless told otherwise.
-pub const DEFAULT_PORT: u16 = 5006;
-
 /// What serv6 was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
+pub(crate) enum Command {
     Serve(Options),
     Help,
     Version,
 }
 
-/// How serv6 serves; every field has a command-line option.
+/// How serv6 serves; every field has a flag in [`FLAGS`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Options {
+pub(crate) struct Options {
     /// Addresses or host names to listen on; empty means 127.0.0.1 and ::1.
     pub binds: Vec<String>,
     pub port: u16,
@@ -29,6 +27,7 @@ pub struct Options {
 }
 
 impl Default for Options {
+    /// The defaults; `FLAGS` shows each as text, and a test checks they agree.
     fn default() -> Self {
         Options {
             binds: Vec::new(),
@@ -42,86 +41,123 @@ impl Default for Options {
     }
 }
 
-/// The text of `serv6 --help`.
-pub const USAGE: &str = "\
-Usage: serv6 [OPTIONS]
+/// Limits can be large but not zero, and must fit in memory arithmetic.
+const MAX_LIMIT: u64 = 1 << 30;
 
-Answers each TCP client's message with the time the server received it:
-  received <N> bytes at <YYYY-MM-DDTHH:MM:SS.ffffffZ>
+pub(crate) const FLAGS: &[Flag] = &[
+    Flag {
+        short: Some('b'),
+        long: "bind",
+        value: Some("ADDR"),
+        help:
+            "listen on ADDR, an IP address or host name; repeat for more; '::' serves the network",
+        default: DefaultText::Described("127.0.0.1 and ::1"),
+    },
+    Flag {
+        short: Some('p'),
+        long: "port",
+        value: Some("PORT"),
+        help: "TCP port; 0 picks a free one",
+        default: DefaultText::Value("5006"),
+    },
+    Flag {
+        short: None,
+        long: "max-bytes",
+        value: Some("N"),
+        help: "longest message accepted, in bytes",
+        default: DefaultText::Value("65536"),
+    },
+    Flag {
+        short: None,
+        long: "pause",
+        value: Some("SECS"),
+        help: "silence that ends a message once bytes have arrived",
+        default: DefaultText::Value("0.2"),
+    },
+    Flag {
+        short: None,
+        long: "deadline",
+        value: Some("SECS"),
+        help: "time a client has to complete its message",
+        default: DefaultText::Value("10"),
+    },
+    Flag {
+        short: None,
+        long: "max-conns",
+        value: Some("N"),
+        help: "exchanges in progress at once; beyond, new connections get 'error: server busy'",
+        default: DefaultText::Value("1024"),
+    },
+    Flag {
+        short: Some('q'),
+        long: "quiet",
+        value: None,
+        help: "do not log exchanges on standard output",
+        default: DefaultText::None,
+    },
+    Flag {
+        short: Some('h'),
+        long: "help",
+        value: None,
+        help: "print this help and exit",
+        default: DefaultText::None,
+    },
+    Flag {
+        short: Some('V'),
+        long: "version",
+        value: None,
+        help: "print the version and exit",
+        default: DefaultText::None,
+    },
+];
 
-A message ends at the first LF (a CR before it is dropped), when the client
-shuts down its sending side, or when the client pauses after sending bytes.
-
-Options:
-  -b, --bind ADDR       listen on ADDR, an IP address or host name; repeat for
-                        more (default: 127.0.0.1 and ::1; '::' serves the network)
-  -p, --port PORT       TCP port (default 5006; 0 picks a free one)
-      --max-bytes N     longest message accepted, in bytes (default 65536)
-      --pause SECS      silence that ends a message once bytes have arrived
-                        (default 0.2)
-      --deadline SECS   time a client has to complete its message (default 10)
-      --max-conns N     exchanges in progress at once; beyond, new connections
-                        get 'error: server busy' (default 1024)
-  -q, --quiet           do not log exchanges on standard output
-  -h, --help            print this help and exit
-  -V, --version         print the version and exit
-
+/// serv6's command line, for help and usage errors.
+pub(crate) fn program() -> Program {
+    Program {
+        name: "serv6",
+        synopsis: "serv6 [OPTIONS]",
+        about: format!(
+            "Answers each TCP client's message with the time the server received it:\n  \
+             {REPLY_FORM}\n\n\
+             A message ends at the first LF (a CR before it is dropped), when the client\n\
+             shuts down its sending side, or when the client pauses after sending bytes."
+        ),
+        flags: FLAGS,
+        after: "\
 Standard error gets the listening addresses, errors and a summary on exit;
 standard output gets one line per exchange. SIGINT or SIGTERM stops it
-gracefully.";
+gracefully.",
+    }
+}
 
 /// Parses serv6's arguments, without the program name.
-pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
+pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
     let mut options = Options::default();
-    let mut parser = Parser::new(args);
-    while let Some(arg) = parser.next_arg()? {
-        let name = match &arg {
-            Arg::Short('b') => "bind",
-            Arg::Short('p') => "port",
-            Arg::Short('q') => "quiet",
-            Arg::Short('h') => "help",
-            Arg::Short('V') => "version",
-            Arg::Long(long) => long.as_str(),
-            _ => return Err(arg.unexpected()),
+    let mut parser = Parser::new(args, FLAGS);
+    while let Some(arg) = parser.next_flag()? {
+        let flag = match arg {
+            Arg::Flag(flag) => flag,
+            Arg::Value(value) => {
+                return Err(UsageError::UnexpectedArgument(
+                    value.to_string_lossy().into_owned(),
+                ))
+            }
         };
-        match name {
-            "bind" => options.binds.push(text(&mut parser)?),
-            "port" => options.port = parser.parsed()?,
-            "max-bytes" => options.max_bytes = positive(&mut parser)?,
+        match flag.long {
+            "bind" => options.binds.push(parser.text()?),
+            "port" => options.port = parser.number(0..=u64::from(u16::MAX))?,
+            "max-bytes" => options.max_bytes = parser.number(1..=MAX_LIMIT)?,
             "pause" => options.pause = parser.seconds(false)?,
             "deadline" => options.deadline = parser.seconds(false)?,
-            "max-conns" => options.max_conns = positive(&mut parser)?,
+            "max-conns" => options.max_conns = parser.number(1..=MAX_LIMIT)?,
             "quiet" => options.quiet = true,
             "help" => return Ok(Command::Help),
             "version" => return Ok(Command::Version),
-            _ => return Err(arg.unexpected()),
+            // A flag in the table that this match forgot; a test catches it.
+            other => return Err(UsageError::UnknownOption(format!("--{other}"))),
         }
     }
     Ok(Command::Serve(options))
-}
-
-fn text(parser: &mut Parser) -> Result<String, UsageError> {
-    parser.value()?.into_string().map_err(|bad| {
-        UsageError::new(format!(
-            "invalid value '{}' for '{}': it is not valid UTF-8",
-            bad.to_string_lossy(),
-            parser.option_name()
-        ))
-    })
-}
-
-/// Most limits can be large but not zero, and must fit in memory arithmetic.
-const MAX_LIMIT: usize = 1 << 30;
-
-fn positive(parser: &mut Parser) -> Result<usize, UsageError> {
-    let value: usize = parser.parsed()?;
-    if value == 0 || value > MAX_LIMIT {
-        return Err(UsageError::new(format!(
-            "invalid value '{value}' for '{}': it must be from 1 to {MAX_LIMIT}",
-            parser.option_name()
-        )));
-    }
-    Ok(value)
 }
 
 #[cfg(test)]
@@ -135,6 +171,33 @@ mod tests {
     #[test]
     fn defaults() {
         assert_eq!(parse_words("").unwrap(), Command::Serve(Options::default()));
+    }
+
+    #[test]
+    fn the_help_shows_the_real_defaults() {
+        for flag in FLAGS {
+            if let DefaultText::Value(text) = flag.default {
+                let words = format!("--{} {text}", flag.long);
+                let parsed = parse_words(&words);
+                assert_eq!(parsed, Ok(Command::Serve(Options::default())), "{words}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_flag_is_handled() {
+        for flag in FLAGS {
+            let words = match flag.value {
+                Some(_) => format!("--{} 1", flag.long),
+                None => format!("--{}", flag.long),
+            };
+            let parsed = parse_words(&words);
+            let default = Command::Serve(Options::default());
+            assert!(
+                parsed.as_ref().is_ok_and(|c| *c != default),
+                "{words}: {parsed:?}"
+            );
+        }
     }
 
     #[test]
@@ -161,6 +224,7 @@ mod tests {
         assert_eq!(parse_words("-h").unwrap(), Command::Help);
         assert_eq!(parse_words("--port 1 --help").unwrap(), Command::Help);
         assert_eq!(parse_words("-V").unwrap(), Command::Version);
+        assert!(program().help().contains("--max-conns N"));
     }
 
     #[test]
@@ -171,7 +235,7 @@ mod tests {
         assert_eq!(err("--port"), "option '--port' needs a value");
         assert_eq!(
             err("--port 70000"),
-            "invalid value '70000' for '--port': it is not a valid number"
+            "invalid value '70000' for '--port': it must be from 0 to 65535"
         );
         assert_eq!(
             err("--max-conns 0"),

@@ -5,29 +5,37 @@
 //! each connection straight to one idle worker, as in the simplest std
 //! server, so a fast exchange costs no thread switch and no allocation. The
 //! pool grows when the worker that took the last idle place finds its
-//! client slow (nothing within [`super::exchange::SLOW_START`]), so a slow client delays
-//! others by at most that, and the pool stays as small as the load allows.
-//! It shrinks when an idle worker's `accept` times out while more than
-//! [`SPARE`] others are idle.
+//! client slow (message incomplete after [`SLOW_START`]), so a slow client
+//! delays others by at most that, and the pool stays as small as the load
+//! allows. It shrinks when an idle worker's `accept` times out while at
+//! least [`SPARE`] others are idle.
 
-use super::exchange::{Handover, Scratch, Service};
+use super::connection::{Connection, Scratch};
+use super::exchange::Service;
 use super::log::Burst;
+use crate::diag;
+use std::cell::OnceCell;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::AcqRel, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Idle workers kept per listener; more are created as load needs them.
-pub const SPARE: usize = 4;
-/// How long an idle worker waits in `accept` before it considers leaving:
-/// the exchange deadline, kept between these bounds. The same value is the
-/// read timeout that accepted sockets inherit from the listener on Linux,
-/// so an exchange under the usual deadline needs no `setsockopt` at all.
+const SPARE: usize = 4;
+/// An idle worker's accept timeout is the exchange deadline, kept between
+/// these bounds (see [`Settings::new`]).
 const ACCEPT_TIMEOUT_MIN: Duration = Duration::from_secs(1);
 const ACCEPT_TIMEOUT_MAX: Duration = Duration::from_secs(30);
+/// How long a message may take before its client counts as slow. Nearly
+/// every client sends its whole message at once, so waiting this long for a
+/// verdict, rather than adding a worker for every connection that finds
+/// none idle, keeps the pool as small as the load allows; a slow client
+/// still delays others by no more than this. The verdict is on the whole
+/// message, not the first bytes, which a trickling client sends at once.
+const SLOW_START: Duration = Duration::from_millis(5);
 /// How long a worker waits before accepting again after `accept` failed,
 /// for example for want of file descriptors: long enough not to spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -38,8 +46,51 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// ones would leave 320.
 const STACK_SIZE: usize = 1024 * 1024;
 
+/// What the pool is told by the server that starts it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    /// How long an idle worker waits in `accept` before it considers leaving.
+    accept_timeout: Duration,
+    /// The most workers alive at once, over all listeners.
+    max_workers: usize,
+}
+
+impl Settings {
+    /// Enough workers for `max_conns` exchanges plus the idle ones of
+    /// `listeners`. The accept timeout follows the exchange `deadline`
+    /// because accepted sockets inherit it as their read timeout on Linux,
+    /// so an exchange under the usual deadline needs no `setsockopt` at all.
+    pub fn new(deadline: Duration, max_conns: usize, listeners: usize) -> Self {
+        Settings {
+            accept_timeout: deadline.clamp(ACCEPT_TIMEOUT_MIN, ACCEPT_TIMEOUT_MAX),
+            max_workers: max_conns + SPARE * listeners,
+        }
+    }
+}
+
+/// Set by the worker that takes the last idle place on a listener: if its
+/// client turns out slow, no one is left to accept, and the pool must grow.
+/// The connection's reader asks it how long until the verdict, and calls
+/// [`SlowWatch::judge_slow`] if the message is still incomplete by then.
+pub(crate) struct SlowWatch<'a> {
+    verdict_at: Instant,
+    grow: &'a dyn Fn(),
+}
+
+impl SlowWatch<'_> {
+    /// Time left before the client counts as slow; zero once it does.
+    pub fn until_verdict(&self) -> Duration {
+        self.verdict_at.saturating_duration_since(Instant::now())
+    }
+
+    /// The message is still incomplete at the verdict: grow the pool.
+    pub fn judge_slow(self) {
+        (self.grow)();
+    }
+}
+
 /// The running workers of every listener.
-pub struct Pool {
+pub(crate) struct Pool {
     shared: Arc<Shared>,
     doors: Vec<Arc<Door>>,
 }
@@ -65,24 +116,22 @@ struct Door {
 
 impl Pool {
     /// Starts [`SPARE`] workers on each listener.
-    pub fn start(listeners: Vec<TcpListener>, service: Service) -> io::Result<Pool> {
-        let max_workers = service.max_conns + SPARE * listeners.len();
+    pub fn start(
+        listeners: Vec<TcpListener>,
+        settings: Settings,
+        service: Service,
+    ) -> io::Result<Pool> {
         let shared = Arc::new(Shared {
             service,
             stopping: AtomicBool::new(false),
             live: Mutex::new(0),
             all_gone: Condvar::new(),
-            max_workers,
+            max_workers: settings.max_workers,
             spawn_trouble: Burst::default(),
         });
-        let accept_timeout = shared
-            .service
-            .rules
-            .deadline
-            .clamp(ACCEPT_TIMEOUT_MIN, ACCEPT_TIMEOUT_MAX);
         let mut doors = Vec::new();
         for listener in listeners {
-            let door = Arc::new(Door::new(listener, accept_timeout)?);
+            let door = Arc::new(Door::new(listener, settings.accept_timeout)?);
             for _ in 0..SPARE {
                 shared.spawn(&door)?;
             }
@@ -145,7 +194,8 @@ impl Door {
         })
     }
 
-    /// Leaves the idle count if enough others remain; true if this worker may go.
+    /// Leaves the idle count if at least [`SPARE`] others remain; true if
+    /// this worker may go.
     fn try_retire(&self) -> bool {
         self.idle
             .fetch_update(AcqRel, Relaxed, |idle| (idle > SPARE).then(|| idle - 1))
@@ -202,24 +252,26 @@ impl Shared {
         let mut scratch = Scratch::new();
         // The read timeout accepted sockets start with, asked of the first
         // one rather than assumed: inheriting it is Linux behaviour.
-        let mut inherited: Option<Option<Duration>> = None;
+        let inherited_timeout = OnceCell::new();
+        let grow = || self.grow(door);
         loop {
             if self.stopping.load(Relaxed) {
                 door.idle.fetch_sub(1, AcqRel);
                 break;
             }
             match door.listener.accept() {
-                Ok((conn, peer)) => {
+                Ok((stream, peer)) => {
                     if self.stopping.load(Relaxed) {
                         continue;
                     }
-                    let grow = || self.grow(door);
-                    let handover = Handover {
-                        read_timeout: *inherited
-                            .get_or_insert_with(|| conn.read_timeout().ok().flatten()),
-                        if_slow: self.accepted(door).then_some(&grow as &dyn Fn()),
-                    };
-                    self.service.serve(conn, peer, handover, &mut scratch);
+                    let timeout =
+                        *inherited_timeout.get_or_init(|| stream.read_timeout().ok().flatten());
+                    let watch = self.accepted(door).then(|| SlowWatch {
+                        verdict_at: Instant::now() + SLOW_START,
+                        grow: &grow,
+                    });
+                    let conn = Connection::new(stream, peer, &mut scratch, timeout);
+                    self.service.serve(conn, watch);
                     door.idle.fetch_add(1, AcqRel);
                 }
                 Err(e) if is_timeout(&e) => {
@@ -237,7 +289,7 @@ impl Shared {
     /// Leaves the idle count; true if this worker took the last idle place.
     fn accepted(&self, door: &Door) -> bool {
         if let Some(failures) = door.accept_trouble.succeed() {
-            self.service.log.error(format_args!(
+            diag::error(format_args!(
                 "accepting on {} again, after {failures} failed attempts",
                 door.addr
             ));
@@ -256,7 +308,7 @@ impl Shared {
         for _ in 0..more {
             if let Err(e) = self.spawn(door) {
                 if self.spawn_trouble.fail() {
-                    self.service.log.error(format_args!(
+                    diag::error(format_args!(
                         "cannot start another worker: {e}; connections wait for a free one"
                     ));
                 }
@@ -264,7 +316,7 @@ impl Shared {
             }
         }
         if let Some(failures) = self.spawn_trouble.succeed() {
-            self.service.log.error(format_args!(
+            diag::error(format_args!(
                 "workers start again, after {failures} failures"
             ));
         }
@@ -272,7 +324,7 @@ impl Shared {
 
     fn accept_failed(&self, door: &Door, e: &io::Error) {
         if door.accept_trouble.fail() {
-            self.service.log.error(format_args!(
+            diag::error(format_args!(
                 "cannot accept on {}: {e}; retrying every {} ms",
                 door.addr,
                 ACCEPT_BACKOFF.as_millis()

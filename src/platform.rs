@@ -1,13 +1,14 @@
-//! Waiting for SIGINT and SIGTERM, the one place this project uses `unsafe`.
+//! What std lacks from the operating system, and so the one module where
+//! this crate allows `unsafe`: each block says why it is sound.
 //!
-//! std has no signal API. Instead of a handler (which may do almost nothing
+//! Today: waiting for SIGINT and SIGTERM. std has no signal API. Instead of a handler (which may do almost nothing
 //! safely), the signals are blocked in every thread and one thread waits for
 //! them with `sigwait`, then acts in ordinary code. [`block_termination`]
 //! must run before any thread is spawned so that all threads inherit the mask.
 
 /// A termination signal that was received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
+pub(crate) enum Signal {
     /// SIGINT, usually Ctrl-C.
     Interrupt,
     /// SIGTERM, as sent by `kill` and service managers.
@@ -25,7 +26,7 @@ impl std::fmt::Display for Signal {
 
 /// The termination signals, blocked for delivery; wait with [`Termination::wait`].
 #[derive(Debug)]
-pub struct Termination {
+pub(crate) struct Termination {
     #[cfg(target_os = "linux")]
     set: linux::SigSet,
 }
@@ -33,7 +34,7 @@ pub struct Termination {
 /// Blocks SIGINT and SIGTERM in the calling thread and every thread it
 /// spawns afterwards. Returns `None` where this is not supported, in which
 /// case the signals keep their default action (ending the process).
-pub fn block_termination() -> Option<Termination> {
+pub(crate) fn block_termination() -> Option<Termination> {
     #[cfg(target_os = "linux")]
     {
         linux::block().map(|set| Termination { set })

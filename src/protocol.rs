@@ -1,0 +1,314 @@
+//! The wire contract between serv6 and its clients, written once.
+//!
+//! One exchange per TCP connection:
+//!
+//! 1. The client sends one message, ended by an LF (a CR before it is
+//!    dropped), by shutting down its sending side, or by pausing.
+//! 2. The server answers with one line, `received <N> bytes at <T>`, where
+//!    N counts the message's bytes and T is when the server had all of it
+//!    (RFC 3339, UTC, microseconds), or with `error: <why>`.
+//! 3. The server closes the connection.
+//!
+//! The server writes replies with [`write_received`] and [`write_refusal`];
+//! clients, tests and the benchmark read them with [`parse_reply`].
+
+use crate::timestamp::{Rfc3339, Timestamp};
+use std::fmt::{self, Write as _};
+use std::time::Duration;
+
+/// The port both programs use unless told otherwise.
+pub const DEFAULT_PORT: u16 = 5006;
+
+/// The reply's form, as the programs' help shows it.
+pub const REPLY_FORM: &str = "received <N> bytes at <YYYY-MM-DDTHH:MM:SS.ffffffZ>";
+
+/// The longest reply a client must accept, LF included. Every reply serv6
+/// can send is far shorter (a test checks the longest); anything longer is
+/// not serv6, and a client stops reading it.
+pub const MAX_REPLY: usize = 1024;
+
+/// Why the server refused a message: the text after `error: `.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Too many exchanges were in progress to take another.
+    Busy,
+    /// The message had more than `max_bytes` bytes.
+    TooLong {
+        /// The server's limit.
+        max_bytes: usize,
+    },
+    /// No complete message arrived within `limit`.
+    Deadline {
+        /// The time the client had.
+        limit: Duration,
+    },
+    /// The server's clock cannot be written as RFC 3339.
+    ClockOutOfRange,
+}
+
+const BUSY: &str = "server busy";
+const TOO_LONG: (&str, &str) = ("message longer than ", " bytes");
+const DEADLINE: (&str, &str) = ("no message within ", " s");
+const CLOCK_OUT_OF_RANGE: &str = "server clock is outside 1970..9999";
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Busy => f.write_str(BUSY),
+            Refusal::TooLong { max_bytes } => write!(f, "{}{max_bytes}{}", TOO_LONG.0, TOO_LONG.1),
+            Refusal::Deadline { limit } => {
+                write!(f, "{}{}{}", DEADLINE.0, seconds(*limit), DEADLINE.1)
+            }
+            Refusal::ClockOutOfRange => f.write_str(CLOCK_OUT_OF_RANGE),
+        }
+    }
+}
+
+impl Refusal {
+    /// The refusal an error text names, if it is one serv6 sends.
+    fn from_text(text: &str) -> Option<Refusal> {
+        let between =
+            |(before, after): (&str, &str)| text.strip_prefix(before)?.strip_suffix(after);
+        if text == BUSY {
+            return Some(Refusal::Busy);
+        }
+        if text == CLOCK_OUT_OF_RANGE {
+            return Some(Refusal::ClockOutOfRange);
+        }
+        if let Some(max_bytes) = between(TOO_LONG).and_then(decimal) {
+            return Some(Refusal::TooLong { max_bytes });
+        }
+        // Written to the microsecond, so read back to the microsecond.
+        let micros = (between(DEADLINE)?.parse::<f64>().ok()? * 1e6).round();
+        let in_range = (0.0..u64::MAX as f64).contains(&micros);
+        in_range.then(|| Refusal::Deadline {
+            limit: Duration::from_micros(micros as u64),
+        })
+    }
+}
+
+/// `10`, `0.5`, `0.0001`: seconds to the microsecond, without trailing zeros.
+fn seconds(d: Duration) -> String {
+    let text = format!("{:.6}", d.as_secs_f64());
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// Digits only: no sign, no spaces, at least one.
+fn decimal<T: std::str::FromStr>(text: &str) -> Option<T> {
+    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    digits.then(|| text.parse().ok()).flatten()
+}
+
+/// Appends `received <len> bytes at <at>` and its LF to `line`.
+pub fn write_received(line: &mut String, len: usize, at: &Rfc3339) {
+    let _ = write!(line, "received {len} bytes at ");
+    line.push_str(at.as_str());
+    line.push('\n');
+}
+
+/// Appends `error: <why>` and its LF to `line`.
+pub fn write_refusal(line: &mut String, why: &Refusal) {
+    let _ = writeln!(line, "error: {why}");
+}
+
+/// What a reply line says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// `received <len> bytes at <at>`.
+    Received {
+        /// How many bytes the server counted.
+        len: u64,
+        /// When the server had the whole message.
+        at: Timestamp,
+    },
+    /// `error: <why>` with a reason serv6 sends.
+    Refused(Refusal),
+    /// `error: <text>` with a reason this version does not know.
+    OtherError(Vec<u8>),
+    /// Anything else: not serv6, or a broken one.
+    Unexpected,
+}
+
+/// Reads a reply line, without its LF.
+pub fn parse_reply(line: &[u8]) -> Reply {
+    if let Some(text) = line.strip_prefix(b"error: ") {
+        let known = std::str::from_utf8(text).ok().and_then(Refusal::from_text);
+        return known.map_or_else(|| Reply::OtherError(text.to_vec()), Reply::Refused);
+    }
+    let received = std::str::from_utf8(line).ok().and_then(|text| {
+        let (len, at) = text.strip_prefix("received ")?.split_once(" bytes at ")?;
+        Some(Reply::Received {
+            len: decimal(len)?,
+            at: Timestamp::parse(at)?,
+        })
+    });
+    received.unwrap_or(Reply::Unexpected)
+}
+
+/// Why a client must not send a message as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsendable {
+    /// An LF would end the message early.
+    Newline,
+    /// The server drops a CR just before the terminating LF, so the count
+    /// would not match.
+    FinalCr,
+}
+
+impl fmt::Display for Unsendable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Unsendable::Newline => "a message cannot contain a newline: a newline ends the message",
+            Unsendable::FinalCr => {
+                "a message cannot end with a carriage return: the server drops a CR before the newline"
+            }
+        })
+    }
+}
+
+/// Checks that `message`, sent with an LF after it, arrives as itself.
+pub fn check_message(message: &[u8]) -> Result<(), Unsendable> {
+    if message.contains(&b'\n') {
+        Err(Unsendable::Newline)
+    } else if message.last() == Some(&b'\r') {
+        Err(Unsendable::FinalCr)
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    fn line_of(write: impl FnOnce(&mut String)) -> String {
+        let mut line = String::new();
+        write(&mut line);
+        line
+    }
+
+    fn parse_line(line: &str) -> Reply {
+        let without_lf = line.strip_suffix('\n').expect("ends with LF");
+        assert!(!without_lf.contains('\n'), "one line: {line:?}");
+        parse_reply(without_lf.as_bytes())
+    }
+
+    /// The last microsecond of 9999: the longest-lived timestamp there is.
+    fn last_moment() -> Timestamp {
+        let at = Timestamp::parse("9999-12-31T23:59:59.999999Z").expect("valid");
+        Timestamp::from_system_time(at.to_system_time()).expect("in range")
+    }
+
+    #[test]
+    fn every_reply_kind_round_trips() {
+        let now = Timestamp::from_system_time(SystemTime::now()).expect("clock in range");
+        for (len, at) in [(0, now), (usize::MAX, last_moment())] {
+            let line = line_of(|l| write_received(l, len, &at.to_rfc3339()));
+            assert_eq!(
+                parse_line(&line),
+                Reply::Received {
+                    len: len as u64,
+                    at
+                }
+            );
+        }
+        for why in [
+            Refusal::Busy,
+            Refusal::TooLong { max_bytes: 65_536 },
+            Refusal::Deadline {
+                limit: Duration::from_secs(10),
+            },
+            Refusal::Deadline {
+                limit: Duration::from_micros(1_250_001),
+            },
+            Refusal::ClockOutOfRange,
+        ] {
+            let line = line_of(|l| write_refusal(l, &why));
+            assert_eq!(parse_line(&line), Reply::Refused(why));
+        }
+    }
+
+    #[test]
+    fn the_longest_replies_fit_the_clients_cap() {
+        let longest = [
+            line_of(|l| write_received(l, usize::MAX, &last_moment().to_rfc3339())),
+            line_of(|l| {
+                write_refusal(
+                    l,
+                    &Refusal::TooLong {
+                        max_bytes: usize::MAX,
+                    },
+                )
+            }),
+            line_of(|l| {
+                let limit = Duration::from_secs(u64::MAX);
+                write_refusal(l, &Refusal::Deadline { limit });
+            }),
+            line_of(|l| write_refusal(l, &Refusal::ClockOutOfRange)),
+        ];
+        for line in longest {
+            assert!(line.len() <= MAX_REPLY, "{} bytes: {line}", line.len());
+        }
+    }
+
+    #[test]
+    fn replies_as_written_on_the_wire() {
+        let at = Timestamp::from_system_time(UNIX_EPOCH + Duration::from_micros(1)).expect("1970");
+        assert_eq!(
+            line_of(|l| write_received(l, 4, &at.to_rfc3339())),
+            "received 4 bytes at 1970-01-01T00:00:00.000001Z\n"
+        );
+        let half = Refusal::Deadline {
+            limit: Duration::from_millis(500),
+        };
+        assert_eq!(
+            line_of(|l| write_refusal(l, &half)),
+            "error: no message within 0.5 s\n"
+        );
+        assert_eq!(
+            line_of(|l| write_refusal(l, &Refusal::TooLong { max_bytes: 8 })),
+            "error: message longer than 8 bytes\n"
+        );
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(seconds(Duration::from_secs(10)), "10");
+        assert_eq!(seconds(Duration::from_millis(500)), "0.5");
+        assert_eq!(seconds(Duration::from_millis(1250)), "1.25");
+        assert_eq!(seconds(Duration::from_micros(100)), "0.0001");
+    }
+
+    #[test]
+    fn unknown_and_malformed_replies() {
+        assert_eq!(
+            parse_reply(b"error: out of tea"),
+            Reply::OtherError(b"out of tea".to_vec())
+        );
+        for odd in [
+            &b"received +4 bytes at 2026-11-24T04:31:58.123456Z"[..],
+            b"received 4 bytes at yesterday",
+            b"received  bytes at 2026-11-24T04:31:58.123456Z",
+            b"received 99999999999999999999999 bytes at 2026-11-24T04:31:58.123456Z",
+            b"hello",
+            b"",
+        ] {
+            assert_eq!(
+                parse_reply(odd),
+                Reply::Unexpected,
+                "{}",
+                String::from_utf8_lossy(odd)
+            );
+        }
+    }
+
+    #[test]
+    fn messages_a_client_must_not_send() {
+        assert_eq!(check_message(b"hola"), Ok(()));
+        assert_eq!(check_message(b""), Ok(()));
+        assert_eq!(check_message(b"a\rb"), Ok(()));
+        assert_eq!(check_message(b"a\nb"), Err(Unsendable::Newline));
+        assert_eq!(check_message(b"ab\r"), Err(Unsendable::FinalCr));
+    }
+}
