@@ -3,10 +3,11 @@
 #   make servidor                  run the server (foreground; Ctrl-C stops it)
 #   make cliente                   type messages, one exchange per line
 #   make cliente MSG="hola"        send one message
-#   HOST=... PORT=...              where (server: address to bind; client: server)
+#   HOST=... PORT=...              where (server: address to bind; client: server);
+#                                  unset, the programs' own defaults apply
 
 CARGO ?= cargo
-PORT  ?= 5006
+PORT  ?=
 HOST  ?=
 MSG   ?=
 QUICK ?=
@@ -27,13 +28,13 @@ build:
 
 # `exec` replaces the shell, so `ps` shows serv6 itself, not make or cargo.
 servidor server: build
-	exec $(BIN)/serv6 $${HOST:+--bind "$$HOST"} --port "$$PORT"
+	exec $(BIN)/serv6 $${HOST:+--bind "$$HOST"} $${PORT:+--port "$$PORT"}
 
 cliente client: build
 	@if [ -n "$$MSG_TEXT" ]; then \
-	  exec $(BIN)/cli6 --host "$${HOST:-localhost}" --port "$$PORT" -- "$$MSG_TEXT"; \
+	  exec $(BIN)/cli6 $${HOST:+--host "$$HOST"} $${PORT:+--port "$$PORT"} -- "$$MSG_TEXT"; \
 	else \
-	  exec $(BIN)/cli6 --host "$${HOST:-localhost}" --port "$$PORT"; \
+	  exec $(BIN)/cli6 $${HOST:+--host "$$HOST"} $${PORT:+--port "$$PORT"}; \
 	fi
 
 test:
@@ -44,9 +45,10 @@ test:
 # The attacks hold about 2000 sockets: raise the open-file limit if allowed.
 stress:
 	ulimit -n 4096 2>/dev/null || true; \
-	  $(CARGO) test --release --test stress -- --ignored --test-threads=1 --nocapture
+	  $(CARGO) test --release --test tests stress:: -- --ignored --test-threads=1 --nocapture
 
-# QUICK=1 for a short run, CLIENTS=16 for one client count. Results also go to benches/results.md.
+# QUICK=1 for a short run, CLIENTS=16 for one client count.
+# Results also go to a new file in target/bench-results/.
 bench:
 	ulimit -n 4096 2>/dev/null || true; \
 	  QUICK=$(QUICK) CLIENTS=$(CLIENTS) $(CARGO) bench --bench bench

@@ -8,18 +8,26 @@
 //! clients in this process: connect, send `hola` + LF, read to EOF, close.
 //!
 //! `QUICK=1` shortens every run for a quick check; `CLIENTS=16` (or a
-//! comma-separated list) runs only the load table, at those client counts. Results go to standard
-//! output and to `benches/results.md`.
+//! comma-separated list) runs only the load table, at those client counts.
+//! Results go to standard output and to a new dated file under
+//! `target/bench-results/`, never to a tracked file.
 
+// The bench starts and watches servers as the integration tests do, with
+// the same harness; it uses only part of it.
+#[allow(dead_code)]
+#[path = "../tests/harness/mod.rs"]
+mod harness;
+
+use harness::{proc, reply_of, Reply, Server, Timestamp};
 use std::fmt::Write as _;
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 const SERV6: &str = env!("CARGO_BIN_EXE_serv6");
 const FLOOR_THREADS: usize = 4;
@@ -65,10 +73,26 @@ fn main() {
         report.push_str(&startup_section(&settings));
     }
     print!("{report}");
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/results.md");
-    let saved = fs::write(path, format!("# serv6 benchmark results\n\n{report}"));
-    if let Err(e) = saved {
-        eprintln!("bench: cannot write {path}: {e}");
+    save(&report);
+}
+
+/// Writes the report to `target/bench-results/<UTC time>.md`.
+fn save(report: &str) {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench-results");
+    let now = Timestamp::from_system_time(SystemTime::now()).map_or_else(
+        || "unknown-time".to_owned(),
+        |t| t.to_rfc3339().as_str()[..19].replace(':', "-"),
+    );
+    let path = format!("{dir}/{now}.md");
+    let saved = fs::create_dir_all(dir).and_then(|()| {
+        fs::write(
+            &path,
+            format!("# serv6 benchmark results, {now}\n\n{report}"),
+        )
+    });
+    match saved {
+        Ok(()) => println!("\nSaved to {path}"),
+        Err(e) => eprintln!("bench: cannot write {path}: {e}"),
     }
 }
 
@@ -119,84 +143,32 @@ impl Target {
     }
 }
 
-/// A server process under measurement, killed when dropped.
-struct Running {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Running {
-    fn start(target: Target, extra: &[&str]) -> Running {
-        let mut command = match target {
-            Target::Floor => {
-                let mut c = Command::new(std::env::current_exe().expect("own path"));
-                c.arg("--floor");
-                c
-            }
-            Target::Quiet | Target::LogFile => {
-                let mut c = Command::new(SERV6);
-                c.args(["--bind", "127.0.0.1", "--port", "0"]).args(extra);
-                if target == Target::Quiet {
-                    c.arg("--quiet");
-                }
-                c
-            }
+impl Target {
+    /// Starts the target on a free loopback port; `extra` goes to serv6.
+    fn start(self, extra: &[&str]) -> Server {
+        let mut command = match self {
+            Target::Floor => Command::new(std::env::current_exe().expect("own path")),
+            Target::Quiet | Target::LogFile => Command::new(SERV6),
         };
-        let stdout = match target {
+        match self {
+            Target::Floor => command.arg("--floor"),
+            Target::Quiet => command.args(["--bind", "127.0.0.1", "--quiet"]).args(extra),
+            Target::LogFile => command.args(["--bind", "127.0.0.1"]).args(extra),
+        };
+        let stdout = match self {
             Target::LogFile => {
                 let log = concat!(env!("CARGO_TARGET_TMPDIR"), "/bench-exchanges.log");
                 Stdio::from(File::create(log).expect("log file"))
             }
             _ => Stdio::null(),
         };
-        let mut child = command
-            .stdout(stdout)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("server starts");
-        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-        let mut line = String::new();
-        stderr.read_line(&mut line).expect("a listening line");
-        let addr = line
-            .rsplit("listening on ")
-            .next()
-            .and_then(|a| a.split(", ").next()?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        thread::spawn(move || for _ in stderr.lines() {});
-        Running { child, addr }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
+        Server::start_writing(&mut command, stdout)
     }
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn proc_status(pid: u32, field: &str) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
+/// CPU time a process has used so far.
 fn cpu_time(pid: u32) -> Duration {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rfind(')').map_or("", |i| &stat[i + 2..]);
-    let fields: Vec<u64> = after
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    TICK * fields.iter().sum::<u64>() as u32
+    TICK * proc::cpu_ticks(pid) as u32
 }
 
 /// One exchange as the benchmark's clients do it; returns its latency.
@@ -217,9 +189,7 @@ fn one_exchange(addr: SocketAddr) -> Option<Duration> {
             return None;
         }
     }
-    reply[..got]
-        .starts_with(b"received 4 bytes at ")
-        .then(|| start.elapsed())
+    matches!(reply_of(&reply[..got]), Reply::Received { len: 4, .. }).then(|| start.elapsed())
 }
 
 #[derive(Default, Clone)]
@@ -236,20 +206,16 @@ struct Measured {
 
 /// Drives `clients` closed-loop clients for `run` against a fresh server.
 fn measure(target: Target, clients: usize, run: Duration) -> Measured {
-    let server = Running::start(target, &[]);
-    let (pid, addr) = (server.pid(), server.addr);
+    let server = target.start(&[]);
+    let (pid, addr) = (server.pid(), server.v4());
     let stop = Arc::new(AtomicBool::new(false));
     let peaks = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
     let sampler = {
         let (stop, peaks) = (Arc::clone(&stop), Arc::clone(&peaks));
         thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                peaks
-                    .0
-                    .fetch_max(proc_status(pid, "VmRSS"), Ordering::Relaxed);
-                peaks
-                    .1
-                    .fetch_max(proc_status(pid, "Threads"), Ordering::Relaxed);
+                peaks.0.fetch_max(proc::rss_kib(pid), Ordering::Relaxed);
+                peaks.1.fetch_max(proc::threads(pid), Ordering::Relaxed);
                 thread::sleep(Duration::from_millis(20));
             }
         })
@@ -440,17 +406,17 @@ fn targets_at_16(runs: &[Vec<Measured>], quiet: &Measured) -> String {
 fn silent_section(settings: &Settings) -> String {
     // --max-conns above 4/3 of the silent clients, so that none of them is
     // shed early by the crowded deadline: all are held for the whole run.
-    let server = Running::start(Target::Quiet, &["--max-conns", "2000"]);
-    let (pid, addr) = (server.pid(), server.addr);
+    let server = Target::Quiet.start(&["--max-conns", "2000"]);
+    let (pid, addr) = (server.pid(), server.v4());
     let silent: Vec<TcpStream> = (0..SILENT)
         .filter_map(|_| TcpStream::connect(addr).ok())
         .collect();
     let until = Instant::now() + Duration::from_secs(10);
-    while proc_status(pid, "Threads") < SILENT as u64 && Instant::now() < until {
+    while proc::threads(pid) < SILENT as u64 && Instant::now() < until {
         thread::sleep(Duration::from_millis(20));
     }
-    let rss = proc_status(pid, "VmRSS");
-    let threads = proc_status(pid, "Threads");
+    let rss = proc::rss_kib(pid);
+    let threads = proc::threads(pid);
     let count = if settings.repeats > 1 { 2000 } else { 500 };
     let mut latencies: Vec<Duration> = Vec::new();
     let mut failures = 0;
@@ -483,19 +449,9 @@ fn startup_section(settings: &Settings) -> String {
     let mut idle_rss = Vec::new();
     for _ in 0..settings.starts {
         let started = Instant::now();
-        let mut child = Command::new(SERV6)
-            .args(["--port", "0", "--quiet"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("serv6 starts");
-        let mut line = String::new();
-        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-        let _ = stderr.read_line(&mut line);
+        let server = Server::start_writing(Command::new(SERV6).arg("--quiet"), Stdio::null());
         to_listening.push(started.elapsed());
-        idle_rss.push(proc_status(child.id(), "VmRSS"));
-        let _ = child.kill();
-        let _ = child.wait();
+        idle_rss.push(proc::rss_kib(server.pid()));
     }
     to_listening.sort();
     idle_rss.sort();

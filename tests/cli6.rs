@@ -1,9 +1,7 @@
 //! cli6 as a user runs it, against a real serv6 and against fake servers
 //! that misbehave on purpose.
 
-mod common;
-
-use common::*;
+use crate::harness::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::thread;
@@ -70,13 +68,8 @@ fn each_line_of_standard_input_is_an_exchange() {
 fn a_refused_connection_names_the_address_and_suggests_starting_serv6() {
     let port = dead_port().to_string();
     let out = cli6(&["-H", "127.0.0.1", "-p", &port, "hola"], b"");
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(
-        err.starts_with(&format!("cli6: cannot connect to 127.0.0.1:{port}: ")),
-        "{err}"
-    );
+    let prefix = format!("cli6: cannot connect to 127.0.0.1:{port}: ");
+    let err = assert_one_error_line(&out, 1, &prefix);
     assert!(err.contains("is serv6 running there?"), "{err}");
 }
 

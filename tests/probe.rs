@@ -1,9 +1,7 @@
 //! cli6 --count: the ping-like probe, against a real serv6 on --port 0.
 
-mod common;
-
-use common::*;
-use std::io::{BufRead, BufReader, Write};
+use crate::harness::*;
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -112,15 +110,7 @@ assert (summary['sent'], summary['received'], summary['lost_percent']) == (3, 3,
 assert summary['rtt_ms']['min'] <= summary['rtt_ms']['avg'] <= summary['rtt_ms']['max'], summary
 print('ok', summary['offset_ms']['median'])
 ";
-    let mut python = Command::new("python3")
-        .args(["-c", check])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    python.stdin.take().unwrap().write_all(&out.stdout).unwrap();
-    let result = python.wait_with_output().unwrap();
+    let result = run(Command::new("python3").args(["-c", check]), &out.stdout);
     assert!(
         result.status.success() && text(&result.stdout).starts_with("ok "),
         "{}\n{}",

@@ -1,9 +1,8 @@
 //! Promises that hold under faults and take little time to prove: garbage,
 //! kill -9, clean shutdown. The slow attacks are in `stress.rs`.
 
-mod common;
-
-use common::*;
+use crate::harness::rng::XorShift;
+use crate::harness::*;
 use std::collections::HashSet;
 use std::io::Write;
 use std::net::Shutdown;
@@ -51,7 +50,7 @@ fn garbage_gets_one_reply_each_and_one_clean_log_line_each() {
     let workers: Vec<_> = (0..CLIENTS)
         .map(|seed| {
             thread::spawn(move || {
-                let mut rng = XorShift(0x5eed + seed);
+                let mut rng = XorShift::new(seed);
                 let mut logged = 0;
                 for _ in 0..EACH {
                     let message = garbage(&mut rng);
@@ -75,7 +74,7 @@ fn garbage_gets_one_reply_each_and_one_clean_log_line_each() {
                         message.len()
                     };
                     if counted > 64 {
-                        assert_eq!(text(&reply), "error: message longer than 64 bytes\n");
+                        assert_refused(&reply, Refusal::TooLong { max_bytes: 64 });
                     } else {
                         assert_received(&reply, counted);
                         logged += 1;
@@ -193,18 +192,10 @@ fn a_crowded_server_gives_new_exchanges_a_tenth_of_the_deadline() {
     // Above 3/4 of --max-conns (6 of 8) in progress, the 7th gets 0.5 s.
     let server = Server::start(&["--max-conns", "8", "--deadline", "5"]);
     let started = Instant::now();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let conns: Vec<_> = (0..7).map(|_| connect(server.v4())).collect();
-    for conn in &conns {
-        let (mut reader, tx) = (conn.try_clone().unwrap(), tx.clone());
-        thread::spawn(move || {
-            let mut reply = Vec::new();
-            let _ = std::io::Read::read_to_end(&mut reader, &mut reply);
-            let _ = tx.send(text(&reply));
-        });
-    }
+    let (conns, rx) = silent_clients(server.v4(), 7);
     let first = rx.recv_timeout(PATIENCE).unwrap();
-    assert_eq!(first, "error: no message within 0.5 s\n");
+    let limit = Duration::from_millis(500);
+    assert_refused(&first, Refusal::Deadline { limit });
     assert!(
         started.elapsed() < Duration::from_secs(4),
         "the short deadline was not applied"

@@ -1,8 +1,6 @@
 //! serv6's command line, startup line, bind failures and shutdown.
 
-mod common;
-
-use common::*;
+use crate::harness::*;
 use std::net::TcpListener;
 use std::process::Command;
 
@@ -39,13 +37,8 @@ fn a_port_in_use_is_one_line_naming_the_address_and_exit_1() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
     let out = serv6(&["--bind", "127.0.0.1", "--port", &port]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = text(&out.stderr);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(
-        err.starts_with(&format!("serv6: cannot listen on 127.0.0.1:{port}: ")),
-        "{err}"
-    );
+    let prefix = format!("serv6: cannot listen on 127.0.0.1:{port}: ");
+    let err = assert_one_error_line(&out, 1, &prefix);
     assert!(err.to_lowercase().contains("in use"), "{err}");
 }
 

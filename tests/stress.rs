@@ -3,9 +3,7 @@
 //! time, and stops by itself. Slow, so ignored by `cargo test`; run them
 //! with `make stress` (also run by CI).
 
-mod common;
-
-use common::*;
+use crate::harness::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
@@ -64,7 +62,7 @@ fn normal_clients(addr: SocketAddr, count: usize) -> (Vec<Duration>, usize) {
             let mut reply = Vec::new();
             conn.write_all(b"hola\n").is_ok()
                 && conn.read_to_end(&mut reply).is_ok()
-                && reply.starts_with(b"received 4 bytes at ")
+                && matches!(reply_of(&reply), Reply::Received { len: 4, .. })
         });
         latencies.push(start.elapsed());
         failures += usize::from(!ok);
@@ -79,6 +77,47 @@ fn settle(server: &Server) -> (u64, u64) {
     (proc::threads(server.pid()), proc::rss_kib(server.pid()))
 }
 
+/// Sends one byte every 100 ms on each connection, never a newline, until stopped.
+struct Trickle {
+    stop: Arc<AtomicBool>,
+    thread: thread::JoinHandle<()>,
+}
+
+impl Trickle {
+    fn start(conns: &[TcpStream]) -> Trickle {
+        let mut conns: Vec<Option<TcpStream>> = conns.iter().map(|c| c.try_clone().ok()).collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) && conns.iter().any(Option::is_some) {
+                for slot in conns.iter_mut() {
+                    if slot.as_mut().is_some_and(|c| c.write_all(b"x").is_err()) {
+                        *slot = None;
+                    }
+                }
+                thread::sleep(Duration::from_millis(100));
+            }
+        });
+        Trickle { stop, thread }
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
+}
+
+/// Waits for each connection's reply; counts the deadline errors.
+fn deadline_errors(conns: &mut [TcpStream]) -> usize {
+    let mut errors = 0;
+    for conn in conns {
+        let _ = conn.set_read_timeout(Some(2 * PATIENCE));
+        let reply = reply_of(reply_line(conn).as_bytes());
+        errors += usize::from(matches!(reply, Reply::Refused(Refusal::Deadline { .. })));
+    }
+    errors
+}
+
 #[test]
 #[ignore = "slow: run with make stress"]
 fn slow_and_silent_clients_do_not_hold_up_normal_ones() {
@@ -91,25 +130,8 @@ fn slow_and_silent_clients_do_not_hold_up_normal_ones() {
     let (pid, addr) = (server.pid(), server.v4());
     let (idle_threads, idle_rss) = settle(&server);
 
-    let mut silent: Vec<TcpStream> = (0..700).map(|_| connect(addr)).collect();
-    let mut trickling: Vec<TcpStream> = (0..200).map(|_| connect(addr)).collect();
-    let stop = Arc::new(AtomicBool::new(false));
-    let trickler = {
-        let mut conns: Vec<Option<TcpStream>> =
-            trickling.iter().map(|c| c.try_clone().ok()).collect();
-        let stop = Arc::clone(&stop);
-        // One byte every 100 ms on each connection, never a newline.
-        thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) && conns.iter().any(Option::is_some) {
-                for slot in conns.iter_mut() {
-                    if slot.as_mut().is_some_and(|c| c.write_all(b"x").is_err()) {
-                        *slot = None;
-                    }
-                }
-                thread::sleep(Duration::from_millis(100));
-            }
-        })
-    };
+    let mut attackers: Vec<TcpStream> = (0..900).map(|_| connect(addr)).collect();
+    let trickle = Trickle::start(&attackers[700..]);
     // Every attacker has a worker of its own once the thread count shows it.
     assert!(
         eventually(PATIENCE, || proc::threads(pid) >= idle_threads + 880),
@@ -123,14 +145,9 @@ fn slow_and_silent_clients_do_not_hold_up_normal_ones() {
     let p50 = percentile(&latencies, 0.50);
     let p99 = percentile(&latencies, 0.99);
 
-    let mut deadline_errors = 0;
-    for conn in silent.iter_mut().chain(trickling.iter_mut()) {
-        let _ = conn.set_read_timeout(Some(2 * PATIENCE));
-        deadline_errors += usize::from(reply_line(conn).starts_with("error: no message within "));
-    }
-    stop.store(true, Ordering::Relaxed);
-    trickler.join().unwrap();
-    drop((silent, trickling));
+    let deadline_errors = deadline_errors(&mut attackers);
+    trickle.stop();
+    drop(attackers);
 
     let back = eventually(Duration::from_secs(30), || {
         proc::threads(pid) <= idle_threads
@@ -179,7 +196,7 @@ fn a_flood_beyond_max_conns_is_told_busy_then_served_again() {
     }
     let mut busy = 0;
     while let Ok(line) = rx.recv_timeout(Duration::from_secs(2)) {
-        if line == "error: server busy\n" {
+        if reply_of(line.as_bytes()) == Reply::Refused(Refusal::Busy) {
             busy += 1;
         }
         if busy == 200 {
@@ -232,7 +249,7 @@ fn a_100_mib_stream_gets_the_error_and_barely_moves_memory() {
         "sent {} MiB; RSS idle {idle_rss} KiB, growth at peak {growth} KiB",
         sent >> 20
     );
-    assert_eq!(line, "error: message longer than 65536 bytes\n");
+    assert_refused(line.as_bytes(), Refusal::TooLong { max_bytes: 65536 });
     assert!(growth <= 4 * MIB_IN_KIB, "RSS grew by {growth} KiB");
 }
 
@@ -277,6 +294,32 @@ for _ in range(200):
     assert!(settled);
 }
 
+/// From serv6's standard error: how many accept-failure bursts it reported,
+/// how many recoveries, and how many failed accepts the recoveries counted.
+fn accept_bursts(stderr: &[String]) -> (usize, usize, u64) {
+    let bursts = stderr
+        .iter()
+        .filter(|l| l.contains("cannot accept"))
+        .count()
+        + 1;
+    let recoveries: Vec<&String> = stderr
+        .iter()
+        .filter(|l| l.contains("again, after"))
+        .collect();
+    let failed_accepts = recoveries
+        .iter()
+        .filter_map(|l| {
+            l.split("after ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    (bursts, recoveries.len(), failed_accepts)
+}
+
 #[test]
 #[ignore = "slow: run with make stress"]
 fn out_of_file_descriptors_it_neither_exits_nor_spins_and_recovers() {
@@ -299,7 +342,9 @@ fn out_of_file_descriptors_it_neither_exits_nor_spins_and_recovers() {
     let mut answered = 0;
     for conn in conns.iter_mut() {
         let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-        answered += usize::from(reply_line(conn).starts_with("error: no message within 1 s"));
+        let limit = Duration::from_secs(1);
+        let reply = reply_of(reply_line(conn).as_bytes());
+        answered += usize::from(reply == Reply::Refused(Refusal::Deadline { limit }));
         let _ = conn.shutdown(std::net::Shutdown::Both);
     }
     drop(conns);
@@ -310,26 +355,7 @@ fn out_of_file_descriptors_it_neither_exits_nor_spins_and_recovers() {
     server.signal("TERM");
     server.wait_exit();
     let stderr = server.rest_of_stderr();
-    let bursts = stderr
-        .iter()
-        .filter(|l| l.contains("cannot accept"))
-        .count()
-        + 1;
-    let recoveries: Vec<&String> = stderr
-        .iter()
-        .filter(|l| l.contains("again, after"))
-        .collect();
-    let failed_accepts: u64 = recoveries
-        .iter()
-        .filter_map(|l| {
-            l.split("after ")
-                .nth(1)?
-                .split(' ')
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum();
+    let (bursts, recoveries, failed_accepts) = accept_bursts(&stderr);
     println!(
         "200 connections under ulimit -n 64: {answered} answered in {wall:?}, server CPU {cpu:?}, \
          {bursts} bursts logged for {failed_accepts} failed accepts"
@@ -340,7 +366,7 @@ fn out_of_file_descriptors_it_neither_exits_nor_spins_and_recovers() {
         "server used {cpu:?} of CPU in {wall:?}: spinning?"
     );
     assert!(
-        bursts <= recoveries.len() + 1,
+        bursts <= recoveries + 1,
         "more than one line per burst: {stderr:#?}"
     );
     assert!(!stderr.iter().any(|l| l.contains("panicked")));

@@ -1,10 +1,13 @@
-//! Starting the real binaries and talking to them over real TCP.
+//! Starting the real binaries and talking to them over real TCP, shared by
+//! the integration tests and the benchmark (which includes this file).
 //!
 //! Every wait here is on an event (a line from the server, a reply, EOF)
 //! with a generous upper bound, never a sleep.
 
-#![allow(dead_code)]
+pub mod rng;
 
+pub use serv6::protocol::{parse_reply, Refusal, Reply};
+pub use serv6::timestamp::Timestamp;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, ExitStatus, Output, Stdio};
@@ -35,14 +38,23 @@ impl Server {
 
     /// Starts a prepared serv6 command (for `ulimit`, say), adding `--port 0`.
     pub fn start_with(command: &mut Command) -> Server {
+        Self::start_writing(command, Stdio::piped())
+    }
+
+    /// Starts a prepared command, adding `--port 0`, with its standard
+    /// output going to `stdout` (when piped, [`Server::log_line`] reads it).
+    pub fn start_writing(command: &mut Command, stdout: Stdio) -> Server {
         let mut child = command
             .args(["--port", "0"])
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
-            .expect("serv6 starts");
-        let stdout = lines(child.stdout.take().expect("piped stdout"));
+            .expect("the server starts");
+        let stdout = match child.stdout.take() {
+            Some(piped) => lines(piped),
+            None => mpsc::channel().1,
+        };
         let stderr_bytes = lines(child.stderr.take().expect("piped stderr"));
         let (tx, stderr) = mpsc::channel();
         thread::spawn(move || {
@@ -70,7 +82,7 @@ impl Server {
             let line = server
                 .stderr
                 .recv_timeout(PATIENCE)
-                .expect("serv6 says where it listens");
+                .expect("the server says where it listens");
             if line.contains("listening on ") {
                 server.addrs = parse_listening(&line);
                 return server;
@@ -241,20 +253,26 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Checks a reply is `received <n> bytes at <RFC 3339>` + LF, and returns the time.
-pub fn assert_received(reply: &[u8], n: usize) -> String {
-    let reply = text(reply);
-    let prefix = format!("received {n} bytes at ");
-    assert!(
-        reply.starts_with(&prefix) && reply.ends_with('\n'),
-        "reply: {reply:?}"
-    );
-    let stamp = reply[prefix.len()..reply.len() - 1].to_string();
-    assert!(
-        serv6::timestamp::Timestamp::parse(&stamp).is_some(),
-        "not RFC 3339 with microseconds: {stamp:?}"
-    );
-    stamp
+/// What a reply says: one line and its LF, or [`Reply::Unexpected`].
+pub fn reply_of(bytes: &[u8]) -> Reply {
+    match bytes.strip_suffix(b"\n") {
+        Some(line) if !line.contains(&b'\n') => parse_reply(line),
+        _ => Reply::Unexpected,
+    }
+}
+
+/// Checks a reply is `received <n> bytes at <T>` + LF, and returns T.
+pub fn assert_received(reply: &[u8], n: usize) -> Timestamp {
+    match reply_of(reply) {
+        Reply::Received { len, at } if len == n as u64 => at,
+        _ => panic!("not a reply to {n} bytes: {:?}", text(reply)),
+    }
+}
+
+/// Checks a reply is `error: <why>` + LF.
+pub fn assert_refused(reply: &[u8], why: Refusal) {
+    let got = reply_of(reply);
+    assert_eq!(got, Reply::Refused(why), "{:?}", text(reply));
 }
 
 /// A port nothing listens on: bound, then released.
@@ -265,21 +283,51 @@ pub fn dead_port() -> u16 {
 
 /// Runs cli6 with `args` and `stdin`, and returns its output.
 pub fn cli6(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cli6"))
-        .args(args)
+    run(Command::new(env!("CARGO_BIN_EXE_cli6")).args(args), stdin)
+}
+
+/// Runs `command` to its end with `stdin` as its standard input.
+pub fn run(command: &mut Command, stdin: &[u8]) -> Output {
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("cli6 starts");
+        .expect("the command starts");
     let mut input = child.stdin.take().expect("piped stdin");
     let stdin = stdin.to_vec();
     let feeder = thread::spawn(move || {
         let _ = input.write_all(&stdin);
     });
-    let output = child.wait_with_output().expect("cli6 finishes");
+    let output = child.wait_with_output().expect("the command finishes");
     let _ = feeder.join();
     output
+}
+
+/// Checks that a program failed with `code` and one line on standard
+/// error starting with `prefix`; returns that line.
+pub fn assert_one_error_line(out: &Output, code: i32, prefix: &str) -> String {
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with(prefix), "wanted {prefix:?}, got {err:?}");
+    err
+}
+
+/// Opens `count` connections that send nothing; each one's whole reply
+/// arrives on the returned channel as the server sends it and closes.
+pub fn silent_clients(addr: SocketAddr, count: usize) -> (Vec<TcpStream>, Receiver<Vec<u8>>) {
+    let (tx, rx) = mpsc::channel();
+    let conns: Vec<TcpStream> = (0..count).map(|_| connect(addr)).collect();
+    for conn in &conns {
+        let (mut reader, tx) = (conn.try_clone().expect("clones"), tx.clone());
+        thread::spawn(move || {
+            let mut reply = Vec::new();
+            let _ = reader.read_to_end(&mut reply);
+            let _ = tx.send(reply);
+        });
+    }
+    (conns, rx)
 }
 
 /// Figures about a process, read from /proc (Linux).
@@ -335,21 +383,5 @@ pub fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool 
             return false;
         }
         thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A small seeded generator, so that a failing run can be replayed.
-pub struct XorShift(pub u64);
-
-impl XorShift {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }

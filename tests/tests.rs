@@ -1,0 +1,12 @@
+//! The integration tests: the real serv6 and cli6, started on `--port 0`,
+//! over real TCP on loopback. One test crate, so the harness is compiled
+//! once. The `stress` tests are slow and `#[ignore]`d: `make stress` runs them.
+
+mod harness;
+
+mod cli6;
+mod exchange;
+mod probe;
+mod reliability;
+mod serv6_cli;
+mod stress;
