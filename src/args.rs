@@ -35,6 +35,24 @@ pub(crate) enum DefaultText {
     Described(&'static str),
 }
 
+/// `-h, --help`, which every program has.
+pub(crate) const HELP: Flag = Flag {
+    short: Some('h'),
+    long: "help",
+    value: None,
+    help: "print this help and exit",
+    default: DefaultText::None,
+};
+
+/// `-V, --version`, which every program has.
+pub(crate) const VERSION: Flag = Flag {
+    short: Some('V'),
+    long: "version",
+    value: None,
+    help: "print the version and exit",
+    default: DefaultText::None,
+};
+
 /// A program's command line: enough to parse it and to write its help.
 #[derive(Debug)]
 pub(crate) struct Program {

@@ -167,6 +167,10 @@ impl fmt::Display for Unsendable {
 }
 
 /// Checks that `message`, sent with an LF after it, arrives as itself.
+///
+/// # Errors
+///
+/// Says why it would not: it contains an LF, or ends with a CR.
 pub fn check_message(message: &[u8]) -> Result<(), Unsendable> {
     if message.contains(&b'\n') {
         Err(Unsendable::Newline)

@@ -1,8 +1,7 @@
 //! cli6's command line: its flags, their defaults and its help, defined once.
 
 use super::exchange::Target;
-use crate::args::Invalid;
-use crate::args::{Arg, DefaultText, Flag, Parser, Program, UsageError};
+use crate::args::{self, Arg, DefaultText, Flag, Invalid, Parser, Program, UsageError};
 use crate::protocol::{check_message, DEFAULT_PORT, REPLY_FORM};
 use std::ffi::OsString;
 use std::time::Duration;
@@ -92,20 +91,8 @@ pub(crate) const FLAGS: &[Flag] = &[
         help: "with --count: one JSON object per probe and one for the summary",
         default: DefaultText::None,
     },
-    Flag {
-        short: Some('h'),
-        long: "help",
-        value: None,
-        help: "print this help and exit",
-        default: DefaultText::None,
-    },
-    Flag {
-        short: Some('V'),
-        long: "version",
-        value: None,
-        help: "print the version and exit",
-        default: DefaultText::None,
-    },
+    args::HELP,
+    args::VERSION,
 ];
 
 /// cli6's command line, for help and usage errors.
@@ -170,32 +157,36 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
     command(given)
 }
 
+/// The command the flags add up to, once they are all read.
 fn command(given: Given) -> Result<Command, UsageError> {
-    let Given { target, .. } = &given;
-    let message = if given.words.is_empty() {
+    let Given {
+        target,
+        words,
+        count,
+        interval,
+        json,
+    } = given;
+    let message = if words.is_empty() {
         None
     } else {
-        Some(join(&given.words)?)
+        Some(join(&words)?)
     };
-    let Some(count) = given.count else {
-        if given.interval.is_some() || given.json {
+    let Some(count) = count else {
+        if interval.is_some() || json {
             return Err(UsageError::Requires {
                 what: "'--interval' and '--json'",
                 needs: "'--count' (probe mode)",
             });
         }
-        return Ok(Command::Send {
-            target: target.clone(),
-            message,
-        });
+        return Ok(Command::Send { target, message });
     };
     let probes = Probes {
         count,
-        interval: given.interval.unwrap_or(DEFAULT_INTERVAL),
-        json: given.json,
+        interval: interval.unwrap_or(DEFAULT_INTERVAL),
+        json,
     };
     Ok(Command::Probe {
-        target: target.clone(),
+        target,
         message: message.unwrap_or_else(|| PROBE_MESSAGE.to_vec()),
         probes,
     })

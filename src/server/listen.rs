@@ -47,7 +47,7 @@ fn hint(error: &io::Error) -> &'static str {
 /// How many times to look for a port free on every address with `--port 0`.
 const PORT_ZERO_TRIES: usize = 16;
 
-/// Listens on every address `binds` names (127.0.0.1 and ::1 when empty) at
+/// Listens on every address `binds` names (`127.0.0.1` and `::1` when empty) at
 /// `port`. With port 0 every address gets the port the OS picked for the
 /// first, looking again if another address has that port taken.
 pub(crate) fn bind_all(binds: &[String], port: u16) -> Result<Bound, BindError> {

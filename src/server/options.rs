@@ -1,6 +1,6 @@
 //! serv6's command line: its flags, their defaults and its help, defined once.
 
-use crate::args::{Arg, DefaultText, Flag, Parser, Program, UsageError};
+use crate::args::{self, Arg, DefaultText, Flag, Parser, Program, UsageError};
 use crate::protocol::{DEFAULT_PORT, REPLY_FORM};
 use std::ffi::OsString;
 use std::time::Duration;
@@ -16,7 +16,7 @@ pub(crate) enum Command {
 /// How serv6 serves; every field has a flag in [`FLAGS`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Options {
-    /// Addresses or host names to listen on; empty means 127.0.0.1 and ::1.
+    /// Addresses or host names to listen on; empty means `127.0.0.1` and `::1`.
     pub binds: Vec<String>,
     pub port: u16,
     pub max_bytes: usize,
@@ -49,9 +49,8 @@ pub(crate) const FLAGS: &[Flag] = &[
         short: Some('b'),
         long: "bind",
         value: Some("ADDR"),
-        help:
-            "listen on ADDR, an IP address or host name; repeat for more; '::' serves the network",
-        default: DefaultText::Described("127.0.0.1 and ::1"),
+        help: "listen on ADDR, an IP address or host name; repeat for more",
+        default: DefaultText::Described("127.0.0.1 and ::1; '::' serves the network"),
     },
     Flag {
         short: Some('p'),
@@ -95,20 +94,8 @@ pub(crate) const FLAGS: &[Flag] = &[
         help: "do not log exchanges on standard output",
         default: DefaultText::None,
     },
-    Flag {
-        short: Some('h'),
-        long: "help",
-        value: None,
-        help: "print this help and exit",
-        default: DefaultText::None,
-    },
-    Flag {
-        short: Some('V'),
-        long: "version",
-        value: None,
-        help: "print the version and exit",
-        default: DefaultText::None,
-    },
+    args::HELP,
+    args::VERSION,
 ];
 
 /// serv6's command line, for help and usage errors.
