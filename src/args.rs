@@ -7,6 +7,7 @@
 //! cannot drift apart. Every error names the argument that caused it, so a
 //! binary prints it as it is and exits with status 2.
 
+use crate::addr::AddrError;
 use crate::protocol::Unsendable;
 use std::ffi::OsString;
 use std::fmt;
@@ -96,7 +97,7 @@ impl Program {
     }
 
     /// The line printed for a usage error.
-    pub fn usage_error(&self, error: &UsageError) -> String {
+    pub fn usage_error(&self, error: &dyn fmt::Display) -> String {
         format!(
             "{error} (usage: {}; see '{} --help')",
             self.synopsis, self.name
@@ -156,6 +157,13 @@ pub(crate) enum UsageError {
     },
     /// The message given in arguments could not arrive as itself.
     Unsendable(Unsendable),
+    /// One option's duration must be shorter than another's.
+    NotShorter {
+        option: &'static str,
+        value: Duration,
+        than: &'static str,
+        limit: Duration,
+    },
 }
 
 /// Why an option's value was refused.
@@ -167,8 +175,10 @@ pub(crate) enum Invalid {
     Negative,
     NotPositive,
     OverMaxSeconds,
+    UnderMinSeconds,
     NotUtf8,
     NotAHost,
+    Address(AddrError),
 }
 
 impl fmt::Display for Invalid {
@@ -184,8 +194,14 @@ impl fmt::Display for Invalid {
                 "it must be at most {} seconds (one day)",
                 MAX_SECONDS.as_secs()
             ),
+            Invalid::UnderMinSeconds => write!(
+                f,
+                "it must be at least {} seconds",
+                MIN_SECONDS.as_secs_f64()
+            ),
             Invalid::NotUtf8 => f.write_str("it is not valid UTF-8"),
             Invalid::NotAHost => f.write_str("it is not a host name or address"),
+            Invalid::Address(why) => write!(f, "{why}"),
         }
     }
 }
@@ -208,6 +224,17 @@ impl fmt::Display for UsageError {
                 write!(f, "{why} (send lines on standard input instead)")
             }
             UsageError::Unsendable(why) => write!(f, "{why}"),
+            UsageError::NotShorter {
+                option,
+                value,
+                than,
+                limit,
+            } => write!(
+                f,
+                "'{option}' ({} s) must be shorter than '{than}' ({} s)",
+                value.as_secs_f64(),
+                limit.as_secs_f64()
+            ),
         }
     }
 }
@@ -217,6 +244,10 @@ impl std::error::Error for UsageError {}
 /// Longest duration any option accepts: a day is far beyond any sensible
 /// timeout and keeps arithmetic on `Instant`s far from overflow.
 pub(crate) const MAX_SECONDS: Duration = Duration::from_secs(86_400);
+
+/// Shortest nonzero duration any option accepts: shorter is no time at all
+/// on a network, and would read as "0 s" in messages.
+pub(crate) const MIN_SECONDS: Duration = Duration::from_millis(1);
 
 /// What the parser found next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -390,6 +421,17 @@ impl Parser {
         parse_seconds(&value, allow_zero).map_err(|why| self.invalid(&value, why))
     }
 
+    /// The value as [`Parser::seconds`] reads it, or `None` for `off`.
+    pub fn seconds_or_off(&mut self) -> Result<Option<Duration>, UsageError> {
+        let value = self.value()?;
+        if value == "off" {
+            return Ok(None);
+        }
+        parse_seconds(&value, false)
+            .map(Some)
+            .map_err(|why| self.invalid(&value, why))
+    }
+
     /// An error about the value of the option just returned.
     pub fn invalid(&self, value: &OsString, why: Invalid) -> UsageError {
         UsageError::InvalidValue {
@@ -422,6 +464,9 @@ fn parse_seconds(value: &OsString, allow_zero: bool) -> Result<Duration, Invalid
     }
     if seconds > MAX_SECONDS.as_secs_f64() {
         return Err(Invalid::OverMaxSeconds);
+    }
+    if seconds > 0.0 && seconds < MIN_SECONDS.as_secs_f64() {
+        return Err(Invalid::UnderMinSeconds);
     }
     Ok(Duration::from_secs_f64(seconds))
 }

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 pub(crate) struct Rules {
     /// Longest message accepted, in bytes, without its terminator.
     pub max_len: usize,
-    /// Silence that ends a message once at least one byte has arrived.
-    pub pause: Duration,
+    /// Silence that ends a message once at least one byte has arrived;
+    /// `None`: only an LF or EOF ends it.
+    pub pause: Option<Duration>,
     /// Time from the start of the exchange to a complete message.
     pub deadline: Duration,
 }
@@ -69,7 +70,7 @@ pub(crate) fn read_message(
     let mut last_arrival: Option<Instant> = None;
     loop {
         let now = source.now();
-        let pause_end = last_arrival.map(|at| at + rules.pause);
+        let pause_end = last_arrival.zip(rules.pause).map(|(at, pause)| at + pause);
         if let (Some(at), Some(end)) = (last_arrival, pause_end) {
             if now >= end && end <= deadline {
                 return finish(message, rules, Ending::Pause, at);
@@ -220,7 +221,7 @@ mod tests {
     fn rules(max_len: usize) -> Rules {
         Rules {
             max_len,
-            pause: PAUSE,
+            pause: Some(PAUSE),
             deadline: DEADLINE,
         }
     }
@@ -321,6 +322,28 @@ mod tests {
         let outcome = read_message(&mut script, &rules(65_536), &mut message, &mut chunk);
         assert!(matches!(outcome, Outcome::TooLong));
         assert!(message.len() <= 65_537, "buffer grew to {}", message.len());
+    }
+
+    #[test]
+    fn with_the_pause_off_only_lf_or_eof_end_a_message() {
+        let no_pause = Rules {
+            pause: None,
+            ..rules(64)
+        };
+        let mut script = Script::new(vec![(0, b"ho"), (5_000, b"la\n")]);
+        let (mut message, mut chunk) = (Vec::new(), [0; 64]);
+        let outcome = read_message(&mut script, &no_pause, &mut message, &mut chunk);
+        assert!(matches!(
+            outcome,
+            Outcome::Message {
+                ending: Ending::Newline { .. },
+                ..
+            }
+        ));
+        assert_eq!(message, b"hola");
+        let mut stalled = Script::new(vec![(0, b"ho")]);
+        let outcome = read_message(&mut stalled, &no_pause, &mut message, &mut chunk);
+        assert!(matches!(outcome, Outcome::Deadline));
     }
 
     #[test]

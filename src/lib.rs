@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod addr;
 mod args;
 pub mod client;
 mod diag;
@@ -18,6 +19,7 @@ mod platform;
 pub mod protocol;
 pub mod server;
 pub mod timestamp;
+mod words;
 
 #[cfg(test)]
 #[path = "../tests/harness/rng.rs"]

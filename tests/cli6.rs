@@ -2,9 +2,7 @@
 //! that misbehave on purpose.
 
 use crate::harness::*;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
-use std::thread;
+use std::net::TcpListener;
 
 fn port_of(server: &Server) -> String {
     server.v4().port().to_string()
@@ -87,20 +85,6 @@ fn an_error_reply_goes_to_standard_error_with_status_1() {
         "{}",
         stderr(&out)
     );
-}
-
-/// A one-shot fake server that answers whatever the test says.
-fn fake_server(reply: &'static [u8]) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        if let Ok((mut conn, _)) = listener.accept() {
-            let mut message = Vec::new();
-            let _ = conn.read_to_end(&mut message);
-            let _ = conn.write_all(reply);
-        }
-    });
-    addr
 }
 
 fn run_against(reply: &'static [u8], extra: &[&str]) -> std::process::Output {

@@ -200,7 +200,7 @@ fn above_max_conns_new_connections_are_told_busy_then_served_again() {
         .recv_timeout(PATIENCE)
         .expect("one client is refused at once");
     assert_eq!(text(&first), "error: server busy\n");
-    server.err_line_containing("busy: 2 exchanges in progress");
+    server.err_line_containing("busy: 2 exchanges in progress, refusing");
     for conn in &conns {
         let _ = conn.shutdown(Shutdown::Write);
     }
@@ -251,4 +251,15 @@ fn clients_that_trickle_bytes_do_not_delay_others() {
         took < Duration::from_secs(1),
         "an exchange behind 32 trickling clients took {took:?}"
     );
+}
+
+#[test]
+fn with_the_pause_off_a_gap_mid_message_does_not_cut_it() {
+    let server = Server::start(&["--pause", "off", "--deadline", "5"]);
+    let mut conn = connect(server.v4());
+    conn.write_all(b"ho").unwrap();
+    // A stall in the network longer than the default pause.
+    thread::sleep(Duration::from_millis(300));
+    conn.write_all(b"la\n").unwrap();
+    assert_received(&read_to_end(&mut conn), 4);
 }

@@ -56,7 +56,24 @@ fn probes_report_positive_rtts_and_a_near_zero_offset_on_loopback() {
             "{summary}"
         );
         assert!(summary.contains("rtt min/avg/max/stddev = "), "{summary}");
-        assert!(summary.contains("offset median "), "{summary}");
+        assert!(
+            summary.contains("offset (server clock minus ours) median "),
+            "{summary}"
+        );
+        // One clock on both ends: the true offset, zero, must lie within the
+        // best estimate's bound (plus the microsecond the stamp truncates).
+        let best = summary
+            .split("offset at the smallest rtt ")
+            .nth(1)
+            .expect("a best estimate");
+        let (offset, bound) = best.split_once(" ms ±").expect("offset ms ±bound");
+        let offset: f64 = offset.parse().expect("an offset");
+        let bound: f64 = bound
+            .split(' ')
+            .next()
+            .and_then(|b| b.parse().ok())
+            .expect("a bound");
+        assert!(offset.abs() <= bound + 0.001, "{summary}");
     }
 }
 

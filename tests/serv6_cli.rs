@@ -56,23 +56,84 @@ fn an_address_of_another_machine_is_refused_with_exit_1() {
 
 #[test]
 fn usage_errors_exit_2_with_one_line() {
-    for args in [
-        &["--bogus"][..],
-        &["--port", "http"],
-        &["--max-conns", "0"],
-        &["--deadline", "-1"],
-        &["--bind"],
-        &["stray"],
+    for (args, says) in [
+        (&["--bogus"][..], "unknown option '--bogus'"),
+        (&["--port", "http"], "it is not a valid number"),
+        (&["--port", "65536"], "it must be from 0 to 65535"),
+        (&["--port", "-1"], "it must be from 0 to 65535"),
+        (&["--max-conns", "0"], "it must be from 1 to"),
+        (&["--deadline", "-1"], "it must be more than zero"),
+        (
+            &["--deadline", "0.0000001"],
+            "it must be at least 0.001 seconds",
+        ),
+        (
+            &["--pause", "5", "--deadline", "2"],
+            "'--pause' (5 s) must be shorter than '--deadline' (2 s)",
+        ),
+        (&["--bind"], "needs a value"),
+        (&["--bind", ""], "it is not a host name or address"),
+        (&["--bind", "127.0.0.1:80"], "give the port with '--port'"),
+        (&["--bind", "[::1]:5006"], "give the port with '--port'"),
+        (
+            &["--bind", "fe80::1%no-such-if0"],
+            "no network interface is named 'no-such-if0'",
+        ),
+        (
+            &["--bind", "::", "--bind", "0.0.0.0"],
+            "'--bind ::' already serves 0.0.0.0",
+        ),
+        (
+            &["--bind", "0.0.0.0", "--bind", "127.0.0.1"],
+            "already serves 127.0.0.1",
+        ),
+        (&["--quiet=1"], "option '--quiet' does not take a value"),
+        (&["--help=1"], "option '--help' does not take a value"),
+        (&["stray"], "unexpected argument 'stray'"),
     ] {
         let out = serv6(args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        let err = text(&out.stderr);
-        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        let err = assert_one_error_line(&out, 2, "serv6: ");
         assert!(
-            err.starts_with("serv6: ") && err.contains("serv6 --help"),
-            "{err}"
+            err.contains(says) && err.contains("serv6 --help"),
+            "{args:?}: {err}"
         );
     }
+}
+
+/// In a network namespace of its own, where loopback gets a link-local
+/// address: serv6 listens on it by interface name, and cli6 reaches it.
+const LINK_LOCAL_SCRIPT: &str = r#"
+set -eu
+ip link set lo up
+ip -6 addr add fe80::1/64 dev lo nodad
+d=$(mktemp -d)
+mkfifo "$d/err"
+"$SERV6" --bind 'fe80::1%lo' --port 0 2>"$d/err" >/dev/null &
+exec 3<"$d/err"
+IFS= read -r line <&3
+echo "$line"
+"$CLI6" -H 'fe80::1%lo' -p "${line##*:}" hola
+kill $!
+"#;
+
+#[test]
+fn a_link_local_address_keeps_its_scope() {
+    let out = Command::new("unshare")
+        .args(["-rn", "sh", "-c", LINK_LOCAL_SCRIPT])
+        .env("SERV6", env!("CARGO_BIN_EXE_serv6"))
+        .env("CLI6", env!("CARGO_BIN_EXE_cli6"))
+        .output();
+    let out = match out {
+        Ok(out) if !text(&out.stdout).is_empty() => out,
+        other => {
+            println!("skipped: no network namespace of our own (unshare -rn): {other:?}");
+            return;
+        }
+    };
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("serv6: listening on [fe80::1%"), "{stdout}");
+    let reply = stdout.lines().nth(1).unwrap_or_default().as_bytes();
+    assert_received(&[reply, b"\n"].concat(), 4);
 }
 
 #[test]
@@ -104,7 +165,7 @@ fn sigterm_stops_it_with_a_summary_and_exit_0() {
     let rest = server.rest_of_stderr().join("\n");
     assert!(rest.contains("stopped after"), "{rest}");
     assert!(
-        rest.contains("1 exchanges served, 0 errors, 0 busy refusals"),
+        rest.contains("1 exchange served, 0 errors, 0 busy refusals"),
         "{rest}"
     );
 }

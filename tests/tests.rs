@@ -5,6 +5,7 @@
 mod harness;
 
 mod cli6;
+mod cli6_edges;
 mod exchange;
 mod probe;
 mod reliability;

@@ -1,6 +1,8 @@
 //! One exchange from the client's side: resolve, connect, send the message
-//! and LF, shut down sending, read the reply to EOF, with timings.
+//! and LF, shut down sending, read the reply to EOF, with timings. The
+//! timeout bounds all of it from the connect on, not each step.
 
+use crate::addr::parse_literal;
 use crate::escape::escape;
 use crate::protocol::{parse_reply, Refusal, Reply, MAX_REPLY};
 use crate::timestamp::Timestamp;
@@ -14,8 +16,26 @@ use std::time::{Duration, Instant, SystemTime};
 pub(crate) struct Target {
     pub host: String,
     pub port: u16,
-    /// Bounds the connect to each address, and each read and write.
+    /// Bounds each whole exchange: connecting, sending, reading the reply.
     pub timeout: Duration,
+    /// Only addresses of this family (`-4`, `-6`); `None`: any.
+    pub family: Option<Family>,
+}
+
+/// An IP address family, as `-4` and `-6` choose it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    fn admits(self, addr: &SocketAddr) -> bool {
+        match self {
+            Family::V4 => addr.is_ipv4(),
+            Family::V6 => addr.is_ipv6(),
+        }
+    }
 }
 
 impl fmt::Display for Target {
@@ -155,31 +175,41 @@ fn describe(error: &io::Error) -> String {
     }
 }
 
-/// Runs one exchange: every address `target.host` resolves to is tried in
-/// turn until one accepts the connection.
-pub(crate) fn exchange(target: &Target, message: &[u8]) -> Result<Exchanged, ClientError> {
+/// How much of the exchange's time is left.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    until: Instant,
+}
+
+impl Budget {
+    /// Time left, or a timeout error once there is none.
+    fn left(self) -> io::Result<Duration> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            Err(io::ErrorKind::TimedOut.into())
+        } else {
+            Ok(left)
+        }
+    }
+}
+
+/// Runs one exchange, sending `line` (a message and its LF): every address
+/// `target.host` resolves to is tried in turn until one accepts.
+pub(crate) fn exchange(target: &Target, line: &[u8]) -> Result<Exchanged, ClientError> {
     let addrs = resolve(target)?;
     let started = Instant::now();
-    let (conn, peer) = connect_any(target, &addrs)?;
+    let budget = Budget {
+        until: started + target.timeout,
+    };
+    let (conn, peer) = connect_any(target, &addrs, budget)?;
     let connect = started.elapsed();
-    let io_error = |doing| move |error| ClientError::Io { peer, doing, error };
-    conn.set_read_timeout(Some(target.timeout))
-        .map_err(io_error("setting the timeout"))?;
-    conn.set_write_timeout(Some(target.timeout))
-        .map_err(io_error("setting the timeout"))?;
-
-    let mut wire = Vec::with_capacity(message.len() + 1);
-    wire.extend_from_slice(message);
-    wire.push(b'\n');
     let sent_at = SystemTime::now();
     let send_started = Instant::now();
     // A server that refuses the message may close before taking all of it;
     // its reply may still be waiting, so a failed send is reported only if
     // no reply can be read.
-    let sent = (&conn)
-        .write_all(&wire)
-        .and_then(|()| conn.shutdown(Shutdown::Write));
-    let (reply, arrived, received_at) = match (read_reply(&conn, peer), sent) {
+    let sent = write_within(&conn, line, budget).and_then(|()| conn.shutdown(Shutdown::Write));
+    let (reply, arrived, received_at) = match (read_reply(&conn, peer, budget), sent) {
         (Ok(read), _) => read,
         (Err(_), Err(error)) => {
             return Err(ClientError::Io {
@@ -201,20 +231,45 @@ pub(crate) fn exchange(target: &Target, message: &[u8]) -> Result<Exchanged, Cli
     })
 }
 
+/// `write_all`, each write bounded by what is left of the budget.
+fn write_within(conn: &TcpStream, mut data: &[u8], budget: Budget) -> io::Result<()> {
+    while !data.is_empty() {
+        conn.set_write_timeout(Some(budget.left()?))?;
+        match (&*conn).write(data) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 fn resolve(target: &Target) -> Result<Vec<SocketAddr>, ClientError> {
     let resolve_error = |error| ClientError::Resolve {
         target: target.to_string(),
         error,
     };
-    let addrs: Vec<SocketAddr> = (target.host.as_str(), target.port)
-        .to_socket_addrs()
-        .map_err(resolve_error)?
+    let literal = parse_literal(&target.host, target.port)
+        .map_err(|e| resolve_error(io::Error::new(io::ErrorKind::InvalidInput, e.to_string())))?;
+    let found: Vec<SocketAddr> = match literal {
+        Some(addr) => vec![addr],
+        None => (target.host.as_str(), target.port)
+            .to_socket_addrs()
+            .map_err(resolve_error)?
+            .collect(),
+    };
+    let addrs: Vec<SocketAddr> = found
+        .into_iter()
+        .filter(|addr| target.family.map_or(true, |family| family.admits(addr)))
         .collect();
     if addrs.is_empty() {
-        return Err(resolve_error(io::Error::new(
-            io::ErrorKind::NotFound,
-            "no addresses",
-        )));
+        let none = match target.family {
+            Some(Family::V4) => "no IPv4 address",
+            Some(Family::V6) => "no IPv6 address",
+            None => "no addresses",
+        };
+        return Err(resolve_error(io::Error::new(io::ErrorKind::NotFound, none)));
     }
     Ok(addrs)
 }
@@ -222,10 +277,14 @@ fn resolve(target: &Target) -> Result<Vec<SocketAddr>, ClientError> {
 fn connect_any(
     target: &Target,
     addrs: &[SocketAddr],
+    budget: Budget,
 ) -> Result<(TcpStream, SocketAddr), ClientError> {
     let mut tried = Vec::new();
     for &addr in addrs {
-        match TcpStream::connect_timeout(&addr, target.timeout) {
+        let connected = budget
+            .left()
+            .and_then(|left| TcpStream::connect_timeout(&addr, left));
+        match connected {
             Ok(conn) => return Ok((conn, addr)),
             Err(error) => tried.push((addr, error)),
         }
@@ -237,24 +296,35 @@ fn connect_any(
 }
 
 /// Reads one line, noting when its LF arrived, then insists on EOF: serv6
-/// sends exactly one line.
+/// sends exactly one line. A complete line followed by a reset instead of
+/// EOF is still the reply.
 fn read_reply(
     conn: &TcpStream,
     peer: SocketAddr,
+    budget: Budget,
 ) -> Result<(Vec<u8>, Instant, SystemTime), ClientError> {
     let mut reply = Vec::new();
     let mut arrival = None;
     let mut chunk = [0u8; 512];
-    let mut reader = conn;
     loop {
-        let n = reader.read(&mut chunk).map_err(|error| ClientError::Io {
-            peer,
-            doing: "waiting for the reply",
-            error,
-        })?;
-        if n == 0 {
-            break;
-        }
+        let read = budget
+            .left()
+            .and_then(|left| conn.set_read_timeout(Some(left)))
+            .and_then(|()| (&*conn).read(&mut chunk));
+        let n = match read {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // The whole line came; only the close was abrupt.
+            Err(e) if arrival.is_some() && e.kind() == io::ErrorKind::ConnectionReset => break,
+            Err(error) => {
+                return Err(ClientError::Io {
+                    peer,
+                    doing: "waiting for the reply",
+                    error,
+                })
+            }
+        };
         if arrival.is_none() && chunk[..n].contains(&b'\n') {
             arrival = Some((Instant::now(), SystemTime::now()));
         }
@@ -289,6 +359,7 @@ mod tests {
                 host: host.into(),
                 port: 5006,
                 timeout: Duration::from_secs(1),
+                family: None,
             }
             .to_string()
         };

@@ -1,15 +1,19 @@
 //! cli6: the client. [`main`] is the whole program; `src/bin/cli6.rs` only calls it.
 
+mod estimate;
 mod exchange;
+mod lines;
 mod options;
 mod probe;
 
 use crate::diag;
 use crate::escape::escape;
+use crate::protocol::check_message;
 use exchange::{exchange, ClientError, ReplyProblem, Target};
+use lines::{Line, MAX_LINE};
 use options::Command;
 use std::ffi::OsString;
-use std::io::{self, BufRead, IsTerminal, Write};
+use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 
 /// Runs cli6 with `args` (without the program name) and returns its exit
@@ -20,7 +24,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Ok(Command::Send {
             target,
             message: Some(message),
-        }) => send(&target, &message),
+        }) => send(&target, &with_lf(message)),
         Ok(Command::Send {
             target,
             message: None,
@@ -29,7 +33,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             target,
             message,
             probes,
-        }) => return probe::run(&target, &message, probes),
+        }) => return probe::run(&target, &with_lf(message), probes),
         Ok(Command::Help) => print(&options::program().help()),
         Ok(Command::Version) => print(concat!("cli6 ", env!("CARGO_PKG_VERSION"))),
         Err(e) => {
@@ -44,10 +48,18 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     }
 }
 
-/// One exchange: the reply on standard output, any problem on standard error.
-fn send(target: &Target, message: &[u8]) -> bool {
-    let checked = exchange(target, message).map(|done| {
-        let verdict = done.verify(message.len());
+/// The message as it goes on the wire.
+fn with_lf(mut message: Vec<u8>) -> Vec<u8> {
+    message.push(b'\n');
+    message
+}
+
+/// One exchange sending `line` (a message and its LF): the reply on
+/// standard output, any problem on standard error.
+fn send(target: &Target, line: &[u8]) -> bool {
+    let sent = line.len() - 1;
+    let checked = exchange(target, line).map(|done| {
+        let verdict = done.verify(sent);
         (done, verdict)
     });
     match checked {
@@ -74,32 +86,34 @@ fn send(target: &Target, message: &[u8]) -> bool {
 }
 
 /// One exchange per line of standard input, with a prompt on a terminal.
+/// A line that cannot be sent as it is is reported and skipped.
 fn send_lines(target: &Target) -> bool {
     let stdin = io::stdin();
     let interactive = stdin.is_terminal();
     let mut input = stdin.lock();
     let mut all_ok = true;
     let mut line = Vec::new();
-    loop {
+    for number in 1.. {
         if interactive {
             prompt(target);
         }
-        line.clear();
-        match input.read_until(b'\n', &mut line) {
-            Ok(0) => break,
-            Ok(_) => {}
+        let refused = match lines::read_line(&mut input, &mut line) {
+            Ok(Line::End) => break,
+            Ok(Line::TooLong) => format!("longer than {MAX_LINE} bytes"),
+            Ok(Line::Message) => match check_message(&line[..line.len() - 1]) {
+                Ok(()) => {
+                    all_ok &= send(target, &line);
+                    continue;
+                }
+                Err(why) => why.to_string(),
+            },
             Err(e) => {
                 diag::error(format_args!("cannot read standard input: {e}"));
                 return false;
             }
-        }
-        if line.last() == Some(&b'\n') {
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-        }
-        all_ok &= send(target, &line);
+        };
+        diag::error(format_args!("line {number} not sent: {refused}"));
+        all_ok = false;
     }
     if interactive {
         let _ = writeln!(io::stderr());

@@ -1,6 +1,8 @@
 //! cli6's command line: its flags, their defaults and its help, defined once.
 
-use super::exchange::Target;
+use super::exchange::{Family, Target};
+use super::lines::MAX_LINE;
+use crate::addr::parse_literal;
 use crate::args::{self, Arg, DefaultText, Flag, Invalid, Parser, Program, UsageError};
 use crate::protocol::{check_message, DEFAULT_PORT, REPLY_FORM};
 use std::ffi::OsString;
@@ -43,6 +45,7 @@ fn default_target() -> Target {
         host: "localhost".into(),
         port: DEFAULT_PORT,
         timeout: Duration::from_secs(5),
+        family: None,
     }
 }
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
@@ -66,15 +69,32 @@ pub(crate) const FLAGS: &[Flag] = &[
         short: Some('t'),
         long: "timeout",
         value: Some("SECS"),
-        help: "limit for connecting, and for each read and write",
+        help: "limit for each whole exchange: connecting, sending and reading the reply",
         default: DefaultText::Value("5"),
+    },
+    Flag {
+        short: Some('4'),
+        long: "ipv4",
+        value: None,
+        help: "use IPv4 addresses only",
+        default: DefaultText::None,
+    },
+    Flag {
+        short: Some('6'),
+        long: "ipv6",
+        value: None,
+        help: "use IPv6 addresses only",
+        default: DefaultText::None,
     },
     Flag {
         short: Some('c'),
         long: "count",
         value: Some("N"),
         help: "probe like ping: N exchanges (0: until Ctrl-C), each with its connect time, \
-               round-trip time and the offset of the server's clock from ours, then a summary",
+               round-trip time and the offset of the server's clock from ours (server minus \
+               ours), then a summary with the median offset and the offset of the fastest \
+               probe, each within ± half a round trip; failures slow the probes down, up to \
+               one a second",
         default: DefaultText::None,
     },
     Flag {
@@ -104,7 +124,8 @@ pub(crate) fn program() -> Program {
             "Sends a message to serv6 and prints its reply, the time the server received it:\n  \
              {REPLY_FORM}\n\n\
              With MESSAGE words, sends them joined by spaces, once. Without, sends each line\n\
-             of standard input as its own exchange, until end of input."
+             of standard input as its own exchange, until end of input; a line longer than\n\
+             {MAX_LINE} bytes, or ending in a CR, is reported and not sent."
         ),
         flags: FLAGS,
         after: "\
@@ -145,6 +166,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             "host" => given.target.host = host(&mut parser)?,
             "port" => given.target.port = parser.number(1..=u64::from(u16::MAX))?,
             "timeout" => given.target.timeout = parser.seconds(false)?,
+            "ipv4" => given.target.family = Some(Family::V4),
+            "ipv6" => given.target.family = Some(Family::V6),
             "count" => given.count = Some(parser.number(0..=u64::MAX)?),
             "interval" => given.interval = Some(parser.seconds(true)?),
             "json" => given.json = true,
@@ -201,6 +224,9 @@ fn host(parser: &mut Parser) -> Result<String, UsageError> {
         .unwrap_or(text);
     if text.is_empty() {
         return Err(parser.invalid(&value, Invalid::NotAHost));
+    }
+    if let Err(why) = parse_literal(text, 0) {
+        return Err(parser.invalid(&value, Invalid::Address(why)));
     }
     Ok(text.to_owned())
 }

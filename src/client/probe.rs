@@ -1,14 +1,10 @@
 //! cli6 as a time probe: repeated exchanges that report the round-trip time
 //! and how far the server's clock is from ours, the way `ping` and NTP
-//! clients do.
-//!
-//! The offset is the usual NTP estimate for a symmetric path:
-//! `T_server - (t_send + t_receive) / 2`, with our wall-clock times taken
-//! just before the message is written and when the reply arrives. Where the
-//! path is slower one way than the other, the estimate is off by half the
-//! difference; no single exchange can tell.
+//! clients do. The estimates are in [`super::estimate`].
 
+use super::estimate::{self, Reply, Tally};
 use super::exchange::{exchange, ClientError, Exchanged, Target};
+use super::options::Probes;
 use crate::escape::escape;
 use crate::{diag, platform};
 use std::fmt::Write as _;
@@ -18,30 +14,27 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::options::Probes;
+/// After a failed probe, the next waits at least this, doubled for each
+/// failure in a row up to [`MAX_BACKOFF`], so that a dead server is not
+/// flooded and its failures do not flood the terminal.
+const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// One successful probe.
 #[derive(Debug, Clone)]
-pub(crate) struct Sample {
-    pub seq: u64,
-    pub peer: String,
-    pub reply: String,
-    pub connect: Duration,
-    pub rtt: Duration,
-    /// Server clock minus ours, in nanoseconds.
-    pub offset_ns: i64,
+struct Sample {
+    seq: u64,
+    peer: String,
+    reply: String,
+    connect: Duration,
+    rtt: Duration,
+    offset_ns: Option<i64>,
 }
 
-/// What the probes found so far: enough for the summary.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct Tally {
-    pub sent: u64,
-    pub rtts: Vec<Duration>,
-    pub offsets_ns: Vec<i64>,
-}
-
-/// Runs the probes and returns the exit status: 0 if any reply arrived.
-pub(crate) fn run(target: &Target, message: &[u8], probes: Probes) -> ExitCode {
+/// Runs the probes, each sending `line` (a message and its LF), and
+/// returns the exit status: 0 if any reply arrived. Stops early when
+/// standard output is closed (`cli6 -c 5 | head -1`).
+pub(crate) fn run(target: &Target, line: &[u8], probes: Probes) -> ExitCode {
     let tally = Arc::new(Mutex::new(Tally::default()));
     // Before the signal thread exists, so that no other thread takes SIGINT.
     if let Some(termination) = platform::block_termination() {
@@ -52,46 +45,69 @@ pub(crate) fn run(target: &Target, message: &[u8], probes: Probes) -> ExitCode {
             std::process::exit(finish(&target, &tally, json));
         });
     }
-    let mut seq = 0;
-    while probes.count == 0 || seq < probes.count {
-        seq += 1;
+    let mut failures_in_a_row = 0;
+    for seq in 1.. {
         let started = Instant::now();
-        let outcome = probe(target, message, seq);
-        {
-            let mut tally = tally.lock().unwrap_or_else(PoisonError::into_inner);
-            tally.sent += 1;
-            if let Ok(sample) = &outcome {
-                tally.rtts.push(sample.rtt);
-                tally.offsets_ns.push(sample.offset_ns);
-            }
-            // Printed under the lock, so that a summary on Ctrl-C comes after
-            // the last probe line, never in the middle of one.
-            print_probe(seq, &outcome, probes.json);
-        }
-        if probes.count != 0 && seq == probes.count {
+        let outcome = probe(target, line, seq);
+        failures_in_a_row = if outcome.is_ok() {
+            0
+        } else {
+            failures_in_a_row + 1
+        };
+        if !record(&tally, seq, &outcome, probes.json) || seq == probes.count {
             break;
         }
-        thread::sleep(probes.interval.saturating_sub(started.elapsed()));
+        let wait = wait_before_next(probes.interval, failures_in_a_row);
+        thread::sleep(wait.saturating_sub(started.elapsed()));
     }
     let tally = tally.lock().unwrap_or_else(PoisonError::into_inner);
     ExitCode::from(finish(&target.to_string(), &tally, probes.json) as u8)
 }
 
+/// Counts and prints one probe; false once standard output is gone. The
+/// line is printed under the lock, so that a summary on Ctrl-C comes after
+/// the last probe line, never in the middle of one.
+fn record(
+    tally: &Mutex<Tally>,
+    seq: u64,
+    outcome: &Result<Sample, ClientError>,
+    json: bool,
+) -> bool {
+    let mut tally = tally.lock().unwrap_or_else(PoisonError::into_inner);
+    tally.sent += 1;
+    if let Ok(sample) = outcome {
+        tally.replies.push(Reply {
+            rtt: sample.rtt,
+            offset_ns: sample.offset_ns,
+        });
+    }
+    print_probe(seq, outcome, json)
+}
+
+/// From the start of one probe to the start of the next.
+fn wait_before_next(interval: Duration, failures_in_a_row: u32) -> Duration {
+    if failures_in_a_row == 0 {
+        return interval;
+    }
+    let doublings = (failures_in_a_row - 1).min(16);
+    interval.max((FIRST_BACKOFF * 2u32.pow(doublings)).min(MAX_BACKOFF))
+}
+
 /// Prints the summary; returns the exit status it implies.
 fn finish(target: &str, tally: &Tally, json: bool) -> i32 {
     let summary = if json {
-        summary_json(tally)
+        estimate::summary_json(tally)
     } else {
-        summary_text(target, tally)
+        estimate::summary_text(target, tally)
     };
     let mut out = io::stdout().lock();
     let _ = out.write_all(summary.as_bytes()).and_then(|()| out.flush());
-    i32::from(tally.rtts.is_empty())
+    i32::from(tally.replies.is_empty())
 }
 
-fn probe(target: &Target, message: &[u8], seq: u64) -> Result<Sample, ClientError> {
-    let done = exchange(target, message)?;
-    let server_time = done.verify(message.len())?;
+fn probe(target: &Target, line: &[u8], seq: u64) -> Result<Sample, ClientError> {
+    let done = exchange(target, line)?;
+    let server_time = done.verify(line.len() - 1)?;
     Ok(Sample {
         seq,
         peer: done.peer.to_string(),
@@ -104,128 +120,69 @@ fn probe(target: &Target, message: &[u8], seq: u64) -> Result<Sample, ClientErro
 
 fn nanos_since_epoch(time: SystemTime) -> i128 {
     match time.duration_since(UNIX_EPOCH) {
-        Ok(after) => after.as_nanos() as i128,
-        Err(before) => -(before.duration().as_nanos() as i128),
+        Ok(after) => i128::try_from(after.as_nanos()).unwrap_or(i128::MAX),
+        Err(before) => -i128::try_from(before.duration().as_nanos()).unwrap_or(i128::MAX),
     }
 }
 
-/// `T_server - (t_send + t_receive) / 2`, in nanoseconds.
-fn offset_ns(done: &Exchanged, server: SystemTime) -> i64 {
+/// `T_server - (t_send + t_receive) / 2` in nanoseconds, or `None` beyond
+/// what 64 bits of nanoseconds hold (about 292 years either way).
+fn offset_ns(done: &Exchanged, server: SystemTime) -> Option<i64> {
     let midpoint = (nanos_since_epoch(done.sent_at) + nanos_since_epoch(done.received_at)) / 2;
-    let offset = nanos_since_epoch(server) - midpoint;
-    offset.clamp(i64::MIN.into(), i64::MAX.into()) as i64
+    i64::try_from(nanos_since_epoch(server) - midpoint).ok()
 }
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn offset_ms(ns: i64) -> f64 {
-    ns as f64 / 1e6
+/// `+0.005 ms` or `out of range`; JSON: a number or `null`.
+fn offset_text(offset_ns: Option<i64>, json: bool) -> String {
+    match (offset_ns, json) {
+        (Some(ns), false) => format!("{:+.3} ms", ns as f64 / 1e6),
+        (Some(ns), true) => format!("{:.3}", ns as f64 / 1e6),
+        (None, false) => "out of range".into(),
+        (None, true) => "null".into(),
+    }
 }
 
-fn print_probe(seq: u64, outcome: &Result<Sample, ClientError>, json: bool) {
+/// Prints a probe's line; false if standard output is gone.
+fn print_probe(seq: u64, outcome: &Result<Sample, ClientError>, json: bool) -> bool {
     let line = match (outcome, json) {
         (Ok(s), false) => format!(
-            "{}: {}  connect={:.3} ms  rtt={:.3} ms  offset={:+.3} ms\n",
+            "{}: {}  connect={:.3} ms  rtt={:.3} ms  offset={}\n",
             s.peer,
             s.reply,
             ms(s.connect),
             ms(s.rtt),
-            offset_ms(s.offset_ns)
+            offset_text(s.offset_ns, false)
         ),
         (Ok(s), true) => format!(
-            "{{\"seq\":{},\"peer\":{},\"reply\":{},\"connect_ms\":{:.3},\"rtt_ms\":{:.3},\"offset_ms\":{:.3}}}\n",
+            "{{\"seq\":{},\"peer\":{},\"reply\":{},\"connect_ms\":{:.3},\"rtt_ms\":{:.3},\"offset_ms\":{}}}\n",
             s.seq,
             json_string(&s.peer),
             json_string(&s.reply),
             ms(s.connect),
             ms(s.rtt),
-            offset_ms(s.offset_ns)
+            offset_text(s.offset_ns, true)
         ),
         (Err(e), false) => {
             diag::error(format_args!("probe {seq}: {e}"));
-            return;
+            return true;
         }
-        (Err(e), true) => format!("{{\"seq\":{seq},\"error\":{}}}\n", json_string(&e.to_string())),
+        (Err(e), true) => format!(
+            "{{\"seq\":{seq},\"error\":{}}}\n",
+            json_string(&e.to_string())
+        ),
     };
     let mut out = io::stdout().lock();
-    let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
-}
-
-/// rtt min, avg, max and population standard deviation, in ms.
-fn rtt_stats(rtts: &[Duration]) -> Option<(f64, f64, f64, f64)> {
-    let values: Vec<f64> = rtts.iter().map(|&d| ms(d)).collect();
-    let n = values.len() as f64;
-    let min = values.iter().copied().reduce(f64::min)?;
-    let max = values.iter().copied().reduce(f64::max)?;
-    let avg = values.iter().sum::<f64>() / n;
-    let variance = values.iter().map(|v| (v - avg).powi(2)).sum::<f64>() / n;
-    Some((min, avg, max, variance.sqrt()))
-}
-
-/// Offset median, min and max, in ms.
-fn offset_stats(offsets_ns: &[i64]) -> Option<(f64, f64, f64)> {
-    let mut sorted = offsets_ns.to_vec();
-    sorted.sort_unstable();
-    let (first, last) = (*sorted.first()?, *sorted.last()?);
-    let mid = sorted.len() / 2;
-    let median = if sorted.len() % 2 == 0 {
-        (sorted[mid - 1] as f64 + sorted[mid] as f64) / 2.0
-    } else {
-        sorted[mid] as f64
-    };
-    Some((median / 1e6, offset_ms(first), offset_ms(last)))
-}
-
-fn lost_percent(tally: &Tally) -> f64 {
-    if tally.sent == 0 {
-        return 0.0;
-    }
-    100.0 * (tally.sent - tally.rtts.len() as u64) as f64 / tally.sent as f64
-}
-
-/// The ping-like summary, several lines.
-pub(crate) fn summary_text(target: &str, tally: &Tally) -> String {
-    let mut out = format!(
-        "--- {target} probe statistics ---\n{} probes sent, {} replies received, {:.1}% lost\n",
-        tally.sent,
-        tally.rtts.len(),
-        lost_percent(tally)
-    );
-    if let Some((min, avg, max, stddev)) = rtt_stats(&tally.rtts) {
-        let _ = writeln!(
-            out,
-            "rtt min/avg/max/stddev = {min:.3}/{avg:.3}/{max:.3}/{stddev:.3} ms"
-        );
-    }
-    if let Some((median, min, max)) = offset_stats(&tally.offsets_ns) {
-        let _ = writeln!(
-            out,
-            "offset median {median:+.3} ms, spread {min:+.3} .. {max:+.3} ms (server clock minus ours)"
-        );
-    }
-    out
-}
-
-/// The summary as one JSON object; figures are null when no reply came.
-pub(crate) fn summary_json(tally: &Tally) -> String {
-    let rtt = rtt_stats(&tally.rtts).map_or("null".into(), |(min, avg, max, stddev)| {
-        format!("{{\"min\":{min:.3},\"avg\":{avg:.3},\"max\":{max:.3},\"stddev\":{stddev:.3}}}")
-    });
-    let offset = offset_stats(&tally.offsets_ns).map_or("null".into(), |(median, min, max)| {
-        format!("{{\"median\":{median:.3},\"min\":{min:.3},\"max\":{max:.3}}}")
-    });
-    format!(
-        "{{\"summary\":{{\"sent\":{},\"received\":{},\"lost_percent\":{:.1},\"rtt_ms\":{rtt},\"offset_ms\":{offset}}}}}\n",
-        tally.sent,
-        tally.rtts.len(),
-        lost_percent(tally)
-    )
+    out.write_all(line.as_bytes())
+        .and_then(|()| out.flush())
+        .is_ok()
 }
 
 /// A JSON string literal: quotes, backslashes and control characters escaped.
-pub(crate) fn json_string(text: &str) -> String {
+fn json_string(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
     for c in text.chars() {
@@ -255,58 +212,43 @@ mod tests {
         assert_eq!(json_string("\n\u{1}\u{7f}é"), r#""\n\u0001\u007fé""#);
     }
 
-    #[test]
-    fn offset_is_server_time_minus_the_midpoint() {
+    fn exchanged(sent_ns: u64, received_ns: u64) -> Exchanged {
         let at = |ns: u64| UNIX_EPOCH + Duration::from_nanos(ns);
-        let done = Exchanged {
-            peer: "127.0.0.1:1".parse().unwrap(),
+        Exchanged {
+            peer: "127.0.0.1:1".parse().expect("an address"),
             connect: Duration::ZERO,
-            rtt: Duration::from_millis(10),
-            sent_at: at(1_000_000_000),
-            received_at: at(1_010_000_000),
+            rtt: Duration::from_nanos(received_ns - sent_ns),
+            sent_at: at(sent_ns),
+            received_at: at(received_ns),
             reply: Vec::new(),
-        };
-        assert_eq!(offset_ns(&done, at(1_005_000_000)), 0);
-        assert_eq!(offset_ns(&done, at(1_007_000_000)), 2_000_000);
-        assert_eq!(offset_ns(&done, at(1_001_000_000)), -4_000_000);
+        }
     }
 
     #[test]
-    fn summaries_count_losses_and_describe_spread() {
-        let tally = Tally {
-            sent: 4,
-            rtts: vec![
-                Duration::from_millis(1),
-                Duration::from_millis(3),
-                Duration::from_millis(2),
-            ],
-            offsets_ns: vec![-1_000_000, 3_000_000, 500_000],
-        };
-        let text = summary_text("localhost:5006", &tally);
-        assert!(
-            text.contains("4 probes sent, 3 replies received, 25.0% lost"),
-            "{text}"
-        );
-        assert!(
-            text.contains("rtt min/avg/max/stddev = 1.000/2.000/3.000/0.816 ms"),
-            "{text}"
-        );
-        assert!(
-            text.contains("offset median +0.500 ms, spread -1.000 .. +3.000 ms"),
-            "{text}"
-        );
-        let json = summary_json(&tally);
-        assert!(
-            json.contains("\"sent\":4,\"received\":3,\"lost_percent\":25.0"),
-            "{json}"
-        );
-        let none = summary_json(&Tally {
-            sent: 2,
-            ..Tally::default()
-        });
-        assert!(
-            none.contains("\"rtt_ms\":null,\"offset_ms\":null"),
-            "{none}"
-        );
+    fn offset_is_server_time_minus_the_midpoint() {
+        let done = exchanged(1_000_000_000, 1_010_000_000);
+        let at = |ns: u64| UNIX_EPOCH + Duration::from_nanos(ns);
+        assert_eq!(offset_ns(&done, at(1_005_000_000)), Some(0));
+        assert_eq!(offset_ns(&done, at(1_007_000_000)), Some(2_000_000));
+        assert_eq!(offset_ns(&done, at(1_001_000_000)), Some(-4_000_000));
+    }
+
+    #[test]
+    fn a_server_centuries_away_has_no_offset() {
+        let done = exchanged(1_000_000_000, 1_010_000_000);
+        let year_9999 = UNIX_EPOCH + Duration::from_secs(253_402_300_799);
+        assert_eq!(offset_ns(&done, year_9999), None);
+        assert_eq!(offset_text(None, false), "out of range");
+    }
+
+    #[test]
+    fn failures_back_off_to_a_second() {
+        let zero = Duration::ZERO;
+        assert_eq!(wait_before_next(zero, 0), zero);
+        assert_eq!(wait_before_next(zero, 1), Duration::from_millis(10));
+        assert_eq!(wait_before_next(zero, 3), Duration::from_millis(40));
+        assert_eq!(wait_before_next(zero, 30), MAX_BACKOFF);
+        let slow = Duration::from_secs(5);
+        assert_eq!(wait_before_next(slow, 30), slow);
     }
 }

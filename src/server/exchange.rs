@@ -8,16 +8,20 @@ use crate::diag;
 use crate::framing::{Ending, Outcome, Rules};
 use crate::protocol::Refusal;
 use crate::timestamp::{Rfc3339, Timestamp};
+use crate::words::counted;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Instant, SystemTime};
 
-/// While more than this share of `max_conns` is in progress, new exchanges
-/// get a tenth of the deadline, so that slow clients hogging the server are
-/// shed faster.
+/// While more than this share of `max_conns` is in progress, and at least
+/// [`CROWD`] exchanges, new exchanges get a tenth of the deadline, so that
+/// slow clients hogging the server are shed faster.
 const CROWDED_NUMERATOR: usize = 3;
 const CROWDED_DENOMINATOR: usize = 4;
+/// The fewest exchanges in progress that count as a crowd: with a small
+/// `--max-conns`, three quarters of it is no crowd at all.
+const CROWD: usize = 8;
 
 /// Everything an exchange needs that is shared by all connections.
 #[derive(Debug)]
@@ -55,7 +59,8 @@ impl Service {
     }
 
     fn rules_when(&self, in_progress: usize) -> Rules {
-        let crowded = in_progress * CROWDED_DENOMINATOR > self.max_conns * CROWDED_NUMERATOR;
+        let crowded = in_progress >= CROWD
+            && in_progress * CROWDED_DENOMINATOR > self.max_conns * CROWDED_NUMERATOR;
         if crowded {
             Rules {
                 deadline: self.rules.deadline / 10,
@@ -113,8 +118,9 @@ impl Service {
         self.stats.busy.fetch_add(1, Relaxed);
         if self.busy.fail() {
             diag::error(format_args!(
-                "busy: {} exchanges in progress, refusing new connections (first: {})",
-                self.max_conns, conn.peer
+                "busy: {} in progress, refusing new connections (first: {})",
+                counted(self.max_conns as u64, "exchange", "exchanges"),
+                conn.peer
             ));
         }
         conn.refuse_busy();
@@ -123,7 +129,8 @@ impl Service {
     fn note_not_busy(&self) {
         if let Some(refused) = self.busy.succeed() {
             diag::error(format_args!(
-                "no longer busy, after refusing {refused} connections"
+                "no longer busy, after refusing {}",
+                counted(refused, "connection", "connections")
             ));
         }
     }

@@ -1,5 +1,6 @@
 //! Turning `--bind` and `--port` into listening sockets.
 
+use crate::addr::{parse_literal, AddrError};
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
@@ -13,16 +14,38 @@ pub(crate) struct Bound {
     pub skipped: Vec<String>,
 }
 
-/// Why serv6 cannot listen; printed as one line, then it exits with status 1.
+/// Why serv6 cannot listen; printed as one line, then it exits with status
+/// 2 if the addresses asked for make no sense, 1 otherwise.
 #[derive(Debug)]
 pub(crate) enum BindError {
+    Address { name: String, error: AddrError },
+    Overlap { wide: IpAddr, narrow: IpAddr },
     Resolve { name: String, error: io::Error },
     Bind { addr: SocketAddr, error: io::Error },
+}
+
+impl BindError {
+    /// Whether the command line is at fault rather than the machine.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, BindError::Address { .. } | BindError::Overlap { .. })
+    }
 }
 
 impl fmt::Display for BindError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            BindError::Address { name, error } => {
+                write!(f, "invalid value '{name}' for '--bind': {error}")
+            }
+            BindError::Overlap { wide, narrow } => write!(
+                f,
+                "'--bind {wide}' already serves {narrow}{}: give one or the other",
+                if wide.is_ipv6() && narrow.is_ipv4() {
+                    " (on Linux, '::' serves IPv4 too)"
+                } else {
+                    ""
+                }
+            ),
             BindError::Resolve { name, error } => {
                 write!(f, "cannot listen on '{name}': {error}; give an IP address or a host name of this machine")
             }
@@ -52,12 +75,15 @@ const PORT_ZERO_TRIES: usize = 16;
 /// first, looking again if another address has that port taken.
 pub(crate) fn bind_all(binds: &[String], port: u16) -> Result<Bound, BindError> {
     let (addrs, optional) = if binds.is_empty() {
-        (
-            vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()],
-            true,
-        )
+        let loopback = [
+            IpAddr::from(Ipv4Addr::LOCALHOST),
+            Ipv6Addr::LOCALHOST.into(),
+        ];
+        (loopback.map(|ip| SocketAddr::new(ip, 0)).to_vec(), true)
     } else {
-        (resolve(binds)?, false)
+        let addrs = resolve(binds)?;
+        refuse_overlap(&addrs)?;
+        (addrs, false)
     };
     let mut tries = 0;
     loop {
@@ -74,15 +100,17 @@ pub(crate) fn bind_all(binds: &[String], port: u16) -> Result<Bound, BindError> 
     }
 }
 
-fn bind_each(addrs: &[IpAddr], port: u16, optional: bool) -> Result<Bound, BindError> {
+fn bind_each(addrs: &[SocketAddr], port: u16, optional: bool) -> Result<Bound, BindError> {
     let mut bound = Bound {
         listeners: Vec::new(),
         skipped: Vec::new(),
     };
     let mut port = port;
     let mut last_error = None;
-    for &ip in addrs {
-        let addr = SocketAddr::new(ip, port);
+    for &addr in addrs {
+        let mut addr = addr;
+        addr.set_port(port);
+        let ip = addr.ip();
         match TcpListener::bind(addr) {
             Ok(listener) => {
                 if port == 0 {
@@ -116,32 +144,51 @@ fn family_unavailable(error: &io::Error) -> bool {
         || error.raw_os_error() == Some(EAFNOSUPPORT)
 }
 
-/// Every distinct IP address the names stand for, in order.
-fn resolve(names: &[String]) -> Result<Vec<IpAddr>, BindError> {
-    let mut ips: Vec<IpAddr> = Vec::new();
+/// Every distinct address the names stand for, in order, with port 0.
+fn resolve(names: &[String]) -> Result<Vec<SocketAddr>, BindError> {
+    let mut addrs: Vec<SocketAddr> = Vec::new();
     for name in names {
-        let literal = name
-            .strip_prefix('[')
-            .and_then(|n| n.strip_suffix(']'))
-            .unwrap_or(name);
-        let found: Vec<IpAddr> = match literal.parse::<IpAddr>() {
-            Ok(ip) => vec![ip],
-            Err(_) => (literal, 0)
+        let literal = parse_literal(name, 0).map_err(|error| BindError::Address {
+            name: name.clone(),
+            error,
+        })?;
+        let found: Vec<SocketAddr> = match literal {
+            Some(addr) => vec![addr],
+            None => (name.as_str(), 0)
                 .to_socket_addrs()
                 .map_err(|error| BindError::Resolve {
                     name: name.clone(),
                     error,
                 })?
-                .map(|addr| addr.ip())
                 .collect(),
         };
-        for ip in found {
-            if !ips.contains(&ip) {
-                ips.push(ip);
+        for addr in found {
+            if !addrs.contains(&addr) {
+                addrs.push(addr);
             }
         }
     }
-    Ok(ips)
+    Ok(addrs)
+}
+
+/// Refuses a wildcard address with another that it already serves: the
+/// second bind would fail with "address in use", which reads as if another
+/// server held the port. On Linux `::` serves IPv4 as well.
+fn refuse_overlap(addrs: &[SocketAddr]) -> Result<(), BindError> {
+    let covers = |wide: IpAddr, narrow: IpAddr| match wide {
+        IpAddr::V6(ip) => ip.is_unspecified(),
+        IpAddr::V4(ip) => ip.is_unspecified() && narrow.is_ipv4(),
+    };
+    for wide in addrs.iter().map(SocketAddr::ip) {
+        let narrow = addrs
+            .iter()
+            .map(SocketAddr::ip)
+            .find(|&n| n != wide && covers(wide, n));
+        if let Some(narrow) = narrow {
+            return Err(BindError::Overlap { wide, narrow });
+        }
+    }
+    Ok(())
 }
 
 /// The line serv6 prints once it listens: `listening on 127.0.0.1:5006, [::1]:5006`.
@@ -186,13 +233,35 @@ mod tests {
 
     #[test]
     fn names_resolve_and_duplicates_are_dropped() {
-        let ips = resolve(&["127.0.0.1".into(), "[::1]".into(), "127.0.0.1".into()]).unwrap();
+        let addrs = resolve(&["127.0.0.1".into(), "[::1]".into(), "127.0.0.1".into()]).unwrap();
+        let ips: Vec<IpAddr> = addrs.iter().map(SocketAddr::ip).collect();
         assert_eq!(
             ips,
-            vec![
+            [
                 IpAddr::from(Ipv4Addr::LOCALHOST),
                 Ipv6Addr::LOCALHOST.into()
             ]
+        );
+    }
+
+    #[test]
+    fn overlapping_binds_are_a_usage_error_naming_both() {
+        let overlap = |names: &[&str]| {
+            let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+            let err = bind_all(&names, 0).unwrap_err();
+            assert!(err.is_usage(), "{err}");
+            err.to_string()
+        };
+        assert_eq!(
+            overlap(&["::", "0.0.0.0"]),
+            "'--bind ::' already serves 0.0.0.0 (on Linux, '::' serves IPv4 too): give one or the other"
+        );
+        assert_eq!(
+            overlap(&["0.0.0.0", "127.0.0.1"]),
+            "'--bind 0.0.0.0' already serves 127.0.0.1: give one or the other"
+        );
+        assert!(
+            overlap(&["127.0.0.1:80"]).ends_with("give the port with '--port', not in the address")
         );
     }
 

@@ -5,6 +5,7 @@
 use crate::diag;
 use crate::escape::escape_into;
 use crate::timestamp::Rfc3339;
+use crate::words::counted;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Write;
@@ -124,11 +125,11 @@ impl Stats {
     /// The summary: `stopped after 12.3 s: 40 exchanges served, 2 errors, 0 busy refusals`.
     pub fn summary(&self) -> String {
         format!(
-            "stopped after {:.1} s: {} exchanges served, {} errors, {} busy refusals",
+            "stopped after {:.1} s: {} served, {}, {}",
             self.started.elapsed().as_secs_f64(),
-            self.served.load(Relaxed),
-            self.errors.load(Relaxed),
-            self.busy.load(Relaxed)
+            counted(self.served.load(Relaxed), "exchange", "exchanges"),
+            counted(self.errors.load(Relaxed), "error", "errors"),
+            counted(self.busy.load(Relaxed), "busy refusal", "busy refusals"),
         )
     }
 }

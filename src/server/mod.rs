@@ -34,9 +34,13 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let termination = platform::block_termination();
     let pool = match start(&options) {
         Ok(pool) => pool,
-        Err(message) => {
+        Err(StartError { message, status: 2 }) => {
+            diag::error(format_args!("{}", options::program().usage_error(&message)));
+            return ExitCode::from(2);
+        }
+        Err(StartError { message, status }) => {
             diag::error(format_args!("{message}"));
-            return ExitCode::from(1);
+            return ExitCode::from(status);
         }
     };
     let Some(termination) = termination else {
@@ -54,10 +58,19 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Why serv6 could not start: the line to print and the exit status.
+struct StartError {
+    message: String,
+    status: u8,
+}
+
 /// Binds, starts the workers, then says where it listens: once that line
 /// is out, clients are served.
-fn start(options: &Options) -> Result<Pool, String> {
-    let bound = listen::bind_all(&options.binds, options.port).map_err(|e| e.to_string())?;
+fn start(options: &Options) -> Result<Pool, StartError> {
+    let bound = listen::bind_all(&options.binds, options.port).map_err(|e| StartError {
+        status: if e.is_usage() { 2 } else { 1 },
+        message: e.to_string(),
+    })?;
     for skipped in &bound.skipped {
         diag::info(format_args!("{skipped}"));
     }
@@ -69,8 +82,10 @@ fn start(options: &Options) -> Result<Pool, String> {
     };
     let service = Service::new(rules, options.max_conns, Log::new(options.quiet));
     let settings = pool::Settings::new(options.deadline, options.max_conns, bound.listeners.len());
-    let pool = Pool::start(bound.listeners, settings, service)
-        .map_err(|e| format!("cannot start workers: {e}"))?;
+    let pool = Pool::start(bound.listeners, settings, service).map_err(|e| StartError {
+        message: format!("cannot start workers: {e}"),
+        status: 1,
+    })?;
     diag::info(format_args!("{line}"));
     Ok(pool)
 }

@@ -1,6 +1,7 @@
 //! serv6's command line: its flags, their defaults and its help, defined once.
 
-use crate::args::{self, Arg, DefaultText, Flag, Parser, Program, UsageError};
+use crate::addr::parse_literal;
+use crate::args::{self, Arg, DefaultText, Flag, Invalid, Parser, Program, UsageError};
 use crate::protocol::{DEFAULT_PORT, REPLY_FORM};
 use std::ffi::OsString;
 use std::time::Duration;
@@ -20,7 +21,8 @@ pub(crate) struct Options {
     pub binds: Vec<String>,
     pub port: u16,
     pub max_bytes: usize,
-    pub pause: Duration,
+    /// `None`: `--pause off`.
+    pub pause: Option<Duration>,
     pub deadline: Duration,
     pub max_conns: usize,
     pub quiet: bool,
@@ -33,7 +35,7 @@ impl Default for Options {
             binds: Vec::new(),
             port: DEFAULT_PORT,
             max_bytes: 65_536,
-            pause: Duration::from_millis(200),
+            pause: Some(Duration::from_millis(200)),
             deadline: Duration::from_secs(10),
             max_conns: 1024,
             quiet: false,
@@ -70,7 +72,9 @@ pub(crate) const FLAGS: &[Flag] = &[
         short: None,
         long: "pause",
         value: Some("SECS"),
-        help: "silence that ends a message once bytes have arrived",
+        help: "silence that ends a message once bytes have arrived; shorter than the deadline; \
+               'off': only an LF or EOF ends a message, so a pause in the network cannot cut \
+               it short, but a plain send-then-recv client is answered only at the deadline",
         default: DefaultText::Value("0.2"),
     },
     Flag {
@@ -131,10 +135,10 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             }
         };
         match flag.long {
-            "bind" => options.binds.push(parser.text()?),
+            "bind" => options.binds.push(bind(&mut parser)?),
             "port" => options.port = parser.number(0..=u64::from(u16::MAX))?,
             "max-bytes" => options.max_bytes = parser.number(1..=MAX_LIMIT)?,
-            "pause" => options.pause = parser.seconds(false)?,
+            "pause" => options.pause = parser.seconds_or_off()?,
             "deadline" => options.deadline = parser.seconds(false)?,
             "max-conns" => options.max_conns = parser.number(1..=MAX_LIMIT)?,
             "quiet" => options.quiet = true,
@@ -144,7 +148,27 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             other => return Err(UsageError::UnknownOption(format!("--{other}"))),
         }
     }
+    if let Some(pause) = options.pause.filter(|&p| p >= options.deadline) {
+        return Err(UsageError::NotShorter {
+            option: "--pause",
+            value: pause,
+            than: "--deadline",
+            limit: options.deadline,
+        });
+    }
     Ok(Command::Serve(options))
+}
+
+/// An address or name to listen on; its resolution comes later.
+fn bind(parser: &mut Parser) -> Result<String, UsageError> {
+    let text = parser.text()?;
+    if text.is_empty() {
+        return Err(parser.invalid(&text.into(), Invalid::NotAHost));
+    }
+    if let Err(why) = parse_literal(&text, 0) {
+        return Err(parser.invalid(&text.into(), Invalid::Address(why)));
+    }
+    Ok(text)
 }
 
 #[cfg(test)]
@@ -198,7 +222,7 @@ mod tests {
             binds: vec!["::".into(), "127.0.0.1".into()],
             port: 0,
             max_bytes: 10,
-            pause: Duration::from_millis(50),
+            pause: Some(Duration::from_millis(50)),
             deadline: Duration::from_millis(2500),
             max_conns: 3,
             quiet: true,
@@ -231,6 +255,25 @@ mod tests {
         assert_eq!(
             err("--deadline 0"),
             "invalid value '0' for '--deadline': it must be more than zero"
+        );
+        assert_eq!(
+            err("--deadline 0.0000001"),
+            "invalid value '0.0000001' for '--deadline': it must be at least 0.001 seconds"
+        );
+        assert_eq!(
+            err("--pause 5 --deadline 2"),
+            "'--pause' (5 s) must be shorter than '--deadline' (2 s)"
+        );
+        assert_eq!(
+            err("--bind="),
+            "invalid value '' for '--bind': it is not a host name or address"
+        );
+        assert_eq!(
+            parse_words("--pause off"),
+            Ok(Command::Serve(Options {
+                pause: None,
+                ..Options::default()
+            }))
         );
     }
 }

@@ -14,6 +14,7 @@ use super::connection::{Connection, Scratch};
 use super::exchange::Service;
 use super::log::Burst;
 use crate::diag;
+use crate::words::counted;
 use std::cell::OnceCell;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
@@ -290,8 +291,9 @@ impl Shared {
     fn accepted(&self, door: &Door) -> bool {
         if let Some(failures) = door.accept_trouble.succeed() {
             diag::error(format_args!(
-                "accepting on {} again, after {failures} failed attempts",
-                door.addr
+                "accepting on {} again, after {}",
+                door.addr,
+                counted(failures, "failed attempt", "failed attempts")
             ));
         }
         door.idle.fetch_sub(1, AcqRel) == 1
@@ -317,7 +319,8 @@ impl Shared {
         }
         if let Some(failures) = self.spawn_trouble.succeed() {
             diag::error(format_args!(
-                "workers start again, after {failures} failures"
+                "workers start again, after {}",
+                counted(failures, "failure", "failures")
             ));
         }
     }

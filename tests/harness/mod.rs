@@ -275,6 +275,28 @@ pub fn assert_refused(reply: &[u8], why: Refusal) {
     assert_eq!(got, Reply::Refused(why), "{:?}", text(reply));
 }
 
+/// A one-shot fake server on IPv4 loopback: `serve` gets the first
+/// connection it accepts.
+pub fn fake_server_with(serve: impl FnOnce(TcpStream) + Send + 'static) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
+    let addr = listener.local_addr().expect("has an address");
+    thread::spawn(move || {
+        if let Ok((conn, _)) = listener.accept() {
+            serve(conn);
+        }
+    });
+    addr
+}
+
+/// A one-shot fake server that reads the whole message, then sends `reply`.
+pub fn fake_server(reply: &'static [u8]) -> SocketAddr {
+    fake_server_with(move |mut conn| {
+        let mut message = Vec::new();
+        let _ = conn.read_to_end(&mut message);
+        let _ = conn.write_all(reply);
+    })
+}
+
 /// A port nothing listens on: bound, then released.
 pub fn dead_port() -> u16 {
     let probe = TcpListener::bind("127.0.0.1:0").expect("binds");

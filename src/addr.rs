@@ -1,0 +1,124 @@
+//! IP addresses as people type them on a command line: `::1`, `[::1]`,
+//! `fe80::1%eth0` (a link-local address and its interface), `127.0.0.1`.
+//!
+//! std parses plain addresses but not an IPv6 scope (`%eth0`), without which
+//! a link-local address cannot be used, so both programs read literals here.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
+
+/// What is wrong with an address literal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AddrError {
+    /// `name:port` or `[v6]:port`: the port goes in its own option.
+    HasPort,
+    /// `%scope` on something that is not an IPv6 address.
+    ScopeWithoutIpv6,
+    /// `%name` where this machine has no interface of that name.
+    NoSuchInterface(String),
+}
+
+impl fmt::Display for AddrError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AddrError::HasPort => f.write_str("give the port with '--port', not in the address"),
+            AddrError::ScopeWithoutIpv6 => f.write_str("only an IPv6 address can have a %scope"),
+            AddrError::NoSuchInterface(name) => write!(f, "no network interface is named '{name}'"),
+        }
+    }
+}
+
+/// Reads `text` as an IP literal, with optional brackets and IPv6 scope.
+/// `Ok(None)`: not a literal (a host name, to be resolved); `Err`: a
+/// literal, or `host:port`, that cannot be used as it is.
+pub(crate) fn parse_literal(text: &str, port: u16) -> Result<Option<SocketAddr>, AddrError> {
+    if text.parse::<SocketAddr>().is_ok() || is_name_with_port(text) {
+        return Err(AddrError::HasPort);
+    }
+    let bare = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    let Some((ip, scope)) = bare.split_once('%') else {
+        return Ok(bare
+            .parse::<IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, port)));
+    };
+    let Ok(ip) = ip.parse::<Ipv6Addr>() else {
+        return match ip.parse::<IpAddr>() {
+            Ok(_) => Err(AddrError::ScopeWithoutIpv6),
+            Err(_) => Ok(None),
+        };
+    };
+    let scope_id = match scope.parse::<u32>() {
+        Ok(index) => index,
+        Err(_) => interface_index(scope).ok_or_else(|| AddrError::NoSuchInterface(scope.into()))?,
+    };
+    Ok(Some(SocketAddrV6::new(ip, port, 0, scope_id).into()))
+}
+
+/// `localhost:80`: a name can hold no colon, so one colon means a port.
+fn is_name_with_port(text: &str) -> bool {
+    text.matches(':').count() == 1 && !text.starts_with('[')
+}
+
+/// The index of the network interface `name`, which Linux shows in
+/// `/sys/class/net/NAME/ifindex` (std has no `if_nametoindex`).
+fn interface_index(name: &str) -> Option<u32> {
+    let plain = !name.is_empty() && !name.contains(['/', '.']);
+    let path = format!("/sys/class/net/{name}/ifindex");
+    let text = plain
+        .then(|| std::fs::read_to_string(path).ok())
+        .flatten()?;
+    text.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn literal(text: &str) -> Result<Option<String>, AddrError> {
+        parse_literal(text, 7).map(|a| a.map(|a| a.to_string()))
+    }
+
+    #[test]
+    fn plain_and_bracketed_literals() {
+        assert_eq!(literal("127.0.0.1"), Ok(Some("127.0.0.1:7".into())));
+        assert_eq!(literal("::1"), Ok(Some("[::1]:7".into())));
+        assert_eq!(literal("[::1]"), Ok(Some("[::1]:7".into())));
+        assert_eq!(literal("localhost"), Ok(None));
+    }
+
+    #[test]
+    fn scopes_by_number_and_by_interface_name() {
+        assert_eq!(literal("fe80::1%3"), Ok(Some("[fe80::1%3]:7".into())));
+        if let Some(lo) = interface_index("lo") {
+            assert_eq!(
+                literal("[fe80::1%lo]"),
+                Ok(Some(format!("[fe80::1%{lo}]:7")))
+            );
+        }
+        assert_eq!(
+            literal("fe80::1%no-such-if0"),
+            Err(AddrError::NoSuchInterface("no-such-if0".into()))
+        );
+        assert_eq!(
+            literal("fe80::1%../x"),
+            Err(AddrError::NoSuchInterface("../x".into()))
+        );
+        assert_eq!(literal("127.0.0.1%lo"), Err(AddrError::ScopeWithoutIpv6));
+    }
+
+    #[test]
+    fn a_port_in_the_address_is_refused() {
+        for text in [
+            "127.0.0.1:80",
+            "[::1]:5006",
+            "localhost:5006",
+            "[fe80::1%2]:80",
+        ] {
+            assert_eq!(literal(text), Err(AddrError::HasPort), "{text}");
+        }
+    }
+}
