@@ -5,6 +5,8 @@
 #   make cliente MSG="hola"        send one message
 #   HOST=... PORT=...              where (server: address to bind; client: server);
 #                                  unset, the programs' own defaults apply
+#   make install                   cli6, serv6, their manual pages and systemd units,
+#                                  under PREFIX (/usr/local); DESTDIR=... stages them
 
 CARGO ?= cargo
 PORT  ?=
@@ -14,12 +16,22 @@ QUICK ?=
 CLIENTS ?=
 BIN   := target/release
 
+# Where `make install` puts things (GNU conventions; DESTDIR is never set here).
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR  ?= $(PREFIX)/share/man
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+INSTALLED := $(BINDIR)/cli6 $(SBINDIR)/serv6 $(MANDIR)/man1/cli6.1 $(MANDIR)/man8/serv6.8 \
+             $(UNITDIR)/serv6.socket $(UNITDIR)/serv6.service
+
 # Passed through the environment so that any characters survive quoting;
 # MSG_TEXT is MSG as typed, since make would expand a `$` in it.
 MSG_TEXT := $(value MSG)
 export MSG_TEXT HOST PORT
 
-.PHONY: all build servidor server cliente client test stress bench demo clean help
+.PHONY: all build servidor server cliente client test test-install stress bench demo \
+        man install uninstall clean help
 
 all: build
 
@@ -41,6 +53,12 @@ test:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test
+	$(MAKE) --no-print-directory test-install
+
+# make install and uninstall into a staging directory, and the units checked
+# by systemd-analyze (tests/install.sh says what it skips, and why).
+test-install: build
+	sh tests/install.sh
 
 # The attacks hold about 2000 sockets: raise the open-file limit if allowed.
 stress:
@@ -56,9 +74,39 @@ bench:
 demo: build
 	sh scripts/demo.sh $(BIN)
 
+# The manual pages, written by the programs from their own option tables.
+man: build
+	mkdir -p target/man
+	$(BIN)/serv6 --generate-man > target/man/serv6.8
+	$(BIN)/cli6 --generate-man > target/man/cli6.1
+
+# serv6 is a daemon: sbin and section 8; cli6 a user command: bin and section 1.
+install: build man
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man1 \
+	  $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR)
+	install -m 755 $(BIN)/cli6 $(DESTDIR)$(BINDIR)/cli6
+	install -m 755 $(BIN)/serv6 $(DESTDIR)$(SBINDIR)/serv6
+	install -m 644 target/man/cli6.1 $(DESTDIR)$(MANDIR)/man1/cli6.1
+	install -m 644 target/man/serv6.8 $(DESTDIR)$(MANDIR)/man8/serv6.8
+	install -m 644 contrib/systemd/serv6.socket $(DESTDIR)$(UNITDIR)/serv6.socket
+	sed 's|@SBINDIR@|$(SBINDIR)|' contrib/systemd/serv6.service > target/serv6.service
+	install -m 644 target/serv6.service $(DESTDIR)$(UNITDIR)/serv6.service
+
+# Removes exactly what install put there; in a staging DESTDIR, also the
+# directories that this leaves empty.
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	@if [ -n "$(DESTDIR)" ]; then \
+	  for dir in $(sort $(dir $(addprefix $(DESTDIR),$(INSTALLED)))); do \
+	    while [ "$$dir" != "$(DESTDIR)" ] && [ "$$dir" != "$(DESTDIR)/" ] && rmdir "$$dir" 2>/dev/null; do \
+	      dir=$$(dirname "$$dir"); \
+	    done; \
+	  done; \
+	fi
+
 clean:
 	$(CARGO) clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
-	@echo "targets: build servidor/server cliente/client test stress bench demo clean"
+	@echo "targets: build servidor/server cliente/client test stress bench demo man install uninstall clean"

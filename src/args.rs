@@ -54,6 +54,15 @@ pub(crate) const VERSION: Flag = Flag {
     default: DefaultText::None,
 };
 
+/// `--generate-man`, which every program has: `make install` uses it.
+pub(crate) const GENERATE_MAN: Flag = Flag {
+    short: None,
+    long: "generate-man",
+    value: None,
+    help: "print the manual page (roff) and exit",
+    default: DefaultText::None,
+};
+
 /// A program's command line: enough to parse it and to write its help.
 #[derive(Debug)]
 pub(crate) struct Program {

@@ -14,6 +14,7 @@ pub mod client;
 mod diag;
 mod escape;
 mod framing;
+mod manpage;
 #[allow(unsafe_code)]
 mod platform;
 pub mod protocol;

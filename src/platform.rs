@@ -1,10 +1,17 @@
 //! What std lacks from the operating system, and so the one module where
-//! this crate allows `unsafe`: each block says why it is sound.
+//! this crate allows `unsafe`: each block says why it is sound. Linux only;
+//! elsewhere each function says what happens instead.
 //!
-//! Today: waiting for SIGINT and SIGTERM. std has no signal API. Instead of a handler (which may do almost nothing
-//! safely), the signals are blocked in every thread and one thread waits for
-//! them with `sigwait`, then acts in ordinary code. [`block_termination`]
-//! must run before any thread is spawned so that all threads inherit the mask.
+//! - Signals. std has no signal API. Instead of a handler (which may do
+//!   almost nothing safely), SIGINT and SIGTERM are blocked in every thread
+//!   and one thread waits for them with `sigwait`, then acts in ordinary
+//!   code. [`block_termination`] must run before any thread is spawned so
+//!   that all threads inherit the mask.
+//! - Sockets passed by a service manager (`sd_listen_fds(3)`): checked with
+//!   `getsockopt`, then adopted as a `TcpListener` ([`adopt_listener`]).
+
+use std::fmt;
+use std::net::TcpListener;
 
 /// A termination signal that was received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,10 +68,55 @@ impl Termination {
     }
 }
 
+/// Why a passed file descriptor is not a socket serv6 can serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NotAListener {
+    Closed,
+    NotASocket,
+    NotStream,
+    NotListening,
+    NotInternet,
+    #[cfg_attr(target_os = "linux", allow(dead_code))]
+    Unsupported,
+}
+
+impl fmt::Display for NotAListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NotAListener::Closed => "it is not open",
+            NotAListener::NotASocket => "it is not a socket",
+            NotAListener::NotStream => "it is not a stream (TCP) socket",
+            NotAListener::NotListening => {
+                "it is not listening (a connected socket, as inetd-style activation passes)"
+            }
+            NotAListener::NotInternet => "it is not an IPv4 or IPv6 socket",
+            NotAListener::Unsupported => "socket activation is supported on Linux only",
+        })
+    }
+}
+
+/// Takes `fd`, passed to this process by a service manager, as a listening
+/// TCP socket, after checking that it is one. The caller must own `fd`:
+/// nothing else in the process may use or close it.
+pub(crate) fn adopt_listener(fd: i32) -> Result<TcpListener, NotAListener> {
+    #[cfg(target_os = "linux")]
+    {
+        linux::adopt_listener(fd)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = fd;
+        Err(NotAListener::Unsupported)
+    }
+}
+
 #[cfg(target_os = "linux")]
 mod linux {
-    use super::Signal;
-    use std::ffi::c_int;
+    use super::{NotAListener, Signal};
+    use std::ffi::{c_int, c_void};
+    use std::io;
+    use std::net::TcpListener;
+    use std::os::fd::{FromRawFd, OwnedFd};
 
     const SIGINT: c_int = 2;
     const SIGTERM: c_int = 15;
@@ -75,7 +127,24 @@ mod linux {
     #[derive(Debug, Clone, Copy)]
     pub struct SigSet([u64; 16]);
 
+    const SOL_SOCKET: c_int = 1;
+    const SO_TYPE: c_int = 3;
+    const SO_ACCEPTCONN: c_int = 30;
+    const SO_DOMAIN: c_int = 39;
+    const SOCK_STREAM: c_int = 1;
+    const AF_INET: c_int = 2;
+    const AF_INET6: c_int = 10;
+    const EBADF: i32 = 9;
+    const ENOTSOCK: i32 = 88;
+
     extern "C" {
+        fn getsockopt(
+            fd: c_int,
+            level: c_int,
+            name: c_int,
+            value: *mut c_void,
+            len: *mut u32,
+        ) -> c_int;
         fn sigemptyset(set: *mut SigSet) -> c_int;
         fn sigaddset(set: *mut SigSet, signal: c_int) -> c_int;
         fn pthread_sigmask(how: c_int, set: *const SigSet, old: *mut SigSet) -> c_int;
@@ -116,5 +185,51 @@ mod linux {
                 },
             }
         }
+    }
+
+    /// An integer socket option of `fd`.
+    fn int_option(fd: c_int, name: c_int) -> io::Result<c_int> {
+        let mut value: c_int = 0;
+        let mut len = std::mem::size_of::<c_int>() as u32;
+        // SAFETY: `value` and `len` are live, writable locals; `len` says how
+        // many bytes `value` holds, and getsockopt writes at most that many.
+        // An invalid `fd` is reported by return value, never touched.
+        let status = unsafe {
+            getsockopt(
+                fd,
+                SOL_SOCKET,
+                name,
+                (&mut value as *mut c_int).cast(),
+                &mut len,
+            )
+        };
+        if status == 0 {
+            Ok(value)
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    pub fn adopt_listener(fd: c_int) -> Result<TcpListener, NotAListener> {
+        let kind = int_option(fd, SO_TYPE).map_err(|e| match e.raw_os_error() {
+            Some(EBADF) => NotAListener::Closed,
+            Some(ENOTSOCK) => NotAListener::NotASocket,
+            _ => NotAListener::NotASocket,
+        })?;
+        if kind != SOCK_STREAM {
+            return Err(NotAListener::NotStream);
+        }
+        if int_option(fd, SO_ACCEPTCONN).map_err(|_| NotAListener::NotListening)? == 0 {
+            return Err(NotAListener::NotListening);
+        }
+        let domain = int_option(fd, SO_DOMAIN).map_err(|_| NotAListener::NotInternet)?;
+        if domain != AF_INET && domain != AF_INET6 {
+            return Err(NotAListener::NotInternet);
+        }
+        // SAFETY: `fd` is an open listening TCP socket (checked above), and
+        // the caller guarantees that nothing else in the process owns it, so
+        // the new `OwnedFd` is its only owner and will close it once.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(TcpListener::from(owned))
     }
 }

@@ -10,4 +10,5 @@ mod exchange;
 mod probe;
 mod reliability;
 mod serv6_cli;
+mod service;
 mod stress;

@@ -6,12 +6,13 @@ mod lines;
 mod options;
 mod probe;
 
-use crate::diag;
 use crate::escape::escape;
 use crate::protocol::check_message;
+use crate::{diag, manpage};
 use exchange::{exchange, ClientError, ReplyProblem, Target};
 use lines::{Line, MAX_LINE};
 use options::Command;
+pub(crate) use options::{program, MANUAL};
 use std::ffi::OsString;
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
@@ -35,6 +36,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             probes,
         }) => return probe::run(&target, &with_lf(message), probes),
         Ok(Command::Help) => print(&options::program().help()),
+        Ok(Command::Manual) => print(&manpage::render(&program(), &MANUAL)),
         Ok(Command::Version) => print(concat!("cli6 ", env!("CARGO_PKG_VERSION"))),
         Err(e) => {
             diag::error(format_args!("{}", options::program().usage_error(&e)));

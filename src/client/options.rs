@@ -4,6 +4,7 @@ use super::exchange::{Family, Target};
 use super::lines::MAX_LINE;
 use crate::addr::parse_literal;
 use crate::args::{self, Arg, DefaultText, Flag, Invalid, Parser, Program, UsageError};
+use crate::manpage::Manual;
 use crate::protocol::{check_message, DEFAULT_PORT, REPLY_FORM};
 use std::ffi::OsString;
 use std::time::Duration;
@@ -24,6 +25,8 @@ pub(crate) enum Command {
     },
     Help,
     Version,
+    /// Print the manual page.
+    Manual,
 }
 
 /// How to probe: `--count`, `--interval`, `--json`.
@@ -113,7 +116,39 @@ pub(crate) const FLAGS: &[Flag] = &[
     },
     args::HELP,
     args::VERSION,
+    args::GENERATE_MAN,
 ];
+
+/// The manual page's sections beyond the command line (`cli6(1)`).
+pub(crate) const MANUAL: Manual = Manual {
+    section: 1,
+    summary: "ask serv6 when it received a message",
+    sections: &[
+        (
+            "Output",
+            "The reply goes to standard output, with control characters escaped; problems \
+go to standard error. With --count, one line per probe, then a summary: round-trip times, \
+and the offset of the server's clock from ours (server minus ours), as the median over the \
+probes and as the offset of the probe with the smallest round trip. Each offset is within \
+half its round trip of the truth, whatever the path.",
+        ),
+        (
+            "Exit status",
+            "0 if every exchange got its reply (with --count: if any did); 1 otherwise; 2 \
+for bad usage.",
+        ),
+        (
+            "Examples",
+            "Send one message, or one per line:
+  cli6 hola
+  printf 'uno\\ndos\\n' | cli6 --host example.org
+
+Probe the server's clock five times, as JSON:
+  cli6 --count 5 --interval 0.2 --json",
+        ),
+        ("See also", "serv6(8), ping(8), nc(1)"),
+    ],
+};
 
 /// cli6's command line, for help and usage errors.
 pub(crate) fn program() -> Program {
@@ -173,6 +208,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             "json" => given.json = true,
             "help" => return Ok(Command::Help),
             "version" => return Ok(Command::Version),
+            "generate-man" => return Ok(Command::Manual),
             // A flag in the table that this match forgot; a test catches it.
             other => return Err(UsageError::UnknownOption(format!("--{other}"))),
         }

@@ -1,5 +1,6 @@
 //! serv6: the server. [`main`] is the whole program; `src/bin/serv6.rs` only calls it.
 
+mod activation;
 mod connection;
 mod exchange;
 mod listen;
@@ -8,13 +9,17 @@ mod options;
 mod pool;
 
 use crate::framing::Rules;
-use crate::{diag, platform};
+use crate::protocol::DEFAULT_PORT;
+use crate::{diag, manpage, platform};
 use exchange::Service;
+use listen::Bound;
 use log::Log;
+pub(crate) use options::{program, MANUAL};
 use options::{Command, Options};
 use pool::Pool;
 use std::ffi::OsString;
 use std::io::Write;
+use std::net::TcpListener;
 use std::process::ExitCode;
 
 /// Runs serv6 with `args` (without the program name) and returns its exit
@@ -24,15 +29,24 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let options = match options::parse(args) {
         Ok(Command::Serve(options)) => options,
         Ok(Command::Help) => return print_stdout(&options::program().help()),
+        Ok(Command::Manual) => return print_stdout(&manpage::render(&program(), &MANUAL)),
         Ok(Command::Version) => return print_stdout(concat!("serv6 ", env!("CARGO_PKG_VERSION"))),
         Err(e) => {
             diag::error(format_args!("{}", options::program().usage_error(&e)));
             return ExitCode::from(2);
         }
     };
+    // Before any thread exists: it edits the environment.
+    let passed = match activation::passed_listeners() {
+        Ok(passed) => passed,
+        Err(e) => {
+            diag::error(format_args!("{e}"));
+            return ExitCode::from(1);
+        }
+    };
     // Before any thread exists, so that every thread inherits the mask.
     let termination = platform::block_termination();
-    let pool = match start(&options) {
+    let pool = match start(&options, passed) {
         Ok(pool) => pool,
         Err(StartError { message, status: 2 }) => {
             diag::error(format_args!("{}", options::program().usage_error(&message)));
@@ -64,13 +78,10 @@ struct StartError {
     status: u8,
 }
 
-/// Binds, starts the workers, then says where it listens: once that line
-/// is out, clients are served.
-fn start(options: &Options) -> Result<Pool, StartError> {
-    let bound = listen::bind_all(&options.binds, options.port).map_err(|e| StartError {
-        status: if e.is_usage() { 2 } else { 1 },
-        message: e.to_string(),
-    })?;
+/// Binds (or takes the sockets passed to it), starts the workers, then says
+/// where it listens: once that line is out, clients are served.
+fn start(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Pool, StartError> {
+    let bound = listeners(options, passed)?;
     for skipped in &bound.skipped {
         diag::info(format_args!("{skipped}"));
     }
@@ -88,6 +99,28 @@ fn start(options: &Options) -> Result<Pool, StartError> {
     })?;
     diag::info(format_args!("{line}"));
     Ok(pool)
+}
+
+fn listeners(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Bound, StartError> {
+    if let Some(listeners) = passed {
+        if !options.binds.is_empty() || options.port.is_some() {
+            return Err(StartError {
+                message: "'--bind' and '--port' do not go with sockets passed by a service \
+                          manager (LISTEN_FDS): it chose the addresses"
+                    .into(),
+                status: 2,
+            });
+        }
+        return Ok(Bound {
+            listeners,
+            skipped: Vec::new(),
+        });
+    }
+    let port = options.port.unwrap_or(DEFAULT_PORT);
+    listen::bind_all(&options.binds, port).map_err(|e| StartError {
+        status: if e.is_usage() { 2 } else { 1 },
+        message: e.to_string(),
+    })
 }
 
 fn print_stdout(text: &str) -> ExitCode {

@@ -2,7 +2,8 @@
 
 use crate::addr::parse_literal;
 use crate::args::{self, Arg, DefaultText, Flag, Invalid, Parser, Program, UsageError};
-use crate::protocol::{DEFAULT_PORT, REPLY_FORM};
+use crate::manpage::Manual;
+use crate::protocol::REPLY_FORM;
 use std::ffi::OsString;
 use std::time::Duration;
 
@@ -12,6 +13,8 @@ pub(crate) enum Command {
     Serve(Options),
     Help,
     Version,
+    /// Print the manual page.
+    Manual,
 }
 
 /// How serv6 serves; every field has a flag in [`FLAGS`].
@@ -19,7 +22,8 @@ pub(crate) enum Command {
 pub(crate) struct Options {
     /// Addresses or host names to listen on; empty means `127.0.0.1` and `::1`.
     pub binds: Vec<String>,
-    pub port: u16,
+    /// `None`: not given, so `protocol::DEFAULT_PORT`, or the passed sockets' own.
+    pub port: Option<u16>,
     pub max_bytes: usize,
     /// `None`: `--pause off`.
     pub pause: Option<Duration>,
@@ -33,7 +37,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             binds: Vec::new(),
-            port: DEFAULT_PORT,
+            port: None,
             max_bytes: 65_536,
             pause: Some(Duration::from_millis(200)),
             deadline: Duration::from_secs(10),
@@ -100,7 +104,70 @@ pub(crate) const FLAGS: &[Flag] = &[
     },
     args::HELP,
     args::VERSION,
+    args::GENERATE_MAN,
 ];
+
+/// The manual page's sections beyond the command line (`serv6(8)`).
+pub(crate) const MANUAL: Manual = Manual {
+    section: 8,
+    summary: "tell each TCP client when its message arrived",
+    sections: &[
+        (
+            "Protocol",
+            "One exchange per TCP connection. The client sends one message; it ends at the \
+first LF (a CR just before it is dropped), when the client shuts down its sending side, or \
+when the client pauses after sending at least one byte (see --pause).
+
+The server answers with one line and closes the connection:
+  received <N> bytes at <YYYY-MM-DDTHH:MM:SS.ffffffZ>
+
+N counts the message's bytes without its terminator; the time is when the server had the \
+whole message, in UTC with microseconds. A refused message gets a line starting with \
+'error: ' instead: 'error: message longer than N bytes', 'error: no message within S s', \
+'error: server busy'.",
+        ),
+        (
+            "Output",
+            "Standard output gets one line per exchange, written before the reply is sent: \
+the time, the client's address, the length and the message, quoted and escaped. Standard \
+error gets the listening addresses (the first line), errors, and a summary on exit.",
+        ),
+        (
+            "Signals",
+            "SIGINT and SIGTERM stop accepting, let the exchanges in progress finish, print \
+a summary and exit with status 0.",
+        ),
+        (
+            "Exit status",
+            "0 after a clean shutdown; 1 if it cannot serve (the port is in use, a passed \
+socket is not a listening TCP socket); 2 for bad usage.",
+        ),
+        (
+            "Environment",
+            "LISTEN_PID, LISTEN_FDS: socket activation, as sd_listen_fds(3) describes. When \
+LISTEN_PID is serv6's process ID, it serves the LISTEN_FDS listening sockets passed as file \
+descriptors 3 onwards instead of binding its own, and --bind and --port are refused. These \
+variables, and LISTEN_FDNAMES, are removed from its environment.",
+        ),
+        (
+            "Examples",
+            "Serve the network on port 7000:
+  serv6 --bind :: --port 7000
+
+Ask it with netcat, telnet or cli6:
+  echo hola | nc -N localhost 7000
+  telnet localhost 7000
+  cli6 --port 7000 hola
+
+Run it as a systemd service on port 5006, the socket owned by systemd:
+  systemctl enable --now serv6.socket",
+        ),
+        (
+            "See also",
+            "cli6(1), nc(1), telnet(1), systemd.socket(5), sd_listen_fds(3)",
+        ),
+    ],
+};
 
 /// serv6's command line, for help and usage errors.
 pub(crate) fn program() -> Program {
@@ -136,7 +203,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         };
         match flag.long {
             "bind" => options.binds.push(bind(&mut parser)?),
-            "port" => options.port = parser.number(0..=u64::from(u16::MAX))?,
+            "port" => options.port = Some(parser.number(0..=u64::from(u16::MAX))?),
             "max-bytes" => options.max_bytes = parser.number(1..=MAX_LIMIT)?,
             "pause" => options.pause = parser.seconds_or_off()?,
             "deadline" => options.deadline = parser.seconds(false)?,
@@ -144,6 +211,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             "quiet" => options.quiet = true,
             "help" => return Ok(Command::Help),
             "version" => return Ok(Command::Version),
+            "generate-man" => return Ok(Command::Manual),
             // A flag in the table that this match forgot; a test catches it.
             other => return Err(UsageError::UnknownOption(format!("--{other}"))),
         }
@@ -174,6 +242,7 @@ fn bind(parser: &mut Parser) -> Result<String, UsageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::DEFAULT_PORT;
 
     fn parse_words(words: &str) -> Result<Command, UsageError> {
         parse(words.split_whitespace().map(OsString::from))
@@ -189,8 +258,20 @@ mod tests {
         for flag in FLAGS {
             if let DefaultText::Value(text) = flag.default {
                 let words = format!("--{} {text}", flag.long);
-                let parsed = parse_words(&words);
-                assert_eq!(parsed, Ok(Command::Serve(Options::default())), "{words}");
+                let Ok(Command::Serve(parsed)) = parse_words(&words) else {
+                    panic!("{words}");
+                };
+                let port = Some(parsed.port.unwrap_or(DEFAULT_PORT));
+                let default = Options::default();
+                let port_default = Some(default.port.unwrap_or(DEFAULT_PORT));
+                assert_eq!(
+                    (Options { port, ..parsed }),
+                    Options {
+                        port: port_default,
+                        ..default
+                    },
+                    "{words}"
+                );
             }
         }
     }
@@ -220,7 +301,7 @@ mod tests {
         .unwrap();
         let want = Options {
             binds: vec!["::".into(), "127.0.0.1".into()],
-            port: 0,
+            port: Some(0),
             max_bytes: 10,
             pause: Some(Duration::from_millis(50)),
             deadline: Duration::from_millis(2500),
