@@ -5,6 +5,7 @@
 #   make cliente MSG="hola"        send one message
 #   HOST=... PORT=...              where (server: address to bind; client: server);
 #                                  unset, the programs' own defaults apply
+#   make cluster                   two serv6 instances behind HAProxy on PORT (5006)
 #   make install                   cli6, serv6, their manual pages and systemd units,
 #                                  under PREFIX (/usr/local); DESTDIR=... stages them
 
@@ -31,7 +32,7 @@ MSG_TEXT := $(value MSG)
 export MSG_TEXT HOST PORT
 
 .PHONY: all build servidor server cliente client test test-install stress bench demo \
-        man install uninstall clean help
+        cluster man install uninstall clean help
 
 all: build
 
@@ -74,6 +75,10 @@ bench:
 demo: build
 	sh scripts/demo.sh $(BIN)
 
+# Two instances behind HAProxy (apt-get install haproxy), on PORT or 5006.
+cluster: build
+	sh scripts/cluster.sh $(BIN)
+
 # The manual pages, written by the programs from their own option tables.
 man: build
 	mkdir -p target/man
@@ -109,4 +114,4 @@ clean:
 
 help:
 	@sed -n 's/^#   //p' Makefile
-	@echo "targets: build servidor/server cliente/client test stress bench demo man install uninstall clean"
+	@echo "targets: build servidor/server cliente/client test stress bench demo cluster man install uninstall clean"

@@ -18,6 +18,8 @@
 #[path = "../tests/harness/mod.rs"]
 mod harness;
 
+mod cluster;
+
 use harness::{proc, reply_of, Reply, Server, Timestamp};
 use std::fmt::Write as _;
 use std::fs::{self, File};
@@ -71,6 +73,7 @@ fn main() {
     if std::env::var("CLIENTS").unwrap_or_default().is_empty() {
         report.push_str(&silent_section(&settings));
         report.push_str(&startup_section(&settings));
+        report.push_str(&cluster::section(settings.run, settings.repeats));
     }
     print!("{report}");
     save(&report);
@@ -221,6 +224,48 @@ fn measure(target: Target, clients: usize, run: Duration) -> Measured {
         })
     };
     let cpu_before = cpu_time(pid);
+    let load = drive(addr, clients, run);
+    let cpu = cpu_time(pid).saturating_sub(cpu_before);
+    stop.store(true, Ordering::Relaxed);
+    let _ = sampler.join();
+    let latencies = &load.latencies;
+    let n = latencies.len().max(1);
+    Measured {
+        per_second: load.per_second(),
+        p50: latencies.get(n / 2).copied().unwrap_or_default(),
+        p99: load.p99(),
+        max: latencies.last().copied().unwrap_or_default(),
+        cpu_per_exchange: cpu / n as u32,
+        peak_rss_kib: peaks.0.load(Ordering::Relaxed),
+        peak_threads: peaks.1.load(Ordering::Relaxed),
+        failures: load.failures,
+    }
+}
+
+/// What a run of closed-loop clients saw.
+struct Load {
+    /// Sorted.
+    latencies: Vec<Duration>,
+    failures: u64,
+    elapsed: Duration,
+}
+
+impl Load {
+    fn per_second(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn p99(&self) -> Duration {
+        let n = self.latencies.len().max(1);
+        self.latencies
+            .get(n * 99 / 100)
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+/// Drives `clients` closed-loop clients against `addr` for `run`.
+fn drive(addr: SocketAddr, clients: usize, run: Duration) -> Load {
     let started = Instant::now();
     let workers: Vec<_> = (0..clients)
         .map(|_| {
@@ -236,29 +281,19 @@ fn measure(target: Target, clients: usize, run: Duration) -> Measured {
             })
         })
         .collect();
-    let mut latencies = Vec::new();
-    let mut failures = 0;
+    let mut load = Load {
+        latencies: Vec::new(),
+        failures: 0,
+        elapsed: Duration::ZERO,
+    };
     for worker in workers {
-        let (l, f) = worker.join().expect("client thread");
-        latencies.extend(l);
-        failures += f;
+        let (latencies, failures) = worker.join().expect("client thread");
+        load.latencies.extend(latencies);
+        load.failures += failures;
     }
-    let elapsed = started.elapsed();
-    let cpu = cpu_time(pid).saturating_sub(cpu_before);
-    stop.store(true, Ordering::Relaxed);
-    let _ = sampler.join();
-    latencies.sort();
-    let n = latencies.len().max(1);
-    Measured {
-        per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
-        p50: latencies.get(n / 2).copied().unwrap_or_default(),
-        p99: latencies.get(n * 99 / 100).copied().unwrap_or_default(),
-        max: latencies.last().copied().unwrap_or_default(),
-        cpu_per_exchange: cpu / n as u32,
-        peak_rss_kib: peaks.0.load(Ordering::Relaxed),
-        peak_threads: peaks.1.load(Ordering::Relaxed),
-        failures,
-    }
+    load.elapsed = started.elapsed();
+    load.latencies.sort();
+    load
 }
 
 fn median<T: Clone, K: PartialOrd>(runs: &[T], key: impl Fn(&T) -> K) -> T {

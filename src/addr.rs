@@ -74,9 +74,87 @@ fn interface_index(name: &str) -> Option<u32> {
     text.trim().parse().ok()
 }
 
+/// A range of addresses, `ADDR/PREFIX`; a bare address is the range of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Cidr {
+    net: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Reads `192.0.2.0/24`, `2001:db8::/32`, `10.1.2.3`.
+    pub fn parse(text: &str) -> Option<Cidr> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let net: IpAddr = addr.parse().ok()?;
+        let bits = if net.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p.parse().ok()?,
+            Some(_) => return None,
+            None => bits,
+        };
+        (prefix <= bits).then_some(Cidr { net, prefix })
+    }
+
+    /// Whether `ip` is in the range (an IPv4-mapped IPv6 address counts as
+    /// its IPv4 address).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.net, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => same_prefix(
+                u128::from(u32::from(net)) << 96,
+                u128::from(u32::from(ip)) << 96,
+                self.prefix,
+            ),
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                same_prefix(u128::from(net), u128::from(ip), self.prefix)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.net, self.prefix)
+    }
+}
+
+/// Whether the first `prefix` bits of `a` and `b` agree.
+fn same_prefix(a: u128, b: u128, prefix: u8) -> bool {
+    let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+    a & mask == b & mask
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranges_contain_what_they_should() {
+        let range = |t: &str| Cidr::parse(t).expect(t);
+        let ip = |t: &str| t.parse::<IpAddr>().expect(t);
+        assert!(range("127.0.0.0/8").contains(ip("127.1.2.3")));
+        assert!(range("127.0.0.0/8").contains(ip("::ffff:127.0.0.1")));
+        assert!(!range("127.0.0.0/8").contains(ip("128.0.0.1")));
+        assert!(range("10.1.2.3").contains(ip("10.1.2.3")));
+        assert!(!range("10.1.2.3").contains(ip("10.1.2.4")));
+        assert!(range("0.0.0.0/0").contains(ip("8.8.8.8")));
+        assert!(!range("0.0.0.0/0").contains(ip("::1")));
+        assert!(range("2001:db8::/32").contains(ip("2001:db8:ffff::1")));
+        assert!(range("::/0").contains(ip("::1")));
+        for bad in [
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0.0/",
+            "10.0.0.0/+8",
+            "host/8",
+            "",
+        ] {
+            assert_eq!(Cidr::parse(bad), None, "{bad}");
+        }
+    }
 
     fn literal(text: &str) -> Result<Option<String>, AddrError> {
         parse_literal(text, 7).map(|a| a.map(|a| a.to_string()))

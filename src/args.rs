@@ -187,6 +187,7 @@ pub(crate) enum Invalid {
     UnderMinSeconds,
     NotUtf8,
     NotAHost,
+    NotARange,
     Address(AddrError),
 }
 
@@ -210,6 +211,7 @@ impl fmt::Display for Invalid {
             ),
             Invalid::NotUtf8 => f.write_str("it is not valid UTF-8"),
             Invalid::NotAHost => f.write_str("it is not a host name or address"),
+            Invalid::NotARange => f.write_str("it is not an address or ADDR/PREFIX range"),
             Invalid::Address(why) => write!(f, "{why}"),
         }
     }
@@ -228,7 +230,10 @@ impl fmt::Display for UsageError {
             UsageError::InvalidValue { option, value, why } => {
                 write!(f, "invalid value '{value}' for '{option}': {why}")
             }
-            UsageError::Requires { what, needs } => write!(f, "{what} go with {needs}"),
+            UsageError::Requires { what, needs } => {
+                let verb = if what.contains(" and ") { "go" } else { "goes" };
+                write!(f, "{what} {verb} with {needs}")
+            }
             UsageError::Unsendable(why @ Unsendable::Newline) => {
                 write!(f, "{why} (send lines on standard input instead)")
             }

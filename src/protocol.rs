@@ -44,12 +44,19 @@ pub enum Refusal {
     },
     /// The server's clock cannot be written as RFC 3339.
     ClockOutOfRange,
+    /// With the PROXY protocol: the peer may not send a header.
+    UntrustedProxy,
+    /// With the PROXY protocol: the connection did not start with a valid
+    /// header.
+    NoProxyHeader,
 }
 
 const BUSY: &str = "server busy";
 const TOO_LONG: (&str, &str) = ("message longer than ", " bytes");
 const DEADLINE: (&str, &str) = ("no message within ", " s");
 const CLOCK_OUT_OF_RANGE: &str = "server clock is outside 1970..9999";
+const UNTRUSTED_PROXY: &str = "connection not from a trusted proxy";
+const NO_PROXY_HEADER: &str = "no valid PROXY protocol header";
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -60,6 +67,8 @@ impl fmt::Display for Refusal {
                 write!(f, "{}{}{}", DEADLINE.0, seconds(*limit), DEADLINE.1)
             }
             Refusal::ClockOutOfRange => f.write_str(CLOCK_OUT_OF_RANGE),
+            Refusal::UntrustedProxy => f.write_str(UNTRUSTED_PROXY),
+            Refusal::NoProxyHeader => f.write_str(NO_PROXY_HEADER),
         }
     }
 }
@@ -69,11 +78,15 @@ impl Refusal {
     fn from_text(text: &str) -> Option<Refusal> {
         let between =
             |(before, after): (&str, &str)| text.strip_prefix(before)?.strip_suffix(after);
-        if text == BUSY {
-            return Some(Refusal::Busy);
-        }
-        if text == CLOCK_OUT_OF_RANGE {
-            return Some(Refusal::ClockOutOfRange);
+        for fixed in [
+            Refusal::Busy,
+            Refusal::ClockOutOfRange,
+            Refusal::UntrustedProxy,
+            Refusal::NoProxyHeader,
+        ] {
+            if text == fixed.to_string() {
+                return Some(fixed);
+            }
         }
         if let Some(max_bytes) = between(TOO_LONG).and_then(decimal) {
             return Some(Refusal::TooLong { max_bytes });
@@ -227,6 +240,8 @@ mod tests {
                 limit: Duration::from_micros(1_250_001),
             },
             Refusal::ClockOutOfRange,
+            Refusal::UntrustedProxy,
+            Refusal::NoProxyHeader,
         ] {
             let line = line_of(|l| write_refusal(l, &why));
             assert_eq!(parse_line(&line), Reply::Refused(why));

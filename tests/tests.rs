@@ -6,6 +6,7 @@ mod harness;
 
 mod cli6;
 mod cli6_edges;
+mod cluster;
 mod exchange;
 mod probe;
 mod reliability;

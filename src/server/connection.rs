@@ -3,6 +3,7 @@
 
 use super::log::Log;
 use super::pool::SlowWatch;
+use super::proxy::{self, Header, Parsed, MAX_HEADER};
 use crate::framing::{read_message, Outcome, Rules, Source};
 use crate::protocol::{self, Refusal};
 use crate::timestamp::Rfc3339;
@@ -28,6 +29,8 @@ pub(crate) struct Scratch {
     message: Vec<u8>,
     chunk: [u8; CHUNK],
     line: String,
+    /// A PROXY protocol header, and whatever came with it.
+    header: [u8; MAX_HEADER],
 }
 
 impl Scratch {
@@ -36,18 +39,33 @@ impl Scratch {
             message: Vec::new(),
             chunk: [0; CHUNK],
             line: String::new(),
+            header: [0; MAX_HEADER],
         }
     }
+}
+
+/// Why no PROXY protocol header was read.
+#[derive(Debug)]
+pub(crate) enum HeaderFailure {
+    Invalid(proxy::Invalid),
+    Deadline,
+    /// The connection ended or failed (EOF is `UnexpectedEof`).
+    Closed(io::Error),
 }
 
 /// An accepted connection, its client's address and the worker's buffers.
 pub(crate) struct Connection<'w> {
     stream: TcpStream,
-    /// The client, with IPv4-mapped IPv6 addresses shown as IPv4.
+    /// Who connected, with IPv4-mapped IPv6 addresses shown as IPv4.
     pub peer: SocketAddr,
+    /// Who the exchange is for, as logged: the peer, or the client a PROXY
+    /// protocol header named.
+    pub client: SocketAddr,
     scratch: &'w mut Scratch,
     /// The socket's read timeout, `None` meaning "none, or unknown".
     read_timeout: Option<Duration>,
+    /// Bytes of `scratch.header` that came after the header: the message's.
+    pending: std::ops::Range<usize>,
 }
 
 impl<'w> Connection<'w> {
@@ -59,30 +77,81 @@ impl<'w> Connection<'w> {
         scratch: &'w mut Scratch,
         read_timeout: Option<Duration>,
     ) -> Self {
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
         Connection {
             stream,
-            peer: SocketAddr::new(peer.ip().to_canonical(), peer.port()),
+            peer,
+            client: peer,
             scratch,
             read_timeout,
+            pending: 0..0,
         }
     }
 
-    /// Reads the message under `rules`. `watch` is told if the client
-    /// turns out slow (see [`SlowWatch`]).
-    pub fn read(&mut self, rules: &Rules, watch: Option<SlowWatch<'_>>) -> Outcome {
+    /// Reads a PROXY protocol header, which must be complete by `until`.
+    /// `watch` is told if the peer turns out slow (see [`SlowWatch`]).
+    pub fn read_header(
+        &mut self,
+        until: Instant,
+        watch: &mut Option<SlowWatch<'_>>,
+    ) -> Result<Header, HeaderFailure> {
         let mut source = SocketSource {
             stream: &self.stream,
             timeout: &mut self.read_timeout,
             watch,
         };
+        let buf = &mut self.scratch.header;
+        let mut filled = 0;
+        loop {
+            let wait = until.saturating_duration_since(Instant::now());
+            if wait.is_zero() {
+                return Err(HeaderFailure::Deadline);
+            }
+            match source.read_within(&mut buf[filled..], wait) {
+                Ok(0) => return Err(HeaderFailure::Closed(io::ErrorKind::UnexpectedEof.into())),
+                Ok(n) => filled += n,
+                Err(e) if is_retry(&e) => continue,
+                Err(e) => return Err(HeaderFailure::Closed(e)),
+            }
+            match proxy::parse(&buf[..filled]) {
+                Parsed::Complete { header, len } => {
+                    self.pending = len..filled;
+                    return Ok(header);
+                }
+                Parsed::Invalid(why) => return Err(HeaderFailure::Invalid(why)),
+                Parsed::Incomplete if filled == buf.len() => {
+                    return Err(HeaderFailure::Invalid(proxy::Invalid::TooLong))
+                }
+                Parsed::Incomplete => {}
+            }
+        }
+    }
+
+    /// Reads the message under `rules`, starting with any bytes that came
+    /// with a PROXY header. `watch` is told if the client turns out slow.
+    pub fn read(&mut self, rules: &Rules, watch: &mut Option<SlowWatch<'_>>) -> Outcome {
+        let socket = SocketSource {
+            stream: &self.stream,
+            timeout: &mut self.read_timeout,
+            watch,
+        };
         let scratch = &mut *self.scratch;
+        let mut source = Prefixed {
+            first: &scratch.header[self.pending.clone()],
+            then: socket,
+        };
         read_message(&mut source, rules, &mut scratch.message, &mut scratch.chunk)
+    }
+
+    /// Whether the message read was empty.
+    pub fn message_is_empty(&self) -> bool {
+        self.scratch.message.is_empty()
     }
 
     /// Writes the exchange's log line: the message was received at `stamp`.
     pub fn log_exchange(&mut self, log: &Log, stamp: &Rfc3339) {
         let scratch = &mut *self.scratch;
-        log.exchange(&mut scratch.line, stamp, self.peer, &scratch.message);
+        log.exchange(&mut scratch.line, stamp, self.client, &scratch.message);
     }
 
     /// Sends `received N bytes at T`. With `more_coming` (bytes followed
@@ -152,22 +221,51 @@ impl Drop for Connection<'_> {
 /// A socket as a framing [`Source`]: each wait becomes `SO_RCVTIMEO`, set
 /// only when the current one would wait much too long or wake much too
 /// early, so a fast exchange usually needs no `setsockopt` at all.
-struct SocketSource<'a> {
+struct SocketSource<'a, 'w> {
     stream: &'a TcpStream,
     timeout: &'a mut Option<Duration>,
-    watch: Option<SlowWatch<'a>>,
+    watch: &'a mut Option<SlowWatch<'w>>,
+}
+
+/// A source that gives `first` before reading `then`.
+struct Prefixed<'a, S> {
+    first: &'a [u8],
+    then: S,
+}
+
+impl<S: Source> Source for Prefixed<'_, S> {
+    fn now(&self) -> Instant {
+        self.then.now()
+    }
+
+    fn read_within(&mut self, buf: &mut [u8], wait: Duration) -> io::Result<usize> {
+        if self.first.is_empty() {
+            return self.then.read_within(buf, wait);
+        }
+        let n = self.first.len().min(buf.len());
+        buf[..n].copy_from_slice(&self.first[..n]);
+        self.first = &self.first[n..];
+        Ok(n)
+    }
+}
+
+fn is_retry(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
 }
 
 /// A read may wait this much longer than asked before it is worth a syscall.
 const TIMEOUT_SLACK: Duration = Duration::from_millis(2);
 
-impl Source for SocketSource<'_> {
+impl Source for SocketSource<'_, '_> {
     fn now(&self) -> Instant {
         Instant::now()
     }
 
     fn read_within(&mut self, buf: &mut [u8], wait: Duration) -> io::Result<usize> {
-        let Some(watch) = &self.watch else {
+        let Some(watch) = self.watch.as_ref() else {
             return self.read_with_timeout(buf, wait);
         };
         // Reading on past the verdict means the message was not complete.
@@ -182,7 +280,7 @@ impl Source for SocketSource<'_> {
     }
 }
 
-impl SocketSource<'_> {
+impl SocketSource<'_, '_> {
     fn read_with_timeout(&mut self, buf: &mut [u8], wait: Duration) -> io::Result<usize> {
         let stale = match *self.timeout {
             None => true,

@@ -1,14 +1,17 @@
 //! One exchange on one connection, top to bottom: read the message, stamp
 //! it, log it, reply, close.
 
-use super::connection::Connection;
+use super::connection::{Connection, HeaderFailure};
 use super::log::{Burst, Log, Stats};
 use super::pool::SlowWatch;
+use super::proxy::Header;
+use crate::addr::Cidr;
 use crate::diag;
 use crate::framing::{Ending, Outcome, Rules};
 use crate::protocol::Refusal;
 use crate::timestamp::{Rfc3339, Timestamp};
 use crate::words::counted;
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -28,6 +31,8 @@ const CROWD: usize = 8;
 pub(crate) struct Service {
     rules: Rules,
     max_conns: usize,
+    /// With the PROXY protocol: who may send a header.
+    proxy_from: Option<Vec<Cidr>>,
     log: Log,
     pub stats: Stats,
     in_progress: AtomicUsize,
@@ -35,10 +40,11 @@ pub(crate) struct Service {
 }
 
 impl Service {
-    pub fn new(rules: Rules, max_conns: usize, log: Log) -> Self {
+    pub fn new(rules: Rules, max_conns: usize, proxy_from: Option<Vec<Cidr>>, log: Log) -> Self {
         Service {
             rules,
             max_conns,
+            proxy_from,
             log,
             stats: Stats::new(),
             in_progress: AtomicUsize::new(0),
@@ -71,8 +77,28 @@ impl Service {
         }
     }
 
-    fn exchange(&self, conn: &mut Connection<'_>, rules: &Rules, watch: Option<SlowWatch<'_>>) {
-        match conn.read(rules, watch) {
+    fn exchange(&self, conn: &mut Connection<'_>, rules: &Rules, mut watch: Option<SlowWatch<'_>>) {
+        let mut read_rules = *rules;
+        let mut own = false;
+        if let Some(trusted) = &self.proxy_from {
+            let until = Instant::now() + rules.deadline;
+            let Some(header) = self.proxy_header(conn, trusted, until, &mut watch, rules) else {
+                return;
+            };
+            own = header == Header::Own;
+            read_rules.deadline = until.saturating_duration_since(Instant::now());
+        }
+        let outcome = conn.read(&read_rules, &mut watch);
+        if own && is_health_check(&outcome, conn) {
+            if self.stats.checks.fetch_add(1, Relaxed) == 0 {
+                diag::info(format_args!(
+                    "{}: health checks, counted apart and not logged",
+                    conn.peer
+                ));
+            }
+            return;
+        }
+        match outcome {
             Outcome::Message { ending, at } => match stamp(at) {
                 Some(stamp) => self.answer(conn, &stamp, ending),
                 None => self.refuse(conn, &Refusal::ClockOutOfRange),
@@ -90,7 +116,48 @@ impl Service {
                 },
             ),
             Outcome::Failed(e) => {
-                self.fail(conn.peer, "connection failed before the message ended", &e);
+                self.fail(
+                    conn.client,
+                    "connection failed before the message ended",
+                    &e,
+                );
+            }
+        }
+    }
+
+    /// Reads the PROXY header of a connection from a trusted source; the
+    /// client it names is the one logged. `None`: refused, nothing to read.
+    fn proxy_header(
+        &self,
+        conn: &mut Connection<'_>,
+        trusted: &[Cidr],
+        until: Instant,
+        watch: &mut Option<SlowWatch<'_>>,
+        rules: &Rules,
+    ) -> Option<Header> {
+        if !trusted.iter().any(|range| range.contains(conn.peer.ip())) {
+            self.refuse(conn, &Refusal::UntrustedProxy);
+            return None;
+        }
+        match conn.read_header(until, watch) {
+            Ok(Header::Relayed { client }) if client == conn.peer => Some(Header::Own),
+            Ok(Header::Relayed { client }) => {
+                conn.client = SocketAddr::new(client.ip().to_canonical(), client.port());
+                Some(Header::Relayed { client })
+            }
+            Ok(Header::Own) => Some(Header::Own),
+            Err(HeaderFailure::Invalid(why)) => {
+                self.refuse_because(conn, &Refusal::NoProxyHeader, &why);
+                None
+            }
+            Err(HeaderFailure::Deadline) => {
+                let limit = rules.deadline;
+                self.refuse(conn, &Refusal::Deadline { limit });
+                None
+            }
+            Err(HeaderFailure::Closed(e)) => {
+                self.fail(conn.peer, "connection failed before its PROXY header", &e);
+                None
             }
         }
     }
@@ -104,13 +171,20 @@ impl Service {
             Ok(()) => {
                 self.stats.served.fetch_add(1, Relaxed);
             }
-            Err(e) => self.fail(conn.peer, "reply not delivered", &e),
+            Err(e) => self.fail(conn.client, "reply not delivered", &e),
         }
     }
 
     fn refuse(&self, conn: &mut Connection<'_>, why: &Refusal) {
         self.stats.errors.fetch_add(1, Relaxed);
-        diag::error(format_args!("{}: {why}", conn.peer));
+        diag::error(format_args!("{}: {why}", conn.client));
+        conn.refuse(why);
+    }
+
+    /// Refuses with `why`, logging the more precise `cause`.
+    fn refuse_because(&self, conn: &mut Connection<'_>, why: &Refusal, cause: &dyn fmt::Display) {
+        self.stats.errors.fetch_add(1, Relaxed);
+        diag::error(format_args!("{}: {cause}", conn.client));
         conn.refuse(why);
     }
 
@@ -138,6 +212,19 @@ impl Service {
     fn fail(&self, peer: SocketAddr, what: &str, error: &io::Error) {
         self.stats.errors.fetch_add(1, Relaxed);
         diag::error(format_args!("{peer}: {what}: {error}"));
+    }
+}
+
+/// A balancer's health check: its own connection (a v2 LOCAL header, say)
+/// that closes or resets before sending any message byte.
+fn is_health_check(outcome: &Outcome, conn: &Connection<'_>) -> bool {
+    match outcome {
+        Outcome::Failed(_) => true,
+        Outcome::Message {
+            ending: Ending::Eof,
+            ..
+        } => conn.message_is_empty(),
+        _ => false,
     }
 }
 

@@ -110,6 +110,8 @@ pub(crate) struct Stats {
     pub served: AtomicU64,
     pub errors: AtomicU64,
     pub busy: AtomicU64,
+    /// A balancer's health checks (PROXY protocol): neither exchanges nor errors.
+    pub checks: AtomicU64,
 }
 
 impl Stats {
@@ -119,17 +121,24 @@ impl Stats {
             served: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             busy: AtomicU64::new(0),
+            checks: AtomicU64::new(0),
         }
     }
 
     /// The summary: `stopped after 12.3 s: 40 exchanges served, 2 errors, 0 busy refusals`.
     pub fn summary(&self) -> String {
+        let checks = self.checks.load(Relaxed);
         format!(
-            "stopped after {:.1} s: {} served, {}, {}",
+            "stopped after {:.1} s: {} served, {}, {}{}",
             self.started.elapsed().as_secs_f64(),
             counted(self.served.load(Relaxed), "exchange", "exchanges"),
             counted(self.errors.load(Relaxed), "error", "errors"),
             counted(self.busy.load(Relaxed), "busy refusal", "busy refusals"),
+            if checks > 0 {
+                format!(", {}", counted(checks, "health check", "health checks"))
+            } else {
+                String::new()
+            }
         )
     }
 }

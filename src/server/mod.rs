@@ -7,6 +7,7 @@ mod listen;
 mod log;
 mod options;
 mod pool;
+mod proxy;
 
 use crate::framing::Rules;
 use crate::protocol::DEFAULT_PORT;
@@ -91,7 +92,13 @@ fn start(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Pool, St
         pause: options.pause,
         deadline: options.deadline,
     };
-    let service = Service::new(rules, options.max_conns, Log::new(options.quiet));
+    let proxy_from = options.proxy_from.clone();
+    let service = Service::new(
+        rules,
+        options.max_conns,
+        proxy_from,
+        Log::new(options.quiet),
+    );
     let settings = pool::Settings::new(options.deadline, options.max_conns, bound.listeners.len());
     let pool = Pool::start(bound.listeners, settings, service).map_err(|e| StartError {
         message: format!("cannot start workers: {e}"),

@@ -1,6 +1,6 @@
 //! serv6's command line: its flags, their defaults and its help, defined once.
 
-use crate::addr::parse_literal;
+use crate::addr::{parse_literal, Cidr};
 use crate::args::{self, Arg, DefaultText, Flag, Invalid, Parser, Program, UsageError};
 use crate::manpage::Manual;
 use crate::protocol::REPLY_FORM;
@@ -30,6 +30,8 @@ pub(crate) struct Options {
     pub deadline: Duration,
     pub max_conns: usize,
     pub quiet: bool,
+    /// With `--proxy-protocol`: who may send a PROXY header.
+    pub proxy_from: Option<Vec<Cidr>>,
 }
 
 impl Default for Options {
@@ -43,6 +45,7 @@ impl Default for Options {
             deadline: Duration::from_secs(10),
             max_conns: 1024,
             quiet: false,
+            proxy_from: None,
         }
     }
 }
@@ -94,6 +97,23 @@ pub(crate) const FLAGS: &[Flag] = &[
         value: Some("N"),
         help: "exchanges in progress at once; beyond, new connections get 'error: server busy'",
         default: DefaultText::Value("1024"),
+    },
+    Flag {
+        short: None,
+        long: "proxy-protocol",
+        value: None,
+        help: "every connection starts with a PROXY protocol header (v1 or v2, as HAProxy, \
+               nginx and cloud load balancers send) naming the client, which the log shows; \
+               a connection without a valid one is refused",
+        default: DefaultText::None,
+    },
+    Flag {
+        short: None,
+        long: "proxy-from",
+        value: Some("ADDR[/PREFIX]"),
+        help: "with --proxy-protocol: who may send the header; repeat for more; others are \
+               refused",
+        default: DefaultText::Described("127.0.0.0/8 and ::1, a balancer on this machine"),
     },
     Flag {
         short: Some('q'),
@@ -191,6 +211,7 @@ gracefully.",
 /// Parses serv6's arguments, without the program name.
 pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
     let mut options = Options::default();
+    let (mut proxy, mut proxy_from) = (false, Vec::new());
     let mut parser = Parser::new(args, FLAGS);
     while let Some(arg) = parser.next_flag()? {
         let flag = match arg {
@@ -209,6 +230,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             "deadline" => options.deadline = parser.seconds(false)?,
             "max-conns" => options.max_conns = parser.number(1..=MAX_LIMIT)?,
             "quiet" => options.quiet = true,
+            "proxy-protocol" => proxy = true,
+            "proxy-from" => proxy_from.push(cidr(&mut parser)?),
             "help" => return Ok(Command::Help),
             "version" => return Ok(Command::Version),
             "generate-man" => return Ok(Command::Manual),
@@ -216,6 +239,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             other => return Err(UsageError::UnknownOption(format!("--{other}"))),
         }
     }
+    options.proxy_from = proxy_rules(proxy, proxy_from)?;
     if let Some(pause) = options.pause.filter(|&p| p >= options.deadline) {
         return Err(UsageError::NotShorter {
             option: "--pause",
@@ -225,6 +249,29 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         });
     }
     Ok(Command::Serve(options))
+}
+
+/// The sources trusted to send PROXY headers, `None` without the protocol.
+fn proxy_rules(proxy: bool, from: Vec<Cidr>) -> Result<Option<Vec<Cidr>>, UsageError> {
+    match (proxy, from.is_empty()) {
+        (false, true) => Ok(None),
+        (false, false) => Err(UsageError::Requires {
+            what: "'--proxy-from'",
+            needs: "'--proxy-protocol'",
+        }),
+        (true, false) => Ok(Some(from)),
+        (true, true) => Ok(Some(
+            ["127.0.0.0/8", "::1"]
+                .into_iter()
+                .filter_map(Cidr::parse)
+                .collect(),
+        )),
+    }
+}
+
+fn cidr(parser: &mut Parser) -> Result<Cidr, UsageError> {
+    let text = parser.text()?;
+    Cidr::parse(&text).ok_or_else(|| parser.invalid(&text.into(), Invalid::NotARange))
 }
 
 /// An address or name to listen on; its resolution comes later.
@@ -280,6 +327,7 @@ mod tests {
     fn every_flag_is_handled() {
         for flag in FLAGS {
             let words = match flag.value {
+                Some("ADDR[/PREFIX]") => format!("--{} 10.0.0.0/8 --proxy-protocol", flag.long),
                 Some(_) => format!("--{} 1", flag.long),
                 None => format!("--{}", flag.long),
             };
@@ -307,6 +355,7 @@ mod tests {
             deadline: Duration::from_millis(2500),
             max_conns: 3,
             quiet: true,
+            proxy_from: None,
         };
         assert_eq!(got, Command::Serve(want));
     }

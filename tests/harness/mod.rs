@@ -10,7 +10,7 @@ pub use serv6::protocol::{parse_reply, Refusal, Reply};
 pub use serv6::timestamp::Timestamp;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -195,6 +195,64 @@ impl Drop for Server {
     }
 }
 
+/// HAProxy in the foreground with the shipped configuration, killed when
+/// dropped.
+pub struct Haproxy {
+    child: Child,
+    pub front: SocketAddr,
+}
+
+impl Haproxy {
+    /// Fronts `a` (v1) and `b` (v2); `None`, after saying why, without HAProxy.
+    pub fn start(a: SocketAddr, b: SocketAddr) -> Option<Haproxy> {
+        let config = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/haproxy/serv6.cfg");
+        let front: SocketAddr = format!("127.0.0.1:{}", dead_port())
+            .parse()
+            .expect("an address");
+        let child = Command::new("haproxy")
+            .args(["-db", "-f", config])
+            .env("SERV6_FRONT", front.to_string())
+            .env("SERV6_A", a.to_string())
+            .env("SERV6_B", b.to_string())
+            .env("SERV6_CHECK", "100ms")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn();
+        let Ok(child) = child else {
+            println!("skipped: HAProxy is not installed (apt-get install haproxy)");
+            return None;
+        };
+        let mut haproxy = Haproxy { child, front };
+        // HAProxy announces nothing when it listens, and a connection to
+        // find out would reach an instance as a client: watch the kernel's
+        // table of listening sockets instead.
+        let up = eventually(PATIENCE, || proc::listening_on(front.port()));
+        if !up {
+            let _ = haproxy.child.kill();
+            let mut said = String::new();
+            if let Some(mut stderr) = haproxy.child.stderr.take() {
+                let _ = stderr.read_to_string(&mut said);
+            }
+            panic!("HAProxy never listened on {front}: {said}");
+        }
+        Some(haproxy)
+    }
+}
+
+impl Haproxy {
+    /// HAProxy's process, for its CPU time.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Forwards each line (with its LF) of a stream to a channel.
 fn lines(stream: impl Read + Send + 'static) -> Receiver<Vec<u8>> {
     let (tx, rx) = mpsc::channel();
@@ -372,6 +430,19 @@ pub mod proc {
     /// Resident memory in KiB.
     pub fn rss_kib(pid: u32) -> u64 {
         status_field(pid, "VmRSS")
+    }
+
+    /// Whether something listens on TCP `port` over IPv4, from
+    /// /proc/net/tcp: a way to wait for a server that announces nothing,
+    /// without connecting to it.
+    pub fn listening_on(port: u16) -> bool {
+        let table = fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+        let wanted = format!(":{port:04X}");
+        table.lines().skip(1).any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(1).is_some_and(|local| local.ends_with(&wanted))
+                && fields.get(3) == Some(&"0A")
+        })
     }
 
     pub fn open_fds(pid: u32) -> usize {

@@ -1,0 +1,424 @@
+//! The PROXY protocol (HAProxy's `proxy-protocol.txt`, versions 1 and 2):
+//! the header a load balancer sends before the client's bytes, naming the
+//! client it relays.
+//!
+//! [`parse`] looks at the bytes received so far and says: a complete header
+//! and how long it is, not enough yet, or not a valid header, as early as
+//! the first wrong byte. It never looks past the header's end, so the bytes
+//! after it stay the client's message.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// The longest version 1 line, CRLF included (the specification's figure).
+const V1_MAX: usize = 107;
+const V1_PREFIX: &[u8] = b"PROXY ";
+const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
+const V2_FIXED: usize = 16;
+/// The most address and TLV bytes a version 2 header may carry: its
+/// addresses need at most 36, and HAProxy's TLVs (ALPN, authority, unique
+/// ID, SSL details) fit easily. A longer header is refused.
+pub(crate) const V2_MAX_BODY: usize = 1024;
+/// Enough room for any header serv6 accepts.
+pub(crate) const MAX_HEADER: usize = V2_FIXED + V2_MAX_BODY;
+
+/// What a complete header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Header {
+    /// A relayed connection from `client`.
+    Relayed { client: SocketAddr },
+    /// The balancer's own connection (a v2 `LOCAL`, a v1 `UNKNOWN`, or a
+    /// family serv6 does not log): the real peer stands for itself.
+    Own,
+}
+
+/// What the bytes received so far are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Parsed {
+    /// A valid header of `len` bytes; what follows is the message.
+    Complete { header: Header, len: usize },
+    /// A valid beginning: more bytes are needed.
+    Incomplete,
+    /// Not a PROXY header, and no more bytes can make it one.
+    Invalid(Invalid),
+}
+
+/// Why the bytes are not a valid header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Invalid {
+    /// The first bytes are neither `PROXY ` nor the version 2 signature.
+    Missing,
+    /// A version 1 line that breaks the grammar.
+    BadV1,
+    /// A version 2 header with an unknown version, command or family.
+    BadV2,
+    /// A version 2 header longer than [`V2_MAX_BODY`] allows.
+    TooLong,
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Invalid::Missing => "no PROXY protocol header",
+            Invalid::BadV1 => "malformed PROXY protocol v1 header",
+            Invalid::BadV2 => "malformed PROXY protocol v2 header",
+            Invalid::TooLong => "PROXY protocol v2 header too long",
+        })
+    }
+}
+
+/// Reads a header from the start of `bytes`.
+pub(crate) fn parse(bytes: &[u8]) -> Parsed {
+    match bytes.first() {
+        None => Parsed::Incomplete,
+        Some(b'P') => parse_v1(bytes),
+        Some(b'\r') => parse_v2(bytes),
+        Some(_) => Parsed::Invalid(Invalid::Missing),
+    }
+}
+
+fn parse_v1(bytes: &[u8]) -> Parsed {
+    let prefix = bytes.len().min(V1_PREFIX.len());
+    if bytes[..prefix] != V1_PREFIX[..prefix] {
+        return Parsed::Invalid(Invalid::Missing);
+    }
+    let window = &bytes[..bytes.len().min(V1_MAX)];
+    let Some(lf) = window.iter().position(|&b| b == b'\n') else {
+        return if window.len() == V1_MAX || has_early_cr(window) {
+            Parsed::Invalid(Invalid::BadV1)
+        } else {
+            Parsed::Incomplete
+        };
+    };
+    if lf == 0 || window[lf - 1] != b'\r' {
+        return Parsed::Invalid(Invalid::BadV1);
+    }
+    let line = &window[V1_PREFIX.len()..lf - 1];
+    match v1_fields(line) {
+        Some(header) => Parsed::Complete {
+            header,
+            len: lf + 1,
+        },
+        None => Parsed::Invalid(Invalid::BadV1),
+    }
+}
+
+/// A CR anywhere but just before the (not yet arrived) LF.
+fn has_early_cr(window: &[u8]) -> bool {
+    let last = window.len().saturating_sub(1);
+    window
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\r' && i != last)
+}
+
+/// `TCP4 src dst sport dport`, `TCP6 ...`, or `UNKNOWN` and anything.
+fn v1_fields(line: &[u8]) -> Option<Header> {
+    let line = std::str::from_utf8(line).ok()?;
+    if line == "UNKNOWN" || line.starts_with("UNKNOWN ") {
+        return Some(Header::Own);
+    }
+    let fields: Vec<&str> = line.split(' ').collect();
+    let [family, source, destination, source_port, destination_port] = fields[..] else {
+        return None;
+    };
+    // The destination must be as valid as the source, though only the
+    // source is used.
+    let source: IpAddr = match family {
+        "TCP4" => v1_ipv4(destination).and(v1_ipv4(source))?.into(),
+        "TCP6" => {
+            destination.parse::<Ipv6Addr>().ok()?;
+            source.parse::<Ipv6Addr>().ok()?.into()
+        }
+        _ => return None,
+    };
+    v1_port(destination_port)?;
+    Some(Header::Relayed {
+        client: SocketAddr::new(source, v1_port(source_port)?),
+    })
+}
+
+/// Four decimal numbers without leading zeros, as the specification says.
+fn v1_ipv4(text: &str) -> Option<Ipv4Addr> {
+    let canonical = text.split('.').all(|n| n == "0" || !n.starts_with('0'));
+    canonical.then(|| text.parse().ok()).flatten()
+}
+
+fn v1_port(text: &str) -> Option<u16> {
+    let canonical = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'));
+    canonical.then(|| text.parse().ok()).flatten()
+}
+
+fn parse_v2(bytes: &[u8]) -> Parsed {
+    let signed = bytes.len().min(V2_SIGNATURE.len());
+    if bytes[..signed] != V2_SIGNATURE[..signed] {
+        return Parsed::Invalid(Invalid::Missing);
+    }
+    let (Some(&version_command), family) = (bytes.get(12), bytes.get(13)) else {
+        return Parsed::Incomplete;
+    };
+    let command = version_command & 0x0f;
+    if version_command >> 4 != 2 || command > 1 {
+        return Parsed::Invalid(Invalid::BadV2);
+    }
+    let Some(&family) = family else {
+        return Parsed::Incomplete;
+    };
+    if family >> 4 > 3 || family & 0x0f > 2 {
+        return Parsed::Invalid(Invalid::BadV2);
+    }
+    let Some(length) = bytes.get(14..16) else {
+        return Parsed::Incomplete;
+    };
+    let body_len = usize::from(u16::from_be_bytes([length[0], length[1]]));
+    if body_len > V2_MAX_BODY {
+        return Parsed::Invalid(Invalid::TooLong);
+    }
+    let Some(body) = bytes.get(V2_FIXED..V2_FIXED + body_len) else {
+        return Parsed::Incomplete;
+    };
+    let header = if command == 0 {
+        Some(Header::Own)
+    } else {
+        v2_addresses(family, body)
+    };
+    match header {
+        Some(header) => Parsed::Complete {
+            header,
+            len: V2_FIXED + body_len,
+        },
+        None => Parsed::Invalid(Invalid::BadV2),
+    }
+}
+
+/// The client's address from a `PROXY` command's address block; families
+/// other than TCP over IPv4 or IPv6 stand for the real peer.
+fn v2_addresses(family: u8, body: &[u8]) -> Option<Header> {
+    let (ip, port): (IpAddr, &[u8]) = match family {
+        0x11 => {
+            let block = body.get(..12)?;
+            let octets: [u8; 4] = block[..4].try_into().ok()?;
+            (Ipv4Addr::from(octets).into(), &block[8..10])
+        }
+        0x21 => {
+            let block = body.get(..36)?;
+            let octets: [u8; 16] = block[..16].try_into().ok()?;
+            (Ipv6Addr::from(octets).into(), &block[32..34])
+        }
+        _ => return Some(Header::Own),
+    };
+    let port = u16::from_be_bytes([port[0], port[1]]);
+    Some(Header::Relayed {
+        client: SocketAddr::new(ip, port),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::XorShift;
+
+    fn relayed(addr: &str) -> Header {
+        Header::Relayed {
+            client: addr.parse().expect("an address"),
+        }
+    }
+
+    fn v2(command: u8, family: u8, body: &[u8]) -> Vec<u8> {
+        let mut header = V2_SIGNATURE.to_vec();
+        header.extend_from_slice(&[0x20 | command, family]);
+        header.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        header.extend_from_slice(body);
+        header
+    }
+
+    fn v2_tcp4() -> Vec<u8> {
+        let body = [192, 0, 2, 1, 198, 51, 100, 7, 0xd4, 0x31, 0x13, 0x8e];
+        v2(1, 0x11, &body)
+    }
+
+    #[test]
+    fn version_1_lines() {
+        let line = b"PROXY TCP4 192.0.2.1 198.51.100.7 54321 5006\r\nhola\n";
+        let complete = Parsed::Complete {
+            header: relayed("192.0.2.1:54321"),
+            len: 46,
+        };
+        assert_eq!(parse(line), complete);
+        let v6 = b"PROXY TCP6 2001:db8::1 2001:db8::2 1 5006\r\n";
+        assert_eq!(
+            parse(v6),
+            Parsed::Complete {
+                header: relayed("[2001:db8::1]:1"),
+                len: v6.len()
+            }
+        );
+        let unknown = b"PROXY UNKNOWN\r\n";
+        assert_eq!(
+            parse(unknown),
+            Parsed::Complete {
+                header: Header::Own,
+                len: 15
+            }
+        );
+    }
+
+    #[test]
+    fn version_1_grammar_is_enforced() {
+        for bad in [
+            &b"PROXY TCP4 192.0.2.01 198.51.100.7 1 2\r\n"[..],
+            b"PROXY TCP4 192.0.2.1 198.51.100.7 01 2\r\n",
+            b"PROXY TCP4 192.0.2.1 198.51.100.7 1 65536\r\n",
+            b"PROXY TCP4 2001:db8::1 198.51.100.7 1 2\r\n",
+            b"PROXY TCP5 192.0.2.1 198.51.100.7 1 2\r\n",
+            b"PROXY TCP4 192.0.2.1 198.51.100.7 1 2\n",
+            b"PROXY TCP4 192.0.2.1  198.51.100.7 1 2\r\n",
+            b"PROXY TCP4 192.0.2.1\r198.51.100.7 1 2\r\n",
+        ] {
+            assert_eq!(
+                parse(bad),
+                Parsed::Invalid(Invalid::BadV1),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(parse(&[b'P'; 200]), Parsed::Invalid(Invalid::Missing));
+        let mut endless = b"PROXY UNKNOWN ".to_vec();
+        endless.resize(V1_MAX, b'x');
+        assert_eq!(parse(&endless), Parsed::Invalid(Invalid::BadV1));
+    }
+
+    #[test]
+    fn version_2_headers() {
+        let mut bytes = v2_tcp4();
+        bytes.extend_from_slice(b"hola\n");
+        assert_eq!(
+            parse(&bytes),
+            Parsed::Complete {
+                header: relayed("192.0.2.1:54321"),
+                len: 28
+            }
+        );
+        let local = v2(0, 0x00, &[]);
+        assert_eq!(
+            parse(&local),
+            Parsed::Complete {
+                header: Header::Own,
+                len: 16
+            }
+        );
+        let mut v6 = [0u8; 36];
+        v6[15] = 1;
+        v6[32..34].copy_from_slice(&7u16.to_be_bytes());
+        assert_eq!(
+            parse(&v2(1, 0x21, &v6)),
+            Parsed::Complete {
+                header: relayed("[::1]:7"),
+                len: 52
+            }
+        );
+        let with_tlvs = v2(
+            1,
+            0x11,
+            &[&v2_tcp4()[16..], &[0x01, 0, 2, b'h', b'2']].concat(),
+        );
+        assert!(matches!(
+            parse(&with_tlvs),
+            Parsed::Complete { len: 33, .. }
+        ));
+        assert_eq!(
+            parse(&v2(1, 0x31, &[0; 216])),
+            Parsed::Complete {
+                header: Header::Own,
+                len: 232
+            }
+        );
+    }
+
+    #[test]
+    fn version_2_is_refused_at_the_first_wrong_byte() {
+        assert_eq!(
+            parse(b"\r\n\r\n\0\r\nQUIX"),
+            Parsed::Invalid(Invalid::Missing)
+        );
+        assert_eq!(
+            parse(&v2(2, 0x11, &[0; 12])[..13]),
+            Parsed::Invalid(Invalid::BadV2)
+        );
+        assert_eq!(
+            parse(&v2(1, 0x41, &[0; 12])[..14]),
+            Parsed::Invalid(Invalid::BadV2)
+        );
+        assert_eq!(
+            parse(&v2(1, 0x11, &[0; 4])),
+            Parsed::Invalid(Invalid::BadV2)
+        );
+        let long = v2(1, 0x11, &[0; V2_MAX_BODY + 1]);
+        assert_eq!(parse(&long[..16]), Parsed::Invalid(Invalid::TooLong));
+        assert_eq!(parse(b"hola\n"), Parsed::Invalid(Invalid::Missing));
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\n"),
+            Parsed::Invalid(Invalid::Missing)
+        );
+    }
+
+    /// Every prefix of a valid header is incomplete, never invalid.
+    #[test]
+    fn every_prefix_of_a_valid_header_waits_for_more() {
+        let headers = [
+            b"PROXY TCP4 192.0.2.1 198.51.100.7 54321 5006\r\n".to_vec(),
+            b"PROXY UNKNOWN ffff::1 ffff::2 65535 65535\r\n".to_vec(),
+            v2_tcp4(),
+            v2(0, 0, &[]),
+        ];
+        for header in headers {
+            for end in 0..header.len() {
+                assert_eq!(
+                    parse(&header[..end]),
+                    Parsed::Incomplete,
+                    "{:?}",
+                    &header[..end]
+                );
+            }
+        }
+    }
+
+    /// Random and truncated headers in random splits: never a panic, never
+    /// a length past the header, and what follows the header is untouched.
+    #[test]
+    fn seeded_fuzz_never_consumes_past_the_header() {
+        let valid = [
+            b"PROXY TCP4 192.0.2.1 198.51.100.7 54321 5006\r\n".to_vec(),
+            b"PROXY TCP6 ::1 ::2 1 2\r\n".to_vec(),
+            b"PROXY UNKNOWN\r\n".to_vec(),
+            v2_tcp4(),
+            v2(0, 0, &[]),
+        ];
+        for seed in 1..=20_000u64 {
+            let mut rng = XorShift::new(seed);
+            let base = &valid[rng.below(valid.len() as u64) as usize];
+            let mut bytes = base.clone();
+            for _ in 0..rng.below(3) {
+                let at = rng.below(bytes.len() as u64) as usize;
+                bytes[at] = rng.next() as u8;
+            }
+            bytes.truncate(rng.below(bytes.len() as u64 + 1) as usize);
+            let tail = b"hola\nmore";
+            bytes.extend_from_slice(&tail[..rng.below(tail.len() as u64 + 1) as usize]);
+            let split = rng.below(bytes.len() as u64 + 1) as usize;
+            if let Parsed::Complete { len, .. } = parse(&bytes[..split]) {
+                assert!(len <= split, "seed {seed}: {len} > {split}");
+                let whole = parse(&bytes);
+                assert!(
+                    matches!(whole, Parsed::Complete { len: l, .. } if l == len),
+                    "seed {seed}"
+                );
+                if bytes[..len] == base[..] {
+                    assert_eq!(len, base.len(), "seed {seed}");
+                }
+            }
+        }
+    }
+}
