@@ -16,7 +16,7 @@ mod escape;
 mod framing;
 mod manpage;
 #[allow(unsafe_code)]
-mod platform;
+pub mod platform;
 pub mod protocol;
 pub mod server;
 pub mod timestamp;

@@ -9,6 +9,7 @@
 //!   that all threads inherit the mask.
 //! - Sockets passed by a service manager (`sd_listen_fds(3)`): checked with
 //!   `getsockopt`, then adopted as a `TcpListener` ([`adopt_listener`]).
+//! - The listen backlog, which std fixes at 128 ([`set_backlog`]).
 
 use std::fmt;
 use std::net::TcpListener;
@@ -68,6 +69,27 @@ impl Termination {
     }
 }
 
+/// Sets how many connections the kernel queues on `listener` before it
+/// refuses more, with a second `listen()` (which Linux allows on a
+/// listening socket; it caps the value at `net.core.somaxconn`). Public
+/// because the benchmark gives its bare server the same backlog.
+///
+/// # Errors
+///
+/// What `listen` reports; elsewhere than Linux, `Unsupported`, and the
+/// backlog stays std's 128.
+pub fn set_backlog(listener: &TcpListener, backlog: u32) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        linux::set_backlog(listener, backlog)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (listener, backlog);
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
+}
+
 /// Why a passed file descriptor is not a socket serv6 can serve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NotAListener {
@@ -116,7 +138,7 @@ mod linux {
     use std::ffi::{c_int, c_void};
     use std::io;
     use std::net::TcpListener;
-    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
     const SIGINT: c_int = 2;
     const SIGTERM: c_int = 15;
@@ -138,6 +160,7 @@ mod linux {
     const ENOTSOCK: i32 = 88;
 
     extern "C" {
+        fn listen(fd: c_int, backlog: c_int) -> c_int;
         fn getsockopt(
             fd: c_int,
             level: c_int,
@@ -184,6 +207,18 @@ mod linux {
                     std::thread::park();
                 },
             }
+        }
+    }
+
+    pub fn set_backlog(listener: &TcpListener, backlog: u32) -> io::Result<()> {
+        let backlog = c_int::try_from(backlog).unwrap_or(c_int::MAX);
+        // SAFETY: the descriptor belongs to `listener`, which is borrowed
+        // and so open for the whole call; listen only changes its queue.
+        let status = unsafe { listen(listener.as_raw_fd(), backlog) };
+        if status == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
         }
     }
 

@@ -263,3 +263,26 @@ fn with_the_pause_off_a_gap_mid_message_does_not_cut_it() {
     conn.write_all(b"la\n").unwrap();
     assert_received(&read_to_end(&mut conn), 4);
 }
+
+#[test]
+fn the_log_shows_at_most_log_bytes_of_a_message() {
+    let server = Server::start(&["--log-bytes", "8"]);
+    assert_received(&exchange(server.v4(), b"0123456789abcdef\n", false), 16);
+    let line = text(&server.log_line());
+    assert!(
+        line.ends_with(" 16 bytes \"01234567\" ... (8 more bytes)"),
+        "{line}"
+    );
+    // By default 1024 bytes: 64 KiB that would escape to 256 KiB stay small.
+    let server = Server::start(&[]);
+    let mut huge = vec![0xff; 65_536];
+    huge.push(b'\n');
+    assert_received(&exchange(server.v4(), &huge, false), 65_536);
+    let line = server.log_line();
+    assert!(line.len() < 4 * 1024 + 100, "{} bytes", line.len());
+    assert!(
+        text(&line).ends_with(" ... (64512 more bytes)"),
+        "{}",
+        text(&line[line.len() - 40..])
+    );
+}

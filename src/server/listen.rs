@@ -9,9 +9,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddr
 #[derive(Debug)]
 pub(crate) struct Bound {
     pub listeners: Vec<TcpListener>,
-    /// One line each for default addresses skipped because their IP family
+    /// Lines for the operator, said after the listening line: default
+    /// addresses skipped because their IP family
     /// is not available on this machine.
-    pub skipped: Vec<String>,
+    pub notes: Vec<String>,
 }
 
 /// Why serv6 cannot listen; printed as one line, then it exits with status
@@ -103,7 +104,7 @@ pub(crate) fn bind_all(binds: &[String], port: u16) -> Result<Bound, BindError> 
 fn bind_each(addrs: &[SocketAddr], port: u16, optional: bool) -> Result<Bound, BindError> {
     let mut bound = Bound {
         listeners: Vec::new(),
-        skipped: Vec::new(),
+        notes: Vec::new(),
     };
     let mut port = port;
     let mut last_error = None;
@@ -122,7 +123,7 @@ fn bind_each(addrs: &[SocketAddr], port: u16, optional: bool) -> Result<Bound, B
                 bound.listeners.push(listener);
             }
             Err(error) if optional && family_unavailable(&error) => {
-                bound.skipped.push(format!(
+                bound.notes.push(format!(
                     "{ip} is not available ({error}), serving without it"
                 ));
                 last_error = Some(BindError::Bind { addr, error });

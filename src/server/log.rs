@@ -26,6 +26,8 @@ pub(crate) struct Log {
     /// A duplicate of standard output, written with one `write` per line
     /// and no buffering; `None` with `--quiet`.
     out: Option<File>,
+    /// The most message bytes a line shows (`--log-bytes`).
+    max_shown: usize,
     /// Lines up to [`PIPE_BUF`] share it and write concurrently; a longer
     /// line, which a pipe could split, takes it alone.
     long_line: RwLock<()>,
@@ -33,8 +35,9 @@ pub(crate) struct Log {
 }
 
 impl Log {
-    /// A log that writes exchanges unless `quiet`.
-    pub fn new(quiet: bool) -> Self {
+    /// A log that writes exchanges unless `quiet`, each showing at most
+    /// `max_shown` bytes of its message.
+    pub fn new(quiet: bool, max_shown: usize) -> Self {
         let out = if quiet {
             None
         } else {
@@ -50,14 +53,17 @@ impl Log {
         };
         Log {
             out,
+            max_shown,
             long_line: RwLock::new(()),
             stdout_failed: AtomicBool::new(false),
         }
     }
 
     /// Logs an exchange: `<stamp> <peer> <N> bytes "<message, escaped>"`,
-    /// formatted in `line`, which the caller lends so that logging does not
-    /// allocate. With `--quiet`, does not even format it.
+    /// and ` ... (M more bytes)` past `--log-bytes`, so that a long
+    /// message cannot make a long line; formatted in `line`, which the
+    /// caller lends so that logging does not allocate. With `--quiet`, does
+    /// not even format it.
     pub fn exchange(&self, line: &mut String, stamp: &Rfc3339, peer: SocketAddr, message: &[u8]) {
         if self.out.is_none() {
             return;
@@ -65,8 +71,13 @@ impl Log {
         line.clear();
         line.push_str(stamp.as_str());
         let _ = write!(line, " {peer} {} bytes \"", message.len());
-        escape_into(line, message);
-        line.push_str("\"\n");
+        let shown = message.len().min(self.max_shown);
+        escape_into(line, &message[..shown]);
+        line.push('"');
+        if shown < message.len() {
+            let _ = write!(line, " ... ({} more bytes)", message.len() - shown);
+        }
+        line.push('\n');
         self.write(line);
     }
 

@@ -82,10 +82,7 @@ struct StartError {
 /// Binds (or takes the sockets passed to it), starts the workers, then says
 /// where it listens: once that line is out, clients are served.
 fn start(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Pool, StartError> {
-    let bound = listeners(options, passed)?;
-    for skipped in &bound.skipped {
-        diag::info(format_args!("{skipped}"));
-    }
+    let mut bound = listeners(options, passed)?;
     let line = listen::listening_line(&bound.listeners);
     let rules = Rules {
         max_len: options.max_bytes,
@@ -97,14 +94,19 @@ fn start(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Pool, St
         rules,
         options.max_conns,
         proxy_from,
-        Log::new(options.quiet),
+        Log::new(options.quiet, options.log_bytes),
     );
     let settings = pool::Settings::new(options.deadline, options.max_conns, bound.listeners.len());
+    let notes = std::mem::take(&mut bound.notes);
     let pool = Pool::start(bound.listeners, settings, service).map_err(|e| StartError {
         message: format!("cannot start workers: {e}"),
         status: 1,
     })?;
+    // First, so that a script may read where serv6 listens from line 1.
     diag::info(format_args!("{line}"));
+    for note in notes {
+        diag::info(format_args!("{note}"));
+    }
     Ok(pool)
 }
 
@@ -120,14 +122,24 @@ fn listeners(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Boun
         }
         return Ok(Bound {
             listeners,
-            skipped: Vec::new(),
+            notes: Vec::new(),
         });
     }
     let port = options.port.unwrap_or(DEFAULT_PORT);
-    listen::bind_all(&options.binds, port).map_err(|e| StartError {
+    let bound = listen::bind_all(&options.binds, port).map_err(|e| StartError {
         status: if e.is_usage() { 2 } else { 1 },
         message: e.to_string(),
-    })
+    })?;
+    let mut bound = bound;
+    for listener in &bound.listeners {
+        if let Err(e) = platform::set_backlog(listener, options.backlog) {
+            bound
+                .notes
+                .push(format!("the listen backlog stays at std's 128: {e}"));
+            break;
+        }
+    }
+    Ok(bound)
 }
 
 fn print_stdout(text: &str) -> ExitCode {

@@ -29,6 +29,10 @@ pub(crate) struct Options {
     pub pause: Option<Duration>,
     pub deadline: Duration,
     pub max_conns: usize,
+    /// The most message bytes an exchange's log line shows.
+    pub log_bytes: usize,
+    /// Connections the kernel may queue, waiting for `accept`.
+    pub backlog: u32,
     pub quiet: bool,
     /// With `--proxy-protocol`: who may send a PROXY header.
     pub proxy_from: Option<Vec<Cidr>>,
@@ -44,6 +48,8 @@ impl Default for Options {
             pause: Some(Duration::from_millis(200)),
             deadline: Duration::from_secs(10),
             max_conns: 1024,
+            backlog: 4096,
+            log_bytes: 1024,
             quiet: false,
             proxy_from: None,
         }
@@ -100,6 +106,14 @@ pub(crate) const FLAGS: &[Flag] = &[
     },
     Flag {
         short: None,
+        long: "backlog",
+        value: Some("N"),
+        help: "connections the kernel queues until a worker takes them (Linux caps it at \
+               net.core.somaxconn); sockets passed by systemd keep the socket unit's Backlog=",
+        default: DefaultText::Value("4096"),
+    },
+    Flag {
+        short: None,
         long: "proxy-protocol",
         value: None,
         help: "every connection starts with a PROXY protocol header (v1 or v2, as HAProxy, \
@@ -114,6 +128,14 @@ pub(crate) const FLAGS: &[Flag] = &[
         help: "with --proxy-protocol: who may send the header; repeat for more; others are \
                refused",
         default: DefaultText::Described("127.0.0.0/8 and ::1, a balancer on this machine"),
+    },
+    Flag {
+        short: None,
+        long: "log-bytes",
+        value: Some("N"),
+        help: "the most message bytes a log line shows; the rest is counted, not shown (the \
+               reply and the logged length are unaffected)",
+        default: DefaultText::Value("1024"),
     },
     Flag {
         short: Some('q'),
@@ -229,6 +251,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             "pause" => options.pause = parser.seconds_or_off()?,
             "deadline" => options.deadline = parser.seconds(false)?,
             "max-conns" => options.max_conns = parser.number(1..=MAX_LIMIT)?,
+            "backlog" => options.backlog = parser.number(1..=65_535)?,
+            "log-bytes" => options.log_bytes = parser.number(0..=MAX_LIMIT)?,
             "quiet" => options.quiet = true,
             "proxy-protocol" => proxy = true,
             "proxy-from" => proxy_from.push(cidr(&mut parser)?),
@@ -354,6 +378,8 @@ mod tests {
             pause: Some(Duration::from_millis(50)),
             deadline: Duration::from_millis(2500),
             max_conns: 3,
+            backlog: 4096,
+            log_bytes: 1024,
             quiet: true,
             proxy_from: None,
         };
