@@ -19,6 +19,7 @@ mod manpage;
 pub mod platform;
 pub mod protocol;
 pub mod server;
+mod sink;
 pub mod timestamp;
 mod words;
 

@@ -444,3 +444,89 @@ fn a_crowd_of_closed_loop_clients_never_waits_a_handshake_retry() {
     // retried only after a second.
     assert!(slowest < Duration::from_millis(500), "slowest {slowest:?}");
 }
+
+/// Closed-loop normal clients on `threads` threads for `run`: (latencies
+/// sorted, failures).
+fn crowd(addr: SocketAddr, threads: usize, run: Duration) -> (Vec<Duration>, usize) {
+    let until = Instant::now() + run;
+    let clients: Vec<_> = (0..threads)
+        .map(|_| {
+            thread::spawn(move || {
+                let (mut latencies, mut failures) = (Vec::new(), 0);
+                while Instant::now() < until {
+                    let (l, f) = normal_clients(addr, 1);
+                    latencies.extend(l);
+                    failures += f;
+                }
+                (latencies, failures)
+            })
+        })
+        .collect();
+    let (mut latencies, mut failures) = (Vec::new(), 0);
+    for client in clients {
+        let (l, f) = client.join().expect("a client thread");
+        latencies.extend(l);
+        failures += f;
+    }
+    latencies.sort();
+    (latencies, failures)
+}
+
+#[test]
+#[ignore = "slow: run with make stress"]
+fn a_log_nobody_reads_does_not_stop_the_service() {
+    let (mut server, gates) = Server::start_unread(&[], true, false);
+    let (latencies, failures) = crowd(server.v4(), 8, Duration::from_secs(5));
+    let p99 = percentile(&latencies, 0.99);
+    let dropped_line = server.err_line_containing("standard output is not being read");
+    // The reader resumes: what waited comes out, then the server stops.
+    drop(gates);
+    server.signal("TERM");
+    server.wait_exit();
+    let logged = server.rest_of_stdout().len();
+    let stderr = server.rest_of_stderr().join("\n");
+    let summary = stderr
+        .lines()
+        .find(|l| l.contains("stopped after"))
+        .unwrap_or_default()
+        .to_string();
+    // The number just before `what` in the summary.
+    let count = |what: &str| -> usize {
+        let before = summary.split(what).next().unwrap_or_default();
+        let number = before.split_whitespace().rev().find_map(|n| n.parse().ok());
+        number.unwrap_or(0)
+    };
+    let (served, dropped) = (count(" served"), count(" exchange line"));
+    println!(
+        "stdout unread: {} exchanges by 8 clients in 5 s, {failures} failures, p99 {p99:?}; \
+         {logged} lines logged once read, {dropped} dropped; {dropped_line}",
+        latencies.len()
+    );
+    assert_eq!(failures, 0);
+    assert!(p99 < Duration::from_millis(50), "p99 {p99:?}");
+    assert_eq!(served, latencies.len(), "{summary}");
+    assert_eq!(logged + dropped, served, "{summary}");
+}
+
+#[test]
+#[ignore = "slow: run with make stress"]
+fn error_lines_nobody_reads_do_not_stop_the_service() {
+    let (server, gates) = Server::start_unread(&["--max-bytes", "8", "--quiet"], false, true);
+    let addr = server.v4();
+    // 2000 clients whose message is too long: each is an error line.
+    let refused = (0..2000)
+        .filter(|_| {
+            reply_of(&exchange(addr, b"much too long a message\n", false)) != Reply::Unexpected
+        })
+        .count();
+    let (latencies, failures) = crowd(addr, 8, Duration::from_secs(2));
+    let p99 = percentile(&latencies, 0.99);
+    println!(
+        "stderr unread: 2000 refused, then {} normal exchanges, {failures} failures, p99 {p99:?}",
+        latencies.len()
+    );
+    drop(gates);
+    assert_eq!(refused, 2000);
+    assert_eq!(failures, 0);
+    assert!(p99 < Duration::from_millis(50), "p99 {p99:?}");
+}

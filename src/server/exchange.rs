@@ -64,6 +64,11 @@ impl Service {
         self.in_progress.fetch_sub(1, Relaxed);
     }
 
+    /// The exchange log, for its dropped lines and the flush on exit.
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
     fn rules_when(&self, in_progress: usize) -> Rules {
         let crowded = in_progress >= CROWD
             && in_progress * CROWDED_DENOMINATOR > self.max_conns * CROWDED_NUMERATOR;

@@ -4,34 +4,29 @@
 
 use crate::diag;
 use crate::escape::escape_into;
+use crate::sink::{self, Sink};
 use crate::timestamp::Rfc3339;
 use crate::words::counted;
 use std::fmt::Write as _;
-use std::fs::File;
-use std::io::Write;
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{PoisonError, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 use std::time::Instant;
 
-/// Longest write that pipes deliver whole, never interleaved with another
-/// writer's (POSIX `PIPE_BUF` on Linux). Files and terminals take any single
-/// `write` whole.
-const PIPE_BUF: usize = 4096;
-
 /// The exchange log.
-#[derive(Debug)]
 pub(crate) struct Log {
-    /// A duplicate of standard output, written with one `write` per line
-    /// and no buffering; `None` with `--quiet`.
-    out: Option<File>,
+    /// Standard output, never blocking for long; `None` with `--quiet`.
+    out: Option<Sink>,
     /// The most message bytes a line shows (`--log-bytes`).
     max_shown: usize,
-    /// Lines up to [`PIPE_BUF`] share it and write concurrently; a longer
-    /// line, which a pipe could split, takes it alone.
-    long_line: RwLock<()>,
-    stdout_failed: AtomicBool,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("quiet", &self.out.is_none())
+            .finish()
+    }
 }
 
 impl Log {
@@ -41,8 +36,8 @@ impl Log {
         let out = if quiet {
             None
         } else {
-            match std::io::stdout().as_fd().try_clone_to_owned() {
-                Ok(fd) => Some(File::from(fd)),
+            match Sink::new(std::io::stdout(), report) {
+                Ok(sink) => Some(sink),
                 Err(e) => {
                     diag::error(format_args!(
                         "standard output is unusable ({e}): exchanges are not logged"
@@ -51,12 +46,7 @@ impl Log {
                 }
             }
         };
-        Log {
-            out,
-            max_shown,
-            long_line: RwLock::new(()),
-            stdout_failed: AtomicBool::new(false),
-        }
+        Log { out, max_shown }
     }
 
     /// Logs an exchange: `<stamp> <peer> <N> bytes "<message, escaped>"`,
@@ -64,10 +54,15 @@ impl Log {
     /// message cannot make a long line; formatted in `line`, which the
     /// caller lends so that logging does not allocate. With `--quiet`, does
     /// not even format it.
+    ///
+    /// The line is in the kernel's hands, and survives `kill -9`, before
+    /// the reply is sent, unless standard output is stalled (see
+    /// [`crate::sink`]): serving goes on, and lines wait, in order, or are
+    /// dropped and counted.
     pub fn exchange(&self, line: &mut String, stamp: &Rfc3339, peer: SocketAddr, message: &[u8]) {
-        if self.out.is_none() {
+        let Some(out) = &self.out else {
             return;
-        }
+        };
         line.clear();
         line.push_str(stamp.as_str());
         let _ = write!(line, " {peer} {} bytes \"", message.len());
@@ -78,39 +73,32 @@ impl Log {
             let _ = write!(line, " ... ({} more bytes)", message.len() - shown);
         }
         line.push('\n');
-        self.write(line);
+        out.write_line(line.as_bytes(), true, report);
     }
 
-    /// Writes one exchange line (ending in LF) to standard output in a single
-    /// `write`, so that it is in the kernel's hands, and survives `kill -9`,
-    /// before the reply is sent. Workers do not queue behind one another's
-    /// writes: std's stdout lock would make them. If standard output fails,
-    /// says so once on standard error and goes on serving.
-    fn write(&self, line: &str) {
-        let Some(out) = &self.out else {
-            return;
-        };
-        let mut out = out;
-        let written = if line.len() <= PIPE_BUF {
-            let _shared = self
-                .long_line
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
-            out.write_all(line.as_bytes())
-        } else {
-            let _alone = self
-                .long_line
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
-            out.write_all(line.as_bytes())
-        };
-        if let Err(e) = written {
-            if !self.stdout_failed.swap(true, Relaxed) {
-                diag::error(format_args!(
-                    "cannot write the exchange log to standard output: {e}; serving on without it"
-                ));
-            }
+    /// Exchange lines dropped while standard output was stalled.
+    pub fn dropped(&self) -> u64 {
+        self.out.as_ref().map_or(0, Sink::dropped)
+    }
+
+    /// Waits a little for queued lines to reach standard output.
+    pub fn flush(&self, limit: Duration) {
+        if let Some(out) = &self.out {
+            out.flush(limit);
         }
+    }
+}
+
+fn report(event: sink::Event) {
+    match event {
+        sink::Event::StartedDropping => diag::error(format_args!(
+            "standard output is not being read: {} of exchange lines wait, the rest are dropped",
+            crate::words::counted((sink::QUEUE_CAP >> 10) as u64, "KiB", "KiB")
+        )),
+        sink::Event::Resumed { dropped } => diag::error(format_args!(
+            "standard output is read again, after {} dropped",
+            counted(dropped, "exchange line", "exchange lines")
+        )),
     }
 }
 
@@ -136,20 +124,32 @@ impl Stats {
         }
     }
 
-    /// The summary: `stopped after 12.3 s: 40 exchanges served, 2 errors, 0 busy refusals`.
-    pub fn summary(&self) -> String {
+    /// The summary: `stopped after 12.3 s: 40 exchanges served, 2 errors,
+    /// 0 busy refusals`, then health checks and dropped lines if any.
+    pub fn summary(&self, dropped_out: u64, dropped_err: u64) -> String {
         let checks = self.checks.load(Relaxed);
+        let mut extra = String::new();
+        for (n, one, many) in [
+            (checks, "health check", "health checks"),
+            (
+                dropped_out,
+                "exchange line dropped",
+                "exchange lines dropped",
+            ),
+            (dropped_err, "error line dropped", "error lines dropped"),
+        ] {
+            if n > 0 {
+                extra.push_str(", ");
+                extra.push_str(&counted(n, one, many));
+            }
+        }
         format!(
             "stopped after {:.1} s: {} served, {}, {}{}",
             self.started.elapsed().as_secs_f64(),
             counted(self.served.load(Relaxed), "exchange", "exchanges"),
             counted(self.errors.load(Relaxed), "error", "errors"),
             counted(self.busy.load(Relaxed), "busy refusal", "busy refusals"),
-            if checks > 0 {
-                format!(", {}", counted(checks, "health check", "health checks"))
-            } else {
-                String::new()
-            }
+            extra
         )
     }
 }

@@ -22,6 +22,10 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::net::TcpListener;
 use std::process::ExitCode;
+use std::time::Duration;
+
+/// How long lines still queued for a stalled output may delay the exit.
+const FLUSH_ON_EXIT: Duration = Duration::from_secs(1);
 
 /// Runs serv6 with `args` (without the program name) and returns its exit
 /// status: 0 after a clean shutdown, 1 if it cannot serve, 2 for bad usage.
@@ -47,6 +51,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     };
     // Before any thread exists, so that every thread inherits the mask.
     let termination = platform::block_termination();
+    diag::never_block();
     let pool = match start(&options, passed) {
         Ok(pool) => pool,
         Err(StartError { message, status: 2 }) => {
@@ -69,7 +74,13 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         "{signal} received: finishing exchanges in progress"
     ));
     pool.stop();
-    diag::info(format_args!("{}", pool.service().stats.summary()));
+    let service = pool.service();
+    let summary = service
+        .stats
+        .summary(service.log().dropped(), diag::dropped());
+    diag::info(format_args!("{summary}"));
+    service.log().flush(FLUSH_ON_EXIT);
+    diag::flush(FLUSH_ON_EXIT);
     ExitCode::SUCCESS
 }
 

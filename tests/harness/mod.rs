@@ -44,6 +44,24 @@ impl Server {
     /// Starts a prepared command, adding `--port 0`, with its standard
     /// output going to `stdout` (when piped, [`Server::log_line`] reads it).
     pub fn start_writing(command: &mut Command, stdout: Stdio) -> Server {
+        Self::launch(command, stdout, Unread::default())
+    }
+
+    /// Starts serv6 with `args`, with its standard output and standard
+    /// error (after the listening line) not read at all until the returned
+    /// [`Gates`] are dropped: a log reader that stalled.
+    pub fn start_unread(args: &[&str], stdout: bool, stderr: bool) -> (Server, Gates) {
+        let (release, gates) = Unread::new(stdout, stderr);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_serv6"));
+        let server = Self::launch(command.args(args), Stdio::piped(), gates);
+        (server, release)
+    }
+
+    fn launch(command: &mut Command, stdout: Stdio, gates: Unread) -> Server {
+        let Unread {
+            stdout: stdout_gate,
+            stderr: stderr_gate,
+        } = gates;
         let mut child = command
             .args(["--port", "0"])
             .stdin(Stdio::null())
@@ -52,10 +70,11 @@ impl Server {
             .spawn()
             .expect("the server starts");
         let stdout = match child.stdout.take() {
-            Some(piped) => lines(piped),
+            Some(piped) => lines(piped, stdout_gate.map(|gate| (0, gate))),
             None => mpsc::channel().1,
         };
-        let stderr_bytes = lines(child.stderr.take().expect("piped stderr"));
+        let stderr_gate = stderr_gate.map(|gate| (1, gate));
+        let stderr_bytes = lines(child.stderr.take().expect("piped stderr"), stderr_gate);
         let (tx, stderr) = mpsc::channel();
         thread::spawn(move || {
             for line in stderr_bytes {
@@ -253,12 +272,52 @@ impl Drop for Haproxy {
     }
 }
 
-/// Forwards each line (with its LF) of a stream to a channel.
-fn lines(stream: impl Read + Send + 'static) -> Receiver<Vec<u8>> {
+/// Which outputs of a server are left unread, and until what.
+#[derive(Default)]
+pub struct Unread {
+    stdout: Option<Receiver<()>>,
+    stderr: Option<Receiver<()>>,
+}
+
+/// What [`Server::start_unread`] returns: dropping it resumes reading.
+pub struct Gates(#[allow(dead_code)] Vec<mpsc::Sender<()>>);
+
+impl Unread {
+    fn new(stdout: bool, stderr: bool) -> (Gates, Unread) {
+        let mut senders = Vec::new();
+        let mut gate = |wanted: bool| {
+            wanted.then(|| {
+                let (tx, rx) = mpsc::channel();
+                senders.push(tx);
+                rx
+            })
+        };
+        let unread = Unread {
+            stdout: gate(stdout),
+            stderr: gate(stderr),
+        };
+        (Gates(senders), unread)
+    }
+}
+
+/// Forwards each line (with its LF) of a stream to a channel; with a gate
+/// `(n, gate)`, stops reading after `n` lines until the gate's sender is
+/// dropped.
+fn lines(
+    stream: impl Read + Send + 'static,
+    gate: Option<(usize, Receiver<()>)>,
+) -> Receiver<Vec<u8>> {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let mut reader = BufReader::new(stream);
-        loop {
+        let mut gate = gate;
+        for count in 0.. {
+            if let Some((after, _)) = &gate {
+                if count == *after {
+                    let (_, closed) = gate.take().expect("a gate");
+                    let _ = closed.recv();
+                }
+            }
             let mut line = Vec::new();
             match reader.read_until(b'\n', &mut line) {
                 Ok(0) | Err(_) => break,
