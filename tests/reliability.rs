@@ -219,3 +219,36 @@ fn a_small_max_conns_is_no_crowd() {
     }
     drop(conns);
 }
+
+#[test]
+fn a_flood_of_errors_writes_a_few_lines_a_second() {
+    let mut server = Server::start(&["--max-bytes", "4", "--quiet"]);
+    let started = Instant::now();
+    for _ in 0..500 {
+        assert_refused(
+            &exchange(server.v4(), b"too long\n", false),
+            Refusal::TooLong { max_bytes: 4 },
+        );
+    }
+    let took = started.elapsed();
+    // The counts of the last second come out at the latest on shutdown.
+    server.signal("TERM");
+    server.wait_exit();
+    let lines = server.rest_of_stderr();
+    let errors = lines
+        .iter()
+        .filter(|l| l.contains("message longer than"))
+        .count();
+    let counts = lines
+        .iter()
+        .filter(|l| l.contains("and in the last second: "))
+        .count();
+    // At most 5 in full per second, whatever part of a second it took.
+    let seconds = took.as_secs() + 2;
+    assert!(
+        errors as u64 <= 5 * seconds,
+        "{errors} error lines in {took:?}"
+    );
+    assert!((1..=seconds as usize).contains(&counts), "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("500 errors")), "{lines:?}");
+}

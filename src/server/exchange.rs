@@ -2,6 +2,7 @@
 //! it, log it, reply, close.
 
 use super::connection::{Connection, HeaderFailure};
+use super::errors::{ErrorLines, Kind};
 use super::log::{Burst, Log, Stats};
 use super::pool::SlowWatch;
 use super::proxy::Header;
@@ -15,6 +16,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 /// While more than this share of `max_conns` is in progress, and at least
@@ -34,6 +36,7 @@ pub(crate) struct Service {
     /// With the PROXY protocol: who may send a header.
     proxy_from: Option<Vec<Cidr>>,
     log: Log,
+    errors: Arc<ErrorLines>,
     pub stats: Stats,
     in_progress: AtomicUsize,
     busy: Burst,
@@ -46,6 +49,7 @@ impl Service {
             max_conns,
             proxy_from,
             log,
+            errors: ErrorLines::start(),
             stats: Stats::new(),
             in_progress: AtomicUsize::new(0),
             busy: Burst::default(),
@@ -62,6 +66,11 @@ impl Service {
             self.exchange(&mut conn, &self.rules_when(in_progress), watch);
         }
         self.in_progress.fetch_sub(1, Relaxed);
+    }
+
+    /// Writes the counts of error lines not yet shown, before the summary.
+    pub fn end_error_second(&self) {
+        self.errors.end_second();
     }
 
     /// The exchange log, for its dropped lines and the flush on exit.
@@ -181,15 +190,22 @@ impl Service {
     }
 
     fn refuse(&self, conn: &mut Connection<'_>, why: &Refusal) {
-        self.stats.errors.fetch_add(1, Relaxed);
-        diag::error(format_args!("{}: {why}", conn.client));
-        conn.refuse(why);
+        self.refuse_because(conn, why, why);
     }
 
     /// Refuses with `why`, logging the more precise `cause`.
     fn refuse_because(&self, conn: &mut Connection<'_>, why: &Refusal, cause: &dyn fmt::Display) {
         self.stats.errors.fetch_add(1, Relaxed);
-        diag::error(format_args!("{}: {cause}", conn.client));
+        let kind = match why {
+            Refusal::Deadline { .. } => Kind::Deadline,
+            Refusal::TooLong { .. } => Kind::TooLong,
+            Refusal::ClockOutOfRange => Kind::Clock,
+            Refusal::UntrustedProxy | Refusal::NoProxyHeader => Kind::Proxy,
+            // Never here: busy refusals are reported once per burst.
+            Refusal::Busy => Kind::Failed,
+        };
+        self.errors
+            .report(kind, format_args!("{}: {cause}", conn.client));
         conn.refuse(why);
     }
 
@@ -216,7 +232,8 @@ impl Service {
 
     fn fail(&self, peer: SocketAddr, what: &str, error: &io::Error) {
         self.stats.errors.fetch_add(1, Relaxed);
-        diag::error(format_args!("{peer}: {what}: {error}"));
+        self.errors
+            .report(Kind::Failed, format_args!("{peer}: {what}: {error}"));
     }
 }
 

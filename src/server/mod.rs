@@ -2,6 +2,7 @@
 
 mod activation;
 mod connection;
+mod errors;
 mod exchange;
 mod listen;
 mod log;
@@ -75,6 +76,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     ));
     pool.stop();
     let service = pool.service();
+    service.end_error_second();
     let summary = service
         .stats
         .summary(service.log().dropped(), diag::dropped());

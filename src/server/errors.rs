@@ -1,0 +1,97 @@
+//! Per-exchange error lines, kept to a few a second whatever clients do.
+//!
+//! In each second, the first [`SHOWN_PER_SECOND`] errors are written in
+//! full, naming the client. The rest are only counted, by kind, and a
+//! helper thread writes one line with the counts at the end of the second:
+//! a flood of resets or oversize messages costs a line a second, not a
+//! line each.
+
+use crate::diag;
+use crate::words::counted;
+use std::fmt;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+/// Errors written in full in each second.
+pub(crate) const SHOWN_PER_SECOND: u32 = 5;
+
+/// What kind of error an exchange ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Deadline,
+    TooLong,
+    Proxy,
+    Clock,
+    Failed,
+}
+
+const KINDS: [(Kind, &str, &str); 5] = [
+    (Kind::Deadline, "deadline", "deadlines"),
+    (Kind::TooLong, "message too long", "messages too long"),
+    (
+        Kind::Proxy,
+        "refused PROXY connection",
+        "refused PROXY connections",
+    ),
+    (Kind::Clock, "clock out of range", "clocks out of range"),
+    (Kind::Failed, "connection failed", "connections failed"),
+];
+
+/// The error lines of one server.
+#[derive(Debug, Default)]
+pub(crate) struct ErrorLines {
+    shown: AtomicU32,
+    unshown: [AtomicU64; KINDS.len()],
+}
+
+impl ErrorLines {
+    /// Starts the helper that ends each second; it runs for the process's
+    /// life, and wakes once a second.
+    pub fn start() -> Arc<ErrorLines> {
+        let lines = Arc::new(ErrorLines::default());
+        let ticking = Arc::clone(&lines);
+        let started = thread::Builder::new()
+            .name("serv6-errors".into())
+            .stack_size(64 * 1024)
+            .spawn(move || loop {
+                thread::sleep(Duration::from_secs(1));
+                ticking.end_second();
+            });
+        if let Err(e) = started {
+            diag::error(format_args!(
+                "cannot start the error counter ({e}): every error line is shown"
+            ));
+        }
+        lines
+    }
+
+    /// Reports an error of `kind`: in full if few came this second.
+    pub fn report(&self, kind: Kind, line: fmt::Arguments) {
+        if self.shown.fetch_add(1, Relaxed) < SHOWN_PER_SECOND {
+            diag::error(line);
+        } else {
+            self.unshown[kind as usize].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Writes the counts of the errors not shown this second, if any.
+    pub fn end_second(&self) {
+        self.shown.store(0, Relaxed);
+        let counts: Vec<String> = KINDS
+            .iter()
+            .zip(&self.unshown)
+            .filter_map(|((_, one, many), n)| {
+                let n = n.swap(0, Relaxed);
+                (n > 0).then(|| counted(n, one, many))
+            })
+            .collect();
+        if !counts.is_empty() {
+            diag::error(format_args!(
+                "and in the last second: {}",
+                counts.join(", ")
+            ));
+        }
+    }
+}
