@@ -530,3 +530,66 @@ fn error_lines_nobody_reads_do_not_stop_the_service() {
     assert_eq!(failures, 0);
     assert!(p99 < Duration::from_millis(50), "p99 {p99:?}");
 }
+
+/// Opens a connection every 20 ms for `run`, sends `payload` and keeps it
+/// open and silent: 50 a second of one kind of attacker.
+fn attackers(
+    addr: SocketAddr,
+    payload: &'static [u8],
+    run: Duration,
+) -> thread::JoinHandle<Vec<TcpStream>> {
+    thread::spawn(move || {
+        let until = Instant::now() + run;
+        let mut held = Vec::new();
+        while Instant::now() < until {
+            if let Ok(mut conn) = TcpStream::connect_timeout(&addr, PATIENCE) {
+                let _ = conn.write_all(payload);
+                held.push(conn);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        held
+    })
+}
+
+#[test]
+#[ignore = "slow: run with make stress"]
+fn clients_that_linger_or_never_read_do_not_pin_the_workers() {
+    if too_few_fds(2500) {
+        return;
+    }
+    static OVERSIZE: [u8; 65_537] = [b'x'; 65_537];
+    let server = Server::start(&["--quiet"]);
+    let (pid, addr) = (server.pid(), server.v4());
+    let (idle_threads, idle_rss) = settle(&server);
+    let run = Duration::from_secs(10);
+    let kinds = [
+        attackers(addr, b"hola\nX", run),
+        attackers(addr, &OVERSIZE, run),
+        attackers(addr, b"hola\n", run),
+    ];
+    let (latencies, failures) = crowd(addr, 8, run);
+    let p99 = percentile(&latencies, 0.99);
+    let held: usize = kinds
+        .into_iter()
+        .map(|k| k.join().map_or(0, |h| h.len()))
+        .sum();
+    let back = eventually(Duration::from_secs(30), || {
+        proc::threads(pid) <= idle_threads
+    });
+    let (threads, rss) = (proc::threads(pid), proc::rss_kib(pid));
+    println!(
+        "{held} lingering, oversize and never-reading clients over 10 s: 8 normal clients made {} \
+         exchanges, {failures} failures, p99 {p99:?}; after: {threads} threads (idle {idle_threads}), \
+         RSS {rss} KiB (idle {idle_rss} KiB)",
+        latencies.len()
+    );
+    assert!(held >= 1000, "only {held} attackers connected");
+    assert_eq!(failures, 0);
+    assert!(p99 < Duration::from_millis(50), "p99 {p99:?}");
+    assert!(back, "threads did not return to {idle_threads}: {threads}");
+    assert!(
+        rss <= idle_rss + 4 * MIB_IN_KIB,
+        "RSS {rss} KiB after, {idle_rss} KiB idle"
+    );
+}

@@ -1,6 +1,7 @@
 //! One accepted connection and what can be done with it: read the message,
 //! write its log line, reply, refuse, close without losing the last line.
 
+use super::closer::Closer;
 use super::log::Log;
 use super::pool::SlowWatch;
 use super::proxy::{self, Header, Parsed, MAX_HEADER};
@@ -10,11 +11,6 @@ use crate::timestamp::Rfc3339;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
-
-/// How long a connection that is being closed with bytes still coming may
-/// keep sending before it is cut off. Reading what it sends meanwhile keeps
-/// the kernel from answering with a reset that could destroy our last line.
-const LINGER: Duration = Duration::from_secs(1);
 
 /// The read size: enough for any ordinary message in one read.
 const CHUNK: usize = 4096;
@@ -155,25 +151,34 @@ impl<'w> Connection<'w> {
     }
 
     /// Sends `received N bytes at T`. With `more_coming` (bytes followed
-    /// the LF), closes with a linger so that they cannot reset the reply.
-    pub fn reply(&mut self, stamp: &Rfc3339, more_coming: bool) -> io::Result<()> {
+    /// the LF), the closer drains them, so that they cannot reset the reply.
+    pub fn reply(&mut self, stamp: &Rfc3339, more_coming: bool, closer: &Closer) -> io::Result<()> {
         let line = &mut self.scratch.line;
         line.clear();
         protocol::write_received(line, self.scratch.message.len(), stamp);
         (&self.stream).write_all(line.as_bytes())?;
         if more_coming {
-            self.linger();
+            self.hand_to(closer);
         }
         Ok(())
     }
 
-    /// Sends `error: why`, then closes without letting a reset destroy it.
-    pub fn refuse(&mut self, why: &Refusal) {
+    /// Sends `error: why`; the closer then drains what the client still
+    /// sends, so that a reset cannot destroy the line.
+    pub fn refuse(&mut self, why: &Refusal, closer: &Closer) {
         let line = &mut self.scratch.line;
         line.clear();
         protocol::write_refusal(line, why);
         if (&self.stream).write_all(line.as_bytes()).is_ok() {
-            self.linger();
+            self.hand_to(closer);
+        }
+    }
+
+    /// Gives the closer its own descriptor of the socket: the socket stays
+    /// open after this connection's is closed, until the closer is done.
+    fn hand_to(&self, closer: &Closer) {
+        if let Ok(stream) = self.stream.try_clone() {
+            closer.close(stream);
         }
     }
 
@@ -188,22 +193,6 @@ impl<'w> Connection<'w> {
             let _ = self.stream.shutdown(Shutdown::Write);
             if self.stream.set_nonblocking(true).is_ok() {
                 while matches!((&self.stream).read(&mut self.scratch.chunk), Ok(n) if n > 0) {}
-            }
-        }
-    }
-
-    /// Shuts down our sending side, then reads and discards what the
-    /// client still sends until it closes or [`LINGER`] passes.
-    fn linger(&mut self) {
-        let _ = self.stream.shutdown(Shutdown::Write);
-        let until = Instant::now() + LINGER;
-        if self.stream.set_read_timeout(Some(LINGER)).is_err() {
-            return;
-        }
-        while Instant::now() < until {
-            match (&self.stream).read(&mut self.scratch.chunk) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
             }
         }
     }

@@ -1,6 +1,7 @@
 //! One exchange on one connection, top to bottom: read the message, stamp
 //! it, log it, reply, close.
 
+use super::closer::Closer;
 use super::connection::{Connection, HeaderFailure};
 use super::errors::{ErrorLines, Kind};
 use super::log::{Burst, Log, Stats};
@@ -37,23 +38,31 @@ pub(crate) struct Service {
     proxy_from: Option<Vec<Cidr>>,
     log: Log,
     errors: Arc<ErrorLines>,
+    closer: Arc<Closer>,
     pub stats: Stats,
     in_progress: AtomicUsize,
     busy: Burst,
 }
 
 impl Service {
-    pub fn new(rules: Rules, max_conns: usize, proxy_from: Option<Vec<Cidr>>, log: Log) -> Self {
-        Service {
+    /// The service, with its two helper threads (error counts, closer).
+    pub fn new(
+        rules: Rules,
+        max_conns: usize,
+        proxy_from: Option<Vec<Cidr>>,
+        log: Log,
+    ) -> io::Result<Self> {
+        Ok(Service {
             rules,
             max_conns,
             proxy_from,
             log,
             errors: ErrorLines::start(),
+            closer: Closer::start()?,
             stats: Stats::new(),
             in_progress: AtomicUsize::new(0),
             busy: Burst::default(),
-        }
+        })
     }
 
     /// Runs the whole exchange on a freshly accepted connection.
@@ -181,7 +190,7 @@ impl Service {
     fn answer(&self, conn: &mut Connection<'_>, stamp: &Rfc3339, ending: Ending) {
         conn.log_exchange(&self.log, stamp);
         let more_coming = ending == Ending::Newline { trailing: true };
-        match conn.reply(stamp, more_coming) {
+        match conn.reply(stamp, more_coming, &self.closer) {
             Ok(()) => {
                 self.stats.served.fetch_add(1, Relaxed);
             }
@@ -206,7 +215,7 @@ impl Service {
         };
         self.errors
             .report(kind, format_args!("{}: {cause}", conn.client));
-        conn.refuse(why);
+        conn.refuse(why, &self.closer);
     }
 
     fn refuse_busy(&self, conn: &mut Connection<'_>) {

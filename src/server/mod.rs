@@ -1,6 +1,7 @@
 //! serv6: the server. [`main`] is the whole program; `src/bin/serv6.rs` only calls it.
 
 mod activation;
+mod closer;
 mod connection;
 mod errors;
 mod exchange;
@@ -103,12 +104,12 @@ fn start(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Pool, St
         deadline: options.deadline,
     };
     let proxy_from = options.proxy_from.clone();
-    let service = Service::new(
-        rules,
-        options.max_conns,
-        proxy_from,
-        Log::new(options.quiet, options.log_bytes),
-    );
+    let log = Log::new(options.quiet, options.log_bytes);
+    let service =
+        Service::new(rules, options.max_conns, proxy_from, log).map_err(|e| StartError {
+            message: format!("cannot start the closer: {e}"),
+            status: 1,
+        })?;
     let settings = pool::Settings::new(options.deadline, options.max_conns, bound.listeners.len());
     let notes = std::mem::take(&mut bound.notes);
     let pool = Pool::start(bound.listeners, settings, service).map_err(|e| StartError {
