@@ -3,7 +3,7 @@
 //! elsewhere each function says what happens instead.
 //!
 //! - Signals. std has no signal API. Instead of a handler (which may do
-//!   almost nothing safely), SIGINT and SIGTERM are blocked in every thread
+//!   almost nothing safely), SIGINT, SIGTERM and SIGHUP are blocked in every thread
 //!   and one thread waits for them with `sigwait`, then acts in ordinary
 //!   code. [`block_termination`] must run before any thread is spawned so
 //!   that all threads inherit the mask.
@@ -21,6 +21,8 @@ pub(crate) enum Signal {
     Interrupt,
     /// SIGTERM, as sent by `kill` and service managers.
     Terminate,
+    /// SIGHUP: the terminal closed.
+    Hangup,
 }
 
 impl std::fmt::Display for Signal {
@@ -28,18 +30,19 @@ impl std::fmt::Display for Signal {
         f.write_str(match self {
             Signal::Interrupt => "SIGINT",
             Signal::Terminate => "SIGTERM",
+            Signal::Hangup => "SIGHUP",
         })
     }
 }
 
 /// The termination signals, blocked for delivery; wait with [`Termination::wait`].
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Termination {
     #[cfg(target_os = "linux")]
     set: linux::SigSet,
 }
 
-/// Blocks SIGINT and SIGTERM in the calling thread and every thread it
+/// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread and every thread it
 /// spawns afterwards. Returns `None` where this is not supported, in which
 /// case the signals keep their default action (ending the process).
 pub(crate) fn block_termination() -> Option<Termination> {
@@ -54,7 +57,7 @@ pub(crate) fn block_termination() -> Option<Termination> {
 }
 
 impl Termination {
-    /// Waits until SIGINT or SIGTERM arrives.
+    /// Waits until SIGINT, SIGTERM or SIGHUP arrives.
     pub fn wait(&self) -> Signal {
         #[cfg(target_os = "linux")]
         {
@@ -88,6 +91,19 @@ pub fn set_backlog(listener: &TcpListener, backlog: u32) -> std::io::Result<()> 
         let _ = (listener, backlog);
         Err(std::io::ErrorKind::Unsupported.into())
     }
+}
+
+/// Shuts down the receiving side of the socket whose descriptor is `fd`:
+/// a listening socket stops listening (new connections are refused, and
+/// threads blocked in `accept` wake), a connection's blocked reads return
+/// EOF. std can do this only on a `TcpStream` it owns; here another thread
+/// owns the socket and is blocked in it. The caller must know that `fd` is
+/// still that socket: a closed and reused number would shut another.
+pub(crate) fn shut_reading(fd: i32) {
+    #[cfg(target_os = "linux")]
+    linux::shut_reading(fd);
+    #[cfg(not(target_os = "linux"))]
+    let _ = fd;
 }
 
 /// Why a passed file descriptor is not a socket serv6 can serve.
@@ -140,8 +156,10 @@ mod linux {
     use std::net::TcpListener;
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+    const SIGHUP: c_int = 1;
     const SIGINT: c_int = 2;
     const SIGTERM: c_int = 15;
+    const SHUT_RD: c_int = 0;
     const SIG_BLOCK: c_int = 0;
 
     /// glibc's and musl's `sigset_t`: 1024 bits.
@@ -161,6 +179,7 @@ mod linux {
 
     extern "C" {
         fn listen(fd: c_int, backlog: c_int) -> c_int;
+        fn shutdown(fd: c_int, how: c_int) -> c_int;
         fn getsockopt(
             fd: c_int,
             level: c_int,
@@ -183,6 +202,7 @@ mod linux {
             sigemptyset(&mut set) == 0
                 && sigaddset(&mut set, SIGINT) == 0
                 && sigaddset(&mut set, SIGTERM) == 0
+                && sigaddset(&mut set, SIGHUP) == 0
         };
         // SAFETY: `set` is initialised above; a null `old` is allowed and
         // means the previous mask is not wanted.
@@ -200,6 +220,7 @@ mod linux {
             match (status, received) {
                 (0, SIGINT) => return Signal::Interrupt,
                 (0, SIGTERM) => return Signal::Terminate,
+                (0, SIGHUP) => return Signal::Hangup,
                 (0, _) => continue,
                 // sigwait fails only for an invalid set, which `block` never
                 // builds; retrying would spin, so this thread waits forever.
@@ -208,6 +229,13 @@ mod linux {
                 },
             }
         }
+    }
+
+    pub fn shut_reading(fd: c_int) {
+        // SAFETY: shutdown takes any integer and reports a bad one by its
+        // return value; it touches no memory of ours. The caller accepts
+        // that `fd` may by now name another socket (see `shut_reading`).
+        let _ = unsafe { shutdown(fd, SHUT_RD) };
     }
 
     pub fn set_backlog(listener: &TcpListener, backlog: u32) -> io::Result<()> {

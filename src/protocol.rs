@@ -44,6 +44,9 @@ pub enum Refusal {
     },
     /// The server's clock cannot be written as RFC 3339.
     ClockOutOfRange,
+    /// The server is stopping: its grace period ended first, or the
+    /// connection was still waiting to be accepted.
+    ShuttingDown,
     /// With the PROXY protocol: the peer may not send a header.
     UntrustedProxy,
     /// With the PROXY protocol: the connection did not start with a valid
@@ -55,6 +58,7 @@ const BUSY: &str = "server busy";
 const TOO_LONG: (&str, &str) = ("message longer than ", " bytes");
 const DEADLINE: (&str, &str) = ("no message within ", " s");
 const CLOCK_OUT_OF_RANGE: &str = "server clock is outside 1970..9999";
+const SHUTTING_DOWN: &str = "server shutting down";
 const UNTRUSTED_PROXY: &str = "connection not from a trusted proxy";
 const NO_PROXY_HEADER: &str = "no valid PROXY protocol header";
 
@@ -67,6 +71,7 @@ impl fmt::Display for Refusal {
                 write!(f, "{}{}{}", DEADLINE.0, seconds(*limit), DEADLINE.1)
             }
             Refusal::ClockOutOfRange => f.write_str(CLOCK_OUT_OF_RANGE),
+            Refusal::ShuttingDown => f.write_str(SHUTTING_DOWN),
             Refusal::UntrustedProxy => f.write_str(UNTRUSTED_PROXY),
             Refusal::NoProxyHeader => f.write_str(NO_PROXY_HEADER),
         }
@@ -81,6 +86,7 @@ impl Refusal {
         for fixed in [
             Refusal::Busy,
             Refusal::ClockOutOfRange,
+            Refusal::ShuttingDown,
             Refusal::UntrustedProxy,
             Refusal::NoProxyHeader,
         ] {
@@ -240,6 +246,7 @@ mod tests {
                 limit: Duration::from_micros(1_250_001),
             },
             Refusal::ClockOutOfRange,
+            Refusal::ShuttingDown,
             Refusal::UntrustedProxy,
             Refusal::NoProxyHeader,
         ] {

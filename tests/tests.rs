@@ -12,4 +12,5 @@ mod probe;
 mod reliability;
 mod serv6_cli;
 mod service;
+mod shutdown;
 mod stress;

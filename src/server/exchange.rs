@@ -10,13 +10,16 @@ use super::proxy::Header;
 use crate::addr::Cidr;
 use crate::diag;
 use crate::framing::{Ending, Outcome, Rules};
+use crate::protocol;
 use crate::protocol::Refusal;
 use crate::timestamp::{Rfc3339, Timestamp};
 use crate::words::counted;
 use std::fmt;
 use std::io;
+use std::io::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -42,6 +45,9 @@ pub(crate) struct Service {
     pub stats: Stats,
     in_progress: AtomicUsize,
     busy: Burst,
+    /// Set when shutdown's grace period is over: exchanges still reading
+    /// are told the server is shutting down.
+    cut: AtomicBool,
 }
 
 impl Service {
@@ -62,6 +68,7 @@ impl Service {
             stats: Stats::new(),
             in_progress: AtomicUsize::new(0),
             busy: Burst::default(),
+            cut: AtomicBool::new(false),
         })
     }
 
@@ -75,6 +82,26 @@ impl Service {
             self.exchange(&mut conn, &self.rules_when(in_progress), watch);
         }
         self.in_progress.fetch_sub(1, Relaxed);
+    }
+
+    /// Exchanges in progress now.
+    pub fn in_progress(&self) -> usize {
+        self.in_progress.load(Relaxed)
+    }
+
+    /// Ends the grace period: exchanges still reading will be cut short.
+    pub fn cut_short(&self) {
+        self.cut.store(true, Relaxed);
+    }
+
+    /// Answers a connection accepted while stopping, without reading it.
+    pub fn tell_shutting_down(&self, stream: TcpStream) {
+        self.stats.told_shutting_down.fetch_add(1, Relaxed);
+        let mut line = String::new();
+        protocol::write_refusal(&mut line, &Refusal::ShuttingDown);
+        if (&stream).write_all(line.as_bytes()).is_ok() {
+            self.closer.close(stream);
+        }
     }
 
     /// Writes the counts of error lines not yet shown, before the summary.
@@ -112,6 +139,11 @@ impl Service {
             read_rules.deadline = until.saturating_duration_since(Instant::now());
         }
         let outcome = conn.read(&read_rules, &mut watch);
+        if self.cut.load(Relaxed) {
+            self.stats.told_shutting_down.fetch_add(1, Relaxed);
+            conn.refuse(&Refusal::ShuttingDown, &self.closer);
+            return;
+        }
         if own && is_health_check(&outcome, conn) {
             if self.stats.checks.fetch_add(1, Relaxed) == 0 {
                 diag::info(format_args!(
@@ -210,8 +242,9 @@ impl Service {
             Refusal::TooLong { .. } => Kind::TooLong,
             Refusal::ClockOutOfRange => Kind::Clock,
             Refusal::UntrustedProxy | Refusal::NoProxyHeader => Kind::Proxy,
-            // Never here: busy refusals are reported once per burst.
-            Refusal::Busy => Kind::Failed,
+            // Never here: busy refusals are reported once per burst, and
+            // shutdown's are counted apart.
+            Refusal::Busy | Refusal::ShuttingDown => Kind::Failed,
         };
         self.errors
             .report(kind, format_args!("{}: {cause}", conn.client));

@@ -111,6 +111,8 @@ pub(crate) struct Stats {
     pub busy: AtomicU64,
     /// A balancer's health checks (PROXY protocol): neither exchanges nor errors.
     pub checks: AtomicU64,
+    /// Connections told `error: server shutting down`.
+    pub told_shutting_down: AtomicU64,
 }
 
 impl Stats {
@@ -121,6 +123,7 @@ impl Stats {
             errors: AtomicU64::new(0),
             busy: AtomicU64::new(0),
             checks: AtomicU64::new(0),
+            told_shutting_down: AtomicU64::new(0),
         }
     }
 
@@ -131,6 +134,11 @@ impl Stats {
         let mut extra = String::new();
         for (n, one, many) in [
             (checks, "health check", "health checks"),
+            (
+                self.told_shutting_down.load(Relaxed),
+                "connection cut at shutdown",
+                "connections cut at shutdown",
+            ),
             (
                 dropped_out,
                 "exchange line dropped",

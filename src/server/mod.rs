@@ -72,10 +72,13 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
     };
     let signal = termination.wait();
+    pool.stop_accepting();
     diag::info(format_args!(
-        "{signal} received: finishing exchanges in progress"
+        "{signal} received: refusing new connections; exchanges in progress have {} s to finish",
+        options.grace.as_secs_f64()
     ));
-    pool.stop();
+    exit_on_second_signal(termination, pool.in_progress());
+    pool.finish(options.grace);
     let service = pool.service();
     service.end_error_second();
     let summary = service
@@ -85,6 +88,30 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     service.log().flush(FLUSH_ON_EXIT);
     diag::flush(FLUSH_ON_EXIT);
     ExitCode::SUCCESS
+}
+
+/// Waits, on a thread of its own, for another signal: then exits at once,
+/// saying how many exchanges that cuts.
+fn exit_on_second_signal(
+    termination: platform::Termination,
+    in_progress: impl Fn() -> usize + Send + 'static,
+) {
+    let started = std::thread::Builder::new()
+        .name("serv6-signals".into())
+        .spawn(move || {
+            let signal = termination.wait();
+            diag::error(format_args!(
+                "{signal} received again: exiting now, cutting {} in progress",
+                crate::words::counted(in_progress() as u64, "exchange", "exchanges")
+            ));
+            diag::flush(FLUSH_ON_EXIT);
+            std::process::exit(1);
+        });
+    if let Err(e) = started {
+        diag::error(format_args!(
+            "a second signal will not stop serv6 at once: {e}"
+        ));
+    }
 }
 
 /// Why serv6 could not start: the line to print and the exit status.

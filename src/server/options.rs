@@ -29,6 +29,8 @@ pub(crate) struct Options {
     pub pause: Option<Duration>,
     pub deadline: Duration,
     pub max_conns: usize,
+    /// On a signal, how long exchanges in progress have to finish.
+    pub grace: Duration,
     /// The most message bytes an exchange's log line shows.
     pub log_bytes: usize,
     /// Connections the kernel may queue, waiting for `accept`.
@@ -49,6 +51,7 @@ impl Default for Options {
             deadline: Duration::from_secs(10),
             max_conns: 1024,
             backlog: 4096,
+            grace: Duration::from_secs(5),
             log_bytes: 1024,
             quiet: false,
             proxy_from: None,
@@ -103,6 +106,14 @@ pub(crate) const FLAGS: &[Flag] = &[
         value: Some("N"),
         help: "exchanges in progress at once; beyond, new connections get 'error: server busy'",
         default: DefaultText::Value("1024"),
+    },
+    Flag {
+        short: None,
+        long: "grace",
+        value: Some("SECS"),
+        help: "on SIGTERM, SIGINT or SIGHUP, the time exchanges in progress have to finish \
+               before they are told 'error: server shutting down'; a second signal exits at once",
+        default: DefaultText::Value("5"),
     },
     Flag {
         short: None,
@@ -176,8 +187,10 @@ error gets the listening addresses (the first line), errors, and a summary on ex
         ),
         (
             "Signals",
-            "SIGINT and SIGTERM stop accepting, let the exchanges in progress finish, print \
-a summary and exit with status 0.",
+            "SIGTERM, SIGINT and SIGHUP stop it: new connections are refused at once, those \
+already waiting are told 'error: server shutting down', exchanges in progress have --grace \
+to finish and are then told the same; then a summary, and exit status 0. A second signal \
+exits at once, with status 1, saying how many exchanges it cut.",
         ),
         (
             "Exit status",
@@ -224,9 +237,10 @@ pub(crate) fn program() -> Program {
         ),
         flags: FLAGS,
         after: "\
-Standard error gets the listening addresses, errors and a summary on exit;
-standard output gets one line per exchange. SIGINT or SIGTERM stops it
-gracefully.",
+Standard error gets the listening addresses (the first line), errors and a
+summary on exit; standard output gets one line per exchange. Neither output
+can stop the service: a reader that stalls makes lines wait, then drop.
+SIGTERM, SIGINT or SIGHUP stops it gracefully; a second signal at once.",
     }
 }
 
@@ -252,6 +266,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             "deadline" => options.deadline = parser.seconds(false)?,
             "max-conns" => options.max_conns = parser.number(1..=MAX_LIMIT)?,
             "backlog" => options.backlog = parser.number(1..=65_535)?,
+            "grace" => options.grace = parser.seconds(true)?,
             "log-bytes" => options.log_bytes = parser.number(0..=MAX_LIMIT)?,
             "quiet" => options.quiet = true,
             "proxy-protocol" => proxy = true,
@@ -379,6 +394,7 @@ mod tests {
             deadline: Duration::from_millis(2500),
             max_conns: 3,
             backlog: 4096,
+            grace: Duration::from_secs(5),
             log_bytes: 1024,
             quiet: true,
             proxy_from: None,

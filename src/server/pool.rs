@@ -14,12 +14,14 @@ use super::connection::{Connection, Scratch};
 use super::exchange::Service;
 use super::log::Burst;
 use crate::diag;
+use crate::platform;
 use crate::words::counted;
 use std::cell::OnceCell;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::AcqRel, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering::AcqRel, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -105,6 +107,9 @@ struct Shared {
     all_gone: Condvar,
     max_workers: usize,
     spawn_trouble: Burst,
+    /// Each worker's connection in progress, as a descriptor (-1: none),
+    /// so that shutdown can wake a worker blocked reading it.
+    slots: Mutex<Vec<Arc<AtomicI32>>>,
 }
 
 /// One listener and its idle workers.
@@ -129,6 +134,7 @@ impl Pool {
             all_gone: Condvar::new(),
             max_workers: settings.max_workers,
             spawn_trouble: Burst::default(),
+            slots: Mutex::new(Vec::new()),
         });
         let mut doors = Vec::new();
         for listener in listeners {
@@ -146,45 +152,57 @@ impl Pool {
         &self.shared.service
     }
 
-    /// Stops accepting, lets exchanges in progress finish, and returns once
-    /// every worker has left.
-    pub fn stop(&self) {
+    /// Stops: new connections are refused at once, and those already
+    /// queued are told `error: server shutting down`.
+    pub fn stop_accepting(&self) {
         self.shared.stopping.store(true, Relaxed);
         for door in &self.doors {
-            wake_idle_workers(door.addr, door.idle.load(Relaxed));
+            door.close(&self.shared.service);
         }
-        let mut live = self.shared.live();
-        while *live > 0 {
-            live = self
-                .shared
-                .all_gone
-                .wait(live)
-                .unwrap_or_else(PoisonError::into_inner);
+    }
+
+    /// Gives exchanges in progress `grace` to finish, then tells those
+    /// left `error: server shutting down`. Returns once every worker has
+    /// left, or a last second more has passed.
+    pub fn finish(&self, grace: Duration) {
+        if self.shared.wait_all_gone(grace) {
+            return;
         }
+        self.shared.service.cut_short();
+        for slot in self.shared.slots().iter() {
+            let fd = slot.load(Relaxed);
+            if fd >= 0 {
+                platform::shut_reading(fd);
+            }
+        }
+        self.shared.wait_all_gone(CUT_WAIT);
+    }
+
+    /// How many exchanges are in progress, from any thread: for a second
+    /// signal, which exits at once.
+    pub fn in_progress(&self) -> impl Fn() -> usize + Send + 'static {
+        let shared = Arc::clone(&self.shared);
+        move || shared.service.in_progress()
     }
 }
 
-/// Connects to a listener as many times as it may have idle workers, so each
-/// returns from `accept`, sees the pool stopping, and leaves. Those it misses
-/// leave at their next accept timeout.
-fn wake_idle_workers(addr: SocketAddr, count: usize) {
-    let target = match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => {
-            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
-        }
-        IpAddr::V6(ip) if ip.is_unspecified() => {
-            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port())
-        }
-        _ => addr,
-    };
-    for _ in 0..count {
-        if TcpStream::connect_timeout(&target, Duration::from_millis(100)).is_err() {
-            break;
-        }
-    }
-}
+/// How long cut exchanges have to write their last line.
+const CUT_WAIT: Duration = Duration::from_secs(1);
 
 impl Door {
+    /// Answers what is queued on the listener, then stops it listening:
+    /// later connections are refused, and workers blocked in `accept` wake.
+    /// (A connection queued between the two is reset; the window is the
+    /// time of one `accept` that finds nothing.)
+    fn close(&self, service: &Service) {
+        if self.listener.set_nonblocking(true).is_ok() {
+            while let Ok((stream, _)) = self.listener.accept() {
+                service.tell_shutting_down(stream);
+            }
+        }
+        platform::shut_reading(self.listener.as_raw_fd());
+    }
+
     fn new(listener: TcpListener, accept_timeout: Duration) -> io::Result<Door> {
         let addr = listener.local_addr()?;
         Ok(Door {
@@ -216,6 +234,28 @@ fn with_accept_timeout(listener: TcpListener, timeout: Duration) -> io::Result<T
 impl Shared {
     fn live(&self) -> MutexGuard<'_, usize> {
         self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn slots(&self) -> MutexGuard<'_, Vec<Arc<AtomicI32>>> {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits at most `limit` for every worker to leave; true if they did.
+    fn wait_all_gone(&self, limit: Duration) -> bool {
+        let until = Instant::now() + limit;
+        let mut live = self.live();
+        while *live > 0 {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            live = self
+                .all_gone
+                .wait_timeout(live, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        true
     }
 
     /// Adds an idle worker to `door`, unless the pool is at its limit.
@@ -250,6 +290,15 @@ impl Shared {
     }
 
     fn work(self: &Arc<Self>, door: &Arc<Door>) {
+        let slot = Arc::new(AtomicI32::new(-1));
+        self.slots().push(Arc::clone(&slot));
+        self.serve_accepted(door, &slot);
+        self.slots().retain(|other| !Arc::ptr_eq(other, &slot));
+        self.leave();
+    }
+
+    /// Accepts and serves until the pool stops or this worker retires.
+    fn serve_accepted(self: &Arc<Self>, door: &Arc<Door>, slot: &AtomicI32) {
         let mut scratch = Scratch::new();
         // The read timeout accepted sockets start with, asked of the first
         // one rather than assumed: inheriting it is Linux behaviour.
@@ -258,13 +307,14 @@ impl Shared {
         loop {
             if self.stopping.load(Relaxed) {
                 door.idle.fetch_sub(1, AcqRel);
-                break;
+                return;
             }
             match door.listener.accept() {
+                Ok((stream, _)) if self.stopping.load(Relaxed) => {
+                    self.service.tell_shutting_down(stream);
+                }
                 Ok((stream, peer)) => {
-                    if self.stopping.load(Relaxed) {
-                        continue;
-                    }
+                    slot.store(stream.as_raw_fd(), Relaxed);
                     let timeout =
                         *inherited_timeout.get_or_init(|| stream.read_timeout().ok().flatten());
                     let watch = self.accepted(door).then(|| SlowWatch {
@@ -273,18 +323,20 @@ impl Shared {
                     });
                     let conn = Connection::new(stream, peer, &mut scratch, timeout);
                     self.service.serve(conn, watch);
+                    slot.store(-1, Relaxed);
                     door.idle.fetch_add(1, AcqRel);
                 }
                 Err(e) if is_timeout(&e) => {
                     if door.try_retire() {
-                        break;
+                        return;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // A stopped listener fails accept: the loop's check leaves.
+                Err(_) if self.stopping.load(Relaxed) => {}
                 Err(e) => self.accept_failed(door, &e),
             }
         }
-        self.leave();
     }
 
     /// Leaves the idle count; true if this worker took the last idle place.

@@ -504,6 +504,21 @@ pub mod proc {
         })
     }
 
+    /// How many connections wait in the accept queue of the IPv4 socket
+    /// listening on `port` (its `rx_queue` in /proc/net/tcp).
+    pub fn accept_queue(port: u16) -> Option<u64> {
+        let table = fs::read_to_string("/proc/net/tcp").ok()?;
+        let wanted = format!(":{port:04X}");
+        table.lines().skip(1).find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let listening = fields.get(1)?.ends_with(&wanted) && fields.get(3) == Some(&"0A");
+            let queue = fields.get(4)?.split(':').nth(1)?;
+            listening
+                .then(|| u64::from_str_radix(queue, 16).ok())
+                .flatten()
+        })
+    }
+
     pub fn open_fds(pid: u32) -> usize {
         fs::read_dir(format!("/proc/{pid}/fd"))
             .expect("/proc/PID/fd")
