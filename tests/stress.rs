@@ -593,3 +593,56 @@ fn clients_that_linger_or_never_read_do_not_pin_the_workers() {
         "RSS {rss} KiB after, {idle_rss} KiB idle"
     );
 }
+
+#[test]
+#[ignore = "slow: run with make stress"]
+fn under_an_address_space_limit_it_refuses_the_excess_instead_of_aborting() {
+    if too_few_fds(1000) {
+        return;
+    }
+    let serv6 = env!("CARGO_BIN_EXE_serv6");
+    let mut server = Server::start_with(Command::new("sh").args([
+        "-c",
+        "ulimit -v 60000 && exec \"$0\" \"$@\"",
+        serv6,
+        "--quiet",
+        "--bind",
+        "127.0.0.1",
+    ]));
+    let limited = server.err_line_containing("the address space is limited");
+    let (slow, replies) = silent_clients(server.v4(), 400);
+    // Those past the limit are told busy at once; the others are held.
+    let mut busy = 0;
+    while busy < 300 {
+        let reply = replies
+            .recv_timeout(PATIENCE)
+            .expect("busy replies come at once");
+        assert_eq!(reply_of(&reply), Reply::Refused(Refusal::Busy));
+        busy += 1;
+    }
+    assert!(server.is_running(), "serv6 died under the limit");
+    // The held ones end their messages: empty, and answered.
+    for conn in &slow {
+        let _ = conn.shutdown(std::net::Shutdown::Write);
+    }
+    let rest: Vec<Reply> = (0..100)
+        .map(|_| reply_of(&replies.recv_timeout(PATIENCE).expect("a reply")))
+        .collect();
+    busy += rest
+        .iter()
+        .filter(|r| **r == Reply::Refused(Refusal::Busy))
+        .count();
+    let served = rest
+        .iter()
+        .filter(|r| matches!(r, Reply::Received { len: 0, .. }))
+        .count();
+    assert_eq!(busy + served, 400);
+    assert_received(&exchange(server.v4(), b"hola\n", false), 4);
+    println!(
+        "ulimit -v 60000, 400 silent clients: {busy} told busy, {served} served; {}",
+        limited.trim_end()
+    );
+    drop(slow);
+    server.signal("TERM");
+    assert_eq!(server.wait_exit().code(), Some(0));
+}

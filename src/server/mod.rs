@@ -71,13 +71,12 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             std::thread::park();
         }
     };
-    let signal = termination.wait();
+    let signal = wait_for_signals(termination, pool.in_progress());
     pool.stop_accepting();
     diag::info(format_args!(
         "{signal} received: refusing new connections; exchanges in progress have {} s to finish",
         options.grace.as_secs_f64()
     ));
-    exit_on_second_signal(termination, pool.in_progress());
     pool.finish(options.grace);
     let service = pool.service();
     service.end_error_second();
@@ -90,16 +89,22 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Waits, on a thread of its own, for another signal: then exits at once,
-/// saying how many exchanges that cuts.
-fn exit_on_second_signal(
+/// Waits for the first signal, and returns it. A thread of its own,
+/// started now while there is surely room for it, waits for them: after
+/// the first, it waits for a second, and then exits at once, saying how
+/// many exchanges that cuts.
+fn wait_for_signals(
     termination: platform::Termination,
     in_progress: impl Fn() -> usize + Send + 'static,
-) {
+) -> platform::Signal {
+    let (first, received) = std::sync::mpsc::channel();
+    let waiter = termination.clone();
     let started = std::thread::Builder::new()
         .name("serv6-signals".into())
+        .stack_size(64 * 1024)
         .spawn(move || {
-            let signal = termination.wait();
+            let _ = first.send(waiter.wait());
+            let signal = waiter.wait();
             diag::error(format_args!(
                 "{signal} received again: exiting now, cutting {} in progress",
                 crate::words::counted(in_progress() as u64, "exchange", "exchanges")
@@ -107,10 +112,12 @@ fn exit_on_second_signal(
             diag::flush(FLUSH_ON_EXIT);
             std::process::exit(1);
         });
-    if let Err(e) = started {
-        diag::error(format_args!(
-            "a second signal will not stop serv6 at once: {e}"
-        ));
+    match started.map(|_| received.recv()) {
+        Ok(Ok(signal)) => signal,
+        _ => {
+            diag::error(format_args!("a second signal will not stop serv6 at once"));
+            termination.wait()
+        }
     }
 }
 
@@ -130,14 +137,17 @@ fn start(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Pool, St
         pause: options.pause,
         deadline: options.deadline,
     };
+    let listeners = bound.listeners.len();
+    let (max_conns, limited) =
+        pool::fit_address_space(options.max_conns, options.max_bytes, listeners);
+    bound.notes.extend(limited);
     let proxy_from = options.proxy_from.clone();
     let log = Log::new(options.quiet, options.log_bytes);
-    let service =
-        Service::new(rules, options.max_conns, proxy_from, log).map_err(|e| StartError {
-            message: format!("cannot start the closer: {e}"),
-            status: 1,
-        })?;
-    let settings = pool::Settings::new(options.deadline, options.max_conns, bound.listeners.len());
+    let service = Service::new(rules, max_conns, proxy_from, log).map_err(|e| StartError {
+        message: format!("cannot start the closer: {e}"),
+        status: 1,
+    })?;
+    let settings = pool::Settings::new(options.deadline, max_conns, listeners);
     let notes = std::mem::take(&mut bound.notes);
     let pool = Pool::start(bound.listeners, settings, service).map_err(|e| StartError {
         message: format!("cannot start workers: {e}"),

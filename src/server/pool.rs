@@ -71,6 +71,58 @@ impl Settings {
     }
 }
 
+/// Room kept free under an address-space limit for all but the workers:
+/// the heap, the output queues, the helper threads.
+const ADDRESS_SPACE_RESERVE: u64 = 16 << 20;
+
+/// `max_conns`, lowered if an address-space limit (`ulimit -v`) leaves no
+/// room for that many workers, stacks and message buffers included; with
+/// the reason, to tell the operator. Past it, connections are told busy
+/// rather than a worker failing to start, or an allocation aborting.
+pub(crate) fn fit_address_space(
+    max_conns: usize,
+    max_bytes: usize,
+    listeners: usize,
+) -> (usize, Option<String>) {
+    let Some(room) = address_space_room() else {
+        return (max_conns, None);
+    };
+    let per_worker = STACK_SIZE as u64 + 2 * max_bytes as u64 + (64 << 10);
+    let workers = room.saturating_sub(ADDRESS_SPACE_RESERVE) / per_worker;
+    let fits = usize::try_from(workers)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(SPARE * listeners)
+        .max(1);
+    if fits >= max_conns {
+        return (max_conns, None);
+    }
+    let note = format!(
+        "the address space is limited ({} MiB free): at most {} at once, not {max_conns}",
+        room >> 20,
+        crate::words::counted(fits as u64, "exchange", "exchanges")
+    );
+    (fits, Some(note))
+}
+
+/// Bytes of address space this process may still map, if it is limited:
+/// the soft `RLIMIT_AS` from /proc/self/limits, less what is mapped now.
+fn address_space_room() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max address space"))?;
+    let limit: u64 = line.split_whitespace().nth(3)?.parse().ok()?;
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let mapped_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(limit.saturating_sub(mapped_kib * 1024))
+}
+
 /// Set by the worker that takes the last idle place on a listener: if its
 /// client turns out slow, no one is left to accept, and the pool must grow.
 /// The connection's reader asks it how long until the verdict, and calls
