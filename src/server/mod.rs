@@ -72,12 +72,19 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
     };
     let signal = wait_for_signals(termination, pool.in_progress());
+    shut_down(&pool, signal, options.grace);
+    ExitCode::SUCCESS
+}
+
+/// Refuses new connections, gives those in progress `grace`, then says
+/// what was done and lets queued output out, briefly.
+fn shut_down(pool: &Pool, signal: platform::Signal, grace: Duration) {
     pool.stop_accepting();
     diag::info(format_args!(
         "{signal} received: refusing new connections; exchanges in progress have {} s to finish",
-        options.grace.as_secs_f64()
+        grace.as_secs_f64()
     ));
-    pool.finish(options.grace);
+    pool.finish(grace);
     let service = pool.service();
     service.end_error_second();
     let summary = service
@@ -86,7 +93,6 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     diag::info(format_args!("{summary}"));
     service.log().flush(FLUSH_ON_EXIT);
     diag::flush(FLUSH_ON_EXIT);
-    ExitCode::SUCCESS
 }
 
 /// Waits for the first signal, and returns it. A thread of its own,
