@@ -4,13 +4,14 @@
 //! full, naming the client. The rest are only counted, by kind, and a
 //! helper thread writes one line with the counts at the end of the second:
 //! a flood of resets or oversize messages costs a line a second, not a
-//! line each.
+//! line each. A second starts with its first error; while there are none,
+//! the helper sleeps.
 
 use crate::diag;
 use crate::words::counted;
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
@@ -44,11 +45,13 @@ const KINDS: [(Kind, &str, &str); 5] = [
 pub(crate) struct ErrorLines {
     shown: AtomicU32,
     unshown: [AtomicU64; KINDS.len()],
+    /// Set by the first error of a second, for the helper to wake on.
+    second_started: Mutex<bool>,
+    wake: Condvar,
 }
 
 impl ErrorLines {
-    /// Starts the helper that ends each second; it runs for the process's
-    /// life, and wakes once a second.
+    /// Starts the helper that ends each second in which errors came.
     pub fn start() -> Arc<ErrorLines> {
         let lines = Arc::new(ErrorLines::default());
         let ticking = Arc::clone(&lines);
@@ -56,6 +59,7 @@ impl ErrorLines {
             .name("serv6-errors".into())
             .stack_size(64 * 1024)
             .spawn(move || loop {
+                ticking.wait_for_an_error();
                 thread::sleep(Duration::from_secs(1));
                 ticking.end_second();
             });
@@ -69,11 +73,33 @@ impl ErrorLines {
 
     /// Reports an error of `kind`: in full if few came this second.
     pub fn report(&self, kind: Kind, line: fmt::Arguments) {
-        if self.shown.fetch_add(1, Relaxed) < SHOWN_PER_SECOND {
+        let shown = self.shown.fetch_add(1, Relaxed);
+        if shown == 0 {
+            *self
+                .second_started
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = true;
+            self.wake.notify_one();
+        }
+        if shown < SHOWN_PER_SECOND {
             diag::error(line);
         } else {
             self.unshown[kind as usize].fetch_add(1, Relaxed);
         }
+    }
+
+    fn wait_for_an_error(&self) {
+        let mut started = self
+            .second_started
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while !*started {
+            started = self
+                .wake
+                .wait(started)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *started = false;
     }
 
     /// Writes the counts of the errors not shown this second, if any.
