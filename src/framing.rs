@@ -101,7 +101,8 @@ pub(crate) fn read_message(
     }
 }
 
-fn is_retry(e: &io::Error) -> bool {
+/// Whether a read error only means "nothing came yet": try again.
+pub(crate) fn is_retry(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted

@@ -5,7 +5,7 @@ use super::closer::Closer;
 use super::log::Log;
 use super::pool::SlowWatch;
 use super::proxy::{self, Header, Parsed, MAX_HEADER};
-use crate::framing::{read_message, Outcome, Rules, Source};
+use crate::framing::{is_retry, read_message, Outcome, Rules, Source};
 use crate::protocol::{self, Refusal};
 use crate::timestamp::Rfc3339;
 use std::io::{self, Read, Write};
@@ -236,13 +236,6 @@ impl<S: Source> Source for Prefixed<'_, S> {
         self.first = &self.first[n..];
         Ok(n)
     }
-}
-
-fn is_retry(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-    )
 }
 
 /// A read may wait this much longer than asked before it is worth a syscall.

@@ -183,11 +183,10 @@ fn listeners(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Boun
         });
     }
     let port = options.port.unwrap_or(DEFAULT_PORT);
-    let bound = listen::bind_all(&options.binds, port).map_err(|e| StartError {
+    let mut bound = listen::bind_all(&options.binds, port).map_err(|e| StartError {
         status: if e.is_usage() { 2 } else { 1 },
         message: e.to_string(),
     })?;
-    let mut bound = bound;
     for listener in &bound.listeners {
         if let Err(e) = platform::set_backlog(listener, options.backlog) {
             bound
