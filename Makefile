@@ -63,13 +63,13 @@ test-install: build
 
 # The attacks hold about 2000 sockets: raise the open-file limit if allowed.
 stress:
-	ulimit -n 4096 2>/dev/null || true; \
+	ulimit -n "$$(ulimit -Hn)" 2>/dev/null || true; \
 	  $(CARGO) test --release --test tests stress:: -- --ignored --test-threads=1 --nocapture
 
 # QUICK=1 for a short run, CLIENTS=16 for one client count.
 # Results also go to a new file in target/bench-results/.
 bench:
-	ulimit -n 4096 2>/dev/null || true; \
+	ulimit -n "$$(ulimit -Hn)" 2>/dev/null || true; \
 	  QUICK=$(QUICK) CLIENTS=$(CLIENTS) $(CARGO) bench --bench bench
 
 demo: build

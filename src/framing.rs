@@ -2,9 +2,15 @@
 //!
 //! A message ends at the first LF (a CR just before it is dropped), at EOF,
 //! or when the client pauses after sending at least one byte. It must be no
-//! longer than a limit and complete within a deadline. [`read_message`]
-//! applies these rules to any [`Source`], so the same code runs on a socket
-//! in the server and on a scripted source with a virtual clock in tests.
+//! longer than a limit and complete within a deadline.
+//!
+//! [`Framer`] applies these rules as a state machine: it is fed bytes with
+//! the time they arrived, and asked when it next needs to look at the clock
+//! ([`Framer::next_wake`], [`Framer::on_timer`]). It never reads or waits
+//! itself, so a worker blocking on a socket, the waiting room polling
+//! thousands of them, and tests on a virtual clock all drive the same
+//! rules. [`drive`] is the blocking loop around any such [`Machine`], and
+//! [`read_message`] the whole read of one message from a [`Source`].
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -33,10 +39,18 @@ pub(crate) enum Ending {
     Pause,
 }
 
+impl Ending {
+    /// Whether the client may still be sending after its message: closing
+    /// at once could then reset the connection and destroy the reply.
+    pub fn more_may_come(self) -> bool {
+        matches!(self, Ending::Newline { trailing: true } | Ending::Pause)
+    }
+}
+
 /// What reading an exchange's message produced.
 #[derive(Debug)]
 pub(crate) enum Outcome {
-    /// The message is in the buffer; `at` is when the last of it arrived.
+    /// The message is complete; `at` is when the last of it arrived.
     Message { ending: Ending, at: Instant },
     /// More than `max_len` bytes arrived before the message ended.
     TooLong,
@@ -44,6 +58,139 @@ pub(crate) enum Outcome {
     Deadline,
     /// The connection failed (reset, for example).
     Failed(io::Error),
+}
+
+/// Whether a state machine has finished, and with what.
+#[derive(Debug)]
+pub(crate) enum Progress<T> {
+    Pending,
+    Done(T),
+}
+
+/// A state machine that reads something from bytes arriving over time.
+pub(crate) trait Machine {
+    /// What it finishes with.
+    type Done;
+
+    /// Takes `bytes` that arrived at `at`; empty `bytes` is EOF.
+    fn feed(&mut self, bytes: &[u8], at: Instant) -> Progress<Self::Done>;
+
+    /// When it must next be told the time: at or after it,
+    /// [`Machine::on_timer`] finishes.
+    fn next_wake(&self) -> Instant;
+
+    /// Tells it the time is `now`.
+    fn on_timer(&mut self, now: Instant) -> Progress<Self::Done>;
+
+    /// The connection failed: what that finishes with.
+    fn fail(&mut self, error: io::Error) -> Self::Done;
+}
+
+/// The framing rules as a state machine over one message.
+#[derive(Debug)]
+pub(crate) struct Framer {
+    rules: Rules,
+    deadline: Instant,
+    last_arrival: Option<Instant>,
+    message: Vec<u8>,
+}
+
+impl Framer {
+    /// Starts reading a message under `rules` at `started`, into `buffer`
+    /// (cleared first; lent so that a worker can reuse one allocation).
+    pub fn new(rules: &Rules, started: Instant, mut buffer: Vec<u8>) -> Framer {
+        buffer.clear();
+        Framer {
+            rules: *rules,
+            deadline: started + rules.deadline,
+            last_arrival: None,
+            message: buffer,
+        }
+    }
+
+    /// The bytes of the message so far (all of it, once finished).
+    pub fn message(&self) -> &[u8] {
+        &self.message
+    }
+
+    /// The message buffer, to keep or reuse.
+    pub fn into_message(self) -> Vec<u8> {
+        self.message
+    }
+
+    /// The message buffer, leaving this framer empty.
+    pub fn take_message(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.message)
+    }
+
+    /// Where the pause that would end the message runs out, if one would.
+    fn pause_end(&self) -> Option<Instant> {
+        self.last_arrival
+            .zip(self.rules.pause)
+            .map(|(at, pause)| at + pause)
+    }
+
+    /// The message's end by the clock alone, if time `now` has brought one:
+    /// a pause that ran out within the deadline, or the deadline. `late`
+    /// says `now` is an arrival: bytes that came exactly as the pause ran
+    /// out still belong to the message.
+    fn timed_out(&self, now: Instant, late: bool) -> Option<Outcome> {
+        let past = |end: Instant| if late { now > end } else { now >= end };
+        if let (Some(at), Some(end)) = (self.last_arrival, self.pause_end()) {
+            if past(end) && end <= self.deadline {
+                return Some(self.finish(Ending::Pause, at));
+            }
+        }
+        past(self.deadline).then_some(Outcome::Deadline)
+    }
+
+    fn finish(&self, ending: Ending, at: Instant) -> Outcome {
+        if self.message.len() > self.rules.max_len {
+            Outcome::TooLong
+        } else {
+            Outcome::Message { ending, at }
+        }
+    }
+}
+
+impl Machine for Framer {
+    type Done = Outcome;
+
+    fn feed(&mut self, bytes: &[u8], at: Instant) -> Progress<Outcome> {
+        if let Some(ended) = self.timed_out(at, true) {
+            return Progress::Done(ended);
+        }
+        if bytes.is_empty() {
+            return Progress::Done(self.finish(Ending::Eof, at));
+        }
+        match take(&mut self.message, bytes, self.rules.max_len) {
+            Step::More => {
+                self.last_arrival = Some(at);
+                Progress::Pending
+            }
+            Step::Newline { trailing } => Progress::Done(Outcome::Message {
+                ending: Ending::Newline { trailing },
+                at,
+            }),
+            Step::TooLong => Progress::Done(Outcome::TooLong),
+        }
+    }
+
+    fn next_wake(&self) -> Instant {
+        self.pause_end()
+            .map_or(self.deadline, |end| end.min(self.deadline))
+    }
+
+    fn on_timer(&mut self, now: Instant) -> Progress<Outcome> {
+        match self.timed_out(now, false) {
+            Some(ended) => Progress::Done(ended),
+            None => Progress::Pending,
+        }
+    }
+
+    fn fail(&mut self, error: io::Error) -> Outcome {
+        Outcome::Failed(error)
+    }
 }
 
 /// Bytes arriving over time: a socket, or a script in tests.
@@ -56,49 +203,55 @@ pub(crate) trait Source {
     fn read_within(&mut self, buf: &mut [u8], wait: Duration) -> io::Result<usize>;
 }
 
+/// Reads from `source` into `machine` until it finishes, or until
+/// `stop_at` comes first (then `Pending`: the machine holds what came).
+/// `chunk` is the read buffer.
+pub(crate) fn drive<M: Machine>(
+    source: &mut impl Source,
+    machine: &mut M,
+    chunk: &mut [u8],
+    stop_at: Option<Instant>,
+) -> Progress<M::Done> {
+    loop {
+        let now = source.now();
+        if let Progress::Done(done) = machine.on_timer(now) {
+            return Progress::Done(done);
+        }
+        let wake = machine.next_wake();
+        let until = stop_at.map_or(wake, |stop| stop.min(wake));
+        if now >= until {
+            return Progress::Pending;
+        }
+        match source.read_within(chunk, until - now) {
+            Ok(n) => {
+                if let Progress::Done(done) = machine.feed(&chunk[..n], source.now()) {
+                    return Progress::Done(done);
+                }
+            }
+            Err(e) if is_retry(&e) => {}
+            Err(e) => return Progress::Done(machine.fail(e)),
+        }
+    }
+}
+
 /// Reads one message from `source` into `message` (cleared first) under
 /// `rules`, using `chunk` as the read buffer. `message` never holds more than
 /// `rules.max_len + 1` bytes, however much the client sends.
+#[cfg(test)]
 pub(crate) fn read_message(
     source: &mut impl Source,
     rules: &Rules,
     message: &mut Vec<u8>,
     chunk: &mut [u8],
 ) -> Outcome {
-    message.clear();
-    let deadline = source.now() + rules.deadline;
-    let mut last_arrival: Option<Instant> = None;
-    loop {
-        let now = source.now();
-        let pause_end = last_arrival.zip(rules.pause).map(|(at, pause)| at + pause);
-        if let (Some(at), Some(end)) = (last_arrival, pause_end) {
-            if now >= end && end <= deadline {
-                return finish(message, rules, Ending::Pause, at);
-            }
-        }
-        if now >= deadline {
-            return Outcome::Deadline;
-        }
-        let wait = pause_end.map_or(deadline, |end| end.min(deadline)) - now;
-        match source.read_within(chunk, wait) {
-            Ok(0) => return finish(message, rules, Ending::Eof, source.now()),
-            Ok(n) => {
-                let at = source.now();
-                match take(message, &chunk[..n], rules.max_len) {
-                    Step::More => last_arrival = Some(at),
-                    Step::Newline { trailing } => {
-                        return Outcome::Message {
-                            ending: Ending::Newline { trailing },
-                            at,
-                        }
-                    }
-                    Step::TooLong => return Outcome::TooLong,
-                }
-            }
-            Err(e) if is_retry(&e) => {}
-            Err(e) => return Outcome::Failed(e),
-        }
-    }
+    let mut framer = Framer::new(rules, source.now(), std::mem::take(message));
+    let outcome = match drive(source, &mut framer, chunk, None) {
+        Progress::Done(outcome) => outcome,
+        // A framer always finishes at its wake; this is only a fallback.
+        Progress::Pending => Outcome::Deadline,
+    };
+    *message = framer.into_message();
+    outcome
 }
 
 /// Whether a read error only means "nothing came yet": try again.
@@ -107,14 +260,6 @@ pub(crate) fn is_retry(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
     )
-}
-
-fn finish(message: &[u8], rules: &Rules, ending: Ending, at: Instant) -> Outcome {
-    if message.len() > rules.max_len {
-        Outcome::TooLong
-    } else {
-        Outcome::Message { ending, at }
-    }
 }
 
 /// The result of adding one read's bytes to a message.
@@ -451,5 +596,114 @@ mod tests {
                 "seed {seed}, max {max_len}, chunk {chunk_len}: {script:?}"
             );
         }
+    }
+
+    /// Feeds `script` straight to a framer, each arrival split into pieces
+    /// of `piece` bytes (0: whole) that all arrive at its time, and asks it
+    /// the time only at its wakes, as the waiting room does.
+    fn feed_in_pieces(max_len: usize, script: &[(u64, Vec<u8>)], piece: usize) -> String {
+        let start = Instant::now();
+        let mut framer = Framer::new(&rules(max_len), start, Vec::new());
+        let mut clock = start;
+        let describe = |outcome: Outcome, framer: &Framer| match outcome {
+            // Whether bytes followed the LF depends on the pieces, by design.
+            Outcome::Message { ending, at } => format!(
+                "{:?} {:?} at {}ms",
+                match ending {
+                    Ending::Newline { .. } => "Newline",
+                    Ending::Eof => "Eof",
+                    Ending::Pause => "Pause",
+                },
+                String::from_utf8_lossy(framer.message()),
+                (at - start).as_millis()
+            ),
+            other => format!("{other:?}"),
+        };
+        for (gap, bytes) in script {
+            let arrival = clock + Duration::from_millis(*gap);
+            while framer.next_wake() < arrival {
+                let wake = framer.next_wake();
+                if let Progress::Done(outcome) = framer.on_timer(wake) {
+                    return describe(outcome, &framer);
+                }
+            }
+            clock = arrival;
+            let size = if piece == 0 {
+                bytes.len().max(1)
+            } else {
+                piece
+            };
+            let pieces: Vec<&[u8]> = if bytes.is_empty() {
+                vec![&[]]
+            } else {
+                bytes.chunks(size).collect()
+            };
+            for part in pieces {
+                if let Progress::Done(outcome) = framer.feed(part, clock) {
+                    return describe(outcome, &framer);
+                }
+            }
+        }
+        loop {
+            let wake = framer.next_wake();
+            if let Progress::Done(outcome) = framer.on_timer(wake) {
+                return describe(outcome, &framer);
+            }
+        }
+    }
+
+    #[test]
+    fn byte_by_byte_chunk_by_chunk_and_all_at_once_agree() {
+        let alphabet = b"ab\r\n\0\xff";
+        for seed in 1..=2_000u64 {
+            let mut rng = XorShift::new(seed);
+            let max_len = 1 + rng.below(16) as usize;
+            let script: Vec<(u64, Vec<u8>)> = (0..1 + rng.below(6))
+                .map(|_| {
+                    let gap = [0, 1, 199, 200, 201, 4_000, 9_999][rng.below(7) as usize];
+                    let len = rng.below(10) as usize;
+                    let bytes = (0..len)
+                        .map(|_| alphabet[rng.below(alphabet.len() as u64) as usize])
+                        .collect();
+                    (gap, bytes)
+                })
+                .collect();
+            let whole = feed_in_pieces(max_len, &script, 0);
+            let chunk = 1 + rng.below(4) as usize;
+            assert_eq!(
+                feed_in_pieces(max_len, &script, 1),
+                whole,
+                "seed {seed}: {script:?}"
+            );
+            assert_eq!(
+                feed_in_pieces(max_len, &script, chunk),
+                whole,
+                "seed {seed}, chunks of {chunk}: {script:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bytes_that_arrive_as_the_pause_ends_belong_to_the_message() {
+        let start = Instant::now();
+        let mut framer = Framer::new(&rules(64), start, Vec::new());
+        assert!(matches!(framer.feed(b"ho", start), Progress::Pending));
+        let end = start + PAUSE;
+        assert_eq!(framer.next_wake(), end);
+        assert!(matches!(framer.feed(b"la", end), Progress::Pending));
+        assert_eq!(framer.message(), b"hola");
+        let late = end + PAUSE + Duration::from_millis(1);
+        assert!(matches!(
+            framer.feed(b"!", late),
+            Progress::Done(Outcome::Message {
+                ending: Ending::Pause,
+                ..
+            })
+        ));
+        assert_eq!(
+            framer.message(),
+            b"hola",
+            "bytes after the pause are not its"
+        );
     }
 }

@@ -10,6 +10,10 @@
 //! - Sockets passed by a service manager (`sd_listen_fds(3)`): checked with
 //!   `getsockopt`, then adopted as a `TcpListener` ([`adopt_listener`]).
 //! - The listen backlog, which std fixes at 128 ([`set_backlog`]).
+//! - Readiness of many sockets at once, for the waiting room: `epoll`
+//!   ([`Poller`]). Elsewhere there is none, and workers read every
+//!   connection to its end themselves.
+//! - The open-file limit ([`raise_open_file_limit`]), which std cannot read.
 
 use std::fmt;
 use std::net::TcpListener;
@@ -93,17 +97,163 @@ pub fn set_backlog(listener: &TcpListener, backlog: u32) -> std::io::Result<()> 
     }
 }
 
-/// Shuts down the receiving side of the socket whose descriptor is `fd`:
-/// a listening socket stops listening (new connections are refused, and
-/// threads blocked in `accept` wake), a connection's blocked reads return
-/// EOF. std can do this only on a `TcpStream` it owns; here another thread
-/// owns the socket and is blocked in it. The caller must know that `fd` is
-/// still that socket: a closed and reused number would shut another.
-pub(crate) fn shut_reading(fd: i32) {
+/// Shuts down the receiving side of `listener`: it stops listening (new
+/// connections are refused), and threads blocked in `accept` on it wake.
+/// std cannot shut down a listener; borrowing it guarantees that the
+/// descriptor is still this socket.
+pub(crate) fn stop_listening(listener: &TcpListener) {
     #[cfg(target_os = "linux")]
-    linux::shut_reading(fd);
+    linux::shut_reading(listener);
     #[cfg(not(target_os = "linux"))]
-    let _ = fd;
+    let _ = listener;
+}
+
+/// Reads what `stream` has received into `buf` without waiting, whether
+/// the socket blocks or not: `WouldBlock` if nothing has come. One system
+/// call, where std would need two to switch the socket to non-blocking.
+pub(crate) fn receive_now(stream: &std::net::TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    #[cfg(target_os = "linux")]
+    {
+        linux::receive_now(stream, buf)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        stream.set_nonblocking(true)?;
+        let read = std::io::Read::read(&mut &*stream, buf);
+        stream.set_nonblocking(false)?;
+        read
+    }
+}
+
+/// Waits until `stream` has something to read (bytes, EOF or an error),
+/// or `timeout` passes: true if it has. `poll(2)`, which times to the
+/// microsecond where `SO_RCVTIMEO` rounds up to the kernel's tick (up to
+/// 10 ms), and needs no `setsockopt` first.
+pub(crate) fn wait_readable(
+    stream: &std::net::TcpStream,
+    timeout: std::time::Duration,
+) -> std::io::Result<bool> {
+    #[cfg(target_os = "linux")]
+    {
+        linux::wait_readable(stream, timeout)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let mut probe = [0u8; 1];
+        stream.set_read_timeout(Some(timeout))?;
+        match stream.peek(&mut probe) {
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(_) => Ok(true),
+        }
+    }
+}
+
+/// Whether `e` says the process or the system has no file descriptor left
+/// (`EMFILE`, `ENFILE`), which std gives no kind of its own.
+pub(crate) fn is_out_of_descriptors(e: &std::io::Error) -> bool {
+    const ENFILE: i32 = 23;
+    const EMFILE: i32 = 24;
+    matches!(e.raw_os_error(), Some(ENFILE | EMFILE))
+}
+
+/// What the soft limit on open files became: raised to the hard limit when
+/// it could be (as systemd asks of services), or left as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OpenFiles {
+    pub limit: u64,
+    /// The soft limit before, if raising it changed it.
+    pub raised_from: Option<u64>,
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit. `None` where the
+/// limit cannot be read (not Linux).
+pub(crate) fn raise_open_file_limit() -> Option<OpenFiles> {
+    #[cfg(target_os = "linux")]
+    {
+        linux::raise_open_file_limit()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
+}
+
+/// A set of sockets to wait on for something to read (or a hang-up, or an
+/// error, which a read then reports): Linux's `epoll`, level-triggered, so
+/// a socket that still has bytes is reported again on the next wait.
+#[derive(Debug)]
+pub(crate) struct Poller {
+    #[cfg(target_os = "linux")]
+    epoll: std::os::fd::OwnedFd,
+    #[cfg(target_os = "linux")]
+    events: Vec<linux::EpollEvent>,
+}
+
+impl Poller {
+    /// A new, empty set that reports at most `batch` sockets per wait.
+    ///
+    /// # Errors
+    ///
+    /// What `epoll_create1` reports (no descriptors left, say); elsewhere
+    /// than Linux, `Unsupported`.
+    pub fn new(batch: usize) -> std::io::Result<Poller> {
+        #[cfg(target_os = "linux")]
+        {
+            Ok(Poller {
+                epoll: linux::epoll_create()?,
+                events: vec![linux::EpollEvent::default(); batch.max(1)],
+            })
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = batch;
+            Err(std::io::ErrorKind::Unsupported.into())
+        }
+    }
+
+    /// Adds `socket`, reported as `token` when it has something to read.
+    /// The socket leaves the set by itself when it is closed.
+    pub fn add(&self, socket: &impl std::os::fd::AsFd, token: u64) -> std::io::Result<()> {
+        #[cfg(target_os = "linux")]
+        {
+            linux::epoll_add(&self.epoll, socket.as_fd(), token)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = (socket, token);
+            Err(std::io::ErrorKind::Unsupported.into())
+        }
+    }
+
+    /// Waits until a socket is ready or `timeout` passes (`None`: no limit),
+    /// and puts the tokens of the ready ones in `ready` (cleared first). An
+    /// interrupted wait finds none.
+    pub fn wait(
+        &mut self,
+        timeout: Option<std::time::Duration>,
+        ready: &mut Vec<u64>,
+    ) -> std::io::Result<()> {
+        ready.clear();
+        #[cfg(target_os = "linux")]
+        {
+            let n = linux::epoll_wait(&self.epoll, &mut self.events, timeout)?;
+            ready.extend(self.events[..n].iter().map(linux::EpollEvent::token));
+            Ok(())
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = timeout;
+            Err(std::io::ErrorKind::Unsupported.into())
+        }
+    }
 }
 
 /// Why a passed file descriptor is not a socket serv6 can serve.
@@ -154,7 +304,8 @@ mod linux {
     use std::ffi::{c_int, c_void};
     use std::io;
     use std::net::TcpListener;
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+    use std::time::Duration;
 
     const SIGHUP: c_int = 1;
     const SIGINT: c_int = 2;
@@ -176,6 +327,46 @@ mod linux {
     const AF_INET6: c_int = 10;
     const EBADF: i32 = 9;
     const ENOTSOCK: i32 = 88;
+    const EINTR: i32 = 4;
+    const MSG_DONTWAIT: c_int = 0x40;
+    const RLIMIT_NOFILE: c_int = 7;
+    const EPOLL_CLOEXEC: c_int = 0o2_000_000;
+    const EPOLL_CTL_ADD: c_int = 1;
+    const EPOLLIN: u32 = 0x001;
+    const EPOLLRDHUP: u32 = 0x2000;
+
+    const POLLIN: i16 = 0x001;
+
+    /// `struct pollfd`.
+    #[repr(C)]
+    struct PollFd {
+        fd: c_int,
+        events: i16,
+        revents: i16,
+    }
+
+    /// `struct rlimit`: two `rlim_t`, 64 bits on every Linux target std has.
+    #[repr(C)]
+    struct RLimit {
+        current: u64,
+        max: u64,
+    }
+
+    /// `struct epoll_event`, which the kernel packs on x86_64 only.
+    #[cfg_attr(target_arch = "x86_64", repr(C, packed))]
+    #[cfg_attr(not(target_arch = "x86_64"), repr(C))]
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct EpollEvent {
+        events: u32,
+        data: u64,
+    }
+
+    impl EpollEvent {
+        pub fn token(&self) -> u64 {
+            // By value: a reference into a packed struct may be unaligned.
+            self.data
+        }
+    }
 
     extern "C" {
         fn listen(fd: c_int, backlog: c_int) -> c_int;
@@ -191,6 +382,153 @@ mod linux {
         fn sigaddset(set: *mut SigSet, signal: c_int) -> c_int;
         fn pthread_sigmask(how: c_int, set: *const SigSet, old: *mut SigSet) -> c_int;
         fn sigwait(set: *const SigSet, signal: *mut c_int) -> c_int;
+        fn recv(fd: c_int, buf: *mut c_void, len: usize, flags: c_int) -> isize;
+        fn poll(fds: *mut PollFd, count: u64, timeout: c_int) -> c_int;
+        fn getrlimit(resource: c_int, limit: *mut RLimit) -> c_int;
+        fn setrlimit(resource: c_int, limit: *const RLimit) -> c_int;
+        fn epoll_create1(flags: c_int) -> c_int;
+        fn epoll_ctl(epoll: c_int, op: c_int, fd: c_int, event: *mut EpollEvent) -> c_int;
+        #[link_name = "epoll_wait"]
+        fn epoll_wait_raw(
+            epoll: c_int,
+            events: *mut EpollEvent,
+            max: c_int,
+            timeout: c_int,
+        ) -> c_int;
+    }
+
+    pub fn receive_now(stream: &std::net::TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: the descriptor belongs to `stream`, borrowed and so open
+        // for the call; `buf` is a live, writable buffer of `buf.len()`
+        // bytes, and recv writes at most that many.
+        let n = unsafe {
+            recv(
+                stream.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                MSG_DONTWAIT,
+            )
+        };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    }
+
+    pub fn wait_readable(stream: &std::net::TcpStream, timeout: Duration) -> io::Result<bool> {
+        let mut watched = PollFd {
+            fd: stream.as_raw_fd(),
+            events: POLLIN,
+            revents: 0,
+        };
+        let timeout = timeout_ms(Some(timeout));
+        // SAFETY: `watched` is one live, writable pollfd, and the count says
+        // one; the descriptor belongs to `stream`, borrowed for the call.
+        let n = unsafe { poll(&mut watched, 1, timeout) };
+        match n {
+            0 => Ok(false),
+            n if n > 0 => Ok(true),
+            _ => {
+                let error = io::Error::last_os_error();
+                if error.raw_os_error() == Some(EINTR) {
+                    Ok(false)
+                } else {
+                    Err(error)
+                }
+            }
+        }
+    }
+
+    /// A timeout in whole milliseconds, rounded up so that a timer is never
+    /// woken for just before its time; `None`: wait forever (-1).
+    fn timeout_ms(timeout: Option<Duration>) -> c_int {
+        timeout.map_or(-1, |t| {
+            let ms = t.as_nanos().div_ceil(1_000_000);
+            c_int::try_from(ms).unwrap_or(c_int::MAX)
+        })
+    }
+
+    pub fn raise_open_file_limit() -> Option<super::OpenFiles> {
+        let mut limit = RLimit { current: 0, max: 0 };
+        // SAFETY: `limit` is a live, writable struct of the layout the
+        // kernel expects; getrlimit writes only inside it.
+        if unsafe { getrlimit(RLIMIT_NOFILE, &mut limit) } != 0 {
+            return None;
+        }
+        if limit.current >= limit.max {
+            return Some(super::OpenFiles {
+                limit: limit.current,
+                raised_from: None,
+            });
+        }
+        let raised = RLimit {
+            current: limit.max,
+            max: limit.max,
+        };
+        // SAFETY: `raised` is a live, initialised struct that setrlimit only
+        // reads; asking for the hard limit needs no privilege.
+        if unsafe { setrlimit(RLIMIT_NOFILE, &raised) } != 0 {
+            return Some(super::OpenFiles {
+                limit: limit.current,
+                raised_from: None,
+            });
+        }
+        Some(super::OpenFiles {
+            limit: limit.max,
+            raised_from: Some(limit.current),
+        })
+    }
+
+    pub fn epoll_create() -> io::Result<OwnedFd> {
+        // SAFETY: epoll_create1 takes only flags and touches no memory of ours.
+        let fd = unsafe { epoll_create1(EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by the kernel as a new descriptor,
+        // so nothing else owns it; the `OwnedFd` will close it once.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    pub fn epoll_add(epoll: &OwnedFd, socket: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        let mut event = EpollEvent {
+            events: EPOLLIN | EPOLLRDHUP,
+            data: token,
+        };
+        // SAFETY: both descriptors are borrowed, so open for the call;
+        // `event` is a live value of the kernel's layout, read during the
+        // call only (the kernel keeps its own copy).
+        let status = unsafe {
+            epoll_ctl(
+                epoll.as_raw_fd(),
+                EPOLL_CTL_ADD,
+                socket.as_raw_fd(),
+                &mut event,
+            )
+        };
+        if status == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    pub fn epoll_wait(
+        epoll: &OwnedFd,
+        events: &mut [EpollEvent],
+        timeout: Option<Duration>,
+    ) -> io::Result<usize> {
+        let timeout = timeout_ms(timeout);
+        let max = c_int::try_from(events.len()).unwrap_or(c_int::MAX);
+        // SAFETY: `events` is a live, writable buffer of `max` elements of
+        // the kernel's layout, and the kernel writes at most `max` of them.
+        let n = unsafe { epoll_wait_raw(epoll.as_raw_fd(), events.as_mut_ptr(), max, timeout) };
+        if let Ok(n) = usize::try_from(n) {
+            return Ok(n);
+        }
+        let error = io::Error::last_os_error();
+        if error.raw_os_error() == Some(EINTR) {
+            Ok(0)
+        } else {
+            Err(error)
+        }
     }
 
     pub fn block() -> Option<SigSet> {
@@ -231,11 +569,10 @@ mod linux {
         }
     }
 
-    pub fn shut_reading(fd: c_int) {
-        // SAFETY: shutdown takes any integer and reports a bad one by its
-        // return value; it touches no memory of ours. The caller accepts
-        // that `fd` may by now name another socket (see `shut_reading`).
-        let _ = unsafe { shutdown(fd, SHUT_RD) };
+    pub fn shut_reading(listener: &TcpListener) {
+        // SAFETY: the descriptor belongs to `listener`, which is borrowed and
+        // so open for the whole call; shutdown touches no memory of ours.
+        let _ = unsafe { shutdown(listener.as_raw_fd(), SHUT_RD) };
     }
 
     pub fn set_backlog(listener: &TcpListener, backlog: u32) -> io::Result<()> {

@@ -188,39 +188,6 @@ fn sigint_on_an_idle_server_exits_at_once() {
 }
 
 #[test]
-fn a_crowded_server_gives_new_exchanges_a_tenth_of_the_deadline() {
-    // Above 3/4 of --max-conns (7.5 of 10) and at least 8 in progress,
-    // the 8th gets 0.5 s.
-    let server = Server::start(&["--max-conns", "10", "--deadline", "5"]);
-    let started = Instant::now();
-    let (conns, rx) = silent_clients(server.v4(), 8);
-    let first = rx.recv_timeout(PATIENCE).unwrap();
-    let limit = Duration::from_millis(500);
-    assert_refused(&first, Refusal::Deadline { limit });
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "the short deadline was not applied"
-    );
-    drop(conns);
-}
-
-#[test]
-fn a_small_max_conns_is_no_crowd() {
-    // Three of three in progress is over 3/4, but fewer than 8 is no crowd:
-    // every silent client gets the whole deadline.
-    let server = Server::start(&["--max-conns", "3", "--deadline", "0.5"]);
-    let (conns, rx) = silent_clients(server.v4(), 3);
-    let limit = Duration::from_millis(500);
-    for _ in 0..3 {
-        assert_refused(
-            &rx.recv_timeout(PATIENCE).unwrap(),
-            Refusal::Deadline { limit },
-        );
-    }
-    drop(conns);
-}
-
-#[test]
 fn a_flood_of_errors_writes_a_few_lines_a_second() {
     let mut server = Server::start(&["--max-bytes", "4", "--quiet"]);
     let started = Instant::now();

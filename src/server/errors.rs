@@ -1,4 +1,5 @@
-//! Per-exchange error lines, kept to a few a second whatever clients do.
+//! Per-exchange error lines, kept to a few a second whatever clients do:
+//! every line a client can cause (errors, busy refusals) comes through here.
 //!
 //! In each second, the first [`SHOWN_PER_SECOND`] errors are written in
 //! full, naming the client. The rest are only counted, by kind, and a
@@ -26,25 +27,51 @@ pub(crate) enum Kind {
     Proxy,
     Clock,
     Failed,
+    /// Told `error: server busy`, to make room for a newer connection.
+    Busy,
 }
 
-const KINDS: [(Kind, &str, &str); 5] = [
-    (Kind::Deadline, "deadline", "deadlines"),
-    (Kind::TooLong, "message too long", "messages too long"),
-    (
+impl Kind {
+    /// Every kind, in the order their counts are written.
+    const ALL: [Kind; 6] = [
+        Kind::Deadline,
+        Kind::TooLong,
         Kind::Proxy,
-        "refused PROXY connection",
-        "refused PROXY connections",
-    ),
-    (Kind::Clock, "clock out of range", "clocks out of range"),
-    (Kind::Failed, "connection failed", "connections failed"),
-];
+        Kind::Clock,
+        Kind::Failed,
+        Kind::Busy,
+    ];
+
+    /// Where this kind's count is kept: its place in [`Kind::ALL`].
+    fn slot(self) -> usize {
+        match self {
+            Kind::Deadline => 0,
+            Kind::TooLong => 1,
+            Kind::Proxy => 2,
+            Kind::Clock => 3,
+            Kind::Failed => 4,
+            Kind::Busy => 5,
+        }
+    }
+
+    /// One and many of it, as counted in words.
+    fn nouns(self) -> (&'static str, &'static str) {
+        match self {
+            Kind::Deadline => ("deadline", "deadlines"),
+            Kind::TooLong => ("message too long", "messages too long"),
+            Kind::Proxy => ("refused PROXY connection", "refused PROXY connections"),
+            Kind::Clock => ("clock out of range", "clocks out of range"),
+            Kind::Failed => ("connection failed", "connections failed"),
+            Kind::Busy => ("busy refusal", "busy refusals"),
+        }
+    }
+}
 
 /// The error lines of one server.
 #[derive(Debug, Default)]
 pub(crate) struct ErrorLines {
     shown: AtomicU32,
-    unshown: [AtomicU64; KINDS.len()],
+    unshown: [AtomicU64; Kind::ALL.len()],
     /// Set by the first error of a second, for the helper to wake on.
     second_started: Mutex<bool>,
     wake: Condvar,
@@ -84,7 +111,7 @@ impl ErrorLines {
         if shown < SHOWN_PER_SECOND {
             diag::error(line);
         } else {
-            self.unshown[kind as usize].fetch_add(1, Relaxed);
+            self.unshown[kind.slot()].fetch_add(1, Relaxed);
         }
     }
 
@@ -105,11 +132,11 @@ impl ErrorLines {
     /// Writes the counts of the errors not shown this second, if any.
     pub fn end_second(&self) {
         self.shown.store(0, Relaxed);
-        let counts: Vec<String> = KINDS
+        let counts: Vec<String> = Kind::ALL
             .iter()
-            .zip(&self.unshown)
-            .filter_map(|((_, one, many), n)| {
-                let n = n.swap(0, Relaxed);
+            .filter_map(|kind| {
+                let n = self.unshown[kind.slot()].swap(0, Relaxed);
+                let (one, many) = kind.nouns();
                 (n > 0).then(|| counted(n, one, many))
             })
             .collect();

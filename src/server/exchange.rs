@@ -1,112 +1,97 @@
-//! One exchange on one connection, top to bottom: read the message, stamp
-//! it, log it, reply, close.
+//! Answering a connection whose reading has finished: stamp the message,
+//! write its log line, reply, and say how to close. Whoever read it (a
+//! worker or the waiting room) hands the [`Finished`] here and the result
+//! to the closer; nothing here waits on a client.
 
-use super::closer::Closer;
-use super::connection::{Connection, HeaderFailure};
 use super::errors::{ErrorLines, Kind};
-use super::log::{Burst, Log, Stats};
-use super::pool::SlowWatch;
-use super::proxy::Header;
-use crate::addr::Cidr;
+use super::log::{Log, Stats};
+use super::reading::{Finished, Message};
 use crate::diag;
-use crate::framing::{Ending, Outcome, Rules};
-use crate::protocol;
-use crate::protocol::Refusal;
+use crate::protocol::{self, Refusal};
 use crate::timestamp::{Rfc3339, Timestamp};
-use crate::words::counted;
 use std::fmt;
-use std::io;
-use std::io::Write as _;
-use std::net::SocketAddr;
-use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-/// While more than this share of `max_conns` is in progress, and at least
-/// [`CROWD`] exchanges, new exchanges get a tenth of the deadline, so that
-/// slow clients hogging the server are shed faster.
-const CROWDED_NUMERATOR: usize = 3;
-const CROWDED_DENOMINATOR: usize = 4;
-/// The fewest exchanges in progress that count as a crowd: with a small
-/// `--max-conns`, three quarters of it is no crowd at all.
-const CROWD: usize = 8;
+/// A reader keeps at most this much message buffer between exchanges.
+const KEEP_CAPACITY: usize = 16 * 1024;
+
+/// What to do with a connection once its last line is sent.
+#[derive(Debug)]
+pub(crate) enum Closing {
+    /// Close it now (dropping the stream does).
+    Now(TcpStream),
+    /// The client may still be sending: shut our side, drain what comes for
+    /// a while, then close, so that a reset cannot destroy the last line.
+    Linger(TcpStream),
+}
+
+/// One connection in progress, from accept to its last line: dropping it
+/// ends the count.
+#[derive(Debug)]
+pub(crate) struct Ticket(Arc<AtomicUsize>);
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Buffers one reader reuses from exchange to exchange.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    pub message: Vec<u8>,
+    line: String,
+}
+
+impl Scratch {
+    /// The message buffer, to lend to the next reading.
+    pub fn lend(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.message)
+    }
+
+    /// Takes a message buffer back; a rare huge one is let go.
+    pub fn keep(&mut self, mut buffer: Vec<u8>) {
+        if buffer.capacity() <= KEEP_CAPACITY {
+            buffer.clear();
+            self.message = buffer;
+        }
+    }
+}
 
 /// Everything an exchange needs that is shared by all connections.
 #[derive(Debug)]
 pub(crate) struct Service {
-    rules: Rules,
-    max_conns: usize,
-    /// With the PROXY protocol: who may send a header.
-    proxy_from: Option<Vec<Cidr>>,
     log: Log,
     errors: Arc<ErrorLines>,
-    closer: Arc<Closer>,
     pub stats: Stats,
-    in_progress: AtomicUsize,
-    busy: Burst,
-    /// Set when shutdown's grace period is over: exchanges still reading
-    /// are told the server is shutting down.
-    cut: AtomicBool,
+    in_progress: Arc<AtomicUsize>,
 }
 
 impl Service {
-    /// The service, with its two helper threads (error counts, closer).
-    pub fn new(
-        rules: Rules,
-        max_conns: usize,
-        proxy_from: Option<Vec<Cidr>>,
-        log: Log,
-    ) -> io::Result<Self> {
-        Ok(Service {
-            rules,
-            max_conns,
-            proxy_from,
+    /// The service, with the helper thread that ends each second of errors.
+    pub fn new(log: Log) -> Self {
+        Service {
             log,
             errors: ErrorLines::start(),
-            closer: Closer::start()?,
             stats: Stats::new(),
-            in_progress: AtomicUsize::new(0),
-            busy: Burst::default(),
-            cut: AtomicBool::new(false),
-        })
-    }
-
-    /// Runs the whole exchange on a freshly accepted connection.
-    pub fn serve(&self, mut conn: Connection<'_>, watch: Option<SlowWatch<'_>>) {
-        let in_progress = self.in_progress.fetch_add(1, Relaxed) + 1;
-        if in_progress > self.max_conns {
-            self.refuse_busy(&mut conn);
-        } else {
-            self.note_not_busy();
-            self.exchange(&mut conn, &self.rules_when(in_progress), watch);
-        }
-        self.in_progress.fetch_sub(1, Relaxed);
-    }
-
-    /// Exchanges in progress now.
-    pub fn in_progress(&self) -> usize {
-        self.in_progress.load(Relaxed)
-    }
-
-    /// Ends the grace period: exchanges still reading will be cut short.
-    pub fn cut_short(&self) {
-        self.cut.store(true, Relaxed);
-    }
-
-    /// Answers a connection accepted while stopping, without reading it.
-    pub fn tell_shutting_down(&self, stream: TcpStream) {
-        self.stats.told_shutting_down.fetch_add(1, Relaxed);
-        let mut line = String::new();
-        protocol::write_refusal(&mut line, &Refusal::ShuttingDown);
-        if (&stream).write_all(line.as_bytes()).is_ok() {
-            self.closer.close(stream);
+            in_progress: Arc::new(AtomicUsize::new(0)),
         }
     }
 
-    /// Writes the counts of error lines not yet shown, before the summary.
-    pub fn end_error_second(&self) {
-        self.errors.end_second();
+    /// Counts a connection in progress until the ticket is dropped.
+    pub fn ticket(&self) -> Ticket {
+        self.in_progress.fetch_add(1, Relaxed);
+        Ticket(Arc::clone(&self.in_progress))
+    }
+
+    /// Connections in progress now, from any thread.
+    pub fn in_progress(&self) -> impl Fn() -> usize + Send + 'static {
+        let count = Arc::clone(&self.in_progress);
+        move || count.load(Relaxed)
     }
 
     /// The exchange log, for its dropped lines and the flush on exit.
@@ -114,181 +99,127 @@ impl Service {
         &self.log
     }
 
-    fn rules_when(&self, in_progress: usize) -> Rules {
-        let crowded = in_progress >= CROWD
-            && in_progress * CROWDED_DENOMINATOR > self.max_conns * CROWDED_NUMERATOR;
-        if crowded {
-            Rules {
-                deadline: self.rules.deadline / 10,
-                ..self.rules
-            }
-        } else {
-            self.rules
-        }
+    /// Writes the counts of error lines not yet shown, before the summary.
+    pub fn end_error_second(&self) {
+        self.errors.end_second();
     }
 
-    fn exchange(&self, conn: &mut Connection<'_>, rules: &Rules, mut watch: Option<SlowWatch<'_>>) {
-        let mut read_rules = *rules;
-        let mut own = false;
-        if let Some(trusted) = &self.proxy_from {
-            let until = Instant::now() + rules.deadline;
-            let Some(header) = self.proxy_header(conn, trusted, until, &mut watch, rules) else {
-                return;
-            };
-            own = header == Header::Own;
-            read_rules.deadline = until.saturating_duration_since(Instant::now());
-        }
-        let outcome = conn.read(&read_rules, &mut watch);
-        if self.cut.load(Relaxed) {
-            self.stats.told_shutting_down.fetch_add(1, Relaxed);
-            conn.refuse(&Refusal::ShuttingDown, &self.closer);
-            return;
-        }
-        if own && is_health_check(&outcome, conn) {
-            if self.stats.checks.fetch_add(1, Relaxed) == 0 {
-                diag::info(format_args!(
-                    "{}: health checks, counted apart and not logged",
-                    conn.peer
-                ));
+    /// Answers what reading `stream` finished with.
+    pub fn answer(&self, stream: TcpStream, finished: Finished, scratch: &mut Scratch) -> Closing {
+        match finished {
+            Finished::Message(message) => self.reply(stream, message, scratch),
+            Finished::Refused { client, why, cause } => {
+                let shown: &dyn fmt::Display = match &cause {
+                    Some(cause) => cause,
+                    None => &why,
+                };
+                self.count_error(kind_of(&why), client, shown);
+                send(&stream, &mut scratch.line, &why);
+                Closing::Linger(stream)
             }
-            return;
-        }
-        match outcome {
-            Outcome::Message { ending, at } => match stamp(at) {
-                Some(stamp) => self.answer(conn, &stamp, ending),
-                None => self.refuse(conn, &Refusal::ClockOutOfRange),
-            },
-            Outcome::TooLong => self.refuse(
-                conn,
-                &Refusal::TooLong {
-                    max_bytes: rules.max_len,
-                },
-            ),
-            Outcome::Deadline => self.refuse(
-                conn,
-                &Refusal::Deadline {
-                    limit: rules.deadline,
-                },
-            ),
-            Outcome::Failed(e) => {
-                self.fail(
-                    conn.client,
-                    "connection failed before the message ended",
-                    &e,
-                );
+            Finished::HealthCheck { peer } => {
+                if self.stats.checks.fetch_add(1, Relaxed) == 0 {
+                    diag::info(format_args!(
+                        "{peer}: health checks, counted apart and not logged"
+                    ));
+                }
+                Closing::Now(stream)
             }
-        }
-    }
-
-    /// Reads the PROXY header of a connection from a trusted source; the
-    /// client it names is the one logged. `None`: refused, nothing to read.
-    fn proxy_header(
-        &self,
-        conn: &mut Connection<'_>,
-        trusted: &[Cidr],
-        until: Instant,
-        watch: &mut Option<SlowWatch<'_>>,
-        rules: &Rules,
-    ) -> Option<Header> {
-        if !trusted.iter().any(|range| range.contains(conn.peer.ip())) {
-            self.refuse(conn, &Refusal::UntrustedProxy);
-            return None;
-        }
-        match conn.read_header(until, watch) {
-            Ok(Header::Relayed { client }) if client == conn.peer => Some(Header::Own),
-            Ok(Header::Relayed { client }) => {
-                conn.client = SocketAddr::new(client.ip().to_canonical(), client.port());
-                Some(Header::Relayed { client })
-            }
-            Ok(Header::Own) => Some(Header::Own),
-            Err(HeaderFailure::Invalid(why)) => {
-                self.refuse_because(conn, &Refusal::NoProxyHeader, &why);
-                None
-            }
-            Err(HeaderFailure::Deadline) => {
-                let limit = rules.deadline;
-                self.refuse(conn, &Refusal::Deadline { limit });
-                None
-            }
-            Err(HeaderFailure::Closed(e)) => {
-                self.fail(conn.peer, "connection failed before its PROXY header", &e);
-                None
+            Finished::Failed {
+                client,
+                what,
+                error,
+            } => {
+                self.fail(client, what, &error);
+                Closing::Now(stream)
             }
         }
     }
 
     /// The log line goes out before the reply, so that every reply a
     /// client saw has its line, even after `kill -9`.
-    fn answer(&self, conn: &mut Connection<'_>, stamp: &Rfc3339, ending: Ending) {
-        conn.log_exchange(&self.log, stamp);
-        let more_coming = ending == Ending::Newline { trailing: true };
-        match conn.reply(stamp, more_coming, &self.closer) {
+    fn reply(&self, stream: TcpStream, message: Message, scratch: &mut Scratch) -> Closing {
+        let Some(stamp) = stamp(message.at) else {
+            scratch.keep(message.bytes);
+            let why = Refusal::ClockOutOfRange;
+            self.count_error(Kind::Clock, message.client, &why);
+            send(&stream, &mut scratch.line, &why);
+            return Closing::Linger(stream);
+        };
+        let line = &mut scratch.line;
+        self.log
+            .exchange(line, &stamp, message.client, &message.bytes);
+        line.clear();
+        protocol::write_received(line, message.bytes.len(), &stamp);
+        let written = (&stream).write_all(line.as_bytes());
+        let closing = match written {
             Ok(()) => {
                 self.stats.served.fetch_add(1, Relaxed);
+                if message.ending.more_may_come() {
+                    Closing::Linger(stream)
+                } else {
+                    Closing::Now(stream)
+                }
             }
-            Err(e) => self.fail(conn.client, "reply not delivered", &e),
-        }
-    }
-
-    fn refuse(&self, conn: &mut Connection<'_>, why: &Refusal) {
-        self.refuse_because(conn, why, why);
-    }
-
-    /// Refuses with `why`, logging the more precise `cause`.
-    fn refuse_because(&self, conn: &mut Connection<'_>, why: &Refusal, cause: &dyn fmt::Display) {
-        self.stats.errors.fetch_add(1, Relaxed);
-        let kind = match why {
-            Refusal::Deadline { .. } => Kind::Deadline,
-            Refusal::TooLong { .. } => Kind::TooLong,
-            Refusal::ClockOutOfRange => Kind::Clock,
-            Refusal::UntrustedProxy | Refusal::NoProxyHeader => Kind::Proxy,
-            // Never here: busy refusals are reported once per burst, and
-            // shutdown's are counted apart.
-            Refusal::Busy | Refusal::ShuttingDown => Kind::Failed,
+            Err(e) => {
+                self.fail(message.client, "reply not delivered", &e);
+                Closing::Now(stream)
+            }
         };
-        self.errors
-            .report(kind, format_args!("{}: {cause}", conn.client));
-        conn.refuse(why, &self.closer);
+        scratch.keep(message.bytes);
+        closing
     }
 
-    fn refuse_busy(&self, conn: &mut Connection<'_>) {
-        self.stats.busy.fetch_add(1, Relaxed);
-        if self.busy.fail() {
-            diag::error(format_args!(
-                "busy: {} in progress, refusing new connections (first: {})",
-                counted(self.max_conns as u64, "exchange", "exchanges"),
-                conn.peer
-            ));
+    /// Tells a connection that cannot be served why, without waiting for
+    /// it: what it already sent is read, so that it is not reset, but it
+    /// gets no linger. `Busy` and `ShuttingDown` only.
+    pub fn turn_away(&self, stream: TcpStream, client: SocketAddr, why: &Refusal) {
+        match why {
+            Refusal::Busy => {
+                self.stats.busy.fetch_add(1, Relaxed);
+                self.errors
+                    .report(Kind::Busy, format_args!("{client}: {why}"));
+            }
+            _ => {
+                self.stats.told_shutting_down.fetch_add(1, Relaxed);
+            }
         }
-        conn.refuse_busy();
-    }
-
-    fn note_not_busy(&self) {
-        if let Some(refused) = self.busy.succeed() {
-            diag::error(format_args!(
-                "no longer busy, after refusing {}",
-                counted(refused, "connection", "connections")
-            ));
+        let mut line = String::new();
+        if send(&stream, &mut line, why) {
+            let _ = stream.shutdown(Shutdown::Write);
+            if stream.set_nonblocking(true).is_ok() {
+                let mut sink = [0u8; 1024];
+                while matches!((&stream).read(&mut sink), Ok(n) if n > 0) {}
+            }
         }
     }
 
-    fn fail(&self, peer: SocketAddr, what: &str, error: &io::Error) {
+    fn count_error(&self, kind: Kind, client: SocketAddr, cause: &dyn fmt::Display) {
         self.stats.errors.fetch_add(1, Relaxed);
-        self.errors
-            .report(Kind::Failed, format_args!("{peer}: {what}: {error}"));
+        self.errors.report(kind, format_args!("{client}: {cause}"));
+    }
+
+    fn fail(&self, client: SocketAddr, what: &str, error: &io::Error) {
+        self.count_error(Kind::Failed, client, &format_args!("{what}: {error}"));
     }
 }
 
-/// A balancer's health check: its own connection (a v2 LOCAL header, say)
-/// that closes or resets before sending any message byte.
-fn is_health_check(outcome: &Outcome, conn: &Connection<'_>) -> bool {
-    match outcome {
-        Outcome::Failed(_) => true,
-        Outcome::Message {
-            ending: Ending::Eof,
-            ..
-        } => conn.message_is_empty(),
-        _ => false,
+/// Writes `error: why`; true if it went out whole.
+fn send(stream: &TcpStream, line: &mut String, why: &Refusal) -> bool {
+    line.clear();
+    protocol::write_refusal(line, why);
+    let mut writer = stream;
+    writer.write_all(line.as_bytes()).is_ok()
+}
+
+fn kind_of(why: &Refusal) -> Kind {
+    match why {
+        Refusal::Deadline { .. } => Kind::Deadline,
+        Refusal::TooLong { .. } => Kind::TooLong,
+        Refusal::ClockOutOfRange => Kind::Clock,
+        Refusal::UntrustedProxy | Refusal::NoProxyHeader => Kind::Proxy,
+        Refusal::Busy => Kind::Busy,
+        Refusal::ShuttingDown => Kind::Failed,
     }
 }
 

@@ -1,8 +1,7 @@
 //! serv6: the server. [`main`] is the whole program; `src/bin/serv6.rs` only calls it.
 
 mod activation;
-mod closer;
-mod connection;
+mod capacity;
 mod errors;
 mod exchange;
 mod listen;
@@ -10,6 +9,9 @@ mod log;
 mod options;
 mod pool;
 mod proxy;
+mod reading;
+mod room;
+mod worker;
 
 use crate::framing::Rules;
 use crate::protocol::DEFAULT_PORT;
@@ -20,11 +22,14 @@ use log::Log;
 pub(crate) use options::{program, MANUAL};
 use options::{Command, Options};
 use pool::Pool;
+use room::Room;
 use std::ffi::OsString;
 use std::io::Write;
 use std::net::TcpListener;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use worker::Front;
 
 /// How long lines still queued for a stalled output may delay the exit.
 const FLUSH_ON_EXIT: Duration = Duration::from_secs(1);
@@ -54,8 +59,8 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     // Before any thread exists, so that every thread inherits the mask.
     let termination = platform::block_termination();
     diag::never_block();
-    let pool = match start(&options, passed) {
-        Ok(pool) => pool,
+    let running = match start(&options, passed) {
+        Ok(running) => running,
         Err(StartError { message, status: 2 }) => {
             diag::error(format_args!("{}", options::program().usage_error(&message)));
             return ExitCode::from(2);
@@ -71,28 +76,48 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             std::thread::park();
         }
     };
-    let signal = wait_for_signals(termination, pool.in_progress());
-    shut_down(&pool, signal, options.grace);
+    let signal = wait_for_signals(termination, running.service.in_progress());
+    running.shut_down(signal, options.grace);
     ExitCode::SUCCESS
 }
 
-/// Refuses new connections, gives those in progress `grace`, then says
-/// what was done and lets queued output out, briefly.
-fn shut_down(pool: &Pool, signal: platform::Signal, grace: Duration) {
-    pool.stop_accepting();
-    diag::info(format_args!(
-        "{signal} received: refusing new connections; exchanges in progress have {} s to finish",
-        grace.as_secs_f64()
-    ));
-    pool.finish(grace);
-    let service = pool.service();
-    service.end_error_second();
-    let summary = service
-        .stats
-        .summary(service.log().dropped(), diag::dropped());
-    diag::info(format_args!("{summary}"));
-    service.log().flush(FLUSH_ON_EXIT);
-    diag::flush(FLUSH_ON_EXIT);
+/// A serving serv6: its workers, its waiting room and what they share.
+struct Running {
+    pool: Pool<Front>,
+    room: Option<Arc<Room>>,
+    service: Arc<Service>,
+}
+
+impl Running {
+    /// Refuses new connections, gives those in progress `grace`, then says
+    /// what was done and lets queued output out, briefly.
+    fn shut_down(&self, signal: platform::Signal, grace: Duration) {
+        self.pool.stop_accepting();
+        diag::info(format_args!(
+            "{signal} received: refusing new connections; exchanges in progress have {} s to finish",
+            grace.as_secs_f64()
+        ));
+        // Workers finish within the slow-client verdict, handing what is
+        // still incomplete to the room, which tells those left at `by`.
+        let by = Instant::now() + grace;
+        match &self.room {
+            Some(room) => {
+                self.pool.wait_gone(by);
+                room.finish(by);
+            }
+            None => {
+                self.pool.wait_gone(by);
+            }
+        }
+        let service = &self.service;
+        service.end_error_second();
+        let summary = service
+            .stats
+            .summary(service.log().dropped(), diag::dropped());
+        diag::info(format_args!("{summary}"));
+        service.log().flush(FLUSH_ON_EXIT);
+        diag::flush(FLUSH_ON_EXIT);
+    }
 }
 
 /// Waits for the first signal, and returns it. A thread of its own,
@@ -133,9 +158,10 @@ struct StartError {
     status: u8,
 }
 
-/// Binds (or takes the sockets passed to it), starts the workers, then says
-/// where it listens: once that line is out, clients are served.
-fn start(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Pool, StartError> {
+/// Binds (or takes the sockets passed to it), starts the waiting room and
+/// the workers, then says where it listens: once that line is out,
+/// clients are served.
+fn start(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Running, StartError> {
     let mut bound = listeners(options, passed)?;
     let line = listen::listening_line(&bound.listeners);
     let rules = Rules {
@@ -143,28 +169,51 @@ fn start(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Pool, St
         pause: options.pause,
         deadline: options.deadline,
     };
+    let machine = capacity::Machine::measure();
     let listeners = bound.listeners.len();
-    let (max_conns, limited) =
-        pool::fit_address_space(options.max_conns, options.max_bytes, listeners);
-    bound.notes.extend(limited);
-    let proxy_from = options.proxy_from.clone();
-    let log = Log::new(options.quiet, options.log_bytes);
-    let service = Service::new(rules, max_conns, proxy_from, log).map_err(|e| StartError {
-        message: format!("cannot start the closer: {e}"),
-        status: 1,
-    })?;
-    let settings = pool::Settings::new(options.deadline, max_conns, listeners);
-    let notes = std::mem::take(&mut bound.notes);
-    let pool = Pool::start(bound.listeners, settings, service).map_err(|e| StartError {
+    let capacity = capacity::plan(&machine, options.max_conns, options.max_bytes, listeners)
+        .map_err(|e| StartError {
+            message: format!("cannot serve: {e}"),
+            status: 1,
+        })?;
+    let service = Arc::new(Service::new(Log::new(options.quiet, options.log_bytes)));
+    let room = match Room::start(Arc::clone(&service), capacity.room) {
+        Ok(room) => Some(room),
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+            bound.notes.push(
+                "no waiting room on this system: a slow client holds a worker until its deadline"
+                    .into(),
+            );
+            None
+        }
+        Err(e) => {
+            return Err(StartError {
+                message: format!("cannot start the waiting room: {e}"),
+                status: 1,
+            })
+        }
+    };
+    let front = Front {
+        service: Arc::clone(&service),
+        room: room.clone(),
+        rules,
+        proxy_from: options.proxy_from.clone(),
+    };
+    let settings = pool::Settings::new(options.deadline, capacity.max_workers);
+    let pool = Pool::start(bound.listeners, settings, front).map_err(|e| StartError {
         message: format!("cannot start workers: {e}"),
         status: 1,
     })?;
     // First, so that a script may read where serv6 listens from line 1.
     diag::info(format_args!("{line}"));
-    for note in notes {
+    for note in bound.notes.iter().chain(&capacity.notes) {
         diag::info(format_args!("{note}"));
     }
-    Ok(pool)
+    Ok(Running {
+        pool,
+        room,
+        service,
+    })
 }
 
 fn listeners(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Bound, StartError> {

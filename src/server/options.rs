@@ -28,7 +28,8 @@ pub(crate) struct Options {
     /// `None`: `--pause off`.
     pub pause: Option<Duration>,
     pub deadline: Duration,
-    pub max_conns: usize,
+    /// `None`: as many as the open-file limit allows (`server::capacity`).
+    pub max_conns: Option<usize>,
     /// On a signal, how long exchanges in progress have to finish.
     pub grace: Duration,
     /// The most message bytes an exchange's log line shows.
@@ -49,7 +50,7 @@ impl Default for Options {
             max_bytes: 65_536,
             pause: Some(Duration::from_millis(200)),
             deadline: Duration::from_secs(10),
-            max_conns: 1024,
+            max_conns: None,
             backlog: 4096,
             grace: Duration::from_secs(5),
             log_bytes: 1024,
@@ -104,8 +105,10 @@ pub(crate) const FLAGS: &[Flag] = &[
         short: None,
         long: "max-conns",
         value: Some("N"),
-        help: "exchanges in progress at once; beyond, new connections get 'error: server busy'",
-        default: DefaultText::Value("1024"),
+        help: "connections in progress at once; beyond, the one that has waited longest \
+               for its message is told 'error: server busy' and closed, so that a new \
+               client always gets a place",
+        default: DefaultText::Described("as many as the open-file limit allows"),
     },
     Flag {
         short: None,
@@ -264,7 +267,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             "max-bytes" => options.max_bytes = parser.number(1..=MAX_LIMIT)?,
             "pause" => options.pause = parser.seconds_or_off()?,
             "deadline" => options.deadline = parser.seconds(false)?,
-            "max-conns" => options.max_conns = parser.number(1..=MAX_LIMIT)?,
+            "max-conns" => options.max_conns = Some(parser.number(1..=MAX_LIMIT)?),
             "backlog" => options.backlog = parser.number(1..=65_535)?,
             "grace" => options.grace = parser.seconds(true)?,
             "log-bytes" => options.log_bytes = parser.number(0..=MAX_LIMIT)?,
@@ -392,7 +395,7 @@ mod tests {
             max_bytes: 10,
             pause: Some(Duration::from_millis(50)),
             deadline: Duration::from_millis(2500),
-            max_conns: 3,
+            max_conns: Some(3),
             backlog: 4096,
             grace: Duration::from_secs(5),
             log_bytes: 1024,

@@ -18,6 +18,13 @@ use std::time::{Duration, Instant};
 /// Long enough for a loaded 2-core CI machine, short enough to fail fast.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
+/// The serv6 under test: this build's, or the one `SERV6_UNDER_TEST`
+/// names, so that the same attacks can measure an older build for a
+/// before-and-after figure.
+pub fn serv6_path() -> String {
+    std::env::var("SERV6_UNDER_TEST").unwrap_or_else(|_| env!("CARGO_BIN_EXE_serv6").to_owned())
+}
+
 /// A serv6 process on a free port, killed when dropped.
 pub struct Server {
     pid: u32,
@@ -33,7 +40,7 @@ pub struct Server {
 impl Server {
     /// Starts serv6 with `--port 0` and `args`, and waits for its listening line.
     pub fn start(args: &[&str]) -> Server {
-        Self::start_with(Command::new(env!("CARGO_BIN_EXE_serv6")).args(args))
+        Self::start_with(Command::new(serv6_path()).args(args))
     }
 
     /// Starts a prepared serv6 command (for `ulimit`, say), adding `--port 0`.
@@ -52,7 +59,7 @@ impl Server {
     /// [`Gates`] are dropped: a log reader that stalled.
     pub fn start_unread(args: &[&str], stdout: bool, stderr: bool) -> (Server, Gates) {
         let (release, gates) = Unread::new(stdout, stderr);
-        let mut command = Command::new(env!("CARGO_BIN_EXE_serv6"));
+        let mut command = Command::new(serv6_path());
         let server = Self::launch(command.args(args), Stdio::piped(), gates);
         (server, release)
     }
@@ -338,6 +345,26 @@ pub fn parse_listening(line: &str) -> Vec<SocketAddr> {
     list.split(", ")
         .map(|a| a.trim().parse().expect("a socket address"))
         .collect()
+}
+
+/// The soft limit on open files of this process, which serv6 inherits
+/// (`make stress` raises it to the hard limit).
+pub fn open_file_limit() -> u64 {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// True, after printing why, when this process cannot hold `fds` sockets.
+pub fn too_few_fds(fds: u64) -> bool {
+    let limit = open_file_limit();
+    if limit < fds {
+        println!("skipped: needs {fds} open files, the limit is {limit} (make stress raises it to the hard limit)");
+    }
+    limit < fds
 }
 
 /// Connects with a bounded wait and a read timeout.

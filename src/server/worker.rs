@@ -1,0 +1,162 @@
+//! What a worker does with a connection it accepted, top to bottom: start
+//! reading it, and if the message is complete within the slow-client
+//! verdict, answer it and close; if not, hand it to the waiting room and
+//! go back to `accept`. A worker never waits on a client for longer, and
+//! the last idle worker does not wait at all: it takes what has arrived,
+//! so that a flood of silent clients cannot fill the accept queue.
+
+use super::exchange::{Closing, Scratch, Service};
+use super::pool::{Job, TurnAway};
+use super::reading::Reading;
+use super::room::{Room, Waiting};
+use crate::addr::Cidr;
+use crate::framing::{drive, is_retry, Machine, Progress, Rules, Source};
+use crate::platform;
+use crate::protocol::Refusal;
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a message may take before its client counts as slow and waits
+/// in the room. Nearly every client sends its whole message at once; the
+/// verdict is on the whole message, not the first bytes, which a trickling
+/// client sends at once.
+const SLOW_CLIENT: Duration = Duration::from_millis(5);
+/// The read size: enough for any ordinary message in one read.
+const CHUNK: usize = 4096;
+
+/// The job of serv6's workers.
+pub(crate) struct Front {
+    pub service: Arc<Service>,
+    /// `None` where there is no waiting room (no epoll): workers then read
+    /// every message to its end themselves.
+    pub room: Option<Arc<Room>>,
+    pub rules: Rules,
+    /// With the PROXY protocol: who may send a header.
+    pub proxy_from: Option<Vec<Cidr>>,
+}
+
+/// A worker's buffers, on its own stack but for the message.
+pub(crate) struct WorkerScratch {
+    exchange: Scratch,
+    chunk: [u8; CHUNK],
+}
+
+impl Job for Front {
+    type Scratch = WorkerScratch;
+
+    fn scratch(&self) -> WorkerScratch {
+        WorkerScratch {
+            exchange: Scratch::default(),
+            chunk: [0; CHUNK],
+        }
+    }
+
+    fn run(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        scratch: &mut WorkerScratch,
+        last_idle: bool,
+    ) {
+        let ticket = self.service.ticket();
+        let started = Instant::now();
+        let buffer = scratch.exchange.lend();
+        let mut reading = match Reading::start(
+            peer,
+            started,
+            &self.rules,
+            self.proxy_from.as_deref(),
+            buffer,
+        ) {
+            Ok(reading) => reading,
+            Err(refused) => return self.answer(stream, refused, scratch),
+        };
+        let progress = match platform::receive_now(&stream, &mut scratch.chunk) {
+            Ok(n) => reading.feed(&scratch.chunk[..n], Instant::now()),
+            Err(e) if is_retry(&e) => Progress::Pending,
+            Err(e) => Progress::Done(reading.fail(e)),
+        };
+        let progress = match progress {
+            Progress::Pending => {
+                let wait = if last_idle {
+                    Duration::ZERO
+                } else {
+                    SLOW_CLIENT
+                };
+                let verdict = self.room.as_ref().map(|_| started + wait);
+                let mut source = SocketSource { stream: &stream };
+                drive(&mut source, &mut reading, &mut scratch.chunk, verdict)
+            }
+            done => done,
+        };
+        match progress {
+            Progress::Done(finished) => {
+                scratch.exchange.keep(reading.into_buffer());
+                self.answer(stream, finished, scratch);
+            }
+            Progress::Pending => {
+                if let Some(room) = &self.room {
+                    room.admit(Waiting {
+                        stream,
+                        reading,
+                        _ticket: ticket,
+                    });
+                }
+            }
+        }
+    }
+
+    fn turn_away(&self, stream: TcpStream, peer: SocketAddr, why: TurnAway) {
+        let why = match why {
+            TurnAway::Stopping => Refusal::ShuttingDown,
+            TurnAway::NoDescriptors => Refusal::Busy,
+        };
+        let client = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+        self.service.turn_away(stream, client, &why);
+    }
+
+    fn free_descriptor(&self) -> bool {
+        self.room
+            .as_ref()
+            .is_some_and(|room| room.free_descriptor())
+    }
+}
+
+impl Front {
+    fn answer(
+        &self,
+        stream: TcpStream,
+        finished: super::reading::Finished,
+        scratch: &mut WorkerScratch,
+    ) {
+        match self.service.answer(stream, finished, &mut scratch.exchange) {
+            Closing::Now(stream) => drop(stream),
+            Closing::Linger(stream) => match &self.room {
+                Some(room) => room.linger(stream),
+                None => drop(stream),
+            },
+        }
+    }
+}
+
+/// A socket as a framing [`Source`], once a first read found it short:
+/// each read waits with `poll`, then takes what is there.
+struct SocketSource<'a> {
+    stream: &'a TcpStream,
+}
+
+impl Source for SocketSource<'_> {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn read_within(&mut self, buf: &mut [u8], wait: Duration) -> io::Result<usize> {
+        if platform::wait_readable(self.stream, wait)? {
+            platform::receive_now(self.stream, buf)
+        } else {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+    }
+}
