@@ -31,7 +31,7 @@ INSTALLED := $(BINDIR)/cli6 $(SBINDIR)/serv6 $(MANDIR)/man1/cli6.1 $(MANDIR)/man
 MSG_TEXT := $(value MSG)
 export MSG_TEXT HOST PORT
 
-.PHONY: all build servidor server cliente client test test-install stress bench demo \
+.PHONY: all build servidor server cliente client test test-install stress bench callgrind demo \
         cluster man install uninstall clean help
 
 all: build
@@ -71,6 +71,11 @@ stress:
 bench:
 	ulimit -n "$$(ulimit -Hn)" 2>/dev/null || true; \
 	  QUICK=$(QUICK) CLIENTS=$(CLIENTS) $(CARGO) bench --bench bench
+
+# Instructions per exchange, counted by callgrind (apt-get install valgrind):
+# repeatable where wall-clock figures are noise.
+callgrind: build
+	sh scripts/callgrind.sh $(BIN)/serv6
 
 demo: build
 	sh scripts/demo.sh $(BIN)

@@ -5,10 +5,10 @@
 //! There is no acceptor thread handing connections over: the kernel hands
 //! each connection straight to one idle worker, as in the simplest std
 //! server, so a fast exchange costs no thread switch. The pool grows when
-//! the worker that took the last idle place was held longer than
-//! [`GROW_AFTER`], and shrinks when an idle worker's `accept` times out
-//! while at least [`SPARE`] others are idle. It never has more than the
-//! most it was started with, whatever clients do.
+//! the worker that took the last idle place had a slow job (connections
+//! may have queued meanwhile), and shrinks when an idle worker's `accept`
+//! times out while at least [`SPARE`] others are idle. It never has more
+//! than the most it was started with, whatever clients do.
 
 use super::log::Burst;
 use crate::diag;
@@ -31,16 +31,9 @@ pub(crate) trait Job: Send + Sync + 'static {
     /// A worker's buffers, made when it starts.
     fn scratch(&self) -> Self::Scratch;
 
-    /// Serves an accepted connection. `last_idle`: no other worker is
-    /// left idle on its listener, so the job should hold this one as
-    /// briefly as it can.
-    fn run(
-        &self,
-        stream: TcpStream,
-        peer: SocketAddr,
-        scratch: &mut Self::Scratch,
-        last_idle: bool,
-    );
+    /// Serves an accepted connection, and says whether its client held
+    /// the worker up.
+    fn run(&self, stream: TcpStream, peer: SocketAddr, scratch: &mut Self::Scratch) -> Pace;
 
     /// Answers a connection that will not be served, without reading it.
     fn turn_away(&self, stream: TcpStream, peer: SocketAddr, why: TurnAway);
@@ -48,6 +41,15 @@ pub(crate) trait Job: Send + Sync + 'static {
     /// File descriptors ran out: closes a connection held elsewhere, if
     /// there is one, and says whether it did.
     fn free_descriptor(&self) -> bool;
+}
+
+/// How a job went, for the pool to size itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pace {
+    /// Done as fast as the machine allowed.
+    Quick,
+    /// The job waited on its client (for as long as it allows itself).
+    Slow,
 }
 
 /// Why a connection is turned away at the door.
@@ -65,10 +67,6 @@ pub(crate) const SPARE: usize = 4;
 /// these bounds (see [`Settings::new`]).
 const ACCEPT_TIMEOUT_MIN: Duration = Duration::from_secs(1);
 const ACCEPT_TIMEOUT_MAX: Duration = Duration::from_secs(30);
-/// A job that held the last idle worker longer than this kept connections
-/// waiting in the kernel's queue: the pool grows. An ordinary exchange
-/// takes some tens of microseconds.
-const GROW_AFTER: Duration = Duration::from_millis(1);
 /// How long a worker waits before accepting again after `accept` failed
 /// and nothing could be done about it: long enough not to spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -271,10 +269,9 @@ impl<J: Job> Shared<J> {
                 }
                 Ok((stream, peer)) => {
                     let took_last = self.accepted(door);
-                    let started = Instant::now();
-                    self.job.run(stream, peer, &mut scratch, took_last);
+                    let pace = self.job.run(stream, peer, &mut scratch);
                     door.idle.fetch_add(1, AcqRel);
-                    if took_last && started.elapsed() > GROW_AFTER {
+                    if took_last && pace == Pace::Slow {
                         self.grow(door);
                     }
                 }
@@ -304,7 +301,7 @@ impl<J: Job> Shared<J> {
         door.idle.fetch_sub(1, AcqRel) == 1
     }
 
-    /// Called when the last idle worker was held long: if still no worker
+    /// Called when the last idle worker's job was slow: if still no worker
     /// is idle, adds a quarter of the pool (at least two), so that a flood
     /// of slow clients is matched in a few rounds, not one by one.
     fn grow(self: &Arc<Self>, door: &Arc<Door>) {

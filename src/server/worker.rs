@@ -1,12 +1,10 @@
 //! What a worker does with a connection it accepted, top to bottom: start
 //! reading it, and if the message is complete within the slow-client
 //! verdict, answer it and close; if not, hand it to the waiting room and
-//! go back to `accept`. A worker never waits on a client for longer, and
-//! the last idle worker does not wait at all: it takes what has arrived,
-//! so that a flood of silent clients cannot fill the accept queue.
+//! go back to `accept`. A worker never waits on a client for longer.
 
 use super::exchange::{Closing, Scratch, Service};
-use super::pool::{Job, TurnAway};
+use super::pool::{Job, Pace, TurnAway};
 use super::reading::Reading;
 use super::room::{Room, Waiting};
 use crate::addr::Cidr;
@@ -19,10 +17,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a message may take before its client counts as slow and waits
-/// in the room. Nearly every client sends its whole message at once; the
-/// verdict is on the whole message, not the first bytes, which a trickling
-/// client sends at once.
-const SLOW_CLIENT: Duration = Duration::from_millis(5);
+/// in the room. A client's message comes with its handshake's last ACK or
+/// just after it, so nearly every one is complete at once; this is long
+/// enough for one that wrote just after its connect on a loaded machine,
+/// and short enough that a flood of silent clients (2000 a second hold
+/// two workers' worth) cannot keep the workers from the accept queue.
+/// The verdict is on the whole message, not the first bytes, which a
+/// trickling client sends at once.
+const SLOW_CLIENT: Duration = Duration::from_millis(1);
 /// The read size: enough for any ordinary message in one read.
 const CHUNK: usize = 4096;
 
@@ -53,13 +55,7 @@ impl Job for Front {
         }
     }
 
-    fn run(
-        &self,
-        stream: TcpStream,
-        peer: SocketAddr,
-        scratch: &mut WorkerScratch,
-        last_idle: bool,
-    ) {
+    fn run(&self, stream: TcpStream, peer: SocketAddr, scratch: &mut WorkerScratch) -> Pace {
         let ticket = self.service.ticket();
         let started = Instant::now();
         let buffer = scratch.exchange.lend();
@@ -71,7 +67,10 @@ impl Job for Front {
             buffer,
         ) {
             Ok(reading) => reading,
-            Err(refused) => return self.answer(stream, refused, scratch),
+            Err(refused) => {
+                self.answer(stream, refused, scratch);
+                return Pace::Quick;
+            }
         };
         let progress = match platform::receive_now(&stream, &mut scratch.chunk) {
             Ok(n) => reading.feed(&scratch.chunk[..n], Instant::now()),
@@ -80,12 +79,7 @@ impl Job for Front {
         };
         let progress = match progress {
             Progress::Pending => {
-                let wait = if last_idle {
-                    Duration::ZERO
-                } else {
-                    SLOW_CLIENT
-                };
-                let verdict = self.room.as_ref().map(|_| started + wait);
+                let verdict = self.room.as_ref().map(|_| started + SLOW_CLIENT);
                 let mut source = SocketSource { stream: &stream };
                 drive(&mut source, &mut reading, &mut scratch.chunk, verdict)
             }
@@ -95,6 +89,7 @@ impl Job for Front {
             Progress::Done(finished) => {
                 scratch.exchange.keep(reading.into_buffer());
                 self.answer(stream, finished, scratch);
+                Pace::Quick
             }
             Progress::Pending => {
                 if let Some(room) = &self.room {
@@ -104,6 +99,7 @@ impl Job for Front {
                         _ticket: ticket,
                     });
                 }
+                Pace::Slow
             }
         }
     }
