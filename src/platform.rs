@@ -125,6 +125,66 @@ pub(crate) fn receive_now(stream: &std::net::TcpStream, buf: &mut [u8]) -> std::
     }
 }
 
+/// A descriptor that other threads make readable to wake a thread waiting
+/// on a [`Poller`]: Linux's `eventfd`, one descriptor and no socket (the
+/// service's sandbox allows no socket of any family to be made).
+#[derive(Debug)]
+pub(crate) struct Waker {
+    #[cfg(target_os = "linux")]
+    event: std::fs::File,
+}
+
+impl Waker {
+    /// A new waker, not yet woken.
+    ///
+    /// # Errors
+    ///
+    /// What `eventfd` reports; elsewhere than Linux, `Unsupported`.
+    pub fn new() -> std::io::Result<Waker> {
+        #[cfg(target_os = "linux")]
+        {
+            Ok(Waker {
+                event: std::fs::File::from(linux::new_eventfd()?),
+            })
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            Err(std::io::ErrorKind::Unsupported.into())
+        }
+    }
+
+    /// Makes it readable, from any thread. It cannot block: the counter
+    /// would have to reach 2^64 - 1 first.
+    pub fn wake(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            let _ = std::io::Write::write(&mut &self.event, &1u64.to_ne_bytes());
+        }
+    }
+
+    /// Takes the wake-ups so far: it is not readable until the next.
+    pub fn clear(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            let mut count = [0u8; 8];
+            let _ = std::io::Read::read(&mut &self.event, &mut count);
+        }
+    }
+}
+
+impl std::os::fd::AsFd for Waker {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        #[cfg(target_os = "linux")]
+        {
+            self.event.as_fd()
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            unreachable!("a Waker is never made elsewhere than Linux")
+        }
+    }
+}
+
 /// Waits until `stream` has something to read (bytes, EOF or an error),
 /// or `timeout` passes: true if it has. `poll(2)`, which times to the
 /// microsecond where `SO_RCVTIMEO` rounds up to the kernel's tick (up to
@@ -331,6 +391,8 @@ mod linux {
     const MSG_DONTWAIT: c_int = 0x40;
     const RLIMIT_NOFILE: c_int = 7;
     const EPOLL_CLOEXEC: c_int = 0o2_000_000;
+    const EFD_CLOEXEC: c_int = 0o2_000_000;
+    const EFD_NONBLOCK: c_int = 0o4_000;
     const EPOLL_CTL_ADD: c_int = 1;
     const EPOLLIN: u32 = 0x001;
     const EPOLLRDHUP: u32 = 0x2000;
@@ -387,6 +449,7 @@ mod linux {
         fn getrlimit(resource: c_int, limit: *mut RLimit) -> c_int;
         fn setrlimit(resource: c_int, limit: *const RLimit) -> c_int;
         fn epoll_create1(flags: c_int) -> c_int;
+        fn eventfd(initial: u32, flags: c_int) -> c_int;
         fn epoll_ctl(epoll: c_int, op: c_int, fd: c_int, event: *mut EpollEvent) -> c_int;
         #[link_name = "epoll_wait"]
         fn epoll_wait_raw(
@@ -479,6 +542,18 @@ mod linux {
     pub fn epoll_create() -> io::Result<OwnedFd> {
         // SAFETY: epoll_create1 takes only flags and touches no memory of ours.
         let fd = unsafe { epoll_create1(EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by the kernel as a new descriptor,
+        // so nothing else owns it; the `OwnedFd` will close it once.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    pub fn new_eventfd() -> io::Result<OwnedFd> {
+        // SAFETY: eventfd takes only a value and flags, touching no memory
+        // of ours.
+        let fd = unsafe { eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }

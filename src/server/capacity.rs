@@ -74,7 +74,11 @@ impl Machine {
     pub fn measure() -> Machine {
         let files = platform::raise_open_file_limit();
         Machine {
-            open_file_limit: files.map(|f| f.limit),
+            // A sandbox may forbid even reading the limit (systemd's
+            // `~@resources` filters prlimit64): /proc still tells it.
+            open_file_limit: files
+                .map(|f| f.limit)
+                .or_else(|| proc_limit("Max open files")),
             raised_from: files.and_then(|f| f.raised_from),
             open: open_descriptors().unwrap_or(3),
             address_space: address_space_room(),
@@ -159,14 +163,19 @@ fn open_descriptors() -> Option<u64> {
     Some(entries.count().saturating_sub(1) as u64)
 }
 
-/// Bytes of address space this process may still map, if it is limited:
-/// the soft `RLIMIT_AS` from /proc/self/limits, less what is mapped now.
-fn address_space_room() -> Option<u64> {
+/// A soft limit from /proc/self/limits, by its name there; `None` if it
+/// is unlimited or cannot be read.
+fn proc_limit(name: &str) -> Option<u64> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits
-        .lines()
-        .find(|l| l.starts_with("Max address space"))?;
-    let limit: u64 = line.split_whitespace().nth(3)?.parse().ok()?;
+    let line = limits.lines().find(|l| l.starts_with(name))?;
+    let fields = line[name.len()..].split_whitespace().next()?;
+    fields.parse().ok()
+}
+
+/// Bytes of address space this process may still map, if it is limited:
+/// the soft `RLIMIT_AS`, less what is mapped now.
+fn address_space_room() -> Option<u64> {
+    let limit = proc_limit("Max address space")?;
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let mapped_kib: u64 = status
         .lines()

@@ -183,6 +183,16 @@ whole message, in UTC with microseconds. A refused message gets a line starting 
 'error: server busy'.",
         ),
         (
+            "Limits",
+            "A worker answers each message that has arrived within 1 ms of the connection; \
+any other connection waits in one waiting room (epoll, on Linux) for the price of a file \
+descriptor and some hundred bytes, not a thread. At start serv6 raises its soft open-file \
+limit to the hard limit and says how many connections that allows; --max-conns caps it \
+further. When that many wait, or descriptors run out, the connection that has waited \
+longest is told 'error: server busy' and closed. Workers are at most 32, whatever the \
+options or the clients do.",
+        ),
+        (
             "Output",
             "Standard output gets one line per exchange, written before the reply is sent: \
 the time, the client's address, the length and the message, quoted and escaped. Standard \

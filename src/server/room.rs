@@ -22,13 +22,12 @@
 use super::exchange::{Closing, Scratch, Service, Ticket};
 use super::reading::{Finished, Reading};
 use crate::framing::{is_retry, Machine, Progress};
-use crate::platform::{self, Poller};
+use crate::platform::{self, Poller, Waker};
 use crate::protocol::Refusal;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
-use std::io::{self, Write};
+use std::io;
 use std::net::{Shutdown, TcpStream};
-use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
@@ -96,7 +95,7 @@ enum Arrival {
 pub(crate) struct Room {
     inbox: Mutex<Inbox>,
     changed: Condvar,
-    waker: UnixStream,
+    waker: Waker,
     /// Connections held now, for workers out of descriptors.
     held: AtomicUsize,
 }
@@ -137,8 +136,7 @@ impl Room {
     }
 
     fn wake(&self) {
-        // A full waker already has a wake-up pending: nothing is lost.
-        let _ = (&self.waker).write(&[1]);
+        self.waker.wake();
     }
 
     /// Takes over a connection whose message is still incomplete.
@@ -198,7 +196,6 @@ struct Hall {
     service: Arc<Service>,
     limits: Limits,
     poller: Poller,
-    woken: UnixStream,
     /// By token, which grows with every arrival: the first is the oldest.
     waiting: BTreeMap<u64, Waiting>,
     lingering: BTreeMap<u64, Lingering>,
@@ -215,10 +212,8 @@ impl Hall {
     /// The room and its state, before its thread runs.
     fn open(service: Arc<Service>, limits: Limits) -> io::Result<Hall> {
         let poller = Poller::new(BATCH)?;
-        let (waker, woken) = UnixStream::pair()?;
-        waker.set_nonblocking(true)?;
-        woken.set_nonblocking(true)?;
-        poller.add(&woken, WAKER)?;
+        let waker = Waker::new()?;
+        poller.add(&waker, WAKER)?;
         let room = Arc::new(Room {
             inbox: Mutex::new(Inbox::default()),
             changed: Condvar::new(),
@@ -230,7 +225,6 @@ impl Hall {
             service,
             limits,
             poller,
-            woken,
             waiting: BTreeMap::new(),
             lingering: BTreeMap::new(),
             timers: BinaryHeap::new(),
@@ -287,8 +281,7 @@ impl Hall {
     }
 
     fn take_inbox(&mut self) {
-        let mut drained = [0u8; 64];
-        while matches!(io::Read::read(&mut &self.woken, &mut drained), Ok(n) if n > 0) {}
+        self.room.waker.clear();
         let (arrivals, to_free, finish_by) = {
             let mut inbox = self.room.inbox();
             let taken = (
@@ -501,7 +494,7 @@ mod tests {
     use super::*;
     use crate::framing::Rules;
     use crate::server::log::Log;
-    use std::io::Read;
+    use std::io::{Read, Write};
     use std::net::TcpListener;
 
     const RULES: Rules = Rules {
