@@ -13,7 +13,45 @@
 //! [`read_message`] the whole read of one message from a [`Source`].
 
 use std::io;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+
+/// When bytes arrived, on both clocks: the monotonic one the rules are
+/// judged on, and the wall clock the reply states. Knowing both from the
+/// read on saves converting between them for the stamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Arrival {
+    pub mono: Instant,
+    pub wall: SystemTime,
+}
+
+impl Arrival {
+    /// The present moment, for bytes read with no kernel stamp.
+    pub fn now() -> Arrival {
+        Arrival {
+            mono: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+
+    /// The arrival the kernel stamped (`stamp`), placed on the monotonic
+    /// clock by its distance from the wall clock now; with no stamp, or one
+    /// from the future (the wall clock stepped back), the present moment.
+    pub fn stamped(stamp: Option<SystemTime>) -> Arrival {
+        let now = Arrival::now();
+        let Some(wall) = stamp else {
+            return now;
+        };
+        match now
+            .wall
+            .duration_since(wall)
+            .ok()
+            .and_then(|ago| now.mono.checked_sub(ago))
+        {
+            Some(mono) => Arrival { mono, wall },
+            None => now,
+        }
+    }
+}
 
 /// The limits one exchange is read under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +89,7 @@ impl Ending {
 #[derive(Debug)]
 pub(crate) enum Outcome {
     /// The message is complete; `at` is when the last of it arrived.
-    Message { ending: Ending, at: Instant },
+    Message { ending: Ending, at: Arrival },
     /// More than `max_len` bytes arrived before the message ended.
     TooLong,
     /// No message was complete within the deadline.
@@ -73,7 +111,7 @@ pub(crate) trait Machine {
     type Done;
 
     /// Takes `bytes` that arrived at `at`; empty `bytes` is EOF.
-    fn feed(&mut self, bytes: &[u8], at: Instant) -> Progress<Self::Done>;
+    fn feed(&mut self, bytes: &[u8], at: Arrival) -> Progress<Self::Done>;
 
     /// When it must next be told the time: at or after it,
     /// [`Machine::on_timer`] finishes.
@@ -91,7 +129,7 @@ pub(crate) trait Machine {
 pub(crate) struct Framer {
     rules: Rules,
     deadline: Instant,
-    last_arrival: Option<Instant>,
+    last_arrival: Option<Arrival>,
     message: Vec<u8>,
 }
 
@@ -127,7 +165,7 @@ impl Framer {
     fn pause_end(&self) -> Option<Instant> {
         self.last_arrival
             .zip(self.rules.pause)
-            .map(|(at, pause)| at + pause)
+            .map(|(at, pause)| at.mono + pause)
     }
 
     /// The message's end by the clock alone, if time `now` has brought one:
@@ -144,7 +182,7 @@ impl Framer {
         past(self.deadline).then_some(Outcome::Deadline)
     }
 
-    fn finish(&self, ending: Ending, at: Instant) -> Outcome {
+    fn finish(&self, ending: Ending, at: Arrival) -> Outcome {
         if self.message.len() > self.rules.max_len {
             Outcome::TooLong
         } else {
@@ -156,12 +194,14 @@ impl Framer {
 impl Machine for Framer {
     type Done = Outcome;
 
-    fn feed(&mut self, bytes: &[u8], at: Instant) -> Progress<Outcome> {
-        if let Some(ended) = self.timed_out(at, true) {
+    fn feed(&mut self, bytes: &[u8], at: Arrival) -> Progress<Outcome> {
+        if let Some(ended) = self.timed_out(at.mono, true) {
             return Progress::Done(ended);
         }
         if bytes.is_empty() {
-            return Progress::Done(self.finish(Ending::Eof, at));
+            // Received at the last byte; an empty message, when EOF came.
+            let last = self.last_arrival.unwrap_or(at);
+            return Progress::Done(self.finish(Ending::Eof, last));
         }
         match take(&mut self.message, bytes, self.rules.max_len) {
             Step::More => {
@@ -198,14 +238,21 @@ pub(crate) trait Source {
     /// The current time on this source's clock.
     fn now(&self) -> Instant;
 
-    /// Reads into `buf`, waiting at most `wait` (never zero). `Ok(0)` is
-    /// EOF; an error of kind `WouldBlock` or `TimedOut` means nothing came.
-    fn read_within(&mut self, buf: &mut [u8], wait: Duration) -> io::Result<usize>;
+    /// Reads into `buf`, waiting at most `wait` (zero: only what has
+    /// already arrived), and says when the last byte read arrived. A length
+    /// of 0 is EOF; an error of kind `WouldBlock` or `TimedOut` means
+    /// nothing came.
+    fn read_within(&mut self, buf: &mut [u8], wait: Duration) -> io::Result<(usize, Arrival)>;
 }
 
 /// Reads from `source` into `machine` until it finishes, or until
 /// `stop_at` comes first (then `Pending`: the machine holds what came).
 /// `chunk` is the read buffer.
+///
+/// Bytes are judged by when they arrived, not when they were read: once a
+/// pause or the deadline is due, what has already arrived is read first,
+/// so a reader that was late (descheduled, stopped) cannot cut a message
+/// short or turn it into a deadline.
 pub(crate) fn drive<M: Machine>(
     source: &mut impl Source,
     machine: &mut M,
@@ -214,8 +261,18 @@ pub(crate) fn drive<M: Machine>(
 ) -> Progress<M::Done> {
     loop {
         let now = source.now();
-        if let Progress::Done(done) = machine.on_timer(now) {
-            return Progress::Done(done);
+        if now >= machine.next_wake() {
+            match source.read_within(chunk, Duration::ZERO) {
+                Ok((n, at)) => match machine.feed(&chunk[..n], at) {
+                    Progress::Done(done) => return Progress::Done(done),
+                    Progress::Pending => continue,
+                },
+                Err(e) if is_retry(&e) => {}
+                Err(e) => return Progress::Done(machine.fail(e)),
+            }
+            if let Progress::Done(done) = machine.on_timer(now) {
+                return Progress::Done(done);
+            }
         }
         let wake = machine.next_wake();
         let until = stop_at.map_or(wake, |stop| stop.min(wake));
@@ -223,8 +280,8 @@ pub(crate) fn drive<M: Machine>(
             return Progress::Pending;
         }
         match source.read_within(chunk, until - now) {
-            Ok(n) => {
-                if let Progress::Done(done) = machine.feed(&chunk[..n], source.now()) {
+            Ok((n, at)) => {
+                if let Progress::Done(done) = machine.feed(&chunk[..n], at) {
                     return Progress::Done(done);
                 }
             }
@@ -307,30 +364,42 @@ mod tests {
     const PAUSE: Duration = Duration::from_millis(200);
     const DEADLINE: Duration = Duration::from_secs(10);
 
-    /// Bytes that arrive `gap` after the previous arrival; empty means EOF.
-    struct Arrival {
-        gap: Duration,
+    /// Bytes that arrive at `at`; empty means EOF.
+    struct Scripted {
+        at: Instant,
         bytes: Vec<u8>,
     }
 
-    /// A source on a virtual clock: no test here ever sleeps.
+    /// A source on a virtual clock: no test here ever sleeps. The reader's
+    /// clock may fall behind the arrivals (`late`): after its `reads`-th
+    /// read, the reader stalls for the time given, as a descheduled or
+    /// stopped process does, while bytes keep arriving.
     struct Script {
         clock: Instant,
-        arrivals: VecDeque<Arrival>,
+        arrivals: VecDeque<Scripted>,
+        reads: usize,
+        late: Option<(usize, Duration)>,
     }
 
     impl Script {
         fn new(arrivals: Vec<(u64, &[u8])>) -> Self {
+            let start = Instant::now();
+            let mut at = start;
             let arrivals = arrivals
                 .into_iter()
-                .map(|(ms, bytes)| Arrival {
-                    gap: Duration::from_millis(ms),
-                    bytes: bytes.to_vec(),
+                .map(|(ms, bytes)| {
+                    at += Duration::from_millis(ms);
+                    Scripted {
+                        at,
+                        bytes: bytes.to_vec(),
+                    }
                 })
                 .collect();
             Script {
-                clock: Instant::now(),
+                clock: start,
                 arrivals,
+                reads: 0,
+                late: None,
             }
         }
     }
@@ -340,27 +409,35 @@ mod tests {
             self.clock
         }
 
-        fn read_within(&mut self, buf: &mut [u8], wait: Duration) -> io::Result<usize> {
-            assert!(!wait.is_zero(), "a zero wait would spin");
-            let Some(next) = self.arrivals.front_mut() else {
-                // A silent client: nothing ever comes.
-                self.clock += wait;
+        fn read_within(&mut self, buf: &mut [u8], wait: Duration) -> io::Result<(usize, Arrival)> {
+            let due = self.clock + wait;
+            let Some(next) = self.arrivals.front_mut().filter(|next| next.at <= due) else {
+                self.clock = due;
                 return Err(io::ErrorKind::WouldBlock.into());
             };
-            if next.gap > wait {
-                self.clock += wait;
-                next.gap -= wait;
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            self.clock += next.gap;
-            next.gap = Duration::ZERO;
+            let at = next.at;
+            self.clock = self.clock.max(at);
             let n = next.bytes.len().min(buf.len());
             buf[..n].copy_from_slice(&next.bytes[..n]);
             next.bytes.drain(..n);
             if next.bytes.is_empty() {
                 self.arrivals.pop_front();
             }
-            Ok(n)
+            self.reads += 1;
+            if let Some((after, stall)) = self.late {
+                if self.reads == after {
+                    self.clock += stall;
+                }
+            }
+            Ok((n, on_both_clocks(at)))
+        }
+    }
+
+    /// A virtual arrival on both clocks; only the monotonic one matters here.
+    fn on_both_clocks(mono: Instant) -> Arrival {
+        Arrival {
+            mono,
+            wall: SystemTime::UNIX_EPOCH,
         }
     }
 
@@ -374,15 +451,20 @@ mod tests {
 
     /// Runs the reader and describes the result as the server would act on it.
     fn run(max_len: usize, chunk_len: usize, arrivals: Vec<(u64, &[u8])>) -> String {
-        let mut script = Script::new(arrivals);
+        run_script(Script::new(arrivals), &rules(max_len), chunk_len)
+    }
+
+    /// Reads `script` under `rules` in reads of `chunk_len` bytes, and says
+    /// how the message ended, its text and when, from the script's start.
+    fn run_script(mut script: Script, rules: &Rules, chunk_len: usize) -> String {
         let start = script.clock;
         let mut message = Vec::new();
         let mut chunk = vec![0; chunk_len];
-        match read_message(&mut script, &rules(max_len), &mut message, &mut chunk) {
+        match read_message(&mut script, rules, &mut message, &mut chunk) {
             Outcome::Message { ending, at } => format!(
                 "{ending:?} {:?} at {}ms",
                 String::from_utf8_lossy(&message),
-                (at - start).as_millis()
+                (at.mono - start).as_millis()
             ),
             other => format!("{other:?}"),
         }
@@ -423,7 +505,7 @@ mod tests {
         assert_eq!(run(64, 4096, vec![(3, b"")]), "Eof \"\" at 3ms");
         assert_eq!(
             run(64, 4096, vec![(0, b"ab"), (1, b"")]),
-            "Eof \"ab\" at 1ms"
+            "Eof \"ab\" at 0ms"
         );
     }
 
@@ -505,7 +587,7 @@ mod tests {
             fn now(&self) -> Instant {
                 Instant::now()
             }
-            fn read_within(&mut self, _: &mut [u8], _: Duration) -> io::Result<usize> {
+            fn read_within(&mut self, _: &mut [u8], _: Duration) -> io::Result<(usize, Arrival)> {
                 Err(io::ErrorKind::ConnectionReset.into())
             }
         }
@@ -542,7 +624,7 @@ mod tests {
             }
             clock = arrival;
             if bytes.is_empty() {
-                return ended(&message, "Eof", clock);
+                return ended(&message, "Eof", last.unwrap_or(clock));
             }
             if let Some(at) = bytes.iter().position(|&b| b == b'\n') {
                 message.extend_from_slice(&bytes[..at]);
@@ -615,7 +697,7 @@ mod tests {
                     Ending::Pause => "Pause",
                 },
                 String::from_utf8_lossy(framer.message()),
-                (at - start).as_millis()
+                (at.mono - start).as_millis()
             ),
             other => format!("{other:?}"),
         };
@@ -639,7 +721,7 @@ mod tests {
                 bytes.chunks(size).collect()
             };
             for part in pieces {
-                if let Progress::Done(outcome) = framer.feed(part, clock) {
+                if let Progress::Done(outcome) = framer.feed(part, on_both_clocks(clock)) {
                     return describe(outcome, &framer);
                 }
             }
@@ -650,6 +732,36 @@ mod tests {
                 return describe(outcome, &framer);
             }
         }
+    }
+
+    /// Runs the reader on `script`, stalling it for `stall` after its
+    /// `after`-th read.
+    fn run_late(rules: &Rules, arrivals: Vec<(u64, &[u8])>, after: usize, stall: u64) -> String {
+        let mut script = Script::new(arrivals);
+        script.late = Some((after, Duration::from_millis(stall)));
+        run_script(script, rules, 64)
+    }
+
+    #[test]
+    fn a_late_reader_does_not_cut_a_message_short() {
+        // `la` and the LF came 100 ms after `ho`, inside the pause, while
+        // the reader was stalled for 350 ms: they belong to the message.
+        let got = run_late(&rules(64), vec![(0, b"ho"), (100, b"la\n")], 1, 350);
+        assert_eq!(got, "Newline { trailing: false } \"hola\" at 100ms");
+        // Bytes that came after the pause ran out still do not.
+        let got = run_late(&rules(64), vec![(0, b"ho"), (300, b"la\n")], 1, 350);
+        assert_eq!(got, "Pause \"ho\" at 0ms");
+    }
+
+    #[test]
+    fn a_late_reader_does_not_turn_a_message_into_a_deadline() {
+        // The LF came 1 s before the deadline; the reader woke 1 s after it.
+        let no_pause = Rules {
+            pause: None,
+            ..rules(64)
+        };
+        let got = run_late(&no_pause, vec![(0, b"ho"), (9_000, b"la\n")], 1, 11_000);
+        assert_eq!(got, "Newline { trailing: false } \"hola\" at 9000ms");
     }
 
     #[test]
@@ -687,14 +799,20 @@ mod tests {
     fn bytes_that_arrive_as_the_pause_ends_belong_to_the_message() {
         let start = Instant::now();
         let mut framer = Framer::new(&rules(64), start, Vec::new());
-        assert!(matches!(framer.feed(b"ho", start), Progress::Pending));
+        assert!(matches!(
+            framer.feed(b"ho", on_both_clocks(start)),
+            Progress::Pending
+        ));
         let end = start + PAUSE;
         assert_eq!(framer.next_wake(), end);
-        assert!(matches!(framer.feed(b"la", end), Progress::Pending));
+        assert!(matches!(
+            framer.feed(b"la", on_both_clocks(end)),
+            Progress::Pending
+        ));
         assert_eq!(framer.message(), b"hola");
         let late = end + PAUSE + Duration::from_millis(1);
         assert!(matches!(
-            framer.feed(b"!", late),
+            framer.feed(b"!", on_both_clocks(late)),
             Progress::Done(Outcome::Message {
                 ending: Ending::Pause,
                 ..

@@ -108,10 +108,23 @@ pub(crate) fn stop_listening(listener: &TcpListener) {
     let _ = listener;
 }
 
+/// What one read took: how many bytes, and when the last of them reached
+/// the machine, as the kernel stamped it, if it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Received {
+    pub len: usize,
+    pub arrived: Option<std::time::SystemTime>,
+}
+
 /// Reads what `stream` has received into `buf` without waiting, whether
 /// the socket blocks or not: `WouldBlock` if nothing has come. One system
-/// call, where std would need two to switch the socket to non-blocking.
-pub(crate) fn receive_now(stream: &std::net::TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+/// call (`recvmsg`), where std would need two to switch the socket to
+/// non-blocking; with [`stamp_arrivals`] on its listener it also returns
+/// the kernel's arrival time of the last segment read.
+pub(crate) fn receive_now(
+    stream: &std::net::TcpStream,
+    buf: &mut [u8],
+) -> std::io::Result<Received> {
     #[cfg(target_os = "linux")]
     {
         linux::receive_now(stream, buf)
@@ -121,7 +134,26 @@ pub(crate) fn receive_now(stream: &std::net::TcpStream, buf: &mut [u8]) -> std::
         stream.set_nonblocking(true)?;
         let read = std::io::Read::read(&mut &*stream, buf);
         stream.set_nonblocking(false)?;
-        read
+        read.map(|len| Received { len, arrived: None })
+    }
+}
+
+/// Asks the kernel to stamp each segment `socket` receives with its
+/// arrival time (`SO_TIMESTAMPNS`, software receive timestamps), which
+/// [`receive_now`] returns; a listener's accepted sockets inherit it.
+///
+/// # Errors
+///
+/// What `setsockopt` reports; elsewhere than Linux, `Unsupported`.
+pub(crate) fn stamp_arrivals(socket: &impl std::os::fd::AsFd) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        linux::stamp_arrivals(socket.as_fd())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = socket;
+        Err(std::io::ErrorKind::Unsupported.into())
     }
 }
 
@@ -398,6 +430,34 @@ mod linux {
     const EPOLLRDHUP: u32 = 0x2000;
 
     const POLLIN: i16 = 0x001;
+    /// `SO_TIMESTAMPNS`, which is also `SCM_TIMESTAMPNS`: the 64-bit
+    /// `timespec` form on 64-bit targets.
+    const SO_TIMESTAMPNS: c_int = 35;
+    /// Room for the control messages a TCP read can bring: the timestamp.
+    const CONTROL_LEN: usize = 64;
+
+    /// `struct iovec`.
+    #[repr(C)]
+    struct IoVec {
+        base: *mut c_void,
+        len: usize,
+    }
+
+    /// `struct msghdr`.
+    #[repr(C)]
+    struct MsgHdr {
+        name: *mut c_void,
+        name_len: u32,
+        iov: *mut IoVec,
+        iov_len: usize,
+        control: *mut c_void,
+        control_len: usize,
+        flags: c_int,
+    }
+
+    /// A control-message buffer, aligned as `struct cmsghdr` must be.
+    #[repr(C, align(8))]
+    struct Control([u8; CONTROL_LEN]);
 
     /// `struct pollfd`.
     #[repr(C)]
@@ -444,7 +504,14 @@ mod linux {
         fn sigaddset(set: *mut SigSet, signal: c_int) -> c_int;
         fn pthread_sigmask(how: c_int, set: *const SigSet, old: *mut SigSet) -> c_int;
         fn sigwait(set: *const SigSet, signal: *mut c_int) -> c_int;
-        fn recv(fd: c_int, buf: *mut c_void, len: usize, flags: c_int) -> isize;
+        fn recvmsg(fd: c_int, message: *mut MsgHdr, flags: c_int) -> isize;
+        fn setsockopt(
+            fd: c_int,
+            level: c_int,
+            name: c_int,
+            value: *const c_void,
+            len: u32,
+        ) -> c_int;
         fn poll(fds: *mut PollFd, count: u64, timeout: c_int) -> c_int;
         fn getrlimit(resource: c_int, limit: *mut RLimit) -> c_int;
         fn setrlimit(resource: c_int, limit: *const RLimit) -> c_int;
@@ -460,19 +527,81 @@ mod linux {
         ) -> c_int;
     }
 
-    pub fn receive_now(stream: &std::net::TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-        // SAFETY: the descriptor belongs to `stream`, borrowed and so open
-        // for the call; `buf` is a live, writable buffer of `buf.len()`
-        // bytes, and recv writes at most that many.
-        let n = unsafe {
-            recv(
-                stream.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                MSG_DONTWAIT,
+    pub fn stamp_arrivals(socket: BorrowedFd<'_>) -> io::Result<()> {
+        let on: c_int = 1;
+        // SAFETY: the descriptor is borrowed, so open for the call; `on` is
+        // a live int and the length says so; setsockopt only reads it.
+        let status = unsafe {
+            setsockopt(
+                socket.as_raw_fd(),
+                SOL_SOCKET,
+                SO_TIMESTAMPNS,
+                (&on as *const c_int).cast(),
+                std::mem::size_of::<c_int>() as u32,
             )
         };
-        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+        if status == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    pub fn receive_now(
+        stream: &std::net::TcpStream,
+        buf: &mut [u8],
+    ) -> io::Result<super::Received> {
+        let mut iov = IoVec {
+            base: buf.as_mut_ptr().cast(),
+            len: buf.len(),
+        };
+        let mut control = Control([0; CONTROL_LEN]);
+        let mut header = MsgHdr {
+            name: std::ptr::null_mut(),
+            name_len: 0,
+            iov: &mut iov,
+            iov_len: 1,
+            control: control.0.as_mut_ptr().cast(),
+            control_len: CONTROL_LEN,
+            flags: 0,
+        };
+        // SAFETY: the descriptor belongs to `stream`, borrowed for the call.
+        // `header` points at one iovec covering exactly `buf` (live and
+        // writable) and at `control`, a live buffer of `control_len` bytes;
+        // the kernel writes at most those lengths and updates `header`'s
+        // lengths and flags, all of which outlive the call.
+        let n = unsafe { recvmsg(stream.as_raw_fd(), &mut header, MSG_DONTWAIT) };
+        let len = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+        let filled = header.control_len.min(CONTROL_LEN);
+        Ok(super::Received {
+            len,
+            arrived: arrival_stamp(&control.0[..filled]),
+        })
+    }
+
+    /// The `SCM_TIMESTAMPNS` time among the control messages in `control`.
+    fn arrival_stamp(control: &[u8]) -> Option<std::time::SystemTime> {
+        let word = std::mem::size_of::<usize>();
+        let header_len = word + 2 * std::mem::size_of::<c_int>();
+        let mut at = 0;
+        while at + header_len <= control.len() {
+            let field = |from: usize, len: usize| control.get(at + from..at + from + len);
+            let len = usize::from_ne_bytes(field(0, word)?.try_into().ok()?);
+            let level = c_int::from_ne_bytes(field(word, 4)?.try_into().ok()?);
+            let kind = c_int::from_ne_bytes(field(word + 4, 4)?.try_into().ok()?);
+            if len < header_len {
+                return None;
+            }
+            if level == SOL_SOCKET && kind == SO_TIMESTAMPNS {
+                let data = header_len.next_multiple_of(word);
+                let seconds = i64::from_ne_bytes(field(data, 8)?.try_into().ok()?);
+                let nanos = i64::from_ne_bytes(field(data + 8, 8)?.try_into().ok()?);
+                let since = Duration::new(u64::try_from(seconds).ok()?, u32::try_from(nanos).ok()?);
+                return std::time::UNIX_EPOCH.checked_add(since);
+            }
+            at += len.next_multiple_of(word);
+        }
+        None
     }
 
     pub fn wait_readable(stream: &std::net::TcpStream, timeout: Duration) -> io::Result<bool> {

@@ -123,6 +123,8 @@ probes, summary = lines[:-1], lines[-1]['summary']
 assert [p['seq'] for p in probes] == [1, 2, 3], probes
 assert all(p['rtt_ms'] > 0 and abs(p['offset_ms']) < 5 for p in probes), probes
 assert all(p['reply'].startswith('received 4 bytes at ') for p in probes), probes
+assert all(p['send_clock'] == 'before write' for p in probes), probes
+assert all(p['receive_clock'] in ('kernel arrival', 'after read') for p in probes), probes
 assert (summary['sent'], summary['received'], summary['lost_percent']) == (3, 3, 0.0), summary
 assert summary['rtt_ms']['min'] <= summary['rtt_ms']['avg'] <= summary['rtt_ms']['max'], summary
 print('ok', summary['offset_ms']['median'])

@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod arrival;
 mod cli6;
 mod cli6_edges;
 mod cluster;

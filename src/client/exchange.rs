@@ -4,10 +4,12 @@
 
 use crate::addr::parse_literal;
 use crate::escape::escape;
+use crate::framing;
+use crate::platform::{self, Received};
 use crate::protocol::{parse_reply, Refusal, Reply, MAX_REPLY};
 use crate::timestamp::Timestamp;
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -59,6 +61,9 @@ pub(crate) struct Exchanged {
     /// Wall-clock times at the same two moments, for the clock offset.
     pub sent_at: SystemTime,
     pub received_at: SystemTime,
+    /// Whether `received_at` is the kernel's arrival time of the reply's
+    /// LF; if not, it is when cli6 read it.
+    pub received_by_kernel: bool,
     /// The reply line without its LF.
     pub reply: Vec<u8>,
 }
@@ -203,13 +208,22 @@ pub(crate) fn exchange(target: &Target, line: &[u8]) -> Result<Exchanged, Client
     };
     let (conn, peer) = connect_any(target, &addrs, budget)?;
     let connect = started.elapsed();
+    // The kernel stamps the reply's arrival, so cli6's own scheduling does
+    // not count in the round trip. Failing that, the read's time serves.
+    let _ = platform::stamp_arrivals(&conn);
+    // Set before the clock is read, so that the send time is the write's.
+    let timeout = budget
+        .left()
+        .and_then(|left| conn.set_write_timeout(Some(left)));
     let sent_at = SystemTime::now();
     let send_started = Instant::now();
     // A server that refuses the message may close before taking all of it;
     // its reply may still be waiting, so a failed send is reported only if
     // no reply can be read.
-    let sent = write_within(&conn, line, budget).and_then(|()| conn.shutdown(Shutdown::Write));
-    let (reply, arrived, received_at) = match (read_reply(&conn, peer, budget), sent) {
+    let sent = timeout
+        .and_then(|()| write_within(&conn, line, budget))
+        .and_then(|()| conn.shutdown(Shutdown::Write));
+    let (reply, arrival) = match (read_reply(&conn, peer, budget), sent) {
         (Ok(read), _) => read,
         (Err(_), Err(error)) => {
             return Err(ClientError::Io {
@@ -220,21 +234,27 @@ pub(crate) fn exchange(target: &Target, line: &[u8]) -> Result<Exchanged, Client
         }
         (Err(e), Ok(())) => return Err(e),
     };
-    let rtt = arrived.saturating_duration_since(send_started);
+    let rtt = arrival.at.saturating_duration_since(send_started);
     Ok(Exchanged {
         peer,
         connect,
         rtt,
         sent_at,
-        received_at,
+        received_at: arrival.wall,
+        received_by_kernel: arrival.by_kernel,
         reply,
     })
 }
 
-/// `write_all`, each write bounded by what is left of the budget.
+/// `write_all`, each write bounded by what is left of the budget; the
+/// first write's timeout is already set, so nothing stands between the
+/// send time and the write.
 fn write_within(conn: &TcpStream, mut data: &[u8], budget: Budget) -> io::Result<()> {
+    let mut first = true;
     while !data.is_empty() {
-        conn.set_write_timeout(Some(budget.left()?))?;
+        if !std::mem::take(&mut first) {
+            conn.set_write_timeout(Some(budget.left()?))?;
+        }
         match (&*conn).write(data) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => data = &data[n..],
@@ -295,25 +315,43 @@ fn connect_any(
     })
 }
 
-/// Reads one line, noting when its LF arrived, then insists on EOF: serv6
-/// sends exactly one line. A complete line followed by a reset instead of
-/// EOF is still the reply.
+/// When the reply's LF arrived, on both clocks.
+#[derive(Debug, Clone, Copy)]
+struct Arrival {
+    at: Instant,
+    wall: SystemTime,
+    /// The kernel stamped it; otherwise it is the time of the read.
+    by_kernel: bool,
+}
+
+/// Waits at most `left` for something to read, then reads it with the
+/// kernel's arrival time.
+fn receive_within(conn: &TcpStream, buf: &mut [u8], left: Duration) -> io::Result<Received> {
+    if platform::wait_readable(conn, left)? {
+        platform::receive_now(conn, buf)
+    } else {
+        Err(io::ErrorKind::TimedOut.into())
+    }
+}
+
+/// Reads one line, noting when its LF arrived (the kernel's stamp, or the
+/// read's time), then insists on EOF: serv6 sends exactly one line. A
+/// complete line followed by a reset instead of EOF is still the reply.
 fn read_reply(
     conn: &TcpStream,
     peer: SocketAddr,
     budget: Budget,
-) -> Result<(Vec<u8>, Instant, SystemTime), ClientError> {
+) -> Result<(Vec<u8>, Arrival), ClientError> {
     let mut reply = Vec::new();
     let mut arrival = None;
     let mut chunk = [0u8; 512];
     loop {
         let read = budget
             .left()
-            .and_then(|left| conn.set_read_timeout(Some(left)))
-            .and_then(|()| (&*conn).read(&mut chunk));
-        let n = match read {
-            Ok(0) => break,
-            Ok(n) => n,
+            .and_then(|left| receive_within(conn, &mut chunk, left));
+        let (n, got) = match read {
+            Ok(Received { len: 0, .. }) => break,
+            Ok(got) => (got.len, got),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             // The whole line came; only the close was abrupt.
             Err(e) if arrival.is_some() && e.kind() == io::ErrorKind::ConnectionReset => break,
@@ -326,7 +364,12 @@ fn read_reply(
             }
         };
         if arrival.is_none() && chunk[..n].contains(&b'\n') {
-            arrival = Some((Instant::now(), SystemTime::now()));
+            let on_both = framing::Arrival::stamped(got.arrived);
+            arrival = Some(Arrival {
+                at: on_both.mono,
+                wall: on_both.wall,
+                by_kernel: got.arrived.is_some(),
+            });
         }
         reply.extend_from_slice(&chunk[..n]);
         if reply.len() > MAX_REPLY {
@@ -337,9 +380,9 @@ fn read_reply(
         }
     }
     let problem = match (reply.iter().position(|&b| b == b'\n'), arrival) {
-        (Some(end), Some((at, wall))) if end + 1 == reply.len() => {
+        (Some(end), Some(at)) if end + 1 == reply.len() => {
             reply.pop();
-            return Ok((reply, at, wall));
+            return Ok((reply, at));
         }
         (Some(_), _) => ReplyProblem::MoreThanOneLine,
         _ if reply.is_empty() => ReplyProblem::Missing,

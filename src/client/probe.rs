@@ -29,6 +29,8 @@ struct Sample {
     connect: Duration,
     rtt: Duration,
     offset_ns: Option<i64>,
+    /// Whether the reply's receive time is the kernel's arrival stamp.
+    received_by_kernel: bool,
 }
 
 /// Runs the probes, each sending `line` (a message and its LF), and
@@ -115,6 +117,7 @@ fn probe(target: &Target, line: &[u8], seq: u64) -> Result<Sample, ClientError> 
         connect: done.connect,
         rtt: done.rtt,
         offset_ns: offset_ns(&done, server_time.to_system_time()),
+        received_by_kernel: done.received_by_kernel,
     })
 }
 
@@ -158,13 +161,15 @@ fn print_probe(seq: u64, outcome: &Result<Sample, ClientError>, json: bool) -> b
             offset_text(s.offset_ns, false)
         ),
         (Ok(s), true) => format!(
-            "{{\"seq\":{},\"peer\":{},\"reply\":{},\"connect_ms\":{:.3},\"rtt_ms\":{:.3},\"offset_ms\":{}}}\n",
+            "{{\"seq\":{},\"peer\":{},\"reply\":{},\"connect_ms\":{:.3},\"rtt_ms\":{:.3},\"offset_ms\":{},\
+             \"send_clock\":\"before write\",\"receive_clock\":\"{}\"}}\n",
             s.seq,
             json_string(&s.peer),
             json_string(&s.reply),
             ms(s.connect),
             ms(s.rtt),
-            offset_text(s.offset_ns, true)
+            offset_text(s.offset_ns, true),
+            if s.received_by_kernel { "kernel arrival" } else { "after read" }
         ),
         (Err(e), false) => {
             diag::error(format_args!("probe {seq}: {e}"));
@@ -220,6 +225,7 @@ mod tests {
             rtt: Duration::from_nanos(received_ns - sent_ns),
             sent_at: at(sent_ns),
             received_at: at(received_ns),
+            received_by_kernel: true,
             reply: Vec::new(),
         }
     }

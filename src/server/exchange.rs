@@ -7,6 +7,7 @@ use super::errors::{ErrorLines, Kind};
 use super::log::{Log, Stats};
 use super::reading::{Finished, Message};
 use crate::diag;
+use crate::framing::Arrival;
 use crate::protocol::{self, Refusal};
 use crate::timestamp::{Rfc3339, Timestamp};
 use std::fmt;
@@ -14,7 +15,6 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
 
 /// A reader keeps at most this much message buffer between exchanges.
 const KEEP_CAPACITY: usize = 16 * 1024;
@@ -223,9 +223,8 @@ fn kind_of(why: &Refusal) -> Kind {
     }
 }
 
-/// The wall-clock time at which `at` (a monotonic instant) happened, or
-/// `None` if the clock is outside what RFC 3339 can write.
-fn stamp(at: Instant) -> Option<Rfc3339> {
-    let arrived = SystemTime::now().checked_sub(at.elapsed())?;
-    Some(Timestamp::from_system_time(arrived)?.to_rfc3339())
+/// The message's arrival as RFC 3339 text, or `None` if the clock is
+/// outside what it can write.
+fn stamp(at: Arrival) -> Option<Rfc3339> {
+    Some(Timestamp::from_system_time(at.wall)?.to_rfc3339())
 }

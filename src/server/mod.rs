@@ -169,6 +169,15 @@ fn start(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Running,
         pause: options.pause,
         deadline: options.deadline,
     };
+    if let Some(e) = bound
+        .listeners
+        .iter()
+        .find_map(|l| platform::stamp_arrivals(l).err())
+    {
+        bound.notes.push(format!(
+            "the kernel gives no arrival times here ({e}): replies are stamped when serv6 reads the message"
+        ));
+    }
     let machine = capacity::Machine::measure();
     let listeners = bound.listeners.len();
     let capacity = capacity::plan(&machine, options.max_conns, options.max_bytes, listeners)

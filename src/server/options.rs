@@ -177,8 +177,13 @@ when the client pauses after sending at least one byte (see --pause).
 The server answers with one line and closes the connection:
   received <N> bytes at <YYYY-MM-DDTHH:MM:SS.ffffffZ>
 
-N counts the message's bytes without its terminator; the time is when the server had the \
-whole message, in UTC with microseconds. A refused message gets a line starting with \
+N counts the message's bytes without its terminator; the time, in UTC with microseconds, \
+is when the message reached the machine, as the kernel stamped it (SO_TIMESTAMPNS), not when \
+serv6 got round to reading it: for a message ended by LF, the arrival of the segment that \
+carried the LF (the last one read with it); ended by a pause, the arrival of its last byte; \
+ended by EOF, the arrival of its last byte, or for an empty message the moment serv6 saw the \
+EOF. Pauses and the deadline are judged by the same arrival times. Where the kernel gives no \
+time (not Linux), it is when serv6 read the bytes, and serv6 says so at start. A refused message gets a line starting with \
 'error: ' instead: 'error: message longer than N bytes', 'error: no message within S s', \
 'error: server busy'.",
         ),

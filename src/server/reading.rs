@@ -7,7 +7,7 @@
 
 use super::proxy::{self, Header, Parsed, MAX_HEADER};
 use crate::addr::Cidr;
-use crate::framing::{Ending, Framer, Machine, Outcome, Progress, Rules};
+use crate::framing::{Arrival, Ending, Framer, Machine, Outcome, Progress, Rules};
 use crate::protocol::Refusal;
 use std::io;
 use std::net::SocketAddr;
@@ -19,7 +19,7 @@ pub(crate) struct Message {
     pub bytes: Vec<u8>,
     pub ending: Ending,
     /// When its last byte arrived.
-    pub at: Instant,
+    pub at: Arrival,
     /// Who the exchange is for: the peer, or the client its PROXY header named.
     pub client: SocketAddr,
 }
@@ -133,7 +133,7 @@ impl Reading {
 
     /// Bytes while the header is awaited: on a complete header, what came
     /// after it is the message's first bytes.
-    fn feed_header(&mut self, bytes: &[u8], at: Instant) -> Progress<Finished> {
+    fn feed_header(&mut self, bytes: &[u8], at: Arrival) -> Progress<Finished> {
         let Stage::Header { bytes: so_far } = &mut self.stage else {
             return Progress::Pending;
         };
@@ -186,7 +186,7 @@ impl Reading {
         }
     }
 
-    fn feed_message(&mut self, bytes: &[u8], at: Instant) -> Progress<Finished> {
+    fn feed_message(&mut self, bytes: &[u8], at: Arrival) -> Progress<Finished> {
         let Stage::Message(framer) = &mut self.stage else {
             return Progress::Pending;
         };
@@ -239,8 +239,8 @@ impl Reading {
 impl Machine for Reading {
     type Done = Finished;
 
-    fn feed(&mut self, bytes: &[u8], at: Instant) -> Progress<Finished> {
-        if let Progress::Done(done) = self.on_timer(at) {
+    fn feed(&mut self, bytes: &[u8], at: Arrival) -> Progress<Finished> {
+        if let Progress::Done(done) = self.on_timer(at.mono) {
             return Progress::Done(done);
         }
         match self.stage {

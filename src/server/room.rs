@@ -21,7 +21,7 @@
 
 use super::exchange::{Closing, Scratch, Service, Ticket};
 use super::reading::{Finished, Reading};
-use crate::framing::{is_retry, Machine, Progress};
+use crate::framing::{self, is_retry, Machine, Progress};
 use crate::platform::{self, Poller, Waker};
 use crate::protocol::Refusal;
 use std::cmp::Reverse;
@@ -72,7 +72,7 @@ pub(crate) struct Limits {
 /// What workers and the main thread ask of the room.
 #[derive(Debug, Default)]
 struct Inbox {
-    arrivals: Vec<Arrival>,
+    arrivals: Vec<Handover>,
     /// Descriptors workers are waiting for.
     to_free: usize,
     /// Set by shutdown: when to tell those still waiting.
@@ -81,11 +81,11 @@ struct Inbox {
     gone: bool,
 }
 
-// Arrivals pass through the inbox and are moved out at once: boxing the
+// Hand-overs pass through the inbox and are moved out at once: boxing the
 // larger one would cost an allocation per slow client for nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
-enum Arrival {
+enum Handover {
     Wait(Waiting),
     Linger(TcpStream),
 }
@@ -120,14 +120,14 @@ impl Room {
         self.inbox.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn send(&self, arrival: Arrival) {
+    fn send(&self, handover: Handover) {
         let mut inbox = self.inbox();
         if inbox.gone {
             drop(inbox);
             // Nobody is left to hold it: closing is all that can be done.
             return;
         }
-        inbox.arrivals.push(arrival);
+        inbox.arrivals.push(handover);
         let first = inbox.arrivals.len() == 1;
         drop(inbox);
         if first {
@@ -141,12 +141,12 @@ impl Room {
 
     /// Takes over a connection whose message is still incomplete.
     pub fn admit(&self, waiting: Waiting) {
-        self.send(Arrival::Wait(waiting));
+        self.send(Handover::Wait(waiting));
     }
 
     /// Takes over closing a connection whose client may still be sending.
     pub fn linger(&self, stream: TcpStream) {
-        self.send(Arrival::Linger(stream));
+        self.send(Handover::Linger(stream));
     }
 
     /// Out of file descriptors: asks the room to close the connection that
@@ -296,10 +296,10 @@ impl Hall {
         for _ in 0..to_free {
             self.make_room();
         }
-        for arrival in arrivals {
-            match arrival {
-                Arrival::Wait(waiting) => self.admit(waiting),
-                Arrival::Linger(stream) => self.linger(stream),
+        for handover in arrivals {
+            match handover {
+                Handover::Wait(waiting) => self.admit(waiting),
+                Handover::Linger(stream) => self.linger(stream),
             }
         }
         self.publish_held();
@@ -415,7 +415,13 @@ impl Hall {
             let Some(waiting) = self.waiting.get_mut(&token) else {
                 continue;
             };
-            match waiting.reading.on_timer(now) {
+            // What has already arrived is judged by when it came, before
+            // the timer ends the message: the room may be late.
+            let progress = match take_arrived(waiting, &mut self.chunk) {
+                Progress::Pending => waiting.reading.on_timer(now),
+                done => done,
+            };
+            match progress {
                 Progress::Pending => {
                     let wake = waiting.reading.next_wake();
                     self.timers.push(Reverse((wake, token)));
@@ -463,7 +469,9 @@ impl Hall {
 fn take_arrived(waiting: &mut Waiting, chunk: &mut [u8]) -> Progress<Finished> {
     for _ in 0..READS_PER_WAKE {
         let progress = match platform::receive_now(&waiting.stream, chunk) {
-            Ok(n) => waiting.reading.feed(&chunk[..n], Instant::now()),
+            Ok(got) => waiting
+                .reading
+                .feed(&chunk[..got.len], framing::Arrival::stamped(got.arrived)),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) if is_retry(&e) => return Progress::Pending,
             Err(e) => Progress::Done(waiting.reading.fail(e)),
@@ -478,7 +486,7 @@ fn take_arrived(waiting: &mut Waiting, chunk: &mut [u8]) -> Progress<Finished> {
 /// Reads and discards what `stream` has; false once it is closed or fails.
 fn still_sending(stream: &TcpStream, scratch: &mut [u8]) -> bool {
     for _ in 0..READS_PER_WAKE {
-        match platform::receive_now(stream, scratch) {
+        match platform::receive_now(stream, scratch).map(|got| got.len) {
             Ok(0) => return false,
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -8,7 +8,7 @@ use super::pool::{Job, Pace, TurnAway};
 use super::reading::Reading;
 use super::room::{Room, Waiting};
 use crate::addr::Cidr;
-use crate::framing::{drive, is_retry, Machine, Progress, Rules, Source};
+use crate::framing::{drive, is_retry, Arrival, Machine, Progress, Rules, Source};
 use crate::platform;
 use crate::protocol::Refusal;
 use std::io;
@@ -73,7 +73,7 @@ impl Job for Front {
             }
         };
         let progress = match platform::receive_now(&stream, &mut scratch.chunk) {
-            Ok(n) => reading.feed(&scratch.chunk[..n], Instant::now()),
+            Ok(got) => reading.feed(&scratch.chunk[..got.len], Arrival::stamped(got.arrived)),
             Err(e) if is_retry(&e) => Progress::Pending,
             Err(e) => Progress::Done(reading.fail(e)),
         };
@@ -138,7 +138,8 @@ impl Front {
 }
 
 /// A socket as a framing [`Source`], once a first read found it short:
-/// each read waits with `poll`, then takes what is there.
+/// each read waits with `poll`, then takes what is there, with the
+/// kernel's arrival time.
 struct SocketSource<'a> {
     stream: &'a TcpStream,
 }
@@ -148,9 +149,10 @@ impl Source for SocketSource<'_> {
         Instant::now()
     }
 
-    fn read_within(&mut self, buf: &mut [u8], wait: Duration) -> io::Result<usize> {
-        if platform::wait_readable(self.stream, wait)? {
-            platform::receive_now(self.stream, buf)
+    fn read_within(&mut self, buf: &mut [u8], wait: Duration) -> io::Result<(usize, Arrival)> {
+        if wait.is_zero() || platform::wait_readable(self.stream, wait)? {
+            let got = platform::receive_now(self.stream, buf)?;
+            Ok((got.len, Arrival::stamped(got.arrived)))
         } else {
             Err(io::ErrorKind::WouldBlock.into())
         }

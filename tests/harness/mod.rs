@@ -553,6 +553,14 @@ pub mod proc {
     }
 
     /// User plus system CPU time, in clock ticks (1/100 s on Linux).
+    /// Whether the process is stopped (SIGSTOP): state `T` in /proc.
+    pub fn is_stopped(pid: u32) -> bool {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.rfind(')')
+            .and_then(|end| stat.get(end + 2..end + 3))
+            .is_some_and(|state| state == "T")
+    }
+
     pub fn cpu_ticks(pid: u32) -> u64 {
         let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
         // Fields after the command name, which is in parentheses and may hold spaces.
