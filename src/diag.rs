@@ -47,6 +47,15 @@ fn report(event: sink::Event) {
             "standard error is read again, after {} dropped",
             crate::words::counted(dropped, "line", "lines")
         )),
+        // Failing to write standard error can only be told on standard
+        // error: these lines go out if it works again.
+        sink::Event::StartedFailing { error: e } => {
+            error(format_args!("cannot write standard error: {e}"));
+        }
+        sink::Event::Recovered { lost } => error(format_args!(
+            "standard error is written again, after {} not written",
+            crate::words::counted(lost, "line", "lines")
+        )),
     }
 }
 

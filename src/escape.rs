@@ -10,9 +10,10 @@ use std::fmt::Write;
 /// Appends `bytes` to `out`, escaped:
 /// - `\t`, `\n`, `\r`, `\\` and `\"` for those characters;
 /// - `\xHH` for other ASCII controls, DEL and every byte of invalid UTF-8;
-/// - `\u{HHHH}` for C1 controls and the Unicode characters that break or
-///   reorder a line (line and paragraph separators, bidirectional controls,
-///   byte order mark).
+/// - `\u{HHHH}` for C1 controls and every Unicode character that a
+///   terminal or editor would render invisibly, or that breaks or reorders
+///   a line: the format characters and the line and paragraph separators
+///   (see [`must_escape`]).
 ///
 /// Everything else, including printable non-ASCII text, is kept as it is.
 pub(crate) fn escape_into(out: &mut String, bytes: &[u8]) {
@@ -64,18 +65,54 @@ fn push_char(out: &mut String, c: char) {
     }
 }
 
-/// Non-ASCII characters that a terminal would act on rather than show.
+/// Characters a terminal or an editor would act on, render invisibly or
+/// reorder, rather than show: those of the Unicode general categories Cc
+/// (controls), Cf (format characters: bidirectional marks, embeddings and
+/// isolates, zero-width characters, the Arabic letter mark, the byte order
+/// mark, interlinear annotations, ...), Zl and Zp (line and paragraph
+/// separators). Decided by property, not by a hand list: the table is
+/// `scripts/invisible-chars.py`'s output (Unicode 14.0.0), and a test walks the
+/// whole code space against it.
 fn must_escape(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{2028}' | '\u{2029}'   // line and paragraph separators
-            | '\u{200e}' | '\u{200f}' // left-to-right and right-to-left marks
-            | '\u{202a}'..='\u{202e}' // bidirectional embeddings and overrides
-            | '\u{2066}'..='\u{2069}' // bidirectional isolates
-            | '\u{feff}' // byte order mark, invisible
-        )
+    INVISIBLE
+        .binary_search_by(|&(first, last)| {
+            if c < first {
+                std::cmp::Ordering::Greater
+            } else if c > last {
+                std::cmp::Ordering::Less
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+        .is_ok()
 }
+
+/// Ranges of escaped characters, in order (see [`must_escape`]).
+const INVISIBLE: [(char, char); 23] = [
+    ('\u{0000}', '\u{001f}'),
+    ('\u{007f}', '\u{009f}'),
+    ('\u{00ad}', '\u{00ad}'),
+    ('\u{0600}', '\u{0605}'),
+    ('\u{061c}', '\u{061c}'),
+    ('\u{06dd}', '\u{06dd}'),
+    ('\u{070f}', '\u{070f}'),
+    ('\u{0890}', '\u{0891}'),
+    ('\u{08e2}', '\u{08e2}'),
+    ('\u{180e}', '\u{180e}'),
+    ('\u{200b}', '\u{200f}'),
+    ('\u{2028}', '\u{202e}'),
+    ('\u{2060}', '\u{2064}'),
+    ('\u{2066}', '\u{206f}'),
+    ('\u{feff}', '\u{feff}'),
+    ('\u{fff9}', '\u{fffb}'),
+    ('\u{110bd}', '\u{110bd}'),
+    ('\u{110cd}', '\u{110cd}'),
+    ('\u{13430}', '\u{13438}'),
+    ('\u{1bca0}', '\u{1bca3}'),
+    ('\u{1d173}', '\u{1d17a}'),
+    ('\u{e0001}', '\u{e0001}'),
+    ('\u{e0020}', '\u{e007f}'),
+];
 
 fn push_hex_byte(out: &mut String, byte: u8) {
     let _ = write!(out, "\\x{byte:02x}");
@@ -116,6 +153,64 @@ mod tests {
         assert_eq!(escape("\u{9b}31m".as_bytes()), "\\u{009b}31m");
         assert_eq!(escape("a\u{202e}b".as_bytes()), "a\\u{202e}b");
         assert_eq!(escape("x\u{2028}y".as_bytes()), "x\\u{2028}y");
+    }
+
+    #[test]
+    fn format_characters_are_escaped_by_property() {
+        // U+061C ARABIC LETTER MARK, U+200B ZERO WIDTH SPACE, U+2060 WORD
+        // JOINER, U+FEFF and U+FFF9: format characters (Cf), invisible.
+        for c in ['\u{61c}', '\u{200b}', '\u{2060}', '\u{feff}', '\u{fff9}'] {
+            let escaped = escape(format!("a{c}b").as_bytes());
+            assert_eq!(escaped, format!("a\\u{{{:04x}}}b", u32::from(c)));
+        }
+        assert_eq!(
+            escape("a\u{a0}b".as_bytes()),
+            "a\u{a0}b",
+            "a no-break space shows"
+        );
+    }
+
+    #[test]
+    fn the_table_is_the_unicode_database_walked_whole() {
+        let Ok(out) = std::process::Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/scripts/invisible-chars.py"
+            ))
+            .output()
+        else {
+            println!("skipped: python3 is needed for its Unicode database");
+            return;
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        let want: Vec<(u32, u32)> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (a, b) = l.split_once(' ')?;
+                Some((
+                    u32::from_str_radix(a, 16).ok()?,
+                    u32::from_str_radix(b, 16).ok()?,
+                ))
+            })
+            .collect();
+        let version = text.lines().next().unwrap_or_default();
+        if !version.contains("14.0") {
+            println!("skipped: python3 has {version}; the table is of Unicode 14.0");
+            return;
+        }
+        let have: Vec<(u32, u32)> = INVISIBLE
+            .iter()
+            .map(|&(a, b)| (a.into(), b.into()))
+            .collect();
+        assert_eq!(
+            have, want,
+            "regenerate the table with scripts/invisible-chars.py"
+        );
+        let in_table = |cp: u32| want.iter().any(|&(a, b)| (a..=b).contains(&cp));
+        for c in (0..=0x10ffff).filter_map(char::from_u32) {
+            assert_eq!(must_escape(c), in_table(c.into()), "U+{:04X}", u32::from(c));
+        }
     }
 
     #[test]

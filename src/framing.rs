@@ -94,6 +94,9 @@ pub(crate) enum Outcome {
     TooLong,
     /// No message was complete within the deadline.
     Deadline,
+    /// The memory for the message could not be had (an address-space
+    /// limit, say): a refusal, never an abort.
+    NoMemory,
     /// The connection failed (reset, for example).
     Failed(io::Error),
 }
@@ -213,6 +216,7 @@ impl Machine for Framer {
                 at,
             }),
             Step::TooLong => Progress::Done(Outcome::TooLong),
+            Step::NoMemory => Progress::Done(Outcome::NoMemory),
         }
     }
 
@@ -325,6 +329,7 @@ enum Step {
     More,
     Newline { trailing: bool },
     TooLong,
+    NoMemory,
 }
 
 /// Appends `data` to `message` up to the first LF. A message may hold
@@ -335,6 +340,9 @@ fn take(message: &mut Vec<u8>, data: &[u8], max_len: usize) -> Step {
     let wanted = newline.unwrap_or(data.len());
     if message.len() + wanted > max_len + 1 {
         return Step::TooLong;
+    }
+    if message.try_reserve(wanted).is_err() {
+        return Step::NoMemory;
     }
     message.extend_from_slice(&data[..wanted]);
     match newline {

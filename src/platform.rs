@@ -18,7 +18,7 @@
 use std::fmt;
 use std::net::TcpListener;
 
-/// A termination signal that was received.
+/// A signal that was received and that serv6 acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Signal {
     /// SIGINT, usually Ctrl-C.
@@ -27,6 +27,17 @@ pub(crate) enum Signal {
     Terminate,
     /// SIGHUP: the terminal closed.
     Hangup,
+    /// SIGPWR: the power is failing, says init.
+    PowerFailure,
+    /// SIGUSR1: say how it is going, and go on (as `dd` does).
+    Report,
+}
+
+impl Signal {
+    /// Whether it asks serv6 to stop.
+    pub fn stops(self) -> bool {
+        self != Signal::Report
+    }
 }
 
 impl std::fmt::Display for Signal {
@@ -35,6 +46,8 @@ impl std::fmt::Display for Signal {
             Signal::Interrupt => "SIGINT",
             Signal::Terminate => "SIGTERM",
             Signal::Hangup => "SIGHUP",
+            Signal::PowerFailure => "SIGPWR",
+            Signal::Report => "SIGUSR1",
         })
     }
 }
@@ -46,8 +59,13 @@ pub(crate) struct Termination {
     set: linux::SigSet,
 }
 
-/// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread and every thread it
-/// spawns afterwards. Returns `None` where this is not supported, in which
+/// Blocks, in the calling thread and every thread it spawns afterwards,
+/// every signal whose default would end serv6 without a word, except
+/// those that report a fault (SIGSEGV, SIGBUS, ...) or ask for a core
+/// (SIGQUIT): [`Termination::wait`] then takes them. SIGXFSZ, SIGUSR2,
+/// SIGALRM, SIGVTALRM, SIGPROF and the real-time signals are taken and
+/// ignored (a write past a file-size limit then fails with `EFBIG`, which
+/// the log counts). Returns `None` where this is not supported, in which
 /// case the signals keep their default action (ending the process).
 pub(crate) fn block_termination() -> Option<Termination> {
     #[cfg(target_os = "linux")]
@@ -61,7 +79,7 @@ pub(crate) fn block_termination() -> Option<Termination> {
 }
 
 impl Termination {
-    /// Waits until SIGINT, SIGTERM or SIGHUP arrives.
+    /// Waits until a signal serv6 acts on arrives (see [`block_termination`]).
     pub fn wait(&self) -> Signal {
         #[cfg(target_os = "linux")]
         {
@@ -248,6 +266,18 @@ pub(crate) fn wait_readable(
     }
 }
 
+/// Keeps glibc's `malloc` to `arenas` arenas. Each thread that allocates
+/// would otherwise get an arena of its own, up to eight per core, and each
+/// reserves 64 MiB of address space: under `ulimit -v` that, not what is
+/// used, is what runs out. serv6's threads allocate little, so sharing
+/// costs nothing. Elsewhere than glibc, nothing to do.
+pub(crate) fn limit_malloc_arenas(arenas: i32) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    linux::limit_malloc_arenas(arenas);
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = arenas;
+}
+
 /// Whether `e` says the process or the system has no file descriptor left
 /// (`EMFILE`, `ENFILE`), which std gives no kind of its own.
 pub(crate) fn is_out_of_descriptors(e: &std::io::Error) -> bool {
@@ -401,7 +431,13 @@ mod linux {
 
     const SIGHUP: c_int = 1;
     const SIGINT: c_int = 2;
+    const SIGUSR1: c_int = 10;
     const SIGTERM: c_int = 15;
+    const SIGPWR: c_int = 30;
+    /// Taken and ignored: SIGUSR2, SIGALRM, SIGXFSZ, SIGVTALRM, SIGPROF.
+    const IGNORED: [c_int; 5] = [12, 14, 25, 26, 27];
+    /// The real-time signals glibc leaves to programs (32 and 33 are its own).
+    const REAL_TIME: std::ops::RangeInclusive<c_int> = 34..=64;
     const SHUT_RD: c_int = 0;
     const SIG_BLOCK: c_int = 0;
 
@@ -517,6 +553,8 @@ mod linux {
         fn setrlimit(resource: c_int, limit: *const RLimit) -> c_int;
         fn epoll_create1(flags: c_int) -> c_int;
         fn eventfd(initial: u32, flags: c_int) -> c_int;
+        #[cfg(target_env = "gnu")]
+        fn mallopt(parameter: c_int, value: c_int) -> c_int;
         fn epoll_ctl(epoll: c_int, op: c_int, fd: c_int, event: *mut EpollEvent) -> c_int;
         #[link_name = "epoll_wait"]
         fn epoll_wait_raw(
@@ -679,6 +717,14 @@ mod linux {
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     }
 
+    #[cfg(target_env = "gnu")]
+    pub fn limit_malloc_arenas(arenas: c_int) {
+        const M_ARENA_MAX: c_int = -8;
+        // SAFETY: mallopt takes two integers and changes only malloc's own
+        // settings; a value it refuses is reported by return value.
+        let _ = unsafe { mallopt(M_ARENA_MAX, arenas) };
+    }
+
     pub fn new_eventfd() -> io::Result<OwnedFd> {
         // SAFETY: eventfd takes only a value and flags, touching no memory
         // of ours.
@@ -742,10 +788,16 @@ mod linux {
         // return value.
         let built = unsafe {
             sigemptyset(&mut set) == 0
-                && sigaddset(&mut set, SIGINT) == 0
-                && sigaddset(&mut set, SIGTERM) == 0
-                && sigaddset(&mut set, SIGHUP) == 0
+                && [SIGINT, SIGTERM, SIGHUP, SIGPWR, SIGUSR1]
+                    .into_iter()
+                    .chain(IGNORED)
+                    .all(|signal| sigaddset(&mut set, signal) == 0)
         };
+        for signal in REAL_TIME {
+            // SAFETY: as above; a number this libc does not know is refused
+            // by return value, and that signal keeps its default.
+            let _ = unsafe { sigaddset(&mut set, signal) };
+        }
         // SAFETY: `set` is initialised above; a null `old` is allowed and
         // means the previous mask is not wanted.
         let blocked =
@@ -763,6 +815,8 @@ mod linux {
                 (0, SIGINT) => return Signal::Interrupt,
                 (0, SIGTERM) => return Signal::Terminate,
                 (0, SIGHUP) => return Signal::Hangup,
+                (0, SIGPWR) => return Signal::PowerFailure,
+                (0, SIGUSR1) => return Signal::Report,
                 (0, _) => continue,
                 // sigwait fails only for an invalid set, which `block` never
                 // builds; retrying would spin, so this thread waits forever.

@@ -14,10 +14,18 @@
 //!
 //! The direct descriptor is made non-blocking without touching anything
 //! shared with other processes: a pipe, FIFO or terminal is reopened
-//! through `/proc/self/fd`, so the flag is on a description of our own; a
-//! regular file is written as it is (writes to it do not block). Anything
-//! else (a socket, such as journald's stream) gets no direct path: every
-//! line goes through the helper, and writers wait for it.
+//! through `/proc/self/fd`, so the flag is on a description of our own.
+//! Anything else gets no direct path: every line goes through the helper,
+//! and writers wait for it as above. That includes regular files, where
+//! `O_NONBLOCK` does nothing and a write can block for as long as the disk
+//! does (a frozen filesystem, a stuck NFS server), and sockets such as
+//! journald's stream.
+//!
+//! A write that fails (a full disk, a file-size limit, a reader gone) loses
+//! its lines, and they are counted as not written, with the reason, and
+//! reported once per run of failures. A line is written whole or not at
+//! all: after one cut short, the next write starts with an LF, so that no
+//! two lines are ever glued together.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -59,6 +67,19 @@ struct Shared {
     work: Condvar,
     done: Condvar,
     dropped: AtomicU64,
+    failed: Mutex<Failures>,
+}
+
+/// Lines that a write failed to take, and why.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Failures {
+    pub lines: u64,
+    /// The last error, as the system said it.
+    pub reason: Option<String>,
+    /// Lines lost since writing last worked, for the report.
+    in_burst: u64,
+    /// The last write stopped inside a line: the next starts a new one.
+    broken: bool,
 }
 
 #[derive(Default)]
@@ -79,6 +100,20 @@ enum Turn<'a> {
     Alone { _guard: RwLockWriteGuard<'a, ()> },
 }
 
+/// Removes the last `cut` bytes written to `out`, a line cut short, if it
+/// is a file that allows it; true if it did. A file at its size limit can
+/// never take the LF that would end the line, but it can be shortened.
+fn take_back(out: &mut File, cut: usize) -> bool {
+    use std::io::{Seek, SeekFrom};
+    let Ok(end) = out.stream_position() else {
+        return false;
+    };
+    let Some(start) = end.checked_sub(cut as u64) else {
+        return false;
+    };
+    out.set_len(start).is_ok() && out.seek(SeekFrom::Start(start)).is_ok()
+}
+
 /// What became of a line that could not be written at once.
 enum Queued {
     /// Queued: written once the helper has written this many lines.
@@ -87,10 +122,20 @@ enum Queued {
     Dropped { first: bool },
 }
 
-/// What happened to dropped lines, for whoever reports it.
-pub(crate) enum Event {
+/// What happened to lines, for whoever reports it.
+pub(crate) enum Event<'a> {
     StartedDropping,
-    Resumed { dropped: u64 },
+    Resumed {
+        dropped: u64,
+    },
+    /// Writing failed, for the first time since it last worked.
+    StartedFailing {
+        error: &'a io::Error,
+    },
+    /// Writing works again, after `lost` lines not written.
+    Recovered {
+        lost: u64,
+    },
 }
 
 impl Sink {
@@ -101,9 +146,7 @@ impl Sink {
         let raw = fd.as_fd().as_raw_fd();
         let blocking = File::from(fd.as_fd().try_clone_to_owned()?);
         let kind = blocking.metadata()?.file_type();
-        let (direct, whole_writes) = if kind.is_file() {
-            (Some(blocking.try_clone()?), true)
-        } else if kind.is_fifo() || kind.is_char_device() {
+        let (direct, whole_writes) = if kind.is_fifo() || kind.is_char_device() {
             let reopened = OpenOptions::new()
                 .write(true)
                 .custom_flags(O_NONBLOCK)
@@ -122,6 +165,7 @@ impl Sink {
             work: Condvar::new(),
             done: Condvar::new(),
             dropped: AtomicU64::new(0),
+            failed: Mutex::new(Failures::default()),
         });
         let helper = Arc::clone(&shared);
         thread::Builder::new()
@@ -166,6 +210,15 @@ impl Sink {
     /// Lines dropped so far, for the summary.
     pub fn dropped(&self) -> u64 {
         self.shared.dropped.load(Relaxed)
+    }
+
+    /// Lines that failed to be written so far, and the last reason.
+    pub fn failures(&self) -> Failures {
+        self.shared
+            .failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Waits, at most `limit`, for every queued line to be written.
@@ -243,6 +296,64 @@ impl Shared {
         }
     }
 
+    /// Writes `chunk` (whole lines) to `out`, counting the lines a failure
+    /// loses, and marking a line cut short so that the next starts afresh.
+    fn write_out(&self, out: &mut File, chunk: &[u8], report: fn(Event)) {
+        let broken = self.failures().broken;
+        let fresh = if broken { out.write_all(b"\n") } else { Ok(()) };
+        let mut done = 0;
+        let result = fresh.and_then(|()| {
+            while done < chunk.len() {
+                match out.write(&chunk[done..]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => done += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        });
+        let mut failed = self.failures();
+        match result {
+            Ok(()) => {
+                let lost = std::mem::take(&mut failed.in_burst);
+                failed.broken = false;
+                self.set_failures(failed);
+                if lost > 0 {
+                    report(Event::Recovered { lost });
+                }
+            }
+            Err(error) => {
+                let lost = chunk[done..].iter().filter(|&&b| b == b'\n').count() as u64;
+                let first = failed.in_burst == 0;
+                failed.lines += lost;
+                failed.in_burst += lost;
+                failed.reason = Some(error.to_string());
+                let cut = chunk[..done]
+                    .iter()
+                    .rev()
+                    .take_while(|&&b| b != b'\n')
+                    .count();
+                failed.broken = (broken && done == 0) || (cut > 0 && !take_back(out, cut));
+                self.set_failures(failed);
+                if first {
+                    report(Event::StartedFailing { error: &error });
+                }
+            }
+        }
+    }
+
+    fn failures(&self) -> Failures {
+        self.failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_failures(&self, failures: Failures) {
+        *self.failed.lock().unwrap_or_else(PoisonError::into_inner) = failures;
+    }
+
     /// The helper: writes out the queue, in order, blocking as it must.
     fn drain(&self, mut out: File, report: fn(Event)) {
         loop {
@@ -257,9 +368,7 @@ impl Shared {
                 state.writing_since = Some(Instant::now());
                 (std::mem::take(&mut state.bytes), state.queued)
             };
-            // A failing output (a closed pipe, a full disk) loses the chunk;
-            // the writers have moved on, and nothing else can be done.
-            let _ = out.write_all(&chunk);
+            self.write_out(&mut out, &chunk, report);
             let mut state = self.lock();
             state.written = upto;
             state.writing_since = None;

@@ -545,3 +545,53 @@ fn under_an_address_space_limit_it_holds_what_fits_instead_of_aborting() {
     server.signal("TERM");
     assert_eq!(server.wait_exit().code(), Some(0));
 }
+
+#[test]
+#[ignore = "slow: run with make stress"]
+fn under_an_address_space_limit_big_slow_messages_are_held_or_refused_never_an_abort() {
+    if too_few_fds(1000) {
+        return;
+    }
+    for limit in ["300000", "500000"] {
+        let script = format!("ulimit -v {limit} && exec \"$0\" \"$@\"");
+        let mut server = Server::start_with(Command::new("sh").args([
+            "-c",
+            &script,
+            &serv6_path(),
+            "--quiet",
+            "--bind",
+            "127.0.0.1",
+        ]));
+        let addr = server.v4();
+        let payload = vec![b'x'; 65_000];
+        let big: Vec<TcpStream> = (0..300)
+            .map(|_| {
+                let mut conn = connect(addr);
+                let _ = conn.write_all(&payload);
+                conn
+            })
+            .collect();
+        assert_received(&exchange(addr, b"hola\n", false), 4);
+        assert!(server.is_running(), "serv6 died under ulimit -v {limit}");
+        drop(big);
+        assert_received(&exchange(addr, b"hola\n", false), 4);
+        server.signal("TERM");
+        assert_eq!(server.wait_exit().code(), Some(0), "ulimit -v {limit}");
+        println!("ulimit -v {limit}: 300 clients of 65000 bytes without an LF held or refused; alive, serving");
+    }
+    // Start-up under a limit serves, or says why and exits 1: never an abort.
+    for limit in ["70000", "400000"] {
+        let script = format!("ulimit -v {limit} && exec \"$0\" \"$@\"");
+        for _ in 0..10 {
+            let mut server = Server::start_with(Command::new("sh").args([
+                "-c",
+                &script,
+                &serv6_path(),
+                "--quiet",
+            ]));
+            assert_received(&exchange(server.v4(), b"hola\n", false), 4);
+            server.signal("TERM");
+            assert_eq!(server.wait_exit().code(), Some(0), "ulimit -v {limit}");
+        }
+    }
+}

@@ -175,11 +175,7 @@ impl Service {
     /// gets no linger. `Busy` and `ShuttingDown` only.
     pub fn turn_away(&self, stream: TcpStream, client: SocketAddr, why: &Refusal) {
         match why {
-            Refusal::Busy => {
-                self.stats.busy.fetch_add(1, Relaxed);
-                self.errors
-                    .report(Kind::Busy, format_args!("{client}: {why}"));
-            }
+            Refusal::Busy => self.count_error(Kind::Busy, client, why),
             _ => {
                 self.stats.told_shutting_down.fetch_add(1, Relaxed);
             }
@@ -195,7 +191,11 @@ impl Service {
     }
 
     fn count_error(&self, kind: Kind, client: SocketAddr, cause: &dyn fmt::Display) {
-        self.stats.errors.fetch_add(1, Relaxed);
+        let count = match kind {
+            Kind::Busy => &self.stats.busy,
+            _ => &self.stats.errors,
+        };
+        count.fetch_add(1, Relaxed);
         self.errors.report(kind, format_args!("{client}: {cause}"));
     }
 

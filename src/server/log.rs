@@ -81,6 +81,14 @@ impl Log {
         self.out.as_ref().map_or(0, Sink::dropped)
     }
 
+    /// Exchange lines a write failed to take, and the last reason.
+    pub fn not_written(&self) -> (u64, Option<String>) {
+        self.out.as_ref().map_or((0, None), |out| {
+            let failures = out.failures();
+            (failures.lines, failures.reason)
+        })
+    }
+
     /// Waits a little for queued lines to reach standard output.
     pub fn flush(&self, limit: Duration) {
         if let Some(out) = &self.out {
@@ -98,6 +106,14 @@ fn report(event: sink::Event) {
         sink::Event::Resumed { dropped } => diag::error(format_args!(
             "standard output is read again, after {} dropped",
             counted(dropped, "exchange line", "exchange lines")
+        )),
+        sink::Event::StartedFailing { error } => diag::error(format_args!(
+            "cannot write the exchange log to standard output: {error}; serving goes on, \
+             and the lines not written are counted"
+        )),
+        sink::Event::Recovered { lost } => diag::error(format_args!(
+            "standard output is written again, after {} not written",
+            counted(lost, "exchange line", "exchange lines")
         )),
     }
 }
@@ -128,8 +144,11 @@ impl Stats {
     }
 
     /// The summary: `stopped after 12.3 s: 40 exchanges served, 2 errors,
-    /// 0 busy refusals`, then health checks and dropped lines if any.
-    pub fn summary(&self, dropped_out: u64, dropped_err: u64) -> String {
+    /// 0 busy refusals`, then health checks, dropped lines and lines not
+    /// written if any. `verb` says what the time is since start, as in
+    /// `stopped after`.
+    pub fn summary(&self, verb: &str, log: &Log, dropped_err: u64) -> String {
+        let dropped_out = log.dropped();
         let checks = self.checks.load(Relaxed);
         let mut extra = String::new();
         for (n, one, many) in [
@@ -151,8 +170,17 @@ impl Stats {
                 extra.push_str(&counted(n, one, many));
             }
         }
+        if let (n @ 1.., reason) = log.not_written() {
+            extra.push_str(", ");
+            extra.push_str(&counted(n, "exchange line", "exchange lines"));
+            extra.push_str(" not written");
+            if let Some(reason) = reason {
+                extra.push_str(": ");
+                extra.push_str(&reason);
+            }
+        }
         format!(
-            "stopped after {:.1} s: {} served, {}, {}{}",
+            "{verb} {:.1} s: {} served, {}, {}{}",
             self.started.elapsed().as_secs_f64(),
             counted(self.served.load(Relaxed), "exchange", "exchanges"),
             counted(self.errors.load(Relaxed), "error", "errors"),

@@ -31,12 +31,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use worker::Front;
 
+/// glibc malloc arenas at most (see `platform::limit_malloc_arenas`).
+const MALLOC_ARENAS: i32 = 1;
 /// How long lines still queued for a stalled output may delay the exit.
 const FLUSH_ON_EXIT: Duration = Duration::from_secs(1);
 
 /// Runs serv6 with `args` (without the program name) and returns its exit
 /// status: 0 after a clean shutdown, 1 if it cannot serve, 2 for bad usage.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let status = run(args);
+    // Standard error may be a file written by a helper thread: what it
+    // still holds must reach it before the process ends.
+    diag::flush(FLUSH_ON_EXIT);
+    status
+}
+
+fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     diag::set_program("serv6");
     let options = match options::parse(args) {
         Ok(Command::Serve(options)) => options,
@@ -56,8 +66,10 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    // Before any thread exists, so that every thread inherits the mask.
+    // Before any thread exists, so that every thread inherits the mask,
+    // and no thread has an arena of its own yet.
     let termination = platform::block_termination();
+    platform::limit_malloc_arenas(MALLOC_ARENAS);
     diag::never_block();
     let running = match start(&options, passed) {
         Ok(running) => running,
@@ -76,7 +88,14 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             std::thread::park();
         }
     };
-    let signal = wait_for_signals(termination, running.service.in_progress());
+    let service = Arc::clone(&running.service);
+    let report = move || {
+        let so_far = service
+            .stats
+            .summary("running for", service.log(), diag::dropped());
+        diag::info(format_args!("SIGUSR1: {so_far}"));
+    };
+    let signal = wait_for_signals(termination, running.service.in_progress(), report);
     running.shut_down(signal, options.grace);
     ExitCode::SUCCESS
 }
@@ -113,20 +132,22 @@ impl Running {
         service.end_error_second();
         let summary = service
             .stats
-            .summary(service.log().dropped(), diag::dropped());
+            .summary("stopped after", service.log(), diag::dropped());
         diag::info(format_args!("{summary}"));
         service.log().flush(FLUSH_ON_EXIT);
         diag::flush(FLUSH_ON_EXIT);
     }
 }
 
-/// Waits for the first signal, and returns it. A thread of its own,
-/// started now while there is surely room for it, waits for them: after
-/// the first, it waits for a second, and then exits at once, saying how
-/// many exchanges that cuts.
+/// Waits for the first signal that stops serv6, and returns it. A thread
+/// of its own, started now while there is surely room for it, waits for
+/// them: SIGUSR1 has it `report` how it is going; after the first stopping
+/// signal it waits for a second, and then exits at once, saying how many
+/// exchanges that cuts.
 fn wait_for_signals(
     termination: platform::Termination,
     in_progress: impl Fn() -> usize + Send + 'static,
+    report: impl Fn() + Send + 'static,
 ) -> platform::Signal {
     let (first, received) = std::sync::mpsc::channel();
     let waiter = termination.clone();
@@ -134,20 +155,33 @@ fn wait_for_signals(
         .name("serv6-signals".into())
         .stack_size(64 * 1024)
         .spawn(move || {
-            let _ = first.send(waiter.wait());
-            let signal = waiter.wait();
-            diag::error(format_args!(
-                "{signal} received again: exiting now, cutting {} in progress",
-                crate::words::counted(in_progress() as u64, "exchange", "exchanges")
-            ));
-            diag::flush(FLUSH_ON_EXIT);
-            std::process::exit(1);
+            let mut stopping = false;
+            loop {
+                let signal = waiter.wait();
+                if !signal.stops() {
+                    report();
+                } else if !std::mem::replace(&mut stopping, true) {
+                    let _ = first.send(signal);
+                } else {
+                    diag::error(format_args!(
+                        "{signal} received again: exiting now, cutting {} in progress",
+                        crate::words::counted(in_progress() as u64, "exchange", "exchanges")
+                    ));
+                    diag::flush(FLUSH_ON_EXIT);
+                    std::process::exit(1);
+                }
+            }
         });
     match started.map(|_| received.recv()) {
         Ok(Ok(signal)) => signal,
         _ => {
             diag::error(format_args!("a second signal will not stop serv6 at once"));
-            termination.wait()
+            loop {
+                let signal = termination.wait();
+                if signal.stops() {
+                    return signal;
+                }
+            }
         }
     }
 }

@@ -205,10 +205,15 @@ error gets the listening addresses (the first line), errors, and a summary on ex
         ),
         (
             "Signals",
-            "SIGTERM, SIGINT and SIGHUP stop it: new connections are refused at once, those \
-already waiting are told 'error: server shutting down', exchanges in progress have --grace \
-to finish and are then told the same; then a summary, and exit status 0. A second signal \
-exits at once, with status 1, saying how many exchanges it cut.",
+            "SIGTERM, SIGINT, SIGHUP and SIGPWR stop it: new connections are refused at once, \
+those already waiting are told 'error: server shutting down', exchanges in progress have \
+--grace to finish and are then told the same; then a summary, and exit status 0. A second \
+one exits at once, with status 1, saying how many exchanges it cut. SIGUSR1 writes the \
+summary so far to standard error, and serving goes on. SIGUSR2, SIGALRM, SIGVTALRM, \
+SIGPROF and the real-time signals are ignored; so is SIGXFSZ, and a log line that would \
+pass a file-size limit (ulimit -f) is counted as not written. SIGPIPE is ignored: a log \
+reader that went away costs the lines, counted, not the service. SIGQUIT and the signals \
+of a fault keep their default (a core dump).",
         ),
         (
             "Exit status",

@@ -227,6 +227,7 @@ impl Reading {
                 None,
             ),
             Outcome::Deadline => self.refused(self.deadline_refusal(), None),
+            Outcome::NoMemory => self.refused(Refusal::Busy, None),
             Outcome::Failed(error) => Finished::Failed {
                 client: self.client,
                 what: "connection failed before the message ended",

@@ -1,0 +1,266 @@
+//! Broken outputs and resource limits never kill serv6 nor stop it
+//! answering, and every exchange line it cannot write is counted: a full
+//! device, a file-size limit, a reader that went away, a frozen disk.
+//! Also the signals that would otherwise end it without a word, and the
+//! busy lines a crowd of clients can cause.
+
+use crate::harness::*;
+use std::fs::File;
+use std::io::Write;
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// serv6 with `args`, its standard output `stdout`, through `sh` so that
+/// `limits` (shell `ulimit` words) apply to it alone.
+fn serv6_writing(limits: &str, args: &[&str], stdout: Stdio) -> Server {
+    let script = format!("{limits} exec \"$0\" \"$@\"");
+    Server::start_writing(
+        Command::new("sh")
+            .args(["-c", &script, &serv6_path()])
+            .args(args),
+        stdout,
+    )
+}
+
+/// Runs `count` exchanges, each of which must be answered.
+fn served(server: &Server, count: usize) {
+    for _ in 0..count {
+        assert_received(&exchange(server.v4(), b"hola\n", false), 4);
+    }
+}
+
+/// Stops `server` and returns its summary line.
+fn summary(mut server: Server) -> String {
+    server.signal("TERM");
+    assert_eq!(server.wait_exit().code(), Some(0));
+    let rest = server.rest_of_stderr();
+    rest.into_iter()
+        .find(|l| l.contains("stopped after"))
+        .expect("a summary")
+}
+
+#[test]
+fn on_a_full_device_every_line_not_written_is_counted() {
+    let full = File::options()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let server = serv6_writing("", &[], Stdio::from(full));
+    served(&server, 50);
+    let line = server.err_line_containing("cannot write the exchange log");
+    assert!(line.contains("No space left on device"), "{line}");
+    let summary = summary(server);
+    assert!(
+        summary.contains("50 exchanges served")
+            && summary.contains("50 exchange lines not written: No space left on device"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn past_a_file_size_limit_it_serves_on_and_counts_the_lines() {
+    let dir = std::env::temp_dir().join(format!("serv6-fsize-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory");
+    let path = dir.join("log");
+    let file = File::create(&path).expect("a log file");
+    // 64 KiB: about 1100 lines of ~60 bytes.
+    let server = serv6_writing("ulimit -f 64 &&", &[], Stdio::from(file));
+    served(&server, 1500);
+    let summary = summary(server);
+    let log = std::fs::read_to_string(&path).expect("the log");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(summary.contains("1500 exchanges served"), "{summary}");
+    assert!(summary.contains("not written: File too large"), "{summary}");
+    let written = log.lines().count();
+    assert!(log.ends_with('\n'), "the log ends inside a line");
+    println!("ulimit -f 64: {written} lines written; {summary}");
+}
+
+#[test]
+fn a_reader_that_goes_away_costs_lines_counted_not_the_service() {
+    let mut head = Command::new("head")
+        .args(["-n", "5"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("head runs");
+    let pipe = head.stdin.take().expect("a pipe");
+    let server = serv6_writing("", &[], Stdio::from(pipe));
+    served(&server, 5);
+    let _ = head.wait();
+    served(&server, 45);
+    let summary = summary(server);
+    assert!(summary.contains("50 exchanges served"), "{summary}");
+    assert!(summary.contains("not written: Broken pipe"), "{summary}");
+}
+
+#[test]
+fn signals_that_would_end_it_silently_are_ignored_or_stop_it_gracefully() {
+    let server = Server::start(&[]);
+    for name in ["USR2", "ALRM", "VTALRM", "PROF", "XFSZ", "RTMIN+1", "RTMAX"] {
+        server.signal(name);
+        assert_received(&exchange(server.v4(), b"hola\n", false), 4);
+    }
+    server.signal("USR1");
+    let report = server.err_line_containing("SIGUSR1: running for");
+    assert!(report.contains("7 exchanges served"), "{report}");
+    assert_received(&exchange(server.v4(), b"hola\n", false), 4);
+    server.signal("PWR");
+    let mut server = server;
+    assert_eq!(server.wait_exit().code(), Some(0));
+    let rest = server.rest_of_stderr().join("\n");
+    assert!(
+        rest.contains("SIGPWR received") && rest.contains("stopped after"),
+        "{rest}"
+    );
+}
+
+#[test]
+fn a_crowd_that_keeps_the_room_full_writes_a_few_lines_a_second() {
+    let mut server = Server::start(&["--max-conns", "64", "--deadline", "1", "--quiet"]);
+    let addr = server.v4();
+    let until = Instant::now() + Duration::from_secs(3);
+    let crowd: Vec<_> = (0..100)
+        .map(|_| {
+            thread::spawn(move || {
+                while Instant::now() < until {
+                    if let Ok(mut conn) = TcpStream::connect_timeout(&addr, PATIENCE) {
+                        let _ = conn.write_all(b"no newline");
+                        let _ = conn.set_read_timeout(Some(PATIENCE));
+                        let _ = std::io::Read::read(&mut conn, &mut [0; 64]);
+                    }
+                }
+            })
+        })
+        .collect();
+    for client in crowd {
+        let _ = client.join();
+    }
+    server.signal("TERM");
+    server.wait_exit();
+    let lines = server.rest_of_stderr();
+    let busy = lines.iter().filter(|l| l.contains("busy")).count();
+    println!(
+        "100 looping clients, --max-conns 64, 3 s: {} stderr lines, {busy} naming busy",
+        lines.len()
+    );
+    // Five in full a second, one count line a second, and the shutdown's.
+    assert!(
+        lines.len() <= 6 * 4 + 5,
+        "{} lines: {lines:#?}",
+        lines.len()
+    );
+}
+
+/// As root, with a loop device: an ext4 filesystem of `mib` MiB mounted on
+/// a fresh directory, unmounted when dropped. `None`, after saying why, if
+/// this machine cannot make one.
+struct Scratch {
+    mount: std::path::PathBuf,
+    image: std::path::PathBuf,
+}
+
+impl Scratch {
+    fn new(what: &str) -> Option<Scratch> {
+        let base = std::env::temp_dir().join(format!("serv6-{what}-{}", std::process::id()));
+        let (image, mount) = (base.with_extension("img"), base.with_extension("mnt"));
+        let ok = |cmd: &mut Command| {
+            cmd.stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let made = std::fs::create_dir_all(&mount).is_ok()
+            && ok(Command::new("truncate").args(["-s", "8M"]).arg(&image))
+            && ok(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image))
+            && ok(Command::new("mount")
+                .args(["-o", "loop"])
+                .arg(&image)
+                .arg(&mount));
+        if !made {
+            println!(
+                "skipped: needs root, mkfs.ext4 and a loop device to mount a filesystem of its own"
+            );
+            let _ = std::fs::remove_file(&image);
+            let _ = std::fs::remove_dir(&mount);
+            return None;
+        }
+        Some(Scratch { mount, image })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let quiet = |cmd: &mut Command| {
+            let _ = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status();
+        };
+        quiet(Command::new("fsfreeze").arg("-u").arg(&self.mount));
+        quiet(Command::new("umount").arg(&self.mount));
+        let _ = std::fs::remove_file(&self.image);
+        let _ = std::fs::remove_dir(&self.mount);
+    }
+}
+
+#[test]
+fn a_frozen_log_filesystem_delays_no_reply_beyond_the_stall_bound() {
+    let Some(disk) = Scratch::new("frozen") else {
+        return;
+    };
+    let path = disk.mount.join("log");
+    let server = serv6_writing("", &[], Stdio::from(File::create(&path).expect("a log")));
+    served(&server, 10);
+    let frozen = Command::new("fsfreeze").arg("-f").arg(&disk.mount).status();
+    if !frozen.is_ok_and(|s| s.success()) {
+        println!("skipped: fsfreeze cannot freeze the test's filesystem");
+        return;
+    }
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let start = Instant::now();
+        assert_received(&exchange(server.v4(), b"hola\n", false), 4);
+        slowest = slowest.max(start.elapsed());
+    }
+    let _ = Command::new("fsfreeze").arg("-u").arg(&disk.mount).status();
+    let summary = summary(server);
+    let logged = std::fs::read_to_string(&path)
+        .expect("the log")
+        .lines()
+        .count();
+    println!("log filesystem frozen: 20 exchanges, the slowest {slowest:?}; {logged} lines logged after the thaw; {summary}");
+    assert!(
+        slowest < Duration::from_millis(500),
+        "a reply waited {slowest:?}"
+    );
+    assert_eq!(logged, 30, "every line came out after the thaw");
+}
+
+#[test]
+fn a_full_filesystem_never_glues_two_lines_together() {
+    let Some(disk) = Scratch::new("full") else {
+        return;
+    };
+    let filler = disk.mount.join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k", "status=none"])
+        .arg(format!("of={}", filler.display()))
+        .stderr(Stdio::null())
+        .status();
+    let path = disk.mount.join("log");
+    let server = serv6_writing("", &[], Stdio::from(File::create(&path).expect("a log")));
+    served(&server, 200);
+    std::fs::remove_file(&filler).expect("room again");
+    let log_now = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    served(&server, 200);
+    let summary = summary(server);
+    let log = std::fs::read_to_string(&path).expect("the log");
+    println!("full filesystem: {log_now} bytes logged while full; {summary}");
+    for line in log.lines() {
+        assert!(
+            line.matches(" bytes \"").count() <= 1,
+            "two lines glued: {line}"
+        );
+    }
+    assert!(log.lines().filter(|l| l.ends_with("\"hola\"")).count() >= 200);
+}
