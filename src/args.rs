@@ -188,6 +188,7 @@ pub(crate) enum Invalid {
     NotUtf8,
     NotAHost,
     NotARange,
+    NotAnEndpoint,
     Address(AddrError),
 }
 
@@ -212,6 +213,9 @@ impl fmt::Display for Invalid {
             Invalid::NotUtf8 => f.write_str("it is not valid UTF-8"),
             Invalid::NotAHost => f.write_str("it is not a host name or address"),
             Invalid::NotARange => f.write_str("it is not an address or ADDR/PREFIX range"),
+            Invalid::NotAnEndpoint => {
+                f.write_str("it is not an IP address and a port, as 127.0.0.1:9806 or [::1]:9806")
+            }
             Invalid::Address(why) => write!(f, "{why}"),
         }
     }

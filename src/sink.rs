@@ -68,6 +68,8 @@ struct Shared {
     done: Condvar,
     dropped: AtomicU64,
     failed: Mutex<Failures>,
+    /// Lines written at once, without the helper.
+    written_direct: AtomicU64,
 }
 
 /// Lines that a write failed to take, and why.
@@ -166,6 +168,7 @@ impl Sink {
             done: Condvar::new(),
             dropped: AtomicU64::new(0),
             failed: Mutex::new(Failures::default()),
+            written_direct: AtomicU64::new(0),
         });
         let helper = Arc::clone(&shared);
         thread::Builder::new()
@@ -196,6 +199,7 @@ impl Sink {
             shared.direct_write(line)
         };
         if written == line.len() {
+            shared.written_direct.fetch_add(1, Relaxed);
             return;
         }
         let queued = shared.enqueue(&line[written..], written > 0);
@@ -210,6 +214,16 @@ impl Sink {
     /// Lines dropped so far, for the summary.
     pub fn dropped(&self) -> u64 {
         self.shared.dropped.load(Relaxed)
+    }
+
+    /// Lines written so far (by the helper, less those a failure lost),
+    /// and lines queued and not yet written.
+    pub fn written_and_waiting(&self) -> (u64, u64) {
+        let state = self.shared.lock();
+        let lost = self.shared.failures().lines;
+        let helper = state.written.saturating_sub(lost);
+        let direct = self.shared.written_direct.load(Relaxed);
+        (direct + helper, state.queued - state.written)
     }
 
     /// Lines that failed to be written so far, and the last reason.

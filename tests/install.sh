@@ -54,10 +54,9 @@ if command -v systemd-analyze >/dev/null 2>&1; then
     rating=$(systemd-analyze security --offline=true "$unitdir/serv6.service" 2>&1 |
         sed -n 's/.*Overall exposure level for serv6.service: \([0-9.]* [A-Z]*\).*/\1/p')
     echo "systemd-analyze security: exposure ${rating:-unknown}"
-    case $rating in
-    *" SAFE" | *" OK") check "the service is rated OK or better" true ;;
-    *) check "the service is rated OK or better (got '$rating')" false ;;
-    esac
+    # 0.4 SAFE is what the sandbox earned; no change may cost it.
+    check "the service is rated 0.4 SAFE or better (got '$rating')" \
+        awk -v r="${rating%% *}" 'BEGIN { exit !(r != "" && r <= 0.4) }' 
 else
     skip "systemd-analyze is not installed, so the units are not verified"
 fi

@@ -7,20 +7,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 
-/// Whether `tool` runs here; says why a test skips if not.
-fn have(tool: &str, args: &[&str]) -> bool {
-    let found = Command::new(tool)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        println!("skipped: {tool} is not installed");
-    }
-    found
-}
-
 fn manual(program: &str) -> Vec<u8> {
     let out = Command::new(program)
         .arg("--generate-man")

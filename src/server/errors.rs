@@ -54,6 +54,18 @@ impl Kind {
         }
     }
 
+    /// Its name as a metric's label: lower case, underscores.
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Deadline => "deadline",
+            Kind::TooLong => "too_long",
+            Kind::Proxy => "proxy",
+            Kind::Clock => "clock",
+            Kind::Failed => "failed",
+            Kind::Busy => "busy",
+        }
+    }
+
     /// One and many of it, as counted in words.
     fn nouns(self) -> (&'static str, &'static str) {
         match self {
@@ -72,6 +84,8 @@ impl Kind {
 pub(crate) struct ErrorLines {
     shown: AtomicU32,
     unshown: [AtomicU64; Kind::ALL.len()],
+    /// Every error ever reported, by kind.
+    total: [AtomicU64; Kind::ALL.len()],
     /// Set by the first error of a second, for the helper to wake on.
     second_started: Mutex<bool>,
     wake: Condvar,
@@ -100,6 +114,7 @@ impl ErrorLines {
 
     /// Reports an error of `kind`: in full if few came this second.
     pub fn report(&self, kind: Kind, line: fmt::Arguments) {
+        self.total[kind.slot()].fetch_add(1, Relaxed);
         let shown = self.shown.fetch_add(1, Relaxed);
         if shown == 0 {
             *self
@@ -127,6 +142,13 @@ impl ErrorLines {
                 .unwrap_or_else(PoisonError::into_inner);
         }
         *started = false;
+    }
+
+    /// Every kind with the errors of it so far.
+    pub fn totals(&self) -> impl Iterator<Item = (Kind, u64)> + '_ {
+        Kind::ALL
+            .iter()
+            .map(|&kind| (kind, self.total[kind.slot()].load(Relaxed)))
     }
 
     /// Writes the counts of the errors not shown this second, if any.

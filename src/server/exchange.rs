@@ -99,6 +99,11 @@ impl Service {
         &self.log
     }
 
+    /// The error counts by kind, for the metrics.
+    pub fn errors(&self) -> &ErrorLines {
+        &self.errors
+    }
+
     /// Writes the counts of error lines not yet shown, before the summary.
     pub fn end_error_second(&self) {
         self.errors.end_second();
@@ -155,6 +160,8 @@ impl Service {
         let closing = match written {
             Ok(()) => {
                 self.stats.served.fetch_add(1, Relaxed);
+                let took = message.at.mono.elapsed();
+                self.stats.reply_latency.observe(took);
                 if message.ending.more_may_come() {
                     Closing::Linger(stream)
                 } else {

@@ -2,6 +2,7 @@
 //! and the counters for the summary printed on exit. Everything else goes
 //! to standard error through [`crate::diag`].
 
+use super::histogram::Histogram;
 use crate::diag;
 use crate::escape::escape_into;
 use crate::sink::{self, Sink};
@@ -81,6 +82,11 @@ impl Log {
         self.out.as_ref().map_or(0, Sink::dropped)
     }
 
+    /// Exchange lines written, and those waiting to be.
+    pub fn written_and_waiting(&self) -> (u64, u64) {
+        self.out.as_ref().map_or((0, 0), Sink::written_and_waiting)
+    }
+
     /// Exchange lines a write failed to take, and the last reason.
     pub fn not_written(&self) -> (u64, Option<String>) {
         self.out.as_ref().map_or((0, None), |out| {
@@ -129,6 +135,8 @@ pub(crate) struct Stats {
     pub checks: AtomicU64,
     /// Connections told `error: server shutting down`.
     pub told_shutting_down: AtomicU64,
+    /// From a message's arrival to its reply written.
+    pub reply_latency: Histogram,
 }
 
 impl Stats {
@@ -140,6 +148,7 @@ impl Stats {
             busy: AtomicU64::new(0),
             checks: AtomicU64::new(0),
             told_shutting_down: AtomicU64::new(0),
+            reply_latency: Histogram::default(),
         }
     }
 

@@ -4,8 +4,11 @@ mod activation;
 mod capacity;
 mod errors;
 mod exchange;
+mod histogram;
 mod listen;
 mod log;
+mod metrics;
+mod notify;
 mod options;
 mod pool;
 mod proxy;
@@ -82,6 +85,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             return ExitCode::from(status);
         }
     };
+    running.tell_ready();
     let Some(termination) = termination else {
         // No signal handling here: SIGTERM ends the process the default way.
         loop {
@@ -105,12 +109,70 @@ struct Running {
     pool: Pool<Front>,
     room: Option<Arc<Room>>,
     service: Arc<Service>,
+    notifier: Option<Arc<notify::Notifier>>,
 }
 
 impl Running {
+    /// Tells the service manager, if any, that serv6 is ready, then keeps
+    /// it told how serv6 is doing, and feeds its watchdog while the
+    /// workers and the room are seen to move.
+    fn tell_ready(&self) {
+        let Some(notifier) = &self.notifier else {
+            return;
+        };
+        notifier.send("READY=1");
+        let service = Arc::clone(&self.service);
+        let room = self.room.clone();
+        let status = {
+            let room = room.clone();
+            move || {
+                let held = room.as_ref().map_or(0, |room| room.held());
+                format!(
+                    "{} served, {} in progress, {held} held",
+                    service
+                        .stats
+                        .served
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                    (service.in_progress())()
+                )
+            }
+        };
+        let pool = self.pool.progress_reader();
+        let turns = move || room.as_ref().map(|room| (room.turns(), Arc::clone(room)));
+        // The room turns once for each poke: one that has not since the
+        // last tick is stuck, as is a pool with a job under way and none
+        // ended since.
+        let mut seen = (pool(), turns());
+        let alive = move || {
+            let now = (pool(), turns());
+            let room_moved = match (&now.1, &seen.1) {
+                (Some((after, _)), Some((before, _))) => after > before,
+                _ => true,
+            };
+            let moving = now.0.moved_since(seen.0) && room_moved;
+            if let Some((_, room)) = &now.1 {
+                room.poke();
+            }
+            seen = now;
+            moving
+        };
+        if let Some(room) = &self.room {
+            room.poke();
+        }
+        let ping = notify::watchdog_interval();
+        if let Err(e) = notify::keep_telling(Arc::clone(notifier), ping, status, alive) {
+            diag::error(format_args!(
+                "cannot keep the service manager told ({e}): no status, no watchdog"
+            ));
+        }
+    }
+
     /// Refuses new connections, gives those in progress `grace`, then says
     /// what was done and lets queued output out, briefly.
     fn shut_down(&self, signal: platform::Signal, grace: Duration) {
+        if let Some(notifier) = &self.notifier {
+            notifier.send("STOPPING=1");
+        }
         self.pool.stop_accepting();
         diag::info(format_args!(
             "{signal} received: refusing new connections; exchanges in progress have {} s to finish",
@@ -247,6 +309,20 @@ fn start(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Running,
         message: format!("cannot start workers: {e}"),
         status: 1,
     })?;
+    let mut line = line;
+    if let Some(addr) = options.metrics {
+        let sources = metrics::Sources {
+            service: Arc::clone(&service),
+            room: room.clone(),
+            max_conns: capacity.room.waiting,
+            started: std::time::SystemTime::now(),
+        };
+        let bound = metrics::start(addr, sources).map_err(|e| StartError {
+            message: format!("cannot serve metrics on {addr}: {e}"),
+            status: 1,
+        })?;
+        line.push_str(&format!(" (metrics: http://{bound}/metrics)"));
+    }
     // First, so that a script may read where serv6 listens from line 1.
     diag::info(format_args!("{line}"));
     for note in bound.notes.iter().chain(&capacity.notes) {
@@ -256,6 +332,7 @@ fn start(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Running,
         pool,
         room,
         service,
+        notifier: notify::Notifier::from_env().map(Arc::new),
     })
 }
 

@@ -5,6 +5,7 @@ use crate::args::{self, Arg, DefaultText, Flag, Invalid, Parser, Program, UsageE
 use crate::manpage::Manual;
 use crate::protocol::REPLY_FORM;
 use std::ffi::OsString;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// What serv6 was asked to do.
@@ -39,6 +40,8 @@ pub(crate) struct Options {
     pub quiet: bool,
     /// With `--proxy-protocol`: who may send a PROXY header.
     pub proxy_from: Option<Vec<Cidr>>,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Default for Options {
@@ -56,6 +59,7 @@ impl Default for Options {
             log_bytes: 1024,
             quiet: false,
             proxy_from: None,
+            metrics: None,
         }
     }
 }
@@ -152,6 +156,15 @@ pub(crate) const FLAGS: &[Flag] = &[
         default: DefaultText::Value("1024"),
     },
     Flag {
+        short: None,
+        long: "metrics",
+        value: Some("ADDR:PORT"),
+        help: "serve Prometheus metrics at http://ADDR:PORT/metrics (one request at a time, \
+               bounded in size and time, so it cannot slow the exchanges); keep ADDR on \
+               loopback unless a firewall guards it",
+        default: DefaultText::Described("off"),
+    },
+    Flag {
         short: Some('q'),
         long: "quiet",
         value: None,
@@ -216,6 +229,21 @@ reader that went away costs the lines, counted, not the service. SIGQUIT and the
 of a fault keep their default (a core dump).",
         ),
         (
+            "Metrics",
+            "With --metrics ADDR:PORT, GET /metrics there answers in the Prometheus text \
+format: serv6_exchanges_total; serv6_refusals_total by reason (too_long, deadline, busy, \
+proxy, clock, shutting_down); serv6_connections_failed_total; serv6_health_checks_total; \
+the gauges serv6_connections_in_progress, serv6_connections_held and \
+serv6_connections_max; serv6_log_lines_written_total, serv6_log_lines_queued, \
+serv6_log_lines_dropped_total and serv6_log_lines_not_written_total; \
+serv6_error_lines_dropped_total; the histogram serv6_reply_latency_seconds, from a \
+message's arrival to its reply; serv6_build_info and process_start_time_seconds.
+
+When NOTIFY_SOCKET is set (systemd Type=notify), serv6 sends READY=1 once it serves, \
+STATUS= every 2 s, STOPPING=1 at the first stopping signal, and, with WATCHDOG_USEC, \
+WATCHDOG=1 at half that interval while its workers and waiting room are seen to move.",
+        ),
+        (
             "Exit status",
             "0 after a clean shutdown; 1 if it cannot serve (the port is in use, a passed \
 socket is not a listening TCP socket); 2 for bad usage.",
@@ -225,7 +253,8 @@ socket is not a listening TCP socket); 2 for bad usage.",
             "LISTEN_PID, LISTEN_FDS: socket activation, as sd_listen_fds(3) describes. When \
 LISTEN_PID is serv6's process ID, it serves the LISTEN_FDS listening sockets passed as file \
 descriptors 3 onwards instead of binding its own, and --bind and --port are refused. These \
-variables, and LISTEN_FDNAMES, are removed from its environment.",
+variables, and LISTEN_FDNAMES, are removed from its environment. NOTIFY_SOCKET, \
+WATCHDOG_USEC, WATCHDOG_PID: see METRICS.",
         ),
         (
             "Examples",
@@ -294,6 +323,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             "quiet" => options.quiet = true,
             "proxy-protocol" => proxy = true,
             "proxy-from" => proxy_from.push(cidr(&mut parser)?),
+            "metrics" => options.metrics = Some(endpoint(&mut parser)?),
             "help" => return Ok(Command::Help),
             "version" => return Ok(Command::Version),
             "generate-man" => return Ok(Command::Manual),
@@ -329,6 +359,12 @@ fn proxy_rules(proxy: bool, from: Vec<Cidr>) -> Result<Option<Vec<Cidr>>, UsageE
                 .collect(),
         )),
     }
+}
+
+fn endpoint(parser: &mut Parser) -> Result<SocketAddr, UsageError> {
+    let text = parser.text()?;
+    text.parse()
+        .map_err(|_| parser.invalid(&text.into(), Invalid::NotAnEndpoint))
 }
 
 fn cidr(parser: &mut Parser) -> Result<Cidr, UsageError> {
@@ -390,6 +426,7 @@ mod tests {
         for flag in FLAGS {
             let words = match flag.value {
                 Some("ADDR[/PREFIX]") => format!("--{} 10.0.0.0/8 --proxy-protocol", flag.long),
+                Some("ADDR:PORT") => format!("--{} 127.0.0.1:9806", flag.long),
                 Some(_) => format!("--{} 1", flag.long),
                 None => format!("--{}", flag.long),
             };
@@ -421,6 +458,7 @@ mod tests {
             log_bytes: 1024,
             quiet: true,
             proxy_from: None,
+            metrics: None,
         };
         assert_eq!(got, Command::Serve(want));
     }
@@ -442,6 +480,11 @@ mod tests {
         assert_eq!(
             err("--port 70000"),
             "invalid value '70000' for '--port': it must be from 0 to 65535"
+        );
+        assert_eq!(
+            err("--metrics 9806"),
+            "invalid value '9806' for '--metrics': it is not an IP address and a port, as \
+             127.0.0.1:9806 or [::1]:9806"
         );
         assert_eq!(
             err("--max-conns 0"),

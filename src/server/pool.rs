@@ -18,7 +18,7 @@ use std::fs::File;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::AcqRel, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::AcqRel, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -117,6 +117,24 @@ struct Shared<J> {
     /// A descriptor kept open to be given up when there are none left, so
     /// that a connection can still be accepted and told why it is refused.
     spare: Mutex<Option<File>>,
+    /// Jobs begun and ended, for a watchdog to see the pool move.
+    jobs_begun: AtomicU64,
+    jobs_ended: AtomicU64,
+}
+
+/// How far the pool has come, for a watchdog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Progress {
+    pub begun: u64,
+    pub ended: u64,
+}
+
+impl Progress {
+    /// Whether the pool moved since `before`: no job was under way then,
+    /// or one has ended since.
+    pub fn moved_since(self, before: Progress) -> bool {
+        before.begun == before.ended || self.ended > before.ended
+    }
 }
 
 /// One listener and its idle workers.
@@ -138,6 +156,8 @@ impl<J: Job> Pool<J> {
             max_workers: settings.max_workers,
             spawn_trouble: Burst::default(),
             spare: Mutex::new(File::open("/dev/null").ok()),
+            jobs_begun: AtomicU64::new(0),
+            jobs_ended: AtomicU64::new(0),
         });
         let mut doors = Vec::new();
         for listener in listeners {
@@ -156,6 +176,15 @@ impl<J: Job> Pool<J> {
         self.shared.stopping.store(true, Relaxed);
         for door in &self.doors {
             door.close(&self.shared.job);
+        }
+    }
+
+    /// How many jobs have begun and ended so far, from any thread.
+    pub fn progress_reader(&self) -> impl Fn() -> Progress + Send + 'static {
+        let shared = Arc::clone(&self.shared);
+        move || Progress {
+            begun: shared.jobs_begun.load(Relaxed),
+            ended: shared.jobs_ended.load(Relaxed),
         }
     }
 
@@ -269,7 +298,9 @@ impl<J: Job> Shared<J> {
                 }
                 Ok((stream, peer)) => {
                     let took_last = self.accepted(door);
+                    self.jobs_begun.fetch_add(1, Relaxed);
                     let pace = self.job.run(stream, peer, &mut scratch);
+                    self.jobs_ended.fetch_add(1, Relaxed);
                     door.idle.fetch_add(1, AcqRel);
                     if took_last && pace == Pace::Slow {
                         self.grow(door);

@@ -28,7 +28,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::io;
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -98,6 +98,8 @@ pub(crate) struct Room {
     waker: Waker,
     /// Connections held now, for workers out of descriptors.
     held: AtomicUsize,
+    /// Turns of the room's loop, for a watchdog to see it move.
+    turns: AtomicU64,
 }
 
 impl Room {
@@ -137,6 +139,22 @@ impl Room {
 
     fn wake(&self) {
         self.waker.wake();
+    }
+
+    /// Connections held now: waiting for their message, or closing.
+    pub fn held(&self) -> usize {
+        self.held.load(Relaxed)
+    }
+
+    /// How many turns the room's loop has made; [`Room::poke`] makes it
+    /// turn, so a room that does not has stopped working.
+    pub fn turns(&self) -> u64 {
+        self.turns.load(Relaxed)
+    }
+
+    /// Wakes the room for one turn.
+    pub fn poke(&self) {
+        self.wake();
     }
 
     /// Takes over a connection whose message is still incomplete.
@@ -219,6 +237,7 @@ impl Hall {
             changed: Condvar::new(),
             waker,
             held: AtomicUsize::new(0),
+            turns: AtomicU64::new(0),
         });
         Ok(Hall {
             room,
@@ -238,6 +257,7 @@ impl Hall {
     fn run(&mut self) {
         let mut ready = Vec::with_capacity(BATCH);
         while !self.done() {
+            self.room.turns.fetch_add(1, Relaxed);
             let timeout = self
                 .next_timer()
                 .map(|at| at.saturating_duration_since(Instant::now()));

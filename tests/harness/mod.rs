@@ -33,6 +33,8 @@ pub struct Server {
     pub addrs: Vec<SocketAddr>,
     /// What serv6 wrote to standard error before its listening line.
     pub startup: Vec<String>,
+    /// The listening line itself.
+    listening: String,
     stdout: Receiver<Vec<u8>>,
     stderr: Receiver<String>,
 }
@@ -101,6 +103,7 @@ impl Server {
             exited: None,
             addrs: Vec::new(),
             startup: Vec::new(),
+            listening: String::new(),
             stdout,
             stderr,
         };
@@ -111,10 +114,16 @@ impl Server {
                 .expect("the server says where it listens");
             if line.contains("listening on ") {
                 server.addrs = parse_listening(&line);
+                server.listening = line;
                 return server;
             }
             server.startup.push(line);
         }
+    }
+
+    /// The line that says where it listens.
+    pub fn startup_line(&self) -> &str {
+        &self.listening
     }
 
     /// The IPv4 loopback address it listens on.
@@ -339,9 +348,13 @@ fn lines(
     rx
 }
 
-/// `serv6: listening on 127.0.0.1:5006, [::1]:5006` to its addresses.
+/// `serv6: listening on 127.0.0.1:5006, [::1]:5006` to its addresses; a
+/// metrics address after them, `(metrics: http://...)`, is left out.
 pub fn parse_listening(line: &str) -> Vec<SocketAddr> {
+    let line = line.trim_end();
     let list = line.split("listening on ").nth(1).expect("an address list");
+    // The metrics address, if any, follows in parentheses.
+    let list = list.split(" (").next().unwrap_or(list);
     list.split(", ")
         .map(|a| a.trim().parse().expect("a socket address"))
         .collect()
@@ -445,6 +458,20 @@ pub fn fake_server(reply: &'static [u8]) -> SocketAddr {
 pub fn dead_port() -> u16 {
     let probe = TcpListener::bind("127.0.0.1:0").expect("binds");
     probe.local_addr().expect("has an address").port()
+}
+
+/// Whether `tool` runs here; says why a test skips if not.
+pub fn have(tool: &str, args: &[&str]) -> bool {
+    let found = Command::new(tool)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        println!("skipped: {tool} is not installed");
+    }
+    found
 }
 
 /// Runs cli6 with `args` and `stdin`, and returns its output.
