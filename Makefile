@@ -1,13 +1,4 @@
-# serv6 / cli6. `make help` lists the targets.
-#
-#   make servidor                  run the server (foreground; Ctrl-C stops it)
-#   make cliente                   type messages, one exchange per line
-#   make cliente MSG="hola"        send one message
-#   HOST=... PORT=...              where (server: address to bind; client: server);
-#                                  unset, the programs' own defaults apply
-#   make cluster                   two serv6 instances behind HAProxy on PORT (5006)
-#   make install                   cli6, serv6, their manual pages and systemd units,
-#                                  under PREFIX (/usr/local); DESTDIR=... stages them
+# serv6 / cli6. `make help` says what every target does.
 
 CARGO ?= cargo
 PORT  ?=
@@ -15,7 +6,10 @@ HOST  ?=
 MSG   ?=
 QUICK ?=
 CLIENTS ?=
-BIN   := target/release
+# Cargo's own output directory, CARGO_TARGET_DIR or target/.
+TARGET := $(or $(CARGO_TARGET_DIR),target)
+BIN    := $(TARGET)/release
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml)
 
 # Where `make install` puts things (GNU conventions; DESTDIR is never set here).
 PREFIX  ?= /usr/local
@@ -31,18 +25,26 @@ INSTALLED := $(BINDIR)/cli6 $(SBINDIR)/serv6 $(MANDIR)/man1/cli6.1 $(MANDIR)/man
 MSG_TEXT := $(value MSG)
 export MSG_TEXT HOST PORT
 
-.PHONY: all build servidor server cliente client test test-install stress bench callgrind demo \
-        cluster man install uninstall clean help
+.PHONY: all build servidor server cliente client test test-install stress bench callgrind \
+        demo cluster man install uninstall deb clean help
 
+## build: compile both programs, optimised (what every other target runs first)
 all: build
 
 build:
 	$(CARGO) build --release
 
+# Built only if missing, so that `make && sudo make install` works where
+# root has no cargo: install never rebuilds.
+$(BIN)/serv6 $(BIN)/cli6:
+	$(CARGO) build --release
+
+## servidor, server: run serv6 in the foreground (HOST= to bind, PORT=); Ctrl-C stops it
 # `exec` replaces the shell, so `ps` shows serv6 itself, not make or cargo.
 servidor server: build
 	exec $(BIN)/serv6 $${HOST:+--bind "$$HOST"} $${PORT:+--port "$$PORT"}
 
+## cliente, client: type messages, one exchange per line; MSG="hola" sends one (HOST=, PORT=)
 cliente client: build
 	@if [ -n "$$MSG_TEXT" ]; then \
 	  exec $(BIN)/cli6 $${HOST:+--host "$$HOST"} $${PORT:+--port "$$PORT"} -- "$$MSG_TEXT"; \
@@ -50,60 +52,63 @@ cliente client: build
 	  exec $(BIN)/cli6 $${HOST:+--host "$$HOST"} $${PORT:+--port "$$PORT"}; \
 	fi
 
+## test: what CI runs: formatting, clippy, every fast test, the install checks
 test:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test
 	$(MAKE) --no-print-directory test-install
 
-# make install and uninstall into a staging directory, and the units checked
-# by systemd-analyze (tests/install.sh says what it skips, and why).
+## test-install: make install and uninstall staged, the units checked, the Debian package tried
+# tests/install.sh and tests/deb.sh say what they skip, and why.
 test-install: build
 	sh tests/install.sh
+	sh tests/deb.sh
 
-# The attacks hold about 2000 sockets: raise the open-file limit if allowed.
+## stress: the slow attacks (tests/stress*), with the open-file limit raised to the hard one
 stress:
 	ulimit -n "$$(ulimit -Hn)" 2>/dev/null || true; \
 	  $(CARGO) test --release --test tests stress:: -- --ignored --test-threads=1 --nocapture
 
-# QUICK=1 for a short run, CLIENTS=16 for one client count.
+## bench: serv6 against a bare std server in the same run; QUICK=1 short, CLIENTS=16 one count
 # Results also go to a new file in target/bench-results/.
 bench:
 	ulimit -n "$$(ulimit -Hn)" 2>/dev/null || true; \
 	  QUICK=$(QUICK) CLIENTS=$(CLIENTS) $(CARGO) bench --bench bench
 
-# Instructions per exchange, counted by callgrind (apt-get install valgrind):
-# repeatable where wall-clock figures are noise.
+## callgrind: instructions per exchange, repeatable where wall-clock figures are noise (valgrind)
 callgrind: build
 	sh scripts/callgrind.sh $(BIN)/serv6
 
+## demo: a server and a few clients, to watch both sides
 demo: build
 	sh scripts/demo.sh $(BIN)
 
-# Two instances behind HAProxy (apt-get install haproxy), on PORT or 5006.
+## cluster: two serv6 instances behind HAProxy on PORT (5006); Ctrl-C stops them all
 cluster: build
 	sh scripts/cluster.sh $(BIN)
 
-# The manual pages, written by the programs from their own option tables.
-man: build
-	mkdir -p target/man
-	$(BIN)/serv6 --generate-man > target/man/serv6.8
-	$(BIN)/cli6 --generate-man > target/man/cli6.1
+## man: the manual pages, written by the programs from their own option tables
+man: $(BIN)/serv6 $(BIN)/cli6
+	mkdir -p $(TARGET)/man
+	$(BIN)/serv6 --generate-man > $(TARGET)/man/serv6.8
+	$(BIN)/cli6 --generate-man > $(TARGET)/man/cli6.1
 
+## install: cli6, serv6, their manual pages and systemd units under PREFIX (/usr/local); DESTDIR= stages
 # serv6 is a daemon: sbin and section 8; cli6 a user command: bin and section 1.
-install: build man
+install: man
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man1 \
 	  $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR)
 	install -m 755 $(BIN)/cli6 $(DESTDIR)$(BINDIR)/cli6
 	install -m 755 $(BIN)/serv6 $(DESTDIR)$(SBINDIR)/serv6
-	install -m 644 target/man/cli6.1 $(DESTDIR)$(MANDIR)/man1/cli6.1
-	install -m 644 target/man/serv6.8 $(DESTDIR)$(MANDIR)/man8/serv6.8
+	install -m 644 $(TARGET)/man/cli6.1 $(DESTDIR)$(MANDIR)/man1/cli6.1
+	install -m 644 $(TARGET)/man/serv6.8 $(DESTDIR)$(MANDIR)/man8/serv6.8
 	install -m 644 contrib/systemd/serv6.socket $(DESTDIR)$(UNITDIR)/serv6.socket
-	sed 's|@SBINDIR@|$(SBINDIR)|' contrib/systemd/serv6.service > target/serv6.service
-	install -m 644 target/serv6.service $(DESTDIR)$(UNITDIR)/serv6.service
+	sed 's|@SBINDIR@|$(SBINDIR)|' contrib/systemd/serv6.service > $(TARGET)/serv6.service
+	install -m 644 $(TARGET)/serv6.service $(DESTDIR)$(UNITDIR)/serv6.service
 
-# Removes exactly what install put there; in a staging DESTDIR, also the
-# directories that this leaves empty.
+## uninstall: remove exactly what install put there
+# In a staging DESTDIR, also the directories that this leaves empty.
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
 	@if [ -n "$(DESTDIR)" ]; then \
@@ -114,9 +119,14 @@ uninstall:
 	  done; \
 	fi
 
+## deb: a Debian package, serv6_VERSION_ARCH.deb, from a staged install (dpkg-deb)
+deb: $(BIN)/serv6 $(BIN)/cli6
+	sh contrib/debian/build.sh $(BIN) $(VERSION) $(TARGET)
+
+## clean: remove what cargo built
 clean:
 	$(CARGO) clean
 
+## help: this list
 help:
-	@sed -n 's/^#   //p' Makefile
-	@echo "targets: build servidor/server cliente/client test stress bench demo cluster man install uninstall clean"
+	@sed -n 's/^## //p' Makefile

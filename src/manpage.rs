@@ -6,7 +6,7 @@
 use crate::args::{DefaultText, Flag, Program};
 use crate::timestamp::Timestamp;
 use std::fmt::Write as _;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 /// What a manual page has beyond the command line.
 #[derive(Debug)]
@@ -54,17 +54,24 @@ pub(crate) fn render(program: &Program, manual: &Manual) -> String {
     out
 }
 
-/// The page's date: the day it is generated, or the day of
-/// `SOURCE_DATE_EPOCH` for a reproducible build.
+/// The day this version was released, as manual pages and the Debian
+/// changelog date it (`contrib/debian/build.sh` reads it from the page).
+/// Set it with the version in Cargo.toml.
+const RELEASE_DATE: &str = "2026-12-01";
+
+/// The page's date: the day of `SOURCE_DATE_EPOCH` when a build sets it,
+/// else the version's release date; never the day of the build, so that
+/// the same version always has the same page.
 fn date() -> String {
     let epoch = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|s| s.trim().parse().ok());
-    let when = epoch.map_or_else(SystemTime::now, |secs| {
-        UNIX_EPOCH + Duration::from_secs(secs)
-    });
-    let stamp = Timestamp::from_system_time(when).map(Timestamp::to_rfc3339);
-    stamp.map_or_else(|| "\"\"".to_owned(), |text| text.as_str()[..10].to_owned())
+    let stamp =
+        epoch.and_then(|secs| Timestamp::from_system_time(UNIX_EPOCH + Duration::from_secs(secs)));
+    stamp.map_or_else(
+        || RELEASE_DATE.to_owned(),
+        |stamp| stamp.to_rfc3339().as_str()[..10].to_owned(),
+    )
 }
 
 fn push_flag(out: &mut String, flag: &Flag) {

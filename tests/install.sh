@@ -23,8 +23,11 @@ stage=$(mktemp -d)
 prefix=$(mktemp -d)
 trap 'rm -rf "$stage" "$prefix"' EXIT
 
-# A packager's staged install, as if PREFIX were /usr.
-make -s install DESTDIR="$stage" PREFIX=/usr >/dev/null
+# A packager's staged install, as if PREFIX were /usr; with cargo out of
+# reach, as for root where the toolchain is a user's: what is built is
+# installed, never rebuilt.
+make -s install DESTDIR="$stage" PREFIX=/usr CARGO=false >/dev/null
+check "make install installs what is built without running cargo" test -x "$stage/usr/sbin/serv6"
 unitdir=$stage/usr/lib/systemd/system
 check "install puts both programs, both pages and both units in place" \
     test -x "$stage/usr/bin/cli6" -a -x "$stage/usr/sbin/serv6" \
@@ -61,6 +64,59 @@ else
     skip "systemd-analyze is not installed, so the units are not verified"
 fi
 make -s uninstall PREFIX="$prefix" >/dev/null
+
+# Every target honours CARGO_TARGET_DIR, and none falls back to target/.
+dry=$(CARGO_TARGET_DIR=/elsewhere make -n cliente servidor demo cluster man install DESTDIR=/x 2>/dev/null)
+check "every target honours CARGO_TARGET_DIR" \
+    sh -c 'echo "$1" | grep -q /elsewhere/release/cli6 && ! echo "$1" | grep -q "[ =]target/"' _ "$dry"
+# make help says what every target does.
+targets=$(sed -n 's/^\.PHONY: //; /^\.PHONY/,/[^\\]$/p' Makefile | tr -d '\\' | tr ' ' '\n' | grep -v '^\.PHONY:$' | grep .)
+helped=$(make -s help | sed 's/:.*//' | tr ',' '\n' | tr -d ' ')
+missing=$(for t in $targets; do echo "$helped" | grep -qx "$t" || echo "$t"; done | tr '\n' ' ')
+check "make help says what every target does${missing:+ (not: $missing)}" test -z "$missing"
+# The socket unit listens on loopback, as serv6 alone does.
+check "the socket unit listens on loopback only" sh -c '
+    grep -qx "ListenStream=127.0.0.1:5006" "$1" && grep -qx "ListenStream=\[::1\]:5006" "$1" &&
+    [ "$(grep -c "^ListenStream=" "$1")" = 2 ]' _ contrib/systemd/serv6.socket
+# make cluster fails at once, clearly, when its port is taken.
+if command -v haproxy >/dev/null 2>&1 && command -v python3 >/dev/null 2>&1; then
+    check "make cluster refuses a port in use, at once, saying so" sh -c '
+        python3 -c "import socket, sys, time
+s = socket.create_server((\"127.0.0.1\", 0)); print(s.getsockname()[1], flush=True); time.sleep(30)" >"$1" &
+        holder=$!
+        while [ ! -s "$1" ]; do sleep 0.1; done
+        port=$(cat "$1")
+        out=$(timeout 10 make -s cluster PORT="$port" 2>&1); status=$?
+        kill $holder
+        [ $status = 2 ] || [ $status = 1 ] && echo "$out" | grep -q "port $port is already in use"' _ "$(mktemp)"
+    # A free port for the front, found by binding port 0 and letting go.
+    free=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    log=$(mktemp)
+    # Ctrl-C without a terminal reaches every part: each stops once, with
+    # its summary, and nothing is left running.
+    setsid sh -c 'exec make -s cluster PORT="$1" >"$2" 2>&1' _ "$free" "$log" &
+    leader=$!
+    i=0; while ! grep -q "HAProxy on" "$log" && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    /bin/kill -s INT -- "-$leader" 2>/dev/null
+    i=0; while pgrep -g "$leader" >/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    check "make cluster stops on one Ctrl-C, each serv6 with its summary" sh -c '
+        [ "$(grep -c "stopped after" "$1")" = 2 ] && ! grep -q "received again" "$1" &&
+        ! kill -0 "$2" 2>/dev/null' _ "$log" "$leader"
+    # One part exiting stops the rest.
+    : >"$log"
+    setsid sh -c 'exec make -s cluster PORT="$1" >"$2" 2>&1' _ "$free" "$log" &
+    leader=$!
+    i=0; while ! grep -q "HAProxy on" "$log" && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    haproxy_pid=$(pgrep -g "$leader" -x haproxy | head -1)
+    [ -n "$haproxy_pid" ] && kill -9 "$haproxy_pid"
+    i=0; while pgrep -g "$leader" >/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    check "make cluster stops everything when one part exits" sh -c '
+        grep -q "a part exited" "$1" && ! kill -0 "$2" 2>/dev/null &&
+        ! pgrep -g "$2" serv6 >/dev/null' _ "$log" "$leader"
+    rm -f "$log"
+else
+    skip "haproxy or python3 is not installed, so make cluster is not tried"
+fi
 
 echo "install: $pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ]

@@ -191,10 +191,25 @@ fn ctrl_c_prints_the_summary() {
 }
 
 #[test]
+fn json_alone_is_one_exchange_as_json_lines() {
+    let server = Server::start(&[]);
+    let port = server.v4().port().to_string();
+    let out = cli6(&["-4", "-p", &port, "--json", "hola"], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "one probe and its summary: {stdout}");
+    assert!(
+        lines[0].starts_with("{\"seq\":1,") && lines[0].contains("received 4 bytes"),
+        "{stdout}"
+    );
+    assert!(lines[1].starts_with("{\"summary\":"), "{stdout}");
+}
+
+#[test]
 fn probe_usage_errors_exit_2() {
     for args in [
-        &["--json"][..],
-        &["-i", "1"],
+        &["-i", "1"][..],
         &["-c", "many"],
         &["-c", "1", "-i", "soon"],
     ] {

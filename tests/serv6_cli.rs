@@ -224,3 +224,24 @@ fn without_ipv6_it_serves_ipv4_and_says_so() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_received(&out.stdout, 4);
 }
+
+#[test]
+fn the_manual_page_is_dated_by_its_release_or_source_date_epoch() {
+    let th = |epoch: Option<&str>| {
+        let mut command = std::process::Command::new(serv6_path());
+        command.arg("--generate-man");
+        match epoch {
+            Some(epoch) => command.env("SOURCE_DATE_EPOCH", epoch),
+            None => command.env_remove("SOURCE_DATE_EPOCH"),
+        };
+        let out = command.output().expect("serv6 runs");
+        let page = text(&out.stdout);
+        page.lines()
+            .find(|l| l.starts_with(".TH"))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(th(Some("86400")).contains(" 1970-01-02 "), "{}", th(Some("86400")));
+    // The release date, whatever day the page is made.
+    assert!(th(None).contains(" 2026-12-01 "), "{}", th(None));
+}

@@ -9,6 +9,7 @@ mod cli6;
 mod cli6_edges;
 mod cluster;
 mod exchange;
+mod nginx;
 mod operations;
 mod outputs;
 mod probe;

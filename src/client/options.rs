@@ -111,7 +111,8 @@ pub(crate) const FLAGS: &[Flag] = &[
         short: None,
         long: "json",
         value: None,
-        help: "with --count: one JSON object per probe and one for the summary",
+        help: "JSON Lines: one object per probe, then one for the summary; without \
+               --count, one probe (python3 -m json.tool --json-lines reads it)",
         default: DefaultText::None,
     },
     args::HELP,
@@ -159,8 +160,10 @@ pub(crate) fn program() -> Program {
             "Sends a message to serv6 and prints its reply, the time the server received it:\n  \
              {REPLY_FORM}\n\n\
              With MESSAGE words, sends them joined by spaces, once. Without, sends each line\n\
-             of standard input as its own exchange, until end of input; a line longer than\n\
-             {MAX_LINE} bytes, or ending in a CR, is reported and not sent."
+             of standard input as its own exchange, until end of input. CRLF line endings\n\
+             are fine; a line longer than {MAX_LINE} bytes, or one whose message would\n\
+             still end in a CR once its line ending is off (the server drops a CR before\n\
+             the LF, so the count would be wrong), is reported and not sent."
         ),
         flags: FLAGS,
         after: "\
@@ -230,10 +233,12 @@ fn command(given: Given) -> Result<Command, UsageError> {
     } else {
         Some(join(&words)?)
     };
+    // `--json` alone is one probe: the one exchange, as JSON.
+    let count = count.or(json.then_some(1));
     let Some(count) = count else {
-        if interval.is_some() || json {
+        if interval.is_some() {
             return Err(UsageError::Requires {
-                what: "'--interval' and '--json'",
+                what: "'--interval'",
                 needs: "'--count' (probe mode)",
             });
         }
@@ -378,8 +383,19 @@ mod tests {
 
     #[test]
     fn probe_options_need_count() {
-        let err = parse_words(&["--json"]).unwrap_err().to_string();
-        assert!(err.contains("go with '--count'"), "{err}");
+        let err = parse_words(&["-i", "2"]).unwrap_err().to_string();
+        assert_eq!(err, "'--interval' goes with '--count' (probe mode)");
+        assert!(matches!(
+            parse_words(&["--json"]),
+            Ok(Command::Probe {
+                probes: Probes {
+                    count: 1,
+                    json: true,
+                    ..
+                },
+                ..
+            })
+        ));
         assert!(parse_words(&["-c", "x"]).is_err());
         assert!(parse_words(&["-c", "1", "-i", "-1"]).is_err());
     }

@@ -95,7 +95,8 @@ pub(crate) const FLAGS: &[Flag] = &[
         value: Some("SECS"),
         help: "silence that ends a message once bytes have arrived; shorter than the deadline; \
                'off': only an LF or EOF ends a message, so a pause in the network cannot cut \
-               it short, but a plain send-then-recv client is answered only at the deadline",
+               it short, but a plain send-then-recv client gets 'error: no message within N s' \
+               at the deadline",
         default: DefaultText::Value("0.2"),
     },
     Flag {
