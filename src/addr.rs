@@ -115,12 +115,6 @@ impl Cidr {
     }
 }
 
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.net, self.prefix)
-    }
-}
-
 /// Whether the first `prefix` bits of `a` and `b` agree.
 fn same_prefix(a: u128, b: u128, prefix: u8) -> bool {
     let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);

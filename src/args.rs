@@ -73,7 +73,7 @@ pub(crate) struct Program {
     pub about: String,
     pub flags: &'static [Flag],
     /// Exit status and the like, after the options.
-    pub after: &'static str,
+    pub after: String,
 }
 
 /// Where the help text starts after the option names.
@@ -101,7 +101,7 @@ impl Program {
             push_wrapped(&mut out, &names, &help);
         }
         out.push('\n');
-        out.push_str(self.after);
+        out.push_str(&self.after);
         out
     }
 
@@ -159,9 +159,9 @@ pub(crate) enum UsageError {
         value: String,
         why: Invalid,
     },
-    /// `what` only makes sense together with `needs`.
+    /// The options `what` only make sense together with `needs`.
     Requires {
-        what: &'static str,
+        what: &'static [&'static str],
         needs: &'static str,
     },
     /// The message given in arguments could not arrive as itself.
@@ -235,8 +235,9 @@ impl fmt::Display for UsageError {
                 write!(f, "invalid value '{value}' for '{option}': {why}")
             }
             UsageError::Requires { what, needs } => {
-                let verb = if what.contains(" and ") { "go" } else { "goes" };
-                write!(f, "{what} {verb} with {needs}")
+                let verb = if what.len() > 1 { "go" } else { "goes" };
+                let what: Vec<String> = what.iter().map(|option| format!("'{option}'")).collect();
+                write!(f, "{} {verb} with {needs}", what.join(" and "))
             }
             UsageError::Unsendable(why @ Unsendable::Newline) => {
                 write!(f, "{why} (send lines on standard input instead)")
@@ -629,7 +630,7 @@ mod tests {
             synopsis: "x [OPTIONS]",
             about: "Does x.".into(),
             flags: FLAGS,
-            after: "Bye.",
+            after: "Bye.".into(),
         };
         let help = program.help();
         assert!(

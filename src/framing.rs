@@ -12,6 +12,7 @@
 //! rules. [`drive`] is the blocking loop around any such [`Machine`], and
 //! [`read_message`] the whole read of one message from a [`Source`].
 
+use crate::sync::is_retry;
 use std::io;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -313,14 +314,6 @@ pub(crate) fn read_message(
     };
     *message = framer.into_message();
     outcome
-}
-
-/// Whether a read error only means "nothing came yet": try again.
-pub(crate) fn is_retry(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-    )
 }
 
 /// The result of adding one read's bytes to a message.

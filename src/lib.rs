@@ -13,6 +13,7 @@ mod args;
 pub mod client;
 mod diag;
 mod escape;
+mod exit;
 mod framing;
 mod manpage;
 #[allow(unsafe_code)]
@@ -20,6 +21,7 @@ pub mod platform;
 pub mod protocol;
 pub mod server;
 mod sink;
+mod sync;
 pub mod timestamp;
 mod words;
 

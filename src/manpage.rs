@@ -4,6 +4,7 @@
 //! `make install` installs what they print.
 
 use crate::args::{DefaultText, Flag, Program};
+use crate::exit::{self, Meanings};
 use crate::timestamp::Timestamp;
 use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
@@ -18,6 +19,8 @@ pub(crate) struct Manual {
     /// Further sections as (heading, plain text). Paragraphs are separated
     /// by blank lines; lines starting with two spaces are shown as they are.
     pub sections: &'static [(&'static str, &'static str)],
+    /// What the program's exit statuses mean: the EXIT STATUS section.
+    pub exit: &'static Meanings,
 }
 
 /// The whole page.
@@ -51,6 +54,8 @@ pub(crate) fn render(program: &Program, manual: &Manual) -> String {
         let _ = writeln!(out, ".SH {}", heading.to_uppercase());
         push_text(&mut out, text);
     }
+    out.push_str(".SH EXIT STATUS\n");
+    push_text(&mut out, &exit::describe(manual.exit));
     out
 }
 

@@ -278,6 +278,10 @@ pub(crate) fn limit_malloc_arenas(arenas: i32) {
     let _ = arenas;
 }
 
+/// The `open(2)` flag for non-blocking I/O (Linux's value), for
+/// `OpenOptionsExt::custom_flags`.
+pub(crate) const O_NONBLOCK: i32 = 0o4000;
+
 /// Whether `e` says the process or the system has no file descriptor left
 /// (`EMFILE`, `ENFILE`), which std gives no kind of its own.
 pub(crate) fn is_out_of_descriptors(e: &std::io::Error) -> bool {

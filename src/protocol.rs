@@ -118,6 +118,12 @@ fn decimal<T: std::str::FromStr>(text: &str) -> Option<T> {
     digits.then(|| text.parse().ok()).flatten()
 }
 
+/// The message a client's line carries: the line without its LF.
+#[must_use]
+pub fn message_of(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\n").unwrap_or(line)
+}
+
 /// Appends `received <len> bytes at <at>` and its LF to `line`.
 pub fn write_received(line: &mut String, len: usize, at: &Rfc3339) {
     let _ = write!(line, "received {len} bytes at ");

@@ -27,14 +27,13 @@
 //! all: after one cut short, the next write starts with an LF, so that no
 //! two lines are ever glued together.
 
+use crate::sync;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
-use std::sync::{
-    Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
-};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -44,8 +43,6 @@ pub(crate) const STALLED_AFTER: Duration = Duration::from_millis(100);
 pub(crate) const QUEUE_CAP: usize = 1 << 20;
 /// Longest write that pipes take whole or not at all (POSIX `PIPE_BUF`).
 const PIPE_BUF: usize = 4096;
-/// `O_NONBLOCK` on Linux.
-const O_NONBLOCK: i32 = 0o4000;
 
 /// A line output that never blocks its writers for long.
 pub(crate) struct Sink {
@@ -151,7 +148,7 @@ impl Sink {
         let (direct, whole_writes) = if kind.is_fifo() || kind.is_char_device() {
             let reopened = OpenOptions::new()
                 .write(true)
-                .custom_flags(O_NONBLOCK)
+                .custom_flags(crate::platform::O_NONBLOCK)
                 .open(format!("/proc/self/fd/{raw}"))
                 .ok();
             (reopened, kind.is_fifo())
@@ -173,7 +170,7 @@ impl Sink {
         let helper = Arc::clone(&shared);
         thread::Builder::new()
             .name("serv6-output".into())
-            .stack_size(64 * 1024)
+            .stack_size(sync::HELPER_STACK)
             .spawn(move || helper.drain(blocking, report))?;
         Ok(Sink { shared })
     }
@@ -186,11 +183,11 @@ impl Sink {
         let shared = &self.shared;
         let turn = if shared.whole_writes && line.len() <= PIPE_BUF {
             Turn::Shared {
-                _guard: shared.order.read().unwrap_or_else(PoisonError::into_inner),
+                _guard: sync::read(&shared.order),
             }
         } else {
             Turn::Alone {
-                _guard: shared.order.write().unwrap_or_else(PoisonError::into_inner),
+                _guard: sync::write(&shared.order),
             }
         };
         let written = if shared.behind.load(SeqCst) {
@@ -228,11 +225,7 @@ impl Sink {
 
     /// Lines that failed to be written so far, and the last reason.
     pub fn failures(&self) -> Failures {
-        self.shared
-            .failed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.shared.failures()
     }
 
     /// Waits, at most `limit`, for every queued line to be written.
@@ -244,19 +237,14 @@ impl Sink {
             if left.is_zero() {
                 return;
             }
-            state = self
-                .shared
-                .done
-                .wait_timeout(state, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            state = sync::wait_timeout(&self.shared.done, state, left);
         }
     }
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Queue> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        sync::lock(&self.state)
     }
 
     /// As much of `line` as goes in without blocking.
@@ -267,7 +255,7 @@ impl Shared {
         loop {
             match out.write(line) {
                 Ok(n) => return n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if sync::is_interrupted(&e) => {}
                 // Full, or failing: the helper tries, and reports.
                 Err(_) => return 0,
             }
@@ -302,11 +290,7 @@ impl Shared {
                 Some(at) => at - Instant::now(),
                 None => STALLED_AFTER,
             };
-            state = self
-                .done
-                .wait_timeout(state, wait)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            state = sync::wait_timeout(&self.done, state, wait);
         }
     }
 
@@ -321,7 +305,7 @@ impl Shared {
                 match out.write(&chunk[done..]) {
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                     Ok(n) => done += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if sync::is_interrupted(&e) => {}
                     Err(e) => return Err(e),
                 }
             }
@@ -358,14 +342,11 @@ impl Shared {
     }
 
     fn failures(&self) -> Failures {
-        self.failed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        sync::lock(&self.failed).clone()
     }
 
     fn set_failures(&self, failures: Failures) {
-        *self.failed.lock().unwrap_or_else(PoisonError::into_inner) = failures;
+        *sync::lock(&self.failed) = failures;
     }
 
     /// The helper: writes out the queue, in order, blocking as it must.
@@ -374,10 +355,7 @@ impl Shared {
             let (chunk, upto) = {
                 let mut state = self.lock();
                 while state.bytes.is_empty() {
-                    state = self
-                        .work
-                        .wait(state)
-                        .unwrap_or_else(PoisonError::into_inner);
+                    state = sync::wait(&self.work, state);
                 }
                 state.writing_since = Some(Instant::now());
                 (std::mem::take(&mut state.bytes), state.queued)

@@ -241,7 +241,11 @@ fn the_manual_page_is_dated_by_its_release_or_source_date_epoch() {
             .unwrap_or_default()
             .to_owned()
     };
-    assert!(th(Some("86400")).contains(" 1970-01-02 "), "{}", th(Some("86400")));
+    assert!(
+        th(Some("86400")).contains(" 1970-01-02 "),
+        "{}",
+        th(Some("86400"))
+    );
     // The release date, whatever day the page is made.
     assert!(th(None).contains(" 2026-12-01 "), "{}", th(None));
 }

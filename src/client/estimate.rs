@@ -48,7 +48,8 @@ struct OffsetStats {
     best_bound: f64,
 }
 
-fn ms(d: Duration) -> f64 {
+/// Milliseconds, as the probe prints them.
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 

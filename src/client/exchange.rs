@@ -174,9 +174,10 @@ impl fmt::Display for ClientError {
 impl std::error::Error for ClientError {}
 
 fn describe(error: &io::Error) -> String {
-    match error.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => "timed out".into(),
-        _ => error.to_string(),
+    if crate::sync::is_timeout(error) {
+        "timed out".into()
+    } else {
+        error.to_string()
     }
 }
 
@@ -258,7 +259,7 @@ fn write_within(conn: &TcpStream, mut data: &[u8], budget: Budget) -> io::Result
         match (&*conn).write(data) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if crate::sync::is_interrupted(&e) => {}
             Err(e) => return Err(e),
         }
     }
@@ -352,7 +353,7 @@ fn read_reply(
         let (n, got) = match read {
             Ok(Received { len: 0, .. }) => break,
             Ok(got) => (got.len, got),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if crate::sync::is_interrupted(&e) => continue,
             // The whole line came; only the close was abrupt.
             Err(e) if arrival.is_some() && e.kind() == io::ErrorKind::ConnectionReset => break,
             Err(error) => {

@@ -26,7 +26,7 @@ pub(crate) fn read_line(input: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Resu
     loop {
         let available = match input.fill_buf() {
             Ok(available) => available,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if crate::sync::is_interrupted(&e) => continue,
             Err(e) => return Err(e),
         };
         let lf = available.iter().position(|&b| b == b'\n');

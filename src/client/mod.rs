@@ -7,7 +7,8 @@ mod options;
 mod probe;
 
 use crate::escape::escape;
-use crate::protocol::check_message;
+use crate::exit::Status;
+use crate::protocol::{self, check_message};
 use crate::{diag, manpage};
 use exchange::{exchange, ClientError, ReplyProblem, Target};
 use lines::{Line, MAX_LINE};
@@ -18,7 +19,7 @@ use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 
 /// Runs cli6 with `args` (without the program name) and returns its exit
-/// status: 0 if every exchange got its reply, 1 if one did not, 2 for bad usage.
+/// status, as `options::EXIT` says what each means.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     diag::set_program("cli6");
     let ok = match options::parse(args) {
@@ -40,13 +41,13 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Ok(Command::Version) => print(concat!("cli6 ", env!("CARGO_PKG_VERSION"))),
         Err(e) => {
             diag::error(format_args!("{}", options::program().usage_error(&e)));
-            return ExitCode::from(2);
+            return Status::Usage.into();
         }
     };
     if ok {
-        ExitCode::SUCCESS
+        Status::Success.into()
     } else {
-        ExitCode::from(1)
+        Status::Failure.into()
     }
 }
 
@@ -59,7 +60,7 @@ fn with_lf(mut message: Vec<u8>) -> Vec<u8> {
 /// One exchange sending `line` (a message and its LF): the reply on
 /// standard output, any problem on standard error.
 fn send(target: &Target, line: &[u8]) -> bool {
-    let sent = line.len() - 1;
+    let sent = protocol::message_of(line).len();
     let checked = exchange(target, line).map(|done| {
         let verdict = done.verify(sent);
         (done, verdict)
@@ -102,7 +103,7 @@ fn send_lines(target: &Target) -> bool {
         let refused = match lines::read_line(&mut input, &mut line) {
             Ok(Line::End) => break,
             Ok(Line::TooLong) => format!("longer than {MAX_LINE} bytes"),
-            Ok(Line::Message) => match check_message(&line[..line.len() - 1]) {
+            Ok(Line::Message) => match check_message(protocol::message_of(&line)) {
                 Ok(()) => {
                     all_ok &= send(target, &line);
                     continue;

@@ -4,6 +4,7 @@ use super::exchange::{Family, Target};
 use super::lines::MAX_LINE;
 use crate::addr::parse_literal;
 use crate::args::{self, Arg, DefaultText, Flag, Invalid, Parser, Program, UsageError};
+use crate::exit::{self, Meanings, Status};
 use crate::manpage::Manual;
 use crate::protocol::{check_message, DEFAULT_PORT, REPLY_FORM};
 use std::ffi::OsString;
@@ -121,7 +122,18 @@ pub(crate) const FLAGS: &[Flag] = &[
 ];
 
 /// The manual page's sections beyond the command line (`cli6(1)`).
+/// What cli6's exit statuses mean.
+pub(crate) const EXIT: Meanings = [
+    (
+        Status::Success,
+        "if every exchange got its reply (with --count: if any did)",
+    ),
+    (Status::Failure, "otherwise"),
+    (Status::Usage, "for bad usage"),
+];
+
 pub(crate) const MANUAL: Manual = Manual {
+    exit: &EXIT,
     section: 1,
     summary: "ask serv6 when it received a message",
     sections: &[
@@ -132,11 +144,6 @@ go to standard error. With --count, one line per probe, then a summary: round-tr
 and the offset of the server's clock from ours (server minus ours), as the median over the \
 probes and as the offset of the probe with the smallest round trip. Each offset is within \
 half its round trip of the truth, whatever the path.",
-        ),
-        (
-            "Exit status",
-            "0 if every exchange got its reply (with --count: if any did); 1 otherwise; 2 \
-for bad usage.",
         ),
         (
             "Examples",
@@ -166,9 +173,7 @@ pub(crate) fn program() -> Program {
              the LF, so the count would be wrong), is reported and not sent."
         ),
         flags: FLAGS,
-        after: "\
-Exit status: 0 if every exchange got its reply (with --count: if any did),
-1 otherwise, 2 for bad usage.",
+        after: format!("Exit status: {}", exit::describe(&EXIT)),
     }
 }
 
@@ -238,7 +243,7 @@ fn command(given: Given) -> Result<Command, UsageError> {
     let Some(count) = count else {
         if interval.is_some() {
             return Err(UsageError::Requires {
-                what: "'--interval'",
+                what: &["--interval"],
                 needs: "'--count' (probe mode)",
             });
         }

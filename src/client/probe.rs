@@ -2,15 +2,18 @@
 //! and how far the server's clock is from ours, the way `ping` and NTP
 //! clients do. The estimates are in [`super::estimate`].
 
+use super::estimate::ms;
 use super::estimate::{self, Reply, Tally};
 use super::exchange::{exchange, ClientError, Exchanged, Target};
 use super::options::Probes;
 use crate::escape::escape;
+use crate::exit::Status;
+use crate::sync;
 use crate::{diag, platform};
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -43,8 +46,8 @@ pub(crate) fn run(target: &Target, line: &[u8], probes: Probes) -> ExitCode {
         let (tally, target, json) = (Arc::clone(&tally), target.to_string(), probes.json);
         thread::spawn(move || {
             termination.wait();
-            let tally = tally.lock().unwrap_or_else(PoisonError::into_inner);
-            std::process::exit(finish(&target, &tally, json));
+            let tally = sync::lock(&tally);
+            std::process::exit(finish(&target, &tally, json).code().into());
         });
     }
     let mut failures_in_a_row = 0;
@@ -62,8 +65,8 @@ pub(crate) fn run(target: &Target, line: &[u8], probes: Probes) -> ExitCode {
         let wait = wait_before_next(probes.interval, failures_in_a_row);
         thread::sleep(wait.saturating_sub(started.elapsed()));
     }
-    let tally = tally.lock().unwrap_or_else(PoisonError::into_inner);
-    ExitCode::from(finish(&target.to_string(), &tally, probes.json) as u8)
+    let tally = sync::lock(&tally);
+    finish(&target.to_string(), &tally, probes.json).into()
 }
 
 /// Counts and prints one probe; false once standard output is gone. The
@@ -75,7 +78,7 @@ fn record(
     outcome: &Result<Sample, ClientError>,
     json: bool,
 ) -> bool {
-    let mut tally = tally.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut tally = sync::lock(tally);
     tally.sent += 1;
     if let Ok(sample) = outcome {
         tally.replies.push(Reply {
@@ -96,7 +99,7 @@ fn wait_before_next(interval: Duration, failures_in_a_row: u32) -> Duration {
 }
 
 /// Prints the summary; returns the exit status it implies.
-fn finish(target: &str, tally: &Tally, json: bool) -> i32 {
+fn finish(target: &str, tally: &Tally, json: bool) -> Status {
     let summary = if json {
         estimate::summary_json(tally)
     } else {
@@ -104,12 +107,16 @@ fn finish(target: &str, tally: &Tally, json: bool) -> i32 {
     };
     let mut out = io::stdout().lock();
     let _ = out.write_all(summary.as_bytes()).and_then(|()| out.flush());
-    i32::from(tally.replies.is_empty())
+    if tally.replies.is_empty() {
+        Status::Failure
+    } else {
+        Status::Success
+    }
 }
 
 fn probe(target: &Target, line: &[u8], seq: u64) -> Result<Sample, ClientError> {
     let done = exchange(target, line)?;
-    let server_time = done.verify(line.len() - 1)?;
+    let server_time = done.verify(crate::protocol::message_of(line).len())?;
     Ok(Sample {
         seq,
         peer: done.peer.to_string(),
@@ -133,10 +140,6 @@ fn nanos_since_epoch(time: SystemTime) -> i128 {
 fn offset_ns(done: &Exchanged, server: SystemTime) -> Option<i64> {
     let midpoint = (nanos_since_epoch(done.sent_at) + nanos_since_epoch(done.received_at)) / 2;
     i64::try_from(nanos_since_epoch(server) - midpoint).ok()
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 /// `+0.005 ms` or `out of range`; JSON: a number or `null`.

@@ -9,10 +9,11 @@
 //! the helper sleeps.
 
 use crate::diag;
+use crate::sync;
 use crate::words::counted;
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -98,7 +99,7 @@ impl ErrorLines {
         let ticking = Arc::clone(&lines);
         let started = thread::Builder::new()
             .name("serv6-errors".into())
-            .stack_size(64 * 1024)
+            .stack_size(sync::HELPER_STACK)
             .spawn(move || loop {
                 ticking.wait_for_an_error();
                 thread::sleep(Duration::from_secs(1));
@@ -117,10 +118,7 @@ impl ErrorLines {
         self.total[kind.slot()].fetch_add(1, Relaxed);
         let shown = self.shown.fetch_add(1, Relaxed);
         if shown == 0 {
-            *self
-                .second_started
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = true;
+            *sync::lock(&self.second_started) = true;
             self.wake.notify_one();
         }
         if shown < SHOWN_PER_SECOND {
@@ -131,15 +129,9 @@ impl ErrorLines {
     }
 
     fn wait_for_an_error(&self) {
-        let mut started = self
-            .second_started
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut started = sync::lock(&self.second_started);
         while !*started {
-            started = self
-                .wake
-                .wait(started)
-                .unwrap_or_else(PoisonError::into_inner);
+            started = sync::wait(&self.wake, started);
         }
         *started = false;
     }

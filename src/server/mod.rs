@@ -16,6 +16,7 @@ mod reading;
 mod room;
 mod worker;
 
+use crate::exit::Status;
 use crate::framing::Rules;
 use crate::protocol::DEFAULT_PORT;
 use crate::{diag, manpage, platform};
@@ -40,7 +41,7 @@ const MALLOC_ARENAS: i32 = 1;
 const FLUSH_ON_EXIT: Duration = Duration::from_secs(1);
 
 /// Runs serv6 with `args` (without the program name) and returns its exit
-/// status: 0 after a clean shutdown, 1 if it cannot serve, 2 for bad usage.
+/// status, as `options::EXIT` says what each means.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let status = run(args);
     // Standard error may be a file written by a helper thread: what it
@@ -58,7 +59,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Ok(Command::Version) => return print_stdout(concat!("serv6 ", env!("CARGO_PKG_VERSION"))),
         Err(e) => {
             diag::error(format_args!("{}", options::program().usage_error(&e)));
-            return ExitCode::from(2);
+            return Status::Usage.into();
         }
     };
     // Before any thread exists: it edits the environment.
@@ -66,7 +67,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Ok(passed) => passed,
         Err(e) => {
             diag::error(format_args!("{e}"));
-            return ExitCode::from(1);
+            return Status::Failure.into();
         }
     };
     // Before any thread exists, so that every thread inherits the mask,
@@ -76,13 +77,16 @@ fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     diag::never_block();
     let running = match start(&options, passed) {
         Ok(running) => running,
-        Err(StartError { message, status: 2 }) => {
+        Err(StartError {
+            message,
+            status: Status::Usage,
+        }) => {
             diag::error(format_args!("{}", options::program().usage_error(&message)));
-            return ExitCode::from(2);
+            return Status::Usage.into();
         }
         Err(StartError { message, status }) => {
             diag::error(format_args!("{message}"));
-            return ExitCode::from(status);
+            return status.into();
         }
     };
     running.tell_ready();
@@ -215,7 +219,7 @@ fn wait_for_signals(
     let waiter = termination.clone();
     let started = std::thread::Builder::new()
         .name("serv6-signals".into())
-        .stack_size(64 * 1024)
+        .stack_size(crate::sync::HELPER_STACK)
         .spawn(move || {
             let mut stopping = false;
             loop {
@@ -230,7 +234,7 @@ fn wait_for_signals(
                         crate::words::counted(in_progress() as u64, "exchange", "exchanges")
                     ));
                     diag::flush(FLUSH_ON_EXIT);
-                    std::process::exit(1);
+                    std::process::exit(Status::Failure.code().into());
                 }
             }
         });
@@ -251,7 +255,7 @@ fn wait_for_signals(
 /// Why serv6 could not start: the line to print and the exit status.
 struct StartError {
     message: String,
-    status: u8,
+    status: Status,
 }
 
 /// Binds (or takes the sockets passed to it), starts the waiting room and
@@ -279,7 +283,7 @@ fn start(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Running,
     let capacity = capacity::plan(&machine, options.max_conns, options.max_bytes, listeners)
         .map_err(|e| StartError {
             message: format!("cannot serve: {e}"),
-            status: 1,
+            status: Status::Failure,
         })?;
     let service = Arc::new(Service::new(Log::new(options.quiet, options.log_bytes)));
     let room = match Room::start(Arc::clone(&service), capacity.room) {
@@ -294,7 +298,7 @@ fn start(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Running,
         Err(e) => {
             return Err(StartError {
                 message: format!("cannot start the waiting room: {e}"),
-                status: 1,
+                status: Status::Failure,
             })
         }
     };
@@ -307,7 +311,7 @@ fn start(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Running,
     let settings = pool::Settings::new(options.deadline, capacity.max_workers);
     let pool = Pool::start(bound.listeners, settings, front).map_err(|e| StartError {
         message: format!("cannot start workers: {e}"),
-        status: 1,
+        status: Status::Failure,
     })?;
     let mut line = line;
     if let Some(addr) = options.metrics {
@@ -319,7 +323,7 @@ fn start(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Running,
         };
         let bound = metrics::start(addr, sources).map_err(|e| StartError {
             message: format!("cannot serve metrics on {addr}: {e}"),
-            status: 1,
+            status: Status::Failure,
         })?;
         line.push_str(&format!(" (metrics: http://{bound}/metrics)"));
     }
@@ -343,7 +347,7 @@ fn listeners(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Boun
                 message: "'--bind' and '--port' do not go with sockets passed by a service \
                           manager (LISTEN_FDS): it chose the addresses"
                     .into(),
-                status: 2,
+                status: Status::Usage,
             });
         }
         return Ok(Bound {
@@ -353,7 +357,11 @@ fn listeners(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Boun
     }
     let port = options.port.unwrap_or(DEFAULT_PORT);
     let mut bound = listen::bind_all(&options.binds, port).map_err(|e| StartError {
-        status: if e.is_usage() { 2 } else { 1 },
+        status: if e.is_usage() {
+            Status::Usage
+        } else {
+            Status::Failure
+        },
         message: e.to_string(),
     })?;
     for listener in &bound.listeners {
@@ -371,6 +379,6 @@ fn print_stdout(text: &str) -> ExitCode {
     let mut out = std::io::stdout().lock();
     match writeln!(out, "{text}").and_then(|()| out.flush()) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(_) => ExitCode::from(1),
+        Err(_) => Status::Failure.into(),
     }
 }

@@ -68,7 +68,7 @@ pub(crate) fn keep_telling(
     let tick = ping.map_or(STATUS_EVERY, |p| p.min(STATUS_EVERY));
     thread::Builder::new()
         .name("serv6-notify".into())
-        .stack_size(64 * 1024)
+        .stack_size(crate::sync::HELPER_STACK)
         .spawn(move || {
             let mut last_status: Option<Instant> = None;
             loop {

@@ -2,6 +2,7 @@
 
 use crate::addr::{parse_literal, Cidr};
 use crate::args::{self, Arg, DefaultText, Flag, Invalid, Parser, Program, UsageError};
+use crate::exit::{self, Meanings, Status};
 use crate::manpage::Manual;
 use crate::protocol::REPLY_FORM;
 use std::ffi::OsString;
@@ -177,8 +178,20 @@ pub(crate) const FLAGS: &[Flag] = &[
     args::GENERATE_MAN,
 ];
 
+/// What serv6's exit statuses mean.
+pub(crate) const EXIT: Meanings = [
+    (Status::Success, "after a clean shutdown"),
+    (
+        Status::Failure,
+        "if it cannot serve (the port is in use, a passed socket is not a listening TCP \
+         socket, too few file descriptors), or on a second stopping signal",
+    ),
+    (Status::Usage, "for bad usage"),
+];
+
 /// The manual page's sections beyond the command line (`serv6(8)`).
 pub(crate) const MANUAL: Manual = Manual {
+    exit: &EXIT,
     section: 8,
     summary: "tell each TCP client when its message arrived",
     sections: &[
@@ -245,11 +258,6 @@ STATUS= every 2 s, STOPPING=1 at the first stopping signal, and, with WATCHDOG_U
 WATCHDOG=1 at half that interval while its workers and waiting room are seen to move.",
         ),
         (
-            "Exit status",
-            "0 after a clean shutdown; 1 if it cannot serve (the port is in use, a passed \
-socket is not a listening TCP socket); 2 for bad usage.",
-        ),
-        (
             "Environment",
             "LISTEN_PID, LISTEN_FDS: socket activation, as sd_listen_fds(3) describes. When \
 LISTEN_PID is serv6's process ID, it serves the LISTEN_FDS listening sockets passed as file \
@@ -289,11 +297,15 @@ pub(crate) fn program() -> Program {
              shuts down its sending side, or when the client pauses after sending bytes."
         ),
         flags: FLAGS,
-        after: "\
+        after: format!(
+            "\
 Standard error gets the listening addresses (the first line), errors and a
 summary on exit; standard output gets one line per exchange. Neither output
 can stop the service: a reader that stalls makes lines wait, then drop.
-SIGTERM, SIGINT or SIGHUP stops it gracefully; a second signal at once.",
+SIGTERM, SIGINT, SIGHUP or SIGPWR stops it gracefully; a second one at once;
+SIGUSR1 prints the summary so far.\nExit status: {}",
+            exit::describe(&EXIT)
+        ),
     }
 }
 
@@ -349,7 +361,7 @@ fn proxy_rules(proxy: bool, from: Vec<Cidr>) -> Result<Option<Vec<Cidr>>, UsageE
     match (proxy, from.is_empty()) {
         (false, true) => Ok(None),
         (false, false) => Err(UsageError::Requires {
-            what: "'--proxy-from'",
+            what: &["--proxy-from"],
             needs: "'--proxy-protocol'",
         }),
         (true, false) => Ok(Some(from)),

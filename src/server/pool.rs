@@ -13,13 +13,14 @@
 use super::log::Burst;
 use crate::diag;
 use crate::platform;
+use crate::sync;
 use crate::words::counted;
 use std::fs::File;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::AcqRel, Ordering::Relaxed};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -238,16 +239,13 @@ fn with_accept_timeout(listener: TcpListener, timeout: Duration) -> io::Result<T
 
 impl<J: Job> Shared<J> {
     fn live(&self) -> MutexGuard<'_, usize> {
-        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+        sync::lock(&self.live)
     }
 
     fn wait_all_gone(&self, until: Instant) -> bool {
         let limit = until.saturating_duration_since(Instant::now());
-        let waited = self
-            .all_gone
-            .wait_timeout_while(self.live(), limit, |live| *live > 0)
-            .unwrap_or_else(PoisonError::into_inner);
-        *waited.0 == 0
+        let live = sync::wait_timeout_while(&self.all_gone, self.live(), limit, |live| *live > 0);
+        *live == 0
     }
 
     /// Adds an idle worker to `door`, unless the pool is at its limit.
@@ -306,12 +304,12 @@ impl<J: Job> Shared<J> {
                         self.grow(door);
                     }
                 }
-                Err(e) if is_timeout(&e) => {
+                Err(e) if sync::is_timeout(&e) => {
                     if door.try_retire() {
                         return;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if sync::is_interrupted(&e) => {}
                 // A stopped listener fails accept: the loop's check leaves.
                 Err(_) if self.stopping.load(Relaxed) => {}
                 Err(e) if platform::is_out_of_descriptors(&e) => self.out_of_descriptors(door, &e),
@@ -365,7 +363,7 @@ impl<J: Job> Shared<J> {
         if self.job.free_descriptor() {
             return;
         }
-        let mut spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut spare = sync::lock(&self.spare);
         if spare.take().is_some() {
             let accepted = door.listener.accept();
             if let Ok((stream, peer)) = accepted {
@@ -392,11 +390,4 @@ impl<J: Job> Shared<J> {
             thread::sleep(ACCEPT_BACKOFF);
         }
     }
-}
-
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
 }

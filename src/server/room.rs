@@ -21,15 +21,17 @@
 
 use super::exchange::{Closing, Scratch, Service, Ticket};
 use super::reading::{Finished, Reading};
-use crate::framing::{self, is_retry, Machine, Progress};
+use crate::framing::{self, Machine, Progress};
 use crate::platform::{self, Poller, Waker};
 use crate::protocol::Refusal;
+use crate::sync;
+use crate::sync::is_retry;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::io;
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -119,7 +121,7 @@ impl Room {
     }
 
     fn inbox(&self) -> MutexGuard<'_, Inbox> {
-        self.inbox.lock().unwrap_or_else(PoisonError::into_inner)
+        sync::lock(&self.inbox)
     }
 
     fn send(&self, handover: Handover) {
@@ -492,7 +494,7 @@ fn take_arrived(waiting: &mut Waiting, chunk: &mut [u8]) -> Progress<Finished> {
             Ok(got) => waiting
                 .reading
                 .feed(&chunk[..got.len], framing::Arrival::stamped(got.arrived)),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if sync::is_interrupted(&e) => continue,
             Err(e) if is_retry(&e) => return Progress::Pending,
             Err(e) => Progress::Done(waiting.reading.fail(e)),
         };
@@ -509,7 +511,7 @@ fn still_sending(stream: &TcpStream, scratch: &mut [u8]) -> bool {
         match platform::receive_now(stream, scratch).map(|got| got.len) {
             Ok(0) => return false,
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if sync::is_interrupted(&e) => {}
             Err(e) if is_retry(&e) => return true,
             Err(_) => return false,
         }

@@ -1,0 +1,82 @@
+//! The small rules every thread of serv6 and cli6 shares, written once:
+//! which I/O errors only mean "try again", how a lock is taken, and how
+//! big a helper thread's stack is.
+//!
+//! A poisoned lock (a thread panicked holding it) is taken all the same:
+//! every value guarded here stays valid whatever a panicking thread left
+//! half done (counters, queues of whole lines), and a server that stopped
+//! serving over a poisoned lock would break its first promise.
+
+use std::io;
+use std::sync::{
+    Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
+use std::time::Duration;
+
+/// The stack of a helper thread (signals, error counts, output, notify):
+/// they format a line at most, so 64 KiB is ample.
+pub(crate) const HELPER_STACK: usize = 64 * 1024;
+
+/// Whether an I/O error says only that nothing happened yet, or that a
+/// signal interrupted the call: the operation may simply be tried again.
+pub(crate) fn is_retry(e: &io::Error) -> bool {
+    is_interrupted(e) || is_timeout(e)
+}
+
+/// Whether a signal interrupted the call (`EINTR`): try again at once.
+pub(crate) fn is_interrupted(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::Interrupted
+}
+
+/// Whether a wait ran out, or a non-blocking call found nothing to do.
+pub(crate) fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Takes `mutex`, poisoned or not (see the module's note).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Takes `lock` for reading, poisoned or not.
+pub(crate) fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Takes `lock` for writing, poisoned or not.
+pub(crate) fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Waits on `condvar` with `guard` until notified.
+pub(crate) fn wait<'a, T>(condvar: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+    condvar.wait(guard).unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Waits on `condvar` with `guard`, at most `limit`.
+pub(crate) fn wait_timeout<'a, T>(
+    condvar: &Condvar,
+    guard: MutexGuard<'a, T>,
+    limit: Duration,
+) -> MutexGuard<'a, T> {
+    match condvar.wait_timeout(guard, limit) {
+        Ok((guard, _)) => guard,
+        Err(poisoned) => poisoned.into_inner().0,
+    }
+}
+
+/// Waits on `condvar` with `guard` while `condition` holds, at most `limit`.
+pub(crate) fn wait_timeout_while<'a, T>(
+    condvar: &Condvar,
+    guard: MutexGuard<'a, T>,
+    limit: Duration,
+    condition: impl FnMut(&mut T) -> bool,
+) -> MutexGuard<'a, T> {
+    match condvar.wait_timeout_while(guard, limit, condition) {
+        Ok((guard, _)) => guard,
+        Err(poisoned) => poisoned.into_inner().0,
+    }
+}
