@@ -36,7 +36,7 @@ pub(crate) fn flush(limit: Duration) {
     }
 }
 
-fn report(event: sink::Event) {
+fn report(event: &sink::Event) {
     match event {
         sink::Event::StartedDropping => {
             error(format_args!(
@@ -45,7 +45,7 @@ fn report(event: sink::Event) {
         }
         sink::Event::Resumed { dropped } => error(format_args!(
             "standard error is read again, after {} dropped",
-            crate::words::counted(dropped, "line", "lines")
+            crate::words::counted(*dropped, "line", "lines")
         )),
         // Failing to write standard error can only be told on standard
         // error: these lines go out if it works again.
@@ -54,7 +54,7 @@ fn report(event: sink::Event) {
         }
         sink::Event::Recovered { lost } => error(format_args!(
             "standard error is written again, after {} not written",
-            crate::words::counted(lost, "line", "lines")
+            crate::words::counted(*lost, "line", "lines")
         )),
     }
 }

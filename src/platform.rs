@@ -458,7 +458,6 @@ mod linux {
     const AF_INET: c_int = 2;
     const AF_INET6: c_int = 10;
     const EBADF: i32 = 9;
-    const ENOTSOCK: i32 = 88;
     const EINTR: i32 = 4;
     const MSG_DONTWAIT: c_int = 0x40;
     const RLIMIT_NOFILE: c_int = 7;
@@ -470,6 +469,9 @@ mod linux {
     const EPOLLRDHUP: u32 = 0x2000;
 
     const POLLIN: i16 = 0x001;
+    /// The size of a `c_int` option value, as `socklen_t`: 4, whatever the target.
+    #[allow(clippy::cast_possible_truncation)]
+    const C_INT_LEN: u32 = std::mem::size_of::<c_int>() as u32;
     /// `SO_TIMESTAMPNS`, which is also `SCM_TIMESTAMPNS`: the 64-bit
     /// `timespec` form on 64-bit targets.
     const SO_TIMESTAMPNS: c_int = 35;
@@ -514,7 +516,7 @@ mod linux {
         max: u64,
     }
 
-    /// `struct epoll_event`, which the kernel packs on x86_64 only.
+    /// `struct epoll_event`, which the kernel packs on `x86_64` only.
     #[cfg_attr(target_arch = "x86_64", repr(C, packed))]
     #[cfg_attr(not(target_arch = "x86_64"), repr(C))]
     #[derive(Debug, Clone, Copy, Default)]
@@ -578,8 +580,8 @@ mod linux {
                 socket.as_raw_fd(),
                 SOL_SOCKET,
                 SO_TIMESTAMPNS,
-                (&on as *const c_int).cast(),
-                std::mem::size_of::<c_int>() as u32,
+                std::ptr::addr_of!(on).cast(),
+                C_INT_LEN,
             )
         };
         if status == 0 {
@@ -821,7 +823,7 @@ mod linux {
                 (0, SIGHUP) => return Signal::Hangup,
                 (0, SIGPWR) => return Signal::PowerFailure,
                 (0, SIGUSR1) => return Signal::Report,
-                (0, _) => continue,
+                (0, _) => {}
                 // sigwait fails only for an invalid set, which `block` never
                 // builds; retrying would spin, so this thread waits forever.
                 _ => loop {
@@ -852,7 +854,7 @@ mod linux {
     /// An integer socket option of `fd`.
     fn int_option(fd: c_int, name: c_int) -> io::Result<c_int> {
         let mut value: c_int = 0;
-        let mut len = std::mem::size_of::<c_int>() as u32;
+        let mut len = C_INT_LEN;
         // SAFETY: `value` and `len` are live, writable locals; `len` says how
         // many bytes `value` holds, and getsockopt writes at most that many.
         // An invalid `fd` is reported by return value, never touched.
@@ -861,7 +863,7 @@ mod linux {
                 fd,
                 SOL_SOCKET,
                 name,
-                (&mut value as *mut c_int).cast(),
+                std::ptr::addr_of_mut!(value).cast(),
                 &mut len,
             )
         };
@@ -875,7 +877,7 @@ mod linux {
     pub fn adopt_listener(fd: c_int) -> Result<TcpListener, NotAListener> {
         let kind = int_option(fd, SO_TYPE).map_err(|e| match e.raw_os_error() {
             Some(EBADF) => NotAListener::Closed,
-            Some(ENOTSOCK) => NotAListener::NotASocket,
+            // ENOTSOCK, or anything else: not a socket serv6 can use.
             _ => NotAListener::NotASocket,
         })?;
         if kind != SOCK_STREAM {

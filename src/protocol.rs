@@ -99,8 +99,11 @@ impl Refusal {
         }
         // Written to the microsecond, so read back to the microsecond.
         let micros = (between(DEADLINE)?.parse::<f64>().ok()? * 1e6).round();
+        #[allow(clippy::cast_precision_loss)] // a bound; its last digits do not matter
         let in_range = (0.0..u64::MAX as f64).contains(&micros);
         in_range.then(|| Refusal::Deadline {
+            // In range and rounded, just above: the cast is exact.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             limit: Duration::from_micros(micros as u64),
         })
     }

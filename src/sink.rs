@@ -141,7 +141,7 @@ impl Sink {
     /// A sink for descriptor `fd` (1 or 2), `report` called (from the helper
     /// thread or a writer) when lines start being dropped and when the
     /// output drains again.
-    pub fn new(fd: impl AsFd, report: fn(Event)) -> io::Result<Sink> {
+    pub fn new(fd: impl AsFd, report: fn(&Event)) -> io::Result<Sink> {
         let raw = fd.as_fd().as_raw_fd();
         let blocking = File::from(fd.as_fd().try_clone_to_owned()?);
         let kind = blocking.metadata()?.file_type();
@@ -179,7 +179,7 @@ impl Sink {
     /// `wait`, returns once it is in the kernel's hands, unless the output
     /// is stalled; then, or without `wait`, it may only be queued, or
     /// dropped if the queue is full.
-    pub fn write_line(&self, line: &[u8], wait: bool, report: fn(Event)) {
+    pub fn write_line(&self, line: &[u8], wait: bool, report: fn(&Event)) {
         let shared = &self.shared;
         let turn = if shared.whole_writes && line.len() <= PIPE_BUF {
             Turn::Shared {
@@ -204,7 +204,7 @@ impl Sink {
         match queued {
             Queued::Ticket(ticket) if wait => shared.wait_written(ticket),
             Queued::Ticket(_) | Queued::Dropped { first: false } => {}
-            Queued::Dropped { first: true } => report(Event::StartedDropping),
+            Queued::Dropped { first: true } => report(&Event::StartedDropping),
         }
     }
 
@@ -296,7 +296,7 @@ impl Shared {
 
     /// Writes `chunk` (whole lines) to `out`, counting the lines a failure
     /// loses, and marking a line cut short so that the next starts afresh.
-    fn write_out(&self, out: &mut File, chunk: &[u8], report: fn(Event)) {
+    fn write_out(&self, out: &mut File, chunk: &[u8], report: fn(&Event)) {
         let broken = self.failures().broken;
         let fresh = if broken { out.write_all(b"\n") } else { Ok(()) };
         let mut done = 0;
@@ -318,10 +318,12 @@ impl Shared {
                 failed.broken = false;
                 self.set_failures(failed);
                 if lost > 0 {
-                    report(Event::Recovered { lost });
+                    report(&Event::Recovered { lost });
                 }
             }
             Err(error) => {
+                // Lines are short and failures rare: no need for a faster count.
+                #[allow(clippy::naive_bytecount)]
                 let lost = chunk[done..].iter().filter(|&&b| b == b'\n').count() as u64;
                 let first = failed.in_burst == 0;
                 failed.lines += lost;
@@ -335,7 +337,7 @@ impl Shared {
                 failed.broken = (broken && done == 0) || (cut > 0 && !take_back(out, cut));
                 self.set_failures(failed);
                 if first {
-                    report(Event::StartedFailing { error: &error });
+                    report(&Event::StartedFailing { error: &error });
                 }
             }
         }
@@ -350,7 +352,7 @@ impl Shared {
     }
 
     /// The helper: writes out the queue, in order, blocking as it must.
-    fn drain(&self, mut out: File, report: fn(Event)) {
+    fn drain(&self, mut out: File, report: fn(&Event)) {
         loop {
             let (chunk, upto) = {
                 let mut state = self.lock();
@@ -372,7 +374,7 @@ impl Shared {
             self.done.notify_all();
             drop(state);
             if drained && dropped > 0 {
-                report(Event::Resumed { dropped });
+                report(&Event::Resumed { dropped });
             } else if dropped > 0 {
                 self.lock().dropped_in_burst += dropped;
             }

@@ -48,6 +48,13 @@ struct OffsetStats {
     best_bound: f64,
 }
 
+/// An offset in nanoseconds as milliseconds, as the probe prints them.
+// Nanoseconds past 2^52 (52 days) lose precision below a nanosecond.
+#[allow(clippy::cast_precision_loss)]
+pub(crate) fn offset_ms(ns: i64) -> f64 {
+    ns as f64 / 1e6
+}
+
 /// Milliseconds, as the probe prints them.
 pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
@@ -67,11 +74,15 @@ impl Tally {
         if self.sent == 0 {
             return 0.0;
         }
-        100.0 * (self.sent - self.replies.len() as u64) as f64 / self.sent as f64
+        // Figures for people: precision lost past 2^52 cannot show.
+        #[allow(clippy::cast_precision_loss)]
+        let lost = 100.0 * (self.sent - self.replies.len() as u64) as f64 / self.sent as f64;
+        lost
     }
 
     fn rtt_stats(&self) -> Option<RttStats> {
         let values: Vec<f64> = self.replies.iter().map(|r| ms(r.rtt)).collect();
+        #[allow(clippy::cast_precision_loss)] // a count of probes, far below 2^52
         let n = values.len() as f64;
         let min = values.iter().copied().reduce(f64::min)?;
         let max = values.iter().copied().reduce(f64::max)?;
@@ -89,7 +100,7 @@ impl Tally {
         let timed: Vec<(f64, f64)> = self
             .replies
             .iter()
-            .filter_map(|r| Some((r.offset_ns? as f64 / 1e6, ms(r.rtt))))
+            .filter_map(|r| Some((offset_ms(r.offset_ns?), ms(r.rtt))))
             .collect();
         let (best, best_rtt) = timed
             .iter()

@@ -2,8 +2,8 @@
 //! and how far the server's clock is from ours, the way `ping` and NTP
 //! clients do. The estimates are in [`super::estimate`].
 
-use super::estimate::ms;
 use super::estimate::{self, Reply, Tally};
+use super::estimate::{ms, offset_ms};
 use super::exchange::{exchange, ClientError, Exchanged, Target};
 use super::options::Probes;
 use crate::escape::escape;
@@ -145,8 +145,8 @@ fn offset_ns(done: &Exchanged, server: SystemTime) -> Option<i64> {
 /// `+0.005 ms` or `out of range`; JSON: a number or `null`.
 fn offset_text(offset_ns: Option<i64>, json: bool) -> String {
     match (offset_ns, json) {
-        (Some(ns), false) => format!("{:+.3} ms", ns as f64 / 1e6),
-        (Some(ns), true) => format!("{:.3}", ns as f64 / 1e6),
+        (Some(ns), false) => format!("{:+.3} ms", offset_ms(ns)),
+        (Some(ns), true) => format!("{:.3}", offset_ms(ns)),
         (None, false) => "out of range".into(),
         (None, true) => "null".into(),
     }

@@ -180,6 +180,8 @@ impl Service {
     /// Tells a connection that cannot be served why, without waiting for
     /// it: what it already sent is read, so that it is not reset, but it
     /// gets no linger. `Busy` and `ShuttingDown` only.
+    // Owned: turning a connection away closes it when this returns.
+    #[allow(clippy::needless_pass_by_value)]
     pub fn turn_away(&self, stream: TcpStream, client: SocketAddr, why: &Refusal) {
         match why {
             Refusal::Busy => self.count_error(Kind::Busy, client, why),

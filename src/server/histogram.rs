@@ -73,6 +73,8 @@ impl Histogram {
             .collect();
         Snapshot {
             cumulative,
+            // Prometheus reads a float; past 2^52 ns (52 days) it rounds.
+            #[allow(clippy::cast_precision_loss)]
             sum_seconds: self.sum_nanos.load(Relaxed) as f64 / 1e9,
             count: self.count.load(Relaxed),
         }

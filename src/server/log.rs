@@ -26,6 +26,7 @@ impl std::fmt::Debug for Log {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Log")
             .field("quiet", &self.out.is_none())
+            .field("max_shown", &self.max_shown)
             .finish()
     }
 }
@@ -103,7 +104,7 @@ impl Log {
     }
 }
 
-fn report(event: sink::Event) {
+fn report(event: &sink::Event) {
     match event {
         sink::Event::StartedDropping => diag::error(format_args!(
             "standard output is not being read: {} of exchange lines wait, the rest are dropped",
@@ -111,7 +112,7 @@ fn report(event: sink::Event) {
         )),
         sink::Event::Resumed { dropped } => diag::error(format_args!(
             "standard output is read again, after {} dropped",
-            counted(dropped, "exchange line", "exchange lines")
+            counted(*dropped, "exchange line", "exchange lines")
         )),
         sink::Event::StartedFailing { error } => diag::error(format_args!(
             "cannot write the exchange log to standard output: {error}; serving goes on, \
@@ -119,7 +120,7 @@ fn report(event: sink::Event) {
         )),
         sink::Event::Recovered { lost } => diag::error(format_args!(
             "standard output is written again, after {} not written",
-            counted(lost, "exchange line", "exchange lines")
+            counted(*lost, "exchange line", "exchange lines")
         )),
     }
 }

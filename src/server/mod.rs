@@ -28,6 +28,7 @@ use options::{Command, Options};
 use pool::Pool;
 use room::Room;
 use std::ffi::OsString;
+use std::fmt::Write as _;
 use std::io::Write;
 use std::net::TcpListener;
 use std::process::ExitCode;
@@ -103,7 +104,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             .summary("running for", service.log(), diag::dropped());
         diag::info(format_args!("SIGUSR1: {so_far}"));
     };
-    let signal = wait_for_signals(termination, running.service.in_progress(), report);
+    let signal = wait_for_signals(&termination, running.service.in_progress(), report);
     running.shut_down(signal, options.grace);
     ExitCode::SUCCESS
 }
@@ -211,7 +212,7 @@ impl Running {
 /// signal it waits for a second, and then exits at once, saying how many
 /// exchanges that cuts.
 fn wait_for_signals(
-    termination: platform::Termination,
+    termination: &platform::Termination,
     in_progress: impl Fn() -> usize + Send + 'static,
     report: impl Fn() + Send + 'static,
 ) -> platform::Signal {
@@ -238,16 +239,14 @@ fn wait_for_signals(
                 }
             }
         });
-    match started.map(|_| received.recv()) {
-        Ok(Ok(signal)) => signal,
-        _ => {
-            diag::error(format_args!("a second signal will not stop serv6 at once"));
-            loop {
-                let signal = termination.wait();
-                if signal.stops() {
-                    return signal;
-                }
-            }
+    if let Ok(Ok(signal)) = started.map(|_| received.recv()) {
+        return signal;
+    }
+    diag::error(format_args!("a second signal will not stop serv6 at once"));
+    loop {
+        let signal = termination.wait();
+        if signal.stops() {
+            return signal;
         }
     }
 }
@@ -325,7 +324,7 @@ fn start(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Running,
             message: format!("cannot serve metrics on {addr}: {e}"),
             status: Status::Failure,
         })?;
-        line.push_str(&format!(" (metrics: http://{bound}/metrics)"));
+        let _ = write!(line, " (metrics: http://{bound}/metrics)");
     }
     // First, so that a script may read where serv6 listens from line 1.
     diag::info(format_args!("{line}"));

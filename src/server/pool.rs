@@ -319,6 +319,7 @@ impl<J: Job> Shared<J> {
     }
 
     /// Leaves the idle count; true if this worker took the last idle place.
+    #[allow(clippy::unused_self)] // a step of this worker's loop, like its neighbours
     fn accepted(&self, door: &Door) -> bool {
         if let Some(failures) = door.accept_trouble.succeed() {
             diag::error(format_args!(
@@ -378,6 +379,7 @@ impl<J: Job> Shared<J> {
         self.accept_failed(door, e);
     }
 
+    #[allow(clippy::unused_self)] // a step of this worker's loop, like its neighbours
     fn accept_failed(&self, door: &Door, e: &io::Error) {
         if door.accept_trouble.fail() {
             diag::error(format_args!(

@@ -1,4 +1,4 @@
-//! The PROXY protocol (HAProxy's `proxy-protocol.txt`, versions 1 and 2):
+//! The PROXY protocol (`HAProxy`'s `proxy-protocol.txt`, versions 1 and 2):
 //! the header a load balancer sends before the client's bytes, naming the
 //! client it relays.
 //!
@@ -16,7 +16,7 @@ const V1_PREFIX: &[u8] = b"PROXY ";
 const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
 const V2_FIXED: usize = 16;
 /// The most address and TLV bytes a version 2 header may carry: its
-/// addresses need at most 36, and HAProxy's TLVs (ALPN, authority, unique
+/// addresses need at most 36, and `HAProxy`'s TLVs (ALPN, authority, unique
 /// ID, SSL details) fit easily. A longer header is refused.
 pub(crate) const V2_MAX_BODY: usize = 1024;
 /// Enough room for any header serv6 accepts.

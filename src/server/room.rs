@@ -441,7 +441,7 @@ impl Hall {
             // the timer ends the message: the room may be late.
             let progress = match take_arrived(waiting, &mut self.chunk) {
                 Progress::Pending => waiting.reading.on_timer(now),
-                done => done,
+                done @ Progress::Done(_) => done,
             };
             match progress {
                 Progress::Pending => {

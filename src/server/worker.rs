@@ -84,7 +84,7 @@ impl Job for Front {
                 let mut source = SocketSource { stream: &stream };
                 drive(&mut source, &mut reading, &mut scratch.chunk, verdict)
             }
-            done => done,
+            done @ Progress::Done(_) => done,
         };
         match progress {
             Progress::Done(finished) => {
