@@ -1,8 +1,9 @@
 //! Command lines: each program's options defined once as [`Flag`]s, a small
 //! parser in the style of `lexopt`, and typed usage errors.
 //!
-//! A program loops over [`Parser::next_flag`], matches each flag's long name
-//! and asks for its value with [`Parser::value`] and friends. `--help` is
+//! A program loops over [`Parser::next_flag`], matches each flag's `key`
+//! (an enum of the program's own, so the compiler checks that every flag
+//! is handled) and asks for its value with [`Parser::value`] and friends. `--help` is
 //! rendered from the same [`Flag`] table, so an option and its description
 //! cannot drift apart. Every error names the argument that caused it, so a
 //! binary prints it as it is and exits with status 2.
@@ -14,9 +15,10 @@ use std::fmt;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-/// One option of one program.
+/// One option of one program; `key` says which, to the program's parser.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Flag {
+pub(crate) struct Flag<K: 'static> {
+    pub key: K,
     pub short: Option<char>,
     pub long: &'static str,
     /// What the value is called in help (`PORT`); `None` for a switch.
@@ -37,41 +39,50 @@ pub(crate) enum DefaultText {
 }
 
 /// `-h, --help`, which every program has.
-pub(crate) const HELP: Flag = Flag {
-    short: Some('h'),
-    long: "help",
-    value: None,
-    help: "print this help and exit",
-    default: DefaultText::None,
-};
+pub(crate) const fn help<K>(key: K) -> Flag<K> {
+    Flag {
+        key,
+        short: Some('h'),
+        long: "help",
+        value: None,
+        help: "print this help and exit",
+        default: DefaultText::None,
+    }
+}
 
 /// `-V, --version`, which every program has.
-pub(crate) const VERSION: Flag = Flag {
-    short: Some('V'),
-    long: "version",
-    value: None,
-    help: "print the version and exit",
-    default: DefaultText::None,
-};
+pub(crate) const fn version<K>(key: K) -> Flag<K> {
+    Flag {
+        key,
+        short: Some('V'),
+        long: "version",
+        value: None,
+        help: "print the version and exit",
+        default: DefaultText::None,
+    }
+}
 
 /// `--generate-man`, which every program has: `make install` uses it.
-pub(crate) const GENERATE_MAN: Flag = Flag {
-    short: None,
-    long: "generate-man",
-    value: None,
-    help: "print the manual page (roff) and exit",
-    default: DefaultText::None,
-};
+pub(crate) const fn generate_man<K>(key: K) -> Flag<K> {
+    Flag {
+        key,
+        short: None,
+        long: "generate-man",
+        value: None,
+        help: "print the manual page (roff) and exit",
+        default: DefaultText::None,
+    }
+}
 
 /// A program's command line: enough to parse it and to write its help.
 #[derive(Debug)]
-pub(crate) struct Program {
+pub(crate) struct Program<K: 'static> {
     pub name: &'static str,
     /// `serv6 [OPTIONS]`.
     pub synopsis: &'static str,
     /// What it does, before the options.
     pub about: String,
-    pub flags: &'static [Flag],
+    pub flags: &'static [Flag<K>],
     /// Exit status and the like, after the options.
     pub after: String,
 }
@@ -80,7 +91,7 @@ pub(crate) struct Program {
 const HELP_COLUMN: usize = 24;
 const HELP_WIDTH: usize = 80;
 
-impl Program {
+impl<K> Program<K> {
     /// The text of `--help`.
     pub fn help(&self) -> String {
         let mut out = format!("Usage: {}\n\n{}\n\nOptions:\n", self.synopsis, self.about);
@@ -270,9 +281,9 @@ pub(crate) const MIN_SECONDS: Duration = Duration::from_millis(1);
 
 /// What the parser found next.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Arg {
+pub(crate) enum Arg<K: 'static> {
     /// One of the program's options.
-    Flag(&'static Flag),
+    Flag(&'static Flag<K>),
     /// A positional argument, or anything after `--`.
     Value(OsString),
 }
@@ -292,18 +303,18 @@ enum State {
 }
 
 /// Splits a command line into the program's flags and values.
-pub(crate) struct Parser {
+pub(crate) struct Parser<K: 'static> {
     args: std::vec::IntoIter<OsString>,
-    flags: &'static [Flag],
+    flags: &'static [Flag<K>],
     state: State,
     /// The option most recently returned, as written (`--port`, `-p`), for
     /// error messages about its value.
     last_option: String,
 }
 
-impl Parser {
+impl<K> Parser<K> {
     /// Parses `args`, which must not include the program name.
-    pub fn new(args: impl IntoIterator<Item = OsString>, flags: &'static [Flag]) -> Self {
+    pub fn new(args: impl IntoIterator<Item = OsString>, flags: &'static [Flag<K>]) -> Self {
         Parser {
             args: args.into_iter().collect::<Vec<_>>().into_iter(),
             flags,
@@ -314,7 +325,7 @@ impl Parser {
 
     /// Returns the next flag or value, or `None` when there are no more.
     /// A switch given a value (`--quiet=1`) is refused here.
-    pub fn next_flag(&mut self) -> Result<Option<Arg>, UsageError> {
+    pub fn next_flag(&mut self) -> Result<Option<Arg<K>>, UsageError> {
         let arg = self.next_arg()?;
         if let Some(Arg::Flag(flag)) = arg {
             if flag.value.is_none() && matches!(self.state, State::Attached(_)) {
@@ -326,7 +337,7 @@ impl Parser {
         Ok(arg)
     }
 
-    fn next_arg(&mut self) -> Result<Option<Arg>, UsageError> {
+    fn next_arg(&mut self) -> Result<Option<Arg<K>>, UsageError> {
         match std::mem::replace(&mut self.state, State::Ready) {
             State::Attached(_) => {
                 return Err(UsageError::UnwantedValue {
@@ -372,14 +383,14 @@ impl Parser {
         Ok(Some(Arg::Value(arg)))
     }
 
-    fn short(&mut self, letter: char) -> Result<Arg, UsageError> {
+    fn short(&mut self, letter: char) -> Result<Arg<K>, UsageError> {
         self.last_option = format!("-{letter}");
         let flag = self.flags.iter().find(|f| f.short == Some(letter));
         flag.map(Arg::Flag)
             .ok_or_else(|| UsageError::UnknownOption(self.last_option.clone()))
     }
 
-    fn long(&mut self, long: &str) -> Result<Arg, UsageError> {
+    fn long(&mut self, long: &str) -> Result<Arg<K>, UsageError> {
         let (name, value) = match long.split_once('=') {
             Some((name, value)) => (name, Some(value)),
             None => (long, None),
@@ -494,8 +505,9 @@ fn parse_seconds(value: &OsString, allow_zero: bool) -> Result<Duration, Invalid
 mod tests {
     use super::*;
 
-    const FLAGS: &[Flag] = &[
+    const FLAGS: &[Flag<()>] = &[
         Flag {
+            key: (),
             short: Some('p'),
             long: "port",
             value: Some("PORT"),
@@ -503,6 +515,7 @@ mod tests {
             default: DefaultText::Value("5006"),
         },
         Flag {
+            key: (),
             short: Some('q'),
             long: "quiet",
             value: None,
@@ -511,6 +524,7 @@ mod tests {
             default: DefaultText::None,
         },
         Flag {
+            key: (),
             short: None,
             long: "t",
             value: Some("SECS"),
@@ -519,7 +533,7 @@ mod tests {
         },
     ];
 
-    fn parser(args: &[&str]) -> Parser {
+    fn parser(args: &[&str]) -> Parser<()> {
         Parser::new(args.iter().map(OsString::from), FLAGS)
     }
 

@@ -54,8 +54,25 @@ fn default_target() -> Target {
 }
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 
-pub(crate) const FLAGS: &[Flag] = &[
+/// Which of cli6's flags a [`Flag`] is: the parser matches it whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Key {
+    Host,
+    Port,
+    Timeout,
+    Ipv4,
+    Ipv6,
+    Count,
+    Interval,
+    Json,
+    Help,
+    Version,
+    Manual,
+}
+
+pub(crate) const FLAGS: &[Flag<Key>] = &[
     Flag {
+        key: Key::Host,
         short: Some('H'),
         long: "host",
         value: Some("HOST"),
@@ -63,6 +80,7 @@ pub(crate) const FLAGS: &[Flag] = &[
         default: DefaultText::Value("localhost"),
     },
     Flag {
+        key: Key::Port,
         short: Some('p'),
         long: "port",
         value: Some("PORT"),
@@ -70,6 +88,7 @@ pub(crate) const FLAGS: &[Flag] = &[
         default: DefaultText::Value("5006"),
     },
     Flag {
+        key: Key::Timeout,
         short: Some('t'),
         long: "timeout",
         value: Some("SECS"),
@@ -77,6 +96,7 @@ pub(crate) const FLAGS: &[Flag] = &[
         default: DefaultText::Value("5"),
     },
     Flag {
+        key: Key::Ipv4,
         short: Some('4'),
         long: "ipv4",
         value: None,
@@ -84,6 +104,7 @@ pub(crate) const FLAGS: &[Flag] = &[
         default: DefaultText::None,
     },
     Flag {
+        key: Key::Ipv6,
         short: Some('6'),
         long: "ipv6",
         value: None,
@@ -91,6 +112,7 @@ pub(crate) const FLAGS: &[Flag] = &[
         default: DefaultText::None,
     },
     Flag {
+        key: Key::Count,
         short: Some('c'),
         long: "count",
         value: Some("N"),
@@ -102,6 +124,7 @@ pub(crate) const FLAGS: &[Flag] = &[
         default: DefaultText::None,
     },
     Flag {
+        key: Key::Interval,
         short: Some('i'),
         long: "interval",
         value: Some("SECS"),
@@ -109,6 +132,7 @@ pub(crate) const FLAGS: &[Flag] = &[
         default: DefaultText::Value("1"),
     },
     Flag {
+        key: Key::Json,
         short: None,
         long: "json",
         value: None,
@@ -116,9 +140,9 @@ pub(crate) const FLAGS: &[Flag] = &[
                --count, one probe (python3 -m json.tool --json-lines reads it)",
         default: DefaultText::None,
     },
-    args::HELP,
-    args::VERSION,
-    args::GENERATE_MAN,
+    args::help(Key::Help),
+    args::version(Key::Version),
+    args::generate_man(Key::Manual),
 ];
 
 /// The manual page's sections beyond the command line (`cli6(1)`).
@@ -159,7 +183,7 @@ Probe the server's clock five times, as JSON:
 };
 
 /// cli6's command line, for help and usage errors.
-pub(crate) fn program() -> Program {
+pub(crate) fn program() -> Program<Key> {
     Program {
         name: "cli6",
         synopsis: "cli6 [OPTIONS] [MESSAGE...]",
@@ -205,20 +229,18 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             }
             Arg::Flag(flag) => flag,
         };
-        match flag.long {
-            "host" => given.target.host = host(&mut parser)?,
-            "port" => given.target.port = parser.number(1..=u64::from(u16::MAX))?,
-            "timeout" => given.target.timeout = parser.seconds(false)?,
-            "ipv4" => given.target.family = Some(Family::V4),
-            "ipv6" => given.target.family = Some(Family::V6),
-            "count" => given.count = Some(parser.number(0..=u64::MAX)?),
-            "interval" => given.interval = Some(parser.seconds(true)?),
-            "json" => given.json = true,
-            "help" => return Ok(Command::Help),
-            "version" => return Ok(Command::Version),
-            "generate-man" => return Ok(Command::Manual),
-            // A flag in the table that this match forgot; a test catches it.
-            other => return Err(UsageError::UnknownOption(format!("--{other}"))),
+        match flag.key {
+            Key::Host => given.target.host = host(&mut parser)?,
+            Key::Port => given.target.port = parser.number(1..=u64::from(u16::MAX))?,
+            Key::Timeout => given.target.timeout = parser.seconds(false)?,
+            Key::Ipv4 => given.target.family = Some(Family::V4),
+            Key::Ipv6 => given.target.family = Some(Family::V6),
+            Key::Count => given.count = Some(parser.number(0..=u64::MAX)?),
+            Key::Interval => given.interval = Some(parser.seconds(true)?),
+            Key::Json => given.json = true,
+            Key::Help => return Ok(Command::Help),
+            Key::Version => return Ok(Command::Version),
+            Key::Manual => return Ok(Command::Manual),
         }
     }
     command(given)
@@ -261,7 +283,7 @@ fn command(given: Given) -> Result<Command, UsageError> {
     })
 }
 
-fn host(parser: &mut Parser) -> Result<String, UsageError> {
+fn host(parser: &mut Parser<Key>) -> Result<String, UsageError> {
     let value = parser.value()?;
     let text = value.to_str().unwrap_or_default();
     let text = text

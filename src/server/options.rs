@@ -68,8 +68,30 @@ impl Default for Options {
 /// Limits can be large but not zero, and must fit in memory arithmetic.
 const MAX_LIMIT: u64 = 1 << 30;
 
-pub(crate) const FLAGS: &[Flag] = &[
+/// Which of serv6's flags a [`Flag`] is: the parser matches it whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Key {
+    Bind,
+    Port,
+    MaxBytes,
+    Pause,
+    Deadline,
+    MaxConns,
+    Grace,
+    Backlog,
+    ProxyProtocol,
+    ProxyFrom,
+    LogBytes,
+    Metrics,
+    Quiet,
+    Help,
+    Version,
+    Manual,
+}
+
+pub(crate) const FLAGS: &[Flag<Key>] = &[
     Flag {
+        key: Key::Bind,
         short: Some('b'),
         long: "bind",
         value: Some("ADDR"),
@@ -77,6 +99,7 @@ pub(crate) const FLAGS: &[Flag] = &[
         default: DefaultText::Described("127.0.0.1 and ::1; '::' serves the network"),
     },
     Flag {
+        key: Key::Port,
         short: Some('p'),
         long: "port",
         value: Some("PORT"),
@@ -84,6 +107,7 @@ pub(crate) const FLAGS: &[Flag] = &[
         default: DefaultText::Value("5006"),
     },
     Flag {
+        key: Key::MaxBytes,
         short: None,
         long: "max-bytes",
         value: Some("N"),
@@ -91,6 +115,7 @@ pub(crate) const FLAGS: &[Flag] = &[
         default: DefaultText::Value("65536"),
     },
     Flag {
+        key: Key::Pause,
         short: None,
         long: "pause",
         value: Some("SECS"),
@@ -101,6 +126,7 @@ pub(crate) const FLAGS: &[Flag] = &[
         default: DefaultText::Value("0.2"),
     },
     Flag {
+        key: Key::Deadline,
         short: None,
         long: "deadline",
         value: Some("SECS"),
@@ -108,6 +134,7 @@ pub(crate) const FLAGS: &[Flag] = &[
         default: DefaultText::Value("10"),
     },
     Flag {
+        key: Key::MaxConns,
         short: None,
         long: "max-conns",
         value: Some("N"),
@@ -117,6 +144,7 @@ pub(crate) const FLAGS: &[Flag] = &[
         default: DefaultText::Described("as many as the open-file limit allows"),
     },
     Flag {
+        key: Key::Grace,
         short: None,
         long: "grace",
         value: Some("SECS"),
@@ -125,6 +153,7 @@ pub(crate) const FLAGS: &[Flag] = &[
         default: DefaultText::Value("5"),
     },
     Flag {
+        key: Key::Backlog,
         short: None,
         long: "backlog",
         value: Some("N"),
@@ -133,6 +162,7 @@ pub(crate) const FLAGS: &[Flag] = &[
         default: DefaultText::Value("4096"),
     },
     Flag {
+        key: Key::ProxyProtocol,
         short: None,
         long: "proxy-protocol",
         value: None,
@@ -142,6 +172,7 @@ pub(crate) const FLAGS: &[Flag] = &[
         default: DefaultText::None,
     },
     Flag {
+        key: Key::ProxyFrom,
         short: None,
         long: "proxy-from",
         value: Some("ADDR[/PREFIX]"),
@@ -150,6 +181,7 @@ pub(crate) const FLAGS: &[Flag] = &[
         default: DefaultText::Described("127.0.0.0/8 and ::1, a balancer on this machine"),
     },
     Flag {
+        key: Key::LogBytes,
         short: None,
         long: "log-bytes",
         value: Some("N"),
@@ -158,6 +190,7 @@ pub(crate) const FLAGS: &[Flag] = &[
         default: DefaultText::Value("1024"),
     },
     Flag {
+        key: Key::Metrics,
         short: None,
         long: "metrics",
         value: Some("ADDR:PORT"),
@@ -167,15 +200,16 @@ pub(crate) const FLAGS: &[Flag] = &[
         default: DefaultText::Described("off"),
     },
     Flag {
+        key: Key::Quiet,
         short: Some('q'),
         long: "quiet",
         value: None,
         help: "do not log exchanges on standard output",
         default: DefaultText::None,
     },
-    args::HELP,
-    args::VERSION,
-    args::GENERATE_MAN,
+    args::help(Key::Help),
+    args::version(Key::Version),
+    args::generate_man(Key::Manual),
 ];
 
 /// What serv6's exit statuses mean.
@@ -286,7 +320,7 @@ Run it as a systemd service on port 5006, the socket owned by systemd:
 };
 
 /// serv6's command line, for help and usage errors.
-pub(crate) fn program() -> Program {
+pub(crate) fn program() -> Program<Key> {
     Program {
         name: "serv6",
         synopsis: "serv6 [OPTIONS]",
@@ -323,25 +357,23 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
                 ))
             }
         };
-        match flag.long {
-            "bind" => options.binds.push(bind(&mut parser)?),
-            "port" => options.port = Some(parser.number(0..=u64::from(u16::MAX))?),
-            "max-bytes" => options.max_bytes = parser.number(1..=MAX_LIMIT)?,
-            "pause" => options.pause = parser.seconds_or_off()?,
-            "deadline" => options.deadline = parser.seconds(false)?,
-            "max-conns" => options.max_conns = Some(parser.number(1..=MAX_LIMIT)?),
-            "backlog" => options.backlog = parser.number(1..=65_535)?,
-            "grace" => options.grace = parser.seconds(true)?,
-            "log-bytes" => options.log_bytes = parser.number(0..=MAX_LIMIT)?,
-            "quiet" => options.quiet = true,
-            "proxy-protocol" => proxy = true,
-            "proxy-from" => proxy_from.push(cidr(&mut parser)?),
-            "metrics" => options.metrics = Some(endpoint(&mut parser)?),
-            "help" => return Ok(Command::Help),
-            "version" => return Ok(Command::Version),
-            "generate-man" => return Ok(Command::Manual),
-            // A flag in the table that this match forgot; a test catches it.
-            other => return Err(UsageError::UnknownOption(format!("--{other}"))),
+        match flag.key {
+            Key::Bind => options.binds.push(bind(&mut parser)?),
+            Key::Port => options.port = Some(parser.number(0..=u64::from(u16::MAX))?),
+            Key::MaxBytes => options.max_bytes = parser.number(1..=MAX_LIMIT)?,
+            Key::Pause => options.pause = parser.seconds_or_off()?,
+            Key::Deadline => options.deadline = parser.seconds(false)?,
+            Key::MaxConns => options.max_conns = Some(parser.number(1..=MAX_LIMIT)?),
+            Key::Backlog => options.backlog = parser.number(1..=65_535)?,
+            Key::Grace => options.grace = parser.seconds(true)?,
+            Key::LogBytes => options.log_bytes = parser.number(0..=MAX_LIMIT)?,
+            Key::Quiet => options.quiet = true,
+            Key::ProxyProtocol => proxy = true,
+            Key::ProxyFrom => proxy_from.push(cidr(&mut parser)?),
+            Key::Metrics => options.metrics = Some(endpoint(&mut parser)?),
+            Key::Help => return Ok(Command::Help),
+            Key::Version => return Ok(Command::Version),
+            Key::Manual => return Ok(Command::Manual),
         }
     }
     options.proxy_from = proxy_rules(proxy, proxy_from)?;
@@ -374,19 +406,19 @@ fn proxy_rules(proxy: bool, from: Vec<Cidr>) -> Result<Option<Vec<Cidr>>, UsageE
     }
 }
 
-fn endpoint(parser: &mut Parser) -> Result<SocketAddr, UsageError> {
+fn endpoint(parser: &mut Parser<Key>) -> Result<SocketAddr, UsageError> {
     let text = parser.text()?;
     text.parse()
         .map_err(|_| parser.invalid(&text.into(), Invalid::NotAnEndpoint))
 }
 
-fn cidr(parser: &mut Parser) -> Result<Cidr, UsageError> {
+fn cidr(parser: &mut Parser<Key>) -> Result<Cidr, UsageError> {
     let text = parser.text()?;
     Cidr::parse(&text).ok_or_else(|| parser.invalid(&text.into(), Invalid::NotARange))
 }
 
 /// An address or name to listen on; its resolution comes later.
-fn bind(parser: &mut Parser) -> Result<String, UsageError> {
+fn bind(parser: &mut Parser<Key>) -> Result<String, UsageError> {
     let text = parser.text()?;
     if text.is_empty() {
         return Err(parser.invalid(&text.into(), Invalid::NotAHost));
