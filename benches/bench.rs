@@ -103,7 +103,7 @@ fn save(report: &str) {
 fn floor() -> ! {
     let listener = TcpListener::bind("127.0.0.1:0").expect("floor binds");
     // The same backlog as serv6's default, so that the comparison is fair.
-    let _ = serv6::platform::set_backlog(&listener, 4096);
+    let _ = serv6::set_backlog(&listener, 4096);
     eprintln!(
         "floor: listening on {}",
         listener.local_addr().expect("address")

@@ -39,20 +39,20 @@ pub(crate) fn flush(limit: Duration) {
 fn report(event: &sink::Event) {
     match event {
         sink::Event::StartedDropping => {
-            error(format_args!(
+            say(format_args!(
                 "standard error is not being read: dropping lines"
             ));
         }
-        sink::Event::Resumed { dropped } => error(format_args!(
+        sink::Event::Resumed { dropped } => say(format_args!(
             "standard error is read again, after {} dropped",
             crate::words::counted(*dropped, "line", "lines")
         )),
         // Failing to write standard error can only be told on standard
         // error: these lines go out if it works again.
         sink::Event::StartedFailing { error: e } => {
-            error(format_args!("cannot write standard error: {e}"));
+            say(format_args!("cannot write standard error: {e}"));
         }
-        sink::Event::Recovered { lost } => error(format_args!(
+        sink::Event::Recovered { lost } => say(format_args!(
             "standard error is written again, after {} not written",
             crate::words::counted(*lost, "line", "lines")
         )),
@@ -64,19 +64,11 @@ pub(crate) fn set_program(name: &'static str) {
     let _ = PROGRAM.set(name);
 }
 
-/// Something went wrong: the exchange, the program or the command line.
-pub(crate) fn error(message: fmt::Arguments) {
-    write_line(message);
-}
-
-/// Something the operator should know that is not a failure: where the
-/// server listens, a summary, a signal received.
-pub(crate) fn info(message: fmt::Arguments) {
-    write_line(message);
-}
-
-/// One `write` per line, so that lines from different threads never interleave.
-fn write_line(message: fmt::Arguments) {
+/// Says `message` on standard error, as `program: message`: an error, or
+/// something else the operator should know (where the server listens, a
+/// summary, a signal received). One `write` per line, so that lines from
+/// different threads never interleave.
+pub(crate) fn say(message: fmt::Arguments) {
     let program = PROGRAM.get().copied().unwrap_or("serv6");
     let line = format!("{program}: {message}\n");
     match STDERR.get() {

@@ -17,12 +17,17 @@ mod exit;
 mod framing;
 mod manpage;
 #[allow(unsafe_code)]
-pub mod platform;
+mod platform;
 pub mod protocol;
 pub mod server;
 mod sink;
 mod sync;
 pub mod timestamp;
+
+/// The listen backlog, as serv6 sets it: public for the benchmark alone,
+/// whose bare floor server must queue connections as serv6 does.
+#[doc(hidden)]
+pub use platform::set_backlog;
 mod words;
 
 #[cfg(test)]

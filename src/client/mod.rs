@@ -40,7 +40,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Ok(Command::Manual) => print(&manpage::render(&program(), &MANUAL)),
         Ok(Command::Version) => print(concat!("cli6 ", env!("CARGO_PKG_VERSION"))),
         Err(e) => {
-            diag::error(format_args!("{}", options::program().usage_error(&e)));
+            diag::say(format_args!("{}", options::program().usage_error(&e)));
             return Status::Usage.into();
         }
     };
@@ -78,11 +78,11 @@ fn send(target: &Target, line: &[u8]) -> bool {
             ) {
                 print(&escape(&done.reply));
             }
-            diag::error(format_args!("{e}"));
+            diag::say(format_args!("{e}"));
             false
         }
         Err(e) => {
-            diag::error(format_args!("{e}"));
+            diag::say(format_args!("{e}"));
             false
         }
     }
@@ -111,11 +111,11 @@ fn send_lines(target: &Target) -> bool {
                 Err(why) => why.to_string(),
             },
             Err(e) => {
-                diag::error(format_args!("cannot read standard input: {e}"));
+                diag::say(format_args!("cannot read standard input: {e}"));
                 return false;
             }
         };
-        diag::error(format_args!("line {number} not sent: {refused}"));
+        diag::say(format_args!("line {number} not sent: {refused}"));
         all_ok = false;
     }
     if interactive {

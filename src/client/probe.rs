@@ -175,7 +175,7 @@ fn print_probe(seq: u64, outcome: &Result<Sample, ClientError>, json: bool) -> b
             if s.received_by_kernel { "kernel arrival" } else { "after read" }
         ),
         (Err(e), false) => {
-            diag::error(format_args!("probe {seq}: {e}"));
+            diag::say(format_args!("probe {seq}: {e}"));
             return true;
         }
         (Err(e), true) => format!(

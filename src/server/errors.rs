@@ -106,7 +106,7 @@ impl ErrorLines {
                 ticking.end_second();
             });
         if let Err(e) = started {
-            diag::error(format_args!(
+            diag::say(format_args!(
                 "cannot start the error counter ({e}): every error line is shown"
             ));
         }
@@ -122,7 +122,7 @@ impl ErrorLines {
             self.wake.notify_one();
         }
         if shown < SHOWN_PER_SECOND {
-            diag::error(line);
+            diag::say(line);
         } else {
             self.unshown[kind.slot()].fetch_add(1, Relaxed);
         }
@@ -155,7 +155,7 @@ impl ErrorLines {
             })
             .collect();
         if !counts.is_empty() {
-            diag::error(format_args!(
+            diag::say(format_args!(
                 "and in the last second: {}",
                 counts.join(", ")
             ));

@@ -124,7 +124,7 @@ impl Service {
             }
             Finished::HealthCheck { peer } => {
                 if self.stats.checks.fetch_add(1, Relaxed) == 0 {
-                    diag::info(format_args!(
+                    diag::say(format_args!(
                         "{peer}: health checks, counted apart and not logged"
                     ));
                 }

@@ -41,7 +41,7 @@ impl Log {
             match Sink::new(std::io::stdout(), report) {
                 Ok(sink) => Some(sink),
                 Err(e) => {
-                    diag::error(format_args!(
+                    diag::say(format_args!(
                         "standard output is unusable ({e}): exchanges are not logged"
                     ));
                     None
@@ -106,19 +106,19 @@ impl Log {
 
 fn report(event: &sink::Event) {
     match event {
-        sink::Event::StartedDropping => diag::error(format_args!(
+        sink::Event::StartedDropping => diag::say(format_args!(
             "standard output is not being read: {} of exchange lines wait, the rest are dropped",
             crate::words::counted((sink::QUEUE_CAP >> 10) as u64, "KiB", "KiB")
         )),
-        sink::Event::Resumed { dropped } => diag::error(format_args!(
+        sink::Event::Resumed { dropped } => diag::say(format_args!(
             "standard output is read again, after {} dropped",
             counted(*dropped, "exchange line", "exchange lines")
         )),
-        sink::Event::StartedFailing { error } => diag::error(format_args!(
+        sink::Event::StartedFailing { error } => diag::say(format_args!(
             "cannot write the exchange log to standard output: {error}; serving goes on, \
              and the lines not written are counted"
         )),
-        sink::Event::Recovered { lost } => diag::error(format_args!(
+        sink::Event::Recovered { lost } => diag::say(format_args!(
             "standard output is written again, after {} not written",
             counted(*lost, "exchange line", "exchange lines")
         )),

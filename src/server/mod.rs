@@ -59,7 +59,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Ok(Command::Manual) => return print_stdout(&manpage::render(&program(), &MANUAL)),
         Ok(Command::Version) => return print_stdout(concat!("serv6 ", env!("CARGO_PKG_VERSION"))),
         Err(e) => {
-            diag::error(format_args!("{}", options::program().usage_error(&e)));
+            diag::say(format_args!("{}", options::program().usage_error(&e)));
             return Status::Usage.into();
         }
     };
@@ -67,7 +67,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let passed = match activation::passed_listeners() {
         Ok(passed) => passed,
         Err(e) => {
-            diag::error(format_args!("{e}"));
+            diag::say(format_args!("{e}"));
             return Status::Failure.into();
         }
     };
@@ -82,11 +82,11 @@ fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             message,
             status: Status::Usage,
         }) => {
-            diag::error(format_args!("{}", options::program().usage_error(&message)));
+            diag::say(format_args!("{}", options::program().usage_error(&message)));
             return Status::Usage.into();
         }
         Err(StartError { message, status }) => {
-            diag::error(format_args!("{message}"));
+            diag::say(format_args!("{message}"));
             return status.into();
         }
     };
@@ -102,7 +102,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         let so_far = service
             .stats
             .summary("running for", service.log(), diag::dropped());
-        diag::info(format_args!("SIGUSR1: {so_far}"));
+        diag::say(format_args!("SIGUSR1: {so_far}"));
     };
     let signal = wait_for_signals(&termination, running.service.in_progress(), report);
     running.shut_down(signal, options.grace);
@@ -166,7 +166,7 @@ impl Running {
         }
         let ping = notify::watchdog_interval();
         if let Err(e) = notify::keep_telling(Arc::clone(notifier), ping, status, alive) {
-            diag::error(format_args!(
+            diag::say(format_args!(
                 "cannot keep the service manager told ({e}): no status, no watchdog"
             ));
         }
@@ -179,7 +179,7 @@ impl Running {
             notifier.send("STOPPING=1");
         }
         self.pool.stop_accepting();
-        diag::info(format_args!(
+        diag::say(format_args!(
             "{signal} received: refusing new connections; exchanges in progress have {} s to finish",
             grace.as_secs_f64()
         ));
@@ -200,7 +200,7 @@ impl Running {
         let summary = service
             .stats
             .summary("stopped after", service.log(), diag::dropped());
-        diag::info(format_args!("{summary}"));
+        diag::say(format_args!("{summary}"));
         service.log().flush(FLUSH_ON_EXIT);
         diag::flush(FLUSH_ON_EXIT);
     }
@@ -230,7 +230,7 @@ fn wait_for_signals(
                 } else if !std::mem::replace(&mut stopping, true) {
                     let _ = first.send(signal);
                 } else {
-                    diag::error(format_args!(
+                    diag::say(format_args!(
                         "{signal} received again: exiting now, cutting {} in progress",
                         crate::words::counted(in_progress() as u64, "exchange", "exchanges")
                     ));
@@ -242,7 +242,7 @@ fn wait_for_signals(
     if let Ok(Ok(signal)) = started.map(|_| received.recv()) {
         return signal;
     }
-    diag::error(format_args!("a second signal will not stop serv6 at once"));
+    diag::say(format_args!("a second signal will not stop serv6 at once"));
     loop {
         let signal = termination.wait();
         if signal.stops() {
@@ -327,9 +327,9 @@ fn start(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Running,
         let _ = write!(line, " (metrics: http://{bound}/metrics)");
     }
     // First, so that a script may read where serv6 listens from line 1.
-    diag::info(format_args!("{line}"));
+    diag::say(format_args!("{line}"));
     for note in bound.notes.iter().chain(&capacity.notes) {
-        diag::info(format_args!("{note}"));
+        diag::say(format_args!("{note}"));
     }
     Ok(Running {
         pool,

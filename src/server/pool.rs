@@ -322,7 +322,7 @@ impl<J: Job> Shared<J> {
     #[allow(clippy::unused_self)] // a step of this worker's loop, like its neighbours
     fn accepted(&self, door: &Door) -> bool {
         if let Some(failures) = door.accept_trouble.succeed() {
-            diag::error(format_args!(
+            diag::say(format_args!(
                 "accepting on {} again, after {}",
                 door.addr,
                 counted(failures, "failed attempt", "failed attempts")
@@ -342,7 +342,7 @@ impl<J: Job> Shared<J> {
         for _ in 0..more {
             if let Err(e) = self.spawn(door) {
                 if self.spawn_trouble.fail() {
-                    diag::error(format_args!(
+                    diag::say(format_args!(
                         "cannot start another worker: {e}; connections wait for a free one"
                     ));
                 }
@@ -350,7 +350,7 @@ impl<J: Job> Shared<J> {
             }
         }
         if let Some(failures) = self.spawn_trouble.succeed() {
-            diag::error(format_args!(
+            diag::say(format_args!(
                 "workers start again, after {}",
                 counted(failures, "failure", "failures")
             ));
@@ -382,7 +382,7 @@ impl<J: Job> Shared<J> {
     #[allow(clippy::unused_self)] // a step of this worker's loop, like its neighbours
     fn accept_failed(&self, door: &Door, e: &io::Error) {
         if door.accept_trouble.fail() {
-            diag::error(format_args!(
+            diag::say(format_args!(
                 "cannot accept on {}: {e}; retrying every {} ms",
                 door.addr,
                 ACCEPT_BACKOFF.as_millis()
