@@ -28,6 +28,42 @@ impl fmt::Display for AddrError {
     }
 }
 
+/// Why a host (a literal or a name) gives no address.
+#[derive(Debug)]
+pub(crate) enum ResolveError {
+    /// A literal that cannot be used as it is.
+    Address(AddrError),
+    /// A name the resolver could not look up.
+    Lookup(std::io::Error),
+}
+
+/// The addresses `host` stands for at `port`: itself if it is an IP
+/// literal, else what the system's resolver says; what serv6 binds and
+/// cli6 connects to, the same way.
+pub(crate) fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ResolveError> {
+    match parse_literal(host, port).map_err(ResolveError::Address)? {
+        Some(addr) => Ok(vec![addr]),
+        None => Ok(std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+            .map_err(ResolveError::Lookup)?
+            .collect()),
+    }
+}
+
+/// Checks `text` as a host an option may name: not empty, and if an IP
+/// literal, one that can be used (no port, a scope that exists). Returns
+/// it without brackets.
+pub(crate) fn host(text: &str) -> Result<&str, Option<AddrError>> {
+    let bare = text
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(text);
+    if bare.is_empty() {
+        return Err(None);
+    }
+    parse_literal(text, 0).map_err(Some)?;
+    Ok(bare)
+}
+
 /// Reads `text` as an IP literal, with optional brackets and IPv6 scope.
 /// `Ok(None)`: not a literal (a host name, to be resolved); `Err`: a
 /// literal, or `host:port`, that cannot be used as it is.

@@ -2,7 +2,7 @@
 //! and LF, shut down sending, read the reply to EOF, with timings. The
 //! timeout bounds all of it from the connect on, not each step.
 
-use crate::addr::parse_literal;
+use crate::addr::{self, ResolveError};
 use crate::escape::escape;
 use crate::framing;
 use crate::platform::{self, Received};
@@ -10,7 +10,7 @@ use crate::protocol::{parse_reply, Refusal, Reply, MAX_REPLY};
 use crate::timestamp::Timestamp;
 use std::fmt;
 use std::io::{self, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Where to send messages and how long to wait.
@@ -271,15 +271,12 @@ fn resolve(target: &Target) -> Result<Vec<SocketAddr>, ClientError> {
         target: target.to_string(),
         error,
     };
-    let literal = parse_literal(&target.host, target.port)
-        .map_err(|e| resolve_error(io::Error::new(io::ErrorKind::InvalidInput, e.to_string())))?;
-    let found: Vec<SocketAddr> = match literal {
-        Some(addr) => vec![addr],
-        None => (target.host.as_str(), target.port)
-            .to_socket_addrs()
-            .map_err(resolve_error)?
-            .collect(),
-    };
+    let found = addr::resolve(&target.host, target.port).map_err(|e| match e {
+        ResolveError::Address(e) => {
+            resolve_error(io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
+        }
+        ResolveError::Lookup(e) => resolve_error(e),
+    })?;
     let addrs: Vec<SocketAddr> = found
         .into_iter()
         .filter(|addr| target.family.map_or(true, |family| family.admits(addr)))

@@ -2,7 +2,7 @@
 
 use super::exchange::{Family, Target};
 use super::lines::MAX_LINE;
-use crate::addr::parse_literal;
+use crate::addr;
 use crate::args::{self, Arg, DefaultText, Flag, Invalid, Parser, Program, UsageError};
 use crate::exit::{self, Meanings, Status};
 use crate::manpage::Manual;
@@ -285,18 +285,11 @@ fn command(given: Given) -> Result<Command, UsageError> {
 
 fn host(parser: &mut Parser<Key>) -> Result<String, UsageError> {
     let value = parser.value()?;
-    let text = value.to_str().unwrap_or_default();
-    let text = text
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(text);
-    if text.is_empty() {
-        return Err(parser.invalid(&value, Invalid::NotAHost));
+    match addr::host(value.to_str().unwrap_or_default()) {
+        Ok(host) => Ok(host.to_owned()),
+        Err(None) => Err(parser.invalid(&value, Invalid::NotAHost)),
+        Err(Some(why)) => Err(parser.invalid(&value, Invalid::Address(why))),
     }
-    if let Err(why) = parse_literal(text, 0) {
-        return Err(parser.invalid(&value, Invalid::Address(why)));
-    }
-    Ok(text.to_owned())
 }
 
 /// Joins the message words with spaces, refusing what cannot be one message.

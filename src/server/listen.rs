@@ -1,9 +1,9 @@
 //! Turning `--bind` and `--port` into listening sockets.
 
-use crate::addr::{parse_literal, AddrError};
+use crate::addr::{self, AddrError, ResolveError};
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 
 /// The listening sockets serv6 got, with what it could not get but may do without.
 #[derive(Debug)]
@@ -149,20 +149,16 @@ fn family_unavailable(error: &io::Error) -> bool {
 fn resolve(names: &[String]) -> Result<Vec<SocketAddr>, BindError> {
     let mut addrs: Vec<SocketAddr> = Vec::new();
     for name in names {
-        let literal = parse_literal(name, 0).map_err(|error| BindError::Address {
-            name: name.clone(),
-            error,
+        let found = addr::resolve(name, 0).map_err(|e| match e {
+            ResolveError::Address(error) => BindError::Address {
+                name: name.clone(),
+                error,
+            },
+            ResolveError::Lookup(error) => BindError::Resolve {
+                name: name.clone(),
+                error,
+            },
         })?;
-        let found: Vec<SocketAddr> = match literal {
-            Some(addr) => vec![addr],
-            None => (name.as_str(), 0)
-                .to_socket_addrs()
-                .map_err(|error| BindError::Resolve {
-                    name: name.clone(),
-                    error,
-                })?
-                .collect(),
-        };
         for addr in found {
             if !addrs.contains(&addr) {
                 addrs.push(addr);

@@ -1,6 +1,6 @@
 //! serv6's command line: its flags, their defaults and its help, defined once.
 
-use crate::addr::{parse_literal, Cidr};
+use crate::addr::{self, Cidr};
 use crate::args::{self, Arg, DefaultText, Flag, Invalid, Parser, Program, UsageError};
 use crate::exit::{self, Meanings, Status};
 use crate::manpage::Manual;
@@ -420,13 +420,11 @@ fn cidr(parser: &mut Parser<Key>) -> Result<Cidr, UsageError> {
 /// An address or name to listen on; its resolution comes later.
 fn bind(parser: &mut Parser<Key>) -> Result<String, UsageError> {
     let text = parser.text()?;
-    if text.is_empty() {
-        return Err(parser.invalid(&text.into(), Invalid::NotAHost));
+    match addr::host(&text) {
+        Ok(_) => Ok(text),
+        Err(None) => Err(parser.invalid(&text.into(), Invalid::NotAHost)),
+        Err(Some(why)) => Err(parser.invalid(&text.into(), Invalid::Address(why))),
     }
-    if let Err(why) = parse_literal(&text, 0) {
-        return Err(parser.invalid(&text.into(), Invalid::Address(why)));
-    }
-    Ok(text)
 }
 
 #[cfg(test)]
