@@ -28,6 +28,79 @@ impl fmt::Display for AddrError {
     }
 }
 
+/// A host as an option names it (`--bind`, `--host`): checked as
+/// [`host`] does, brackets off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HostArg(pub String);
+
+/// Why an option's value is not a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HostError {
+    Empty,
+    Address(AddrError),
+}
+
+impl fmt::Display for HostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostError::Empty => f.write_str("it is not a host name or address"),
+            HostError::Address(why) => write!(f, "{why}"),
+        }
+    }
+}
+
+impl std::str::FromStr for HostArg {
+    type Err = HostError;
+
+    fn from_str(text: &str) -> Result<HostArg, HostError> {
+        match host(text) {
+            Ok(bare) => Ok(HostArg(bare.to_owned())),
+            Err(None) => Err(HostError::Empty),
+            Err(Some(why)) => Err(HostError::Address(why)),
+        }
+    }
+}
+
+/// An IP address and a port, as `--metrics` takes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Endpoint(pub SocketAddr);
+
+/// Why an option's value is not an address and a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NotAnEndpoint;
+
+impl fmt::Display for NotAnEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("it is not an IP address and a port, as 127.0.0.1:9806 or [::1]:9806")
+    }
+}
+
+impl std::str::FromStr for Endpoint {
+    type Err = NotAnEndpoint;
+
+    fn from_str(text: &str) -> Result<Endpoint, NotAnEndpoint> {
+        text.parse().map(Endpoint).map_err(|_| NotAnEndpoint)
+    }
+}
+
+/// Why an option's value is not an address range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NotARange;
+
+impl fmt::Display for NotARange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("it is not an address or ADDR/PREFIX range")
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = NotARange;
+
+    fn from_str(text: &str) -> Result<Cidr, NotARange> {
+        Cidr::parse(text).ok_or(NotARange)
+    }
+}
+
 /// Why a host (a literal or a name) gives no address.
 #[derive(Debug)]
 pub(crate) enum ResolveError {

@@ -1,5 +1,7 @@
 //! Command lines: each program's options defined once as [`Flag`]s, a small
-//! parser in the style of `lexopt`, and typed usage errors.
+//! parser in the style of `lexopt`, generic over what the values are
+//! (each is read through its own `FromStr`, which says why it refuses one),
+//! and typed usage errors. The help text is `help`'s, from the same flags.
 //!
 //! A program loops over [`Parser::next_flag`], matches each flag's `key`
 //! (an enum of the program's own, so the compiler checks that every flag
@@ -8,8 +10,6 @@
 //! cannot drift apart. Every error names the argument that caused it, so a
 //! binary prints it as it is and exits with status 2.
 
-use crate::addr::AddrError;
-use crate::protocol::Unsendable;
 use std::ffi::OsString;
 use std::fmt;
 use std::ops::RangeInclusive;
@@ -74,85 +74,6 @@ pub(crate) const fn generate_man<K>(key: K) -> Flag<K> {
     }
 }
 
-/// A program's command line: enough to parse it and to write its help.
-#[derive(Debug)]
-pub(crate) struct Program<K: 'static> {
-    pub name: &'static str,
-    /// `serv6 [OPTIONS]`.
-    pub synopsis: &'static str,
-    /// What it does, before the options.
-    pub about: String,
-    pub flags: &'static [Flag<K>],
-    /// Exit status and the like, after the options.
-    pub after: String,
-}
-
-/// Where the help text starts after the option names.
-const HELP_COLUMN: usize = 24;
-const HELP_WIDTH: usize = 80;
-
-impl<K> Program<K> {
-    /// The text of `--help`.
-    pub fn help(&self) -> String {
-        let mut out = format!("Usage: {}\n\n{}\n\nOptions:\n", self.synopsis, self.about);
-        for flag in self.flags {
-            let mut names = match flag.short {
-                Some(c) => format!("  -{c}, --{}", flag.long),
-                None => format!("      --{}", flag.long),
-            };
-            if let Some(value) = flag.value {
-                names = format!("{names} {value}");
-            }
-            let help = match flag.default {
-                DefaultText::None => flag.help.to_owned(),
-                DefaultText::Value(text) | DefaultText::Described(text) => {
-                    format!("{} (default {text})", flag.help)
-                }
-            };
-            push_wrapped(&mut out, &names, &help);
-        }
-        out.push('\n');
-        out.push_str(&self.after);
-        out
-    }
-
-    /// The line printed for a usage error.
-    pub fn usage_error(&self, error: &dyn fmt::Display) -> String {
-        format!(
-            "{error} (usage: {}; see '{} --help')",
-            self.synopsis, self.name
-        )
-    }
-}
-
-/// Appends `names`, then `text` wrapped into the help column.
-fn push_wrapped(out: &mut String, names: &str, text: &str) {
-    let mut line = names.to_owned();
-    if line.len() + 2 > HELP_COLUMN {
-        out.push_str(&line);
-        out.push('\n');
-        line.clear();
-    }
-    let mut empty = true;
-    for word in text.split(' ') {
-        if !empty && line.len() + 1 + word.len() > HELP_WIDTH {
-            out.push_str(line.trim_end());
-            out.push('\n');
-            line.clear();
-            empty = true;
-        }
-        if empty {
-            line = format!("{line:HELP_COLUMN$}{word}");
-            empty = false;
-        } else {
-            line.push(' ');
-            line.push_str(word);
-        }
-    }
-    out.push_str(&line);
-    out.push('\n');
-}
-
 /// A mistake in the command line; its `Display` names the argument.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum UsageError {
@@ -175,8 +96,8 @@ pub(crate) enum UsageError {
         what: &'static [&'static str],
         needs: &'static str,
     },
-    /// The message given in arguments could not arrive as itself.
-    Unsendable(Unsendable),
+    /// The arguments together make no sense, for the program's own reason.
+    Refused(String),
     /// One option's duration must be shorter than another's.
     NotShorter {
         option: &'static str,
@@ -190,17 +111,18 @@ pub(crate) enum UsageError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Invalid {
     NotANumber,
-    OutOfRange { min: u64, max: u64 },
+    OutOfRange {
+        min: u64,
+        max: u64,
+    },
     NotSeconds,
     Negative,
     NotPositive,
     OverMaxSeconds,
     UnderMinSeconds,
     NotUtf8,
-    NotAHost,
-    NotARange,
-    NotAnEndpoint,
-    Address(AddrError),
+    /// The value's own type refused it (through `FromStr`), saying why.
+    Because(String),
 }
 
 impl fmt::Display for Invalid {
@@ -222,12 +144,7 @@ impl fmt::Display for Invalid {
                 MIN_SECONDS.as_secs_f64()
             ),
             Invalid::NotUtf8 => f.write_str("it is not valid UTF-8"),
-            Invalid::NotAHost => f.write_str("it is not a host name or address"),
-            Invalid::NotARange => f.write_str("it is not an address or ADDR/PREFIX range"),
-            Invalid::NotAnEndpoint => {
-                f.write_str("it is not an IP address and a port, as 127.0.0.1:9806 or [::1]:9806")
-            }
-            Invalid::Address(why) => write!(f, "{why}"),
+            Invalid::Because(why) => f.write_str(why),
         }
     }
 }
@@ -250,10 +167,7 @@ impl fmt::Display for UsageError {
                 let what: Vec<String> = what.iter().map(|option| format!("'{option}'")).collect();
                 write!(f, "{} {verb} with {needs}", what.join(" and "))
             }
-            UsageError::Unsendable(why @ Unsendable::Newline) => {
-                write!(f, "{why} (send lines on standard input instead)")
-            }
-            UsageError::Unsendable(why) => write!(f, "{why}"),
+            UsageError::Refused(why) => f.write_str(why),
             UsageError::NotShorter {
                 option,
                 value,
@@ -463,6 +377,17 @@ impl<K> Parser<K> {
     }
 
     /// An error about the value of the option just returned.
+    /// The value as a `T`, through its `FromStr`; a refusal keeps the
+    /// reason `T` gives.
+    pub fn parsed<T: std::str::FromStr>(&mut self) -> Result<T, UsageError>
+    where
+        T::Err: fmt::Display,
+    {
+        let text = self.text()?;
+        text.parse()
+            .map_err(|why: T::Err| self.invalid(&text.into(), Invalid::Because(why.to_string())))
+    }
+
     pub fn invalid(&self, value: &OsString, why: Invalid) -> UsageError {
         UsageError::InvalidValue {
             option: self.last_option.clone(),
@@ -635,36 +560,6 @@ mod tests {
             secs("1e9", true).unwrap_err().to_string(),
             "invalid value '1e9' for '--t': it must be at most 86400 seconds (one day)"
         );
-    }
-
-    #[test]
-    fn help_lists_every_flag_with_its_default_wrapped() {
-        let program = Program {
-            name: "x",
-            synopsis: "x [OPTIONS]",
-            about: "Does x.".into(),
-            flags: FLAGS,
-            after: "Bye.".into(),
-        };
-        let help = program.help();
-        assert!(
-            help.starts_with("Usage: x [OPTIONS]\n\nDoes x.\n\nOptions:\n"),
-            "{help}"
-        );
-        assert!(
-            help.contains("\n  -p, --port PORT       a port (default 5006)\n"),
-            "{help}"
-        );
-        assert!(
-            help.contains("\n      --t SECS          a time (default none)\n"),
-            "{help}"
-        );
-        assert!(help.lines().all(|l| l.len() <= HELP_WIDTH), "{help}");
-        assert!(
-            help.contains("\n                        wrapped onto a second line\n"),
-            "{help}"
-        );
-        assert!(help.ends_with("\nBye."), "{help}");
     }
 
     #[cfg(unix)]

@@ -15,6 +15,7 @@ mod diag;
 mod escape;
 mod exit;
 mod framing;
+mod help;
 mod manpage;
 #[allow(unsafe_code)]
 mod platform;

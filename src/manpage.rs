@@ -3,8 +3,9 @@
 //! drift apart. `serv6 --generate-man` and `cli6 --generate-man` print it;
 //! `make install` installs what they print.
 
-use crate::args::{DefaultText, Flag, Program};
+use crate::args::{DefaultText, Flag};
 use crate::exit::{self, Meanings};
+use crate::help::Program;
 use crate::timestamp::Timestamp;
 use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};

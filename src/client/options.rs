@@ -2,11 +2,12 @@
 
 use super::exchange::{Family, Target};
 use super::lines::MAX_LINE;
-use crate::addr;
-use crate::args::{self, Arg, DefaultText, Flag, Invalid, Parser, Program, UsageError};
+use crate::addr::HostArg;
+use crate::args::{self, Arg, DefaultText, Flag, Parser, UsageError};
 use crate::exit::{self, Meanings, Status};
+use crate::help::Program;
 use crate::manpage::Manual;
-use crate::protocol::{check_message, DEFAULT_PORT, REPLY_FORM};
+use crate::protocol::{check_message, Unsendable, DEFAULT_PORT, REPLY_FORM};
 use std::ffi::OsString;
 use std::time::Duration;
 
@@ -230,7 +231,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             Arg::Flag(flag) => flag,
         };
         match flag.key {
-            Key::Host => given.target.host = host(&mut parser)?,
+            Key::Host => given.target.host = parser.parsed::<HostArg>()?.0,
             Key::Port => given.target.port = parser.number(1..=u64::from(u16::MAX))?,
             Key::Timeout => given.target.timeout = parser.seconds(false)?,
             Key::Ipv4 => given.target.family = Some(Family::V4),
@@ -283,15 +284,6 @@ fn command(given: Given) -> Result<Command, UsageError> {
     })
 }
 
-fn host(parser: &mut Parser<Key>) -> Result<String, UsageError> {
-    let value = parser.value()?;
-    match addr::host(value.to_str().unwrap_or_default()) {
-        Ok(host) => Ok(host.to_owned()),
-        Err(None) => Err(parser.invalid(&value, Invalid::NotAHost)),
-        Err(Some(why)) => Err(parser.invalid(&value, Invalid::Address(why))),
-    }
-}
-
 /// Joins the message words with spaces, refusing what cannot be one message.
 fn join(words: &[OsString]) -> Result<Vec<u8>, UsageError> {
     let message = words
@@ -299,7 +291,12 @@ fn join(words: &[OsString]) -> Result<Vec<u8>, UsageError> {
         .map(|w| w.as_encoded_bytes())
         .collect::<Vec<_>>()
         .join(&b' ');
-    check_message(&message).map_err(UsageError::Unsendable)?;
+    check_message(&message).map_err(|why| {
+        UsageError::Refused(match why {
+            Unsendable::Newline => format!("{why} (send lines on standard input instead)"),
+            Unsendable::FinalCr => why.to_string(),
+        })
+    })?;
     Ok(message)
 }
 

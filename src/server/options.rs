@@ -1,8 +1,9 @@
 //! serv6's command line: its flags, their defaults and its help, defined once.
 
-use crate::addr::{self, Cidr};
-use crate::args::{self, Arg, DefaultText, Flag, Invalid, Parser, Program, UsageError};
+use crate::addr::{Cidr, Endpoint, HostArg};
+use crate::args::{self, Arg, DefaultText, Flag, Parser, UsageError};
 use crate::exit::{self, Meanings, Status};
+use crate::help::Program;
 use crate::manpage::Manual;
 use crate::protocol::REPLY_FORM;
 use std::ffi::OsString;
@@ -358,7 +359,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             }
         };
         match flag.key {
-            Key::Bind => options.binds.push(bind(&mut parser)?),
+            Key::Bind => options.binds.push(parser.parsed::<HostArg>()?.0),
             Key::Port => options.port = Some(parser.number(0..=u64::from(u16::MAX))?),
             Key::MaxBytes => options.max_bytes = parser.number(1..=MAX_LIMIT)?,
             Key::Pause => options.pause = parser.seconds_or_off()?,
@@ -369,8 +370,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             Key::LogBytes => options.log_bytes = parser.number(0..=MAX_LIMIT)?,
             Key::Quiet => options.quiet = true,
             Key::ProxyProtocol => proxy = true,
-            Key::ProxyFrom => proxy_from.push(cidr(&mut parser)?),
-            Key::Metrics => options.metrics = Some(endpoint(&mut parser)?),
+            Key::ProxyFrom => proxy_from.push(parser.parsed()?),
+            Key::Metrics => options.metrics = Some(parser.parsed::<Endpoint>()?.0),
             Key::Help => return Ok(Command::Help),
             Key::Version => return Ok(Command::Version),
             Key::Manual => return Ok(Command::Manual),
@@ -403,27 +404,6 @@ fn proxy_rules(proxy: bool, from: Vec<Cidr>) -> Result<Option<Vec<Cidr>>, UsageE
                 .filter_map(Cidr::parse)
                 .collect(),
         )),
-    }
-}
-
-fn endpoint(parser: &mut Parser<Key>) -> Result<SocketAddr, UsageError> {
-    let text = parser.text()?;
-    text.parse()
-        .map_err(|_| parser.invalid(&text.into(), Invalid::NotAnEndpoint))
-}
-
-fn cidr(parser: &mut Parser<Key>) -> Result<Cidr, UsageError> {
-    let text = parser.text()?;
-    Cidr::parse(&text).ok_or_else(|| parser.invalid(&text.into(), Invalid::NotARange))
-}
-
-/// An address or name to listen on; its resolution comes later.
-fn bind(parser: &mut Parser<Key>) -> Result<String, UsageError> {
-    let text = parser.text()?;
-    match addr::host(&text) {
-        Ok(_) => Ok(text),
-        Err(None) => Err(parser.invalid(&text.into(), Invalid::NotAHost)),
-        Err(Some(why)) => Err(parser.invalid(&text.into(), Invalid::Address(why))),
     }
 }
 
