@@ -427,10 +427,11 @@ fn parse_seconds(value: &OsString, allow_zero: bool) -> Result<Duration, Invalid
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const FLAGS: &[Flag<()>] = &[
+    /// A small table for the parser's tests and the help's.
+    pub(crate) const FLAGS: &[Flag<()>] = &[
         Flag {
             key: (),
             short: Some('p'),

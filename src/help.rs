@@ -87,34 +87,7 @@ fn push_wrapped(out: &mut String, names: &str, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const FLAGS: &[Flag<()>] = &[
-        Flag {
-            key: (),
-            short: Some('p'),
-            long: "port",
-            value: Some("PORT"),
-            help: "a port",
-            default: DefaultText::Value("5006"),
-        },
-        Flag {
-            key: (),
-            short: Some('q'),
-            long: "quiet",
-            value: None,
-            help:
-                "say less; this help text is long enough that it must be wrapped onto a second line",
-            default: DefaultText::None,
-        },
-        Flag {
-            key: (),
-            short: None,
-            long: "t",
-            value: Some("SECS"),
-            help: "a time",
-            default: DefaultText::Described("none"),
-        },
-    ];
+    use crate::args::tests::FLAGS;
 
     #[test]
     fn help_lists_every_flag_with_its_default_wrapped() {
