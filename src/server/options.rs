@@ -445,6 +445,40 @@ mod tests {
     }
 
     #[test]
+    fn the_described_defaults_are_what_happens() {
+        // Each default the help describes in words is one that serv6 works
+        // out when the option is absent, not a value parsed here: check
+        // that parsing leaves it so, and what it leaves for the proxy.
+        let described: Vec<&str> = FLAGS
+            .iter()
+            .filter(|f| matches!(f.default, DefaultText::Described(_)))
+            .map(|f| f.long)
+            .collect();
+        assert_eq!(described, ["bind", "max-conns", "proxy-from", "metrics"]);
+        let default = Options::default();
+        assert!(
+            default.binds.is_empty(),
+            "listen::bind_all binds loopback for none"
+        );
+        assert_eq!(default.max_conns, None, "capacity::plan derives it");
+        assert_eq!(default.metrics, None, "off");
+        let Ok(Command::Serve(proxied)) = parse_words("--proxy-protocol") else {
+            panic!("--proxy-protocol alone parses");
+        };
+        let from: Vec<String> = proxied
+            .proxy_from
+            .unwrap_or_default()
+            .iter()
+            .map(|c| format!("{c:?}"))
+            .collect();
+        assert_eq!(from.len(), 2, "127.0.0.0/8 and ::1: {from:?}");
+        assert!(
+            from[0].contains("127.0.0.0") && from[1].contains("::1"),
+            "{from:?}"
+        );
+    }
+
+    #[test]
     fn every_flag_is_handled() {
         for flag in FLAGS {
             let words = match flag.value {
