@@ -353,8 +353,10 @@ fn a_crowd_of_closed_loop_clients_never_waits_a_handshake_retry() {
         .unwrap_or_default();
     println!("256 closed-loop clients for 3 s: the slowest exchange took {slowest:?}");
     // std's backlog of 128 overflows here, and a dropped handshake is
-    // retried only after a second.
-    assert!(slowest < Duration::from_millis(500), "slowest {slowest:?}");
+    // retried only after a second: that is what this catches. Below it,
+    // 256 client threads on 2 cores make outliers of a few hundred ms when
+    // anything else runs on the machine.
+    assert!(slowest < Duration::from_millis(900), "slowest {slowest:?}");
 }
 
 /// Closed-loop normal clients on `threads` threads for `run`: (latencies
