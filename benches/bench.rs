@@ -420,11 +420,14 @@ fn targets_at_16(runs: &[Vec<Measured>], quiet: &Measured) -> String {
         "- CPU per exchange, `--quiet`: {cpu_ratio:.2} x the floor (target at most 1.10): {}",
         verdict(cpu_ratio <= 1.10)
     );
+    // Lines to a file go through the output's helper thread, so that a
+    // frozen disk cannot block a worker (docs/RELIABILITY.md): the
+    // hand-over costs about 8 µs, so the target is 15, not the old 3.
     let _ = writeln!(
         out,
-        "- logging to a file adds {:.1} µs per exchange (target at most 3): {}",
+        "- logging to a file adds {:.1} µs per exchange (target at most 15): {}",
         log_cost * 1e6,
-        verdict(log_cost <= 3e-6)
+        verdict(log_cost <= 15e-6)
     );
     let _ = writeln!(
         out,
