@@ -30,17 +30,21 @@ pub(crate) enum Kind {
     Failed,
     /// Told `error: server busy`, to make room for a newer connection.
     Busy,
+    /// The server's own trouble a client can cause: accepting fails for
+    /// want of descriptors, a worker cannot start.
+    Trouble,
 }
 
 impl Kind {
     /// Every kind, in the order their counts are written.
-    const ALL: [Kind; 6] = [
+    const ALL: [Kind; 7] = [
         Kind::Deadline,
         Kind::TooLong,
         Kind::Proxy,
         Kind::Clock,
         Kind::Failed,
         Kind::Busy,
+        Kind::Trouble,
     ];
 
     /// Where this kind's count is kept: its place in [`Kind::ALL`].
@@ -52,6 +56,7 @@ impl Kind {
             Kind::Clock => 3,
             Kind::Failed => 4,
             Kind::Busy => 5,
+            Kind::Trouble => 6,
         }
     }
 
@@ -64,6 +69,7 @@ impl Kind {
             Kind::Clock => "clock",
             Kind::Failed => "failed",
             Kind::Busy => "busy",
+            Kind::Trouble => "trouble",
         }
     }
 
@@ -76,6 +82,7 @@ impl Kind {
             Kind::Clock => ("clock out of range", "clocks out of range"),
             Kind::Failed => ("connection failed", "connections failed"),
             Kind::Busy => ("busy refusal", "busy refusals"),
+            Kind::Trouble => ("line of server trouble", "lines of server trouble"),
         }
     }
 }

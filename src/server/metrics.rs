@@ -176,9 +176,14 @@ fn render_refusals(out: &mut String, sources: &Sources) {
     );
     let mut failed = 0;
     for (kind, count) in service.errors().totals() {
-        if kind == Kind::Failed {
-            failed = count;
-            continue;
+        match kind {
+            Kind::Failed => {
+                failed = count;
+                continue;
+            }
+            // Not a refusal: the server's own trouble, shown on stderr.
+            Kind::Trouble => continue,
+            _ => {}
         }
         let _ = writeln!(
             out,

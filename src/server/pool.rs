@@ -11,7 +11,6 @@
 //! than the most it was started with, whatever clients do.
 
 use super::log::Burst;
-use crate::diag;
 use crate::platform;
 use crate::sync;
 use crate::words::counted;
@@ -42,6 +41,10 @@ pub(crate) trait Job: Send + Sync + 'static {
     /// File descriptors ran out: closes a connection held elsewhere, if
     /// there is one, and says whether it did.
     fn free_descriptor(&self) -> bool;
+
+    /// Tells the operator of trouble clients can cause (accepting fails,
+    /// workers cannot start), at a rate the job keeps bounded.
+    fn report(&self, line: std::fmt::Arguments);
 }
 
 /// How a job went, for the pool to size itself.
@@ -322,7 +325,7 @@ impl<J: Job> Shared<J> {
     #[allow(clippy::unused_self)] // a step of this worker's loop, like its neighbours
     fn accepted(&self, door: &Door) -> bool {
         if let Some(failures) = door.accept_trouble.succeed() {
-            diag::say(format_args!(
+            self.job.report(format_args!(
                 "accepting on {} again, after {}",
                 door.addr,
                 counted(failures, "failed attempt", "failed attempts")
@@ -342,7 +345,7 @@ impl<J: Job> Shared<J> {
         for _ in 0..more {
             if let Err(e) = self.spawn(door) {
                 if self.spawn_trouble.fail() {
-                    diag::say(format_args!(
+                    self.job.report(format_args!(
                         "cannot start another worker: {e}; connections wait for a free one"
                     ));
                 }
@@ -350,7 +353,7 @@ impl<J: Job> Shared<J> {
             }
         }
         if let Some(failures) = self.spawn_trouble.succeed() {
-            diag::say(format_args!(
+            self.job.report(format_args!(
                 "workers start again, after {}",
                 counted(failures, "failure", "failures")
             ));
@@ -382,7 +385,7 @@ impl<J: Job> Shared<J> {
     #[allow(clippy::unused_self)] // a step of this worker's loop, like its neighbours
     fn accept_failed(&self, door: &Door, e: &io::Error) {
         if door.accept_trouble.fail() {
-            diag::say(format_args!(
+            self.job.report(format_args!(
                 "cannot accept on {}: {e}; retrying every {} ms",
                 door.addr,
                 ACCEPT_BACKOFF.as_millis()

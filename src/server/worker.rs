@@ -3,6 +3,7 @@
 //! verdict, answer it and close; if not, hand it to the waiting room and
 //! go back to `accept`. A worker never waits on a client for longer.
 
+use super::errors::Kind;
 use super::exchange::{Closing, Scratch, Service};
 use super::pool::{Job, Pace, TurnAway};
 use super::reading::Reading;
@@ -118,6 +119,10 @@ impl Job for Front {
         self.room
             .as_ref()
             .is_some_and(|room| room.free_descriptor())
+    }
+
+    fn report(&self, line: std::fmt::Arguments) {
+        self.service.errors().report(Kind::Trouble, line);
     }
 }
 
