@@ -257,17 +257,22 @@ struct StartError {
     status: Status,
 }
 
+impl StartError {
+    /// The machine, not the command line, stops serv6: exit status 1.
+    fn failure(message: String) -> StartError {
+        StartError {
+            message,
+            status: Status::Failure,
+        }
+    }
+}
+
 /// Binds (or takes the sockets passed to it), starts the waiting room and
 /// the workers, then says where it listens: once that line is out,
 /// clients are served.
 fn start(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Running, StartError> {
     let mut bound = listeners(options, passed)?;
-    let line = listen::listening_line(&bound.listeners);
-    let rules = Rules {
-        max_len: options.max_bytes,
-        pause: options.pause,
-        deadline: options.deadline,
-    };
+    let mut line = listen::listening_line(&bound.listeners);
     if let Some(e) = bound
         .listeners
         .iter()
@@ -280,39 +285,22 @@ fn start(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Running,
     let machine = capacity::Machine::measure();
     let listeners = bound.listeners.len();
     let capacity = capacity::plan(&machine, options.max_conns, options.max_bytes, listeners)
-        .map_err(|e| StartError {
-            message: format!("cannot serve: {e}"),
-            status: Status::Failure,
-        })?;
+        .map_err(|e| StartError::failure(format!("cannot serve: {e}")))?;
     let service = Arc::new(Service::new(Log::new(options.quiet, options.log_bytes)));
-    let room = match Room::start(Arc::clone(&service), capacity.room) {
-        Ok(room) => Some(room),
-        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
-            bound.notes.push(
-                "no waiting room on this system: a slow client holds a worker until its deadline"
-                    .into(),
-            );
-            None
-        }
-        Err(e) => {
-            return Err(StartError {
-                message: format!("cannot start the waiting room: {e}"),
-                status: Status::Failure,
-            })
-        }
-    };
+    let room = start_room(&service, capacity.room, &mut bound.notes)?;
     let front = Front {
         service: Arc::clone(&service),
         room: room.clone(),
-        rules,
+        rules: Rules {
+            max_len: options.max_bytes,
+            pause: options.pause,
+            deadline: options.deadline,
+        },
         proxy_from: options.proxy_from.clone(),
     };
     let settings = pool::Settings::new(options.deadline, capacity.max_workers);
-    let pool = Pool::start(bound.listeners, settings, front).map_err(|e| StartError {
-        message: format!("cannot start workers: {e}"),
-        status: Status::Failure,
-    })?;
-    let mut line = line;
+    let pool = Pool::start(bound.listeners, settings, front)
+        .map_err(|e| StartError::failure(format!("cannot start workers: {e}")))?;
     if let Some(addr) = options.metrics {
         let sources = metrics::Sources {
             service: Arc::clone(&service),
@@ -320,11 +308,9 @@ fn start(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Running,
             max_conns: capacity.room.waiting,
             started: std::time::SystemTime::now(),
         };
-        let bound = metrics::start(addr, sources).map_err(|e| StartError {
-            message: format!("cannot serve metrics on {addr}: {e}"),
-            status: Status::Failure,
-        })?;
-        let _ = write!(line, " (metrics: http://{bound}/metrics)");
+        let at = metrics::start(addr, sources)
+            .map_err(|e| StartError::failure(format!("cannot serve metrics on {addr}: {e}")))?;
+        let _ = write!(line, " (metrics: http://{at}/metrics)");
     }
     // First, so that a script may read where serv6 listens from line 1.
     diag::say(format_args!("{line}"));
@@ -337,6 +323,28 @@ fn start(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Running,
         service,
         notifier: notify::Notifier::from_env().map(Arc::new),
     })
+}
+
+/// The waiting room, or `None` where the system has no epoll (said in
+/// `notes`: workers then hold slow clients themselves).
+fn start_room(
+    service: &Arc<Service>,
+    limits: room::Limits,
+    notes: &mut Vec<String>,
+) -> Result<Option<Arc<Room>>, StartError> {
+    match Room::start(Arc::clone(service), limits) {
+        Ok(room) => Ok(Some(room)),
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+            notes.push(
+                "no waiting room on this system: a slow client holds a worker until its deadline"
+                    .into(),
+            );
+            Ok(None)
+        }
+        Err(e) => Err(StartError::failure(format!(
+            "cannot start the waiting room: {e}"
+        ))),
+    }
 }
 
 fn listeners(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Bound, StartError> {
