@@ -297,7 +297,7 @@ impl Shared {
     /// Writes `chunk` (whole lines) to `out`, counting the lines a failure
     /// loses, and marking a line cut short so that the next starts afresh.
     fn write_out(&self, out: &mut File, chunk: &[u8], report: fn(&Event)) {
-        let broken = self.failures().broken;
+        let broken = sync::lock(&self.failed).broken;
         let fresh = if broken { out.write_all(b"\n") } else { Ok(()) };
         let mut done = 0;
         let result = fresh.and_then(|()| {
@@ -311,12 +311,13 @@ impl Shared {
             }
             Ok(())
         });
-        let mut failed = self.failures();
         match result {
             Ok(()) => {
-                let lost = std::mem::take(&mut failed.in_burst);
-                failed.broken = false;
-                self.set_failures(failed);
+                let lost = {
+                    let mut failed = sync::lock(&self.failed);
+                    failed.broken = false;
+                    std::mem::take(&mut failed.in_burst)
+                };
                 if lost > 0 {
                     report(&Event::Recovered { lost });
                 }
@@ -325,17 +326,21 @@ impl Shared {
                 // Lines are short and failures rare: no need for a faster count.
                 #[allow(clippy::naive_bytecount)]
                 let lost = chunk[done..].iter().filter(|&&b| b == b'\n').count() as u64;
-                let first = failed.in_burst == 0;
-                failed.lines += lost;
-                failed.in_burst += lost;
-                failed.reason = Some(error.to_string());
                 let cut = chunk[..done]
                     .iter()
                     .rev()
                     .take_while(|&&b| b != b'\n')
                     .count();
-                failed.broken = (broken && done == 0) || (cut > 0 && !take_back(out, cut));
-                self.set_failures(failed);
+                let still_broken = (broken && done == 0) || (cut > 0 && !take_back(out, cut));
+                let first = {
+                    let mut failed = sync::lock(&self.failed);
+                    let first = failed.in_burst == 0;
+                    failed.lines += lost;
+                    failed.in_burst += lost;
+                    failed.reason = Some(error.to_string());
+                    failed.broken = still_broken;
+                    first
+                };
                 if first {
                     report(&Event::StartedFailing { error: &error });
                 }
@@ -345,10 +350,6 @@ impl Shared {
 
     fn failures(&self) -> Failures {
         sync::lock(&self.failed).clone()
-    }
-
-    fn set_failures(&self, failures: Failures) {
-        *sync::lock(&self.failed) = failures;
     }
 
     /// The helper: writes out the queue, in order, blocking as it must.
