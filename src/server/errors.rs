@@ -143,6 +143,20 @@ impl ErrorLines {
         *started = false;
     }
 
+    /// The errors of `kind` so far.
+    pub fn total(&self, kind: Kind) -> u64 {
+        self.total[kind.slot()].load(Relaxed)
+    }
+
+    /// Errors proper so far: every kind but busy refusals and the server's
+    /// own trouble, which the summary counts apart or not at all.
+    pub fn errors(&self) -> u64 {
+        self.totals()
+            .filter(|(kind, _)| !matches!(kind, Kind::Busy | Kind::Trouble))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
     /// Every kind with the errors of it so far.
     pub fn totals(&self) -> impl Iterator<Item = (Kind, u64)> + '_ {
         Kind::ALL

@@ -6,12 +6,12 @@
 use super::errors::{ErrorLines, Kind};
 use super::log::{Log, Stats};
 use super::reading::{Finished, Message};
-use crate::diag;
 use crate::framing::Arrival;
 use crate::protocol::{self, Refusal};
 use crate::timestamp::{Rfc3339, Timestamp};
+use crate::{diag, platform};
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
@@ -192,19 +192,14 @@ impl Service {
         let mut line = String::new();
         if send(&stream, &mut line, why) {
             let _ = stream.shutdown(Shutdown::Write);
-            if stream.set_nonblocking(true).is_ok() {
-                let mut sink = [0u8; 1024];
-                while matches!((&stream).read(&mut sink), Ok(n) if n > 0) {}
-            }
+            let mut sink = [0u8; 1024];
+            while matches!(platform::receive_now(&stream, &mut sink), Ok(got) if got.len > 0) {}
         }
     }
 
+    /// Counts an error of `kind` (the summary and the metrics read the
+    /// count from the error lines) and reports it.
     fn count_error(&self, kind: Kind, client: SocketAddr, cause: &dyn fmt::Display) {
-        let count = match kind {
-            Kind::Busy => &self.stats.busy,
-            _ => &self.stats.errors,
-        };
-        count.fetch_add(1, Relaxed);
         self.errors.report(kind, format_args!("{client}: {cause}"));
     }
 

@@ -2,6 +2,7 @@
 //! and the counters for the summary printed on exit. Everything else goes
 //! to standard error through [`crate::diag`].
 
+use super::errors::{ErrorLines, Kind};
 use super::histogram::Histogram;
 use crate::diag;
 use crate::escape::escape_into;
@@ -130,8 +131,6 @@ fn report(event: &sink::Event) {
 pub(crate) struct Stats {
     pub started: Instant,
     pub served: AtomicU64,
-    pub errors: AtomicU64,
-    pub busy: AtomicU64,
     /// A balancer's health checks (PROXY protocol): neither exchanges nor errors.
     pub checks: AtomicU64,
     /// Connections told `error: server shutting down`.
@@ -145,8 +144,6 @@ impl Stats {
         Stats {
             started: Instant::now(),
             served: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            busy: AtomicU64::new(0),
             checks: AtomicU64::new(0),
             told_shutting_down: AtomicU64::new(0),
             reply_latency: Histogram::default(),
@@ -156,8 +153,9 @@ impl Stats {
     /// The summary: `stopped after 12.3 s: 40 exchanges served, 2 errors,
     /// 0 busy refusals`, then health checks, dropped lines and lines not
     /// written if any. `verb` says what the time is since start, as in
-    /// `stopped after`.
-    pub fn summary(&self, verb: &str, log: &Log, dropped_err: u64) -> String {
+    /// `stopped after`. The errors are `errors`' counts, which the metrics
+    /// show too.
+    pub fn summary(&self, verb: &str, log: &Log, errors: &ErrorLines, dropped_err: u64) -> String {
         let dropped_out = log.dropped();
         let checks = self.checks.load(Relaxed);
         let mut extra = String::new();
@@ -193,8 +191,8 @@ impl Stats {
             "{verb} {:.1} s: {} served, {}, {}{}",
             self.started.elapsed().as_secs_f64(),
             counted(self.served.load(Relaxed), "exchange", "exchanges"),
-            counted(self.errors.load(Relaxed), "error", "errors"),
-            counted(self.busy.load(Relaxed), "busy refusal", "busy refusals"),
+            counted(errors.errors(), "error", "errors"),
+            counted(errors.total(Kind::Busy), "busy refusal", "busy refusals"),
             extra
         )
     }

@@ -99,9 +99,12 @@ fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     };
     let service = Arc::clone(&running.service);
     let report = move || {
-        let so_far = service
-            .stats
-            .summary("running for", service.log(), diag::dropped());
+        let so_far = service.stats.summary(
+            "running for",
+            service.log(),
+            service.errors(),
+            diag::dropped(),
+        );
         diag::say(format_args!("SIGUSR1: {so_far}"));
     };
     let signal = wait_for_signals(&termination, running.service.in_progress(), report);
@@ -197,9 +200,12 @@ impl Running {
         }
         let service = &self.service;
         service.end_error_second();
-        let summary = service
-            .stats
-            .summary("stopped after", service.log(), diag::dropped());
+        let summary = service.stats.summary(
+            "stopped after",
+            service.log(),
+            service.errors(),
+            diag::dropped(),
+        );
         diag::say(format_args!("{summary}"));
         service.log().flush(FLUSH_ON_EXIT);
         diag::flush(FLUSH_ON_EXIT);

@@ -523,6 +523,7 @@ fn still_sending(stream: &TcpStream, scratch: &mut [u8]) -> bool {
 mod tests {
     use super::*;
     use crate::framing::Rules;
+    use crate::server::errors::Kind;
     use crate::server::log::Log;
     use std::io::{Read, Write};
     use std::net::TcpListener;
@@ -583,7 +584,7 @@ mod tests {
         }
         assert_eq!(hall.waiting.len(), 2);
         assert_eq!(reply(&mut clients[0]), "error: server busy\n");
-        assert_eq!(hall.service.stats.busy.load(Relaxed), 1);
+        assert_eq!(hall.service.errors().total(Kind::Busy), 1);
     }
 
     #[test]
@@ -601,7 +602,7 @@ mod tests {
         hall.admit(newest);
         let reply = reply(&mut oldest);
         assert!(reply.starts_with("received 4 bytes at "), "{reply}");
-        assert_eq!(hall.service.stats.busy.load(Relaxed), 0);
+        assert_eq!(hall.service.errors().total(Kind::Busy), 0);
     }
 
     #[test]
