@@ -26,8 +26,7 @@ use crate::platform::{self, Poller, Waker};
 use crate::protocol::Refusal;
 use crate::sync;
 use crate::sync::is_retry;
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -203,13 +202,6 @@ impl Room {
     }
 }
 
-/// A connection answered, closing once its client has.
-#[derive(Debug)]
-struct Lingering {
-    stream: TcpStream,
-    until: Instant,
-}
-
 /// The room's own state, on its thread.
 struct Hall {
     room: Arc<Room>,
@@ -218,10 +210,14 @@ struct Hall {
     poller: Poller,
     /// By token, which grows with every arrival: the first is the oldest.
     waiting: BTreeMap<u64, Waiting>,
-    lingering: BTreeMap<u64, Lingering>,
-    /// When each connection must next be looked at. An entry may be
-    /// stale (its connection gone or its time moved on): checked on pop.
-    timers: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// Connections answered, closing once their client has.
+    lingering: BTreeMap<u64, TcpStream>,
+    /// When each connection must next be looked at: one entry per held
+    /// connection, replaced when its time moves and removed when it goes,
+    /// so that answered connections leave nothing behind.
+    timers: BTreeSet<(Instant, u64)>,
+    /// Each held connection's entry in `timers`.
+    armed: HashMap<u64, Instant>,
     next_token: u64,
     scratch: Scratch,
     chunk: Vec<u8>,
@@ -248,7 +244,8 @@ impl Hall {
             poller,
             waiting: BTreeMap::new(),
             lingering: BTreeMap::new(),
-            timers: BinaryHeap::new(),
+            timers: BTreeSet::new(),
+            armed: HashMap::new(),
             next_token: WAKER + 1,
             scratch: Scratch::default(),
             chunk: vec![0; CHUNK],
@@ -286,7 +283,7 @@ impl Hall {
     }
 
     fn next_timer(&self) -> Option<Instant> {
-        let timer = self.timers.peek().map(|Reverse((at, _))| *at);
+        let timer = self.timers.first().map(|&(at, _)| at);
         match (timer, self.finish_by) {
             (Some(at), Some(by)) => Some(at.min(by)),
             (at, by) => at.or(by),
@@ -351,7 +348,22 @@ impl Hall {
         }
         let wake = waiting.reading.next_wake();
         self.waiting.insert(token, waiting);
-        self.timers.push(Reverse((wake, token)));
+        self.arm(token, wake);
+    }
+
+    /// Sets when `token` must next be looked at, replacing its last time.
+    fn arm(&mut self, token: u64, at: Instant) {
+        if let Some(old) = self.armed.insert(token, at) {
+            self.timers.remove(&(old, token));
+        }
+        self.timers.insert((at, token));
+    }
+
+    /// Forgets `token`'s timer: its connection is gone.
+    fn disarm(&mut self, token: u64) {
+        if let Some(old) = self.armed.remove(&token) {
+            self.timers.remove(&(old, token));
+        }
     }
 
     /// Takes over closing a connection handed over by a worker.
@@ -367,19 +379,27 @@ impl Hall {
         let _ = stream.shutdown(Shutdown::Write);
         // Full, an answered connection gives way to a waiting one: the
         // oldest lingering is closed, or this one, at the risk of a reset.
-        if self.is_full() && self.lingering.pop_first().is_none() {
+        if self.is_full() && self.close_oldest_lingering().is_none() {
+            self.disarm(token);
             return;
         }
         let until = Instant::now() + LINGER;
-        self.lingering.insert(token, Lingering { stream, until });
-        self.timers.push(Reverse((until, token)));
+        self.lingering.insert(token, stream);
+        self.arm(token, until);
+    }
+
+    /// Closes the connection that has lingered longest, if any.
+    fn close_oldest_lingering(&mut self) -> Option<()> {
+        let (token, _) = self.lingering.pop_first()?;
+        self.disarm(token);
+        Some(())
     }
 
     /// Closes a connection to free its descriptor: a lingering one first
     /// (it has had its answer), else the one that has waited longest.
     /// False if there is none.
     fn make_room(&mut self) -> bool {
-        if self.lingering.pop_first().is_some() {
+        if self.close_oldest_lingering().is_some() {
             return true;
         }
         self.evict_oldest_waiting()
@@ -392,7 +412,8 @@ impl Hall {
         let Some((token, mut waiting)) = self.waiting.pop_first() else {
             return false;
         };
-        match take_arrived(&mut waiting, &mut self.chunk) {
+        self.disarm(token);
+        match advance(&mut waiting, &mut self.chunk, Instant::now()) {
             Progress::Done(finished) => self.conclude(token, waiting.stream, finished),
             Progress::Pending => {
                 let client = waiting.reading.client();
@@ -405,18 +426,34 @@ impl Hall {
 
     fn on_ready(&mut self, token: u64) {
         if let Some(lingering) = self.lingering.get(&token) {
-            if !still_sending(&lingering.stream, &mut self.chunk) {
+            if !still_sending(lingering, &mut self.chunk) {
                 self.lingering.remove(&token);
+                self.disarm(token);
                 self.publish_held();
             }
             return;
         }
+        self.look_at(token, Instant::now());
+    }
+
+    /// Reads what has arrived on waiting connection `token` and applies the
+    /// clock: answers it if that ends its message, else sets its timer to
+    /// when its reading next needs the clock. The one place the room
+    /// decides what happens next to a waiting connection.
+    fn look_at(&mut self, token: u64, now: Instant) {
         let Some(waiting) = self.waiting.get_mut(&token) else {
             return;
         };
-        if let Progress::Done(finished) = take_arrived(waiting, &mut self.chunk) {
-            if let Some(waiting) = self.waiting.remove(&token) {
-                self.conclude(token, waiting.stream, finished);
+        match advance(waiting, &mut self.chunk, now) {
+            Progress::Pending => {
+                let wake = waiting.reading.next_wake();
+                self.arm(token, wake);
+            }
+            Progress::Done(finished) => {
+                if let Some(waiting) = self.waiting.remove(&token) {
+                    self.disarm(token);
+                    self.conclude(token, waiting.stream, finished);
+                }
             }
         }
     }
@@ -425,34 +462,19 @@ impl Hall {
         if self.finish_by.is_some_and(|by| now >= by) {
             self.cut();
         }
-        while let Some(&Reverse((at, token))) = self.timers.peek() {
+        while let Some(&(at, token)) = self.timers.first() {
             if at > now {
                 break;
             }
-            self.timers.pop();
-            if self.lingering.get(&token).is_some_and(|l| l.until <= now) {
+            if self.lingering.contains_key(&token) {
                 self.lingering.remove(&token);
+                self.disarm(token);
                 continue;
             }
-            let Some(waiting) = self.waiting.get_mut(&token) else {
-                continue;
-            };
-            // What has already arrived is judged by when it came, before
-            // the timer ends the message: the room may be late.
-            let progress = match take_arrived(waiting, &mut self.chunk) {
-                Progress::Pending => waiting.reading.on_timer(now),
-                done @ Progress::Done(_) => done,
-            };
-            match progress {
-                Progress::Pending => {
-                    let wake = waiting.reading.next_wake();
-                    self.timers.push(Reverse((wake, token)));
-                }
-                Progress::Done(finished) => {
-                    if let Some(waiting) = self.waiting.remove(&token) {
-                        self.conclude(token, waiting.stream, finished);
-                    }
-                }
+            if self.waiting.contains_key(&token) {
+                self.look_at(token, now);
+            } else {
+                self.disarm(token);
             }
         }
         self.publish_held();
@@ -460,12 +482,15 @@ impl Hall {
 
     /// The grace period is over: everyone still waiting is told so.
     fn cut(&mut self) {
-        while let Some((_, waiting)) = self.waiting.pop_first() {
+        while let Some((token, waiting)) = self.waiting.pop_first() {
+            self.disarm(token);
             let client = waiting.reading.client();
             self.service
                 .turn_away(waiting.stream, client, &Refusal::ShuttingDown);
         }
         self.lingering.clear();
+        self.timers.clear();
+        self.armed.clear();
     }
 
     /// Answers the connection polled as `token`.
@@ -487,15 +512,17 @@ impl Hall {
 }
 
 /// Feeds what has arrived on a waiting connection to its reading, a
-/// bounded number of reads at most (level triggering brings the rest).
-fn take_arrived(waiting: &mut Waiting, chunk: &mut [u8]) -> Progress<Finished> {
+/// bounded number of reads at most (level triggering brings the rest),
+/// then tells it the time is `now`: bytes are judged by when they
+/// arrived, so what has come is read before the clock can end the message.
+fn advance(waiting: &mut Waiting, chunk: &mut [u8], now: Instant) -> Progress<Finished> {
     for _ in 0..READS_PER_WAKE {
         let progress = match platform::receive_now(&waiting.stream, chunk) {
             Ok(got) => waiting
                 .reading
                 .feed(&chunk[..got.len], framing::Arrival::stamped(got.arrived)),
             Err(e) if sync::is_interrupted(&e) => continue,
-            Err(e) if is_retry(&e) => return Progress::Pending,
+            Err(e) if is_retry(&e) => return waiting.reading.on_timer(now),
             Err(e) => Progress::Done(waiting.reading.fail(e)),
         };
         if let Progress::Done(finished) = progress {
