@@ -235,6 +235,8 @@ struct Seen {
     replied: Option<Moment>,
     /// Whether the server closed the connection after its reply.
     closed: bool,
+    /// The connection, still open on the client's side.
+    conn: Option<TcpStream>,
 }
 
 /// Plays `script` on a new connection to `addr`, then reads the reply
@@ -246,6 +248,7 @@ fn play(addr: SocketAddr, script: &Script) -> Seen {
         reply: Vec::new(),
         replied: None,
         closed: false,
+        conn: None,
     };
     let mut conn = match TcpStream::connect_timeout(&addr, PATIENCE) {
         Ok(conn) => conn,
@@ -275,6 +278,7 @@ fn play(addr: SocketAddr, script: &Script) -> Seen {
     }
     let since = seen.steps.last().map_or(Instant::now(), |m| m.mono);
     read_reply(&mut conn, since + GIVE_UP, &mut seen);
+    seen.conn = Some(conn);
     seen
 }
 
@@ -484,4 +488,53 @@ fn generated_clients_get_the_replies_the_rules_say() {
 fn generated_clients_behind_a_proxy_header_get_the_same_replies() {
     let server = Server::start(&["--proxy-protocol", "--pause", PAUSE]);
     check_rules(&server, Script::proxied);
+}
+
+/// Five clients at once: each waits 2 to 5 ms after its connect, sends
+/// `hola` and lets the pause end it. Returns their connections, still
+/// open, and what went wrong.
+fn wave(addr: SocketAddr, rng: &mut XorShift, number: u64) -> (Vec<TcpStream>, Vec<String>) {
+    let scripts: Vec<Script> = (1..=5)
+        .map(|client| Script {
+            name: format!("wave {number}, client {client}"),
+            header: None,
+            steps: vec![Step {
+                after: Duration::from_micros(2000 + rng.below(3001)),
+                send: Send::Bytes(b"hola".to_vec()),
+            }],
+            end: End::Pause,
+            len: 4,
+        })
+        .collect();
+    let seen: Vec<Seen> = thread::scope(|scope| {
+        let clients: Vec<_> = scripts
+            .iter()
+            .map(|script| scope.spawn(move || play(addr, script)))
+            .collect();
+        clients
+            .into_iter()
+            .map(|client| client.join().expect("a client thread"))
+            .collect()
+    });
+    let mut failures = Vec::new();
+    for (script, seen) in scripts.iter().zip(&seen) {
+        if let Err(why) = check(script, seen) {
+            failures.push(format!("{script}: {why}"));
+        }
+    }
+    (seen.into_iter().filter_map(|s| s.conn).collect(), failures)
+}
+
+#[test]
+fn max_conns_5_serves_two_waves_of_five_pausing_clients() {
+    let server = Server::start(&["--max-conns", "5", "--pause", PAUSE]);
+    let mut rng = XorShift::new(5);
+    // The first wave keeps its connections open after the replies: the
+    // server lingers on them while the second wave comes, and must not
+    // count them as waiting for a message.
+    let (first, mut failures) = wave(server.v4(), &mut rng, 1);
+    let (second, more) = wave(server.v4(), &mut rng, 2);
+    failures.extend(more);
+    drop((first, second));
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
