@@ -431,16 +431,22 @@ fn seeds() -> RangeInclusive<u64> {
     }
 }
 
+/// The fastest and slowest of `delays`, for the summary.
+fn span(delays: &[Duration]) -> String {
+    match (delays.iter().min(), delays.iter().max()) {
+        (Some(least), Some(most)) => format!("{least:.1?} to {most:.1?}"),
+        _ => "none".into(),
+    }
+}
+
 /// Says what happened, and fails with every failing script.
 fn report(scripts: &[Script], verdicts: &[Verdict], took: Duration) {
     let (mut failures, mut voids) = (Vec::new(), 0);
-    let (mut prompt, mut paused) = (Duration::ZERO, (Duration::MAX, Duration::ZERO));
+    let (mut prompt, mut paused) = (Vec::new(), Vec::new());
     for (script, verdict) in scripts.iter().zip(verdicts) {
         match verdict {
-            Verdict::Pass(delay) if script.end == End::Pause => {
-                paused = (paused.0.min(*delay), paused.1.max(*delay));
-            }
-            Verdict::Pass(delay) => prompt = prompt.max(*delay),
+            Verdict::Pass(delay) if script.end == End::Pause => paused.push(*delay),
+            Verdict::Pass(delay) => prompt.push(*delay),
             Verdict::Void(why) => {
                 voids += 1;
                 println!("void, not judged: {script}: {why}");
@@ -449,16 +455,19 @@ fn report(scripts: &[Script], verdicts: &[Verdict], took: Duration) {
         }
     }
     println!(
-        "{} scripts in {took:.1?}: {} failed, {voids} void; LF and EOF answered within \
-         {prompt:.1?}, pauses after {:.1?} to {:.1?}",
+        "{} scripts in {took:.1?}: {} failed, {voids} void; replies after an LF or EOF: {}, \
+         after a pause: {}",
         scripts.len(),
         failures.len(),
-        paused.0,
-        paused.1
+        span(&prompt),
+        span(&paused)
     );
+    // libtest names the thread after the test.
+    let test = thread::current().name().unwrap_or("rules").to_owned();
     assert!(
         failures.is_empty(),
-        "{} of {} scripts broke the rules (replay one with RULES_SEED=<seed>):\n{}",
+        "{} of {} scripts broke the rules; replay one with \
+         RULES_SEED=<seed> cargo test --test tests {test} -- --nocapture\n{}",
         failures.len(),
         scripts.len(),
         failures.join("\n")
