@@ -43,6 +43,11 @@ const GIVE_UP: Duration = Duration::from_secs(1);
 /// How far before the last byte's send the reply's time may be: the
 /// kernel's clock against ours.
 const SKEW: Duration = Duration::from_millis(2);
+/// How long after the send of the step that ended the message (the LF, the
+/// shutdown, the last byte before a pause) the reply's time may be: the
+/// kernel stamps bytes on arrival, on loopback at once, so a server that
+/// stamped a pause when it ran out, 200 ms later, is told apart.
+const STAMP_LATE: Duration = Duration::from_millis(50);
 /// A gap between two steps longer than this (a loaded machine oversleeping
 /// a script's 60 ms) may be taken for a pause: the case is void, not judged.
 const VOID_GAP: Duration = Duration::from_millis(150);
@@ -336,7 +341,7 @@ fn judge(script: &Script, seen: &Seen) -> Verdict {
 }
 
 /// The model: the count, the delay after the step that ended the message,
-/// and the reply's time between the last byte's send and the reply.
+/// and the reply's time ([`check_stamp`]).
 fn check(script: &Script, seen: &Seen) -> Result<Duration, String> {
     let said = text(&seen.reply);
     if let Some(trouble) = &seen.trouble {
@@ -363,21 +368,34 @@ fn check(script: &Script, seen: &Seen) -> Result<Duration, String> {
             "{said:?} after {delay:?}, not {early:?} to {late:?}"
         ));
     }
-    // The message's last byte: the last write, or the shutdown if none.
+    check_stamp(script, seen, at.to_system_time(), replied.wall)?;
+    Ok(delay)
+}
+
+/// The reply's time `stamp`: from the last byte's send (the shutdown's,
+/// if none) to just after the send of the step that ended the message, and
+/// before the reply came.
+fn check_stamp(
+    script: &Script,
+    seen: &Seen,
+    stamp: SystemTime,
+    replied: SystemTime,
+) -> Result<(), String> {
+    let ended = seen.steps.last().expect("a step ended the message").wall;
     let sent = script
         .steps
         .iter()
         .rposition(|step| matches!(step.send, Send::Bytes(_)))
-        .map_or(*ended, |i| seen.steps[i]);
-    let stamp = at.to_system_time();
-    if stamp + SKEW < sent.wall || stamp > replied.wall {
+        .map_or(ended, |i| seen.steps[i].wall);
+    if stamp + SKEW < sent || stamp > replied || stamp > ended + STAMP_LATE {
         return Err(format!(
-            "stamped {} from the last byte's send and {} from the reply",
-            apart(stamp, sent.wall),
-            apart(stamp, replied.wall)
+            "stamped {} from the last byte's send, {} from the end's, {} from the reply",
+            apart(stamp, sent),
+            apart(stamp, ended),
+            apart(stamp, replied)
         ));
     }
-    Ok(delay)
+    Ok(())
 }
 
 /// `a - b` with its sign, for messages.
