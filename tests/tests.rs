@@ -14,6 +14,7 @@ mod operations;
 mod outputs;
 mod probe;
 mod reliability;
+mod rules;
 mod serv6_cli;
 mod service;
 mod shutdown;
