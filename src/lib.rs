@@ -11,17 +11,15 @@
 mod addr;
 mod args;
 pub mod client;
-mod diag;
 mod escape;
 mod exit;
-mod framing;
 mod help;
 mod manpage;
+mod output;
 #[allow(unsafe_code)]
 mod platform;
 pub mod protocol;
 pub mod server;
-mod sink;
 mod sync;
 pub mod timestamp;
 

@@ -17,12 +17,6 @@ use std::time::Duration;
 /// they format a line at most, so 64 KiB is ample.
 pub(crate) const HELPER_STACK: usize = 64 * 1024;
 
-/// Whether an I/O error says only that nothing happened yet, or that a
-/// signal interrupted the call: the operation may simply be tried again.
-pub(crate) fn is_retry(e: &io::Error) -> bool {
-    is_interrupted(e) || is_timeout(e)
-}
-
 /// Whether a signal interrupted the call (`EINTR`): try again at once.
 pub(crate) fn is_interrupted(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::Interrupted
@@ -63,19 +57,6 @@ pub(crate) fn wait_timeout<'a, T>(
     limit: Duration,
 ) -> MutexGuard<'a, T> {
     match condvar.wait_timeout(guard, limit) {
-        Ok((guard, _)) => guard,
-        Err(poisoned) => poisoned.into_inner().0,
-    }
-}
-
-/// Waits on `condvar` with `guard` while `condition` holds, at most `limit`.
-pub(crate) fn wait_timeout_while<'a, T>(
-    condvar: &Condvar,
-    guard: MutexGuard<'a, T>,
-    limit: Duration,
-    condition: impl FnMut(&mut T) -> bool,
-) -> MutexGuard<'a, T> {
-    match condvar.wait_timeout_while(guard, limit, condition) {
         Ok((guard, _)) => guard,
         Err(poisoned) => poisoned.into_inner().0,
     }

@@ -7,7 +7,7 @@
 //! RFC 3339 has four-digit years, and a clock before 1970 is broken.
 
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const SECONDS_PER_DAY: u64 = 86_400;
 /// Days from 1970-01-01 to 10000-01-01, the first instant we refuse.
@@ -77,6 +77,44 @@ impl Timestamp {
         Some(Timestamp {
             since_epoch: Duration::from_secs(seconds) + Duration::from_micros(micros),
         })
+    }
+}
+
+/// When something arrived, on both clocks: the monotonic one that rules
+/// are judged on, and the wall clock that replies state. Knowing both from
+/// the read on saves converting between them for the stamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Arrival {
+    pub mono: Instant,
+    pub wall: SystemTime,
+}
+
+impl Arrival {
+    /// The present moment.
+    pub(crate) fn now() -> Arrival {
+        Arrival {
+            mono: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+
+    /// The arrival the kernel stamped (`stamp`), placed on the monotonic
+    /// clock by its distance from the wall clock now; with no stamp, or one
+    /// from the future (the wall clock stepped back), the present moment.
+    pub(crate) fn stamped(stamp: Option<SystemTime>) -> Arrival {
+        let now = Arrival::now();
+        let Some(wall) = stamp else {
+            return now;
+        };
+        match now
+            .wall
+            .duration_since(wall)
+            .ok()
+            .and_then(|ago| now.mono.checked_sub(ago))
+        {
+            Some(mono) => Arrival { mono, wall },
+            None => now,
+        }
     }
 }
 

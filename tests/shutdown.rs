@@ -1,6 +1,7 @@
 //! Stopping serv6 with a signal: new connections refused at once, queued
-//! ones answered, exchanges in progress given a grace period, a second
-//! signal obeyed at once, SIGHUP like SIGTERM.
+//! ones answered, clients that sent nothing told at once, exchanges in
+//! progress given a grace period, a second signal obeyed at once, SIGHUP
+//! like SIGTERM.
 
 use crate::harness::*;
 use std::io::{ErrorKind, Write};
@@ -17,6 +18,19 @@ fn wait_accepted(port: u16) {
     );
 }
 
+/// `count` clients that send the start of a message and wait; each one's
+/// whole reply arrives on the returned channel.
+fn partial_clients(
+    addr: std::net::SocketAddr,
+    count: usize,
+) -> (Vec<TcpStream>, std::sync::mpsc::Receiver<Vec<u8>>) {
+    let (conns, replies) = silent_clients(addr, count);
+    for mut conn in &conns {
+        conn.write_all(b"ho").expect("sends");
+    }
+    (conns, replies)
+}
+
 fn signal_pid(pid: u32, name: &str) {
     let sent = Command::new("kill")
         .args([&format!("-{name}"), &pid.to_string()])
@@ -26,8 +40,9 @@ fn signal_pid(pid: u32, name: &str) {
 
 #[test]
 fn a_signal_refuses_new_connections_at_once_and_cuts_after_the_grace() {
-    let mut server = Server::start(&["--grace", "0.5", "--deadline", "86400"]);
-    let (silent, replies) = silent_clients(server.v4(), 1);
+    let args = ["--grace", "0.5", "--deadline", "86400", "--pause", "off"];
+    let mut server = Server::start(&args);
+    let (partial, replies) = partial_clients(server.v4(), 1);
     wait_accepted(server.v4().port());
     let started = Instant::now();
     server.signal("TERM");
@@ -54,6 +69,26 @@ fn a_signal_refuses_new_connections_at_once_and_cuts_after_the_grace() {
         ),
         "{rest}"
     );
+    drop(partial);
+}
+
+#[test]
+fn clients_that_sent_nothing_are_told_at_once_and_it_stops_within_a_second() {
+    let mut server = Server::start(&["--deadline", "86400"]);
+    let (silent, replies) = silent_clients(server.v4(), 3);
+    wait_accepted(server.v4().port());
+    let started = Instant::now();
+    server.signal("INT");
+    for _ in 0..3 {
+        assert_refused(
+            &replies.recv_timeout(PATIENCE).expect("a reply"),
+            Refusal::ShuttingDown,
+        );
+    }
+    assert_eq!(server.wait_exit().code(), Some(0));
+    let took = started.elapsed();
+    println!("3 idle clients at SIGINT: told and stopped in {took:?} (grace 5 s)");
+    assert!(took < Duration::from_secs(1), "{took:?}");
     drop(silent);
 }
 
@@ -88,8 +123,8 @@ fn connections_queued_at_the_signal_are_answered_not_reset() {
 
 #[test]
 fn a_second_signal_exits_at_once_saying_what_it_cut() {
-    let mut server = Server::start(&["--grace", "60"]);
-    let (silent, _replies) = silent_clients(server.v4(), 1);
+    let mut server = Server::start(&["--grace", "60", "--pause", "off"]);
+    let (partial, _replies) = partial_clients(server.v4(), 1);
     wait_accepted(server.v4().port());
     server.signal("TERM");
     server.err_line_containing("refusing new connections");
@@ -103,7 +138,7 @@ fn a_second_signal_exits_at_once_saying_what_it_cut() {
     );
     assert_eq!(server.wait_exit().code(), Some(1));
     assert!(started.elapsed() < Duration::from_secs(2));
-    drop(silent);
+    drop(partial);
 }
 
 #[test]

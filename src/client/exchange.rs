@@ -4,9 +4,9 @@
 
 use crate::addr::{self, ResolveError};
 use crate::escape::escape;
-use crate::framing;
-use crate::platform::{self, Received};
+use crate::platform;
 use crate::protocol::{parse_reply, Refusal, Reply, MAX_REPLY};
+use crate::timestamp;
 use crate::timestamp::Timestamp;
 use std::fmt;
 use std::io::{self, Write};
@@ -324,9 +324,13 @@ struct Arrival {
 
 /// Waits at most `left` for something to read, then reads it with the
 /// kernel's arrival time.
-fn receive_within(conn: &TcpStream, buf: &mut [u8], left: Duration) -> io::Result<Received> {
+fn receive_within(
+    conn: &TcpStream,
+    buf: &mut [u8],
+    left: Duration,
+) -> io::Result<(usize, Option<SystemTime>)> {
     if platform::wait_readable(conn, left)? {
-        platform::receive_now(conn, buf)
+        platform::recv_now(conn, buf)
     } else {
         Err(io::ErrorKind::TimedOut.into())
     }
@@ -348,8 +352,8 @@ fn read_reply(
             .left()
             .and_then(|left| receive_within(conn, &mut chunk, left));
         let (n, got) = match read {
-            Ok(Received { len: 0, .. }) => break,
-            Ok(got) => (got.len, got),
+            Ok((0, _)) => break,
+            Ok((n, stamp)) => (n, stamp),
             Err(e) if crate::sync::is_interrupted(&e) => continue,
             // The whole line came; only the close was abrupt.
             Err(e) if arrival.is_some() && e.kind() == io::ErrorKind::ConnectionReset => break,
@@ -362,11 +366,11 @@ fn read_reply(
             }
         };
         if arrival.is_none() && chunk[..n].contains(&b'\n') {
-            let on_both = framing::Arrival::stamped(got.arrived);
+            let on_both = timestamp::Arrival::stamped(got);
             arrival = Some(Arrival {
                 at: on_both.mono,
                 wall: on_both.wall,
-                by_kernel: got.arrived.is_some(),
+                by_kernel: got.is_some(),
             });
         }
         reply.extend_from_slice(&chunk[..n]);

@@ -9,7 +9,7 @@ mod probe;
 use crate::escape::escape;
 use crate::exit::Status;
 use crate::protocol::{self, check_message};
-use crate::{diag, manpage};
+use crate::{manpage, output};
 use exchange::{exchange, ClientError, ReplyProblem, Target};
 use lines::{Line, MAX_LINE};
 use options::Command;
@@ -21,7 +21,7 @@ use std::process::ExitCode;
 /// Runs cli6 with `args` (without the program name) and returns its exit
 /// status, as `options::EXIT` says what each means.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    diag::set_program("cli6");
+    output::set_program("cli6");
     let ok = match options::parse(args) {
         Ok(Command::Send {
             target,
@@ -40,7 +40,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Ok(Command::Manual) => print(&manpage::render(&program(), &MANUAL)),
         Ok(Command::Version) => print(concat!("cli6 ", env!("CARGO_PKG_VERSION"))),
         Err(e) => {
-            diag::say(format_args!("{}", options::program().usage_error(&e)));
+            output::say(format_args!("{}", options::program().usage_error(&e)));
             return Status::Usage.into();
         }
     };
@@ -78,11 +78,11 @@ fn send(target: &Target, line: &[u8]) -> bool {
             ) {
                 print(&escape(&done.reply));
             }
-            diag::say(format_args!("{e}"));
+            output::say(format_args!("{e}"));
             false
         }
         Err(e) => {
-            diag::say(format_args!("{e}"));
+            output::say(format_args!("{e}"));
             false
         }
     }
@@ -111,11 +111,11 @@ fn send_lines(target: &Target) -> bool {
                 Err(why) => why.to_string(),
             },
             Err(e) => {
-                diag::say(format_args!("cannot read standard input: {e}"));
+                output::say(format_args!("cannot read standard input: {e}"));
                 return false;
             }
         };
-        diag::say(format_args!("line {number} not sent: {refused}"));
+        output::say(format_args!("line {number} not sent: {refused}"));
         all_ok = false;
     }
     if interactive {

@@ -9,7 +9,7 @@ use super::options::Probes;
 use crate::escape::escape;
 use crate::exit::Status;
 use crate::sync;
-use crate::{diag, platform};
+use crate::{output, platform};
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -42,7 +42,7 @@ struct Sample {
 pub(crate) fn run(target: &Target, line: &[u8], probes: Probes) -> ExitCode {
     let tally = Arc::new(Mutex::new(Tally::default()));
     // Before the signal thread exists, so that no other thread takes SIGINT.
-    if let Some(termination) = platform::block_termination() {
+    if let Some(termination) = platform::Signals::block() {
         let (tally, target, json) = (Arc::clone(&tally), target.to_string(), probes.json);
         thread::spawn(move || {
             termination.wait();
@@ -175,7 +175,7 @@ fn print_probe(seq: u64, outcome: &Result<Sample, ClientError>, json: bool) -> b
             if s.received_by_kernel { "kernel arrival" } else { "after read" }
         ),
         (Err(e), false) => {
-            diag::say(format_args!("probe {seq}: {e}"));
+            output::say(format_args!("probe {seq}: {e}"));
             return true;
         }
         (Err(e), true) => format!(

@@ -7,15 +7,22 @@
 //! by design ([`MAX_WORKERS`]); the rest of the descriptors, less a
 //! reserve, are for the waiting room.
 
-use super::pool::{SPARE, STACK_SIZE};
-use super::room::Limits;
+use super::exchange::room::Limits;
+use super::exchange::WORKER_STACK;
 use crate::platform;
 use crate::words::counted;
 
 /// The most workers, whatever the limits or `--max-conns`: a worker holds a
 /// connection for at most the slow-client verdict, so a few keep up with
-/// any load two cores can take, and threads can never run out.
+/// any load, and threads can never run out.
 pub(crate) const MAX_WORKERS: usize = 32;
+/// Workers per listener, unless the limits allow fewer: two per core, and
+/// at least four, so that a client held for the 1 ms verdict, or a log
+/// line that waits, leaves others to accept.
+fn wanted_per_listener() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    (2 * cores).max(4)
+}
 /// Descriptors kept free for what is opened after start: the room's epoll
 /// and waker, the spare, the outputs reopened without blocking, a file
 /// read from /proc.
@@ -30,7 +37,7 @@ const PER_CONNECTION: u64 = 1024;
 /// What serv6 will hold at once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Capacity {
-    pub max_workers: usize,
+    pub workers_per_listener: usize,
     pub room: Limits,
     /// Lines for the operator, said after the listening line.
     pub notes: Vec<String>,
@@ -73,14 +80,16 @@ impl Machine {
     /// Raises the open-file limit, then reads what this process may use.
     pub fn measure() -> Machine {
         let files = platform::raise_open_file_limit();
+        // A sandbox may forbid even reading the limit (systemd's
+        // `~@resources` filters prlimit64): /proc still tells it.
+        let limit = files
+            .map(|f| f.limit)
+            .or_else(|| proc_limit("Max open files"));
         Machine {
-            // A sandbox may forbid even reading the limit (systemd's
-            // `~@resources` filters prlimit64): /proc still tells it.
-            open_file_limit: files
-                .map(|f| f.limit)
-                .or_else(|| proc_limit("Max open files")),
+            open_file_limit: limit,
             raised_from: files.and_then(|f| f.raised_from),
-            open: open_descriptors().unwrap_or(3),
+            // Counting them takes a descriptor: none left, all are in use.
+            open: open_descriptors().or(limit).unwrap_or(3),
             address_space: address_space_room(),
         }
     }
@@ -105,11 +114,12 @@ pub(crate) fn plan(
             })
     })?;
     let fds = usize::try_from(fds).unwrap_or(usize::MAX);
-    let mut workers = (fds / 4).clamp(1, MAX_WORKERS.max(SPARE * listeners));
+    let wanted = (wanted_per_listener() * listeners).min(MAX_WORKERS.max(listeners));
+    let mut workers = (fds / 4).clamp(1, wanted);
     let mut held = fds - workers;
     if let Some(room) = machine.address_space {
         let room = room.saturating_sub(ADDRESS_SPACE_RESERVE);
-        let per_worker = STACK_SIZE as u64 + 2 * max_bytes as u64 + (64 << 10);
+        let per_worker = WORKER_STACK as u64 + 2 * max_bytes as u64 + (64 << 10);
         let fit = usize::try_from(room / 2 / per_worker).unwrap_or(usize::MAX);
         workers = workers.min(fit.max(1));
         let left = room.saturating_sub(workers as u64 * per_worker);
@@ -135,7 +145,7 @@ pub(crate) fn plan(
     };
     notes.push(describe(machine, waiting));
     Ok(Capacity {
-        max_workers: workers,
+        workers_per_listener: (workers / listeners.max(1)).max(1),
         room: Limits { waiting, held },
         notes,
     })
@@ -203,17 +213,19 @@ mod tests {
     #[test]
     fn the_descriptors_decide_the_default() {
         let plan = plan(&machine(20_000, 8), None, 65_536, 2).expect("fits");
-        assert_eq!(plan.max_workers, MAX_WORKERS);
+        let workers = 2 * plan.workers_per_listener;
+        assert_eq!(workers, (2 * wanted_per_listener()).min(MAX_WORKERS));
         let free = 20_000 - 8 - RESERVED_FDS as usize;
-        assert_eq!(plan.room.held, free - MAX_WORKERS);
+        assert_eq!(plan.room.held, free - workers);
         assert_eq!(plan.room.waiting, plan.room.held);
     }
 
     #[test]
     fn a_small_limit_shares_what_there_is() {
         let plan = plan(&machine(64, 8), None, 65_536, 2).expect("fits");
-        assert_eq!(plan.max_workers, 10);
-        assert_eq!(plan.room.held, 30);
+        let workers = 10.min(2 * wanted_per_listener());
+        assert_eq!(plan.workers_per_listener, workers / 2);
+        assert_eq!(plan.room.held, 40 - workers);
     }
 
     #[test]
@@ -221,7 +233,7 @@ mod tests {
         let kept = plan(&machine(20_000, 8), Some(100), 65_536, 2).expect("fits");
         assert_eq!(kept.room.waiting, 100);
         let lowered = plan(&machine(64, 8), Some(1000), 65_536, 2).expect("fits");
-        assert_eq!(lowered.room.waiting, 30);
+        assert_eq!(lowered.room.waiting, lowered.room.held);
         assert!(
             lowered.notes[0].contains("--max-conns 1000"),
             "{:?}",
@@ -246,7 +258,7 @@ mod tests {
             ..machine(20_000, 8)
         };
         let plan = plan(&limited, None, 65_536, 2).expect("fits");
-        assert!(plan.max_workers < MAX_WORKERS);
+        assert!(plan.workers_per_listener * 2 < MAX_WORKERS);
         assert!(plan.room.held < 1000, "{plan:?}");
         assert!(plan.notes[0].contains("address space is limited"));
     }

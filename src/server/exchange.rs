@@ -1,234 +1,513 @@
-//! Answering a connection whose reading has finished: stamp the message,
-//! write its log line, reply, and say how to close. Whoever read it (a
-//! worker or the waiting room) hands the [`Finished`] here and the result
-//! to the closer; nothing here waits on a client.
+//! One exchange, top to bottom. A worker accepts a connection, reads what
+//! has arrived (one `recvmsg`, which also brings the kernel's arrival
+//! time), frames it, and when the message is whole it stamps it, logs it,
+//! replies and closes: [`serve`]. A message that is not whole within 1 ms
+//! goes to the waiting room ([`room`]), which finishes it with the same
+//! [`read`] and [`answer`], so a slow client costs a descriptor, not a
+//! worker.
 
-use super::errors::{ErrorLines, Kind};
-use super::log::{Log, Stats};
-use super::reading::{Finished, Message};
-use crate::framing::Arrival;
-use crate::protocol::{self, Refusal};
-use crate::timestamp::{Rfc3339, Timestamp};
-use crate::{diag, platform};
-use std::fmt;
+pub(crate) mod room;
+
+use super::framing::{End, Ending, Framer, Rules};
+use super::proxy::{self, Header, Parsed, MAX_HEADER};
+use super::stats::{InProgress, STATS};
+use crate::addr::Cidr;
+use crate::output;
+use crate::platform;
+use crate::protocol;
+use crate::sync;
+use crate::timestamp::{Arrival, Timestamp};
+use room::Room;
+use std::fs::File;
 use std::io::{self, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::Arc;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
 
+/// How long a worker waits for a message before handing its connection
+/// to the room. A client's message comes with its handshake's last ACK or
+/// just after it, so nearly every one is whole at once; 1 ms is enough
+/// for one that wrote just after its connect on a loaded machine, and
+/// short enough that a flood of silent clients (2000 a second hold two
+/// workers' worth) cannot keep the workers from the accept queue.
+const SLOW_CLIENT: Duration = Duration::from_millis(1);
+/// The read size: enough for any ordinary message in one read.
+const CHUNK: usize = 4096;
+/// Reads from one connection per turn at most, so that a client that
+/// floods cannot starve the others (the next turn takes the rest).
+const READS_PER_TURN: usize = 16;
 /// A reader keeps at most this much message buffer between exchanges.
 const KEEP_CAPACITY: usize = 16 * 1024;
+/// A worker's stack: only the pages an exchange touches count against
+/// memory. glibc keeps up to 40 MiB of exited threads' stacks, so they are
+/// not small either.
+pub(crate) const WORKER_STACK: usize = 1024 * 1024;
+/// How long a worker waits before accepting again after `accept` failed
+/// and nothing could be done about it: long enough not to spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// What to do with a connection once its last line is sent.
-#[derive(Debug)]
-pub(crate) enum Closing {
-    /// Close it now (dropping the stream does).
-    Now(TcpStream),
-    /// The client may still be sending: shut our side, drain what comes for
-    /// a while, then close, so that a reset cannot destroy the last line.
-    Linger(TcpStream),
+/// What every exchange shares.
+pub(crate) struct Shared {
+    pub rules: Rules,
+    /// With the PROXY protocol: who may send a header.
+    pub proxy_from: Option<Vec<Cidr>>,
+    pub room: Arc<Room>,
+    stopping: AtomicBool,
+    /// A descriptor kept open to be given up when there are none left, so
+    /// that a connection can still be accepted and told why it is refused.
+    spare: Mutex<Option<File>>,
 }
 
-/// One connection in progress, from accept to its last line: dropping it
-/// ends the count.
-#[derive(Debug)]
-pub(crate) struct Ticket(Arc<AtomicUsize>);
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Relaxed);
+impl Shared {
+    pub fn new(rules: Rules, proxy_from: Option<Vec<Cidr>>, room: Arc<Room>) -> Shared {
+        Shared {
+            rules,
+            proxy_from,
+            room,
+            stopping: AtomicBool::new(false),
+            spare: Mutex::new(File::open("/dev/null").ok()),
+        }
     }
 }
 
-/// Buffers one reader reuses from exchange to exchange.
-#[derive(Debug, Default)]
+/// The buffers one reader (a worker, or the room) reuses from exchange to
+/// exchange, so that the common exchange allocates nothing.
 pub(crate) struct Scratch {
-    pub message: Vec<u8>,
+    chunk: Vec<u8>,
     line: String,
+    message: Vec<u8>,
 }
 
 impl Scratch {
-    /// The message buffer, to lend to the next reading.
-    pub fn lend(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.message)
+    pub fn new() -> Scratch {
+        Scratch {
+            chunk: vec![0; CHUNK],
+            line: String::new(),
+            message: Vec::new(),
+        }
     }
 
     /// Takes a message buffer back; a rare huge one is let go.
-    pub fn keep(&mut self, mut buffer: Vec<u8>) {
-        if buffer.capacity() <= KEEP_CAPACITY {
-            buffer.clear();
-            self.message = buffer;
+    fn keep(&mut self, mut message: Vec<u8>) {
+        if message.capacity() <= KEEP_CAPACITY {
+            message.clear();
+            self.message = message;
         }
     }
 }
 
-/// Everything an exchange needs that is shared by all connections.
-#[derive(Debug)]
-pub(crate) struct Service {
-    log: Log,
-    errors: Arc<ErrorLines>,
-    pub stats: Stats,
-    in_progress: Arc<AtomicUsize>,
+/// The workers of every listener: a fixed set, each blocking in `accept`,
+/// so the kernel hands each connection straight to an idle one.
+pub(crate) struct Workers {
+    listeners: Vec<Arc<TcpListener>>,
+    shared: Arc<Shared>,
+    /// Disconnected once every worker has left.
+    gone: mpsc::Receiver<()>,
 }
 
-impl Service {
-    /// The service, with the helper thread that ends each second of errors.
-    pub fn new(log: Log) -> Self {
-        Service {
-            log,
-            errors: ErrorLines::start(),
-            stats: Stats::new(),
-            in_progress: Arc::new(AtomicUsize::new(0)),
-        }
-    }
-
-    /// Counts a connection in progress until the ticket is dropped.
-    pub fn ticket(&self) -> Ticket {
-        self.in_progress.fetch_add(1, Relaxed);
-        Ticket(Arc::clone(&self.in_progress))
-    }
-
-    /// Connections in progress now, from any thread.
-    pub fn in_progress(&self) -> impl Fn() -> usize + Send + 'static {
-        let count = Arc::clone(&self.in_progress);
-        move || count.load(Relaxed)
-    }
-
-    /// The exchange log, for its dropped lines and the flush on exit.
-    pub fn log(&self) -> &Log {
-        &self.log
-    }
-
-    /// The error counts by kind, for the metrics.
-    pub fn errors(&self) -> &ErrorLines {
-        &self.errors
-    }
-
-    /// Writes the counts of error lines not yet shown, before the summary.
-    pub fn end_error_second(&self) {
-        self.errors.end_second();
-    }
-
-    /// Answers what reading `stream` finished with.
-    pub fn answer(&self, stream: TcpStream, finished: Finished, scratch: &mut Scratch) -> Closing {
-        match finished {
-            Finished::Message(message) => self.reply(stream, message, scratch),
-            Finished::Refused { client, why, cause } => {
-                let shown: &dyn fmt::Display = match &cause {
-                    Some(cause) => cause,
-                    None => &why,
-                };
-                self.count_error(kind_of(&why), client, shown);
-                send(&stream, &mut scratch.line, &why);
-                Closing::Linger(stream)
-            }
-            Finished::HealthCheck { peer } => {
-                if self.stats.checks.fetch_add(1, Relaxed) == 0 {
-                    diag::say(format_args!(
-                        "{peer}: health checks, counted apart and not logged"
-                    ));
-                }
-                Closing::Now(stream)
-            }
-            Finished::Failed {
-                client,
-                what,
-                error,
-            } => {
-                self.fail(client, what, &error);
-                Closing::Now(stream)
+impl Workers {
+    /// Starts `per_listener` workers on each listener.
+    pub fn start(
+        listeners: Vec<TcpListener>,
+        per_listener: usize,
+        shared: Arc<Shared>,
+    ) -> io::Result<Workers> {
+        let (alive, gone) = mpsc::channel::<()>();
+        let listeners: Vec<Arc<TcpListener>> = listeners.into_iter().map(Arc::new).collect();
+        for listener in &listeners {
+            for _ in 0..per_listener {
+                let (listener, shared, alive) =
+                    (Arc::clone(listener), Arc::clone(&shared), alive.clone());
+                thread::Builder::new()
+                    .name("serv6-worker".into())
+                    .stack_size(WORKER_STACK)
+                    .spawn(move || {
+                        serve(&listener, &shared);
+                        drop(alive);
+                    })?;
             }
         }
+        Ok(Workers {
+            listeners,
+            shared,
+            gone,
+        })
     }
 
-    /// The log line goes out before the reply, so that every reply a
-    /// client saw has its line, even after `kill -9`.
-    fn reply(&self, stream: TcpStream, message: Message, scratch: &mut Scratch) -> Closing {
-        let Some(stamp) = stamp(message.at) else {
-            scratch.keep(message.bytes);
-            let why = Refusal::ClockOutOfRange;
-            self.count_error(Kind::Clock, message.client, &why);
-            send(&stream, &mut scratch.line, &why);
-            return Closing::Linger(stream);
-        };
-        let line = &mut scratch.line;
-        self.log
-            .exchange(line, &stamp, message.client, &message.bytes);
-        line.clear();
-        protocol::write_received(line, message.bytes.len(), &stamp);
-        let written = (&stream).write_all(line.as_bytes());
-        let closing = match written {
-            Ok(()) => {
-                self.stats.served.fetch_add(1, Relaxed);
-                let took = message.at.mono.elapsed();
-                self.stats.reply_latency.observe(took);
-                if message.ending.more_may_come() {
-                    Closing::Linger(stream)
-                } else {
-                    Closing::Now(stream)
+    /// Stops accepting: what is queued is told the server is shutting
+    /// down, then each listener stops listening, so later connections are
+    /// refused and workers blocked in `accept` wake. (A connection queued
+    /// between the two is reset; the window is one `accept` that finds
+    /// nothing.) Waits until `by` at most for the workers to leave.
+    pub fn stop(&self, by: Instant) {
+        self.shared.stopping.store(true, Relaxed);
+        for listener in &self.listeners {
+            if listener.set_nonblocking(true).is_ok() {
+                while let Ok((stream, peer)) = listener.accept() {
+                    turn_away(
+                        stream,
+                        canonical(peer),
+                        End::ShuttingDown,
+                        &self.shared.rules,
+                    );
                 }
             }
+            platform::stop_listening(listener);
+        }
+        let _ = self
+            .gone
+            .recv_timeout(by.saturating_duration_since(Instant::now()));
+    }
+}
+
+/// A worker's life: accept, read, then answer, or hand a slow client to
+/// the room; until serv6 stops.
+fn serve(listener: &TcpListener, shared: &Shared) {
+    let mut scratch = Scratch::new();
+    while !shared.stopping.load(Relaxed) {
+        // accept: the next connection the kernel has queued.
+        let (stream, peer) = match listener.accept() {
+            Ok(accepted) => accepted,
             Err(e) => {
-                self.fail(message.client, "reply not delivered", &e);
-                Closing::Now(stream)
+                accept_failed(listener, shared, &e);
+                continue;
             }
         };
-        scratch.keep(message.bytes);
-        closing
+        STATS.worker_job(true);
+        let accepted = Instant::now();
+        let buffer = std::mem::take(&mut scratch.message);
+        let mut conn = match Connection::new(stream, peer, accepted, shared, buffer) {
+            Ok(conn) => conn,
+            Err((stream, client, end)) => {
+                turn_away(stream, client, end, &shared.rules);
+                STATS.worker_job(false);
+                continue;
+            }
+        };
+        // recv: what has arrived, and what comes within SLOW_CLIENT.
+        match read_until(&mut conn, accepted + SLOW_CLIENT, &mut scratch.chunk) {
+            // stamp, log, reply, close.
+            Some(end) => {
+                if let Some(stream) = answer(conn, end, &shared.rules, &mut scratch) {
+                    shared.room.linger(stream);
+                }
+            }
+            None => shared.room.admit(conn),
+        }
+        STATS.worker_job(false);
     }
+}
 
-    /// Tells a connection that cannot be served why, without waiting for
-    /// it: what it already sent is read, so that it is not reset, but it
-    /// gets no linger. `Busy` and `ShuttingDown` only.
-    // Owned: turning a connection away closes it when this returns.
-    #[allow(clippy::needless_pass_by_value)]
-    pub fn turn_away(&self, stream: TcpStream, client: SocketAddr, why: &Refusal) {
-        match why {
-            Refusal::Busy => self.count_error(Kind::Busy, client, why),
-            _ => {
-                self.stats.told_shutting_down.fetch_add(1, Relaxed);
+/// Reads `conn` until its request ends or `verdict` comes, waiting with
+/// `poll` between reads; `None`: not ended by then.
+fn read_until(conn: &mut Connection, verdict: Instant, chunk: &mut [u8]) -> Option<End> {
+    loop {
+        let now = Instant::now();
+        if let Some(end) = read(conn, chunk, now) {
+            return Some(end);
+        }
+        if now >= verdict {
+            return None;
+        }
+        let wait = conn.next_wake().min(verdict).saturating_duration_since(now);
+        if let Err(e) = platform::wait_readable(&conn.stream, wait) {
+            return Some(conn.fail(e));
+        }
+    }
+}
+
+/// recv: feeds what has arrived on `conn` to its framing, then tells it
+/// the time is `now`. Bytes are judged by when they arrived: what came
+/// before a pause or the deadline ran out is read before the clock can
+/// end the message, so a reader that was late cannot cut it short. The
+/// one place that decides what happens next to a connection, for workers
+/// and the room alike: after it, `conn.next_wake()` says when to look again.
+pub(crate) fn read(conn: &mut Connection, chunk: &mut [u8], now: Instant) -> Option<End> {
+    for _ in 0..READS_PER_TURN {
+        match platform::recv_now(&conn.stream, chunk) {
+            Ok((n, stamp)) => {
+                if let Some(end) = conn.feed(&chunk[..n], Arrival::stamped(stamp)) {
+                    return Some(end);
+                }
+            }
+            Err(e) if sync::is_interrupted(&e) => {}
+            Err(e) if sync::is_timeout(&e) => return conn.on_timer(now),
+            Err(e) => return Some(conn.fail(e)),
+        }
+    }
+    None
+}
+
+/// Answers a connection whose request ended as `end`: for a message,
+/// stamp it, log it, reply; otherwise say why, if it can be told. Returns
+/// the stream if it must linger (its client may still be sending, and a
+/// close now could reset the connection and destroy the reply); else it
+/// is closed here.
+pub(crate) fn answer(
+    conn: Connection,
+    end: End,
+    rules: &Rules,
+    scratch: &mut Scratch,
+) -> Option<TcpStream> {
+    let Connection {
+        stream,
+        client,
+        framer,
+        ..
+    } = conn;
+    let message = framer.into_message();
+    let linger = match end {
+        End::Message { ending, at } => match Timestamp::from_system_time(at.wall) {
+            Some(stamp) => {
+                let stamp = stamp.to_rfc3339();
+                // log, before the reply: a reply a client saw has its line.
+                output::log_exchange(&mut scratch.line, &stamp, client, &message);
+                scratch.line.clear();
+                protocol::write_received(&mut scratch.line, message.len(), &stamp);
+                // send
+                match (&stream).write_all(scratch.line.as_bytes()) {
+                    Ok(()) => {
+                        STATS.ended(&end);
+                        STATS.replied_after(at.mono.elapsed());
+                        ending.more_may_come()
+                    }
+                    Err(e) => refuse(&stream, client, End::Failed(e), rules, scratch),
+                }
+            }
+            None => refuse(&stream, client, End::ClockOutOfRange, rules, scratch),
+        },
+        end => refuse(&stream, client, end, rules, scratch),
+    };
+    scratch.keep(message);
+    // close: dropping the stream closes it.
+    linger.then_some(stream)
+}
+
+/// Counts and reports a request that got no time, and tells the client
+/// why if it can be told; true if it was (it lingers then).
+fn refuse(
+    stream: &TcpStream,
+    client: SocketAddr,
+    end: End,
+    rules: &Rules,
+    s: &mut Scratch,
+) -> bool {
+    STATS.ended(&end);
+    report(client, &end, rules);
+    let Some(why) = end.refusal(rules) else {
+        return false;
+    };
+    s.line.clear();
+    protocol::write_refusal(&mut s.line, &why);
+    let mut writer = stream;
+    writer.write_all(s.line.as_bytes()).is_ok()
+}
+
+/// Says on standard error how a connection that got no time ended: a few
+/// lines a second at most (see `output::report`).
+fn report(client: SocketAddr, end: &End, rules: &Rules) {
+    let slot = end.slot();
+    match end {
+        End::HealthCheck => {
+            if STATS.count(slot) == 1 {
+                output::say(format_args!(
+                    "{client}: health checks, counted apart and not logged"
+                ));
             }
         }
-        let mut line = String::new();
-        if send(&stream, &mut line, why) {
-            let _ = stream.shutdown(Shutdown::Write);
-            let mut sink = [0u8; 1024];
-            while matches!(platform::receive_now(&stream, &mut sink), Ok(got) if got.len > 0) {}
+        End::BadHeader(why) => output::report(End::nouns(slot), format_args!("{client}: {why}")),
+        End::Failed(e) => output::report(
+            End::nouns(slot),
+            format_args!("{client}: connection failed: {e}"),
+        ),
+        End::ShuttingDown => {}
+        end => {
+            if let Some(why) = end.refusal(rules) {
+                output::report(End::nouns(slot), format_args!("{client}: {why}"));
+            }
+        }
+    }
+}
+
+/// Tells a connection that will not be served why (`Busy` or
+/// `ShuttingDown`), without waiting for it: what it already sent is read,
+/// so that closing does not reset it, but it gets no linger.
+pub(crate) fn turn_away(stream: TcpStream, client: SocketAddr, end: End, rules: &Rules) {
+    let mut scratch = Scratch {
+        chunk: vec![0; 1024],
+        line: String::new(),
+        message: Vec::new(),
+    };
+    if refuse(&stream, client, end, rules, &mut scratch) {
+        let _ = stream.shutdown(Shutdown::Write);
+        while matches!(platform::recv_now(&stream, &mut scratch.chunk), Ok((n, _)) if n > 0) {}
+    }
+}
+
+/// `accept` failed. Out of descriptors, the room closes the connection
+/// that has waited longest, or else the spare is given up to accept the
+/// connection and tell it the server is busy. Otherwise, or if neither
+/// works, the failure is reported and the worker waits a little.
+fn accept_failed(listener: &TcpListener, shared: &Shared, e: &io::Error) {
+    if shared.stopping.load(Relaxed) || sync::is_interrupted(e) {
+        return;
+    }
+    if platform::is_out_of_descriptors(e) {
+        if shared.room.free_descriptor() {
+            return;
+        }
+        let mut spare = sync::lock(&shared.spare);
+        if spare.take().is_some() {
+            if let Ok((stream, peer)) = listener.accept() {
+                turn_away(stream, canonical(peer), End::Busy, &shared.rules);
+            }
+            *spare = File::open("/dev/null").ok();
+            if spare.is_some() {
+                return;
+            }
+        }
+    }
+    let at = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    output::trouble(format_args!("cannot accept on {at}: {e}"));
+    if e.kind() != io::ErrorKind::ConnectionAborted {
+        thread::sleep(ACCEPT_BACKOFF);
+    }
+}
+
+/// An address as the log shows it: an IPv4 client of an IPv6 socket as
+/// itself.
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
+/// One connection's request being read: with the PROXY protocol its
+/// header first, then the message under the framing rules.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub stream: TcpStream,
+    peer: SocketAddr,
+    /// Who the exchange is for: the peer, or the client its PROXY header named.
+    pub client: SocketAddr,
+    /// With the PROXY protocol, the header's bytes until it is whole.
+    header: Option<Vec<u8>>,
+    /// The header said the balancer connects for itself.
+    own: bool,
+    framer: Framer,
+    _in_progress: InProgress,
+}
+
+impl Connection {
+    /// A connection from `peer` accepted at `started`, its message to go in
+    /// `buffer`. With the PROXY protocol only the addresses allowed to may
+    /// send a header: anyone else gets the stream back, to be refused.
+    fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        started: Instant,
+        shared: &Shared,
+        buffer: Vec<u8>,
+    ) -> Result<Connection, (TcpStream, SocketAddr, End)> {
+        let peer = canonical(peer);
+        let header = match &shared.proxy_from {
+            None => None,
+            Some(ranges) if ranges.iter().any(|r| r.contains(peer.ip())) => Some(Vec::new()),
+            Some(_) => return Err((stream, peer, End::UntrustedProxy)),
+        };
+        Ok(Connection {
+            stream,
+            peer,
+            client: peer,
+            header,
+            own: false,
+            framer: Framer::new(&shared.rules, started, buffer),
+            _in_progress: InProgress::new(),
+        })
+    }
+
+    /// Whether any byte of its request has arrived.
+    pub fn has_begun(&self) -> bool {
+        self.header
+            .as_ref()
+            .map_or(!self.framer.message().is_empty(), |h| !h.is_empty())
+    }
+
+    /// When it must next be told the time.
+    pub fn next_wake(&self) -> Instant {
+        self.framer.next_wake()
+    }
+
+    /// Tells it the time is `now`, once what arrived before is fed.
+    pub fn on_timer(&mut self, now: Instant) -> Option<End> {
+        let end = self.framer.on_timer(now);
+        self.checked(end)
+    }
+
+    /// The connection failed: how that ends it.
+    fn fail(&self, error: io::Error) -> End {
+        if self.own {
+            End::HealthCheck
+        } else {
+            End::Failed(error)
         }
     }
 
-    /// Counts an error of `kind` (the summary and the metrics read the
-    /// count from the error lines) and reports it.
-    fn count_error(&self, kind: Kind, client: SocketAddr, cause: &dyn fmt::Display) {
-        self.errors.report(kind, format_args!("{client}: {cause}"));
+    /// Takes `bytes` that arrived `at`; empty `bytes` is EOF.
+    pub fn feed(&mut self, bytes: &[u8], at: Arrival) -> Option<End> {
+        let Some(header) = &mut self.header else {
+            let end = self.framer.feed(bytes, at);
+            return self.checked(end);
+        };
+        if let Some(end) = self.framer.on_timer(at.mono) {
+            return Some(end);
+        }
+        if bytes.is_empty() {
+            return Some(End::Failed(io::ErrorKind::UnexpectedEof.into()));
+        }
+        let taken = bytes.len().min(MAX_HEADER - header.len());
+        header.extend_from_slice(&bytes[..taken]);
+        let (relayed, len) = match proxy::parse(header) {
+            Parsed::Complete { header, len } => (header, len),
+            Parsed::Invalid(why) => return Some(End::BadHeader(why)),
+            Parsed::Incomplete if header.len() >= MAX_HEADER => {
+                return Some(End::BadHeader(proxy::Invalid::TooLong))
+            }
+            Parsed::Incomplete => return None,
+        };
+        // The message's first bytes: after the header, and past what the
+        // header's buffer took of this same read.
+        let mut rest = header.split_off(len);
+        rest.extend_from_slice(&bytes[taken..]);
+        match relayed {
+            Header::Relayed { client } if client != self.peer => self.client = canonical(client),
+            Header::Relayed { .. } | Header::Own => self.own = true,
+        }
+        self.header = None;
+        if rest.is_empty() {
+            return None;
+        }
+        self.feed(&rest, at)
     }
 
-    fn fail(&self, client: SocketAddr, what: &str, error: &io::Error) {
-        self.count_error(Kind::Failed, client, &format_args!("{what}: {error}"));
+    /// A balancer's own connection that ends before any message byte, or
+    /// fails, is a health check, not an exchange.
+    fn checked(&self, end: Option<End>) -> Option<End> {
+        let health_check = self.own
+            && match &end {
+                Some(End::Failed(_)) => true,
+                Some(End::Message { ending, .. }) => {
+                    *ending == Ending::Eof && self.framer.message().is_empty()
+                }
+                _ => false,
+            };
+        if health_check {
+            Some(End::HealthCheck)
+        } else {
+            end
+        }
     }
-}
-
-/// Writes `error: why`; true if it went out whole.
-fn send(stream: &TcpStream, line: &mut String, why: &Refusal) -> bool {
-    line.clear();
-    protocol::write_refusal(line, why);
-    let mut writer = stream;
-    writer.write_all(line.as_bytes()).is_ok()
-}
-
-fn kind_of(why: &Refusal) -> Kind {
-    match why {
-        Refusal::Deadline { .. } => Kind::Deadline,
-        Refusal::TooLong { .. } => Kind::TooLong,
-        Refusal::ClockOutOfRange => Kind::Clock,
-        Refusal::UntrustedProxy | Refusal::NoProxyHeader => Kind::Proxy,
-        Refusal::Busy => Kind::Busy,
-        Refusal::ShuttingDown => Kind::Failed,
-    }
-}
-
-/// The message's arrival as RFC 3339 text, or `None` if the clock is
-/// outside what it can write.
-fn stamp(at: Arrival) -> Option<Rfc3339> {
-    Some(Timestamp::from_system_time(at.wall)?.to_rfc3339())
 }

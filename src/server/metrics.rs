@@ -7,16 +7,13 @@
 //! garbage, holds only this thread and only briefly: the exchanges never
 //! wait on it. The counters are the ones the summary prints.
 
-use super::errors::Kind;
-use super::exchange::Service;
-use super::histogram::{self, Snapshot};
-use super::room::Room;
-use crate::diag;
+use super::framing::End;
+use super::stats::{BOUNDS, STATS};
+use crate::output;
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -27,29 +24,31 @@ const READ_LIMIT: Duration = Duration::from_secs(2);
 /// The Prometheus text format's content type.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// What the figures are read from.
-pub(crate) struct Sources {
-    pub service: Arc<Service>,
-    pub room: Option<Arc<Room>>,
-    /// The most connections held at once.
-    pub max_conns: usize,
-    pub started: SystemTime,
-}
-
 /// Binds `addr` and starts the thread that serves it; returns the address
 /// bound (with the real port when `addr` gave 0).
 ///
 /// # Errors
 ///
 /// Binding, or starting the thread.
-pub(crate) fn start(addr: SocketAddr, sources: Sources) -> io::Result<SocketAddr> {
+pub(crate) fn start(addr: SocketAddr, max_conns: usize) -> io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
+    let sources = Sources {
+        max_conns,
+        started: SystemTime::now(),
+    };
     thread::Builder::new()
         .name("serv6-metrics".into())
         .stack_size(256 * 1024)
         .spawn(move || serve(&listener, &sources))?;
     Ok(bound)
+}
+
+/// What the figures are read from besides the counters.
+struct Sources {
+    /// The most connections waiting at once.
+    max_conns: usize,
+    started: SystemTime,
 }
 
 fn serve(listener: &TcpListener, sources: &Sources) {
@@ -119,28 +118,53 @@ fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std:
 }
 
 /// Every figure, in the exposition format.
-pub(crate) fn render(sources: &Sources) -> String {
+fn render(sources: &Sources) -> String {
     let mut out = String::with_capacity(4096);
-    let service = &sources.service;
-    let stats = &service.stats;
+    let count = |label: &str| {
+        let slot = End::LABELS.iter().position(|l| *l == label).unwrap_or(0);
+        STATS.count(slot)
+    };
     single(
         &mut out,
         "serv6_exchanges_total",
         "counter",
         "Exchanges answered with the time their message arrived.",
-        stats.served.load(Relaxed),
+        count("served"),
     );
-    render_refusals(&mut out, sources);
+    describe(
+        &mut out,
+        "serv6_refusals_total",
+        "counter",
+        "Connections told 'error: ...', by reason.",
+    );
+    for reason in [
+        "too_long",
+        "deadline",
+        "proxy",
+        "clock",
+        "busy",
+        "shutting_down",
+    ] {
+        let n = count(reason);
+        let _ = writeln!(out, "serv6_refusals_total{{reason=\"{reason}\"}} {n}");
+    }
+    single(
+        &mut out,
+        "serv6_connections_failed_total",
+        "counter",
+        "Connections that failed (reset, say) before they could be answered.",
+        count("failed"),
+    );
     single(
         &mut out,
         "serv6_health_checks_total",
         "counter",
         "A balancer's own connections (PROXY protocol), counted apart.",
-        stats.checks.load(Relaxed),
+        count("health_check"),
     );
     render_connections(&mut out, sources);
-    render_log(&mut out, service);
-    render_latency(&mut out, &stats.reply_latency.snapshot());
+    render_log(&mut out);
+    render_latency(&mut out);
     describe(
         &mut out,
         "serv6_build_info",
@@ -166,59 +190,20 @@ pub(crate) fn render(sources: &Sources) -> String {
     out
 }
 
-fn render_refusals(out: &mut String, sources: &Sources) {
-    let service = &sources.service;
-    describe(
-        out,
-        "serv6_refusals_total",
-        "counter",
-        "Connections told 'error: ...', by reason.",
-    );
-    let mut failed = 0;
-    for (kind, count) in service.errors().totals() {
-        match kind {
-            Kind::Failed => {
-                failed = count;
-                continue;
-            }
-            // Not a refusal: the server's own trouble, shown on stderr.
-            Kind::Trouble => continue,
-            _ => {}
-        }
-        let _ = writeln!(
-            out,
-            "serv6_refusals_total{{reason=\"{}\"}} {count}",
-            kind.label()
-        );
-    }
-    let shutting_down = service.stats.told_shutting_down.load(Relaxed);
-    let _ = writeln!(
-        out,
-        "serv6_refusals_total{{reason=\"shutting_down\"}} {shutting_down}"
-    );
-    single(
-        out,
-        "serv6_connections_failed_total",
-        "counter",
-        "Connections that failed (reset, say) before they could be answered.",
-        failed,
-    );
-}
-
 fn render_connections(out: &mut String, sources: &Sources) {
     single(
         out,
         "serv6_connections_in_progress",
         "gauge",
         "Connections accepted and not yet answered.",
-        (sources.service.in_progress())(),
+        STATS.in_progress(),
     );
     single(
         out,
         "serv6_connections_held",
         "gauge",
         "Connections the waiting room holds: waiting for their message, or closing.",
-        sources.room.as_ref().map_or(0, |room| room.held()),
+        STATS.held.load(Relaxed),
     );
     single(
         out,
@@ -229,47 +214,46 @@ fn render_connections(out: &mut String, sources: &Sources) {
     );
 }
 
-fn render_log(out: &mut String, service: &Service) {
-    let log = service.log();
-    let (written, waiting) = log.written_and_waiting();
+fn render_log(out: &mut String) {
+    let log = output::log_counts();
     single(
         out,
         "serv6_log_lines_written_total",
         "counter",
         "Exchange lines written to standard output.",
-        written,
+        log.written,
     );
     single(
         out,
         "serv6_log_lines_queued",
         "gauge",
         "Exchange lines waiting for a slow standard output.",
-        waiting,
+        log.queued,
     );
     single(
         out,
         "serv6_log_lines_dropped_total",
         "counter",
         "Exchange lines dropped while standard output was stalled and its queue full.",
-        log.dropped(),
+        log.dropped,
     );
     single(
         out,
         "serv6_log_lines_not_written_total",
         "counter",
         "Exchange lines a write failed to take (a full disk, a size limit, a reader gone).",
-        log.not_written().0,
+        log.not_written,
     );
     single(
         out,
         "serv6_error_lines_dropped_total",
         "counter",
         "Lines dropped while standard error was stalled.",
-        diag::dropped(),
+        output::stderr_dropped(),
     );
 }
 
-fn render_latency(out: &mut String, snapshot: &Snapshot) {
+fn render_latency(out: &mut String) {
     let name = "serv6_reply_latency_seconds";
     describe(
         out,
@@ -277,11 +261,12 @@ fn render_latency(out: &mut String, snapshot: &Snapshot) {
         "histogram",
         "From the message's arrival (the kernel's stamp) to its reply written.",
     );
-    for (bound, count) in histogram::BOUNDS.iter().zip(&snapshot.cumulative) {
+    let (cumulative, sum) = STATS.latency();
+    for (bound, count) in BOUNDS.iter().zip(&cumulative) {
         let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
     }
-    let total = snapshot.cumulative.last().copied().unwrap_or(0);
+    let total = cumulative.last().copied().unwrap_or(0);
     let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
-    let _ = writeln!(out, "{name}_sum {}", snapshot.sum_seconds);
-    let _ = writeln!(out, "{name}_count {}", snapshot.count);
+    let _ = writeln!(out, "{name}_sum {sum}");
+    let _ = writeln!(out, "{name}_count {total}");
 }

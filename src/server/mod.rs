@@ -1,40 +1,32 @@
-//! serv6: the server. [`main`] is the whole program; `src/bin/serv6.rs` only calls it.
+//! serv6: the server. [`main`] is the whole program; `src/bin/serv6.rs`
+//! only calls it. It reads the options, listens, starts the workers and
+//! the waiting room ([`exchange`]), tells systemd it is ready, and waits for
+//! a signal to stop.
 
-mod activation;
 mod capacity;
-mod errors;
 mod exchange;
-mod histogram;
+mod framing;
 mod listen;
-mod log;
 mod metrics;
 mod notify;
 mod options;
-mod pool;
 mod proxy;
-mod reading;
-mod room;
-mod worker;
+mod stats;
 
 use crate::exit::Status;
-use crate::framing::Rules;
-use crate::protocol::DEFAULT_PORT;
-use crate::{diag, manpage, platform};
-use exchange::Service;
-use listen::Bound;
-use log::Log;
+use crate::{manpage, output, platform};
+use exchange::room::Room;
+use exchange::{Shared, Workers};
+use framing::Rules;
 pub(crate) use options::{program, MANUAL};
 use options::{Command, Options};
-use pool::Pool;
-use room::Room;
+use stats::STATS;
 use std::ffi::OsString;
-use std::fmt::Write as _;
 use std::io::Write;
 use std::net::TcpListener;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
-use worker::Front;
 
 /// glibc malloc arenas at most (see `platform::limit_malloc_arenas`).
 const MALLOC_ARENAS: i32 = 1;
@@ -44,185 +36,110 @@ const FLUSH_ON_EXIT: Duration = Duration::from_secs(1);
 /// Runs serv6 with `args` (without the program name) and returns its exit
 /// status, as `options::EXIT` says what each means.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    let status = run(args);
-    // Standard error may be a file written by a helper thread: what it
-    // still holds must reach it before the process ends.
-    diag::flush(FLUSH_ON_EXIT);
-    status
+    output::set_program("serv6");
+    let status = match run(args) {
+        Ok(()) => Status::Success,
+        Err(Stop { message, status }) => {
+            output::say(format_args!("{message}"));
+            status
+        }
+    };
+    output::flush(FLUSH_ON_EXIT);
+    status.into()
 }
 
-fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    diag::set_program("serv6");
-    let options = match options::parse(args) {
-        Ok(Command::Serve(options)) => options,
-        Ok(Command::Help) => return print_stdout(&options::program().help()),
-        Ok(Command::Manual) => return print_stdout(&manpage::render(&program(), &MANUAL)),
-        Ok(Command::Version) => return print_stdout(concat!("serv6 ", env!("CARGO_PKG_VERSION"))),
-        Err(e) => {
-            diag::say(format_args!("{}", options::program().usage_error(&e)));
-            return Status::Usage.into();
+/// Why serv6 stops before serving: the line to print and the exit status.
+struct Stop {
+    message: String,
+    status: Status,
+}
+
+impl Stop {
+    /// The machine, not the command line, stops serv6: exit status 1.
+    fn failure(message: String) -> Stop {
+        Stop {
+            message,
+            status: Status::Failure,
         }
+    }
+
+    fn usage(error: &dyn std::fmt::Display) -> Stop {
+        Stop {
+            message: program().usage_error(error),
+            status: Status::Usage,
+        }
+    }
+}
+
+fn run(args: impl IntoIterator<Item = OsString>) -> Result<(), Stop> {
+    let options = match options::parse(args).map_err(|e| Stop::usage(&e))? {
+        Command::Serve(options) => options,
+        Command::Help => return print(&program().help()),
+        Command::Manual => return print(&manpage::render(&program(), &MANUAL)),
+        Command::Version => return print(concat!("serv6 ", env!("CARGO_PKG_VERSION"))),
     };
     // Before any thread exists: it edits the environment.
-    let passed = match activation::passed_listeners() {
-        Ok(passed) => passed,
-        Err(e) => {
-            diag::say(format_args!("{e}"));
-            return Status::Failure.into();
-        }
-    };
+    let passed = listen::passed_listeners().map_err(|e| Stop::failure(e.to_string()))?;
     // Before any thread exists, so that every thread inherits the mask,
     // and no thread has an arena of its own yet.
-    let termination = platform::block_termination();
+    let termination = platform::Signals::block();
     platform::limit_malloc_arenas(MALLOC_ARENAS);
-    diag::never_block();
-    let running = match start(&options, passed) {
-        Ok(running) => running,
-        Err(StartError {
-            message,
-            status: Status::Usage,
-        }) => {
-            diag::say(format_args!("{}", options::program().usage_error(&message)));
-            return Status::Usage.into();
-        }
-        Err(StartError { message, status }) => {
-            diag::say(format_args!("{message}"));
-            return status.into();
-        }
-    };
-    running.tell_ready();
+    output::start();
+    STATS.start();
+    let running = start(&options, passed)?;
     let Some(termination) = termination else {
         // No signal handling here: SIGTERM ends the process the default way.
         loop {
             std::thread::park();
         }
     };
-    let service = Arc::clone(&running.service);
-    let report = move || {
-        let so_far = service.stats.summary(
-            "running for",
-            service.log(),
-            service.errors(),
-            diag::dropped(),
-        );
-        diag::say(format_args!("SIGUSR1: {so_far}"));
-    };
-    let signal = wait_for_signals(&termination, running.service.in_progress(), report);
+    let first = wait_for_signals(&termination);
+    let notifier = notify::Notifier::from_env().map(Arc::new);
+    if let Some(notifier) = &notifier {
+        notify::tell_ready(notifier, &running.room);
+    }
+    let signal = first
+        .recv()
+        .map_err(|_| Stop::failure("no signal thread".into()))?;
+    if let Some(notifier) = &notifier {
+        notifier.insist("STOPPING=1");
+    }
     running.shut_down(signal, options.grace);
-    ExitCode::SUCCESS
+    Ok(())
 }
 
-/// A serving serv6: its workers, its waiting room and what they share.
+/// A serving serv6: its workers and its waiting room.
 struct Running {
-    pool: Pool<Front>,
-    room: Option<Arc<Room>>,
-    service: Arc<Service>,
-    notifier: Option<Arc<notify::Notifier>>,
+    workers: Workers,
+    room: Arc<Room>,
 }
 
 impl Running {
-    /// Tells the service manager, if any, that serv6 is ready, then keeps
-    /// it told how serv6 is doing, and feeds its watchdog while the
-    /// workers and the room are seen to move.
-    fn tell_ready(&self) {
-        let Some(notifier) = &self.notifier else {
-            return;
-        };
-        notifier.send("READY=1");
-        let service = Arc::clone(&self.service);
-        let room = self.room.clone();
-        let status = {
-            let room = room.clone();
-            move || {
-                let held = room.as_ref().map_or(0, |room| room.held());
-                format!(
-                    "{} served, {} in progress, {held} held",
-                    service
-                        .stats
-                        .served
-                        .load(std::sync::atomic::Ordering::Relaxed),
-                    (service.in_progress())()
-                )
-            }
-        };
-        let pool = self.pool.progress_reader();
-        let turns = move || room.as_ref().map(|room| (room.turns(), Arc::clone(room)));
-        // The room turns once for each poke: one that has not since the
-        // last tick is stuck, as is a pool with a job under way and none
-        // ended since.
-        let mut seen = (pool(), turns());
-        let alive = move || {
-            let now = (pool(), turns());
-            let room_moved = match (&now.1, &seen.1) {
-                (Some((after, _)), Some((before, _))) => after > before,
-                _ => true,
-            };
-            let moving = now.0.moved_since(seen.0) && room_moved;
-            if let Some((_, room)) = &now.1 {
-                room.poke();
-            }
-            seen = now;
-            moving
-        };
-        if let Some(room) = &self.room {
-            room.poke();
-        }
-        let ping = notify::watchdog_interval();
-        if let Err(e) = notify::keep_telling(Arc::clone(notifier), ping, status, alive) {
-            diag::say(format_args!(
-                "cannot keep the service manager told ({e}): no status, no watchdog"
-            ));
-        }
-    }
-
     /// Refuses new connections, gives those in progress `grace`, then says
     /// what was done and lets queued output out, briefly.
     fn shut_down(&self, signal: platform::Signal, grace: Duration) {
-        if let Some(notifier) = &self.notifier {
-            notifier.send("STOPPING=1");
-        }
-        self.pool.stop_accepting();
-        diag::say(format_args!(
+        output::say(format_args!(
             "{signal} received: refusing new connections; exchanges in progress have {} s to finish",
             grace.as_secs_f64()
         ));
         // Workers finish within the slow-client verdict, handing what is
         // still incomplete to the room, which tells those left at `by`.
         let by = Instant::now() + grace;
-        match &self.room {
-            Some(room) => {
-                self.pool.wait_gone(by);
-                room.finish(by);
-            }
-            None => {
-                self.pool.wait_gone(by);
-            }
-        }
-        let service = &self.service;
-        service.end_error_second();
-        let summary = service.stats.summary(
-            "stopped after",
-            service.log(),
-            service.errors(),
-            diag::dropped(),
-        );
-        diag::say(format_args!("{summary}"));
-        service.log().flush(FLUSH_ON_EXIT);
-        diag::flush(FLUSH_ON_EXIT);
+        self.workers.stop(by);
+        self.room.finish(by);
+        output::end_second();
+        output::say(format_args!(
+            "{}",
+            STATS.summary("stopped after", &output::losses())
+        ));
     }
 }
 
-/// Waits for the first signal that stops serv6, and returns it. A thread
-/// of its own, started now while there is surely room for it, waits for
-/// them: SIGUSR1 has it `report` how it is going; after the first stopping
-/// signal it waits for a second, and then exits at once, saying how many
-/// exchanges that cuts.
-fn wait_for_signals(
-    termination: &platform::Termination,
-    in_progress: impl Fn() -> usize + Send + 'static,
-    report: impl Fn() + Send + 'static,
-) -> platform::Signal {
-    let (first, received) = std::sync::mpsc::channel();
+/// Starts a thread that waits for signals: SIGUSR1 has it say how serv6 is
+/// going; the first stopping signal is sent on the returned channel, and a
+/// second one exits at once, saying how many exchanges that cuts.
+fn wait_for_signals(termination: &platform::Signals) -> mpsc::Receiver<platform::Signal> {
+    let (first, received) = mpsc::channel();
     let waiter = termination.clone();
     let started = std::thread::Builder::new()
         .name("serv6-signals".into())
@@ -232,51 +149,39 @@ fn wait_for_signals(
             loop {
                 let signal = waiter.wait();
                 if !signal.stops() {
-                    report();
+                    let so_far = STATS.summary("running for", &output::losses());
+                    output::say(format_args!("SIGUSR1: {so_far}"));
                 } else if !std::mem::replace(&mut stopping, true) {
                     let _ = first.send(signal);
                 } else {
-                    diag::say(format_args!(
+                    output::say(format_args!(
                         "{signal} received again: exiting now, cutting {} in progress",
-                        crate::words::counted(in_progress() as u64, "exchange", "exchanges")
+                        crate::words::counted(STATS.in_progress() as u64, "exchange", "exchanges")
                     ));
-                    diag::flush(FLUSH_ON_EXIT);
+                    output::flush(FLUSH_ON_EXIT);
                     std::process::exit(Status::Failure.code().into());
                 }
             }
         });
-    if let Ok(Ok(signal)) = started.map(|_| received.recv()) {
-        return signal;
+    if started.is_err() {
+        output::say(format_args!("a second signal will not stop serv6 at once"));
+        let (first, received) = mpsc::channel();
+        let waiter = termination.clone();
+        let _ = first.send(loop {
+            let signal = waiter.wait();
+            if signal.stops() {
+                break signal;
+            }
+        });
+        return received;
     }
-    diag::say(format_args!("a second signal will not stop serv6 at once"));
-    loop {
-        let signal = termination.wait();
-        if signal.stops() {
-            return signal;
-        }
-    }
-}
-
-/// Why serv6 could not start: the line to print and the exit status.
-struct StartError {
-    message: String,
-    status: Status,
-}
-
-impl StartError {
-    /// The machine, not the command line, stops serv6: exit status 1.
-    fn failure(message: String) -> StartError {
-        StartError {
-            message,
-            status: Status::Failure,
-        }
-    }
+    received
 }
 
 /// Binds (or takes the sockets passed to it), starts the waiting room and
 /// the workers, then says where it listens: once that line is out,
 /// clients are served.
-fn start(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Running, StartError> {
+fn start(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Running, Stop> {
     let mut bound = listeners(options, passed)?;
     let mut line = listen::listening_line(&bound.listeners);
     if let Some(e) = bound
@@ -291,91 +196,52 @@ fn start(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Running,
     let machine = capacity::Machine::measure();
     let listeners = bound.listeners.len();
     let capacity = capacity::plan(&machine, options.max_conns, options.max_bytes, listeners)
-        .map_err(|e| StartError::failure(format!("cannot serve: {e}")))?;
-    let service = Arc::new(Service::new(Log::new(options.quiet, options.log_bytes)));
-    let room = start_room(&service, capacity.room, &mut bound.notes)?;
-    let front = Front {
-        service: Arc::clone(&service),
-        room: room.clone(),
-        rules: Rules {
-            max_len: options.max_bytes,
-            pause: options.pause,
-            deadline: options.deadline,
-        },
-        proxy_from: options.proxy_from.clone(),
+        .map_err(|e| Stop::failure(format!("cannot serve: {e}")))?;
+    let rules = Rules {
+        max_len: options.max_bytes,
+        pause: options.pause,
+        deadline: options.deadline,
     };
-    let settings = pool::Settings::new(options.deadline, capacity.max_workers);
-    let pool = Pool::start(bound.listeners, settings, front)
-        .map_err(|e| StartError::failure(format!("cannot start workers: {e}")))?;
+    output::start_log(options.quiet, options.log_bytes);
+    let room = Room::start(capacity.room, rules)
+        .map_err(|e| Stop::failure(format!("cannot start the waiting room: {e}")))?;
+    let shared = Arc::new(Shared::new(
+        rules,
+        options.proxy_from.clone(),
+        Arc::clone(&room),
+    ));
+    let workers = Workers::start(bound.listeners, capacity.workers_per_listener, shared)
+        .map_err(|e| Stop::failure(format!("cannot start workers: {e}")))?;
     if let Some(addr) = options.metrics {
-        let sources = metrics::Sources {
-            service: Arc::clone(&service),
-            room: room.clone(),
-            max_conns: capacity.room.waiting,
-            started: std::time::SystemTime::now(),
-        };
-        let at = metrics::start(addr, sources)
-            .map_err(|e| StartError::failure(format!("cannot serve metrics on {addr}: {e}")))?;
-        let _ = write!(line, " (metrics: http://{at}/metrics)");
+        let at = metrics::start(addr, capacity.room.waiting)
+            .map_err(|e| Stop::failure(format!("cannot serve metrics on {addr}: {e}")))?;
+        line.push_str(&format!(" (metrics: http://{at}/metrics)"));
     }
     // First, so that a script may read where serv6 listens from line 1.
-    diag::say(format_args!("{line}"));
+    output::say(format_args!("{line}"));
     for note in bound.notes.iter().chain(&capacity.notes) {
-        diag::say(format_args!("{note}"));
+        output::say(format_args!("{note}"));
     }
-    Ok(Running {
-        pool,
-        room,
-        service,
-        notifier: notify::Notifier::from_env().map(Arc::new),
-    })
+    Ok(Running { workers, room })
 }
 
-/// The waiting room, or `None` where the system has no epoll (said in
-/// `notes`: workers then hold slow clients themselves).
-fn start_room(
-    service: &Arc<Service>,
-    limits: room::Limits,
-    notes: &mut Vec<String>,
-) -> Result<Option<Arc<Room>>, StartError> {
-    match Room::start(Arc::clone(service), limits) {
-        Ok(room) => Ok(Some(room)),
-        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
-            notes.push(
-                "no waiting room on this system: a slow client holds a worker until its deadline"
-                    .into(),
-            );
-            Ok(None)
-        }
-        Err(e) => Err(StartError::failure(format!(
-            "cannot start the waiting room: {e}"
-        ))),
-    }
-}
-
-fn listeners(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Bound, StartError> {
+fn listeners(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<listen::Bound, Stop> {
     if let Some(listeners) = passed {
         if !options.binds.is_empty() || options.port.is_some() {
-            return Err(StartError {
-                message: "'--bind' and '--port' do not go with sockets passed by a service \
-                          manager (LISTEN_FDS): it chose the addresses"
-                    .into(),
-                status: Status::Usage,
-            });
+            return Err(Stop::usage(
+                &"'--bind' and '--port' do not go with sockets passed by a service \
+                  manager (LISTEN_FDS): it chose the addresses",
+            ));
         }
-        return Ok(Bound {
+        return Ok(listen::Bound {
             listeners,
             notes: Vec::new(),
         });
     }
-    let port = options.port.unwrap_or(DEFAULT_PORT);
-    let mut bound = listen::bind_all(&options.binds, port).map_err(|e| StartError {
-        status: if e.is_usage() {
-            Status::Usage
-        } else {
-            Status::Failure
-        },
-        message: e.to_string(),
+    let port = options.port.unwrap_or(crate::protocol::DEFAULT_PORT);
+    let mut bound = listen::bind_all(&options.binds, port).map_err(|e| match e.is_usage() {
+        true => Stop::usage(&e),
+        false => Stop::failure(e.to_string()),
     })?;
     for listener in &bound.listeners {
         if let Err(e) = platform::set_backlog(listener, options.backlog) {
@@ -388,10 +254,9 @@ fn listeners(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Boun
     Ok(bound)
 }
 
-fn print_stdout(text: &str) -> ExitCode {
+fn print(text: &str) -> Result<(), Stop> {
     let mut out = std::io::stdout().lock();
-    match writeln!(out, "{text}").and_then(|()| out.flush()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(_) => Status::Failure.into(),
-    }
+    writeln!(out, "{text}")
+        .and_then(|()| out.flush())
+        .map_err(|e| Stop::failure(format!("cannot write standard output: {e}")))
 }

@@ -2,17 +2,32 @@
 //! without a library: datagrams to the socket `NOTIFY_SOCKET` names (a
 //! path, or an abstract name after `@`). `READY=1` once every listener
 //! serves, `STATUS=` every few seconds, `STOPPING=1` at the first stopping
-//! signal, and with `WATCHDOG_USEC` a `WATCHDOG=1` at half that interval,
-//! sent only while the workers and the waiting room are seen to move, so
-//! that a wedged serv6 is restarted.
+//! signal, and with `WATCHDOG_USEC` a `WATCHDOG=1` at half that interval
+//! (at most every [`WATCHDOG_FLOOR`]), sent only while the workers and the
+//! waiting room are seen to move, so that a wedged serv6 is restarted.
+//!
+//! Nothing here ever waits on the manager: the socket is non-blocking, and
+//! a state that cannot go now is dropped, or for `READY=1` and `STOPPING=1`
+//! tried again a few times, then given up with a line on standard error.
 
+use super::exchange::room::Room;
+use super::stats::STATS;
+use crate::output;
 use std::io;
 use std::os::unix::net::UnixDatagram;
+use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How often the one-line status is sent.
 const STATUS_EVERY: Duration = Duration::from_secs(2);
+/// The shortest watchdog period: a manager asking for more than 10 pings
+/// a second (systemd's own shortest sensible `WatchdogSec=` is a second)
+/// would have serv6 busy pinging.
+pub(crate) const WATCHDOG_FLOOR: Duration = Duration::from_millis(100);
+/// How often, and how far apart, a state that matters is tried.
+const TRIES: u32 = 10;
+const TRY_AGAIN_AFTER: Duration = Duration::from_millis(20);
 
 /// The service manager's socket, if there is one.
 pub(crate) struct Notifier {
@@ -27,60 +42,114 @@ impl Notifier {
             .ok()
             .filter(|t| !t.is_empty())?;
         let socket = UnixDatagram::unbound().ok()?;
+        socket.set_nonblocking(true).ok()?;
         Some(Notifier { socket, target })
     }
 
-    /// Sends one state line (`READY=1`, `STATUS=...`); failures are
-    /// ignored, as `sd_notify` callers do: serving does not depend on it.
-    pub fn send(&self, state: &str) {
-        let _ = self.send_to(state.as_bytes());
-    }
-
-    fn send_to(&self, data: &[u8]) -> io::Result<usize> {
+    /// Sends one state line (`STATUS=...`) now, or not at all.
+    pub fn send(&self, state: &str) -> io::Result<()> {
+        let data = state.as_bytes();
         match self.target.strip_prefix('@') {
             Some(name) => {
                 use std::os::linux::net::SocketAddrExt;
                 let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
-                self.socket.send_to_addr(data, &addr)
+                self.socket.send_to_addr(data, &addr).map(drop)
             }
-            None => self.socket.send_to(data, &self.target),
+            None => self.socket.send_to(data, &self.target).map(drop),
+        }
+    }
+
+    /// Sends a state the manager must not miss (`READY=1`, `STOPPING=1`),
+    /// trying again a few times if its socket is full, then giving up.
+    pub fn insist(&self, state: &str) {
+        let mut tries = 0;
+        while let Err(e) = self.send(state) {
+            tries += 1;
+            if tries == TRIES || !crate::sync::is_timeout(&e) {
+                output::say(format_args!(
+                    "cannot tell the service manager {state} ({e}); serving goes on"
+                ));
+                return;
+            }
+            thread::sleep(TRY_AGAIN_AFTER);
         }
     }
 }
 
-/// Half the watchdog interval systemd asks for, if it asks this process.
+/// Half the watchdog interval systemd asks for, if it asks this process,
+/// and never less than [`WATCHDOG_FLOOR`].
 pub(crate) fn watchdog_interval() -> Option<Duration> {
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
     let for_us =
         std::env::var("WATCHDOG_PID").map_or(true, |pid| pid.parse() == Ok(std::process::id()));
-    (for_us && usec > 0).then(|| Duration::from_micros(usec) / 2)
+    (for_us && usec > 0).then(|| (Duration::from_micros(usec) / 2).max(WATCHDOG_FLOOR))
 }
 
-/// Sends the status every [`STATUS_EVERY`], and `WATCHDOG=1` every `ping`
-/// (if any) while `alive` says serv6 is making progress, on a thread of
-/// its own.
-pub(crate) fn keep_telling(
-    notifier: std::sync::Arc<Notifier>,
-    ping: Option<Duration>,
-    status: impl Fn() -> String + Send + 'static,
-    mut alive: impl FnMut() -> bool + Send + 'static,
-) -> io::Result<()> {
+/// Says serv6 is ready, then keeps the manager told, on a thread of its
+/// own: the status every [`STATUS_EVERY`], and the watchdog's ping while
+/// the workers and the room move.
+pub(crate) fn tell_ready(notifier: &Arc<Notifier>, room: &Arc<Room>) {
+    notifier.insist("READY=1");
+    let ping = watchdog_interval();
     let tick = ping.map_or(STATUS_EVERY, |p| p.min(STATUS_EVERY));
-    thread::Builder::new()
+    let (notifier, room) = (Arc::clone(notifier), Arc::clone(room));
+    let started = thread::Builder::new()
         .name("serv6-notify".into())
         .stack_size(crate::sync::HELPER_STACK)
         .spawn(move || {
-            let mut last_status: Option<Instant> = None;
+            let mut since_status = STATUS_EVERY;
+            let mut seen = Progress::now(&room);
+            room.poke();
             loop {
-                if last_status.map_or(true, |at| at.elapsed() >= STATUS_EVERY) {
-                    notifier.send(&format!("STATUS={}", status()));
-                    last_status = Some(Instant::now());
+                if since_status >= STATUS_EVERY {
+                    let status = format!(
+                        "STATUS={} served, {} in progress, {} held",
+                        STATS.served(),
+                        STATS.in_progress(),
+                        STATS.held.load(std::sync::atomic::Ordering::Relaxed)
+                    );
+                    let _ = notifier.send(&status);
+                    since_status = Duration::ZERO;
                 }
-                if ping.is_some() && alive() {
-                    notifier.send("WATCHDOG=1");
+                if ping.is_some() {
+                    let now = Progress::now(&room);
+                    if now.moved_since(seen) {
+                        let _ = notifier.send("WATCHDOG=1");
+                    }
+                    seen = now;
+                    room.poke();
                 }
                 thread::sleep(tick);
+                since_status += tick;
             }
-        })?;
-    Ok(())
+        });
+    if let Err(e) = started {
+        output::say(format_args!(
+            "cannot keep the service manager told ({e}): no status, no watchdog"
+        ));
+    }
+}
+
+/// How far the workers and the room have come, for the watchdog.
+#[derive(Clone, Copy)]
+struct Progress {
+    room_turns: u64,
+    jobs: (u64, u64),
+}
+
+impl Progress {
+    fn now(room: &Room) -> Progress {
+        Progress {
+            room_turns: room.turns(),
+            jobs: STATS.worker_jobs(),
+        }
+    }
+
+    /// Whether both moved since `before`: the room turned (it is poked
+    /// after each look, so one that did not is stuck), and the workers had
+    /// no job under way then, or have ended one since.
+    fn moved_since(self, before: Progress) -> bool {
+        let (begun, ended) = before.jobs;
+        self.room_turns > before.room_turns && (begun == ended || self.jobs.1 > ended)
+    }
 }

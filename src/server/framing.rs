@@ -1,58 +1,20 @@
-//! Where a client's message ends: the framing rules of the exchange.
+//! Where a client's message ends, and how a connection can end: the rules.
 //!
 //! A message ends at the first LF (a CR just before it is dropped), at EOF,
 //! or when the client pauses after sending at least one byte. It must be no
 //! longer than a limit and complete within a deadline.
 //!
 //! [`Framer`] applies these rules as a state machine: it is fed bytes with
-//! the time they arrived, and asked when it next needs to look at the clock
+//! the time they arrived, and told when it must next look at the clock
 //! ([`Framer::next_wake`], [`Framer::on_timer`]). It never reads or waits
-//! itself, so a worker blocking on a socket, the waiting room polling
-//! thousands of them, and tests on a virtual clock all drive the same
-//! rules. [`drive`] is the blocking loop around any such [`Machine`], and
-//! [`read_message`] the whole read of one message from a [`Source`].
+//! itself, so a worker, the waiting room and tests on a virtual clock all
+//! drive the same rules. [`End`] is how a connection ended, whatever ended it.
 
-use crate::sync::is_retry;
+use super::proxy;
+use crate::protocol::Refusal;
+use crate::timestamp::Arrival;
 use std::io;
-use std::time::{Duration, Instant, SystemTime};
-
-/// When bytes arrived, on both clocks: the monotonic one the rules are
-/// judged on, and the wall clock the reply states. Knowing both from the
-/// read on saves converting between them for the stamp.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Arrival {
-    pub mono: Instant,
-    pub wall: SystemTime,
-}
-
-impl Arrival {
-    /// The present moment, for bytes read with no kernel stamp.
-    pub fn now() -> Arrival {
-        Arrival {
-            mono: Instant::now(),
-            wall: SystemTime::now(),
-        }
-    }
-
-    /// The arrival the kernel stamped (`stamp`), placed on the monotonic
-    /// clock by its distance from the wall clock now; with no stamp, or one
-    /// from the future (the wall clock stepped back), the present moment.
-    pub fn stamped(stamp: Option<SystemTime>) -> Arrival {
-        let now = Arrival::now();
-        let Some(wall) = stamp else {
-            return now;
-        };
-        match now
-            .wall
-            .duration_since(wall)
-            .ok()
-            .and_then(|ago| now.mono.checked_sub(ago))
-        {
-            Some(mono) => Arrival { mono, wall },
-            None => now,
-        }
-    }
-}
+use std::time::{Duration, Instant};
 
 /// The limits one exchange is read under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,46 +48,97 @@ impl Ending {
     }
 }
 
-/// What reading an exchange's message produced.
+/// How a connection ended: the one account of it, which [`End::refusal`]
+/// turns into the reply, [`End::slot`] into its counter and metric label, and
+/// [`End::nouns`] into the operator's words.
 #[derive(Debug)]
-pub(crate) enum Outcome {
-    /// The message is complete; `at` is when the last of it arrived.
+pub(crate) enum End {
+    /// A whole message, the last of it arrived `at`: it is answered.
     Message { ending: Ending, at: Arrival },
-    /// More than `max_len` bytes arrived before the message ended.
+    /// More than the limit arrived before the message ended.
     TooLong,
     /// No message was complete within the deadline.
     Deadline,
-    /// The memory for the message could not be had (an address-space
-    /// limit, say): a refusal, never an abort.
-    NoMemory,
-    /// The connection failed (reset, for example).
+    /// It made way for another connection, or the memory or descriptor it
+    /// needed could not be had: the server is busy.
+    Busy,
+    /// The server is stopping.
+    ShuttingDown,
+    /// The server's clock cannot be written as a reply's time.
+    ClockOutOfRange,
+    /// With the PROXY protocol: the peer may not send a header.
+    UntrustedProxy,
+    /// With the PROXY protocol: no valid header came first.
+    BadHeader(proxy::Invalid),
+    /// A balancer's own connection (PROXY protocol) that ended before any
+    /// message byte: counted apart, not logged.
+    HealthCheck,
+    /// The connection failed (reset, say); nothing can be sent.
     Failed(io::Error),
 }
 
-/// Whether a state machine has finished, and with what.
-#[derive(Debug)]
-pub(crate) enum Progress<T> {
-    Pending,
-    Done(T),
-}
+impl End {
+    /// Every label, in the order of [`End::slot`]: the counters' names.
+    pub const LABELS: [&'static str; 9] = [
+        "served",
+        "too_long",
+        "deadline",
+        "busy",
+        "shutting_down",
+        "clock",
+        "proxy",
+        "health_check",
+        "failed",
+    ];
 
-/// A state machine that reads something from bytes arriving over time.
-pub(crate) trait Machine {
-    /// What it finishes with.
-    type Done;
+    /// Where this ending is counted: its place in [`End::LABELS`].
+    pub fn slot(&self) -> usize {
+        match self {
+            End::Message { .. } => 0,
+            End::TooLong => 1,
+            End::Deadline => 2,
+            End::Busy => 3,
+            End::ShuttingDown => 4,
+            End::ClockOutOfRange => 5,
+            End::UntrustedProxy | End::BadHeader(_) => 6,
+            End::HealthCheck => 7,
+            End::Failed(_) => 8,
+        }
+    }
 
-    /// Takes `bytes` that arrived at `at`; empty `bytes` is EOF.
-    fn feed(&mut self, bytes: &[u8], at: Arrival) -> Progress<Self::Done>;
+    /// One and many of it, for the operator's per-second counts, by slot.
+    pub fn nouns(slot: usize) -> (&'static str, &'static str) {
+        [
+            ("exchange", "exchanges"),
+            ("message too long", "messages too long"),
+            ("deadline", "deadlines"),
+            ("busy refusal", "busy refusals"),
+            ("connection cut at shutdown", "connections cut at shutdown"),
+            ("clock out of range", "clocks out of range"),
+            ("refused PROXY connection", "refused PROXY connections"),
+            ("health check", "health checks"),
+            ("connection failed", "connections failed"),
+        ][slot]
+    }
 
-    /// When it must next be told the time: at or after it,
-    /// [`Machine::on_timer`] finishes.
-    fn next_wake(&self) -> Instant;
-
-    /// Tells it the time is `now`.
-    fn on_timer(&mut self, now: Instant) -> Progress<Self::Done>;
-
-    /// The connection failed: what that finishes with.
-    fn fail(&mut self, error: io::Error) -> Self::Done;
+    /// What the client is told instead of a time, under `rules`; `None`
+    /// for a message (answered) and for what cannot be told anything.
+    pub fn refusal(&self, rules: &Rules) -> Option<Refusal> {
+        Some(match self {
+            End::TooLong => Refusal::TooLong {
+                max_bytes: rules.max_len,
+            },
+            End::Deadline => Refusal::Deadline {
+                limit: rules.deadline,
+            },
+            End::Busy => Refusal::Busy,
+            End::ShuttingDown => Refusal::ShuttingDown,
+            End::ClockOutOfRange => Refusal::ClockOutOfRange,
+            End::UntrustedProxy => Refusal::UntrustedProxy,
+            End::BadHeader(_) => Refusal::NoProxyHeader,
+            End::Message { .. } | End::HealthCheck | End::Failed(_) => return None,
+        })
+    }
 }
 
 /// The framing rules as a state machine over one message.
@@ -160,9 +173,40 @@ impl Framer {
         self.message
     }
 
-    /// The message buffer, leaving this framer empty.
-    pub fn take_message(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.message)
+    /// Takes `bytes` that arrived at `at`; empty `bytes` is EOF.
+    pub fn feed(&mut self, bytes: &[u8], at: Arrival) -> Option<End> {
+        if let Some(ended) = self.timed_out(at.mono, true) {
+            return Some(ended);
+        }
+        if bytes.is_empty() {
+            // Received at the last byte; an empty message, when EOF came.
+            let last = self.last_arrival.unwrap_or(at);
+            return Some(self.finish(Ending::Eof, last));
+        }
+        match take(&mut self.message, bytes, self.rules.max_len) {
+            Step::More => {
+                self.last_arrival = Some(at);
+                None
+            }
+            Step::Newline { trailing } => Some(End::Message {
+                ending: Ending::Newline { trailing },
+                at,
+            }),
+            Step::TooLong => Some(End::TooLong),
+            Step::NoMemory => Some(End::Busy),
+        }
+    }
+
+    /// When it must next be told the time: at or after it,
+    /// [`Framer::on_timer`] finishes.
+    pub fn next_wake(&self) -> Instant {
+        self.pause_end()
+            .map_or(self.deadline, |end| end.min(self.deadline))
+    }
+
+    /// Tells it the time is `now`, once what arrived before has been fed.
+    pub fn on_timer(&mut self, now: Instant) -> Option<End> {
+        self.timed_out(now, false)
     }
 
     /// Where the pause that would end the message runs out, if one would.
@@ -176,144 +220,23 @@ impl Framer {
     /// a pause that ran out within the deadline, or the deadline. `late`
     /// says `now` is an arrival: bytes that came exactly as the pause ran
     /// out still belong to the message.
-    fn timed_out(&self, now: Instant, late: bool) -> Option<Outcome> {
+    fn timed_out(&self, now: Instant, late: bool) -> Option<End> {
         let past = |end: Instant| if late { now > end } else { now >= end };
         if let (Some(at), Some(end)) = (self.last_arrival, self.pause_end()) {
             if past(end) && end <= self.deadline {
                 return Some(self.finish(Ending::Pause, at));
             }
         }
-        past(self.deadline).then_some(Outcome::Deadline)
+        past(self.deadline).then_some(End::Deadline)
     }
 
-    fn finish(&self, ending: Ending, at: Arrival) -> Outcome {
+    fn finish(&self, ending: Ending, at: Arrival) -> End {
         if self.message.len() > self.rules.max_len {
-            Outcome::TooLong
+            End::TooLong
         } else {
-            Outcome::Message { ending, at }
+            End::Message { ending, at }
         }
     }
-}
-
-impl Machine for Framer {
-    type Done = Outcome;
-
-    fn feed(&mut self, bytes: &[u8], at: Arrival) -> Progress<Outcome> {
-        if let Some(ended) = self.timed_out(at.mono, true) {
-            return Progress::Done(ended);
-        }
-        if bytes.is_empty() {
-            // Received at the last byte; an empty message, when EOF came.
-            let last = self.last_arrival.unwrap_or(at);
-            return Progress::Done(self.finish(Ending::Eof, last));
-        }
-        match take(&mut self.message, bytes, self.rules.max_len) {
-            Step::More => {
-                self.last_arrival = Some(at);
-                Progress::Pending
-            }
-            Step::Newline { trailing } => Progress::Done(Outcome::Message {
-                ending: Ending::Newline { trailing },
-                at,
-            }),
-            Step::TooLong => Progress::Done(Outcome::TooLong),
-            Step::NoMemory => Progress::Done(Outcome::NoMemory),
-        }
-    }
-
-    fn next_wake(&self) -> Instant {
-        self.pause_end()
-            .map_or(self.deadline, |end| end.min(self.deadline))
-    }
-
-    fn on_timer(&mut self, now: Instant) -> Progress<Outcome> {
-        match self.timed_out(now, false) {
-            Some(ended) => Progress::Done(ended),
-            None => Progress::Pending,
-        }
-    }
-
-    fn fail(&mut self, error: io::Error) -> Outcome {
-        Outcome::Failed(error)
-    }
-}
-
-/// Bytes arriving over time: a socket, or a script in tests.
-pub(crate) trait Source {
-    /// The current time on this source's clock.
-    fn now(&self) -> Instant;
-
-    /// Reads into `buf`, waiting at most `wait` (zero: only what has
-    /// already arrived), and says when the last byte read arrived. A length
-    /// of 0 is EOF; an error of kind `WouldBlock` or `TimedOut` means
-    /// nothing came.
-    fn read_within(&mut self, buf: &mut [u8], wait: Duration) -> io::Result<(usize, Arrival)>;
-}
-
-/// Reads from `source` into `machine` until it finishes, or until
-/// `stop_at` comes first (then `Pending`: the machine holds what came).
-/// `chunk` is the read buffer.
-///
-/// Bytes are judged by when they arrived, not when they were read: once a
-/// pause or the deadline is due, what has already arrived is read first,
-/// so a reader that was late (descheduled, stopped) cannot cut a message
-/// short or turn it into a deadline.
-pub(crate) fn drive<M: Machine>(
-    source: &mut impl Source,
-    machine: &mut M,
-    chunk: &mut [u8],
-    stop_at: Option<Instant>,
-) -> Progress<M::Done> {
-    loop {
-        let now = source.now();
-        if now >= machine.next_wake() {
-            match source.read_within(chunk, Duration::ZERO) {
-                Ok((n, at)) => match machine.feed(&chunk[..n], at) {
-                    Progress::Done(done) => return Progress::Done(done),
-                    Progress::Pending => continue,
-                },
-                Err(e) if is_retry(&e) => {}
-                Err(e) => return Progress::Done(machine.fail(e)),
-            }
-            if let Progress::Done(done) = machine.on_timer(now) {
-                return Progress::Done(done);
-            }
-        }
-        let wake = machine.next_wake();
-        let until = stop_at.map_or(wake, |stop| stop.min(wake));
-        if now >= until {
-            return Progress::Pending;
-        }
-        match source.read_within(chunk, until - now) {
-            Ok((n, at)) => {
-                if let Progress::Done(done) = machine.feed(&chunk[..n], at) {
-                    return Progress::Done(done);
-                }
-            }
-            Err(e) if is_retry(&e) => {}
-            Err(e) => return Progress::Done(machine.fail(e)),
-        }
-    }
-}
-
-/// Reads one message from `source` into `message` (cleared first) under
-/// `rules`, using `chunk` as the read buffer. `message` never holds more than
-/// `rules.max_len + 1` bytes, however much the client sends.
-#[cfg(test)]
-pub(crate) fn read_message(
-    source: &mut impl Source,
-    rules: &Rules,
-    message: &mut Vec<u8>,
-    chunk: &mut [u8],
-) -> Outcome {
-    let mut framer = Framer::new(rules, source.now(), std::mem::take(message));
-    let outcome = match drive(source, &mut framer, chunk, None) {
-        Progress::Done(outcome) => outcome,
-        // A framer always finishes at its wake; this is only a fallback.
-        Progress::Pending => Outcome::Deadline,
-    };
-    *message = framer.into_message();
-    outcome
 }
 
 /// The result of adding one read's bytes to a message.
@@ -327,7 +250,9 @@ enum Step {
 
 /// Appends `data` to `message` up to the first LF. A message may hold
 /// `max_len + 1` bytes while incomplete, since a final CR may yet turn out to
-/// belong to a CR LF terminator; anything beyond can never fit.
+/// belong to a CR LF terminator; anything beyond can never fit. The buffer
+/// grows by `try_reserve`: under an address-space limit a message that
+/// cannot be held is a refusal, never an abort.
 fn take(message: &mut Vec<u8>, data: &[u8], max_len: usize) -> Step {
     let newline = data.iter().position(|&b| b == b'\n');
     let wanted = newline.unwrap_or(data.len());
@@ -361,6 +286,63 @@ mod tests {
     use super::*;
     use crate::rng::XorShift;
     use std::collections::VecDeque;
+    use std::time::SystemTime;
+
+    /// Bytes arriving over time: a script on a virtual clock.
+    trait Source {
+        /// The current time on this source's clock.
+        fn now(&self) -> Instant;
+
+        /// Reads into `buf`, waiting at most `wait` (zero: only what has
+        /// already arrived), and says when the last byte read arrived. A
+        /// length of 0 is EOF; `WouldBlock` means nothing came.
+        fn read_within(&mut self, buf: &mut [u8], wait: Duration) -> io::Result<(usize, Arrival)>;
+    }
+
+    /// Reads from `source` into `framer` until it finishes, as serv6's
+    /// readers do: once a pause or the deadline is due, what has already
+    /// arrived is read first, so a late reader cannot cut a message short.
+    fn drive(source: &mut impl Source, framer: &mut Framer, chunk: &mut [u8]) -> End {
+        loop {
+            let now = source.now();
+            if now >= framer.next_wake() {
+                match source.read_within(chunk, Duration::ZERO) {
+                    Ok((n, at)) => match framer.feed(&chunk[..n], at) {
+                        Some(end) => return end,
+                        None => continue,
+                    },
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return End::Failed(e),
+                }
+                if let Some(end) = framer.on_timer(now) {
+                    return end;
+                }
+            }
+            let wake = framer.next_wake();
+            match source.read_within(chunk, wake - now) {
+                Ok((n, at)) => {
+                    if let Some(end) = framer.feed(&chunk[..n], at) {
+                        return end;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return End::Failed(e),
+            }
+        }
+    }
+
+    /// Reads one message from `source` into `message` under `rules`.
+    fn read_message(
+        source: &mut impl Source,
+        rules: &Rules,
+        message: &mut Vec<u8>,
+        chunk: &mut [u8],
+    ) -> End {
+        let mut framer = Framer::new(rules, source.now(), std::mem::take(message));
+        let end = drive(source, &mut framer, chunk);
+        *message = framer.into_message();
+        end
+    }
 
     const PAUSE: Duration = Duration::from_millis(200);
     const DEADLINE: Duration = Duration::from_secs(10);
@@ -462,7 +444,7 @@ mod tests {
         let mut message = Vec::new();
         let mut chunk = vec![0; chunk_len];
         match read_message(&mut script, rules, &mut message, &mut chunk) {
-            Outcome::Message { ending, at } => format!(
+            End::Message { ending, at } => format!(
                 "{ending:?} {:?} at {}ms",
                 String::from_utf8_lossy(&message),
                 (at.mono - start).as_millis()
@@ -549,7 +531,7 @@ mod tests {
         let mut message = Vec::new();
         let mut chunk = [0; 4096];
         let outcome = read_message(&mut script, &rules(65_536), &mut message, &mut chunk);
-        assert!(matches!(outcome, Outcome::TooLong));
+        assert!(matches!(outcome, End::TooLong));
         assert!(message.len() <= 65_537, "buffer grew to {}", message.len());
     }
 
@@ -564,7 +546,7 @@ mod tests {
         let outcome = read_message(&mut script, &no_pause, &mut message, &mut chunk);
         assert!(matches!(
             outcome,
-            Outcome::Message {
+            End::Message {
                 ending: Ending::Newline { .. },
                 ..
             }
@@ -572,7 +554,7 @@ mod tests {
         assert_eq!(message, b"hola");
         let mut stalled = Script::new(vec![(0, b"ho")]);
         let outcome = read_message(&mut stalled, &no_pause, &mut message, &mut chunk);
-        assert!(matches!(outcome, Outcome::Deadline));
+        assert!(matches!(outcome, End::Deadline));
     }
 
     #[test]
@@ -593,9 +575,7 @@ mod tests {
             }
         }
         let outcome = read_message(&mut Reset, &rules(8), &mut Vec::new(), &mut [0; 8]);
-        assert!(
-            matches!(outcome, Outcome::Failed(e) if e.kind() == io::ErrorKind::ConnectionReset)
-        );
+        assert!(matches!(outcome, End::Failed(e) if e.kind() == io::ErrorKind::ConnectionReset));
     }
 
     /// What the framing rules say a script should give, computed on whole
@@ -688,9 +668,9 @@ mod tests {
         let start = Instant::now();
         let mut framer = Framer::new(&rules(max_len), start, Vec::new());
         let mut clock = start;
-        let describe = |outcome: Outcome, framer: &Framer| match outcome {
+        let describe = |outcome: End, framer: &Framer| match outcome {
             // Whether bytes followed the LF depends on the pieces, by design.
-            Outcome::Message { ending, at } => format!(
+            End::Message { ending, at } => format!(
                 "{:?} {:?} at {}ms",
                 match ending {
                     Ending::Newline { .. } => "Newline",
@@ -706,7 +686,7 @@ mod tests {
             let arrival = clock + Duration::from_millis(*gap);
             while framer.next_wake() < arrival {
                 let wake = framer.next_wake();
-                if let Progress::Done(outcome) = framer.on_timer(wake) {
+                if let Some(outcome) = framer.on_timer(wake) {
                     return describe(outcome, &framer);
                 }
             }
@@ -722,14 +702,14 @@ mod tests {
                 bytes.chunks(size).collect()
             };
             for part in pieces {
-                if let Progress::Done(outcome) = framer.feed(part, on_both_clocks(clock)) {
+                if let Some(outcome) = framer.feed(part, on_both_clocks(clock)) {
                     return describe(outcome, &framer);
                 }
             }
         }
         loop {
             let wake = framer.next_wake();
-            if let Progress::Done(outcome) = framer.on_timer(wake) {
+            if let Some(outcome) = framer.on_timer(wake) {
                 return describe(outcome, &framer);
             }
         }
@@ -800,21 +780,15 @@ mod tests {
     fn bytes_that_arrive_as_the_pause_ends_belong_to_the_message() {
         let start = Instant::now();
         let mut framer = Framer::new(&rules(64), start, Vec::new());
-        assert!(matches!(
-            framer.feed(b"ho", on_both_clocks(start)),
-            Progress::Pending
-        ));
+        assert!(framer.feed(b"ho", on_both_clocks(start)).is_none());
         let end = start + PAUSE;
         assert_eq!(framer.next_wake(), end);
-        assert!(matches!(
-            framer.feed(b"la", on_both_clocks(end)),
-            Progress::Pending
-        ));
+        assert!(framer.feed(b"la", on_both_clocks(end)).is_none());
         assert_eq!(framer.message(), b"hola");
         let late = end + PAUSE + Duration::from_millis(1);
         assert!(matches!(
             framer.feed(b"!", on_both_clocks(late)),
-            Progress::Done(Outcome::Message {
+            Some(End::Message {
                 ending: Ending::Pause,
                 ..
             })

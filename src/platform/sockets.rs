@@ -1,0 +1,148 @@
+//! Socket calls std lacks: reads that bring the kernel's arrival time,
+//! waiting for one socket, the listen backlog, stopping a listener,
+//! checking and adopting a socket passed by a service manager.
+
+use super::{sys, timeout_ms};
+use std::fmt;
+use std::io;
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Room for the control messages a TCP read can bring: the timestamp.
+const CONTROL_WORDS: usize = 8;
+
+/// Reads what `stream` has received into `buf` without waiting, whether
+/// the socket blocks or not: `WouldBlock` if nothing has come. One system
+/// call (`recvmsg`), where std would need two to switch the socket to
+/// non-blocking; with [`stamp_arrivals`] on it or its listener it also
+/// returns the kernel's arrival time of the last segment read.
+pub(crate) fn recv_now(
+    stream: &TcpStream,
+    buf: &mut [u8],
+) -> io::Result<(usize, Option<SystemTime>)> {
+    let mut control = [0u64; CONTROL_WORDS];
+    let (n, filled) = sys::receive(stream.as_fd(), buf, &mut control)?;
+    Ok((n, arrival_stamp(&control, filled)))
+}
+
+/// The `SCM_TIMESTAMPNS` time among the first `filled` bytes of control
+/// messages in `control`: each a header (`cmsg_len` as a `size_t`, level
+/// and type as ints), then its data, aligned to 8 bytes.
+fn arrival_stamp(control: &[u64], filled: usize) -> Option<SystemTime> {
+    let words = &control[..filled.div_ceil(8).min(control.len())];
+    let mut at = 0;
+    while at + 2 <= words.len() {
+        let len = usize::try_from(words[at]).ok()?;
+        let [l0, l1, l2, l3, k0, k1, k2, k3] = words[at + 1].to_ne_bytes();
+        let level = i32::from_ne_bytes([l0, l1, l2, l3]);
+        let kind = i32::from_ne_bytes([k0, k1, k2, k3]);
+        if len < 16 {
+            return None;
+        }
+        if level == sys::SOL_SOCKET && kind == sys::SO_TIMESTAMPNS {
+            let seconds =
+                u64::try_from(i64::from_ne_bytes(words.get(at + 2)?.to_ne_bytes())).ok()?;
+            let nanos = u32::try_from(*words.get(at + 3)?).ok()?;
+            return UNIX_EPOCH.checked_add(Duration::new(seconds, nanos));
+        }
+        at += len.div_ceil(8);
+    }
+    None
+}
+
+/// Asks the kernel to stamp each segment `socket` receives with its
+/// arrival time (`SO_TIMESTAMPNS`, software receive timestamps), which
+/// [`recv_now`] returns; a listener's accepted sockets inherit it.
+pub(crate) fn stamp_arrivals(socket: &impl AsFd) -> io::Result<()> {
+    sys::set_int_option(socket.as_fd(), sys::SO_TIMESTAMPNS, 1)
+}
+
+/// Waits until `stream` has something to read (bytes, EOF or an error),
+/// or `timeout` passes: true if it has. `poll(2)`, which times to the
+/// microsecond where `SO_RCVTIMEO` rounds up to the kernel's tick, and
+/// needs no `setsockopt` first.
+pub(crate) fn wait_readable(stream: &TcpStream, timeout: Duration) -> io::Result<bool> {
+    sys::wait_readable(stream.as_fd(), timeout_ms(Some(timeout)))
+}
+
+/// Sends what of `data` the stream socket `fd` takes now, never waiting
+/// and without touching its flags: a stalled reader gets `WouldBlock`.
+pub(crate) fn send_now(fd: &impl AsFd, data: &[u8]) -> io::Result<usize> {
+    sys::send_now(fd.as_fd(), data)
+}
+
+/// Sets how many connections the kernel queues on `listener` before it
+/// refuses more, with a second `listen()` (which Linux allows on a
+/// listening socket; it caps the value at `net.core.somaxconn`). Public
+/// because the benchmark gives its bare server the same backlog.
+///
+/// # Errors
+///
+/// What `listen` reports.
+pub fn set_backlog(listener: &TcpListener, backlog: u32) -> io::Result<()> {
+    sys::set_backlog(listener, i32::try_from(backlog).unwrap_or(i32::MAX))
+}
+
+/// Shuts down the receiving side of `listener`: it stops listening (new
+/// connections are refused), and threads blocked in `accept` on it wake.
+pub(crate) fn stop_listening(listener: &TcpListener) {
+    let _ = sys::shut_reading(listener);
+}
+
+/// Whether `e` says the process or the system has no file descriptor left
+/// (`EMFILE`, `ENFILE`), which std gives no kind of its own.
+pub(crate) fn is_out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(sys::ENFILE | sys::EMFILE))
+}
+
+/// Why a passed file descriptor is not a socket serv6 can serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NotAListener {
+    Closed,
+    NotASocket,
+    NotStream,
+    NotListening,
+    NotInternet,
+}
+
+impl fmt::Display for NotAListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NotAListener::Closed => "it is not open",
+            NotAListener::NotASocket => "it is not a socket",
+            NotAListener::NotStream => "it is not a stream (TCP) socket",
+            NotAListener::NotListening => {
+                "it is not listening (a connected socket, as inetd-style activation passes)"
+            }
+            NotAListener::NotInternet => "it is not an IPv4 or IPv6 socket",
+        })
+    }
+}
+
+/// Takes `fd`, passed to this process by a service manager, as a listening
+/// TCP socket, after checking that it is one, and makes it blocking (a
+/// manager may pass it non-blocking, `NonBlocking=yes`): it is ours alone
+/// to accept from. The caller must own `fd`: nothing else in the process
+/// may use or close it.
+pub(crate) fn adopt_listener(fd: i32) -> Result<TcpListener, NotAListener> {
+    let kind = sys::int_option(fd, sys::SO_TYPE).map_err(|e| match e.raw_os_error() {
+        Some(sys::EBADF) => NotAListener::Closed,
+        _ => NotAListener::NotASocket,
+    })?;
+    if kind != sys::SOCK_STREAM {
+        return Err(NotAListener::NotStream);
+    }
+    if sys::int_option(fd, sys::SO_ACCEPTCONN).map_err(|_| NotAListener::NotListening)? == 0 {
+        return Err(NotAListener::NotListening);
+    }
+    let domain = sys::int_option(fd, sys::SO_DOMAIN).map_err(|_| NotAListener::NotInternet)?;
+    if domain != sys::AF_INET && domain != sys::AF_INET6 {
+        return Err(NotAListener::NotInternet);
+    }
+    let listener = sys::adopt(fd);
+    listener
+        .set_nonblocking(false)
+        .map_err(|_| NotAListener::NotASocket)?;
+    Ok(listener)
+}
