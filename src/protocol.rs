@@ -6,15 +6,20 @@
 //!    dropped), by shutting down its sending side, or by pausing.
 //! 2. The server answers with one line, `received <N> bytes at <T>`, where
 //!    N counts the message's bytes and T is when the server had all of it
-//!    (RFC 3339, UTC, microseconds), or with `error: <why>`.
+//!    (RFC 3339, UTC, microseconds), or with `error: <why>`. With
+//!    `--send-time` the line goes on `, sent at <T3>`: when the server
+//!    wrote the reply, so that a client can take the server's own time
+//!    out of its clock offset, as NTP does.
 //! 3. The server closes the connection.
 //!
 //! The server writes replies with [`write_received`] and [`write_refusal`];
-//! clients, tests and the benchmark read them with [`parse_reply`].
+//! clients, tests and the benchmark read them with [`parse_reply`]. serv6
+//! also speaks the two classic time protocols ([`Service`]), where the
+//! server talks first: daytime ([`write_daytime`]) and time ([`time_bytes`]).
 
 use crate::timestamp::{Rfc3339, Timestamp};
 use std::fmt::{self, Write as _};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The port both programs use unless told otherwise.
 pub const DEFAULT_PORT: u16 = 5006;
@@ -127,11 +132,85 @@ pub fn message_of(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\n").unwrap_or(line)
 }
 
-/// Appends `received <len> bytes at <at>` and its LF to `line`.
-pub fn write_received(line: &mut String, len: usize, at: &Rfc3339) {
+/// Appends `received <len> bytes at <at>` (and `, sent at <sent>`) and
+/// its LF to `line`.
+pub fn write_received(line: &mut String, len: usize, at: &Rfc3339, sent: Option<&Rfc3339>) {
     let _ = write!(line, "received {len} bytes at ");
     line.push_str(at.as_str());
+    if let Some(sent) = sent {
+        line.push_str(SENT_AT);
+        line.push_str(sent.as_str());
+    }
     line.push('\n');
+}
+
+const SENT_AT: &str = ", sent at ";
+
+/// What a serv6 listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// serv6's own: the client's message, then when it arrived.
+    Receipt,
+    /// RFC 867: on connect, one line with the time, then close.
+    Daytime,
+    /// RFC 868: on connect, 32-bit seconds since 1900, then close.
+    Time,
+}
+
+impl Service {
+    /// Every service, by its name.
+    pub const ALL: [(Service, &'static str); 3] = [
+        (Service::Receipt, "receipt"),
+        (Service::Daytime, "daytime"),
+        (Service::Time, "time"),
+    ];
+
+    /// Its name, as `--service` and socket units name it.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        Service::ALL[self as usize].1
+    }
+}
+
+impl std::str::FromStr for Service {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Service, String> {
+        Service::ALL
+            .iter()
+            .find(|(_, name)| *name == text)
+            .map(|&(service, _)| service)
+            .ok_or_else(|| "it is not receipt, daytime or time".into())
+    }
+}
+
+/// Appends the daytime line: the time as a reply states it, RFC 3339 in
+/// UTC (people read it, `date -d` and every language parse it), and CRLF
+/// as RFC 867's examples end it.
+pub fn write_daytime(line: &mut String, now: &Rfc3339) {
+    line.push_str(now.as_str());
+    line.push_str("\r\n");
+}
+
+/// Seconds from 1900-01-01 to 1970-01-01, the time protocol's epoch.
+const SECONDS_1900_TO_1970: u64 = 2_208_988_800;
+
+/// The time protocol's 4 bytes for `now`: seconds since 1900, big-endian,
+/// modulo 2^32, which wraps on 2036-02-07 as clients that handle the era
+/// (RFC 868 predates it; rdate, NTP) expect.
+#[must_use]
+pub fn time_bytes(now: SystemTime) -> [u8; 4] {
+    let unix = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let seconds = (unix + SECONDS_1900_TO_1970) % (1 << 32);
+    u32::try_from(seconds).unwrap_or_default().to_be_bytes()
+}
+
+/// The Unix time, in seconds, of the time protocol's 4 `bytes`, read in
+/// the era that starts in 1970 (1970 to 2106).
+#[must_use]
+pub fn parse_time(bytes: [u8; 4]) -> u64 {
+    let seconds = u64::from(u32::from_be_bytes(bytes));
+    (seconds + (1 << 32) - SECONDS_1900_TO_1970) % (1 << 32)
 }
 
 /// Appends `error: <why>` and its LF to `line`.
@@ -142,12 +221,14 @@ pub fn write_refusal(line: &mut String, why: &Refusal) {
 /// What a reply line says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
-    /// `received <len> bytes at <at>`.
+    /// `received <len> bytes at <at>`, and `, sent at <sent>`.
     Received {
         /// How many bytes the server counted.
         len: u64,
         /// When the server had the whole message.
         at: Timestamp,
+        /// When the server wrote the reply, if it says.
+        sent: Option<Timestamp>,
     },
     /// `error: <why>` with a reason serv6 sends.
     Refused(Refusal),
@@ -165,9 +246,14 @@ pub fn parse_reply(line: &[u8]) -> Reply {
     }
     let received = std::str::from_utf8(line).ok().and_then(|text| {
         let (len, at) = text.strip_prefix("received ")?.split_once(" bytes at ")?;
+        let (at, sent) = match at.split_once(SENT_AT) {
+            Some((at, sent)) => (at, Some(Timestamp::parse(sent)?)),
+            None => (at, None),
+        };
         Some(Reply::Received {
             len: decimal(len)?,
             at: Timestamp::parse(at)?,
+            sent,
         })
     });
     received.unwrap_or(Reply::Unexpected)
@@ -235,13 +321,15 @@ mod tests {
     #[test]
     fn every_reply_kind_round_trips() {
         let now = Timestamp::from_system_time(SystemTime::now()).expect("clock in range");
-        for (len, at) in [(0, now), (usize::MAX, last_moment())] {
-            let line = line_of(|l| write_received(l, len, &at.to_rfc3339()));
+        for (len, at, sent) in [(0, now, None), (usize::MAX, last_moment(), Some(now))] {
+            let text = sent.map(Timestamp::to_rfc3339);
+            let line = line_of(|l| write_received(l, len, &at.to_rfc3339(), text.as_ref()));
             assert_eq!(
                 parse_line(&line),
                 Reply::Received {
                     len: len as u64,
-                    at
+                    at,
+                    sent
                 }
             );
         }
@@ -267,7 +355,10 @@ mod tests {
     #[test]
     fn the_longest_replies_fit_the_clients_cap() {
         let longest = [
-            line_of(|l| write_received(l, usize::MAX, &last_moment().to_rfc3339())),
+            line_of(|l| {
+                let last = last_moment().to_rfc3339();
+                write_received(l, usize::MAX, &last, Some(&last));
+            }),
             line_of(|l| {
                 write_refusal(
                     l,
@@ -291,9 +382,16 @@ mod tests {
     fn replies_as_written_on_the_wire() {
         let at = Timestamp::from_system_time(UNIX_EPOCH + Duration::from_micros(1)).expect("1970");
         assert_eq!(
-            line_of(|l| write_received(l, 4, &at.to_rfc3339())),
+            line_of(|l| write_received(l, 4, &at.to_rfc3339(), None)),
             "received 4 bytes at 1970-01-01T00:00:00.000001Z\n"
         );
+        assert_eq!(
+            line_of(|l| write_received(l, 4, &at.to_rfc3339(), Some(&at.to_rfc3339()))),
+            "received 4 bytes at 1970-01-01T00:00:00.000001Z, sent at 1970-01-01T00:00:00.000001Z\n"
+        );
+        let mut daytime = String::new();
+        write_daytime(&mut daytime, &at.to_rfc3339());
+        assert_eq!(daytime, "1970-01-01T00:00:00.000001Z\r\n");
         let half = Refusal::Deadline {
             limit: Duration::from_millis(500),
         };
@@ -305,6 +403,27 @@ mod tests {
             line_of(|l| write_refusal(l, &Refusal::TooLong { max_bytes: 8 })),
             "error: message longer than 8 bytes\n"
         );
+    }
+
+    #[test]
+    fn the_time_protocol_counts_from_1900_and_wraps_in_2036() {
+        assert_eq!(time_bytes(UNIX_EPOCH), 2_208_988_800u32.to_be_bytes());
+        // 2036-02-07T06:28:16Z is 2^32 seconds after 1900: zero again.
+        let wrap = UNIX_EPOCH + Duration::from_secs((1 << 32) - 2_208_988_800);
+        assert_eq!(time_bytes(wrap), [0, 0, 0, 0]);
+        for unix in [0, 1_764_900_000, (1 << 32) - 2_208_988_800, 3_000_000_000] {
+            let at = UNIX_EPOCH + Duration::from_secs(unix);
+            assert_eq!(parse_time(time_bytes(at)), unix, "{unix}");
+        }
+    }
+
+    #[test]
+    fn services_go_by_their_names() {
+        for (service, name) in Service::ALL {
+            assert_eq!(service.name(), name);
+            assert_eq!(name.parse(), Ok(service));
+        }
+        assert!("echo".parse::<Service>().is_err());
     }
 
     #[test]

@@ -355,7 +355,7 @@ fn check(script: &Script, seen: &Seen) -> Result<Duration, String> {
     };
     let delay = replied.mono.saturating_duration_since(ended.mono);
     let at = match reply_of(&seen.reply) {
-        Reply::Received { len, at } if seen.closed && len == script.len as u64 => at,
+        Reply::Received { len, at, .. } if seen.closed && len == script.len as u64 => at,
         _ if !seen.closed => return Err(format!("{said:?} after {delay:?}, and no close")),
         _ => return Err(format!("{said:?} after {delay:?}")),
     };

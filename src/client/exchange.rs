@@ -73,7 +73,7 @@ impl Exchanged {
     /// bytes, and returns the server's time of receipt.
     pub fn verify(&self, sent: usize) -> Result<Timestamp, ClientError> {
         let problem = match parse_reply(&self.reply) {
-            Reply::Received { len, at } if len == sent as u64 => return Ok(at),
+            Reply::Received { len, at, .. } if len == sent as u64 => return Ok(at),
             Reply::Received { len, .. } => ReplyProblem::Miscounted { counted: len, sent },
             Reply::Refused(why) => ReplyProblem::Refused(why),
             Reply::OtherError(text) => ReplyProblem::OtherError(text),

@@ -265,7 +265,7 @@ pub(crate) fn answer(
                 // log, before the reply: a reply a client saw has its line.
                 output::log_exchange(&mut scratch.line, &stamp, client, &message);
                 scratch.line.clear();
-                protocol::write_received(&mut scratch.line, message.len(), &stamp);
+                protocol::write_received(&mut scratch.line, message.len(), &stamp, None);
                 // send
                 match (&stream).write_all(scratch.line.as_bytes()) {
                     Ok(()) => {

@@ -5,7 +5,7 @@ use crate::args::{self, Arg, DefaultText, Flag, Parser, UsageError};
 use crate::exit::{self, Meanings, Status};
 use crate::help::Program;
 use crate::manpage::Manual;
-use crate::protocol::REPLY_FORM;
+use crate::protocol::{Service, REPLY_FORM};
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -40,6 +40,10 @@ pub(crate) struct Options {
     /// Connections the kernel may queue, waiting for `accept`.
     pub backlog: u32,
     pub quiet: bool,
+    /// What the bound listeners serve (passed sockets may say otherwise).
+    pub service: Service,
+    /// Whether a receipt reply also says when it was sent.
+    pub send_time: bool,
     /// With `--proxy-protocol`: who may send a PROXY header.
     pub proxy_from: Option<Vec<Cidr>>,
     /// Where to serve Prometheus metrics, if anywhere.
@@ -60,6 +64,8 @@ impl Default for Options {
             grace: Duration::from_secs(5),
             log_bytes: 1024,
             quiet: false,
+            service: Service::Receipt,
+            send_time: false,
             proxy_from: None,
             metrics: None,
         }
@@ -84,6 +90,8 @@ pub(crate) enum Key {
     ProxyFrom,
     LogBytes,
     Metrics,
+    Service,
+    SendTime,
     Quiet,
     Help,
     Version,
@@ -199,6 +207,26 @@ pub(crate) const FLAGS: &[Flag<Key>] = &[
                bounded in size and time, so it cannot slow the exchanges); keep ADDR on \
                loopback unless a firewall guards it",
         default: DefaultText::Described("off"),
+    },
+    Flag {
+        key: Key::Service,
+        short: None,
+        long: "service",
+        value: Some("NAME"),
+        help: "what to serve: 'receipt' (the reply above), 'daytime' (RFC 867: on connect, one \
+               line with the time, then close) or 'time' (RFC 868: on connect, 4 bytes of \
+               seconds since 1900, as rdate reads them); sockets passed by systemd named \
+               'daytime' or 'time' (FileDescriptorName=) serve that",
+        default: DefaultText::Value("receipt"),
+    },
+    Flag {
+        key: Key::SendTime,
+        short: None,
+        long: "send-time",
+        value: None,
+        help: "add when the reply was sent: 'received <N> bytes at <T>, sent at <T3>', so that \
+               a client's clock offset need not include the server's own time (cli6 uses it)",
+        default: DefaultText::None,
     },
     Flag {
         key: Key::Quiet,
@@ -369,6 +397,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             Key::Grace => options.grace = parser.seconds(true)?,
             Key::LogBytes => options.log_bytes = parser.number(0..=MAX_LIMIT)?,
             Key::Quiet => options.quiet = true,
+            Key::Service => options.service = parser.parsed()?,
+            Key::SendTime => options.send_time = true,
             Key::ProxyProtocol => proxy = true,
             Key::ProxyFrom => proxy_from.push(parser.parsed()?),
             Key::Metrics => options.metrics = Some(parser.parsed::<Endpoint>()?.0),
@@ -484,6 +514,7 @@ mod tests {
             let words = match flag.value {
                 Some("ADDR[/PREFIX]") => format!("--{} 10.0.0.0/8 --proxy-protocol", flag.long),
                 Some("ADDR:PORT") => format!("--{} 127.0.0.1:9806", flag.long),
+                Some("NAME") => format!("--{} daytime", flag.long),
                 Some(_) => format!("--{} 1", flag.long),
                 None => format!("--{}", flag.long),
             };
@@ -500,7 +531,7 @@ mod tests {
     fn every_option() {
         let got = parse_words(
             "--bind :: -b 127.0.0.1 --port 0 --max-bytes 10 --pause 0.05 \
-             --deadline 2.5 --max-conns 3 -q",
+             --deadline 2.5 --max-conns 3 -q --service time --send-time",
         )
         .unwrap();
         let want = Options {
@@ -514,6 +545,8 @@ mod tests {
             grace: Duration::from_secs(5),
             log_bytes: 1024,
             quiet: true,
+            service: Service::Time,
+            send_time: true,
             proxy_from: None,
             metrics: None,
         };

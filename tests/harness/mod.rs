@@ -421,7 +421,7 @@ pub fn reply_of(bytes: &[u8]) -> Reply {
 /// Checks a reply is `received <n> bytes at <T>` + LF, and returns T.
 pub fn assert_received(reply: &[u8], n: usize) -> Timestamp {
     match reply_of(reply) {
-        Reply::Received { len, at } if len == n as u64 => at,
+        Reply::Received { len, at, .. } if len == n as u64 => at,
         _ => panic!("not a reply to {n} bytes: {:?}", text(reply)),
     }
 }
