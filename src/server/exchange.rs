@@ -24,7 +24,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// How long a worker waits for a message before handing its connection
 /// to the room. A client's message comes with its handshake's last ACK or
@@ -265,7 +265,11 @@ pub(crate) fn answer(
                 // log, before the reply: a reply a client saw has its line.
                 output::log_exchange(&mut scratch.line, &stamp, client, &message);
                 scratch.line.clear();
-                protocol::write_received(&mut scratch.line, message.len(), &stamp, None);
+                let sent = rules.send_time.then(SystemTime::now);
+                let sent = sent
+                    .and_then(Timestamp::from_system_time)
+                    .map(Timestamp::to_rfc3339);
+                protocol::write_received(&mut scratch.line, message.len(), &stamp, sent.as_ref());
                 // send
                 match (&stream).write_all(scratch.line.as_bytes()) {
                     Ok(()) => {

@@ -26,6 +26,8 @@ pub(crate) struct Rules {
     pub pause: Option<Duration>,
     /// Time from the start of the exchange to a complete message.
     pub deadline: Duration,
+    /// Whether the reply also says when it was sent (`--send-time`).
+    pub send_time: bool,
 }
 
 /// How a complete message ended.
@@ -429,6 +431,7 @@ mod tests {
             max_len,
             pause: Some(PAUSE),
             deadline: DEADLINE,
+            send_time: false,
         }
     }
 

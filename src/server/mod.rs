@@ -201,6 +201,7 @@ fn start(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Running,
         max_len: options.max_bytes,
         pause: options.pause,
         deadline: options.deadline,
+        send_time: options.send_time,
     };
     output::start_log(options.quiet, options.log_bytes);
     let room = Room::start(capacity.room, rules)

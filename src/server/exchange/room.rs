@@ -461,6 +461,7 @@ mod tests {
         max_len: 64,
         pause: None,
         deadline: Duration::from_secs(60),
+        send_time: false,
     };
 
     /// A client's end and the server's, accepted.
