@@ -3,6 +3,7 @@
 # user-space instructions of all its threads for N sequential exchanges on
 # loopback, less those of a run with none (start-up and shutdown). Unlike
 # wall-clock figures, the count repeats run after run on a shared machine.
+# With LOG=file the exchange log goes to a file instead (--quiet otherwise).
 #   sh scripts/callgrind.sh target/release/serv6 [N]    (apt-get install valgrind)
 set -eu
 serv6=$1
@@ -13,8 +14,10 @@ trap 'rm -rf "$dir"' EXIT
 
 # Runs serv6 under callgrind for $1 exchanges; prints its total instructions.
 count() {
+    if [ "${LOG:-}" = file ]; then quiet=; log="$dir/log"; else quiet=--quiet; log=/dev/null; fi
+    # shellcheck disable=SC2086
     valgrind --tool=callgrind --callgrind-out-file="$dir/out.%p" \
-        "$serv6" --port 0 --bind 127.0.0.1 --quiet 2>"$dir/err" &
+        "$serv6" --port 0 --bind 127.0.0.1 $quiet >"$log" 2>"$dir/err" &
     pid=$!
     while ! grep -q "listening on" "$dir/err" 2>/dev/null; do sleep 0.1; done
     port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$dir/err" | head -1)
@@ -37,4 +40,4 @@ PY
 
 idle=$(count 0)
 busy=$(count "$n")
-echo "$serv6: $(( (busy - idle) / n )) instructions per exchange ($n exchanges; $idle for start and stop)"
+echo "$serv6${LOG:+ (log to a $LOG)}: $(( (busy - idle) / n )) instructions per exchange ($n exchanges; $idle for start and stop)"

@@ -1,37 +1,42 @@
 //! What serv6 and cli6 write for people: the exchange log on standard
-//! output (one line per exchange, [`log_exchange`]) and everything else on
-//! standard error ([`say`], and [`report`] for what clients can cause,
-//! a few lines a second at most), as `program: message`.
+//! output, one line per exchange ([`log_exchange`]), and everything else
+//! on standard error as `program: message` ([`say`]; [`report`] for what
+//! clients can cause, a few lines a second at most).
 //!
-//! Both go through an [`Output`], whose writers never wait on its reader
-//! for long: a pipe nobody drains, a terminal paused with Ctrl-S, a frozen
-//! disk. Direct first: a writer puts its line straight into the kernel
-//! with a write that cannot block. Only when that would block does the line
-//! go to a bounded queue, which a helper thread writes out in order, and
-//! the writer waits for its line (so that a reply follows its log line)
-//! unless the helper has made no progress for [`STALLED_AFTER`]; then the
-//! output is stalled, and lines wait up to [`QUEUE_CAP`] bytes, past which
-//! they are dropped and counted. A pipe or terminal is reopened through
-//! `/proc/self/fd` with `O_NONBLOCK`, so the flag is on a description of
-//! our own; anything else (a regular file, where a write can block for as
-//! long as its disk does, or a socket) has every line written by the helper.
+//! Both are an [`Output`], whose writers never wait on its reader for
+//! long: a pipe nobody drains, a terminal paused with Ctrl-S, a frozen
+//! disk. A line costs one `write` in the common case: the writer puts it
+//! straight into the kernel, with a write that cannot block on a pipe or
+//! terminal (reopened `O_NONBLOCK` through `/proc/self/fd`, a description
+//! of our own) or a stream socket such as journald's (`MSG_DONTWAIT`). A
+//! regular file has no write that cannot block, so a worker writes it
+//! with its reply handed over first ([`Pending`]): if the write has not
+//! returned within [`STALLED_AFTER`] (a frozen filesystem, a stuck NFS
+//! server), the output's helper thread sends that reply instead, so no
+//! client waits on the disk. Lines that cannot go at once (another write
+//! is under way, or the reader is slow) wait in a queue of [`QUEUE_CAP`]
+//! bytes, which the next writer or the helper writes out in order; past
+//! it, they are dropped and counted. A writer waits for its queued line
+//! (so that a reply follows its log line) unless the output is stalled.
 //!
-//! A write that fails (a full disk, a size limit, a reader gone) loses its
-//! lines, counted as not written with the reason. A line is written whole
-//! or not at all: after one cut short, the next write starts with an LF.
+//! A line is written whole or not at all: one cut short by a failing write
+//! is taken back, or else the next starts with an LF. Every line that does
+//! not reach the output is counted, with its reason, and the summary says
+//! so, so that lines written plus lines counted is every line.
 
 use crate::escape::escape_into;
+use crate::platform;
 use crate::sync;
 use crate::timestamp::Rfc3339;
 use crate::words::counted;
 use std::fmt::{self, Write as _};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::net::SocketAddr;
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -39,22 +44,15 @@ use std::time::{Duration, Instant};
 pub(crate) const STALLED_AFTER: Duration = Duration::from_millis(100);
 /// The most bytes that wait for a stalled reader; past it, lines are dropped.
 pub(crate) const QUEUE_CAP: usize = 1 << 20;
-/// Longest write that pipes take whole or not at all (POSIX `PIPE_BUF`).
-const PIPE_BUF: usize = 4096;
 /// Report lines shown in full in each second; the rest are counted.
 const SHOWN_PER_SECOND: u32 = 5;
 
 static PROGRAM: OnceLock<&'static str> = OnceLock::new();
 static STDERR: OnceLock<Output> = OnceLock::new();
-/// The exchange log; `None` inside with `--quiet`.
-static LOG: OnceLock<Log> = OnceLock::new();
+/// The exchange log, and the most message bytes a line shows; `None`
+/// inside with `--quiet`.
+static LOG: OnceLock<(Option<Output>, usize)> = OnceLock::new();
 static REPORTS: Reports = Reports::new();
-
-struct Log {
-    out: Option<Output>,
-    /// The most message bytes a line shows (`--log-bytes`).
-    max_shown: usize,
-}
 
 /// Names the program that standard error's lines start with.
 pub(crate) fn set_program(name: &'static str) {
@@ -64,7 +62,7 @@ pub(crate) fn set_program(name: &'static str) {
 /// From now on standard error never blocks serv6, and reports are kept to
 /// a few lines a second.
 pub(crate) fn start() {
-    if let Ok(output) = Output::new(io::stderr(), Target::Stderr) {
+    if let Ok(output) = Output::new(io::stderr(), "standard error") {
         let _ = STDERR.set(output);
     }
     REPORTS.start();
@@ -73,20 +71,18 @@ pub(crate) fn start() {
 /// From now on standard output carries the exchange log, unless `quiet`,
 /// each line showing at most `max_shown` message bytes.
 pub(crate) fn start_log(quiet: bool, max_shown: usize) {
-    let out = if quiet {
-        None
-    } else {
-        match Output::new(io::stdout(), Target::Log) {
-            Ok(output) => Some(output),
-            Err(e) => {
-                say(format_args!(
-                    "standard output is unusable ({e}): exchanges are not logged"
-                ));
-                None
-            }
+    let out = (!quiet).then(|| Output::new(io::stdout(), "standard output"));
+    let out = match out {
+        Some(Err(e)) => {
+            say(format_args!(
+                "exchange log: standard output is unusable ({e}); lines are not written"
+            ));
+            None
         }
+        Some(Ok(out)) => Some(out),
+        None => None,
     };
-    let _ = LOG.set(Log { out, max_shown });
+    let _ = LOG.set((out, max_shown));
 }
 
 /// Writes `program: message` to standard error, never waiting on it.
@@ -94,10 +90,8 @@ pub(crate) fn say(message: fmt::Arguments) {
     let program = PROGRAM.get().copied().unwrap_or("serv6");
     let line = format!("{program}: {message}\n");
     match STDERR.get() {
-        Some(output) => output.write_line(line.as_bytes(), false),
-        None => {
-            let _ = io::stderr().lock().write_all(line.as_bytes());
-        }
+        Some(output) => drop(output.write_line(line.as_bytes(), Way::Queue, None)),
+        None => drop(io::stderr().lock().write_all(line.as_bytes())),
     }
 }
 
@@ -117,18 +111,27 @@ pub(crate) fn trouble(line: fmt::Arguments) {
     report(("line of server trouble", "lines of server trouble"), line);
 }
 
-/// Logs an exchange: `<stamp> <client> <N> bytes "<message, escaped>"`,
+/// A reply waiting for its log line: if writing the line stalls, the
+/// output sends the reply itself and closes the connection.
+pub(crate) struct Pending {
+    pub stream: TcpStream,
+    pub reply: String,
+}
+
+/// Logs an exchange, `<stamp> <client> <N> bytes "<message, escaped>"`,
 /// and ` ... (M more bytes)` past `--log-bytes`, formatted in `line`,
 /// which the caller lends so that logging does not allocate. The line is
-/// in the kernel's hands when this returns, unless standard output is
-/// stalled. With `--quiet`, not even formatted.
-pub(crate) fn log_exchange(line: &mut String, stamp: &Rfc3339, client: SocketAddr, message: &[u8]) {
-    let Some(Log {
-        out: Some(out),
-        max_shown,
-    }) = LOG.get()
-    else {
-        return;
+/// in the kernel's hands when this returns, unless the output is stalled.
+/// A worker passes its reply along (`pending`), and gets it back unless
+/// the output had to send it; the room passes none, and never writes a
+/// file itself. With `--quiet`, the line is not even formatted.
+pub(crate) fn log_exchange(
+    line: &mut String,
+    (stamp, client, message): (&Rfc3339, SocketAddr, &[u8]),
+    pending: Option<Pending>,
+) -> Option<Pending> {
+    let Some((Some(out), max_shown)) = LOG.get() else {
+        return pending;
     };
     line.clear();
     line.push_str(stamp.as_str());
@@ -140,12 +143,17 @@ pub(crate) fn log_exchange(line: &mut String, stamp: &Rfc3339, client: SocketAdd
         let _ = write!(line, " ... ({} more bytes)", message.len() - shown);
     }
     line.push('\n');
-    out.write_line(line.as_bytes(), true);
+    let way = if pending.is_some() {
+        Way::Direct
+    } else {
+        Way::Wait
+    };
+    out.write_line(line.as_bytes(), way, pending)
 }
 
-/// What became of the exchange log's lines so far.
+/// What became of an output's lines so far.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct LogCounts {
+pub(crate) struct Counts {
     pub written: u64,
     pub queued: u64,
     pub dropped: u64,
@@ -155,10 +163,10 @@ pub(crate) struct LogCounts {
 }
 
 /// The exchange log's counts, for the metrics and the summary.
-pub(crate) fn log_counts() -> LogCounts {
-    match LOG.get().and_then(|log| log.out.as_ref()) {
-        Some(out) => out.counts(),
-        None => LogCounts::default(),
+pub(crate) fn log_counts() -> Counts {
+    match LOG.get() {
+        Some((Some(out), _)) => out.counts(),
+        _ => Counts::default(),
     }
 }
 
@@ -189,46 +197,54 @@ pub(crate) fn losses() -> Vec<String> {
         }
     }
     if log.not_written > 0 {
-        let mut text = counted(log.not_written, "exchange line", "exchange lines");
-        text.push_str(" not written");
-        if let Some(reason) = log.reason {
-            text.push_str(": ");
-            text.push_str(&reason);
-        }
-        lines.push(text);
+        let text = counted(log.not_written, "exchange line", "exchange lines");
+        let reason = log.reason.unwrap_or_default();
+        lines.push(format!("{text} not written: {reason}"));
     }
     lines
 }
 
-/// Says the counts of this second's unshown reports, if any.
-pub(crate) fn end_second() {
+/// At exit: says this second's unshown reports, then waits, at most
+/// `limit`, for the exchange log's queue to be written, and counts what
+/// is left as not written. Call before the summary.
+pub(crate) fn finish_log(limit: Duration) {
     REPORTS.end_second();
+    if let Some((Some(out), _)) = LOG.get() {
+        out.flush(limit);
+        out.give_up("still queued at exit");
+    }
 }
 
-/// Waits, at most `limit` each, for queued lines to reach standard
-/// output, then standard error.
-pub(crate) fn flush(limit: Duration) {
-    if let Some(out) = LOG.get().and_then(|log| log.out.as_ref()) {
-        out.flush(limit);
-    }
+/// Waits, at most `limit`, for standard error's queue to be written.
+pub(crate) fn flush_stderr(limit: Duration) {
     if let Some(out) = STDERR.get() {
         out.flush(limit);
     }
 }
 
-/// Which output: its failures are told differently.
+/// How a writer goes about its line.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Target {
-    Log,
-    Stderr,
+enum Way {
+    /// A worker: writes it itself, even to a file (its reply handed over),
+    /// and waits for it, unless the output is stalled.
+    Direct,
+    /// Writes it itself only where a write cannot block, and waits for it,
+    /// unless the output is stalled.
+    Wait,
+    /// As `Wait`, but never waits.
+    Queue,
 }
 
-/// How an output takes a line at once, if it can, without blocking.
+/// How an output takes a line at once.
 enum Direct {
     /// A pipe or terminal, reopened non-blocking.
     Write(File),
-    /// A stream socket (journald's, say): `send` with `MSG_DONTWAIT`.
-    Send(File),
+    /// A stream socket: `send` with `MSG_DONTWAIT`.
+    Send,
+    /// A regular file (or anything else): a blocking write.
+    Blocking,
+    /// Standard output was closed when serv6 started.
+    Closed,
 }
 
 /// A line output that never blocks its writers for long.
@@ -237,35 +253,41 @@ pub(crate) struct Output {
 }
 
 struct Shared {
-    target: Target,
-    /// Where lines go at once, when they can; `None`: always queue.
-    direct: Option<Direct>,
-    /// Whether `direct` takes a short line whole or not at all, so that
-    /// writers may share it; otherwise each writes alone.
-    whole_writes: bool,
-    /// Held to write directly or to queue: shared for whole writes,
-    /// exclusive otherwise, so that no line is ever split by another.
-    order: RwLock<()>,
-    /// Bytes the helper has not yet written: direct writes wait behind them.
-    behind: AtomicBool,
-    queue: Mutex<Queue>,
+    /// `standard output` or `standard error`, for what it tells.
+    name: &'static str,
+    direct: Direct,
+    /// The blocking descriptor: the helper's, and a file's direct one.
+    out: File,
+    state: Mutex<State>,
+    /// The helper has lines to write or a write to watch.
     work: Condvar,
+    /// Lines were written.
     done: Condvar,
-    written_direct: AtomicU64,
     dropped: AtomicU64,
-    failed: Mutex<Failures>,
 }
 
 #[derive(Default)]
-struct Queue {
+struct State {
+    /// Lines that wait, in order, and how many lines ever went in and out.
     bytes: Vec<u8>,
-    /// Lines ever queued, and how many of them the helper has written.
     queued: u64,
     written: u64,
-    /// When the helper's current write began; `None` while it is idle.
-    writing_since: Option<Instant>,
-    /// Lines dropped since the output last drained.
+    /// The write under way, if any: no other starts meanwhile.
+    writing: Option<Writing>,
+    /// Lines written directly, for the helper to see writers at work.
+    direct_writes: u64,
+    /// The helper waits with no timeout: a writer must wake it to watch.
+    helper_asleep: bool,
+    /// Lines dropped since the queue last drained.
     dropped_in_burst: u64,
+    failed: Failures,
+}
+
+/// A write under way.
+struct Writing {
+    since: Instant,
+    /// The writer's reply, until its line is written or the helper sends it.
+    rescue: Option<Pending>,
 }
 
 /// Lines that a write failed to take, and why.
@@ -280,238 +302,299 @@ struct Failures {
 }
 
 impl Output {
-    fn new(fd: impl AsFd, target: Target) -> io::Result<Output> {
+    fn new(fd: impl AsFd, name: &'static str) -> io::Result<Output> {
         let raw = fd.as_fd().as_raw_fd();
-        let blocking = File::from(fd.as_fd().try_clone_to_owned()?);
-        let kind = blocking.metadata()?.file_type();
-        let (direct, whole_writes) = if kind.is_fifo() || kind.is_char_device() {
-            let reopened = OpenOptions::new()
+        let out = File::from(fd.as_fd().try_clone_to_owned()?);
+        let meta = out.metadata()?;
+        let kind = meta.file_type();
+        let direct = if name == "standard output" && is_closed(raw, &meta) {
+            say(format_args!(
+                "exchange log: {name} is closed; lines are not written"
+            ));
+            Direct::Closed
+        } else if kind.is_fifo() || kind.is_char_device() {
+            OpenOptions::new()
                 .write(true)
-                .custom_flags(crate::platform::O_NONBLOCK)
+                .custom_flags(platform::O_NONBLOCK)
                 .open(format!("/proc/self/fd/{raw}"))
-                .ok();
-            (reopened.map(Direct::Write), kind.is_fifo())
+                .map_or(Direct::Blocking, Direct::Write)
         } else if kind.is_socket() {
-            (blocking.try_clone().ok().map(Direct::Send), false)
+            Direct::Send
         } else {
-            (None, false)
+            Direct::Blocking
         };
         let shared = Arc::new(Shared {
-            target,
+            name,
             direct,
-            whole_writes,
-            order: RwLock::new(()),
-            behind: AtomicBool::new(false),
-            queue: Mutex::new(Queue::default()),
+            out,
+            state: Mutex::new(State::default()),
             work: Condvar::new(),
             done: Condvar::new(),
-            written_direct: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
-            failed: Mutex::new(Failures::default()),
         });
         let helper = Arc::clone(&shared);
         thread::Builder::new()
             .name("serv6-output".into())
             .stack_size(sync::HELPER_STACK)
-            .spawn(move || helper.drain(blocking))?;
+            .spawn(move || helper.help())?;
         Ok(Output { shared })
     }
 
-    /// Writes `line` (ending in LF) whole, never split by another's. With
-    /// `wait`, returns once it is in the kernel's hands, unless the output
-    /// is stalled; then, or without `wait`, it may only be queued, or
-    /// dropped if the queue is full.
-    fn write_line(&self, line: &[u8], wait: bool) {
+    /// Writes `line` (ending in LF) whole, never split by another's, the
+    /// `way` it says; hands `pending` back unless the output sent it.
+    fn write_line(&self, line: &[u8], way: Way, pending: Option<Pending>) -> Option<Pending> {
         let shared = &self.shared;
-        let shared_turn = shared.whole_writes && line.len() <= PIPE_BUF;
-        let (_read, _write) = if shared_turn {
-            (Some(sync::read(&shared.order)), None)
-        } else {
-            (None, Some(sync::write(&shared.order)))
-        };
-        let written = if shared.behind.load(SeqCst) {
-            0
-        } else {
-            shared.direct_write(line)
-        };
-        if written == line.len() {
-            shared.written_direct.fetch_add(1, Relaxed);
-            return;
+        let mut state = shared.lock();
+        if let Direct::Closed = shared.direct {
+            state.failed.lines += 1;
+            state.failed.reason = Some(format!("{} is closed", shared.name));
+            return pending;
         }
-        let ticket = shared.enqueue(&line[written..], written > 0);
-        drop((_read, _write));
-        if let (Some(ticket), true) = (ticket, wait) {
-            shared.wait_written(ticket);
+        let file = matches!(shared.direct, Direct::Blocking);
+        if (file && way != Way::Direct) || state.writing.is_some() || !state.bytes.is_empty() {
+            let ticket = shared.enqueue(state, line);
+            return match ticket {
+                Some((state, ticket)) if way != Way::Queue => {
+                    shared.wait_written(state, ticket, pending)
+                }
+                _ => pending,
+            };
         }
+        let broken = state.failed.broken;
+        state.writing = Some(Writing {
+            since: Instant::now(),
+            rescue: pending,
+        });
+        state.direct_writes += 1;
+        if std::mem::take(&mut state.helper_asleep) {
+            shared.work.notify_one();
+        }
+        drop(state);
+        let outcome = shared.write_now(line, broken);
+        let mut state = shared.lock();
+        let pending = state.writing.take().and_then(|w| w.rescue);
+        state.queued += 1;
+        if let Outcome::Partial(written) = outcome {
+            // The reader is slow: the rest of the line is never dropped, or
+            // the output would show half a line.
+            state.bytes.extend_from_slice(&line[written..]);
+            let ticket = state.queued;
+            shared.work.notify_one();
+            return match way {
+                Way::Queue => pending,
+                _ => shared.wait_written(state, ticket, pending),
+            };
+        }
+        state.written += 1;
+        if !state.bytes.is_empty() {
+            shared.work.notify_one();
+        }
+        let event = shared.count(&mut state, outcome);
+        drop(state);
+        shared.tell(event);
+        pending
     }
 
-    fn counts(&self) -> LogCounts {
-        let shared = &self.shared;
-        let queue = shared.lock();
-        let failed = sync::lock(&shared.failed);
-        LogCounts {
-            written: shared.written_direct.load(Relaxed)
-                + queue.written.saturating_sub(failed.lines),
-            queued: queue.queued - queue.written,
-            dropped: shared.dropped.load(Relaxed),
-            not_written: failed.lines,
-            reason: failed.reason.clone(),
+    fn counts(&self) -> Counts {
+        let state = self.shared.lock();
+        Counts {
+            written: state.written.saturating_sub(state.failed.lines),
+            queued: state.queued - state.written,
+            dropped: self.shared.dropped.load(Relaxed),
+            not_written: state.failed.lines,
+            reason: state.failed.reason.clone(),
         }
     }
 
     /// Waits, at most `limit`, for every queued line to be written.
     fn flush(&self, limit: Duration) {
         let until = Instant::now() + limit;
-        let mut queue = self.shared.lock();
-        while queue.written < queue.queued {
+        let mut state = self.shared.lock();
+        while state.written < state.queued {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return;
             }
-            queue = sync::wait_timeout(&self.shared.done, queue, left);
+            state = sync::wait_timeout(&self.shared.done, state, left);
+        }
+    }
+
+    /// Counts every line still queued as not written, for `reason`.
+    fn give_up(&self, reason: &str) {
+        let mut state = self.shared.lock();
+        let left = state.queued - state.written;
+        if left > 0 {
+            state.failed.lines += left;
+            state.failed.reason = Some(reason.into());
+            state.written = state.queued;
+            state.bytes.clear();
         }
     }
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Queue> {
-        sync::lock(&self.queue)
+    fn lock(&self) -> MutexGuard<'_, State> {
+        sync::lock(&self.state)
     }
 
-    /// As much of `line` as goes in without blocking.
-    fn direct_write(&self, line: &[u8]) -> usize {
+    /// Writes `line` at once, as the output allows: as much of it as the
+    /// kernel takes without waiting (a failing write is left to the
+    /// helper, which tries again and reports), or all of it to a file.
+    fn write_now(&self, line: &[u8], broken: bool) -> Outcome {
         loop {
-            let written = match &self.direct {
-                Some(Direct::Write(out)) => (&*out).write(line),
-                Some(Direct::Send(socket)) => crate::platform::send_now(socket, line),
-                None => return 0,
+            let result = match &self.direct {
+                Direct::Write(out) => (&*out).write(line),
+                Direct::Send => platform::send_now(&self.out, line),
+                Direct::Blocking | Direct::Closed => return write_out(&self.out, line, broken),
             };
-            match written {
-                Ok(n) => return n,
+            match result {
+                Ok(n) if n == line.len() => return Outcome::Written,
+                Ok(n) => return Outcome::Partial(n),
                 Err(e) if sync::is_interrupted(&e) => {}
-                // Full, or failing: the helper tries, and reports.
-                Err(_) => return 0,
+                Err(_) => return Outcome::Partial(0),
             }
         }
     }
 
-    /// Queues `bytes`, and returns the ticket to wait for. The rest of a
-    /// line already partly written is never dropped: the output would
-    /// show half a line.
-    fn enqueue(&self, bytes: &[u8], rest_of_line: bool) -> Option<u64> {
-        let mut queue = self.lock();
-        if !rest_of_line && queue.bytes.len() + bytes.len() > QUEUE_CAP {
+    /// Queues `line`, and returns the ticket to wait for; `None` if the
+    /// queue is full and it is dropped.
+    fn enqueue<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        line: &[u8],
+    ) -> Option<(MutexGuard<'a, State>, u64)> {
+        if state.bytes.len() + line.len() > QUEUE_CAP {
             self.dropped.fetch_add(1, Relaxed);
-            queue.dropped_in_burst += 1;
-            if queue.dropped_in_burst == 1 {
-                drop(queue);
-                self.tell(Event::Dropping);
+            state.dropped_in_burst += 1;
+            let first = state.dropped_in_burst == 1;
+            drop(state);
+            if first {
+                self.tell(Some(Event::Dropping));
             }
             return None;
         }
-        queue.bytes.extend_from_slice(bytes);
-        queue.queued += 1;
-        self.behind.store(true, SeqCst);
+        state.bytes.extend_from_slice(line);
+        state.queued += 1;
         self.work.notify_one();
-        Some(queue.queued)
+        let ticket = state.queued;
+        Some((state, ticket))
     }
 
-    /// Waits until line `ticket` is written, unless the output is stalled.
-    fn wait_written(&self, ticket: u64) {
-        let mut queue = self.lock();
-        while queue.written < ticket {
-            let stalled_at = queue.writing_since.map(|since| since + STALLED_AFTER);
-            let wait = match stalled_at {
-                Some(at) if at <= Instant::now() => return,
-                Some(at) => at - Instant::now(),
-                None => STALLED_AFTER,
-            };
-            queue = sync::wait_timeout(&self.done, queue, wait);
+    /// Waits until line `ticket` is written, unless the output is stalled:
+    /// a write under way for [`STALLED_AFTER`], or none begun within it.
+    fn wait_written(
+        &self,
+        mut state: MutexGuard<'_, State>,
+        ticket: u64,
+        pending: Option<Pending>,
+    ) -> Option<Pending> {
+        let started = Instant::now();
+        while state.written < ticket {
+            let since = state.writing.as_ref().map_or(started, |w| w.since);
+            let left = (since + STALLED_AFTER).saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            state = sync::wait_timeout(&self.done, state, left);
         }
+        pending
     }
 
-    /// The helper: writes out the queue, in order, blocking as it must.
-    fn drain(&self, mut out: File) {
+    /// The helper: writes out what queues, in order, blocking as it must;
+    /// and while writers write a file, sends the reply of one that has
+    /// not returned within [`STALLED_AFTER`].
+    fn help(&self) {
+        let mut state = self.lock();
+        let mut seen = 0;
         loop {
-            let (chunk, upto) = {
-                let mut queue = self.lock();
-                while queue.bytes.is_empty() {
-                    queue = sync::wait(&self.work, queue);
+            if let Some(writing) = &mut state.writing {
+                if writing.since.elapsed() >= STALLED_AFTER {
+                    if let Some(pending) = writing.rescue.take() {
+                        drop(state);
+                        send_for(pending);
+                        state = self.lock();
+                        continue;
+                    }
                 }
-                queue.writing_since = Some(Instant::now());
-                (std::mem::take(&mut queue.bytes), queue.queued)
+            } else if !state.bytes.is_empty() {
+                state = self.drain(state);
+                continue;
+            }
+            let file = matches!(self.direct, Direct::Blocking);
+            let watching = file && (state.direct_writes != seen || state.writing.is_some());
+            seen = state.direct_writes;
+            state.helper_asleep = !watching;
+            state = if watching {
+                sync::wait_timeout(&self.work, state, STALLED_AFTER / 2)
+            } else {
+                sync::wait(&self.work, state)
             };
-            self.write_out(&mut out, &chunk);
-            let mut queue = self.lock();
-            queue.written = upto;
-            queue.writing_since = None;
-            let drained = queue.bytes.is_empty();
-            if drained {
-                self.behind.store(false, SeqCst);
-            }
-            let dropped = std::mem::take(&mut queue.dropped_in_burst);
-            self.done.notify_all();
-            drop(queue);
-            if drained && dropped > 0 {
-                self.tell(Event::Resumed { dropped });
-            } else if dropped > 0 {
-                self.lock().dropped_in_burst += dropped;
-            }
         }
     }
 
-    /// Writes `chunk` (whole lines) to `out`, counting the lines a failure
-    /// loses, and marking a line cut short so that the next starts afresh.
-    fn write_out(&self, out: &mut File, chunk: &[u8]) {
-        let broken = sync::lock(&self.failed).broken;
-        let fresh = if broken { out.write_all(b"\n") } else { Ok(()) };
-        let mut done = 0;
-        let result = fresh.and_then(|()| {
-            while done < chunk.len() {
-                match out.write(&chunk[done..]) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => done += n,
-                    Err(e) if sync::is_interrupted(&e) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            Ok(())
+    /// Writes the queue out with a blocking write, as the one write under
+    /// way, and counts what it took.
+    fn drain<'a>(&'a self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        let chunk = std::mem::take(&mut state.bytes);
+        let upto = state.queued;
+        state.writing = Some(Writing {
+            since: Instant::now(),
+            rescue: None,
         });
-        let mut failed = sync::lock(&self.failed);
-        match result {
-            Ok(()) => {
-                failed.broken = false;
-                let lost = std::mem::take(&mut failed.in_burst);
-                drop(failed);
-                if lost > 0 {
-                    self.tell(Event::Recovered { lost });
-                }
-            }
-            Err(error) => {
-                let lost = chunk[done..].iter().filter(|&&b| b == b'\n').count() as u64;
-                let cut = chunk[..done]
-                    .iter()
-                    .rev()
-                    .take_while(|&&b| b != b'\n')
-                    .count();
-                failed.broken = (broken && done == 0) || (cut > 0 && !take_back(out, cut));
+        let broken = state.failed.broken;
+        drop(state);
+        let outcome = write_out(&self.out, &chunk, broken);
+        let mut state = self.lock();
+        state.writing = None;
+        state.written = upto;
+        let failure = self.count(&mut state, outcome);
+        let dropped = match state.bytes.is_empty() {
+            true => std::mem::take(&mut state.dropped_in_burst),
+            false => 0,
+        };
+        self.done.notify_all();
+        drop(state);
+        self.tell(failure);
+        if dropped > 0 {
+            self.tell(Some(Event::Resumed { dropped }));
+        }
+        self.lock()
+    }
+
+    /// Counts what a write of whole lines lost, if anything; returns what
+    /// to tell of it (once the lock is let go: telling writes a line).
+    #[allow(clippy::unused_self)] // a step of the output, like its neighbours
+    fn count(&self, state: &mut State, outcome: Outcome) -> Option<Event> {
+        let failed = &mut state.failed;
+        match outcome {
+            Outcome::Failed {
+                lost,
+                broken,
+                error,
+            } => {
                 let first = failed.in_burst == 0;
                 failed.lines += lost;
                 failed.in_burst += lost;
                 failed.reason = Some(error.to_string());
-                drop(failed);
-                if first {
-                    self.tell(Event::Failing(&error));
-                }
+                failed.broken = broken;
+                first.then(|| Event::Failing(error.to_string()))
+            }
+            _ => {
+                failed.broken = false;
+                let lost = std::mem::take(&mut failed.in_burst);
+                (lost > 0).then_some(Event::Recovered { lost })
             }
         }
     }
 
     /// Says what happened to this output's lines, on standard error.
-    fn tell(&self, event: Event) {
-        let (what, many) = match self.target {
-            Target::Log => ("standard output", "exchange lines"),
-            Target::Stderr => ("standard error", "lines"),
+    fn tell(&self, event: Option<Event>) {
+        let Some(event) = event else {
+            return;
+        };
+        let (what, many) = match self.name {
+            "standard output" => (self.name, "exchange lines"),
+            _ => (self.name, "lines"),
         };
         match event {
             Event::Dropping => say(format_args!(
@@ -521,7 +604,7 @@ impl Shared {
             Event::Resumed { dropped } => say(format_args!(
                 "{what} is read again, after {dropped} {many} dropped"
             )),
-            Event::Failing(error) if self.target == Target::Log => say(format_args!(
+            Event::Failing(error) if many == "exchange lines" => say(format_args!(
                 "cannot write the exchange log to standard output: {error}; serving goes \
                  on, and the lines not written are counted"
             )),
@@ -534,17 +617,64 @@ impl Shared {
 }
 
 /// What happened to an output's lines, to be told.
-enum Event<'a> {
+enum Event {
     Dropping,
     Resumed { dropped: u64 },
-    Failing(&'a io::Error),
+    Failing(String),
     Recovered { lost: u64 },
+}
+
+/// How a write went.
+enum Outcome {
+    Written,
+    /// The first bytes went (a non-blocking write), the rest must wait.
+    Partial(usize),
+    /// `lost` lines not written; `broken`: a line was left cut short.
+    Failed {
+        lost: u64,
+        broken: bool,
+        error: io::Error,
+    },
+}
+
+/// Writes `chunk` (whole lines) to `out`, starting with an LF if the last
+/// write was `broken` inside a line; a line it cuts short is taken back
+/// where the file allows, so that no two lines are ever glued together.
+fn write_out(out: &File, chunk: &[u8], broken: bool) -> Outcome {
+    let mut out = out;
+    let fresh = if broken { out.write_all(b"\n") } else { Ok(()) };
+    let mut done = 0;
+    let result = fresh.and_then(|()| {
+        while done < chunk.len() {
+            match out.write(&chunk[done..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => done += n,
+                Err(e) if sync::is_interrupted(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    });
+    let Err(error) = result else {
+        return Outcome::Written;
+    };
+    let lines = |bytes: &[u8]| bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+    let cut = chunk[..done]
+        .iter()
+        .rev()
+        .take_while(|&&b| b != b'\n')
+        .count();
+    Outcome::Failed {
+        lost: lines(&chunk[done..]),
+        broken: (broken && done == 0) || (cut > 0 && !take_back(out, cut)),
+        error,
+    }
 }
 
 /// Removes the last `cut` bytes written to `out`, a line cut short, if it
 /// is a file that allows it; true if it did. A file at its size limit can
 /// never take the LF that would end the line, but it can be shortened.
-fn take_back(out: &mut File, cut: usize) -> bool {
+fn take_back(mut out: &File, cut: usize) -> bool {
     use std::io::{Seek, SeekFrom};
     let Ok(end) = out.stream_position() else {
         return false;
@@ -553,6 +683,26 @@ fn take_back(out: &mut File, cut: usize) -> bool {
         return false;
     };
     out.set_len(start).is_ok() && out.seek(SeekFrom::Start(start)).is_ok()
+}
+
+/// Sends the reply of a writer stuck on its log line, and closes.
+fn send_for(pending: Pending) {
+    let _ = platform::send_now(&pending.stream, pending.reply.as_bytes());
+    let _ = pending.stream.shutdown(Shutdown::Write);
+}
+
+/// Whether `fd` is standard output or error that was closed when the
+/// program started: Rust's runtime opens `/dev/null` read-write in its
+/// place, where a shell's `>/dev/null` opens it write-only.
+fn is_closed(fd: i32, meta: &std::fs::Metadata) -> bool {
+    const DEV_NULL: u64 = (1 << 8) | 3;
+    let flags = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap_or_default();
+    let read_write = flags
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+        .is_some_and(|f| f & 3 == 2);
+    meta.file_type().is_char_device() && meta.rdev() == DEV_NULL && read_write
 }
 
 /// The report lines of the current second: shown, and counted unshown by

@@ -8,9 +8,7 @@
 //! serving over a poisoned lock would break its first promise.
 
 use std::io;
-use std::sync::{
-    Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
-};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 /// The stack of a helper thread (signals, error counts, output, notify):
@@ -33,16 +31,6 @@ pub(crate) fn is_timeout(e: &io::Error) -> bool {
 /// Takes `mutex`, poisoned or not (see the module's note).
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Takes `lock` for reading, poisoned or not.
-pub(crate) fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Takes `lock` for writing, poisoned or not.
-pub(crate) fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Waits on `condvar` with `guard` until notified.

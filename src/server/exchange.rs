@@ -12,11 +12,11 @@ use super::framing::{End, Ending, Framer, Rules};
 use super::proxy::{self, Header, Parsed, MAX_HEADER};
 use super::stats::{InProgress, STATS};
 use crate::addr::Cidr;
-use crate::output;
+use crate::output::{self, Pending};
 use crate::platform;
 use crate::protocol;
 use crate::sync;
-use crate::timestamp::{Arrival, Timestamp};
+use crate::timestamp::{Arrival, Rfc3339, Timestamp};
 use room::Room;
 use std::fs::File;
 use std::io::{self, Write};
@@ -77,15 +77,21 @@ impl Shared {
 pub(crate) struct Scratch {
     chunk: Vec<u8>,
     line: String,
+    reply: String,
     message: Vec<u8>,
+    /// A worker's: it may block on writing its log line to a file, its
+    /// reply handed to the output first. The room never blocks.
+    worker: bool,
 }
 
 impl Scratch {
-    pub fn new() -> Scratch {
+    pub fn new(worker: bool) -> Scratch {
         Scratch {
             chunk: vec![0; CHUNK],
             line: String::new(),
+            reply: String::new(),
             message: Vec::new(),
+            worker,
         }
     }
 
@@ -165,7 +171,7 @@ impl Workers {
 /// A worker's life: accept, read, then answer, or hand a slow client to
 /// the room; until serv6 stops.
 fn serve(listener: &TcpListener, shared: &Shared) {
-    let mut scratch = Scratch::new();
+    let mut scratch = Scratch::new(true);
     while !shared.stopping.load(Relaxed) {
         // accept: the next connection the kernel has queued.
         let (stream, peer) = match listener.accept() {
@@ -259,34 +265,69 @@ pub(crate) fn answer(
     } = conn;
     let message = framer.into_message();
     let linger = match end {
-        End::Message { ending, at } => match Timestamp::from_system_time(at.wall) {
-            Some(stamp) => {
-                let stamp = stamp.to_rfc3339();
-                // log, before the reply: a reply a client saw has its line.
-                output::log_exchange(&mut scratch.line, &stamp, client, &message);
-                scratch.line.clear();
-                let sent = rules.send_time.then(SystemTime::now);
-                let sent = sent
-                    .and_then(Timestamp::from_system_time)
-                    .map(Timestamp::to_rfc3339);
-                protocol::write_received(&mut scratch.line, message.len(), &stamp, sent.as_ref());
-                // send
-                match (&stream).write_all(scratch.line.as_bytes()) {
-                    Ok(()) => {
-                        STATS.ended(&end);
-                        STATS.replied_after(at.mono.elapsed());
-                        ending.more_may_come()
-                    }
-                    Err(e) => refuse(&stream, client, End::Failed(e), rules, scratch),
-                }
-            }
-            None => refuse(&stream, client, End::ClockOutOfRange, rules, scratch),
-        },
-        end => refuse(&stream, client, end, rules, scratch),
+        End::Message { ending, at } => {
+            reply(stream, (client, &message, ending, at), rules, scratch)
+        }
+        end => refuse(&stream, client, end, rules, scratch).then_some(stream),
     };
     scratch.keep(message);
     // close: dropping the stream closes it.
-    linger.then_some(stream)
+    linger
+}
+
+/// Stamps a message, logs it, and sends the reply; returns the stream if
+/// it must linger.
+fn reply(
+    stream: TcpStream,
+    (client, message, ending, at): (SocketAddr, &[u8], Ending, Arrival),
+    rules: &Rules,
+    scratch: &mut Scratch,
+) -> Option<TcpStream> {
+    let Some(stamp) = Timestamp::from_system_time(at.wall) else {
+        return refuse(&stream, client, End::ClockOutOfRange, rules, scratch).then_some(stream);
+    };
+    let stamp = stamp.to_rfc3339();
+    let mut reply = std::mem::take(&mut scratch.reply);
+    write_reply(&mut reply, message.len(), &stamp, rules.send_time);
+    // log, before the reply: a reply a client saw has its line. A worker
+    // hands its reply over, in case writing the line stalls.
+    let logged = (&stamp, client, message);
+    let pending = if scratch.worker {
+        output::log_exchange(&mut scratch.line, logged, Some(Pending { stream, reply }))
+    } else {
+        output::log_exchange(&mut scratch.line, logged, None);
+        Some(Pending { stream, reply })
+    };
+    let end = End::Message { ending, at };
+    let Some(Pending { stream, mut reply }) = pending else {
+        STATS.ended(&end); // The output sent the reply.
+        return None;
+    };
+    if rules.send_time {
+        write_reply(&mut reply, message.len(), &stamp, true);
+    }
+    // send
+    let sent = (&stream).write_all(reply.as_bytes());
+    scratch.reply = reply;
+    match sent {
+        Ok(()) => {
+            STATS.ended(&end);
+            STATS.replied_after(at.mono.elapsed());
+            ending.more_may_come().then_some(stream)
+        }
+        Err(e) => refuse(&stream, client, End::Failed(e), rules, scratch).then_some(stream),
+    }
+}
+
+/// The reply to a message of `len` bytes that arrived `at`, and when it
+/// is sent, taken now, if the rules say so.
+fn write_reply(reply: &mut String, len: usize, at: &Rfc3339, send_time: bool) {
+    reply.clear();
+    let sent = send_time.then(SystemTime::now);
+    let sent = sent
+        .and_then(Timestamp::from_system_time)
+        .map(Timestamp::to_rfc3339);
+    protocol::write_received(reply, len, at, sent.as_ref());
 }
 
 /// Counts and reports a request that got no time, and tells the client
@@ -339,11 +380,7 @@ fn report(client: SocketAddr, end: &End, rules: &Rules) {
 /// `ShuttingDown`), without waiting for it: what it already sent is read,
 /// so that closing does not reset it, but it gets no linger.
 pub(crate) fn turn_away(stream: TcpStream, client: SocketAddr, end: End, rules: &Rules) {
-    let mut scratch = Scratch {
-        chunk: vec![0; 1024],
-        line: String::new(),
-        message: Vec::new(),
-    };
+    let mut scratch = Scratch::new(false);
     if refuse(&stream, client, end, rules, &mut scratch) {
         let _ = stream.shutdown(Shutdown::Write);
         while matches!(platform::recv_now(&stream, &mut scratch.chunk), Ok((n, _)) if n > 0) {}

@@ -44,7 +44,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             status
         }
     };
-    output::flush(FLUSH_ON_EXIT);
+    output::flush_stderr(FLUSH_ON_EXIT);
     status.into()
 }
 
@@ -127,7 +127,7 @@ impl Running {
         let by = Instant::now() + grace;
         self.workers.stop(by);
         self.room.finish(by);
-        output::end_second();
+        output::finish_log(FLUSH_ON_EXIT);
         output::say(format_args!(
             "{}",
             STATS.summary("stopped after", &output::losses())
@@ -158,7 +158,7 @@ fn wait_for_signals(termination: &platform::Signals) -> mpsc::Receiver<platform:
                         "{signal} received again: exiting now, cutting {} in progress",
                         crate::words::counted(STATS.in_progress() as u64, "exchange", "exchanges")
                     ));
-                    output::flush(FLUSH_ON_EXIT);
+                    output::flush_stderr(FLUSH_ON_EXIT);
                     std::process::exit(Status::Failure.code().into());
                 }
             }

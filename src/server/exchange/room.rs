@@ -204,7 +204,7 @@ impl Held {
             lingering: BTreeMap::new(),
             timers: BTreeSet::new(),
             next_token: WAKER + 1,
-            scratch: Scratch::new(),
+            scratch: Scratch::new(false),
             finish_by: None,
         })
     }
