@@ -18,7 +18,8 @@ SBINDIR ?= $(PREFIX)/sbin
 MANDIR  ?= $(PREFIX)/share/man
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 INSTALLED := $(BINDIR)/cli6 $(SBINDIR)/serv6 $(MANDIR)/man1/cli6.1 $(MANDIR)/man8/serv6.8 \
-             $(UNITDIR)/serv6.socket $(UNITDIR)/serv6.service
+             $(UNITDIR)/serv6.socket $(UNITDIR)/serv6.service \
+             $(UNITDIR)/serv6-daytime.socket $(UNITDIR)/serv6-time.socket
 
 # Passed through the environment so that any characters survive quoting;
 # MSG_TEXT is MSG as typed, since make would expand a `$` in it.
@@ -94,7 +95,7 @@ man: $(BIN)/serv6 $(BIN)/cli6
 	$(BIN)/serv6 --generate-man > $(TARGET)/man/serv6.8
 	$(BIN)/cli6 --generate-man > $(TARGET)/man/cli6.1
 
-## install: cli6, serv6, their manual pages and systemd units under PREFIX (/usr/local); DESTDIR= stages
+## install: cli6, serv6, their manual pages and systemd units (receipt, daytime, time) under PREFIX (/usr/local); DESTDIR= stages
 # serv6 is a daemon: sbin and section 8; cli6 a user command: bin and section 1.
 install: man
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man1 \
@@ -103,7 +104,8 @@ install: man
 	install -m 755 $(BIN)/serv6 $(DESTDIR)$(SBINDIR)/serv6
 	install -m 644 $(TARGET)/man/cli6.1 $(DESTDIR)$(MANDIR)/man1/cli6.1
 	install -m 644 $(TARGET)/man/serv6.8 $(DESTDIR)$(MANDIR)/man8/serv6.8
-	install -m 644 contrib/systemd/serv6.socket $(DESTDIR)$(UNITDIR)/serv6.socket
+	install -m 644 contrib/systemd/serv6.socket contrib/systemd/serv6-daytime.socket \
+	  contrib/systemd/serv6-time.socket $(DESTDIR)$(UNITDIR)/
 	sed 's|@SBINDIR@|$(SBINDIR)|' contrib/systemd/serv6.service > $(TARGET)/serv6.service
 	install -m 644 $(TARGET)/serv6.service $(DESTDIR)$(UNITDIR)/serv6.service
 

@@ -442,7 +442,9 @@ fn targets_at_16(runs: &[Vec<Measured>], quiet: &Measured, indicative: bool) -> 
     let index = |t: Target| TARGETS.iter().position(|&x| x == t).unwrap_or(0);
     let (floor, quiet_at) = (index(Target::Floor), index(Target::Quiet));
     let cpu_ratio = per_round(runs, |r| cpu(r[quiet_at]) / cpu(r[floor]).max(1e-9));
-    let rate_ratio = per_round(runs, |r| r[quiet_at].per_second / r[floor].per_second.max(1e-9));
+    let rate_ratio = per_round(runs, |r| {
+        r[quiet_at].per_second / r[floor].per_second.max(1e-9)
+    });
     let mut out = format!(
         "Targets at 16 clients (each the median over rounds of serv6 against the floor in the same round){}:\n\n",
         if indicative {
@@ -458,7 +460,11 @@ fn targets_at_16(runs: &[Vec<Measured>], quiet: &Measured, indicative: bool) -> 
     );
     // Each line is one write, even to a file or a socket (see
     // docs/PERFORMANCE.md): logging costs a system call, not a hand-over.
-    for (target, limit) in [(Target::LogPipe, 3.0), (Target::LogFile, 3.0), (Target::LogSocket, 3.0)] {
+    for (target, limit) in [
+        (Target::LogPipe, 3.0),
+        (Target::LogFile, 3.0),
+        (Target::LogSocket, 3.0),
+    ] {
         let at = index(target);
         let cost = per_round(runs, |r| cpu(r[at]) - cpu(r[quiet_at])) * 1e6;
         let _ = writeln!(

@@ -26,6 +26,7 @@
 
 use crate::escape::escape_into;
 use crate::platform;
+use crate::protocol;
 use crate::sync;
 use crate::timestamp::Rfc3339;
 use crate::words::counted;
@@ -69,20 +70,23 @@ pub(crate) fn start() {
 }
 
 /// From now on standard output carries the exchange log, unless `quiet`,
-/// each line showing at most `max_shown` message bytes.
-pub(crate) fn start_log(quiet: bool, max_shown: usize) {
+/// each line showing at most `max_shown` message bytes. Returns what to
+/// tell the operator if it cannot (said after the listening line).
+pub(crate) fn start_log(quiet: bool, max_shown: usize) -> Option<String> {
     let out = (!quiet).then(|| Output::new(io::stdout(), "standard output"));
-    let out = match out {
-        Some(Err(e)) => {
-            say(format_args!(
-                "exchange log: standard output is unusable ({e}); lines are not written"
-            ));
-            None
+    let (out, why) = match out {
+        Some(Err(e)) => (None, Some(format!("standard output is unusable ({e})"))),
+        Some(Ok(out)) => {
+            let closed = matches!(out.shared.direct, Direct::Closed);
+            (
+                Some(out),
+                closed.then(|| "standard output is closed".to_owned()),
+            )
         }
-        Some(Ok(out)) => Some(out),
-        None => None,
+        None => (None, None),
     };
     let _ = LOG.set((out, max_shown));
+    why.map(|why| format!("exchange log: {why}; lines are not written"))
 }
 
 /// Writes `program: message` to standard error, never waiting on it.
@@ -135,7 +139,11 @@ pub(crate) fn log_exchange(
     };
     line.clear();
     line.push_str(stamp.as_str());
-    let _ = write!(line, " {client} {} bytes \"", message.len());
+    line.push(' ');
+    push_addr(line, client);
+    line.push(' ');
+    protocol::push_decimal(line, message.len() as u64);
+    line.push_str(" bytes \"");
     let shown = message.len().min(*max_shown);
     escape_into(line, &message[..shown]);
     line.push('"');
@@ -149,6 +157,36 @@ pub(crate) fn log_exchange(
         Way::Wait
     };
     out.write_line(line.as_bytes(), way, pending)
+}
+
+/// Appends `addr` as `Display` writes it, without its formatting
+/// machinery for the common IPv4 case: a cost on every exchange.
+fn push_addr(line: &mut String, addr: SocketAddr) {
+    let SocketAddr::V4(v4) = addr else {
+        let _ = write!(line, "{addr}");
+        return;
+    };
+    for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+        if i > 0 {
+            line.push('.');
+        }
+        protocol::push_decimal(line, u64::from(octet));
+    }
+    line.push(':');
+    protocol::push_decimal(line, u64::from(v4.port()));
+}
+
+/// Logs the daytime or time service told a client: `<stamp> <client>
+/// <service>`.
+pub(crate) fn log_service(
+    line: &mut String,
+    (stamp, client, service): (&Rfc3339, SocketAddr, &str),
+) {
+    if let Some((Some(out), _)) = LOG.get() {
+        line.clear();
+        let _ = writeln!(line, "{} {client} {service}", stamp.as_str());
+        out.write_line(line.as_bytes(), Way::Wait, None);
+    }
 }
 
 /// What became of an output's lines so far.
@@ -272,7 +310,7 @@ struct State {
     bytes: Vec<u8>,
     queued: u64,
     written: u64,
-    /// The write under way, if any: no other starts meanwhile.
+    /// The one writer at work, if any: it writes what queues meanwhile too.
     writing: Option<Writing>,
     /// Lines written directly, for the helper to see writers at work.
     direct_writes: u64,
@@ -342,6 +380,9 @@ impl Output {
 
     /// Writes `line` (ending in LF) whole, never split by another's, the
     /// `way` it says; hands `pending` back unless the output sent it.
+    /// Whoever finds no write under way becomes the writer: it writes its
+    /// line, then whatever queued meanwhile, in order, so that lines
+    /// logged at once go out together.
     fn write_line(&self, line: &[u8], way: Way, pending: Option<Pending>) -> Option<Pending> {
         let shared = &self.shared;
         let mut state = shared.lock();
@@ -350,49 +391,30 @@ impl Output {
             state.failed.reason = Some(format!("{} is closed", shared.name));
             return pending;
         }
-        let file = matches!(shared.direct, Direct::Blocking);
-        if (file && way != Way::Direct) || state.writing.is_some() || !state.bytes.is_empty() {
-            let ticket = shared.enqueue(state, line);
-            return match ticket {
-                Some((state, ticket)) if way != Way::Queue => {
-                    shared.wait_written(state, ticket, pending)
-                }
-                _ => pending,
+        let may_write = way == Way::Direct || !matches!(shared.direct, Direct::Blocking);
+        if !may_write || state.writing.is_some() || !state.bytes.is_empty() {
+            let Some(ticket) = shared.enqueue(&mut state, line) else {
+                let first = state.dropped_in_burst == 1;
+                drop(state);
+                shared.tell(first.then_some(Event::Dropping));
+                return pending;
             };
-        }
-        let broken = state.failed.broken;
-        state.writing = Some(Writing {
-            since: Instant::now(),
-            rescue: pending,
-        });
-        state.direct_writes += 1;
-        if std::mem::take(&mut state.helper_asleep) {
-            shared.work.notify_one();
-        }
-        drop(state);
-        let outcome = shared.write_now(line, broken);
-        let mut state = shared.lock();
-        let pending = state.writing.take().and_then(|w| w.rescue);
-        state.queued += 1;
-        if let Outcome::Partial(written) = outcome {
-            // The reader is slow: the rest of the line is never dropped, or
-            // the output would show half a line.
-            state.bytes.extend_from_slice(&line[written..]);
-            let ticket = state.queued;
-            shared.work.notify_one();
             return match way {
                 Way::Queue => pending,
                 _ => shared.wait_written(state, ticket, pending),
             };
         }
-        state.written += 1;
-        if !state.bytes.is_empty() {
+        state.queued += 1;
+        let ticket = state.queued;
+        state.direct_writes += 1;
+        if std::mem::take(&mut state.helper_asleep) {
             shared.work.notify_one();
         }
-        let event = shared.count(&mut state, outcome);
-        drop(state);
-        shared.tell(event);
-        pending
+        let (state, pending) = shared.write_as_writer(state, line, pending);
+        match way {
+            Way::Queue => pending,
+            _ => shared.wait_written(state, ticket, pending),
+        }
     }
 
     fn counts(&self) -> Counts {
@@ -437,18 +459,73 @@ impl Shared {
         sync::lock(&self.state)
     }
 
-    /// Writes `line` at once, as the output allows: as much of it as the
-    /// kernel takes without waiting (a failing write is left to the
-    /// helper, which tries again and reports), or all of it to a file.
-    fn write_now(&self, line: &[u8], broken: bool) -> Outcome {
+    /// As the one writer (its reply, `pending`, handed over in case the
+    /// write stalls), writes `first` (the last line counted in), then
+    /// what queues meanwhile; leaves what a slow reader did not take to
+    /// the helper.
+    fn write_as_writer<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        first: &[u8],
+        pending: Option<Pending>,
+    ) -> (MutexGuard<'a, State>, Option<Pending>) {
+        let mut chunk = Vec::new();
+        let mut upto = state.queued;
+        state.writing = Some(Writing {
+            since: Instant::now(),
+            rescue: pending,
+        });
+        let mut events = Vec::new();
+        loop {
+            let broken = state.failed.broken;
+            drop(state);
+            let bytes = if chunk.is_empty() { first } else { &chunk };
+            let outcome = self.write_now(bytes, broken);
+            state = self.lock();
+            if let Outcome::Partial(n) = outcome {
+                // The reader is slow: the rest waits, first in line, for
+                // the helper, and is never dropped, or the output would
+                // show half a line.
+                state.written += lines(&bytes[..n]);
+                let mut rest = bytes[n..].to_vec();
+                rest.append(&mut state.bytes);
+                state.bytes = rest;
+                self.work.notify_one();
+                break;
+            }
+            state.written = upto;
+            events.push(self.count(&mut state, outcome));
+            if state.bytes.is_empty() {
+                break;
+            }
+            chunk = std::mem::take(&mut state.bytes);
+            upto = state.queued;
+            if let Some(writing) = &mut state.writing {
+                writing.since = Instant::now();
+            }
+        }
+        let pending = state.writing.take().and_then(|w| w.rescue);
+        self.done.notify_all();
+        drop(state);
+        for event in events {
+            self.tell(event);
+        }
+        (self.lock(), pending)
+    }
+
+    /// Writes `bytes` (whole lines) at once, as the output allows: as much
+    /// of them as the kernel takes without waiting (a failing write is
+    /// left to the helper, which tries again and reports), or all of them
+    /// to a file.
+    fn write_now(&self, bytes: &[u8], broken: bool) -> Outcome {
         loop {
             let result = match &self.direct {
-                Direct::Write(out) => (&*out).write(line),
-                Direct::Send => platform::send_now(&self.out, line),
-                Direct::Blocking | Direct::Closed => return write_out(&self.out, line, broken),
+                Direct::Write(out) => (&*out).write(bytes),
+                Direct::Send => platform::send_now(&self.out, bytes),
+                Direct::Blocking | Direct::Closed => return write_out(&self.out, bytes, broken),
             };
             match result {
-                Ok(n) if n == line.len() => return Outcome::Written,
+                Ok(n) if n == bytes.len() => return Outcome::Written,
                 Ok(n) => return Outcome::Partial(n),
                 Err(e) if sync::is_interrupted(&e) => {}
                 Err(_) => return Outcome::Partial(0),
@@ -456,28 +533,20 @@ impl Shared {
         }
     }
 
-    /// Queues `line`, and returns the ticket to wait for; `None` if the
-    /// queue is full and it is dropped.
-    fn enqueue<'a>(
-        &'a self,
-        mut state: MutexGuard<'a, State>,
-        line: &[u8],
-    ) -> Option<(MutexGuard<'a, State>, u64)> {
+    /// Queues `line` for the writer at work, or the helper; returns the
+    /// ticket to wait for, or `None` if the queue is full and it is dropped.
+    fn enqueue(&self, state: &mut State, line: &[u8]) -> Option<u64> {
         if state.bytes.len() + line.len() > QUEUE_CAP {
             self.dropped.fetch_add(1, Relaxed);
             state.dropped_in_burst += 1;
-            let first = state.dropped_in_burst == 1;
-            drop(state);
-            if first {
-                self.tell(Some(Event::Dropping));
-            }
             return None;
         }
         state.bytes.extend_from_slice(line);
         state.queued += 1;
-        self.work.notify_one();
-        let ticket = state.queued;
-        Some((state, ticket))
+        if state.writing.is_none() {
+            self.work.notify_one();
+        }
+        Some(state.queued)
     }
 
     /// Waits until line `ticket` is written, unless the output is stalled:
@@ -500,12 +569,13 @@ impl Shared {
         pending
     }
 
-    /// The helper: writes out what queues, in order, blocking as it must;
-    /// and while writers write a file, sends the reply of one that has
-    /// not returned within [`STALLED_AFTER`].
+    /// The helper: writes out what queues when no writer does, in order,
+    /// blocking as it must; and while writers write a file, sends the
+    /// reply of one that has not returned within [`STALLED_AFTER`].
     fn help(&self) {
         let mut state = self.lock();
         let mut seen = 0;
+        let file = matches!(self.direct, Direct::Blocking);
         loop {
             if let Some(writing) = &mut state.writing {
                 if writing.since.elapsed() >= STALLED_AFTER {
@@ -520,11 +590,12 @@ impl Shared {
                 state = self.drain(state);
                 continue;
             }
-            let file = matches!(self.direct, Direct::Blocking);
-            let watching = file && (state.direct_writes != seen || state.writing.is_some());
+            let watching = state.direct_writes != seen || state.writing.is_some();
             seen = state.direct_writes;
-            state.helper_asleep = !watching;
-            state = if watching {
+            // Only a file's writes need watching; a writer wakes the
+            // helper for that, once, when it first writes after a lull.
+            state.helper_asleep = file && !watching;
+            state = if file && watching {
                 sync::wait_timeout(&self.work, state, STALLED_AFTER / 2)
             } else {
                 sync::wait(&self.work, state)
@@ -532,8 +603,7 @@ impl Shared {
         }
     }
 
-    /// Writes the queue out with a blocking write, as the one write under
-    /// way, and counts what it took.
+    /// Writes the queue out with blocking writes, as the one writer.
     fn drain<'a>(&'a self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
         let chunk = std::mem::take(&mut state.bytes);
         let upto = state.queued;
@@ -658,7 +728,6 @@ fn write_out(out: &File, chunk: &[u8], broken: bool) -> Outcome {
     let Err(error) = result else {
         return Outcome::Written;
     };
-    let lines = |bytes: &[u8]| bytes.iter().filter(|&&b| b == b'\n').count() as u64;
     let cut = chunk[..done]
         .iter()
         .rev()
@@ -669,6 +738,11 @@ fn write_out(out: &File, chunk: &[u8], broken: bool) -> Outcome {
         broken: (broken && done == 0) || (cut > 0 && !take_back(out, cut)),
         error,
     }
+}
+
+/// How many lines `bytes` ends.
+fn lines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b == b'\n').count() as u64
 }
 
 /// Removes the last `cut` bytes written to `out`, a line cut short, if it
@@ -777,6 +851,31 @@ impl Reports {
                 "and in the last second: {}",
                 counts.join(", ")
             ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_and_numbers_are_written_as_display_writes_them() {
+        for addr in [
+            "0.0.0.0:0",
+            "127.0.0.1:5006",
+            "255.255.255.255:65535",
+            "[::1]:80",
+        ] {
+            let addr: SocketAddr = addr.parse().expect("an address");
+            let mut line = String::new();
+            push_addr(&mut line, addr);
+            assert_eq!(line, addr.to_string());
+        }
+        for n in [0, 9, 10, 65_536, u64::MAX] {
+            let mut line = String::new();
+            protocol::push_decimal(&mut line, n);
+            assert_eq!(line, n.to_string());
         }
     }
 }

@@ -135,7 +135,9 @@ pub fn message_of(line: &[u8]) -> &[u8] {
 /// Appends `received <len> bytes at <at>` (and `, sent at <sent>`) and
 /// its LF to `line`.
 pub fn write_received(line: &mut String, len: usize, at: &Rfc3339, sent: Option<&Rfc3339>) {
-    let _ = write!(line, "received {len} bytes at ");
+    line.push_str("received ");
+    push_decimal(line, len as u64);
+    line.push_str(" bytes at ");
     line.push_str(at.as_str());
     if let Some(sent) = sent {
         line.push_str(SENT_AT);
@@ -145,6 +147,22 @@ pub fn write_received(line: &mut String, len: usize, at: &Rfc3339, sent: Option<
 }
 
 const SENT_AT: &str = ", sent at ";
+
+/// Appends `n` in decimal. `write!` would go through the formatter's
+/// padding machinery, a cost on every exchange.
+pub(crate) fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[at..].iter().map(|&d| char::from(d)));
+}
 
 /// What a serv6 listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

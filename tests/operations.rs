@@ -60,7 +60,8 @@ fn the_counters_say_what_was_served_and_refused() {
     }
     let (status, body) = get(metrics, "/metrics");
     assert_eq!(status, "HTTP/1.1 200 OK");
-    assert_eq!(sample(&body, "serv6_exchanges_total"), Some(50.0), "{body}");
+    let served = "serv6_exchanges_total{service=\"receipt\"}";
+    assert_eq!(sample(&body, served), Some(50.0), "{body}");
     assert_eq!(
         sample(&body, "serv6_refusals_total{reason=\"too_long\"}"),
         Some(3.0),

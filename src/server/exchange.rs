@@ -14,7 +14,7 @@ use super::stats::{InProgress, STATS};
 use crate::addr::Cidr;
 use crate::output::{self, Pending};
 use crate::platform;
-use crate::protocol;
+use crate::protocol::{self, Service};
 use crate::sync;
 use crate::timestamp::{Arrival, Rfc3339, Timestamp};
 use room::Room;
@@ -107,30 +107,33 @@ impl Scratch {
 /// The workers of every listener: a fixed set, each blocking in `accept`,
 /// so the kernel hands each connection straight to an idle one.
 pub(crate) struct Workers {
-    listeners: Vec<Arc<TcpListener>>,
+    listeners: Vec<(Arc<TcpListener>, Service)>,
     shared: Arc<Shared>,
     /// Disconnected once every worker has left.
     gone: mpsc::Receiver<()>,
 }
 
 impl Workers {
-    /// Starts `per_listener` workers on each listener.
+    /// Starts `per_listener` workers on each listener, serving its service.
     pub fn start(
-        listeners: Vec<TcpListener>,
+        listeners: super::listen::Serving,
         per_listener: usize,
         shared: Arc<Shared>,
     ) -> io::Result<Workers> {
         let (alive, gone) = mpsc::channel::<()>();
-        let listeners: Vec<Arc<TcpListener>> = listeners.into_iter().map(Arc::new).collect();
-        for listener in &listeners {
+        let listeners: Vec<_> = listeners
+            .into_iter()
+            .map(|(l, s)| (Arc::new(l), s))
+            .collect();
+        for (listener, service) in &listeners {
             for _ in 0..per_listener {
-                let (listener, shared, alive) =
-                    (Arc::clone(listener), Arc::clone(&shared), alive.clone());
+                let (listener, service) = (Arc::clone(listener), *service);
+                let (shared, alive) = (Arc::clone(&shared), alive.clone());
                 thread::Builder::new()
                     .name("serv6-worker".into())
                     .stack_size(WORKER_STACK)
                     .spawn(move || {
-                        serve(&listener, &shared);
+                        serve(&listener, service, &shared);
                         drop(alive);
                     })?;
             }
@@ -149,15 +152,11 @@ impl Workers {
     /// nothing.) Waits until `by` at most for the workers to leave.
     pub fn stop(&self, by: Instant) {
         self.shared.stopping.store(true, Relaxed);
-        for listener in &self.listeners {
+        for (listener, service) in &self.listeners {
             if listener.set_nonblocking(true).is_ok() {
                 while let Ok((stream, peer)) = listener.accept() {
-                    turn_away(
-                        stream,
-                        canonical(peer),
-                        End::ShuttingDown,
-                        &self.shared.rules,
-                    );
+                    let rules = &self.shared.rules;
+                    turn_away(stream, canonical(peer), End::ShuttingDown, rules, *service);
                 }
             }
             platform::stop_listening(listener);
@@ -169,25 +168,34 @@ impl Workers {
 }
 
 /// A worker's life: accept, read, then answer, or hand a slow client to
-/// the room; until serv6 stops.
-fn serve(listener: &TcpListener, shared: &Shared) {
+/// the room; until serv6 stops. For the daytime and time services, the
+/// server talks first: accept, then answer at once.
+fn serve(listener: &TcpListener, service: Service, shared: &Shared) {
     let mut scratch = Scratch::new(true);
     while !shared.stopping.load(Relaxed) {
         // accept: the next connection the kernel has queued.
         let (stream, peer) = match listener.accept() {
             Ok(accepted) => accepted,
             Err(e) => {
-                accept_failed(listener, shared, &e);
+                accept_failed(listener, service, shared, &e);
                 continue;
             }
         };
         STATS.worker_job(true);
+        if service != Service::Receipt {
+            let client = canonical(peer);
+            if let Some(stream) = tell_time(stream, client, service, &shared.rules, &mut scratch) {
+                shared.room.linger(stream);
+            }
+            STATS.worker_job(false);
+            continue;
+        }
         let accepted = Instant::now();
         let buffer = std::mem::take(&mut scratch.message);
         let mut conn = match Connection::new(stream, peer, accepted, shared, buffer) {
             Ok(conn) => conn,
             Err((stream, client, end)) => {
-                turn_away(stream, client, end, &shared.rules);
+                turn_away(stream, client, end, &shared.rules, service);
                 STATS.worker_job(false);
                 continue;
             }
@@ -298,9 +306,8 @@ fn reply(
         output::log_exchange(&mut scratch.line, logged, None);
         Some(Pending { stream, reply })
     };
-    let end = End::Message { ending, at };
     let Some(Pending { stream, mut reply }) = pending else {
-        STATS.ended(&end); // The output sent the reply.
+        STATS.served_one(Service::Receipt, None); // The output sent the reply.
         return None;
     };
     if rules.send_time {
@@ -311,8 +318,7 @@ fn reply(
     scratch.reply = reply;
     match sent {
         Ok(()) => {
-            STATS.ended(&end);
-            STATS.replied_after(at.mono.elapsed());
+            STATS.served_one(Service::Receipt, Some(at.mono.elapsed()));
             ending.more_may_come().then_some(stream)
         }
         Err(e) => refuse(&stream, client, End::Failed(e), rules, scratch).then_some(stream),
@@ -328,6 +334,37 @@ fn write_reply(reply: &mut String, len: usize, at: &Rfc3339, send_time: bool) {
         .and_then(Timestamp::from_system_time)
         .map(Timestamp::to_rfc3339);
     protocol::write_received(reply, len, at, sent.as_ref());
+}
+
+/// Tells a daytime or time client the time: stamp it now, log it, send
+/// it; returns the stream if the client sent something meanwhile (closing
+/// at once could then reset the connection and destroy the time).
+fn tell_time(
+    stream: TcpStream,
+    client: SocketAddr,
+    service: Service,
+    rules: &Rules,
+    scratch: &mut Scratch,
+) -> Option<TcpStream> {
+    let now = SystemTime::now();
+    let Some(stamp) = Timestamp::from_system_time(now).map(Timestamp::to_rfc3339) else {
+        return turn_away(stream, client, End::ClockOutOfRange, rules, service);
+    };
+    output::log_service(&mut scratch.line, (&stamp, client, service.name()));
+    let time = protocol::time_bytes(now);
+    scratch.reply.clear();
+    protocol::write_daytime(&mut scratch.reply, &stamp);
+    let bytes = match service {
+        Service::Time => &time[..],
+        _ => scratch.reply.as_bytes(),
+    };
+    if let Err(e) = (&stream).write_all(bytes) {
+        STATS.ended(&End::Failed(e));
+        return None;
+    }
+    STATS.served_one(service, None);
+    let sent_something = platform::recv_now(&stream, &mut scratch.chunk).is_ok_and(|(n, _)| n > 0);
+    sent_something.then_some(stream)
 }
 
 /// Counts and reports a request that got no time, and tells the client
@@ -378,20 +415,32 @@ fn report(client: SocketAddr, end: &End, rules: &Rules) {
 
 /// Tells a connection that will not be served why (`Busy` or
 /// `ShuttingDown`), without waiting for it: what it already sent is read,
-/// so that closing does not reset it, but it gets no linger.
-pub(crate) fn turn_away(stream: TcpStream, client: SocketAddr, end: End, rules: &Rules) {
+/// so that closing does not reset it, but it gets no linger. A time
+/// client is told nothing: any bytes would read as a time.
+pub(crate) fn turn_away(
+    stream: TcpStream,
+    client: SocketAddr,
+    end: End,
+    rules: &Rules,
+    service: Service,
+) -> Option<TcpStream> {
+    if service == Service::Time {
+        STATS.ended(&end);
+        return None;
+    }
     let mut scratch = Scratch::new(false);
     if refuse(&stream, client, end, rules, &mut scratch) {
         let _ = stream.shutdown(Shutdown::Write);
         while matches!(platform::recv_now(&stream, &mut scratch.chunk), Ok((n, _)) if n > 0) {}
     }
+    None
 }
 
 /// `accept` failed. Out of descriptors, the room closes the connection
 /// that has waited longest, or else the spare is given up to accept the
 /// connection and tell it the server is busy. Otherwise, or if neither
 /// works, the failure is reported and the worker waits a little.
-fn accept_failed(listener: &TcpListener, shared: &Shared, e: &io::Error) {
+fn accept_failed(listener: &TcpListener, service: Service, shared: &Shared, e: &io::Error) {
     if shared.stopping.load(Relaxed) || sync::is_interrupted(e) {
         return;
     }
@@ -402,7 +451,7 @@ fn accept_failed(listener: &TcpListener, shared: &Shared, e: &io::Error) {
         let mut spare = sync::lock(&shared.spare);
         if spare.take().is_some() {
             if let Ok((stream, peer)) = listener.accept() {
-                turn_away(stream, canonical(peer), End::Busy, &shared.rules);
+                turn_away(stream, canonical(peer), End::Busy, &shared.rules, service);
             }
             *spare = File::open("/dev/null").ok();
             if spare.is_some() {

@@ -7,6 +7,7 @@
 
 use crate::addr::{self, AddrError, ResolveError};
 use crate::platform::{self, NotAListener};
+use crate::protocol::Service;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
@@ -194,12 +195,19 @@ fn refuse_overlap(addrs: &[SocketAddr]) -> Result<(), BindError> {
     Ok(())
 }
 
-/// The line serv6 prints once it listens: `listening on 127.0.0.1:5006, [::1]:5006`.
-pub(crate) fn listening_line(listeners: &[TcpListener]) -> String {
+/// The line serv6 prints once it listens: `listening on 127.0.0.1:5006,
+/// [::1]:5006`, an address that serves another service than receipt
+/// followed by its name: `127.0.0.1:13 (daytime)`.
+pub(crate) fn listening_line(listeners: &Serving) -> String {
     let addrs: Vec<String> = listeners
         .iter()
-        .filter_map(|l| l.local_addr().ok())
-        .map(|addr| addr.to_string())
+        .filter_map(|(l, service)| {
+            let addr = l.local_addr().ok()?;
+            Some(match service {
+                Service::Receipt => addr.to_string(),
+                other => format!("{addr} ({})", other.name()),
+            })
+        })
         .collect();
     format!("listening on {}", addrs.join(", "))
 }
@@ -235,9 +243,10 @@ impl fmt::Display for ActivationError {
 /// The sockets passed to this process, or `None` if it was started without
 /// socket activation. Must run before any thread exists: it edits the
 /// environment.
-pub(crate) fn passed_listeners() -> Result<Option<Vec<TcpListener>>, ActivationError> {
+pub(crate) fn passed_listeners() -> Result<Option<Vec<Passed>>, ActivationError> {
     let pid = std::env::var("LISTEN_PID").ok();
     let fds = std::env::var("LISTEN_FDS").ok();
+    let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
     for name in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
         std::env::remove_var(name);
     }
@@ -251,13 +260,24 @@ pub(crate) fn passed_listeners() -> Result<Option<Vec<TcpListener>>, ActivationE
         .ok()
         .filter(|n| (1..=MAX_FDS).contains(n))
         .ok_or_else(|| ActivationError::BadCount(fds.clone()))?;
+    let mut names = names.split(':');
     let listeners = (FIRST_FD..FIRST_FD + count)
         .map(|fd| {
-            platform::adopt_listener(fd).map_err(|why| ActivationError::NotAListener { fd, why })
+            let service = names.next().and_then(|name| name.parse().ok());
+            let listener = platform::adopt_listener(fd)
+                .map_err(|why| ActivationError::NotAListener { fd, why })?;
+            Ok((listener, service))
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(listeners))
 }
+
+/// Listening sockets, each with the service it serves.
+pub(crate) type Serving = Vec<(TcpListener, Service)>;
+
+/// A socket passed by a service manager, and the service its name
+/// (`FileDescriptorName=`) asks for, if it names one.
+pub(crate) type Passed = (TcpListener, Option<Service>);
 
 #[cfg(test)]
 mod tests {

@@ -1,272 +1,254 @@
 //! `--metrics ADDR:PORT`: what serv6 is doing, for Prometheus, in its text
-//! exposition format (version 0.0.4).
+//! exposition format (version 0.0.4). The counters are the ones the
+//! summary prints.
 //!
-//! One thread serves one request at a time: `GET /metrics` gets the
-//! figures, anything else a 404. A request may take at most [`READ_LIMIT`]
-//! and [`REQUEST_LIMIT`] bytes, so a client that never finishes, or sends
-//! garbage, holds only this thread and only briefly: the exchanges never
-//! wait on it. The counters are the ones the summary prints.
+//! One thread holds every request at once with `epoll`, so that no client
+//! can hold up another's scrape: each request must be whole within
+//! [`REQUEST_LIMIT`] bytes and [`TIME_LIMIT`] of its connection, and at
+//! most [`CONNECTIONS`] are held, the oldest closed to make room. `GET
+//! /metrics` gets the figures, `HEAD` their headers, other methods a 405,
+//! other paths a 404. The exchanges never wait on any of it.
 
 use super::framing::End;
 use super::stats::{BOUNDS, STATS};
 use crate::output;
+use crate::platform::Poller;
+use crate::protocol::Service;
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::Ordering::Relaxed;
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The longest request head read; past it the request is refused.
 const REQUEST_LIMIT: usize = 8 * 1024;
-/// How long a request may take to arrive, and its answer to be taken.
-const READ_LIMIT: Duration = Duration::from_secs(2);
+/// How long a request may take from its connection to its blank line.
+const TIME_LIMIT: Duration = Duration::from_secs(2);
+/// Requests held at once, at most.
+const CONNECTIONS: usize = 64;
+/// The listener's token; connections count from 1.
+const LISTENER: u64 = 0;
 /// The Prometheus text format's content type.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Binds `addr` and starts the thread that serves it; returns the address
-/// bound (with the real port when `addr` gave 0).
-///
-/// # Errors
-///
-/// Binding, or starting the thread.
+/// bound (with the real port when `addr` gave 0). `max_conns` is the most
+/// connections serv6 holds, a figure of its own.
 pub(crate) fn start(addr: SocketAddr, max_conns: usize) -> io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
-    let sources = Sources {
-        max_conns,
-        started: SystemTime::now(),
-    };
+    listener.set_nonblocking(true)?;
+    let mut poller = Poller::new(CONNECTIONS)?;
+    poller.add(&listener, LISTENER)?;
+    let started = SystemTime::now();
     thread::Builder::new()
         .name("serv6-metrics".into())
         .stack_size(256 * 1024)
-        .spawn(move || serve(&listener, &sources))?;
+        .spawn(move || serve(&listener, &mut poller, (max_conns, started)))?;
     Ok(bound)
 }
 
-/// What the figures are read from besides the counters.
-struct Sources {
-    /// The most connections waiting at once.
-    max_conns: usize,
-    started: SystemTime,
+/// A request being read.
+struct Request {
+    token: u64,
+    stream: TcpStream,
+    head: Vec<u8>,
+    until: Instant,
 }
 
-fn serve(listener: &TcpListener, sources: &Sources) {
+fn serve(listener: &TcpListener, poller: &mut Poller, figures: (usize, SystemTime)) {
+    let (mut held, mut ready, mut next) = (VecDeque::<Request>::new(), Vec::new(), LISTENER + 1);
     loop {
-        match listener.accept() {
-            Ok((stream, _)) => answer(&stream, sources),
-            Err(e) if crate::platform::is_out_of_descriptors(&e) => {
-                thread::sleep(Duration::from_millis(100));
+        let first = held
+            .front()
+            .map(|r| r.until.saturating_duration_since(Instant::now()));
+        if poller.wait(first, &mut ready).is_err() {
+            thread::sleep(Duration::from_millis(100));
+        }
+        for &token in &ready {
+            if token == LISTENER {
+                loop {
+                    let stream = match listener.accept() {
+                        Ok((stream, _)) => stream,
+                        // Out of descriptors: the oldest request gives one up.
+                        Err(e) if crate::platform::is_out_of_descriptors(&e) => {
+                            if held.pop_front().is_none() {
+                                thread::sleep(Duration::from_millis(100));
+                            }
+                            break;
+                        }
+                        Err(_) => break,
+                    };
+                    if held.len() == CONNECTIONS {
+                        held.pop_front();
+                    }
+                    if stream.set_nonblocking(true).is_ok() && poller.add(&stream, next).is_ok() {
+                        let until = Instant::now() + TIME_LIMIT;
+                        held.push_back(Request {
+                            token: next,
+                            stream,
+                            head: Vec::new(),
+                            until,
+                        });
+                        next += 1;
+                    }
+                }
+            } else if let Some(at) = held.iter().position(|r| r.token == token) {
+                if let Some(reply) = read(&mut held[at], figures) {
+                    let _ = (&held[at].stream).write_all(reply.as_bytes());
+                    held.remove(at);
+                }
             }
-            Err(_) => {}
+        }
+        // Those out of time are closed, with nothing said.
+        while held.front().is_some_and(|r| r.until <= Instant::now()) {
+            held.pop_front();
         }
     }
 }
 
-/// Reads one request head and answers it, within the limits.
-fn answer(stream: &TcpStream, sources: &Sources) {
-    if stream.set_read_timeout(Some(READ_LIMIT)).is_err()
-        || stream.set_write_timeout(Some(READ_LIMIT)).is_err()
-    {
-        return;
-    }
-    let reply = match read_head(stream) {
-        Some(head) if is_metrics_get(&head) => response("200 OK", CONTENT_TYPE, &render(sources)),
-        Some(_) => response("404 Not Found", "text/plain", "only GET /metrics is here\n"),
-        None => response("400 Bad Request", "text/plain", "bad request\n"),
-    };
-    let _ = (&*stream).write_all(reply.as_bytes());
-}
-
-/// The request head up to its blank line, if it comes whole in time.
-fn read_head(stream: &TcpStream) -> Option<Vec<u8>> {
-    let mut head = Vec::new();
+/// Reads what `request` has sent; its reply once its head is whole, or
+/// wrong, or the connection is done with.
+fn read(request: &mut Request, figures: (usize, SystemTime)) -> Option<String> {
     let mut chunk = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
-        let n = (&*stream).read(&mut chunk).ok().filter(|&n| n > 0)?;
-        head.extend_from_slice(&chunk[..n]);
+    loop {
+        match (&request.stream).read(&mut chunk) {
+            Ok(0) => return Some(String::new()),
+            Ok(n) => request.head.extend_from_slice(&chunk[..n]),
+            Err(e) if crate::sync::is_interrupted(&e) => continue,
+            Err(e) if crate::sync::is_timeout(&e) => return None,
+            Err(_) => return Some(String::new()),
+        }
+        let head = &request.head;
         if head.len() > REQUEST_LIMIT {
-            return None;
+            return Some(response("400 Bad Request", "request too long\n", true));
+        }
+        if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
+            return Some(answer(head, figures));
         }
     }
-    Some(head)
 }
 
-fn is_metrics_get(head: &[u8]) -> bool {
+/// The reply to a whole request head.
+fn answer(head: &[u8], figures: (usize, SystemTime)) -> String {
     let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
     let mut words = line.split(|&b| b == b' ');
-    let (method, path) = (words.next(), words.next());
-    method == Some(b"GET") && matches!(path, Some(b"/metrics" | b"/metrics?"))
+    let (method, path) = (words.next().unwrap_or_default(), words.next());
+    let known = matches!(path, Some(b"/metrics" | b"/metrics?"));
+    match method {
+        b"GET" | b"HEAD" if known => {
+            let body = render(figures);
+            let head_only = method == b"HEAD";
+            response_of("200 OK", CONTENT_TYPE, &body, head_only)
+        }
+        b"GET" | b"HEAD" => response(
+            "404 Not Found",
+            "only /metrics is here\n",
+            method == b"HEAD",
+        ),
+        _ if path.is_some() => response("405 Method Not Allowed", "GET or HEAD only\n", false)
+            .replacen("\r\n\r\n", "\r\nAllow: GET, HEAD\r\n\r\n", 1),
+        _ => response("400 Bad Request", "bad request\n", false),
+    }
 }
 
-fn response(status: &str, content_type: &str, body: &str) -> String {
+fn response(status: &str, body: &str, head_only: bool) -> String {
+    response_of(status, "text/plain", body, head_only)
+}
+
+fn response_of(status: &str, content_type: &str, body: &str, head_only: bool) -> String {
     format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{body}",
-        body.len()
+         Connection: close\r\n\r\n{}",
+        body.len(),
+        if head_only { "" } else { body }
     )
 }
 
-/// Appends one metric's `# HELP` and `# TYPE` lines.
-fn describe(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
+/// Each single figure's name, type and help, in the order [`render`]
+/// gives their values.
+const FIGURES: [&str; 11] = [
+    "serv6_connections_failed_total counter Connections that failed (reset, say) before they could be answered.",
+    "serv6_health_checks_total counter A balancer's own connections (PROXY protocol), counted apart.",
+    "serv6_connections_in_progress gauge Connections accepted and not yet answered.",
+    "serv6_connections_held gauge Connections the waiting room holds: waiting for their message, or closing.",
+    "serv6_connections_max gauge The most connections waiting at once (--max-conns, or what the limits allow).",
+    "serv6_log_lines_written_total counter Exchange lines written to standard output.",
+    "serv6_log_lines_queued gauge Exchange lines waiting for a slow standard output.",
+    "serv6_log_lines_dropped_total counter Exchange lines dropped while standard output was stalled and its queue full.",
+    "serv6_log_lines_not_written_total counter Exchange lines not written (a full disk, a size limit, a reader gone, the exit).",
+    "serv6_error_lines_dropped_total counter Lines dropped while standard error was stalled.",
+    "process_start_time_seconds gauge When serv6 started, in seconds since the Unix epoch.",
+];
 
-fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
-    describe(out, name, kind, help);
-    let _ = writeln!(out, "{name} {value}");
+/// Appends a figure's `# HELP` and `# TYPE` lines, from its description.
+fn describe(out: &mut String, figure: &str) -> String {
+    let mut parts = figure.splitn(3, ' ');
+    let (name, kind, help) = (parts.next(), parts.next(), parts.next());
+    let (name, kind, help) = (name.unwrap_or(""), kind.unwrap_or(""), help.unwrap_or(""));
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    name.to_owned()
 }
 
 /// Every figure, in the exposition format.
-fn render(sources: &Sources) -> String {
+fn render((max_conns, started): (usize, SystemTime)) -> String {
     let mut out = String::with_capacity(4096);
-    let count = |label: &str| {
-        let slot = End::LABELS.iter().position(|l| *l == label).unwrap_or(0);
-        STATS.count(slot)
-    };
-    single(
-        &mut out,
-        "serv6_exchanges_total",
-        "counter",
-        "Exchanges answered with the time their message arrived.",
-        count("served"),
-    );
     describe(
         &mut out,
-        "serv6_refusals_total",
-        "counter",
-        "Connections told 'error: ...', by reason.",
+        "serv6_exchanges_total counter Exchanges answered, by service.",
     );
-    for reason in [
-        "too_long",
-        "deadline",
-        "proxy",
-        "clock",
-        "busy",
-        "shutting_down",
-    ] {
-        let n = count(reason);
+    for (service, name) in Service::ALL {
+        let n = STATS.served_as(service);
+        let _ = writeln!(out, "serv6_exchanges_total{{service=\"{name}\"}} {n}");
+    }
+    describe(
+        &mut out,
+        "serv6_refusals_total counter Connections told 'error: ...', by reason.",
+    );
+    for slot in 1..=6 {
+        let (reason, n) = (End::LABELS[slot], STATS.count(slot));
         let _ = writeln!(out, "serv6_refusals_total{{reason=\"{reason}\"}} {n}");
     }
-    single(
-        &mut out,
-        "serv6_connections_failed_total",
-        "counter",
-        "Connections that failed (reset, say) before they could be answered.",
-        count("failed"),
-    );
-    single(
-        &mut out,
-        "serv6_health_checks_total",
-        "counter",
-        "A balancer's own connections (PROXY protocol), counted apart.",
-        count("health_check"),
-    );
-    render_connections(&mut out, sources);
-    render_log(&mut out);
-    render_latency(&mut out);
+    let log = output::log_counts();
+    let start = started.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let values: [String; FIGURES.len()] = [
+        STATS.count(8).to_string(),
+        STATS.count(7).to_string(),
+        STATS.in_progress().to_string(),
+        STATS.held.load(Relaxed).to_string(),
+        max_conns.to_string(),
+        log.written.to_string(),
+        log.queued.to_string(),
+        log.dropped.to_string(),
+        log.not_written.to_string(),
+        output::stderr_dropped().to_string(),
+        start.as_secs_f64().to_string(),
+    ];
+    for (figure, value) in FIGURES.iter().zip(values) {
+        let name = describe(&mut out, figure);
+        let _ = writeln!(out, "{name} {value}");
+    }
+    let name = describe(&mut out, "serv6_reply_latency_seconds histogram From the message's arrival (the kernel's stamp) to its reply written.");
+    let (cumulative, sum) = STATS.latency();
+    let total = cumulative.last().copied().unwrap_or(0);
+    let bounds = BOUNDS
+        .iter()
+        .map(ToString::to_string)
+        .chain(["+Inf".into()]);
+    for (bound, count) in bounds.zip(&cumulative) {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
+    }
+    let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {total}");
     describe(
         &mut out,
-        "serv6_build_info",
-        "gauge",
-        "The version that is running.",
+        "serv6_build_info gauge The version that is running.",
     );
     let _ = writeln!(
         out,
         "serv6_build_info{{version=\"{}\"}} 1",
         env!("CARGO_PKG_VERSION")
     );
-    let started = sources
-        .started
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    single(
-        &mut out,
-        "process_start_time_seconds",
-        "gauge",
-        "When serv6 started, in seconds since the Unix epoch.",
-        started.as_secs_f64(),
-    );
     out
-}
-
-fn render_connections(out: &mut String, sources: &Sources) {
-    single(
-        out,
-        "serv6_connections_in_progress",
-        "gauge",
-        "Connections accepted and not yet answered.",
-        STATS.in_progress(),
-    );
-    single(
-        out,
-        "serv6_connections_held",
-        "gauge",
-        "Connections the waiting room holds: waiting for their message, or closing.",
-        STATS.held.load(Relaxed),
-    );
-    single(
-        out,
-        "serv6_connections_max",
-        "gauge",
-        "The most connections waiting at once (--max-conns, or what the limits allow).",
-        sources.max_conns,
-    );
-}
-
-fn render_log(out: &mut String) {
-    let log = output::log_counts();
-    single(
-        out,
-        "serv6_log_lines_written_total",
-        "counter",
-        "Exchange lines written to standard output.",
-        log.written,
-    );
-    single(
-        out,
-        "serv6_log_lines_queued",
-        "gauge",
-        "Exchange lines waiting for a slow standard output.",
-        log.queued,
-    );
-    single(
-        out,
-        "serv6_log_lines_dropped_total",
-        "counter",
-        "Exchange lines dropped while standard output was stalled and its queue full.",
-        log.dropped,
-    );
-    single(
-        out,
-        "serv6_log_lines_not_written_total",
-        "counter",
-        "Exchange lines a write failed to take (a full disk, a size limit, a reader gone).",
-        log.not_written,
-    );
-    single(
-        out,
-        "serv6_error_lines_dropped_total",
-        "counter",
-        "Lines dropped while standard error was stalled.",
-        output::stderr_dropped(),
-    );
-}
-
-fn render_latency(out: &mut String) {
-    let name = "serv6_reply_latency_seconds";
-    describe(
-        out,
-        name,
-        "histogram",
-        "From the message's arrival (the kernel's stamp) to its reply written.",
-    );
-    let (cumulative, sum) = STATS.latency();
-    for (bound, count) in BOUNDS.iter().zip(&cumulative) {
-        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
-    }
-    let total = cumulative.last().copied().unwrap_or(0);
-    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
-    let _ = writeln!(out, "{name}_sum {sum}");
-    let _ = writeln!(out, "{name}_count {total}");
 }

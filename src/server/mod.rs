@@ -22,8 +22,8 @@ pub(crate) use options::{program, MANUAL};
 use options::{Command, Options};
 use stats::STATS;
 use std::ffi::OsString;
+use std::fmt::Write as _;
 use std::io::Write;
-use std::net::TcpListener;
 use std::process::ExitCode;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -181,21 +181,20 @@ fn wait_for_signals(termination: &platform::Signals) -> mpsc::Receiver<platform:
 /// Binds (or takes the sockets passed to it), starts the waiting room and
 /// the workers, then says where it listens: once that line is out,
 /// clients are served.
-fn start(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Running, Stop> {
-    let mut bound = listeners(options, passed)?;
-    let mut line = listen::listening_line(&bound.listeners);
-    if let Some(e) = bound
-        .listeners
+fn start(options: &Options, passed: Option<Vec<listen::Passed>>) -> Result<Running, Stop> {
+    let (listeners, mut notes) = listeners(options, passed)?;
+    let mut line = listen::listening_line(&listeners);
+    if let Some(e) = listeners
         .iter()
-        .find_map(|l| platform::stamp_arrivals(l).err())
+        .find_map(|(l, _)| platform::stamp_arrivals(l).err())
     {
-        bound.notes.push(format!(
+        notes.push(format!(
             "the kernel gives no arrival times here ({e}): replies are stamped when serv6 reads the message"
         ));
     }
     let machine = capacity::Machine::measure();
-    let listeners = bound.listeners.len();
-    let capacity = capacity::plan(&machine, options.max_conns, options.max_bytes, listeners)
+    let count = listeners.len();
+    let capacity = capacity::plan(&machine, options.max_conns, options.max_bytes, count)
         .map_err(|e| Stop::failure(format!("cannot serve: {e}")))?;
     let rules = Rules {
         max_len: options.max_bytes,
@@ -203,7 +202,7 @@ fn start(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Running,
         deadline: options.deadline,
         send_time: options.send_time,
     };
-    output::start_log(options.quiet, options.log_bytes);
+    notes.extend(output::start_log(options.quiet, options.log_bytes));
     let room = Room::start(capacity.room, rules)
         .map_err(|e| Stop::failure(format!("cannot start the waiting room: {e}")))?;
     let shared = Arc::new(Shared::new(
@@ -211,38 +210,49 @@ fn start(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<Running,
         options.proxy_from.clone(),
         Arc::clone(&room),
     ));
-    let workers = Workers::start(bound.listeners, capacity.workers_per_listener, shared)
+    let workers = Workers::start(listeners, capacity.workers_per_listener, shared)
         .map_err(|e| Stop::failure(format!("cannot start workers: {e}")))?;
     if let Some(addr) = options.metrics {
         let at = metrics::start(addr, capacity.room.waiting)
             .map_err(|e| Stop::failure(format!("cannot serve metrics on {addr}: {e}")))?;
-        line.push_str(&format!(" (metrics: http://{at}/metrics)"));
+        let _ = write!(line, " (metrics: http://{at}/metrics)");
     }
     // First, so that a script may read where serv6 listens from line 1.
     output::say(format_args!("{line}"));
-    for note in bound.notes.iter().chain(&capacity.notes) {
+    for note in notes.iter().chain(&capacity.notes) {
         output::say(format_args!("{note}"));
     }
     Ok(Running { workers, room })
 }
 
-fn listeners(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<listen::Bound, Stop> {
-    if let Some(listeners) = passed {
+/// The sockets to serve, each with its service, and notes for the
+/// operator: bound as the options say, or passed by a service manager.
+fn listeners(
+    options: &Options,
+    passed: Option<Vec<listen::Passed>>,
+) -> Result<(listen::Serving, Vec<String>), Stop> {
+    if let Some(passed) = passed {
         if !options.binds.is_empty() || options.port.is_some() {
             return Err(Stop::usage(
                 &"'--bind' and '--port' do not go with sockets passed by a service \
                   manager (LISTEN_FDS): it chose the addresses",
             ));
         }
-        return Ok(listen::Bound {
-            listeners,
-            notes: Vec::new(),
-        });
+        let serving = passed.into_iter();
+        return Ok((
+            serving
+                .map(|(l, s)| (l, s.unwrap_or(options.service)))
+                .collect(),
+            Vec::new(),
+        ));
     }
     let port = options.port.unwrap_or(crate::protocol::DEFAULT_PORT);
-    let mut bound = listen::bind_all(&options.binds, port).map_err(|e| match e.is_usage() {
-        true => Stop::usage(&e),
-        false => Stop::failure(e.to_string()),
+    let mut bound = listen::bind_all(&options.binds, port).map_err(|e| {
+        if e.is_usage() {
+            Stop::usage(&e)
+        } else {
+            Stop::failure(e.to_string())
+        }
     })?;
     for listener in &bound.listeners {
         if let Err(e) = platform::set_backlog(listener, options.backlog) {
@@ -252,7 +262,8 @@ fn listeners(options: &Options, passed: Option<Vec<TcpListener>>) -> Result<list
             break;
         }
     }
-    Ok(bound)
+    let serving = bound.listeners.into_iter();
+    Ok((serving.map(|l| (l, options.service)).collect(), bound.notes))
 }
 
 fn print(text: &str) -> Result<(), Stop> {

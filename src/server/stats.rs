@@ -3,6 +3,7 @@
 //! process-wide atomics, as the process serves one server.
 
 use super::framing::End;
+use crate::protocol::Service;
 use crate::words::counted;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::OnceLock;
@@ -23,6 +24,8 @@ pub(crate) struct Stats {
     started: OnceLock<Instant>,
     /// Connections ended, by how ([`End::slot`]).
     ended: [AtomicU64; End::LABELS.len()],
+    /// Exchanges served, by service ([`Service::ALL`]'s order).
+    served: [AtomicU64; Service::ALL.len()],
     /// Connections accepted and not yet ended.
     in_progress: AtomicUsize,
     /// Connections workers have begun and ended (answered or handed to
@@ -59,6 +62,7 @@ impl Stats {
         Stats {
             started: OnceLock::new(),
             ended: [const { AtomicU64::new(0) }; End::LABELS.len()],
+            served: [const { AtomicU64::new(0) }; Service::ALL.len()],
             in_progress: AtomicUsize::new(0),
             jobs_begun: AtomicU64::new(0),
             jobs_ended: AtomicU64::new(0),
@@ -76,6 +80,25 @@ impl Stats {
     /// Counts a connection that ended as `end` says.
     pub fn ended(&self, end: &End) {
         self.ended[end.slot()].fetch_add(1, Relaxed);
+    }
+
+    /// Counts an exchange served by `service`, and its reply's latency
+    /// from its message's arrival, if it had a message.
+    pub fn served_one(&self, service: Service, latency: Option<Duration>) {
+        self.ended[0].fetch_add(1, Relaxed);
+        self.served[service as usize].fetch_add(1, Relaxed);
+        if let Some(took) = latency {
+            let seconds = took.as_secs_f64();
+            let bucket = BOUNDS.partition_point(|&bound| bound < seconds);
+            let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+            self.buckets[bucket].fetch_add(1, Relaxed);
+            self.latency_sum_nanos.fetch_add(nanos, Relaxed);
+        }
+    }
+
+    /// Exchanges served by `service` so far.
+    pub fn served_as(&self, service: Service) -> u64 {
+        self.served[service as usize].load(Relaxed)
     }
 
     /// Connections that ended at `slot` ([`End::slot`]) so far.
@@ -106,15 +129,6 @@ impl Stats {
     /// Worker jobs begun and ended so far.
     pub fn worker_jobs(&self) -> (u64, u64) {
         (self.jobs_begun.load(Relaxed), self.jobs_ended.load(Relaxed))
-    }
-
-    /// Adds a reply's latency, from its message's arrival.
-    pub fn replied_after(&self, took: Duration) {
-        let seconds = took.as_secs_f64();
-        let bucket = BOUNDS.partition_point(|&bound| bound < seconds);
-        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        self.buckets[bucket].fetch_add(1, Relaxed);
-        self.latency_sum_nanos.fetch_add(nanos, Relaxed);
     }
 
     /// The latency counts so far, cumulative by bound as Prometheus reads
@@ -173,9 +187,10 @@ mod tests {
     #[test]
     fn durations_land_in_the_first_bucket_that_holds_them() {
         let stats = Stats::new();
-        stats.replied_after(Duration::from_micros(10));
-        stats.replied_after(Duration::from_micros(11));
-        stats.replied_after(Duration::from_secs(3));
+        for micros in [10, 11, 3_000_000] {
+            stats.served_one(Service::Receipt, Some(Duration::from_micros(micros)));
+        }
+        assert_eq!(stats.served_as(Service::Receipt), 3);
         let (cumulative, sum) = stats.latency();
         assert_eq!(cumulative[0], 1, "10 µs is within the first bound");
         assert_eq!(cumulative[1], 2);

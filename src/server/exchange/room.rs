@@ -17,6 +17,7 @@
 
 use super::{answer, read, turn_away, Connection, Scratch};
 use crate::platform::{Poller, Waker};
+use crate::protocol::Service;
 use crate::server::framing::{End, Rules};
 use crate::server::stats::STATS;
 use crate::sync;
@@ -294,7 +295,13 @@ impl Held {
         while self.is_full() && self.make_room(now) {}
         let token = self.token();
         if self.is_full() || self.poller.add(&conn.stream, token).is_err() {
-            turn_away(conn.stream, conn.client, End::Busy, &self.rules);
+            turn_away(
+                conn.stream,
+                conn.client,
+                End::Busy,
+                &self.rules,
+                Service::Receipt,
+            );
             return;
         }
         self.waiting.insert(token, (conn, now));
@@ -348,7 +355,13 @@ impl Held {
         self.timers.remove(&(at, token));
         match read(&mut conn, &mut self.scratch.chunk, now) {
             Some(end) => self.finish(token, conn, end),
-            None => turn_away(conn.stream, conn.client, End::Busy, &self.rules),
+            None => drop(turn_away(
+                conn.stream,
+                conn.client,
+                End::Busy,
+                &self.rules,
+                Service::Receipt,
+            )),
         }
         true
     }
@@ -381,7 +394,13 @@ impl Held {
         self.timers.remove(&(was, token));
         if let Some((conn, _)) = self.waiting.remove(&token) {
             match end {
-                End::ShuttingDown => turn_away(conn.stream, conn.client, end, &self.rules),
+                End::ShuttingDown => drop(turn_away(
+                    conn.stream,
+                    conn.client,
+                    end,
+                    &self.rules,
+                    Service::Receipt,
+                )),
                 end => self.finish(token, conn, end),
             }
         }
@@ -413,7 +432,13 @@ impl Held {
     fn cut(&mut self) {
         while let Some((token, (conn, at))) = self.waiting.pop_first() {
             self.timers.remove(&(at, token));
-            turn_away(conn.stream, conn.client, End::ShuttingDown, &self.rules);
+            turn_away(
+                conn.stream,
+                conn.client,
+                End::ShuttingDown,
+                &self.rules,
+                Service::Receipt,
+            );
         }
         self.lingering.clear();
         self.timers.clear();
