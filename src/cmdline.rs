@@ -134,6 +134,8 @@ pub(crate) enum UsageError {
     InvalidValue(String, OsString, Invalid),
     /// The first option only makes sense with what the second says.
     Requires(&'static str, &'static str),
+    /// Two options, as written, that contradict each other.
+    Conflict(String, String),
     /// The arguments together make no sense, for the program's own reason.
     Refused(String),
 }
@@ -158,6 +160,9 @@ impl fmt::Display for UsageError {
                 write!(f, "invalid value '{value}' for '{option}': {why}")
             }
             UsageError::Requires(what, needs) => write!(f, "'{what}' goes with {needs}"),
+            UsageError::Conflict(first, then) => {
+                write!(f, "'{first}' and '{then}' do not go together")
+            }
             UsageError::Refused(why) => f.write_str(why),
         }
     }
@@ -357,6 +362,21 @@ impl<K: Copy> Parser<K> {
     /// The value as [`Parser::seconds`] reads it, or `None` for `off`.
     pub fn seconds_or_off(&mut self) -> Result<Option<Duration>, UsageError> {
         self.read(|value| (value != "off").then(|| seconds(value, false)).transpose())
+    }
+
+    /// For options of which at most one may be given, as `-4` and `-6`:
+    /// `chosen`, with how its option was written, unless `earlier` chose
+    /// otherwise.
+    pub fn one_of<T: PartialEq>(
+        &self,
+        earlier: Option<(T, String)>,
+        chosen: T,
+    ) -> Result<Option<(T, String)>, UsageError> {
+        let option = self.option.clone();
+        match earlier {
+            Some((other, first)) if other != chosen => Err(UsageError::Conflict(first, option)),
+            _ => Ok(Some((chosen, option))),
+        }
     }
 }
 
@@ -687,6 +707,21 @@ pub(crate) mod tests {
         assert_eq!(
             secs("1e9", true).unwrap_err().to_string(),
             "invalid value '1e9' for '--t': it must be at most 86400 seconds (one day)"
+        );
+    }
+
+    #[test]
+    fn one_of_refuses_a_contradiction_by_its_spellings() {
+        let mut p = parser(&["-q", "--quiet", "--port", "1"]);
+        p.next().unwrap();
+        let first = p.one_of(None, 1).unwrap();
+        p.next().unwrap();
+        let again = p.one_of(first, 1).unwrap();
+        assert_eq!(again, Some((1, "--quiet".into())));
+        p.next().unwrap();
+        assert_eq!(
+            p.one_of(again, 2).unwrap_err().to_string(),
+            "'--quiet' and '--port' do not go together"
         );
     }
 

@@ -113,7 +113,7 @@ pub(crate) fn program() -> Program<Key> {
 /// Parses cli6's arguments, without the program name.
 pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
     let mut target = default_target();
-    let mut words = Vec::new();
+    let (mut words, mut family) = (Vec::new(), None);
     let (mut count, mut interval, mut json) = (None, None, false);
     let mut parser = Parser::new(args, FLAGS);
     while let Some(arg) = parser.next()? {
@@ -123,13 +123,14 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             Arg::Flag(Key::Host) => target.host = parser.parsed::<HostArg>()?.0,
             Arg::Flag(Key::Port) => target.port = parser.number(1..=u64::from(u16::MAX))?,
             Arg::Flag(Key::Timeout) => target.timeout = parser.seconds(false)?,
-            Arg::Flag(Key::Ipv4) => target.family = Some(Family::V4),
-            Arg::Flag(Key::Ipv6) => target.family = Some(Family::V6),
+            Arg::Flag(Key::Ipv4) => family = parser.one_of(family, Family::V4)?,
+            Arg::Flag(Key::Ipv6) => family = parser.one_of(family, Family::V6)?,
             Arg::Flag(Key::Count) => count = Some(parser.number(0..=u64::MAX)?),
             Arg::Flag(Key::Interval) => interval = Some(parser.seconds(true)?),
             Arg::Flag(Key::Json) => json = true,
         }
     }
+    target.family = family.map(|(family, _)| family);
     let message = (!words.is_empty()).then(|| join(&words)).transpose()?;
     // `--json` alone is one probe: the one exchange, as JSON.
     let Some(count) = count.or(json.then_some(1)) else {
@@ -296,6 +297,22 @@ mod tests {
             err(&["--timeout", "0"]),
             "invalid value '0' for '--timeout': it must be more than zero"
         );
+    }
+
+    #[test]
+    fn ipv4_and_ipv6_do_not_go_together() {
+        let err = |words: &[&str]| parse_words(words).unwrap_err().to_string();
+        assert_eq!(
+            err(&["-4", "-6", "hola"]),
+            "'-4' and '-6' do not go together"
+        );
+        assert_eq!(err(&["-6", "-4"]), "'-6' and '-4' do not go together");
+        assert_eq!(
+            err(&["--ipv4", "-c1", "--ipv6"]),
+            "'--ipv4' and '--ipv6' do not go together"
+        );
+        let (target, _) = sent(&["-4", "--ipv4"]);
+        assert_eq!(target.family, Some(Family::V4));
     }
 
     #[test]
