@@ -9,12 +9,9 @@
 #![warn(missing_docs)]
 
 mod addr;
-mod args;
 pub mod client;
+mod cmdline;
 mod escape;
-mod exit;
-mod help;
-mod manpage;
 mod output;
 #[allow(unsafe_code)]
 mod platform;

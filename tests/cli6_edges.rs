@@ -232,6 +232,11 @@ fn argument_edges_are_usage_errors() {
             &["--json=1", "-c", "1"],
             "option '--json' does not take a value",
         ),
+        (&["-4", "-6", "hola"], "'-4' and '-6' do not go together"),
+        (
+            &["--ipv6", "--ipv4"],
+            "'--ipv6' and '--ipv4' do not go together",
+        ),
     ] {
         let out = cli6(args, b"");
         let err = assert_one_error_line(&out, 2, "cli6: ");

@@ -6,20 +6,19 @@ mod lines;
 mod options;
 mod probe;
 
+use crate::cmdline::Status;
 use crate::escape::escape;
-use crate::exit::Status;
+use crate::output;
 use crate::protocol::{self, check_message};
-use crate::{manpage, output};
 use exchange::{exchange, ClientError, ReplyProblem, Target};
 use lines::{Line, MAX_LINE};
 use options::Command;
-pub(crate) use options::{program, MANUAL};
 use std::ffi::OsString;
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 
 /// Runs cli6 with `args` (without the program name) and returns its exit
-/// status, as `options::EXIT` says what each means.
+/// status, as cli6's manual (`cli6.1.txt`) says what each means.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     output::set_program("cli6");
     let ok = match options::parse(args) {
@@ -36,9 +35,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             message,
             probes,
         }) => return probe::run(&target, &with_lf(message), probes),
-        Ok(Command::Help) => print(&options::program().help()),
-        Ok(Command::Manual) => print(&manpage::render(&program(), &MANUAL)),
-        Ok(Command::Version) => print(concat!("cli6 ", env!("CARGO_PKG_VERSION"))),
+        Ok(Command::Info(info)) => print(&options::program().info(info)),
         Err(e) => {
             output::say(format_args!("{}", options::program().usage_error(&e)));
             return Status::Usage.into();

@@ -1,12 +1,10 @@
-//! cli6's command line: its flags, their defaults and its help, defined once.
+//! cli6's command line: its flags, their defaults, its help and its manual
+//! page (the manual's prose is `cli6.1.txt`, next to this file).
 
 use super::exchange::{Family, Target};
 use super::lines::MAX_LINE;
 use crate::addr::HostArg;
-use crate::args::{self, Arg, DefaultText, Flag, Parser, UsageError};
-use crate::exit::{self, Meanings, Status};
-use crate::help::Program;
-use crate::manpage::Manual;
+use crate::cmdline::{flag, Arg, Flag, Info, Parser, Program, UsageError};
 use crate::protocol::{check_message, Unsendable, DEFAULT_PORT, REPLY_FORM};
 use std::ffi::OsString;
 use std::time::Duration;
@@ -25,10 +23,8 @@ pub(crate) enum Command {
         message: Vec<u8>,
         probes: Probes,
     },
-    Help,
-    Version,
-    /// Print the manual page.
-    Manual,
+    /// Print the help, the version or the manual page.
+    Info(Info),
 }
 
 /// How to probe: `--count`, `--interval`, `--json`.
@@ -44,13 +40,15 @@ pub(crate) struct Probes {
 /// What a probe sends when no MESSAGE is given.
 pub(crate) const PROBE_MESSAGE: &[u8] = b"hola";
 
-/// The defaults; `FLAGS` shows each as text, and a test checks they agree.
+/// The defaults; `FLAGS` shows each in its help, and a test checks they agree.
 fn default_target() -> Target {
+    let timeout = Duration::from_secs(5);
+    let (host, port, family) = ("localhost".into(), DEFAULT_PORT, None);
     Target {
-        host: "localhost".into(),
-        port: DEFAULT_PORT,
-        timeout: Duration::from_secs(5),
-        family: None,
+        host,
+        port,
+        timeout,
+        family,
     }
 }
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
@@ -66,128 +64,35 @@ pub(crate) enum Key {
     Count,
     Interval,
     Json,
-    Help,
-    Version,
-    Manual,
 }
 
+/// cli6's own options, as `--help` lists them (`cmdline` adds `--help`,
+/// `--version` and `--generate-man`). A table, an entry a flag: rustfmt
+/// would spread each over five lines.
+#[rustfmt::skip]
 pub(crate) const FLAGS: &[Flag<Key>] = &[
-    Flag {
-        key: Key::Host,
-        short: Some('H'),
-        long: "host",
-        value: Some("HOST"),
-        help: "server name or address; every address it resolves to is tried in turn",
-        default: DefaultText::Value("localhost"),
-    },
-    Flag {
-        key: Key::Port,
-        short: Some('p'),
-        long: "port",
-        value: Some("PORT"),
-        help: "server port",
-        default: DefaultText::Value("5006"),
-    },
-    Flag {
-        key: Key::Timeout,
-        short: Some('t'),
-        long: "timeout",
-        value: Some("SECS"),
-        help: "limit for each whole exchange: connecting, sending and reading the reply",
-        default: DefaultText::Value("5"),
-    },
-    Flag {
-        key: Key::Ipv4,
-        short: Some('4'),
-        long: "ipv4",
-        value: None,
-        help: "use IPv4 addresses only",
-        default: DefaultText::None,
-    },
-    Flag {
-        key: Key::Ipv6,
-        short: Some('6'),
-        long: "ipv6",
-        value: None,
-        help: "use IPv6 addresses only",
-        default: DefaultText::None,
-    },
-    Flag {
-        key: Key::Count,
-        short: Some('c'),
-        long: "count",
-        value: Some("N"),
-        help: "probe like ping: N exchanges (0: until Ctrl-C), each with its connect time, \
-               round-trip time and the offset of the server's clock from ours (server minus \
-               ours), then a summary with the median offset and the offset of the fastest \
-               probe, each within ± half a round trip; failures slow the probes down, up to \
-               one a second",
-        default: DefaultText::None,
-    },
-    Flag {
-        key: Key::Interval,
-        short: Some('i'),
-        long: "interval",
-        value: Some("SECS"),
-        help: "with --count: time between probes; 0 allowed",
-        default: DefaultText::Value("1"),
-    },
-    Flag {
-        key: Key::Json,
-        short: None,
-        long: "json",
-        value: None,
-        help: "JSON Lines: one object per probe, then one for the summary; without \
-               --count, one probe (python3 -m json.tool --json-lines reads it)",
-        default: DefaultText::None,
-    },
-    args::help(Key::Help),
-    args::version(Key::Version),
-    args::generate_man(Key::Manual),
+    flag(Key::Host, "-H, --host HOST", "server name or address; every address it resolves to is \
+        tried in turn (default localhost)"),
+    flag(Key::Port, "-p, --port PORT", "server port (default 5006)"),
+    flag(Key::Timeout, "-t, --timeout SECS", "limit for each whole exchange: connecting, sending \
+        and reading the reply (default 5)"),
+    flag(Key::Ipv4, "-4, --ipv4", "use IPv4 addresses only"),
+    flag(Key::Ipv6, "-6, --ipv6", "use IPv6 addresses only"),
+    flag(Key::Count, "-c, --count N", "probe like ping: N exchanges (0: until Ctrl-C), each with \
+        its connect time, round-trip time and the offset of the server's clock from ours (server \
+        minus ours), then a summary with the median offset and the offset of the fastest probe, \
+        each within ± half a round trip; failures slow the probes down, up to one a second"),
+    flag(Key::Interval, "-i, --interval SECS", "with --count: time between probes; \
+        0 allowed (default 1)"),
+    flag(Key::Json, "--json", "JSON Lines: one object per probe, then one for the summary; \
+        without --count, one probe (python3 -m json.tool --json-lines reads it)"),
 ];
 
-/// The manual page's sections beyond the command line (`cli6(1)`).
-/// What cli6's exit statuses mean.
-pub(crate) const EXIT: Meanings = [
-    (
-        Status::Success,
-        "if every exchange got its reply (with --count: if any did)",
-    ),
-    (Status::Failure, "otherwise"),
-    (Status::Usage, "for bad usage"),
-];
-
-pub(crate) const MANUAL: Manual = Manual {
-    exit: &EXIT,
-    section: 1,
-    summary: "ask serv6 when it received a message",
-    sections: &[
-        (
-            "Output",
-            "The reply goes to standard output, with control characters escaped; problems \
-go to standard error. With --count, one line per probe, then a summary: round-trip times, \
-and the offset of the server's clock from ours (server minus ours), as the median over the \
-probes and as the offset of the probe with the smallest round trip. Each offset is within \
-half its round trip of the truth, whatever the path.",
-        ),
-        (
-            "Examples",
-            "Send one message, or one per line:
-  cli6 hola
-  printf 'uno\\ndos\\n' | cli6 --host example.org
-
-Probe the server's clock five times, as JSON:
-  cli6 --count 5 --interval 0.2 --json",
-        ),
-        ("See also", "serv6(8), ping(8), nc(1)"),
-    ],
-};
-
-/// cli6's command line, for help and usage errors.
+/// cli6's command line, its help and its manual page.
 pub(crate) fn program() -> Program<Key> {
     Program {
         name: "cli6",
-        synopsis: "cli6 [OPTIONS] [MESSAGE...]",
+        synopsis: "[OPTIONS] [MESSAGE...]",
         about: format!(
             "Sends a message to serv6 and prints its reply, the time the server received it:\n  \
              {REPLY_FORM}\n\n\
@@ -198,99 +103,60 @@ pub(crate) fn program() -> Program<Key> {
              the LF, so the count would be wrong), is reported and not sent."
         ),
         flags: FLAGS,
-        after: format!("Exit status: {}", exit::describe(&EXIT)),
+        after: "",
+        section: 1,
+        summary: "ask serv6 when it received a message",
+        manual: include_str!("cli6.1.txt"),
     }
-}
-
-/// What the flags said, before it is checked as a whole.
-#[derive(Debug)]
-struct Given {
-    target: Target,
-    words: Vec<OsString>,
-    count: Option<u64>,
-    interval: Option<Duration>,
-    json: bool,
 }
 
 /// Parses cli6's arguments, without the program name.
 pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
-    let mut given = Given {
-        target: default_target(),
-        words: Vec::new(),
-        count: None,
-        interval: None,
-        json: false,
-    };
+    let mut target = default_target();
+    let (mut words, mut family) = (Vec::new(), None);
+    let (mut count, mut interval, mut json) = (None, None, false);
     let mut parser = Parser::new(args, FLAGS);
-    while let Some(arg) = parser.next_flag()? {
-        let flag = match arg {
-            Arg::Value(word) => {
-                given.words.push(word);
-                continue;
-            }
-            Arg::Flag(flag) => flag,
-        };
-        match flag.key {
-            Key::Host => given.target.host = parser.parsed::<HostArg>()?.0,
-            Key::Port => given.target.port = parser.number(1..=u64::from(u16::MAX))?,
-            Key::Timeout => given.target.timeout = parser.seconds(false)?,
-            Key::Ipv4 => given.target.family = Some(Family::V4),
-            Key::Ipv6 => given.target.family = Some(Family::V6),
-            Key::Count => given.count = Some(parser.number(0..=u64::MAX)?),
-            Key::Interval => given.interval = Some(parser.seconds(true)?),
-            Key::Json => given.json = true,
-            Key::Help => return Ok(Command::Help),
-            Key::Version => return Ok(Command::Version),
-            Key::Manual => return Ok(Command::Manual),
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Arg::Value(word) => words.push(word),
+            Arg::Info(info) => return Ok(Command::Info(info)),
+            Arg::Flag(Key::Host) => target.host = parser.parsed::<HostArg>()?.0,
+            Arg::Flag(Key::Port) => target.port = parser.number(1..=u64::from(u16::MAX))?,
+            Arg::Flag(Key::Timeout) => target.timeout = parser.seconds(false)?,
+            Arg::Flag(Key::Ipv4) => family = parser.one_of(family, Family::V4)?,
+            Arg::Flag(Key::Ipv6) => family = parser.one_of(family, Family::V6)?,
+            Arg::Flag(Key::Count) => count = Some(parser.number(0..=u64::MAX)?),
+            Arg::Flag(Key::Interval) => interval = Some(parser.seconds(true)?),
+            Arg::Flag(Key::Json) => json = true,
         }
     }
-    command(given)
-}
-
-/// The command the flags add up to, once they are all read.
-fn command(given: Given) -> Result<Command, UsageError> {
-    let Given {
-        target,
-        words,
-        count,
-        interval,
-        json,
-    } = given;
-    let message = if words.is_empty() {
-        None
-    } else {
-        Some(join(&words)?)
-    };
+    target.family = family.map(|(family, _)| family);
+    let message = (!words.is_empty()).then(|| join(&words)).transpose()?;
     // `--json` alone is one probe: the one exchange, as JSON.
-    let count = count.or(json.then_some(1));
-    let Some(count) = count else {
+    let Some(count) = count.or(json.then_some(1)) else {
         if interval.is_some() {
-            return Err(UsageError::Requires {
-                what: &["--interval"],
-                needs: "'--count' (probe mode)",
-            });
+            return Err(UsageError::Requires("--interval", "'--count' (probe mode)"));
         }
         return Ok(Command::Send { target, message });
     };
+    let interval = interval.unwrap_or(DEFAULT_INTERVAL);
+    let message = message.unwrap_or_else(|| PROBE_MESSAGE.to_vec());
     let probes = Probes {
         count,
-        interval: interval.unwrap_or(DEFAULT_INTERVAL),
+        interval,
         json,
     };
     Ok(Command::Probe {
         target,
-        message: message.unwrap_or_else(|| PROBE_MESSAGE.to_vec()),
+        message,
         probes,
     })
 }
 
 /// Joins the message words with spaces, refusing what cannot be one message.
 fn join(words: &[OsString]) -> Result<Vec<u8>, UsageError> {
-    let message = words
-        .iter()
-        .map(|w| w.as_encoded_bytes())
-        .collect::<Vec<_>>()
-        .join(&b' ');
+    let words: Vec<&[u8]> = words.iter().map(|w| w.as_encoded_bytes()).collect();
+    let message = words.join(&b' ');
     check_message(&message).map_err(|why| {
         UsageError::Refused(match why {
             Unsendable::Newline => format!("{why} (send lines on standard input instead)"),
@@ -318,8 +184,8 @@ mod tests {
     #[test]
     fn the_help_shows_the_real_defaults() {
         for flag in FLAGS {
-            if let DefaultText::Value(text) = flag.default {
-                let words = ["-c", "1", &format!("--{}", flag.long), text];
+            if let Some(text) = flag.default() {
+                let words = ["-c", "1", &format!("--{}", flag.long()), text];
                 let Ok(Command::Probe { target, probes, .. }) = parse_words(&words) else {
                     panic!("{words:?}");
                 };
@@ -332,9 +198,10 @@ mod tests {
     #[test]
     fn every_flag_is_handled() {
         for flag in FLAGS {
-            let words = match flag.value {
-                Some(_) => vec![format!("--{}", flag.long), "1".into(), "-c1".into()],
-                None => vec![format!("--{}", flag.long), "-c1".into()],
+            let long = format!("--{}", flag.long());
+            let words = match flag.value() {
+                Some(_) => vec![long, "1".into(), "-c1".into()],
+                None => vec![long, "-c1".into()],
             };
             let parsed = parse(words.iter().map(OsString::from));
             assert!(parsed.is_ok(), "{words:?}: {parsed:?}");
@@ -430,5 +297,26 @@ mod tests {
             err(&["--timeout", "0"]),
             "invalid value '0' for '--timeout': it must be more than zero"
         );
+    }
+
+    #[test]
+    fn ipv4_and_ipv6_do_not_go_together() {
+        let err = |words: &[&str]| parse_words(words).unwrap_err().to_string();
+        assert_eq!(
+            err(&["-4", "-6", "hola"]),
+            "'-4' and '-6' do not go together"
+        );
+        assert_eq!(err(&["-6", "-4"]), "'-6' and '-4' do not go together");
+        assert_eq!(
+            err(&["--ipv4", "-c1", "--ipv6"]),
+            "'--ipv4' and '--ipv6' do not go together"
+        );
+        let (target, _) = sent(&["-4", "--ipv4"]);
+        assert_eq!(target.family, Some(Family::V4));
+    }
+
+    #[test]
+    fn the_manual_has_every_flag_and_default() {
+        crate::cmdline::tests::check_manual(&program());
     }
 }

@@ -13,13 +13,12 @@ mod options;
 mod proxy;
 mod stats;
 
-use crate::exit::Status;
-use crate::{manpage, output, platform};
+use crate::cmdline::Status;
+use crate::{output, platform};
 use exchange::room::Room;
 use exchange::{Shared, Workers};
 use framing::Rules;
-pub(crate) use options::{program, MANUAL};
-use options::{Command, Options};
+use options::{program, Command, Options};
 use stats::STATS;
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -34,7 +33,7 @@ const MALLOC_ARENAS: i32 = 1;
 const FLUSH_ON_EXIT: Duration = Duration::from_secs(1);
 
 /// Runs serv6 with `args` (without the program name) and returns its exit
-/// status, as `options::EXIT` says what each means.
+/// status, as serv6's manual (`serv6.8.txt`) says what each means.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     output::set_program("serv6");
     let status = match run(args) {
@@ -74,9 +73,7 @@ impl Stop {
 fn run(args: impl IntoIterator<Item = OsString>) -> Result<(), Stop> {
     let options = match options::parse(args).map_err(|e| Stop::usage(&e))? {
         Command::Serve(options) => options,
-        Command::Help => return print(&program().help()),
-        Command::Manual => return print(&manpage::render(&program(), &MANUAL)),
-        Command::Version => return print(concat!("serv6 ", env!("CARGO_PKG_VERSION"))),
+        Command::Info(info) => return print(&program().info(info)),
     };
     // Before any thread exists: it edits the environment.
     let passed = listen::passed_listeners().map_err(|e| Stop::failure(e.to_string()))?;

@@ -1,10 +1,8 @@
-//! serv6's command line: its flags, their defaults and its help, defined once.
+//! serv6's command line: its flags, their defaults, its help and its manual
+//! page (the manual's prose is `serv6.8.txt`, next to this file).
 
 use crate::addr::{Cidr, Endpoint, HostArg};
-use crate::args::{self, Arg, DefaultText, Flag, Parser, UsageError};
-use crate::exit::{self, Meanings, Status};
-use crate::help::Program;
-use crate::manpage::Manual;
+use crate::cmdline::{flag, Arg, Flag, Info, Parser, Program, UsageError};
 use crate::protocol::{Service, REPLY_FORM};
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -14,10 +12,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Command {
     Serve(Options),
-    Help,
-    Version,
-    /// Print the manual page.
-    Manual,
+    /// Print the help, the version or the manual page.
+    Info(Info),
 }
 
 /// How serv6 serves; every field has a flag in [`FLAGS`].
@@ -51,7 +47,7 @@ pub(crate) struct Options {
 }
 
 impl Default for Options {
-    /// The defaults; `FLAGS` shows each as text, and a test checks they agree.
+    /// The defaults; `FLAGS` shows each in its help, and a test checks they agree.
     fn default() -> Self {
         Options {
             binds: Vec::new(),
@@ -93,266 +89,57 @@ pub(crate) enum Key {
     Service,
     SendTime,
     Quiet,
-    Help,
-    Version,
-    Manual,
 }
 
+/// serv6's own options, as `--help` lists them (`cmdline` adds `--help`,
+/// `--version` and `--generate-man`). A table, an entry a flag: rustfmt
+/// would spread each over five lines.
+#[rustfmt::skip]
 pub(crate) const FLAGS: &[Flag<Key>] = &[
-    Flag {
-        key: Key::Bind,
-        short: Some('b'),
-        long: "bind",
-        value: Some("ADDR"),
-        help: "listen on ADDR, an IP address or host name; repeat for more",
-        default: DefaultText::Described("127.0.0.1 and ::1; '::' serves the network"),
-    },
-    Flag {
-        key: Key::Port,
-        short: Some('p'),
-        long: "port",
-        value: Some("PORT"),
-        help: "TCP port; 0 picks a free one",
-        default: DefaultText::Value("5006"),
-    },
-    Flag {
-        key: Key::MaxBytes,
-        short: None,
-        long: "max-bytes",
-        value: Some("N"),
-        help: "longest message accepted, in bytes",
-        default: DefaultText::Value("65536"),
-    },
-    Flag {
-        key: Key::Pause,
-        short: None,
-        long: "pause",
-        value: Some("SECS"),
-        help: "silence that ends a message once bytes have arrived; shorter than the deadline; \
-               'off': only an LF or EOF ends a message, so a pause in the network cannot cut \
-               it short, but a plain send-then-recv client gets 'error: no message within N s' \
-               at the deadline",
-        default: DefaultText::Value("0.2"),
-    },
-    Flag {
-        key: Key::Deadline,
-        short: None,
-        long: "deadline",
-        value: Some("SECS"),
-        help: "time a client has to complete its message",
-        default: DefaultText::Value("10"),
-    },
-    Flag {
-        key: Key::MaxConns,
-        short: None,
-        long: "max-conns",
-        value: Some("N"),
-        help: "connections in progress at once; beyond, the one that has waited longest \
-               for its message is told 'error: server busy' and closed, so that a new \
-               client always gets a place",
-        default: DefaultText::Described("as many as the open-file limit allows"),
-    },
-    Flag {
-        key: Key::Grace,
-        short: None,
-        long: "grace",
-        value: Some("SECS"),
-        help: "on SIGTERM, SIGINT or SIGHUP, the time exchanges in progress have to finish \
-               before they are told 'error: server shutting down'; a second signal exits at once",
-        default: DefaultText::Value("5"),
-    },
-    Flag {
-        key: Key::Backlog,
-        short: None,
-        long: "backlog",
-        value: Some("N"),
-        help: "connections the kernel queues until a worker takes them (Linux caps it at \
-               net.core.somaxconn); sockets passed by systemd keep the socket unit's Backlog=",
-        default: DefaultText::Value("4096"),
-    },
-    Flag {
-        key: Key::ProxyProtocol,
-        short: None,
-        long: "proxy-protocol",
-        value: None,
-        help: "every connection starts with a PROXY protocol header (v1 or v2, as HAProxy, \
-               nginx and cloud load balancers send) naming the client, which the log shows; \
-               a connection without a valid one is refused",
-        default: DefaultText::None,
-    },
-    Flag {
-        key: Key::ProxyFrom,
-        short: None,
-        long: "proxy-from",
-        value: Some("ADDR[/PREFIX]"),
-        help: "with --proxy-protocol: who may send the header; repeat for more; others are \
-               refused",
-        default: DefaultText::Described("127.0.0.0/8 and ::1, a balancer on this machine"),
-    },
-    Flag {
-        key: Key::LogBytes,
-        short: None,
-        long: "log-bytes",
-        value: Some("N"),
-        help: "the most message bytes a log line shows; the rest is counted, not shown (the \
-               reply and the logged length are unaffected)",
-        default: DefaultText::Value("1024"),
-    },
-    Flag {
-        key: Key::Metrics,
-        short: None,
-        long: "metrics",
-        value: Some("ADDR:PORT"),
-        help: "serve Prometheus metrics at http://ADDR:PORT/metrics (one request at a time, \
-               bounded in size and time, so it cannot slow the exchanges); keep ADDR on \
-               loopback unless a firewall guards it",
-        default: DefaultText::Described("off"),
-    },
-    Flag {
-        key: Key::Service,
-        short: None,
-        long: "service",
-        value: Some("NAME"),
-        help: "what to serve: 'receipt' (the reply above), 'daytime' (RFC 867: on connect, one \
-               line with the time, then close) or 'time' (RFC 868: on connect, 4 bytes of \
-               seconds since 1900, as rdate reads them); sockets passed by systemd named \
-               'daytime' or 'time' (FileDescriptorName=) serve that",
-        default: DefaultText::Value("receipt"),
-    },
-    Flag {
-        key: Key::SendTime,
-        short: None,
-        long: "send-time",
-        value: None,
-        help: "add when the reply was sent: 'received <N> bytes at <T>, sent at <T3>', so that \
-               a client's clock offset need not include the server's own time (cli6 uses it)",
-        default: DefaultText::None,
-    },
-    Flag {
-        key: Key::Quiet,
-        short: Some('q'),
-        long: "quiet",
-        value: None,
-        help: "do not log exchanges on standard output",
-        default: DefaultText::None,
-    },
-    args::help(Key::Help),
-    args::version(Key::Version),
-    args::generate_man(Key::Manual),
+    flag(Key::Bind, "-b, --bind ADDR", "listen on ADDR, an IP address or host name; repeat for \
+        more (default 127.0.0.1 and ::1; '::' serves the network)"),
+    flag(Key::Port, "-p, --port PORT", "TCP port; 0 picks a free one (default 5006)"),
+    flag(Key::MaxBytes, "--max-bytes N", "longest message accepted, in bytes (default 65536)"),
+    flag(Key::Pause, "--pause SECS", "silence that ends a message once bytes have arrived; \
+        shorter than the deadline; 'off': only an LF or EOF ends a message, so a pause in the \
+        network cannot cut it short, but a plain send-then-recv client gets 'error: no message \
+        within N s' at the deadline (default 0.2)"),
+    flag(Key::Deadline, "--deadline SECS", "time a client has to complete its message (default 10)"),
+    flag(Key::MaxConns, "--max-conns N", "connections in progress at once; beyond, the one that \
+        has waited longest for its message is told 'error: server busy' and closed, so that a \
+        new client always gets a place (default as many as the open-file limit allows)"),
+    flag(Key::Grace, "--grace SECS", "on SIGTERM, SIGINT or SIGHUP, the time exchanges in \
+        progress have to finish before they are told 'error: server shutting down'; a second \
+        signal exits at once (default 5)"),
+    flag(Key::Backlog, "--backlog N", "connections the kernel queues until a worker takes them \
+        (Linux caps it at net.core.somaxconn); sockets passed by systemd keep the socket unit's \
+        Backlog= (default 4096)"),
+    flag(Key::ProxyProtocol, "--proxy-protocol", "every connection starts with a PROXY protocol \
+        header (v1 or v2, as HAProxy, nginx and cloud load balancers send) naming the client, \
+        which the log shows; a connection without a valid one is refused"),
+    flag(Key::ProxyFrom, "--proxy-from ADDR[/PREFIX]", "with --proxy-protocol: who may send the \
+        header; repeat for more; others are refused (default 127.0.0.0/8 and ::1, a balancer on \
+        this machine)"),
+    flag(Key::LogBytes, "--log-bytes N", "the most message bytes a log line shows; the rest is \
+        counted, not shown (the reply and the logged length are unaffected) (default 1024)"),
+    flag(Key::Metrics, "--metrics ADDR:PORT", "serve Prometheus metrics at \
+        http://ADDR:PORT/metrics (one request at a time, bounded in size and time, so it cannot \
+        slow the exchanges); keep ADDR on loopback unless a firewall guards it (default off)"),
+    flag(Key::Service, "--service NAME", "what to serve: 'receipt' (the reply above), 'daytime' \
+        (RFC 867: on connect, one line with the time, then close) or 'time' (RFC 868: on \
+        connect, 4 bytes of seconds since 1900, as rdate reads them); sockets passed by systemd \
+        named 'daytime' or 'time' (FileDescriptorName=) serve that (default receipt)"),
+    flag(Key::SendTime, "--send-time", "add when the reply was sent: 'received <N> bytes at <T>, \
+        sent at <T3>', so that a client's clock offset need not include the server's own time \
+        (cli6 uses it)"),
+    flag(Key::Quiet, "-q, --quiet", "do not log exchanges on standard output"),
 ];
 
-/// What serv6's exit statuses mean.
-pub(crate) const EXIT: Meanings = [
-    (Status::Success, "after a clean shutdown"),
-    (
-        Status::Failure,
-        "if it cannot serve (the port is in use, a passed socket is not a listening TCP \
-         socket, too few file descriptors), or on a second stopping signal",
-    ),
-    (Status::Usage, "for bad usage"),
-];
-
-/// The manual page's sections beyond the command line (`serv6(8)`).
-pub(crate) const MANUAL: Manual = Manual {
-    exit: &EXIT,
-    section: 8,
-    summary: "tell each TCP client when its message arrived",
-    sections: &[
-        (
-            "Protocol",
-            "One exchange per TCP connection. The client sends one message; it ends at the \
-first LF (a CR just before it is dropped), when the client shuts down its sending side, or \
-when the client pauses after sending at least one byte (see --pause).
-
-The server answers with one line and closes the connection:
-  received <N> bytes at <YYYY-MM-DDTHH:MM:SS.ffffffZ>
-
-N counts the message's bytes without its terminator; the time, in UTC with microseconds, \
-is when the message reached the machine, as the kernel stamped it (SO_TIMESTAMPNS), not when \
-serv6 got round to reading it: for a message ended by LF, the arrival of the segment that \
-carried the LF (the last one read with it); ended by a pause, the arrival of its last byte; \
-ended by EOF, the arrival of its last byte, or for an empty message the moment serv6 saw the \
-EOF. Pauses and the deadline are judged by the same arrival times. Where the kernel gives no \
-time (not Linux), it is when serv6 read the bytes, and serv6 says so at start. A refused message gets a line starting with \
-'error: ' instead: 'error: message longer than N bytes', 'error: no message within S s', \
-'error: server busy'.",
-        ),
-        (
-            "Limits",
-            "A worker answers each message that has arrived within 1 ms of the connection; \
-any other connection waits in one waiting room (epoll, on Linux) for the price of a file \
-descriptor and some hundred bytes, not a thread. At start serv6 raises its soft open-file \
-limit to the hard limit and says how many connections that allows; --max-conns caps it \
-further. When that many wait, or descriptors run out, the connection that has waited \
-longest is told 'error: server busy' and closed. Workers are at most 32, whatever the \
-options or the clients do.",
-        ),
-        (
-            "Output",
-            "Standard output gets one line per exchange, written before the reply is sent: \
-the time, the client's address, the length and the message, quoted and escaped. Standard \
-error gets the listening addresses (the first line), errors, and a summary on exit.",
-        ),
-        (
-            "Signals",
-            "SIGTERM, SIGINT, SIGHUP and SIGPWR stop it: new connections are refused at once, \
-those already waiting are told 'error: server shutting down', exchanges in progress have \
---grace to finish and are then told the same; then a summary, and exit status 0. A second \
-one exits at once, with status 1, saying how many exchanges it cut. SIGUSR1 writes the \
-summary so far to standard error, and serving goes on. SIGUSR2, SIGALRM, SIGVTALRM, \
-SIGPROF and the real-time signals are ignored; so is SIGXFSZ, and a log line that would \
-pass a file-size limit (ulimit -f) is counted as not written. SIGPIPE is ignored: a log \
-reader that went away costs the lines, counted, not the service. SIGQUIT and the signals \
-of a fault keep their default (a core dump).",
-        ),
-        (
-            "Metrics",
-            "With --metrics ADDR:PORT, GET /metrics there answers in the Prometheus text \
-format: serv6_exchanges_total; serv6_refusals_total by reason (too_long, deadline, busy, \
-proxy, clock, shutting_down); serv6_connections_failed_total; serv6_health_checks_total; \
-the gauges serv6_connections_in_progress, serv6_connections_held and \
-serv6_connections_max; serv6_log_lines_written_total, serv6_log_lines_queued, \
-serv6_log_lines_dropped_total and serv6_log_lines_not_written_total; \
-serv6_error_lines_dropped_total; the histogram serv6_reply_latency_seconds, from a \
-message's arrival to its reply; serv6_build_info and process_start_time_seconds.
-
-When NOTIFY_SOCKET is set (systemd Type=notify), serv6 sends READY=1 once it serves, \
-STATUS= every 2 s, STOPPING=1 at the first stopping signal, and, with WATCHDOG_USEC, \
-WATCHDOG=1 at half that interval while its workers and waiting room are seen to move.",
-        ),
-        (
-            "Environment",
-            "LISTEN_PID, LISTEN_FDS: socket activation, as sd_listen_fds(3) describes. When \
-LISTEN_PID is serv6's process ID, it serves the LISTEN_FDS listening sockets passed as file \
-descriptors 3 onwards instead of binding its own, and --bind and --port are refused. These \
-variables, and LISTEN_FDNAMES, are removed from its environment. NOTIFY_SOCKET, \
-WATCHDOG_USEC, WATCHDOG_PID: see METRICS.",
-        ),
-        (
-            "Examples",
-            "Serve the network on port 7000:
-  serv6 --bind :: --port 7000
-
-Ask it with netcat, telnet or cli6:
-  echo hola | nc -N localhost 7000
-  telnet localhost 7000
-  cli6 --port 7000 hola
-
-Run it as a systemd service on port 5006, the socket owned by systemd:
-  systemctl enable --now serv6.socket",
-        ),
-        (
-            "See also",
-            "cli6(1), nc(1), telnet(1), systemd.socket(5), sd_listen_fds(3)",
-        ),
-    ],
-};
-
-/// serv6's command line, for help and usage errors.
+/// serv6's command line, its help and its manual page.
 pub(crate) fn program() -> Program<Key> {
     Program {
         name: "serv6",
-        synopsis: "serv6 [OPTIONS]",
+        synopsis: "[OPTIONS]",
         about: format!(
             "Answers each TCP client's message with the time the server received it:\n  \
              {REPLY_FORM}\n\n\
@@ -360,15 +147,16 @@ pub(crate) fn program() -> Program<Key> {
              shuts down its sending side, or when the client pauses after sending bytes."
         ),
         flags: FLAGS,
-        after: format!(
-            "\
+        after: "\
 Standard error gets the listening addresses (the first line), errors and a
 summary on exit; standard output gets one line per exchange. Neither output
 can stop the service: a reader that stalls makes lines wait, then drop.
 SIGTERM, SIGINT, SIGHUP or SIGPWR stops it gracefully; a second one at once;
-SIGUSR1 prints the summary so far.\nExit status: {}",
-            exit::describe(&EXIT)
-        ),
+SIGUSR1 prints the summary so far.
+",
+        section: 8,
+        summary: "tell each TCP client when its message arrived",
+        manual: include_str!("serv6.8.txt"),
     }
 }
 
@@ -377,64 +165,40 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
     let mut options = Options::default();
     let (mut proxy, mut proxy_from) = (false, Vec::new());
     let mut parser = Parser::new(args, FLAGS);
-    while let Some(arg) = parser.next_flag()? {
-        let flag = match arg {
-            Arg::Flag(flag) => flag,
-            Arg::Value(value) => {
-                return Err(UsageError::UnexpectedArgument(
-                    value.to_string_lossy().into_owned(),
-                ))
-            }
-        };
-        match flag.key {
-            Key::Bind => options.binds.push(parser.parsed::<HostArg>()?.0),
-            Key::Port => options.port = Some(parser.number(0..=u64::from(u16::MAX))?),
-            Key::MaxBytes => options.max_bytes = parser.number(1..=MAX_LIMIT)?,
-            Key::Pause => options.pause = parser.seconds_or_off()?,
-            Key::Deadline => options.deadline = parser.seconds(false)?,
-            Key::MaxConns => options.max_conns = Some(parser.number(1..=MAX_LIMIT)?),
-            Key::Backlog => options.backlog = parser.number(1..=65_535)?,
-            Key::Grace => options.grace = parser.seconds(true)?,
-            Key::LogBytes => options.log_bytes = parser.number(0..=MAX_LIMIT)?,
-            Key::Quiet => options.quiet = true,
-            Key::Service => options.service = parser.parsed()?,
-            Key::SendTime => options.send_time = true,
-            Key::ProxyProtocol => proxy = true,
-            Key::ProxyFrom => proxy_from.push(parser.parsed()?),
-            Key::Metrics => options.metrics = Some(parser.parsed::<Endpoint>()?.0),
-            Key::Help => return Ok(Command::Help),
-            Key::Version => return Ok(Command::Version),
-            Key::Manual => return Ok(Command::Manual),
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Arg::Value(value) => return Err(UsageError::UnexpectedArgument(value)),
+            Arg::Info(info) => return Ok(Command::Info(info)),
+            Arg::Flag(Key::Bind) => options.binds.push(parser.parsed::<HostArg>()?.0),
+            Arg::Flag(Key::Port) => options.port = Some(parser.number(0..=u64::from(u16::MAX))?),
+            Arg::Flag(Key::MaxBytes) => options.max_bytes = parser.number(1..=MAX_LIMIT)?,
+            Arg::Flag(Key::Pause) => options.pause = parser.seconds_or_off()?,
+            Arg::Flag(Key::Deadline) => options.deadline = parser.seconds(false)?,
+            Arg::Flag(Key::MaxConns) => options.max_conns = Some(parser.number(1..=MAX_LIMIT)?),
+            Arg::Flag(Key::Backlog) => options.backlog = parser.number(1..=65_535)?,
+            Arg::Flag(Key::Grace) => options.grace = parser.seconds(true)?,
+            Arg::Flag(Key::LogBytes) => options.log_bytes = parser.number(0..=MAX_LIMIT)?,
+            Arg::Flag(Key::Quiet) => options.quiet = true,
+            Arg::Flag(Key::Service) => options.service = parser.parsed()?,
+            Arg::Flag(Key::SendTime) => options.send_time = true,
+            Arg::Flag(Key::ProxyProtocol) => proxy = true,
+            Arg::Flag(Key::ProxyFrom) => proxy_from.push(parser.parsed()?),
+            Arg::Flag(Key::Metrics) => options.metrics = Some(parser.parsed::<Endpoint>()?.0),
         }
     }
-    options.proxy_from = proxy_rules(proxy, proxy_from)?;
+    if proxy && proxy_from.is_empty() {
+        let loopback = ["127.0.0.0/8", "::1"].map(Cidr::parse);
+        proxy_from = loopback.into_iter().flatten().collect();
+    } else if !proxy && !proxy_from.is_empty() {
+        return Err(UsageError::Requires("--proxy-from", "'--proxy-protocol'"));
+    }
+    options.proxy_from = proxy.then_some(proxy_from);
     if let Some(pause) = options.pause.filter(|&p| p >= options.deadline) {
-        return Err(UsageError::NotShorter {
-            option: "--pause",
-            value: pause,
-            than: "--deadline",
-            limit: options.deadline,
-        });
+        let (pause, deadline) = (pause.as_secs_f64(), options.deadline.as_secs_f64());
+        let why = format!("'--pause' ({pause} s) must be shorter than '--deadline' ({deadline} s)");
+        return Err(UsageError::Refused(why));
     }
     Ok(Command::Serve(options))
-}
-
-/// The sources trusted to send PROXY headers, `None` without the protocol.
-fn proxy_rules(proxy: bool, from: Vec<Cidr>) -> Result<Option<Vec<Cidr>>, UsageError> {
-    match (proxy, from.is_empty()) {
-        (false, true) => Ok(None),
-        (false, false) => Err(UsageError::Requires {
-            what: &["--proxy-from"],
-            needs: "'--proxy-protocol'",
-        }),
-        (true, false) => Ok(Some(from)),
-        (true, true) => Ok(Some(
-            ["127.0.0.0/8", "::1"]
-                .into_iter()
-                .filter_map(Cidr::parse)
-                .collect(),
-        )),
-    }
 }
 
 #[cfg(test)]
@@ -451,11 +215,14 @@ mod tests {
         assert_eq!(parse_words("").unwrap(), Command::Serve(Options::default()));
     }
 
+    /// The defaults that help describes in words, not as a value to parse.
+    const DESCRIBED: [&str; 4] = ["bind", "max-conns", "proxy-from", "metrics"];
+
     #[test]
     fn the_help_shows_the_real_defaults() {
         for flag in FLAGS {
-            if let DefaultText::Value(text) = flag.default {
-                let words = format!("--{} {text}", flag.long);
+            if let Some(text) = flag.default().filter(|_| !DESCRIBED.contains(&flag.long())) {
+                let words = format!("--{} {text}", flag.long());
                 let Ok(Command::Serve(parsed)) = parse_words(&words) else {
                     panic!("{words}");
                 };
@@ -481,10 +248,10 @@ mod tests {
         // that parsing leaves it so, and what it leaves for the proxy.
         let described: Vec<&str> = FLAGS
             .iter()
-            .filter(|f| matches!(f.default, DefaultText::Described(_)))
-            .map(|f| f.long)
+            .filter(|f| f.default().is_some() && DESCRIBED.contains(&f.long()))
+            .map(|f| f.long())
             .collect();
-        assert_eq!(described, ["bind", "max-conns", "proxy-from", "metrics"]);
+        assert_eq!(described, DESCRIBED);
         let default = Options::default();
         assert!(
             default.binds.is_empty(),
@@ -511,12 +278,13 @@ mod tests {
     #[test]
     fn every_flag_is_handled() {
         for flag in FLAGS {
-            let words = match flag.value {
-                Some("ADDR[/PREFIX]") => format!("--{} 10.0.0.0/8 --proxy-protocol", flag.long),
-                Some("ADDR:PORT") => format!("--{} 127.0.0.1:9806", flag.long),
-                Some("NAME") => format!("--{} daytime", flag.long),
-                Some(_) => format!("--{} 1", flag.long),
-                None => format!("--{}", flag.long),
+            let long = flag.long();
+            let words = match flag.value() {
+                Some("ADDR[/PREFIX]") => format!("--{long} 10.0.0.0/8 --proxy-protocol"),
+                Some("ADDR:PORT") => format!("--{long} 127.0.0.1:9806"),
+                Some("NAME") => format!("--{long} daytime"),
+                Some(_) => format!("--{long} 1"),
+                None => format!("--{long}"),
             };
             let parsed = parse_words(&words);
             let default = Command::Serve(Options::default());
@@ -555,10 +323,18 @@ mod tests {
 
     #[test]
     fn help_and_version() {
-        assert_eq!(parse_words("-h").unwrap(), Command::Help);
-        assert_eq!(parse_words("--port 1 --help").unwrap(), Command::Help);
-        assert_eq!(parse_words("-V").unwrap(), Command::Version);
+        assert_eq!(parse_words("-h").unwrap(), Command::Info(Info::Help));
+        assert_eq!(
+            parse_words("--port 1 --help").unwrap(),
+            Command::Info(Info::Help)
+        );
+        assert_eq!(parse_words("-V").unwrap(), Command::Info(Info::Version));
         assert!(program().help().contains("--max-conns N"));
+    }
+
+    #[test]
+    fn the_manual_has_every_flag_and_default() {
+        crate::cmdline::tests::check_manual(&program());
     }
 
     #[test]

@@ -1,0 +1,832 @@
+//! Command lines, for both programs: each program's options as a table of
+//! [`Flag`]s; a small parser in the style of `lexopt`, which reads each value
+//! through its own `FromStr` (which says why it refuses one) and fails with a
+//! typed [`UsageError`]; and, from the same table, `--help`, the usage line
+//! of an error, and the manual page. How a program ends ([`Status`]) is here
+//! too.
+//!
+//! A program loops over [`Parser::next`], matches each flag's key (an enum of
+//! its own, so the compiler checks that every flag is handled) and asks for
+//! its value with [`Parser::parsed`] and friends. Every error names the
+//! argument that caused it, so a program prints it as it is, in one line, and
+//! exits with status 2.
+//!
+//! A manual page is written from the program's [`Program`] and the plain text
+//! of its sections after OPTIONS, kept in a text file next to the program: a
+//! line `# HEADING` starts a section, blank lines separate paragraphs, the
+//! lines of a paragraph are joined, and a line indented by two spaces is shown
+//! as it is (an example).
+
+use crate::timestamp::Timestamp;
+use std::ffi::{OsStr, OsString};
+use std::fmt::{self, Write as _};
+use std::ops::RangeInclusive;
+use std::process::ExitCode;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// How a program ended, and the exit status that says so. What each means
+/// for each program is its manual's EXIT STATUS section, and help's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    /// It did what was asked.
+    Success = 0,
+    /// It could not (the network, the system, a refused reply).
+    Failure = 1,
+    /// It was asked wrongly (a bad option or value).
+    Usage = 2,
+}
+
+impl Status {
+    /// The number the shell sees.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+impl From<Status> for ExitCode {
+    fn from(status: Status) -> ExitCode {
+        ExitCode::from(status.code())
+    }
+}
+
+/// One option of one program.
+#[derive(Debug)]
+pub(crate) struct Flag<K: 'static> {
+    /// Which option, to the program's parser.
+    pub key: K,
+    /// As help shows them: `-b, --bind ADDR`, `--quiet`. The parser reads
+    /// from them the names and whether a value follows.
+    pub names: &'static str,
+    /// What it does; any default at the end, as `(default 5006)`.
+    pub help: &'static str,
+}
+
+#[cfg(test)]
+impl<K> Flag<K> {
+    /// The long name, as `--name` and `--name=value` give it: `bind`.
+    pub fn long(&self) -> &'static str {
+        parts(self.names).1
+    }
+
+    /// The default as help shows it, if any: `5006`.
+    pub fn default(&self) -> Option<&'static str> {
+        split_default(self.help).1
+    }
+
+    /// What help calls its value, if it takes one: `ADDR`.
+    pub fn value(&self) -> Option<&'static str> {
+        parts(self.names).2
+    }
+}
+
+/// A flag; `names` and `help` as [`Flag`] says.
+pub(crate) const fn flag<K>(key: K, names: &'static str, help: &'static str) -> Flag<K> {
+    Flag { key, names, help }
+}
+
+/// `-b, --bind ADDR` as its short name, long name and value: `b`, `bind`, `ADDR`.
+fn parts(names: &'static str) -> (Option<char>, &'static str, Option<&'static str>) {
+    let short = names.strip_prefix('-').and_then(|n| n.chars().next());
+    let (long, value) = split(names.split_once("--").map_or("", |(_, long)| long), ' ');
+    (short.filter(|&c| c != '-'), long, value)
+}
+
+/// `text` before the first `at` and, if there is one, after it.
+fn split(text: &str, at: char) -> (&str, Option<&str>) {
+    text.split_once(at)
+        .map_or((text, None), |(a, b)| (a, Some(b)))
+}
+
+/// `TCP port (default 5006)` as `TCP port` and `5006`.
+fn split_default(help: &'static str) -> (&'static str, Option<&'static str>) {
+    let split = help
+        .strip_suffix(')')
+        .and_then(|h| h.rsplit_once(" (default "));
+    split.map_or((help, None), |(help, default)| (help, Some(default)))
+}
+
+/// What every program can be asked for instead of its work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Info {
+    Help,
+    Version,
+    /// The manual page: `make install` installs what it prints.
+    Manual,
+}
+
+/// The options every program has, after its own.
+#[rustfmt::skip]
+const INFO: &[Flag<Info>] = &[
+    flag(Info::Help, "-h, --help", "print this help and exit"),
+    flag(Info::Version, "-V, --version", "print the version and exit"),
+    flag(Info::Manual, "--generate-man", "print the manual page (roff) and exit"),
+];
+
+/// A mistake in the command line; its `Display` names the argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum UsageError {
+    UnknownOption(String),
+    UnexpectedArgument(OsString),
+    OptionNotUtf8(OsString),
+    MissingValue(String),
+    UnwantedValue(String),
+    /// The option as written, its value, and why the value was refused.
+    InvalidValue(String, OsString, Invalid),
+    /// The first option only makes sense with what the second says.
+    Requires(&'static str, &'static str),
+    /// Two options, as written, that contradict each other.
+    Conflict(String, String),
+    /// The arguments together make no sense, for the program's own reason.
+    Refused(String),
+}
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UsageError::UnknownOption(option) => write!(f, "unknown option '{option}'"),
+            UsageError::UnexpectedArgument(arg) => {
+                write!(f, "unexpected argument '{}'", arg.to_string_lossy())
+            }
+            UsageError::OptionNotUtf8(option) => {
+                let option = option.to_string_lossy();
+                write!(f, "option '{option}' is not valid UTF-8")
+            }
+            UsageError::MissingValue(option) => write!(f, "option '{option}' needs a value"),
+            UsageError::UnwantedValue(option) => {
+                write!(f, "option '{option}' does not take a value")
+            }
+            UsageError::InvalidValue(option, value, why) => {
+                let value = value.to_string_lossy();
+                write!(f, "invalid value '{value}' for '{option}': {why}")
+            }
+            UsageError::Requires(what, needs) => write!(f, "'{what}' goes with {needs}"),
+            UsageError::Conflict(first, then) => {
+                write!(f, "'{first}' and '{then}' do not go together")
+            }
+            UsageError::Refused(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Why an option's value was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Invalid {
+    NotANumber,
+    /// Not from the first number to the second.
+    OutOfRange(u64, u64),
+    NotSeconds,
+    Negative,
+    NotPositive,
+    OverMaxSeconds,
+    UnderMinSeconds,
+    NotUtf8,
+    /// The value's own type refused it (through `FromStr`), saying why.
+    Because(String),
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (max, min) = (MAX_SECONDS.as_secs(), MIN_SECONDS.as_secs_f64());
+        match self {
+            Invalid::NotANumber => f.write_str("it is not a valid number"),
+            Invalid::OutOfRange(min, max) => write!(f, "it must be from {min} to {max}"),
+            Invalid::NotSeconds => f.write_str("it is not a number of seconds"),
+            Invalid::Negative => f.write_str("it must not be negative"),
+            Invalid::NotPositive => f.write_str("it must be more than zero"),
+            Invalid::OverMaxSeconds => write!(f, "it must be at most {max} seconds (one day)"),
+            Invalid::UnderMinSeconds => write!(f, "it must be at least {min} seconds"),
+            Invalid::NotUtf8 => f.write_str("it is not valid UTF-8"),
+            Invalid::Because(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Longest duration any option accepts: a day is far beyond any sensible
+/// timeout and keeps arithmetic on `Instant`s far from overflow.
+pub(crate) const MAX_SECONDS: Duration = Duration::from_secs(86_400);
+
+/// Shortest nonzero duration any option accepts: shorter is no time at all
+/// on a network, and would read as "0 s" in messages.
+pub(crate) const MIN_SECONDS: Duration = Duration::from_millis(1);
+
+/// What the parser found next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Arg<K> {
+    /// One of the program's own options, by its key.
+    Flag(K),
+    /// One of the options every program has.
+    Info(Info),
+    /// A positional argument, or anything after `--`.
+    Value(OsString),
+}
+
+/// Splits a command line into the program's flags and values.
+pub(crate) struct Parser<K: 'static> {
+    args: std::vec::IntoIter<OsString>,
+    flags: &'static [Flag<K>],
+    /// The letters left of a cluster of short options, as `p5006` after the
+    /// `q` of `-qp5006`.
+    letters: String,
+    /// The value of the `--name=value` just returned, until asked for.
+    attached: Option<String>,
+    /// After `--`, every argument is a value.
+    only_values: bool,
+    /// The option most recently returned, as written (`--port`, `-p`), for
+    /// errors about its value.
+    option: String,
+}
+
+impl<K: Copy> Parser<K> {
+    /// Parses `args`, which must not include the program name.
+    pub fn new(args: impl IntoIterator<Item = OsString>, flags: &'static [Flag<K>]) -> Self {
+        Parser {
+            args: args.into_iter().collect::<Vec<_>>().into_iter(),
+            flags,
+            letters: String::new(),
+            attached: None,
+            only_values: false,
+            option: String::new(),
+        }
+    }
+
+    /// Returns the next flag or value, or `None` when there are no more.
+    pub fn next(&mut self) -> Result<Option<Arg<K>>, UsageError> {
+        if self.attached.is_some() {
+            return Err(UsageError::UnwantedValue(self.option.clone()));
+        }
+        if !self.letters.is_empty() {
+            let letter = self.letters.remove(0);
+            let is = |names| parts(names).0 == Some(letter);
+            let (arg, _) = self.find(format!("-{letter}"), is)?;
+            return Ok(Some(arg));
+        }
+        let Some(arg) = self.args.next() else {
+            return Ok(None);
+        };
+        let text = match arg.to_str() {
+            _ if self.only_values => return Ok(Some(Arg::Value(arg))),
+            None if arg.as_encoded_bytes().starts_with(b"-") => {
+                return Err(UsageError::OptionNotUtf8(arg))
+            }
+            Some(text) if text.starts_with('-') && text.len() > 1 => text,
+            _ => return Ok(Some(Arg::Value(arg))),
+        };
+        if text == "--" {
+            self.only_values = true;
+            return self.next();
+        }
+        let Some(long) = text.strip_prefix("--") else {
+            text[1..].clone_into(&mut self.letters);
+            return self.next();
+        };
+        let (name, value) = split(long, '=');
+        let (arg, takes_value) = self.find(format!("--{name}"), |names| parts(names).1 == name)?;
+        if value.is_some() && !takes_value {
+            return Err(UsageError::UnwantedValue(self.option.clone()));
+        }
+        self.attached = value.map(str::to_owned);
+        Ok(Some(arg))
+    }
+
+    /// The option whose names `is` picks, the program's own or a common
+    /// one, and whether it takes a value; `option` is how it was written.
+    fn find(
+        &mut self,
+        option: String,
+        is: impl Fn(&'static str) -> bool,
+    ) -> Result<(Arg<K>, bool), UsageError> {
+        let own = self.flags.iter().find(|f| is(f.names));
+        let own = own.map(|f| (Arg::Flag(f.key), f.names));
+        let info = INFO.iter().find(|f| is(f.names));
+        let info = info.map(|f| (Arg::Info(f.key), f.names));
+        let Some((arg, names)) = own.or(info) else {
+            return Err(UsageError::UnknownOption(option));
+        };
+        self.option = option;
+        Ok((arg, parts(names).2.is_some()))
+    }
+
+    /// The value of the option just returned: its `=value`, the rest of its
+    /// cluster (`-p5006`), or the next argument.
+    pub fn value(&mut self) -> Result<OsString, UsageError> {
+        let letters = std::mem::take(&mut self.letters);
+        let rest = self
+            .attached
+            .take()
+            .or((!letters.is_empty()).then_some(letters));
+        let value = rest.map(OsString::from).or_else(|| self.args.next());
+        value.ok_or_else(|| UsageError::MissingValue(self.option.clone()))
+    }
+
+    /// The value, read by `by`, or an error that says why `by` refused it.
+    fn read<T>(&mut self, by: impl FnOnce(&OsStr) -> Result<T, Invalid>) -> Result<T, UsageError> {
+        let value = self.value()?;
+        by(&value).map_err(|why| UsageError::InvalidValue(self.option.clone(), value, why))
+    }
+
+    /// The value as a `T`, through its `FromStr`; a refusal keeps the
+    /// reason `T` gives.
+    pub fn parsed<T: std::str::FromStr>(&mut self) -> Result<T, UsageError>
+    where
+        T::Err: fmt::Display,
+    {
+        self.read(|value| {
+            let text = value.to_str().ok_or(Invalid::NotUtf8)?;
+            text.parse()
+                .map_err(|why: T::Err| Invalid::Because(why.to_string()))
+        })
+    }
+
+    /// The value as a whole number within `range`, as a `T` (which must
+    /// hold every number in the range).
+    pub fn number<T: TryFrom<u64>>(&mut self, range: RangeInclusive<u64>) -> Result<T, UsageError> {
+        self.read(|value| {
+            let text = value.to_str().filter(|t| !t.starts_with('+'));
+            let number = text.and_then(|t| t.parse::<i128>().ok());
+            let number = number.ok_or(Invalid::NotANumber)?;
+            let within = u64::try_from(number).ok().filter(|n| range.contains(n));
+            within
+                .and_then(|n| T::try_from(n).ok())
+                .ok_or(Invalid::OutOfRange(*range.start(), *range.end()))
+        })
+    }
+
+    /// The value as a duration in seconds (decimals allowed), refusing
+    /// zero unless `zero` allows it.
+    pub fn seconds(&mut self, zero: bool) -> Result<Duration, UsageError> {
+        self.read(|value| seconds(value, zero))
+    }
+
+    /// The value as [`Parser::seconds`] reads it, or `None` for `off`.
+    pub fn seconds_or_off(&mut self) -> Result<Option<Duration>, UsageError> {
+        self.read(|value| (value != "off").then(|| seconds(value, false)).transpose())
+    }
+
+    /// For options of which at most one may be given, as `-4` and `-6`:
+    /// `chosen`, with how its option was written, unless `earlier` chose
+    /// otherwise.
+    pub fn one_of<T: PartialEq>(
+        &self,
+        earlier: Option<(T, String)>,
+        chosen: T,
+    ) -> Result<Option<(T, String)>, UsageError> {
+        let option = self.option.clone();
+        match earlier {
+            Some((other, first)) if other != chosen => Err(UsageError::Conflict(first, option)),
+            _ => Ok(Some((chosen, option))),
+        }
+    }
+}
+
+/// A duration in seconds, decimals allowed: zero only if `zero` allows it,
+/// else from [`MIN_SECONDS`]; at most [`MAX_SECONDS`].
+fn seconds(value: &OsStr, zero: bool) -> Result<Duration, Invalid> {
+    let seconds = value.to_str().and_then(|text| text.parse::<f64>().ok());
+    let seconds = seconds
+        .filter(|s| s.is_finite())
+        .ok_or(Invalid::NotSeconds)?;
+    match seconds {
+        s if s < 0.0 && zero => Err(Invalid::Negative),
+        s if s < 0.0 || (s == 0.0 && !zero) => Err(Invalid::NotPositive),
+        s if s > MAX_SECONDS.as_secs_f64() => Err(Invalid::OverMaxSeconds),
+        s if s > 0.0 && s < MIN_SECONDS.as_secs_f64() => Err(Invalid::UnderMinSeconds),
+        s => Ok(Duration::from_secs_f64(s)),
+    }
+}
+
+/// A program's command line and manual: enough to parse its arguments and
+/// to write its help and its manual page.
+#[derive(Debug)]
+pub(crate) struct Program<K: 'static> {
+    pub name: &'static str,
+    /// What follows the name in a usage line: `[OPTIONS]`.
+    pub synopsis: &'static str,
+    /// What it does: before the options in help, the manual's DESCRIPTION.
+    pub about: String,
+    pub flags: &'static [Flag<K>],
+    /// What help says after the options, before the exit statuses.
+    pub after: &'static str,
+    /// The manual's section: 1 for user commands, 8 for daemons.
+    pub section: u8,
+    /// The manual's NAME line says `serv6 \- <this>`.
+    pub summary: &'static str,
+    /// The manual's sections after OPTIONS, ending in EXIT STATUS: the
+    /// plain text of a file (see the module's documentation).
+    pub manual: &'static str,
+}
+
+/// Where the help text starts after the option names.
+const HELP_COLUMN: usize = 24;
+const HELP_WIDTH: usize = 80;
+
+impl<K> Program<K> {
+    /// What `info` asks for: the help, the version or the manual page.
+    pub fn info(&self, info: Info) -> String {
+        match info {
+            Info::Help => self.help(),
+            Info::Version => format!("{} {}", self.name, env!("CARGO_PKG_VERSION")),
+            Info::Manual => self.manual(),
+        }
+    }
+
+    /// Every option's names and help: the program's own, then the common ones.
+    fn options(&self) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
+        let own = self.flags.iter().map(|f| (f.names, f.help));
+        own.chain(INFO.iter().map(|f| (f.names, f.help)))
+    }
+
+    /// The text of `--help`.
+    pub fn help(&self) -> String {
+        let (name, synopsis, about) = (self.name, self.synopsis, &self.about);
+        let mut out = format!("Usage: {name} {synopsis}\n\n{about}\n\nOptions:\n");
+        for (names, help) in self.options() {
+            let indent = if names.starts_with("--") { 6 } else { 2 };
+            push_wrapped(&mut out, &format!("{:indent$}{names}", ""), help);
+        }
+        let sections = self.sections();
+        let exit = sections.iter().find(|s| s.0 == "EXIT STATUS");
+        let exit = exit.map_or("", |(_, text)| text.trim_end());
+        let _ = write!(out, "\n{}Exit status: {exit}", self.after);
+        out
+    }
+
+    /// The line printed for a usage error.
+    pub fn usage_error(&self, error: &dyn fmt::Display) -> String {
+        let (name, synopsis) = (self.name, self.synopsis);
+        format!("{error} (usage: {name} {synopsis}; see '{name} --help')")
+    }
+
+    /// The sections of the manual's text, as headings and paragraphs whose
+    /// lines are joined.
+    fn sections(&self) -> Vec<(&'static str, String)> {
+        let prose = |line: &str| !line.is_empty() && !line.starts_with("  ");
+        let mut sections: Vec<(&str, String)> = Vec::new();
+        for line in self.manual.lines() {
+            if let Some(heading) = line.strip_prefix("# ") {
+                sections.push((heading, String::new()));
+            } else if let Some((_, text)) = sections.last_mut() {
+                // Prose after prose: the paragraph goes on, on the same line.
+                if prose(line) && text.lines().last().is_some_and(prose) {
+                    text.pop();
+                    text.push(' ');
+                }
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        sections
+    }
+
+    /// The manual page, in roff with the `man` macros.
+    pub fn manual(&self) -> String {
+        let (name, version) = (self.name, env!("CARGO_PKG_VERSION"));
+        let kind = match self.section {
+            8 => "System Manager's Manual",
+            _ => "User Commands",
+        };
+        let mut out = format!(
+            ".TH {} {} {} \"{name} {version}\" \"{kind}\"\n.nh\n.SH NAME\n{name} \\- {}\n\
+             .SH SYNOPSIS\n.B {name}\n{}\n.SH DESCRIPTION\n",
+            name.to_uppercase(),
+            self.section,
+            date(),
+            escape(self.summary),
+            escape(self.synopsis),
+        );
+        push_text(&mut out, &self.about);
+        out.push_str(".SH OPTIONS\n");
+        for (names, help) in self.options() {
+            // `-b, --bind ADDR`: the names in bold, the value in italics.
+            let names = names.split(' ').map(|word| match word.strip_suffix(',') {
+                Some(name) => format!("\\fB{}\\fR,", escape(name)),
+                None if word.starts_with('-') => format!("\\fB{}\\fR", escape(word)),
+                None => format!("\\fI{}\\fR", escape(word)),
+            });
+            let (help, default) = split_default(help);
+            let default = default.map(|text| format!(" Default: {text}."));
+            let text = sentence(help) + &default.unwrap_or_default();
+            let names = names.collect::<Vec<_>>().join(" ");
+            let _ = writeln!(out, ".TP\n{names}\n{}", escape(&text));
+        }
+        for (heading, text) in self.sections() {
+            let _ = writeln!(out, ".SH {heading}");
+            push_text(&mut out, text.trim_end());
+        }
+        out
+    }
+}
+
+/// Appends `names`, then `text` wrapped into the help column.
+fn push_wrapped(out: &mut String, names: &str, text: &str) {
+    let mut line = names.to_owned();
+    if line.len() + 2 > HELP_COLUMN {
+        let _ = writeln!(out, "{line}");
+        line.clear();
+    }
+    // Once a word is on it, the line is longer than the column.
+    for word in text.split(' ') {
+        if line.len() > HELP_COLUMN && line.len() + 1 + word.len() > HELP_WIDTH {
+            let _ = writeln!(out, "{}", line.trim_end());
+            line.clear();
+        }
+        if line.len() < HELP_COLUMN {
+            line = format!("{line:HELP_COLUMN$}{word}");
+        } else {
+            line = line + " " + word;
+        }
+    }
+    let _ = writeln!(out, "{line}");
+}
+
+/// The day this version was released, as manual pages and the Debian
+/// changelog date it (`contrib/debian/build.sh` reads it from the page).
+/// Set it with the version in Cargo.toml.
+const RELEASE_DATE: &str = "2026-12-01";
+
+/// The page's date: the day of `SOURCE_DATE_EPOCH` when a build sets it,
+/// else the version's release date; never the day of the build, so that
+/// the same version always has the same page.
+fn date() -> String {
+    let epoch = std::env::var("SOURCE_DATE_EPOCH").ok();
+    let secs = epoch.and_then(|text| text.trim().parse().ok());
+    let stamp = secs.and_then(|s| Timestamp::from_system_time(UNIX_EPOCH + Duration::from_secs(s)));
+    stamp.map_or(RELEASE_DATE.into(), |stamp| {
+        stamp.to_rfc3339().as_str()[..10].into()
+    })
+}
+
+/// The help text as a sentence: capitalised, ending in a full stop.
+fn sentence(help: &str) -> String {
+    let (first, rest) = help.split_at(help.chars().next().map_or(0, char::len_utf8));
+    first.to_uppercase() + rest.trim_end_matches('.') + "."
+}
+
+/// Plain text as paragraphs; indented lines kept as they are, unfilled.
+fn push_text(out: &mut String, text: &str) {
+    for line in text.lines() {
+        let _ = match line.strip_prefix("  ") {
+            _ if line.is_empty() => writeln!(out, ".PP"),
+            Some(text) => writeln!(out, ".nf\n.RS 4\n{}\n.RE\n.fi", escape(text.trim_start())),
+            None => writeln!(out, "{}", escape(line)),
+        };
+    }
+}
+
+/// Text that roff prints as it is: backslashes and minus signs escaped,
+/// and a leading dot or quote kept from being read as a request.
+fn escape(text: &str) -> String {
+    let escaped = text.replace('\\', "\\e").replace('-', "\\-");
+    let request = escaped.starts_with(['.', '\'']);
+    (if request { "\\&" } else { "" }).to_owned() + &escaped
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A small table for the parser's tests and the help's.
+    const FLAGS: &[Flag<char>] = &[
+        flag('p', "-p, --port PORT", "a port (default 5006)"),
+        flag(
+            'q',
+            "-q, --quiet",
+            "say less; this help text is long enough that it must be wrapped onto a second line",
+        ),
+        flag('t', "--t SECS", "a time (default none)"),
+    ];
+
+    fn parser(args: &[&str]) -> Parser<char> {
+        Parser::new(args.iter().map(OsString::from), FLAGS)
+    }
+
+    fn lossy(text: &OsStr) -> String {
+        text.to_string_lossy().into_owned()
+    }
+
+    /// Every argument, flags by their long name followed by their value.
+    fn all(args: &[&str]) -> Result<Vec<String>, UsageError> {
+        let mut p = parser(args);
+        let mut out = Vec::new();
+        while let Some(arg) = p.next()? {
+            match arg {
+                Arg::Flag(key) => {
+                    let flag = FLAGS.iter().find(|f| f.key == key).unwrap();
+                    out.push(format!("--{}", flag.long()));
+                    if flag.value().is_some() {
+                        out.push(lossy(&p.value()?));
+                    }
+                }
+                Arg::Info(info) => out.push(format!("{info:?}")),
+                Arg::Value(value) => out.push(lossy(&value)),
+            }
+        }
+        Ok(out)
+    }
+
+    fn err(args: &[&str]) -> String {
+        all(args).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn splits_flags_and_values() {
+        let args = all(&["-q", "--quiet", "hola", "-", "-p7", "--", "--port"]).unwrap();
+        assert_eq!(
+            args,
+            ["--quiet", "--quiet", "hola", "-", "--port", "7", "--port"]
+        );
+        assert_eq!(all(&["-qq"]).unwrap(), ["--quiet", "--quiet"]);
+        assert_eq!(all(&["-h", "--version"]).unwrap(), ["Help", "Version"]);
+        assert_eq!(all(&["--generate-man"]).unwrap(), ["Manual"]);
+    }
+
+    #[test]
+    fn takes_values_in_every_spelling() {
+        for spelling in [
+            &["--port", "5006"][..],
+            &["--port=5006"],
+            &["-p", "5006"],
+            &["-p5006"],
+            &["-qp5006"],
+        ] {
+            let mut p = parser(spelling);
+            while let Some(Arg::Flag(key)) = p.next().unwrap() {
+                if key == 'p' {
+                    assert_eq!(p.number::<u16>(0..=65535).unwrap(), 5006, "{spelling:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn errors_name_the_argument() {
+        assert_eq!(err(&["--port"]), "option '--port' needs a value");
+        assert_eq!(
+            err(&["--quiet=yes"]),
+            "option '--quiet' does not take a value"
+        );
+        assert_eq!(err(&["--help=1"]), "option '--help' does not take a value");
+        assert_eq!(err(&["--frobnicate"]), "unknown option '--frobnicate'");
+        assert_eq!(err(&["-qz"]), "unknown option '-z'");
+    }
+
+    #[test]
+    fn numbers_say_their_range() {
+        let number = |text: &str| {
+            let mut p = parser(&["--port", text]);
+            p.next().unwrap();
+            p.number::<u16>(1..=65535).map_err(|e| e.to_string())
+        };
+        assert_eq!(number("65535"), Ok(65535));
+        let range = "invalid value '{}' for '--port': it must be from 1 to 65535";
+        for out in ["0", "65536", "-1", "99999999999999999999"] {
+            assert_eq!(number(out), Err(range.replace("{}", out)));
+        }
+        for junk in ["", "+5", "5x", "0x10"] {
+            assert!(number(junk)
+                .unwrap_err()
+                .ends_with("it is not a valid number"));
+        }
+    }
+
+    #[test]
+    fn seconds_accept_decimals_and_refuse_nonsense() {
+        let secs = |text: &str, zero| {
+            let mut p = parser(&["--t", text]);
+            p.next().unwrap();
+            p.seconds(zero)
+        };
+        assert_eq!(secs("0.25", false).unwrap(), Duration::from_millis(250));
+        assert_eq!(secs("0", true).unwrap(), Duration::ZERO);
+        assert!(secs("0", false).is_err());
+        assert!(secs("-1", true).is_err());
+        assert!(secs("NaN", true).is_err());
+        assert!(secs("inf", true).is_err());
+        assert!(secs("soon", true).is_err());
+        assert_eq!(
+            secs("1e9", true).unwrap_err().to_string(),
+            "invalid value '1e9' for '--t': it must be at most 86400 seconds (one day)"
+        );
+    }
+
+    #[test]
+    fn one_of_refuses_a_contradiction_by_its_spellings() {
+        let mut p = parser(&["-q", "--quiet", "--port", "1"]);
+        p.next().unwrap();
+        let first = p.one_of(None, 1).unwrap();
+        p.next().unwrap();
+        let again = p.one_of(first, 1).unwrap();
+        assert_eq!(again, Some((1, "--quiet".into())));
+        p.next().unwrap();
+        assert_eq!(
+            p.one_of(again, 2).unwrap_err().to_string(),
+            "'--quiet' and '--port' do not go together"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn non_utf8_values_pass_through() {
+        use std::os::unix::ffi::OsStringExt;
+        let raw = OsString::from_vec(vec![0xff, b'a']);
+        let mut p = Parser::new(vec![raw.clone()], FLAGS);
+        assert_eq!(p.next().unwrap(), Some(Arg::Value(raw)));
+    }
+
+    fn program() -> Program<char> {
+        Program {
+            name: "x",
+            synopsis: "[OPTIONS]",
+            about: "Does x.".into(),
+            flags: FLAGS,
+            after: "Bye.\n",
+            section: 1,
+            summary: "do x",
+            manual: "# EXAMPLES\nRun it, with a line\nwrapped:\n  x -q\n\nOr not.\n\n\
+                     # EXIT STATUS\n0 when done; 1 when not; 2 for bad usage.\n",
+        }
+    }
+
+    #[test]
+    fn help_lists_every_flag_with_its_default_wrapped() {
+        let help = program().help();
+        assert!(
+            help.starts_with("Usage: x [OPTIONS]\n\nDoes x.\n\nOptions:\n"),
+            "{help}"
+        );
+        assert!(
+            help.contains("\n  -p, --port PORT       a port (default 5006)\n"),
+            "{help}"
+        );
+        assert!(
+            help.contains("\n      --t SECS          a time (default none)\n"),
+            "{help}"
+        );
+        assert!(help.lines().all(|l| l.len() <= HELP_WIDTH), "{help}");
+        assert!(
+            help.contains("\n                        wrapped onto a second line\n"),
+            "{help}"
+        );
+        assert!(
+            help.contains("\n  -h, --help            print this help and exit\n"),
+            "{help}"
+        );
+        assert!(
+            help.ends_with("\nBye.\nExit status: 0 when done; 1 when not; 2 for bad usage."),
+            "{help}"
+        );
+    }
+
+    #[test]
+    fn roff_specials_are_escaped() {
+        assert_eq!(escape(r"a\b-c"), r"a\eb\-c");
+        assert_eq!(escape(".not a request"), r"\&.not a request");
+        assert_eq!(sentence("print this"), "Print this.");
+    }
+
+    #[test]
+    fn the_page_has_every_flag_its_default_and_the_text() {
+        let page = program().manual();
+        for flag in FLAGS
+            .iter()
+            .map(|f| f.names)
+            .chain(INFO.iter().map(|f| f.names))
+        {
+            let long = format!("\\fB\\-\\-{}\\fR", escape(parts(flag).1));
+            assert!(page.contains(&long), "{long}: {page}");
+        }
+        assert!(page
+            .contains("\n\\fB\\-p\\fR, \\fB\\-\\-port\\fR \\fIPORT\\fR\nA port. Default: 5006.\n"));
+        let text = ".SH EXAMPLES\nRun it, with a line wrapped:\n.nf\n.RS 4\nx \\-q\n.RE\n.fi\n\
+                    .PP\nOr not.\n.SH EXIT STATUS\n0 when done; 1 when not; 2 for bad usage.\n";
+        assert!(page.ends_with(text), "{page}");
+    }
+
+    #[test]
+    fn statuses_are_the_shells_numbers() {
+        let codes = [Status::Success, Status::Failure, Status::Usage].map(Status::code);
+        assert_eq!(codes, [0, 1, 2]);
+    }
+
+    /// Every flag of `program`, and every default it names, is on its page,
+    /// and its help names each exit status, in order.
+    pub(crate) fn check_manual<K>(program: &Program<K>) {
+        let page = program.manual();
+        for flag in program.flags {
+            let long = format!("\\fB\\-\\-{}\\fR", escape(flag.long()));
+            assert!(page.contains(&long), "{long} in {}", program.name);
+            if let Some(text) = flag.default() {
+                assert!(page.contains(&format!("Default: {}.", escape(text))));
+            }
+        }
+        let help = program.help();
+        let (_, exit) = help.rsplit_once("\nExit status: ").expect("an exit status");
+        let said: Vec<&str> = exit
+            .split("; ")
+            .filter_map(|m| m.split(' ').next())
+            .collect();
+        let codes = [Status::Success, Status::Failure, Status::Usage].map(|s| s.code().to_string());
+        assert_eq!(said, codes, "{exit}");
+    }
+}
