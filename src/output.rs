@@ -5,28 +5,28 @@
 //!
 //! Both are an [`Output`], whose writers never wait on its reader for
 //! long: a pipe nobody drains, a terminal paused with Ctrl-S, a frozen
-//! disk. A line costs one `write` in the common case: the writer puts it
+//! disk. A line costs one `write` in the common case: its writer puts it
 //! straight into the kernel, with a write that cannot block on a pipe or
 //! terminal (reopened `O_NONBLOCK` through `/proc/self/fd`, a description
 //! of our own) or a stream socket such as journald's (`MSG_DONTWAIT`). A
 //! regular file has no write that cannot block, so a worker writes it
 //! with its reply handed over first ([`Pending`]): if the write has not
 //! returned within [`STALLED_AFTER`] (a frozen filesystem, a stuck NFS
-//! server), the output's helper thread sends that reply instead, so no
-//! client waits on the disk. Lines that cannot go at once (another write
-//! is under way, or the reader is slow) wait in a queue of [`QUEUE_CAP`]
-//! bytes, which the next writer or the helper writes out in order; past
-//! it, they are dropped and counted. A writer waits for its queued line
-//! (so that a reply follows its log line) unless the output is stalled.
+//! server), the output's helper thread sends that reply, so no client
+//! waits on the disk. One write is under way at a time; lines that come
+//! meanwhile queue, and its writer writes them too, or the helper does
+//! when the reader is slow. Past [`QUEUE_CAP`] queued bytes, lines are
+//! dropped and counted. A writer waits for its queued line (so that a
+//! reply follows its log line) unless the output is stalled.
 //!
 //! A line is written whole or not at all: one cut short by a failing write
 //! is taken back, or else the next starts with an LF. Every line that does
-//! not reach the output is counted, with its reason, and the summary says
-//! so, so that lines written plus lines counted is every line.
+//! not reach the output is counted with its reason, and the summary says
+//! so: lines written plus lines counted is every line.
 
 use crate::escape::escape_into;
 use crate::platform;
-use crate::protocol;
+use crate::protocol::push_decimal;
 use crate::sync;
 use crate::timestamp::Rfc3339;
 use crate::words::counted;
@@ -37,7 +37,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -50,10 +50,15 @@ const SHOWN_PER_SECOND: u32 = 5;
 
 static PROGRAM: OnceLock<&'static str> = OnceLock::new();
 static STDERR: OnceLock<Output> = OnceLock::new();
-/// The exchange log, and the most message bytes a line shows; `None`
-/// inside with `--quiet`.
-static LOG: OnceLock<(Option<Output>, usize)> = OnceLock::new();
-static REPORTS: Reports = Reports::new();
+static LOG: OnceLock<Output> = OnceLock::new();
+/// The most message bytes an exchange line shows (`--log-bytes`).
+static SHOWN_BYTES: OnceLock<usize> = OnceLock::new();
+static REPORTS: Reports = Reports {
+    shown: AtomicU32::new(0),
+    unshown: Mutex::new(Vec::new()),
+    second_started: Mutex::new(false),
+    wake: Condvar::new(),
+};
 
 /// Names the program that standard error's lines start with.
 pub(crate) fn set_program(name: &'static str) {
@@ -63,9 +68,7 @@ pub(crate) fn set_program(name: &'static str) {
 /// From now on standard error never blocks serv6, and reports are kept to
 /// a few lines a second.
 pub(crate) fn start() {
-    if let Ok(output) = Output::new(io::stderr(), "standard error") {
-        let _ = STDERR.set(output);
-    }
+    let _ = Output::start(&STDERR, io::stderr(), "standard error");
     REPORTS.start();
 }
 
@@ -73,20 +76,16 @@ pub(crate) fn start() {
 /// each line showing at most `max_shown` message bytes. Returns what to
 /// tell the operator if it cannot (said after the listening line).
 pub(crate) fn start_log(quiet: bool, max_shown: usize) -> Option<String> {
-    let out = (!quiet).then(|| Output::new(io::stdout(), "standard output"));
-    let (out, why) = match out {
-        Some(Err(e)) => (None, Some(format!("standard output is unusable ({e})"))),
-        Some(Ok(out)) => {
-            let closed = matches!(out.shared.direct, Direct::Closed);
-            (
-                Some(out),
-                closed.then(|| "standard output is closed".to_owned()),
-            )
-        }
-        None => (None, None),
+    let _ = SHOWN_BYTES.set(max_shown);
+    if quiet {
+        return None;
+    }
+    let why = match Output::start(&LOG, io::stdout(), "standard output") {
+        Err(e) => format!("standard output is unusable ({e})"),
+        Ok(out) if matches!(out.direct, Direct::Closed) => "standard output is closed".into(),
+        Ok(_) => return None,
     };
-    let _ = LOG.set((out, max_shown));
-    why.map(|why| format!("exchange log: {why}; lines are not written"))
+    Some(format!("exchange log: {why}; lines are not written"))
 }
 
 /// Writes `program: message` to standard error, never waiting on it.
@@ -94,7 +93,7 @@ pub(crate) fn say(message: fmt::Arguments) {
     let program = PROGRAM.get().copied().unwrap_or("serv6");
     let line = format!("{program}: {message}\n");
     match STDERR.get() {
-        Some(output) => drop(output.write_line(line.as_bytes(), Way::Queue, None)),
+        Some(out) => drop(out.write(line.as_bytes(), Way::Queue, None)),
         None => drop(io::stderr().lock().write_all(line.as_bytes())),
     }
 }
@@ -106,7 +105,11 @@ pub(crate) fn report(what: (&'static str, &'static str), line: fmt::Arguments) {
     if REPORTS.shown_now() {
         say(line);
     } else {
-        REPORTS.count(what);
+        let mut unshown = sync::lock(&REPORTS.unshown);
+        match unshown.iter_mut().find(|(w, _)| *w == what) {
+            Some((_, n)) => *n += 1,
+            None => unshown.push((what, 1)),
+        }
     }
 }
 
@@ -134,7 +137,7 @@ pub(crate) fn log_exchange(
     (stamp, client, message): (&Rfc3339, SocketAddr, &[u8]),
     pending: Option<Pending>,
 ) -> Option<Pending> {
-    let Some((Some(out), max_shown)) = LOG.get() else {
+    let Some(out) = LOG.get() else {
         return pending;
     };
     line.clear();
@@ -142,9 +145,9 @@ pub(crate) fn log_exchange(
     line.push(' ');
     push_addr(line, client);
     line.push(' ');
-    protocol::push_decimal(line, message.len() as u64);
+    push_decimal(line, message.len() as u64);
     line.push_str(" bytes \"");
-    let shown = message.len().min(*max_shown);
+    let shown = message.len().min(SHOWN_BYTES.get().copied().unwrap_or(0));
     escape_into(line, &message[..shown]);
     line.push('"');
     if shown < message.len() {
@@ -156,7 +159,17 @@ pub(crate) fn log_exchange(
     } else {
         Way::Wait
     };
-    out.write_line(line.as_bytes(), way, pending)
+    out.write(line.as_bytes(), way, pending)
+}
+
+/// Logs the daytime or time service told a client: `<stamp> <client>
+/// <service>`.
+pub(crate) fn log_service(line: &mut String, stamp: &Rfc3339, client: SocketAddr, service: &str) {
+    if let Some(out) = LOG.get() {
+        line.clear();
+        let _ = writeln!(line, "{} {client} {service}", stamp.as_str());
+        out.write(line.as_bytes(), Way::Wait, None);
+    }
 }
 
 /// Appends `addr` as `Display` writes it, without its formatting
@@ -170,93 +183,87 @@ fn push_addr(line: &mut String, addr: SocketAddr) {
         if i > 0 {
             line.push('.');
         }
-        protocol::push_decimal(line, u64::from(octet));
+        push_decimal(line, u64::from(octet));
     }
     line.push(':');
-    protocol::push_decimal(line, u64::from(v4.port()));
+    push_decimal(line, u64::from(v4.port()));
 }
 
-/// Logs the daytime or time service told a client: `<stamp> <client>
-/// <service>`.
-pub(crate) fn log_service(
-    line: &mut String,
-    (stamp, client, service): (&Rfc3339, SocketAddr, &str),
-) {
-    if let Some((Some(out), _)) = LOG.get() {
-        line.clear();
-        let _ = writeln!(line, "{} {client} {service}", stamp.as_str());
-        out.write_line(line.as_bytes(), Way::Wait, None);
-    }
-}
-
-/// What became of an output's lines so far.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct Counts {
-    pub written: u64,
-    pub queued: u64,
-    pub dropped: u64,
-    pub not_written: u64,
-    /// Why the last lines not written were not.
-    pub reason: Option<String>,
-}
-
-/// The exchange log's counts, for the metrics and the summary.
-pub(crate) fn log_counts() -> Counts {
-    match LOG.get() {
-        Some((Some(out), _)) => out.counts(),
-        _ => Counts::default(),
-    }
+/// What became of the exchange log's lines so far: written, queued,
+/// dropped, not written (and why), for the metrics and the summary.
+pub(crate) fn log_counts() -> (u64, u64, u64, u64, Option<String>) {
+    let Some(out) = LOG.get() else {
+        return (0, 0, 0, 0, None);
+    };
+    let state = out.lock();
+    let failed = &state.failed;
+    let written = state.written.saturating_sub(failed.lines);
+    let queued = state.queued - state.written;
+    let dropped = out.dropped.load(Relaxed);
+    (
+        written,
+        queued,
+        dropped,
+        failed.lines,
+        failed.reason.clone(),
+    )
 }
 
 /// Lines standard error dropped while stalled.
 pub(crate) fn stderr_dropped() -> u64 {
-    STDERR.get().map_or(0, |out| out.counts().dropped)
+    STDERR.get().map_or(0, |out| out.dropped.load(Relaxed))
 }
 
 /// What the outputs lost, as the summary says it: `3 exchange lines
 /// dropped`, `2 exchange lines not written: Broken pipe`, ...
 pub(crate) fn losses() -> Vec<String> {
-    let log = log_counts();
+    let (_, _, dropped, not_written, reason) = log_counts();
     let mut lines = Vec::new();
     for (n, one, many) in [
-        (
-            log.dropped,
-            "exchange line dropped",
-            "exchange lines dropped",
-        ),
+        (dropped, "exchange line dropped", "exchange lines dropped"),
         (
             stderr_dropped(),
             "error line dropped",
             "error lines dropped",
+        ),
+        (
+            not_written,
+            "exchange line not written",
+            "exchange lines not written",
         ),
     ] {
         if n > 0 {
             lines.push(counted(n, one, many));
         }
     }
-    if log.not_written > 0 {
-        let text = counted(log.not_written, "exchange line", "exchange lines");
-        let reason = log.reason.unwrap_or_default();
-        lines.push(format!("{text} not written: {reason}"));
+    if let (Some(reason), true) = (reason, not_written > 0) {
+        if let Some(last) = lines.last_mut() {
+            let _ = write!(last, ": {reason}");
+        }
     }
     lines
 }
 
-/// At exit: says this second's unshown reports, then waits, at most
-/// `limit`, for the exchange log's queue to be written, and counts what
-/// is left as not written. Call before the summary.
+/// At exit: says this second's unshown reports, waits at most `limit` for
+/// the exchange log's queue to be written, and counts what is left as not
+/// written, so that the summary, said next, accounts for every line.
 pub(crate) fn finish_log(limit: Duration) {
     REPORTS.end_second();
-    if let Some((Some(out), _)) = LOG.get() {
-        out.flush(limit);
-        out.give_up("still queued at exit");
+    if let Some(out) = LOG.get() {
+        let mut state = out.flush(limit);
+        let left = state.queued - state.written;
+        if left > 0 {
+            state.failed.lines += left;
+            state.failed.reason = Some("still queued at exit".into());
+            state.written = state.queued;
+        }
     }
 }
 
 /// Waits, at most `limit`, for standard error's queue to be written.
 pub(crate) fn flush_stderr(limit: Duration) {
     if let Some(out) = STDERR.get() {
-        out.flush(limit);
+        drop(out.flush(limit));
     }
 }
 
@@ -266,8 +273,7 @@ enum Way {
     /// A worker: writes it itself, even to a file (its reply handed over),
     /// and waits for it, unless the output is stalled.
     Direct,
-    /// Writes it itself only where a write cannot block, and waits for it,
-    /// unless the output is stalled.
+    /// Writes it itself only where a write cannot block, and waits for it.
     Wait,
     /// As `Wait`, but never waits.
     Queue,
@@ -287,10 +293,6 @@ enum Direct {
 
 /// A line output that never blocks its writers for long.
 pub(crate) struct Output {
-    shared: Arc<Shared>,
-}
-
-struct Shared {
     /// `standard output` or `standard error`, for what it tells.
     name: &'static str,
     direct: Direct,
@@ -310,8 +312,9 @@ struct State {
     bytes: Vec<u8>,
     queued: u64,
     written: u64,
-    /// The one writer at work, if any: it writes what queues meanwhile too.
-    writing: Option<Writing>,
+    /// The one write under way, if any: (since, the writer's reply until
+    /// its line is written or the helper sends it).
+    writing: Option<(Instant, Option<Pending>)>,
     /// Lines written directly, for the helper to see writers at work.
     direct_writes: u64,
     /// The helper waits with no timeout: a writer must wake it to watch.
@@ -319,13 +322,6 @@ struct State {
     /// Lines dropped since the queue last drained.
     dropped_in_burst: u64,
     failed: Failures,
-}
-
-/// A write under way.
-struct Writing {
-    since: Instant,
-    /// The writer's reply, until its line is written or the helper sends it.
-    rescue: Option<Pending>,
 }
 
 /// Lines that a write failed to take, and why.
@@ -339,16 +335,31 @@ struct Failures {
     broken: bool,
 }
 
+/// How a write went.
+enum Outcome {
+    Written,
+    /// The first bytes went (a non-blocking write), the rest must wait.
+    Partial(usize),
+    /// `lost` lines not written; `broken`: a line was left cut short.
+    Failed {
+        lost: u64,
+        broken: bool,
+        error: io::Error,
+    },
+}
+
 impl Output {
-    fn new(fd: impl AsFd, name: &'static str) -> io::Result<Output> {
+    /// Makes `fd` the output `cell` holds, with its helper thread.
+    fn start(
+        cell: &'static OnceLock<Output>,
+        fd: impl AsFd,
+        name: &'static str,
+    ) -> io::Result<&'static Output> {
         let raw = fd.as_fd().as_raw_fd();
         let out = File::from(fd.as_fd().try_clone_to_owned()?);
         let meta = out.metadata()?;
         let kind = meta.file_type();
         let direct = if name == "standard output" && is_closed(raw, &meta) {
-            say(format_args!(
-                "exchange log: {name} is closed; lines are not written"
-            ));
             Direct::Closed
         } else if kind.is_fifo() || kind.is_char_device() {
             OpenOptions::new()
@@ -361,7 +372,7 @@ impl Output {
         } else {
             Direct::Blocking
         };
-        let shared = Arc::new(Shared {
+        let output = cell.get_or_init(|| Output {
             name,
             direct,
             out,
@@ -370,122 +381,98 @@ impl Output {
             done: Condvar::new(),
             dropped: AtomicU64::new(0),
         });
-        let helper = Arc::clone(&shared);
         thread::Builder::new()
             .name("serv6-output".into())
             .stack_size(sync::HELPER_STACK)
-            .spawn(move || helper.help())?;
-        Ok(Output { shared })
+            .spawn(move || output.help())?;
+        Ok(output)
     }
 
-    /// Writes `line` (ending in LF) whole, never split by another's, the
-    /// `way` it says; hands `pending` back unless the output sent it.
-    /// Whoever finds no write under way becomes the writer: it writes its
-    /// line, then whatever queued meanwhile, in order, so that lines
-    /// logged at once go out together.
-    fn write_line(&self, line: &[u8], way: Way, pending: Option<Pending>) -> Option<Pending> {
-        let shared = &self.shared;
-        let mut state = shared.lock();
-        if let Direct::Closed = shared.direct {
-            state.failed.lines += 1;
-            state.failed.reason = Some(format!("{} is closed", shared.name));
-            return pending;
-        }
-        let may_write = way == Way::Direct || !matches!(shared.direct, Direct::Blocking);
-        if !may_write || state.writing.is_some() || !state.bytes.is_empty() {
-            let Some(ticket) = shared.enqueue(&mut state, line) else {
-                let first = state.dropped_in_burst == 1;
-                drop(state);
-                shared.tell(first.then_some(Event::Dropping));
-                return pending;
-            };
-            return match way {
-                Way::Queue => pending,
-                _ => shared.wait_written(state, ticket, pending),
-            };
-        }
-        state.queued += 1;
-        let ticket = state.queued;
-        state.direct_writes += 1;
-        if std::mem::take(&mut state.helper_asleep) {
-            shared.work.notify_one();
-        }
-        let (state, pending) = shared.write_as_writer(state, line, pending);
-        match way {
-            Way::Queue => pending,
-            _ => shared.wait_written(state, ticket, pending),
-        }
-    }
-
-    fn counts(&self) -> Counts {
-        let state = self.shared.lock();
-        Counts {
-            written: state.written.saturating_sub(state.failed.lines),
-            queued: state.queued - state.written,
-            dropped: self.shared.dropped.load(Relaxed),
-            not_written: state.failed.lines,
-            reason: state.failed.reason.clone(),
-        }
-    }
-
-    /// Waits, at most `limit`, for every queued line to be written.
-    fn flush(&self, limit: Duration) {
-        let until = Instant::now() + limit;
-        let mut state = self.shared.lock();
-        while state.written < state.queued {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            state = sync::wait_timeout(&self.shared.done, state, left);
-        }
-    }
-
-    /// Counts every line still queued as not written, for `reason`.
-    fn give_up(&self, reason: &str) {
-        let mut state = self.shared.lock();
-        let left = state.queued - state.written;
-        if left > 0 {
-            state.failed.lines += left;
-            state.failed.reason = Some(reason.into());
-            state.written = state.queued;
-            state.bytes.clear();
-        }
-    }
-}
-
-impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         sync::lock(&self.state)
     }
 
-    /// As the one writer (its reply, `pending`, handed over in case the
-    /// write stalls), writes `first` (the last line counted in), then
-    /// what queues meanwhile; leaves what a slow reader did not take to
-    /// the helper.
+    /// Writes `line` (ending in LF) whole, never split by another's, the
+    /// `way` it says; hands `pending` back unless the output sent it.
+    /// Whoever finds no write under way becomes the writer.
+    fn write(&self, line: &[u8], way: Way, pending: Option<Pending>) -> Option<Pending> {
+        let mut state = self.lock();
+        if let Direct::Closed = self.direct {
+            state.failed.lines += 1;
+            state.failed.reason = Some(format!("{} is closed", self.name));
+            return pending;
+        }
+        let may_write = way == Way::Direct || !matches!(self.direct, Direct::Blocking);
+        state.queued += 1;
+        let ticket = state.queued;
+        let (state, pending) = if may_write && state.writing.is_none() && state.bytes.is_empty() {
+            state.direct_writes += 1;
+            if std::mem::take(&mut state.helper_asleep) {
+                self.work.notify_one();
+            }
+            self.write_as_writer(state, Some(line), pending)
+        } else if state.bytes.len() + line.len() > QUEUE_CAP {
+            self.dropped.fetch_add(1, Relaxed);
+            state.queued -= 1;
+            state.dropped_in_burst += 1;
+            if state.dropped_in_burst == 1 {
+                drop(state);
+                let what = if self.name == "standard output" {
+                    "exchange lines"
+                } else {
+                    "lines"
+                };
+                say(format_args!(
+                    "{} is not being read: {} of {what} wait, the rest are dropped",
+                    self.name,
+                    counted((QUEUE_CAP >> 10) as u64, "KiB", "KiB")
+                ));
+            }
+            return pending;
+        } else {
+            state.bytes.extend_from_slice(line);
+            if state.writing.is_none() {
+                self.work.notify_one();
+            }
+            (state, pending)
+        };
+        if way != Way::Queue {
+            drop(self.wait_written(state, ticket));
+        }
+        pending
+    }
+
+    /// As the one write under way (with the writer's reply, `pending`,
+    /// handed over in case it stalls), writes `first`, then what queues
+    /// meanwhile, in order; a slow reader's rest is left to the helper.
+    /// A worker writes directly; the helper, without `first`, blocking.
     fn write_as_writer<'a>(
         &'a self,
         mut state: MutexGuard<'a, State>,
-        first: &[u8],
+        mut first: Option<&[u8]>,
         pending: Option<Pending>,
     ) -> (MutexGuard<'a, State>, Option<Pending>) {
-        let mut chunk = Vec::new();
-        let mut upto = state.queued;
-        state.writing = Some(Writing {
-            since: Instant::now(),
-            rescue: pending,
-        });
-        let mut events = Vec::new();
+        let direct = first.is_some();
+        state.writing = Some((Instant::now(), pending));
+        let (mut chunk, mut told) = (Vec::new(), Vec::new());
         loop {
+            let upto = state.queued;
+            if first.is_none() {
+                chunk = std::mem::take(&mut state.bytes);
+            }
+            let bytes = first.take().unwrap_or(&chunk[..]);
             let broken = state.failed.broken;
             drop(state);
-            let bytes = if chunk.is_empty() { first } else { &chunk };
-            let outcome = self.write_now(bytes, broken);
+            let outcome = match (&self.direct, direct) {
+                (Direct::Write(out), true) => now_or_partial((&*out).write(bytes), bytes),
+                (Direct::Send, true) => now_or_partial(platform::send_now(&self.out, bytes), bytes),
+                _ => write_out(&self.out, bytes, broken),
+            };
             state = self.lock();
             if let Outcome::Partial(n) = outcome {
                 // The reader is slow: the rest waits, first in line, for
-                // the helper, and is never dropped, or the output would
-                // show half a line.
+                // the helper, never dropped, or the output would show half
+                // a line.
                 state.written += lines(&bytes[..n]);
                 let mut rest = bytes[n..].to_vec();
                 rest.append(&mut state.bytes);
@@ -494,100 +481,111 @@ impl Shared {
                 break;
             }
             state.written = upto;
-            events.push(self.count(&mut state, outcome));
+            told.extend(self.count(&mut state, outcome));
             if state.bytes.is_empty() {
+                let dropped = std::mem::take(&mut state.dropped_in_burst);
+                if dropped > 0 {
+                    told.push(format!(
+                        "{} is read again, after {dropped} dropped",
+                        self.name
+                    ));
+                }
                 break;
             }
-            chunk = std::mem::take(&mut state.bytes);
-            upto = state.queued;
-            if let Some(writing) = &mut state.writing {
-                writing.since = Instant::now();
+            if let Some((since, _)) = &mut state.writing {
+                *since = Instant::now();
             }
         }
-        let pending = state.writing.take().and_then(|w| w.rescue);
+        let pending = state.writing.take().and_then(|(_, pending)| pending);
         self.done.notify_all();
         drop(state);
-        for event in events {
-            self.tell(event);
+        for line in told {
+            say(format_args!("{line}"));
         }
         (self.lock(), pending)
     }
 
-    /// Writes `bytes` (whole lines) at once, as the output allows: as much
-    /// of them as the kernel takes without waiting (a failing write is
-    /// left to the helper, which tries again and reports), or all of them
-    /// to a file.
-    fn write_now(&self, bytes: &[u8], broken: bool) -> Outcome {
-        loop {
-            let result = match &self.direct {
-                Direct::Write(out) => (&*out).write(bytes),
-                Direct::Send => platform::send_now(&self.out, bytes),
-                Direct::Blocking | Direct::Closed => return write_out(&self.out, bytes, broken),
-            };
-            match result {
-                Ok(n) if n == bytes.len() => return Outcome::Written,
-                Ok(n) => return Outcome::Partial(n),
-                Err(e) if sync::is_interrupted(&e) => {}
-                Err(_) => return Outcome::Partial(0),
-            }
-        }
-    }
-
-    /// Queues `line` for the writer at work, or the helper; returns the
-    /// ticket to wait for, or `None` if the queue is full and it is dropped.
-    fn enqueue(&self, state: &mut State, line: &[u8]) -> Option<u64> {
-        if state.bytes.len() + line.len() > QUEUE_CAP {
-            self.dropped.fetch_add(1, Relaxed);
-            state.dropped_in_burst += 1;
-            return None;
-        }
-        state.bytes.extend_from_slice(line);
-        state.queued += 1;
-        if state.writing.is_none() {
-            self.work.notify_one();
-        }
-        Some(state.queued)
+    /// Counts what a write of whole lines lost, if anything; returns what
+    /// to tell of it (once the lock is let go: telling writes a line).
+    fn count(&self, state: &mut State, outcome: Outcome) -> Option<String> {
+        let failed = &mut state.failed;
+        let Outcome::Failed {
+            lost,
+            broken,
+            error,
+        } = outcome
+        else {
+            failed.broken = false;
+            let lost = std::mem::take(&mut failed.in_burst);
+            return (lost > 0).then(|| {
+                format!(
+                    "{} is written again, after {lost} lines not written",
+                    self.name
+                )
+            });
+        };
+        let first = failed.in_burst == 0;
+        failed.lines += lost;
+        failed.in_burst += lost;
+        failed.reason = Some(error.to_string());
+        failed.broken = broken;
+        let log = self.name == "standard output";
+        first.then(|| match log {
+            true => format!("cannot write the exchange log to standard output: {error}; serving goes on, and the lines not written are counted"),
+            false => format!("cannot write {}: {error}", self.name),
+        })
     }
 
     /// Waits until line `ticket` is written, unless the output is stalled:
     /// a write under way for [`STALLED_AFTER`], or none begun within it.
-    fn wait_written(
-        &self,
-        mut state: MutexGuard<'_, State>,
+    fn wait_written<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
         ticket: u64,
-        pending: Option<Pending>,
-    ) -> Option<Pending> {
+    ) -> MutexGuard<'a, State> {
         let started = Instant::now();
         while state.written < ticket {
-            let since = state.writing.as_ref().map_or(started, |w| w.since);
+            let since = state.writing.as_ref().map_or(started, |(since, _)| *since);
             let left = (since + STALLED_AFTER).saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
             state = sync::wait_timeout(&self.done, state, left);
         }
-        pending
+        state
+    }
+
+    /// Waits, at most `limit`, for every queued line to be written.
+    fn flush(&self, limit: Duration) -> MutexGuard<'_, State> {
+        let until = Instant::now() + limit;
+        let mut state = self.lock();
+        while state.written < state.queued && Instant::now() < until {
+            let left = until.saturating_duration_since(Instant::now());
+            state = sync::wait_timeout(&self.done, state, left);
+        }
+        state
     }
 
     /// The helper: writes out what queues when no writer does, in order,
-    /// blocking as it must; and while writers write a file, sends the
-    /// reply of one that has not returned within [`STALLED_AFTER`].
+    /// blocking as it must; and while workers write a file, sends the
+    /// reply of one whose write has not returned within [`STALLED_AFTER`].
     fn help(&self) {
-        let mut state = self.lock();
-        let mut seen = 0;
+        let (mut state, mut seen) = (self.lock(), 0);
         let file = matches!(self.direct, Direct::Blocking);
         loop {
-            if let Some(writing) = &mut state.writing {
-                if writing.since.elapsed() >= STALLED_AFTER {
-                    if let Some(pending) = writing.rescue.take() {
-                        drop(state);
-                        send_for(pending);
-                        state = self.lock();
-                        continue;
-                    }
-                }
-            } else if !state.bytes.is_empty() {
-                state = self.drain(state);
+            let stalled = match &mut state.writing {
+                Some((since, pending)) if since.elapsed() >= STALLED_AFTER => pending.take(),
+                _ => None,
+            };
+            if let Some(Pending { stream, reply }) = stalled {
+                drop(state);
+                let _ = platform::send_now(&stream, reply.as_bytes());
+                let _ = stream.shutdown(Shutdown::Write);
+                state = self.lock();
+                continue;
+            }
+            if state.writing.is_none() && !state.bytes.is_empty() {
+                state = self.write_as_writer(state, None, None).0;
                 continue;
             }
             let watching = state.direct_writes != seen || state.writing.is_some();
@@ -602,109 +600,16 @@ impl Shared {
             };
         }
     }
-
-    /// Writes the queue out with blocking writes, as the one writer.
-    fn drain<'a>(&'a self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
-        let chunk = std::mem::take(&mut state.bytes);
-        let upto = state.queued;
-        state.writing = Some(Writing {
-            since: Instant::now(),
-            rescue: None,
-        });
-        let broken = state.failed.broken;
-        drop(state);
-        let outcome = write_out(&self.out, &chunk, broken);
-        let mut state = self.lock();
-        state.writing = None;
-        state.written = upto;
-        let failure = self.count(&mut state, outcome);
-        let dropped = match state.bytes.is_empty() {
-            true => std::mem::take(&mut state.dropped_in_burst),
-            false => 0,
-        };
-        self.done.notify_all();
-        drop(state);
-        self.tell(failure);
-        if dropped > 0 {
-            self.tell(Some(Event::Resumed { dropped }));
-        }
-        self.lock()
-    }
-
-    /// Counts what a write of whole lines lost, if anything; returns what
-    /// to tell of it (once the lock is let go: telling writes a line).
-    #[allow(clippy::unused_self)] // a step of the output, like its neighbours
-    fn count(&self, state: &mut State, outcome: Outcome) -> Option<Event> {
-        let failed = &mut state.failed;
-        match outcome {
-            Outcome::Failed {
-                lost,
-                broken,
-                error,
-            } => {
-                let first = failed.in_burst == 0;
-                failed.lines += lost;
-                failed.in_burst += lost;
-                failed.reason = Some(error.to_string());
-                failed.broken = broken;
-                first.then(|| Event::Failing(error.to_string()))
-            }
-            _ => {
-                failed.broken = false;
-                let lost = std::mem::take(&mut failed.in_burst);
-                (lost > 0).then_some(Event::Recovered { lost })
-            }
-        }
-    }
-
-    /// Says what happened to this output's lines, on standard error.
-    fn tell(&self, event: Option<Event>) {
-        let Some(event) = event else {
-            return;
-        };
-        let (what, many) = match self.name {
-            "standard output" => (self.name, "exchange lines"),
-            _ => (self.name, "lines"),
-        };
-        match event {
-            Event::Dropping => say(format_args!(
-                "{what} is not being read: {} of {many} wait, the rest are dropped",
-                counted((QUEUE_CAP >> 10) as u64, "KiB", "KiB")
-            )),
-            Event::Resumed { dropped } => say(format_args!(
-                "{what} is read again, after {dropped} {many} dropped"
-            )),
-            Event::Failing(error) if many == "exchange lines" => say(format_args!(
-                "cannot write the exchange log to standard output: {error}; serving goes \
-                 on, and the lines not written are counted"
-            )),
-            Event::Failing(error) => say(format_args!("cannot write {what}: {error}")),
-            Event::Recovered { lost } => say(format_args!(
-                "{what} is written again, after {lost} {many} not written"
-            )),
-        }
-    }
 }
 
-/// What happened to an output's lines, to be told.
-enum Event {
-    Dropping,
-    Resumed { dropped: u64 },
-    Failing(String),
-    Recovered { lost: u64 },
-}
-
-/// How a write went.
-enum Outcome {
-    Written,
-    /// The first bytes went (a non-blocking write), the rest must wait.
-    Partial(usize),
-    /// `lost` lines not written; `broken`: a line was left cut short.
-    Failed {
-        lost: u64,
-        broken: bool,
-        error: io::Error,
-    },
+/// A non-blocking write's result as an [`Outcome`]: a failing one is left
+/// to the helper, which tries again blocking, and reports.
+fn now_or_partial(result: io::Result<usize>, bytes: &[u8]) -> Outcome {
+    match result {
+        Ok(n) if n == bytes.len() => Outcome::Written,
+        Ok(n) => Outcome::Partial(n),
+        Err(_) => Outcome::Partial(0),
+    }
 }
 
 /// Writes `chunk` (whole lines) to `out`, starting with an LF if the last
@@ -759,12 +664,6 @@ fn take_back(mut out: &File, cut: usize) -> bool {
     out.set_len(start).is_ok() && out.seek(SeekFrom::Start(start)).is_ok()
 }
 
-/// Sends the reply of a writer stuck on its log line, and closes.
-fn send_for(pending: Pending) {
-    let _ = platform::send_now(&pending.stream, pending.reply.as_bytes());
-    let _ = pending.stream.shutdown(Shutdown::Write);
-}
-
 /// Whether `fd` is standard output or error that was closed when the
 /// program started: Rust's runtime opens `/dev/null` read-write in its
 /// place, where a shell's `>/dev/null` opens it write-only.
@@ -790,15 +689,6 @@ struct Reports {
 }
 
 impl Reports {
-    const fn new() -> Reports {
-        Reports {
-            shown: AtomicU32::new(0),
-            unshown: Mutex::new(Vec::new()),
-            second_started: Mutex::new(false),
-            wake: Condvar::new(),
-        }
-    }
-
     /// Starts the thread that ends each second in which reports came.
     fn start(&'static self) {
         let started = thread::Builder::new()
@@ -806,10 +696,9 @@ impl Reports {
             .stack_size(sync::HELPER_STACK)
             .spawn(move || loop {
                 let mut started = sync::lock(&self.second_started);
-                while !*started {
+                while !std::mem::take(&mut *started) {
                     started = sync::wait(&self.wake, started);
                 }
-                *started = false;
                 drop(started);
                 thread::sleep(Duration::from_secs(1));
                 self.end_second();
@@ -829,14 +718,6 @@ impl Reports {
             self.wake.notify_one();
         }
         shown < SHOWN_PER_SECOND
-    }
-
-    fn count(&self, what: (&'static str, &'static str)) {
-        let mut unshown = sync::lock(&self.unshown);
-        match unshown.iter_mut().find(|(w, _)| *w == what) {
-            Some((_, n)) => *n += 1,
-            None => unshown.push((what, 1)),
-        }
     }
 
     fn end_second(&self) {
@@ -874,7 +755,7 @@ mod tests {
         }
         for n in [0, 9, 10, 65_536, u64::MAX] {
             let mut line = String::new();
-            protocol::push_decimal(&mut line, n);
+            push_decimal(&mut line, n);
             assert_eq!(line, n.to_string());
         }
     }

@@ -350,7 +350,7 @@ fn tell_time(
     let Some(stamp) = Timestamp::from_system_time(now).map(Timestamp::to_rfc3339) else {
         return turn_away(stream, client, End::ClockOutOfRange, rules, service);
     };
-    output::log_service(&mut scratch.line, (&stamp, client, service.name()));
+    output::log_service(&mut scratch.line, &stamp, client, service.name());
     let time = protocol::time_bytes(now);
     scratch.reply.clear();
     protocol::write_daytime(&mut scratch.reply, &stamp);

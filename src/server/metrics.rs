@@ -211,7 +211,7 @@ fn render((max_conns, started): (usize, SystemTime)) -> String {
         let (reason, n) = (End::LABELS[slot], STATS.count(slot));
         let _ = writeln!(out, "serv6_refusals_total{{reason=\"{reason}\"}} {n}");
     }
-    let log = output::log_counts();
+    let (written, queued, dropped, not_written, _) = output::log_counts();
     let start = started.duration_since(UNIX_EPOCH).unwrap_or_default();
     let values: [String; FIGURES.len()] = [
         STATS.count(8).to_string(),
@@ -219,10 +219,10 @@ fn render((max_conns, started): (usize, SystemTime)) -> String {
         STATS.in_progress().to_string(),
         STATS.held.load(Relaxed).to_string(),
         max_conns.to_string(),
-        log.written.to_string(),
-        log.queued.to_string(),
-        log.dropped.to_string(),
-        log.not_written.to_string(),
+        written.to_string(),
+        queued.to_string(),
+        dropped.to_string(),
+        not_written.to_string(),
         output::stderr_dropped().to_string(),
         start.as_secs_f64().to_string(),
     ];
