@@ -4,7 +4,7 @@
 
 use super::estimate::{self, Reply, Tally};
 use super::estimate::{ms, offset_ms};
-use super::exchange::{exchange, ClientError, Exchanged, Target};
+use super::exchange::{exchange, Exchanged, Target};
 use super::options::Probes;
 use crate::escape::escape;
 use crate::exit::Status;
@@ -72,12 +72,7 @@ pub(crate) fn run(target: &Target, line: &[u8], probes: Probes) -> ExitCode {
 /// Counts and prints one probe; false once standard output is gone. The
 /// line is printed under the lock, so that a summary on Ctrl-C comes after
 /// the last probe line, never in the middle of one.
-fn record(
-    tally: &Mutex<Tally>,
-    seq: u64,
-    outcome: &Result<Sample, ClientError>,
-    json: bool,
-) -> bool {
+fn record(tally: &Mutex<Tally>, seq: u64, outcome: &Result<Sample, String>, json: bool) -> bool {
     let mut tally = sync::lock(tally);
     tally.sent += 1;
     if let Ok(sample) = outcome {
@@ -114,7 +109,7 @@ fn finish(target: &str, tally: &Tally, json: bool) -> Status {
     }
 }
 
-fn probe(target: &Target, line: &[u8], seq: u64) -> Result<Sample, ClientError> {
+fn probe(target: &Target, line: &[u8], seq: u64) -> Result<Sample, String> {
     let done = exchange(target, line)?;
     let server_time = done.verify(crate::protocol::message_of(line).len())?;
     Ok(Sample {
@@ -153,7 +148,7 @@ fn offset_text(offset_ns: Option<i64>, json: bool) -> String {
 }
 
 /// Prints a probe's line; false if standard output is gone.
-fn print_probe(seq: u64, outcome: &Result<Sample, ClientError>, json: bool) -> bool {
+fn print_probe(seq: u64, outcome: &Result<Sample, String>, json: bool) -> bool {
     let line = match (outcome, json) {
         (Ok(s), false) => format!(
             "{}: {}  connect={:.3} ms  rtt={:.3} ms  offset={}\n",
@@ -180,7 +175,7 @@ fn print_probe(seq: u64, outcome: &Result<Sample, ClientError>, json: bool) -> b
         }
         (Err(e), true) => format!(
             "{{\"seq\":{seq},\"error\":{}}}\n",
-            json_string(&e.to_string())
+            json_string(e)
         ),
     };
     let mut out = io::stdout().lock();
