@@ -10,7 +10,7 @@ use crate::escape::escape;
 use crate::platform;
 use crate::protocol::{parse_reply, Reply, MAX_REPLY};
 use crate::sync::{is_interrupted, is_timeout};
-use crate::timestamp::{Arrival, Timestamp};
+use crate::timestamp::Timestamp;
 use std::fmt::{self, Write as _};
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -42,20 +42,21 @@ impl fmt::Display for Target {
     }
 }
 
-/// A completed exchange and what it took.
+/// A completed exchange: what it took, and the client's two timestamps,
+/// on the wall clock, as the server's are: the kernel stamps arrivals on
+/// it, and placing a stamp on the monotonic clock would take two clock
+/// reads that a busy machine can pull apart.
 #[derive(Debug, Clone)]
 pub(crate) struct Exchanged {
     pub peer: SocketAddr,
     /// Time to establish the connection.
     pub connect: Duration,
-    /// From just before the message was written to the reply's LF.
-    pub rtt: Duration,
-    /// Wall-clock times at the same two moments, for the clock offset.
-    pub sent_at: SystemTime,
-    pub received_at: SystemTime,
-    /// Whether `received_at` is the kernel's arrival time of the reply's
-    /// LF; if not, it is when cli6 read it.
-    pub received_by_kernel: bool,
+    /// T1: just before the message was written.
+    pub sent: SystemTime,
+    /// T4: when the reply's LF arrived, as the kernel stamped it, or else
+    /// when cli6 read it (`by_kernel` says which).
+    pub received: SystemTime,
+    pub by_kernel: bool,
     /// The reply line without its LF.
     pub reply: Vec<u8>,
 }
@@ -104,15 +105,14 @@ pub(crate) fn exchange(target: &Target, line: &[u8]) -> Result<Exchanged, String
     let _ = platform::stamp_arrivals(&conn);
     // Set before the clock is read, so that the send time is the write's.
     let timeout = left(until).and_then(|left| conn.set_write_timeout(Some(left)));
-    let sent_at = SystemTime::now();
-    let send_started = Instant::now();
+    let t1 = SystemTime::now();
     // A server that refuses the message may close before taking all of it;
     // its reply may still be waiting, so a failed send is reported only if
     // no reply can be read.
     let sent = timeout
         .and_then(|()| write_within(&conn, line, until))
         .and_then(|()| conn.shutdown(Shutdown::Write));
-    let (reply, arrival, received_by_kernel) = match (read_reply(&conn, peer, until), sent) {
+    let (reply, received, by_kernel) = match (read_reply(&conn, peer, until), sent) {
         (Ok(read), _) => read,
         (Err(_), Err(e)) => return Err(failed(format_args!("{peer}: sending the message"), &e)),
         (Err(e), Ok(())) => return Err(e),
@@ -120,10 +120,9 @@ pub(crate) fn exchange(target: &Target, line: &[u8]) -> Result<Exchanged, String
     Ok(Exchanged {
         peer,
         connect,
-        rtt: arrival.mono.saturating_duration_since(send_started),
-        sent_at,
-        received_at: arrival.wall,
-        received_by_kernel,
+        sent: t1,
+        received,
+        by_kernel,
         reply,
     })
 }
@@ -199,7 +198,7 @@ fn read_reply(
     conn: &TcpStream,
     peer: SocketAddr,
     until: Instant,
-) -> Result<(Vec<u8>, Arrival, bool), String> {
+) -> Result<(Vec<u8>, SystemTime, bool), String> {
     let mut reply = Vec::new();
     let mut arrival = None;
     let mut chunk = [0u8; 512];
@@ -220,7 +219,7 @@ fn read_reply(
             Err(e) => return Err(failed(format_args!("{peer}: waiting for the reply"), &e)),
         };
         if arrival.is_none() && chunk[..n].contains(&b'\n') {
-            arrival = Some((Arrival::stamped(stamp), stamp.is_some()));
+            arrival = Some((stamp.unwrap_or_else(SystemTime::now), stamp.is_some()));
         }
         reply.extend_from_slice(&chunk[..n]);
         if reply.len() > MAX_REPLY {

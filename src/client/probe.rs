@@ -117,9 +117,9 @@ fn probe(target: &Target, line: &[u8], seq: u64) -> Result<Sample, String> {
         peer: done.peer.to_string(),
         reply: escape(&done.reply),
         connect: done.connect,
-        rtt: done.rtt,
+        rtt: done.received.duration_since(done.sent).unwrap_or_default(),
         offset_ns: offset_ns(&done, server_time.to_system_time()),
-        received_by_kernel: done.received_by_kernel,
+        received_by_kernel: done.by_kernel,
     })
 }
 
@@ -133,7 +133,7 @@ fn nanos_since_epoch(time: SystemTime) -> i128 {
 /// `T_server - (t_send + t_receive) / 2` in nanoseconds, or `None` beyond
 /// what 64 bits of nanoseconds hold (about 292 years either way).
 fn offset_ns(done: &Exchanged, server: SystemTime) -> Option<i64> {
-    let midpoint = (nanos_since_epoch(done.sent_at) + nanos_since_epoch(done.received_at)) / 2;
+    let midpoint = (nanos_since_epoch(done.sent) + nanos_since_epoch(done.received)) / 2;
     i64::try_from(nanos_since_epoch(server) - midpoint).ok()
 }
 
@@ -220,10 +220,9 @@ mod tests {
         Exchanged {
             peer: "127.0.0.1:1".parse().expect("an address"),
             connect: Duration::ZERO,
-            rtt: Duration::from_nanos(received_ns - sent_ns),
-            sent_at: at(sent_ns),
-            received_at: at(received_ns),
-            received_by_kernel: true,
+            sent: at(sent_ns),
+            received: at(received_ns),
+            by_kernel: true,
             reply: Vec::new(),
         }
     }
