@@ -63,10 +63,11 @@ pub(crate) struct Exchanged {
 
 impl Exchanged {
     /// Checks that the reply is serv6's answer to a message of `sent`
-    /// bytes, and returns the server's time of receipt.
-    pub fn verify(&self, sent: usize) -> Result<Timestamp, String> {
+    /// bytes; returns when the server had it (T2) and, if the reply says,
+    /// when the server wrote the reply (T3).
+    pub fn verify(&self, sent: usize) -> Result<(Timestamp, Option<Timestamp>), String> {
         let problem = match parse_reply(&self.reply) {
-            Reply::Received { len, at, .. } if len == sent as u64 => return Ok(at),
+            Reply::Received { len, at, sent: t3 } if len == sent as u64 => return Ok((at, t3)),
             Reply::Received { len, .. } => {
                 format!("the server counted {len} bytes, but {sent} were sent")
             }
