@@ -37,7 +37,9 @@ impl Sample {
     /// The figures of exchange `done`, whose message the server had at
     /// `at`, and whose reply it wrote at `sent` if it says.
     pub fn of(done: &Exchanged, at: Timestamp, sent: Option<Timestamp>) -> Sample {
-        let server = |t: Timestamp| nanos(t.to_system_time());
+        // The server's times are cut to the microsecond they fell in: its
+        // middle is the unbiased guess.
+        let server = |t: Timestamp| nanos(t.to_system_time()) + 500;
         let (t1, t4) = (nanos(done.sent), nanos(done.received));
         let (t2, t3) = (server(at), server(sent.unwrap_or(at)));
         let rtt = done.received.duration_since(done.sent).unwrap_or_default();
@@ -239,7 +241,8 @@ mod tests {
         }
     }
 
-    /// A server time, `ns` past 1970.
+    /// A server time, `ns` past 1970: to cli6, the microsecond from
+    /// there, so half a microsecond later.
     fn stamp(ns: u64) -> Timestamp {
         let at = UNIX_EPOCH + Duration::from_nanos(ns);
         Timestamp::from_system_time(at).expect("in range")
@@ -249,9 +252,9 @@ mod tests {
     fn three_timestamps_give_server_time_minus_the_midpoint() {
         let done = exchanged(1_000_000_000, 1_010_000_000);
         let clock = |t2| Sample::of(&done, stamp(t2), None).clock;
-        assert_eq!(clock(1_005_000_000), Some((0.0, 10.0)));
-        assert_eq!(clock(1_007_000_000), Some((2.0, 10.0)));
-        assert_eq!(clock(1_001_000_000), Some((-4.0, 10.0)));
+        assert_eq!(clock(1_005_000_000), Some((0.0005, 10.0)));
+        assert_eq!(clock(1_007_000_000), Some((2.0005, 10.0)));
+        assert_eq!(clock(1_001_000_000), Some((-3.9995, 10.0)));
         assert_eq!(Sample::of(&done, stamp(1_005_000_000), None).rtt, 10.0);
     }
 
@@ -262,7 +265,7 @@ mod tests {
         let done = exchanged(1_000_000_000, 1_010_000_000);
         let t2 = stamp(1_005_000_000);
         let four = Sample::of(&done, t2, Some(stamp(1_011_000_000)));
-        assert_eq!(four.clock, Some((3.0, 4.0)));
+        assert_eq!(four.clock, Some((3.0005, 4.0)));
         // A server clock that runs backwards makes the delay longer, not negative.
         let back = Sample::of(&done, t2, Some(stamp(1_000_000_000)));
         assert_eq!(back.clock.map(|c| c.1), Some(15.0));
