@@ -104,38 +104,102 @@ fn a_server_that_never_answers_is_loss_after_the_timeout() {
     drop(listener);
 }
 
-#[test]
-fn json_output_parses_back() {
+/// Whether python3 runs; if not, says the test is skipped.
+fn have_python() -> bool {
     let Ok(status) = Command::new("python3").arg("-c").arg("").status() else {
         println!("skipped: python3 is needed to parse the JSON back");
-        return;
+        return false;
     };
     assert!(status.success());
-    let server = Server::start(&[]);
-    let port = server.v4().port().to_string();
-    let out = probe_v4(&port, &["-c", "3", "--json"]);
+    true
+}
+
+/// Runs `check`, a Python script, on `out`'s standard output: every line
+/// through json.loads, `probes` and `summary` then checked as it says.
+fn check_json(out: &std::process::Output, check: &str) {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    // Python's json module checks every line and reports what the test needs.
-    let check = "\
-import json, sys
-lines = [json.loads(l) for l in sys.stdin]
-probes, summary = lines[:-1], lines[-1]['summary']
-assert [p['seq'] for p in probes] == [1, 2, 3], probes
-assert all(p['rtt_ms'] > 0 and abs(p['offset_ms']) < 5 for p in probes), probes
-assert all(p['reply'].startswith('received 4 bytes at ') for p in probes), probes
-assert all(p['send_clock'] == 'before write' for p in probes), probes
-assert all(p['receive_clock'] in ('kernel arrival', 'after read') for p in probes), probes
-assert (summary['sent'], summary['received'], summary['lost_percent']) == (3, 3, 0.0), summary
-assert summary['rtt_ms']['min'] <= summary['rtt_ms']['avg'] <= summary['rtt_ms']['max'], summary
-print('ok', summary['offset_ms']['median'])
-";
-    let result = run(Command::new("python3").args(["-c", check]), &out.stdout);
+    let script = format!(
+        "import json, sys\n\
+         lines = [json.loads(l) for l in sys.stdin]\n\
+         probes, summary = lines[:-1], lines[-1]['summary']\n\
+         {check}\n\
+         print('ok')\n"
+    );
+    let result = run(Command::new("python3").args(["-c", &script]), &out.stdout);
     assert!(
-        result.status.success() && text(&result.stdout).starts_with("ok "),
+        result.status.success() && text(&result.stdout).starts_with("ok"),
         "{}\n{}",
         text(&out.stdout),
         text(&result.stderr)
     );
+}
+
+#[test]
+fn json_output_parses_back() {
+    if !have_python() {
+        return;
+    }
+    let server = Server::start(&[]);
+    let port = server.v4().port().to_string();
+    let out = probe_v4(&port, &["-c", "3", "--json"]);
+    // Python's json module checks every line and reports what the test needs.
+    let check = "\
+assert [p['seq'] for p in probes] == [1, 2, 3], probes
+assert all(p['rtt_ms'] > 0 and abs(p['offset_ms']) < 5 for p in probes), probes
+assert all(abs(p['delay_ms'] - p['rtt_ms']) <= 0.0001 for p in probes), probes
+assert all(p['bytes'] == 4 and p['peer'].startswith('127.0.0.1:') for p in probes), probes
+assert all(len(p['server_time']) == 27 and p['server_time'].endswith('Z') for p in probes), probes
+assert all('send_time' not in p and 'reply' not in p and 'send_clock' not in p for p in probes), probes
+assert (summary['sent'], summary['received'], summary['lost_percent']) == (3, 3, 0.0), summary
+assert summary['rtt_ms']['min'] <= summary['rtt_ms']['avg'] <= summary['rtt_ms']['max'], summary
+assert summary['offset_ms']['from_3_timestamps'] == 3, summary";
+    check_json(&out, check);
+}
+
+#[test]
+fn with_send_time_the_offset_is_from_four_timestamps() {
+    let plain = Server::start(&[]);
+    let timed = Server::start(&["--send-time"]);
+    let said = |server: &Server| {
+        let out = probe_v4(&server.v4().port().to_string(), &["-c", "3"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let four = said(&timed);
+    assert!(
+        four.contains("offset from 4 timestamps (the server sent its send time)"),
+        "{four}"
+    );
+    assert!(four.contains("offset at the smallest delay "), "{four}");
+    assert_eq!(
+        probe_lines(four.as_bytes())
+            .iter()
+            .filter(|l| l.contains(" delay="))
+            .count(),
+        3
+    );
+    let three = said(&plain);
+    assert!(
+        three.contains("offset from 3 timestamps: the server's turnaround is in it; run serv6 with --send-time"),
+        "{three}"
+    );
+    assert!(!three.contains(" delay="), "{three}");
+    if !have_python() {
+        return;
+    }
+    let out = probe_v4(&timed.v4().port().to_string(), &["-c", "3", "--json"]);
+    let check = "\
+assert all(len(p['send_time']) == 27 and p['send_time'] >= p['server_time'] for p in probes), probes
+assert all(0 <= p['delay_ms'] <= p['rtt_ms'] for p in probes), probes
+assert summary['offset_ms']['from_4_timestamps'] == 3, summary
+assert summary['offset_ms']['from_3_timestamps'] == 0, summary";
+    check_json(&out, check);
+    let out = probe_v4(&plain.v4().port().to_string(), &["-c", "2", "--json"]);
+    let check = "\
+assert all('send_time' not in p for p in probes), probes
+assert summary['offset_ms']['from_4_timestamps'] == 0, summary
+assert summary['offset_ms']['from_3_timestamps'] == 2, summary";
+    check_json(&out, check);
 }
 
 #[test]
@@ -200,7 +264,7 @@ fn json_alone_is_one_exchange_as_json_lines() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "one probe and its summary: {stdout}");
     assert!(
-        lines[0].starts_with("{\"seq\":1,") && lines[0].contains("received 4 bytes"),
+        lines[0].starts_with("{\"seq\":1,") && lines[0].contains("\"bytes\":4,\"server_time\":"),
         "{stdout}"
     );
     assert!(lines[1].starts_with("{\"summary\":"), "{stdout}");

@@ -1,163 +1,187 @@
-//! What a run of probes found: round trips, and two estimates of how far
-//! the server's clock is from ours (server minus ours).
+//! What the probes found: round trips, and how far the server's clock is
+//! from ours (server minus ours), from NTP's four timestamps (RFC 5905):
+//! T1 when we wrote the message, T2 when the server had it, T3 when the
+//! server wrote its reply, T4 when the reply arrived here.
 //!
-//! Each probe's offset is the NTP estimate `T_server - (t_send +
-//! t_receive) / 2`. Whatever the path's asymmetry, the true offset is within
-//! half that probe's round trip of it, so the probe with the smallest round
-//! trip gives the tightest bound: the estimate `ntpdate`'s clock filter
-//! trusts most. The median offset, with half the median round trip, shows
-//! what a typical probe says.
+//! offset = ((T2 - T1) + (T3 - T4)) / 2, delay = (T4 - T1) - (T3 - T2).
+//! A reply without T3 (serv6 without `--send-time`) gives three: T3 = T2,
+//! so the offset is `T2 - (T1 + T4) / 2` and the delay the whole round
+//! trip, the server's turnaround in both. Whatever the path's asymmetry,
+//! the true offset is within half its delay of a probe's, so the probe
+//! with the smallest delay gives the tightest bound: the estimate
+//! `ntpdate`'s clock filter trusts most. The median offset, with half the
+//! median delay, shows what a typical probe says.
 
+use super::exchange::Exchanged;
+use crate::timestamp::Timestamp;
 use crate::words::counted;
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-/// One reply's figures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Reply {
-    pub rtt: Duration,
-    /// Server clock minus ours, in nanoseconds; `None` when the server's
-    /// time is too far from ours to count (centuries off).
-    pub offset_ns: Option<i64>,
+/// One reply: the server's times, and the figures in ms.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Sample {
+    /// T2, when the server had the message.
+    pub at: Timestamp,
+    /// T3, when the server wrote its reply, if it says.
+    pub sent: Option<Timestamp>,
+    pub rtt: f64,
+    /// Offset and delay; `None` when the server's times are too far from
+    /// ours to count (centuries off).
+    pub clock: Option<(f64, f64)>,
+    /// T4 is the kernel's arrival stamp, not when cli6 read the reply.
+    pub by_kernel: bool,
+}
+
+impl Sample {
+    /// The figures of exchange `done`, whose message the server had at
+    /// `at`, and whose reply it wrote at `sent` if it says.
+    pub fn of(done: &Exchanged, at: Timestamp, sent: Option<Timestamp>) -> Sample {
+        // The server's times are cut to the microsecond they fell in: its
+        // middle is the unbiased guess.
+        let server = |t: Timestamp| nanos(t.to_system_time()) + 500;
+        let (t1, t4) = (nanos(done.sent), nanos(done.received));
+        let (t2, t3) = (server(at), server(sent.unwrap_or(at)));
+        let rtt = done.received.duration_since(done.sent).unwrap_or_default();
+        // Past 2^53 ns (104 days) a figure loses nanoseconds; past 2^63
+        // (292 years), it is out of range. A delay below zero (a clock that
+        // stepped, server times out of step) counts as none.
+        #[allow(clippy::cast_precision_loss)]
+        let ms = |ns: i128| i64::try_from(ns).ok().map(|ns| ns as f64 / 1e6);
+        Sample {
+            at,
+            sent,
+            rtt: rtt.as_secs_f64() * 1e3,
+            clock: ms((t2 - t1 + t3 - t4) / 2).zip(ms((t4 - t1 - (t3 - t2)).max(0))),
+            by_kernel: done.by_kernel,
+        }
+    }
+}
+
+/// Nanoseconds since 1970, which 128 bits hold for any `SystemTime`.
+fn nanos(time: SystemTime) -> i128 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => i128::try_from(after.as_nanos()).unwrap_or(i128::MAX),
+        Err(before) => -i128::try_from(before.duration().as_nanos()).unwrap_or(i128::MAX),
+    }
 }
 
 /// The probes so far.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Tally {
     pub sent: u64,
-    pub replies: Vec<Reply>,
+    pub replies: Vec<Sample>,
 }
 
-/// Round trip min, avg, max and population standard deviation, in ms.
+/// Min, median, mean, max and population standard deviation.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct RttStats {
+struct Spread {
     min: f64,
+    median: f64,
     avg: f64,
     max: f64,
     stddev: f64,
 }
 
-/// Offsets in ms, each estimate with the most it can be off.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct OffsetStats {
-    median: f64,
-    median_bound: f64,
-    min: f64,
-    max: f64,
-    best: f64,
-    best_bound: f64,
-}
-
-/// An offset in nanoseconds as milliseconds, as the probe prints them.
-// Nanoseconds past 2^52 (52 days) lose precision below a nanosecond.
+// A count of probes, far below 2^52: the cast is exact.
 #[allow(clippy::cast_precision_loss)]
-pub(crate) fn offset_ms(ns: i64) -> f64 {
-    ns as f64 / 1e6
+fn spread(values: impl Iterator<Item = f64>) -> Option<Spread> {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    let (min, max, n) = (*values.first()?, *values.last()?, values.len());
+    let avg = values.iter().sum::<f64>() / n as f64;
+    let variance = values.iter().map(|v| (v - avg).powi(2)).sum::<f64>() / n as f64;
+    let median = (values[(n - 1) / 2] + values[n / 2]) / 2.0;
+    let stddev = variance.sqrt();
+    Some(Spread {
+        min,
+        median,
+        avg,
+        max,
+        stddev,
+    })
 }
 
-/// Milliseconds, as the probe prints them.
-pub(crate) fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn median(sorted: &[f64]) -> f64 {
-    let mid = sorted.len() / 2;
-    if sorted.len() % 2 == 0 {
-        (sorted[mid - 1] + sorted[mid]) / 2.0
-    } else {
-        sorted[mid]
-    }
+/// The offsets and the delays of the replies that gave them.
+struct Offsets {
+    all: Spread,
+    delays: Spread,
+    /// The offset and delay of the probe with the smallest delay.
+    best: (f64, f64),
+    /// How many offsets came from four timestamps, and how many from three.
+    four: u64,
+    three: u64,
 }
 
 impl Tally {
+    fn count(&self, which: impl Fn(&Sample) -> bool) -> u64 {
+        self.replies.iter().filter(|s| which(s)).count() as u64
+    }
+
+    // Figures for people: precision lost past 2^52 cannot show.
+    #[allow(clippy::cast_precision_loss)]
     fn lost_percent(&self) -> f64 {
-        if self.sent == 0 {
-            return 0.0;
-        }
-        // Figures for people: precision lost past 2^52 cannot show.
-        #[allow(clippy::cast_precision_loss)]
-        let lost = 100.0 * (self.sent - self.replies.len() as u64) as f64 / self.sent as f64;
-        lost
+        let lost = self.sent - self.replies.len() as u64;
+        100.0 * lost as f64 / self.sent.max(1) as f64
     }
 
-    fn rtt_stats(&self) -> Option<RttStats> {
-        let values: Vec<f64> = self.replies.iter().map(|r| ms(r.rtt)).collect();
-        #[allow(clippy::cast_precision_loss)] // a count of probes, far below 2^52
-        let n = values.len() as f64;
-        let min = values.iter().copied().reduce(f64::min)?;
-        let max = values.iter().copied().reduce(f64::max)?;
-        let avg = values.iter().sum::<f64>() / n;
-        let variance = values.iter().map(|v| (v - avg).powi(2)).sum::<f64>() / n;
-        Some(RttStats {
-            min,
-            avg,
-            max,
-            stddev: variance.sqrt(),
+    fn rtts(&self) -> Option<Spread> {
+        spread(self.replies.iter().map(|s| s.rtt))
+    }
+
+    fn offsets(&self) -> Option<Offsets> {
+        let timed = || self.replies.iter().filter_map(|s| s.clock);
+        let four = self.count(|s| s.sent.is_some() && s.clock.is_some());
+        Some(Offsets {
+            all: spread(timed().map(|c| c.0))?,
+            delays: spread(timed().map(|c| c.1))?,
+            best: timed().min_by(|a, b| a.1.total_cmp(&b.1))?,
+            four,
+            three: timed().count() as u64 - four,
         })
-    }
-
-    fn offset_stats(&self) -> Option<OffsetStats> {
-        let timed: Vec<(f64, f64)> = self
-            .replies
-            .iter()
-            .filter_map(|r| Some((offset_ms(r.offset_ns?), ms(r.rtt))))
-            .collect();
-        let (best, best_rtt) = timed
-            .iter()
-            .copied()
-            .reduce(|a, b| if b.1 < a.1 { b } else { a })?;
-        let mut offsets: Vec<f64> = timed.iter().map(|t| t.0).collect();
-        let mut rtts: Vec<f64> = timed.iter().map(|t| t.1).collect();
-        offsets.sort_by(f64::total_cmp);
-        rtts.sort_by(f64::total_cmp);
-        Some(OffsetStats {
-            median: median(&offsets),
-            median_bound: median(&rtts) / 2.0,
-            min: offsets[0],
-            max: offsets[offsets.len() - 1],
-            best,
-            best_bound: best_rtt / 2.0,
-        })
-    }
-
-    /// Replies whose server time was too far off to give an offset.
-    fn untimed(&self) -> usize {
-        self.replies
-            .iter()
-            .filter(|r| r.offset_ns.is_none())
-            .count()
     }
 }
 
 /// The ping-like summary, several lines.
 pub(crate) fn summary_text(target: &str, tally: &Tally) -> String {
+    let received = tally.replies.len() as u64;
     let mut out = format!(
-        "--- {target} probe statistics ---\n{} sent, {} received, {:.1}% lost\n",
+        "--- {target} probe statistics ---\n{} sent, {} received, {:.1}% lost",
         counted(tally.sent, "probe", "probes"),
-        counted(tally.replies.len() as u64, "reply", "replies"),
+        counted(received, "reply", "replies"),
         tally.lost_percent()
     );
-    if let Some(r) = tally.rtt_stats() {
-        let _ = writeln!(
+    if let Some(r) = tally.rtts() {
+        let (min, avg, max, sd) = (r.min, r.avg, r.max, r.stddev);
+        let _ = write!(
             out,
-            "rtt min/avg/max/stddev = {:.3}/{:.3}/{:.3}/{:.3} ms",
-            r.min, r.avg, r.max, r.stddev
+            "\nrtt min/avg/max/stddev = {min:.3}/{avg:.3}/{max:.3}/{sd:.3} ms"
         );
     }
-    if let Some(o) = tally.offset_stats() {
-        let _ = writeln!(
+    if let Some(o) = tally.offsets() {
+        let (median, min, max) = (o.all.median, o.all.min, o.all.max);
+        let (bound, (best, delay)) = (o.delays.median / 2.0, o.best);
+        // With three timestamps, the delay is the round trip.
+        let by = if o.four == 0 { "rtt" } else { "delay" };
+        let how = match (o.four, o.three) {
+            (_, 0) => "4 timestamps (the server sent its send time)",
+            (0, _) => "3 timestamps: the server's turnaround is in it; run serv6 with --send-time",
+            _ => "4 timestamps where the server sent its send time, else 3",
+        };
+        let _ = write!(
             out,
-            "offset (server clock minus ours) median {:+.3} ms ±{:.3}, spread {:+.3} .. {:+.3} ms\n\
-             offset at the smallest rtt {:+.3} ms ±{:.3} (the best estimate; ± is half the rtt)",
-            o.median, o.median_bound, o.min, o.max, o.best, o.best_bound
+            "\noffset (server clock minus ours) median {median:+.3} ms ±{bound:.3}, spread {min:+.3} .. {max:+.3} ms\n\
+             offset at the smallest {by} {best:+.3} ms ±{:.3} (the best estimate; ± is half the {by})\n\
+             offset from {how}",
+            delay / 2.0
         );
     }
-    let untimed = tally.untimed();
-    if untimed > 0 {
-        let _ = writeln!(
+    let out_of_range = tally.count(|s| s.clock.is_none());
+    if out_of_range > 0 {
+        let n = counted(out_of_range, "reply", "replies");
+        let _ = write!(
             out,
-            "{} with a server time out of range, not counted in the offset",
-            counted(untimed as u64, "reply", "replies")
+            "\n{n} with a server time out of range, not counted in the offset"
         );
     }
     out
@@ -165,43 +189,104 @@ pub(crate) fn summary_text(target: &str, tally: &Tally) -> String {
 
 /// The summary as one JSON object; figures are null when no reply gave them.
 pub(crate) fn summary_json(tally: &Tally) -> String {
-    let rtt = tally.rtt_stats().map_or("null".into(), |r| {
+    let rtt = tally.rtts().map_or("null".into(), |r| {
         format!(
-            "{{\"min\":{:.3},\"avg\":{:.3},\"max\":{:.3},\"stddev\":{:.3}}}",
+            "{{\"min\":{:.4},\"avg\":{:.4},\"max\":{:.4},\"stddev\":{:.4}}}",
             r.min, r.avg, r.max, r.stddev
         )
     });
-    let offset = tally.offset_stats().map_or("null".into(), |o| {
+    let offset = tally.offsets().map_or("null".into(), |o| {
+        let (all, (best, delay)) = (o.all, o.best);
         format!(
-            "{{\"median\":{:.3},\"median_bound\":{:.3},\"min\":{:.3},\"max\":{:.3},\
-             \"best\":{:.3},\"best_bound\":{:.3}}}",
-            o.median, o.median_bound, o.min, o.max, o.best, o.best_bound
+            "{{\"median\":{:.4},\"median_bound\":{:.4},\"min\":{:.4},\"max\":{:.4},\
+             \"best\":{best:.4},\"best_bound\":{:.4},\"from_4_timestamps\":{},\"from_3_timestamps\":{}}}",
+            all.median, o.delays.median / 2.0, all.min, all.max, delay / 2.0, o.four, o.three
         )
     });
     format!(
-        "{{\"summary\":{{\"sent\":{},\"received\":{},\"lost_percent\":{:.1},\"rtt_ms\":{rtt},\"offset_ms\":{offset}}}}}\n",
+        "{{\"summary\":{{\"sent\":{},\"received\":{},\"lost_percent\":{:.1},\"kernel_stamped\":{},\
+         \"rtt_ms\":{rtt},\"offset_ms\":{offset}}}}}",
         tally.sent,
         tally.replies.len(),
-        tally.lost_percent()
+        tally.lost_percent(),
+        tally.count(|s| s.by_kernel),
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
-    fn reply(rtt_ms: u64, offset_us: i64) -> Reply {
-        Reply {
-            rtt: Duration::from_millis(rtt_ms),
-            offset_ns: Some(offset_us * 1000),
+    fn sample(rtt_ms: u32, offset_us: i32) -> Sample {
+        Sample {
+            at: Timestamp::parse("2026-11-24T04:31:58.123456Z").expect("valid"),
+            sent: None,
+            rtt: f64::from(rtt_ms),
+            clock: Some((f64::from(offset_us) / 1e3, f64::from(rtt_ms))),
+            by_kernel: true,
         }
+    }
+
+    /// An exchange sent and received at these many ns past 1970.
+    fn exchanged(sent_ns: u64, received_ns: u64) -> Exchanged {
+        let at = |ns: u64| UNIX_EPOCH + Duration::from_nanos(ns);
+        Exchanged {
+            peer: "127.0.0.1:1".parse().expect("an address"),
+            connect: Duration::ZERO,
+            sent: at(sent_ns),
+            received: at(received_ns),
+            by_kernel: true,
+            reply: Vec::new(),
+        }
+    }
+
+    /// A server time, `ns` past 1970: to cli6, the microsecond from
+    /// there, so half a microsecond later.
+    fn stamp(ns: u64) -> Timestamp {
+        let at = UNIX_EPOCH + Duration::from_nanos(ns);
+        Timestamp::from_system_time(at).expect("in range")
+    }
+
+    #[test]
+    fn three_timestamps_give_server_time_minus_the_midpoint() {
+        let done = exchanged(1_000_000_000, 1_010_000_000);
+        let clock = |t2| Sample::of(&done, stamp(t2), None).clock;
+        assert_eq!(clock(1_005_000_000), Some((0.0005, 10.0)));
+        assert_eq!(clock(1_007_000_000), Some((2.0005, 10.0)));
+        assert_eq!(clock(1_001_000_000), Some((-3.9995, 10.0)));
+        assert_eq!(Sample::of(&done, stamp(1_005_000_000), None).rtt, 10.0);
+    }
+
+    #[test]
+    fn four_timestamps_take_the_servers_turnaround_out() {
+        // 10 ms round trip, 6 of them in the server: 2 ms each way. The
+        // server's clock is 3 ms ahead: T2 = 1.002 + 0.003, T3 = T2 + 0.006.
+        let done = exchanged(1_000_000_000, 1_010_000_000);
+        let t2 = stamp(1_005_000_000);
+        let four = Sample::of(&done, t2, Some(stamp(1_011_000_000)));
+        assert_eq!(four.clock, Some((3.0005, 4.0)));
+        // A server clock that runs backwards makes the delay longer, not negative.
+        let back = Sample::of(&done, t2, Some(stamp(1_000_000_000)));
+        assert_eq!(back.clock.map(|c| c.1), Some(15.0));
+        let odd = Sample::of(&done, stamp(1_000_000_000), Some(stamp(1_020_000_000)));
+        assert_eq!(odd.clock.map(|c| c.1), Some(0.0));
+    }
+
+    #[test]
+    fn a_server_centuries_away_has_no_offset() {
+        let done = exchanged(1_000_000_000, 1_010_000_000);
+        let year_9999 = Timestamp::parse("9999-12-31T23:59:59.999999Z").expect("valid");
+        assert_eq!(Sample::of(&done, year_9999, None).clock, None);
+        let t2 = stamp(1_005_000_000);
+        assert_eq!(Sample::of(&done, t2, Some(year_9999)).clock, None);
     }
 
     #[test]
     fn summaries_count_losses_and_give_both_estimates() {
         let tally = Tally {
             sent: 4,
-            replies: vec![reply(3, -1000), reply(1, 3000), reply(2, 500)],
+            replies: vec![sample(3, -1000), sample(1, 3000), sample(2, 500)],
         };
         let text = summary_text("localhost:5006", &tally);
         for want in [
@@ -209,17 +294,50 @@ mod tests {
             "rtt min/avg/max/stddev = 1.000/2.000/3.000/0.816 ms",
             "median +0.500 ms ±1.000, spread -1.000 .. +3.000 ms",
             "offset at the smallest rtt +3.000 ms ±0.500",
+            "offset from 3 timestamps: the server's turnaround is in it",
         ] {
             assert!(text.contains(want), "{want:?} in {text}");
         }
         let json = summary_json(&tally);
+        for want in [
+            "\"sent\":4,\"received\":3,\"lost_percent\":25.0,\"kernel_stamped\":3",
+            "\"best\":3.0000,\"best_bound\":0.5000",
+            "\"from_4_timestamps\":0,\"from_3_timestamps\":3",
+        ] {
+            assert!(json.contains(want), "{want:?} in {json}");
+        }
+    }
+
+    #[test]
+    fn the_best_estimate_is_the_smallest_delay_not_the_smallest_rtt() {
+        let four = Sample {
+            sent: Some(sample(0, 0).at),
+            clock: Some((2.0, 0.4)),
+            ..sample(3, 0)
+        };
+        let mixed = Tally {
+            sent: 2,
+            replies: vec![four, sample(1, -1000)],
+        };
+        let text = summary_text("x", &mixed);
         assert!(
-            json.contains("\"sent\":4,\"received\":3,\"lost_percent\":25.0"),
-            "{json}"
+            text.contains("offset at the smallest delay +2.000 ms ±0.200"),
+            "{text}"
         );
         assert!(
-            json.contains("\"best\":3.000,\"best_bound\":0.500"),
-            "{json}"
+            text.contains("where the server sent its send time, else 3"),
+            "{text}"
+        );
+        let text = summary_text(
+            "x",
+            &Tally {
+                sent: 1,
+                replies: vec![four],
+            },
+        );
+        assert!(
+            text.contains("offset from 4 timestamps (the server"),
+            "{text}"
         );
     }
 
@@ -235,9 +353,10 @@ mod tests {
         );
         let untimed = Tally {
             sent: 1,
-            replies: vec![Reply {
-                rtt: Duration::from_millis(1),
-                offset_ns: None,
+            replies: vec![Sample {
+                clock: None,
+                by_kernel: false,
+                ..sample(1, 0)
             }],
         };
         let text = summary_text("x", &untimed);

@@ -1,7 +1,7 @@
 //! Standard input as messages, one per line, each of bounded size, so that
 //! memory stays bounded whatever the input holds (`cat /dev/zero | cli6`).
 
-use std::io::{self, BufRead};
+use std::io::{self, BufRead, Read};
 
 /// The longest message a line may hold. A longer line is read to its end
 /// and dropped without being kept, so cli6 never holds more than this.
@@ -22,39 +22,25 @@ pub(crate) enum Line {
 /// without an LF gets one.
 pub(crate) fn read_line(input: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Line> {
     buf.clear();
-    let mut too_long = false;
-    loop {
-        let available = match input.fill_buf() {
-            Ok(available) => available,
-            Err(e) if crate::sync::is_interrupted(&e) => continue,
-            Err(e) => return Err(e),
-        };
-        let lf = available.iter().position(|&b| b == b'\n');
-        let (piece, ended) = match lf {
-            Some(at) => (&available[..=at], true),
-            None => (available, available.is_empty()),
-        };
-        // The LF and a CR before it are not part of the message.
-        too_long |= buf.len() + piece.len() > MAX_LINE + 2;
-        if too_long {
-            *buf = Vec::new();
-        } else {
-            buf.extend_from_slice(piece);
+    // The LF and a CR before it are not part of the message: one byte
+    // more than those and the longest message is too long.
+    input
+        .by_ref()
+        .take(MAX_LINE as u64 + 3)
+        .read_until(b'\n', buf)?;
+    if buf.len() > MAX_LINE + 2 && buf.last() != Some(&b'\n') {
+        *buf = Vec::new();
+        // The rest of the line, dropped a piece at a time.
+        let mut rest = Vec::new();
+        while input.by_ref().take(1 << 16).read_until(b'\n', &mut rest)? > 0
+            && rest.last() != Some(&b'\n')
+        {
+            rest.clear();
         }
-        let taken = piece.len();
-        input.consume(taken);
-        if ended {
-            return Ok(finish(buf, too_long));
-        }
-    }
-}
-
-fn finish(buf: &mut Vec<u8>, too_long: bool) -> Line {
-    if too_long {
-        return Line::TooLong;
+        return Ok(Line::TooLong);
     }
     if buf.is_empty() {
-        return Line::End;
+        return Ok(Line::End);
     }
     if buf.last() != Some(&b'\n') {
         buf.push(b'\n');
@@ -64,11 +50,10 @@ fn finish(buf: &mut Vec<u8>, too_long: bool) -> Line {
     }
     if buf.len() > MAX_LINE + 1 {
         *buf = Vec::new();
-        return Line::TooLong;
+        return Ok(Line::TooLong);
     }
-    Line::Message
+    Ok(Line::Message)
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +89,7 @@ mod tests {
         let got = lines(&input);
         assert_eq!(got[0], (Line::TooLong, Vec::new()));
         assert_eq!(got[1], (Line::Message, b"ok\n".to_vec()));
+        assert_eq!(lines(&input[..MAX_LINE + 3]), [(Line::TooLong, Vec::new())]);
         let mut exact = vec![b'x'; MAX_LINE];
         exact.extend_from_slice(b"\r\n");
         assert_eq!(lines(&exact)[0].0, Line::Message);

@@ -9,8 +9,8 @@ mod probe;
 use crate::cmdline::Status;
 use crate::escape::escape;
 use crate::output;
-use crate::protocol::{self, check_message};
-use exchange::{exchange, ClientError, ReplyProblem, Target};
+use crate::protocol::{self, check_message, parse_reply, Reply};
+use exchange::{exchange, Target};
 use lines::{Line, MAX_LINE};
 use options::Command;
 use std::ffi::OsString;
@@ -22,14 +22,10 @@ use std::process::ExitCode;
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     output::set_program("cli6");
     let ok = match options::parse(args) {
-        Ok(Command::Send {
-            target,
-            message: Some(message),
-        }) => send(&target, &with_lf(message)),
-        Ok(Command::Send {
-            target,
-            message: None,
-        }) => send_lines(&target),
+        Ok(Command::Send { target, message }) => match message {
+            Some(message) => send(&target, &with_lf(message)),
+            None => send_lines(&target),
+        },
         Ok(Command::Probe {
             target,
             message,
@@ -41,10 +37,15 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             return Status::Usage.into();
         }
     };
+    status(ok).into()
+}
+
+/// Success or failure.
+fn status(ok: bool) -> Status {
     if ok {
-        Status::Success.into()
+        Status::Success
     } else {
-        Status::Failure.into()
+        Status::Failure
     }
 }
 
@@ -57,32 +58,16 @@ fn with_lf(mut message: Vec<u8>) -> Vec<u8> {
 /// One exchange sending `line` (a message and its LF): the reply on
 /// standard output, any problem on standard error.
 fn send(target: &Target, line: &[u8]) -> bool {
-    let sent = protocol::message_of(line).len();
-    let checked = exchange(target, line).map(|done| {
-        let verdict = done.verify(sent);
-        (done, verdict)
+    let checked = exchange(target, line).and_then(|done| {
+        // A count that is off is still what the server said: show it.
+        let shown = matches!(parse_reply(&done.reply), Reply::Received { .. })
+            && print(&escape(&done.reply));
+        done.verify(protocol::message_of(line).len()).map(|_| shown)
     });
-    match checked {
-        Ok((done, Ok(_))) => print(&escape(&done.reply)),
-        Ok((done, Err(e))) => {
-            // A count that is off is still what the server said: show it.
-            if matches!(
-                &e,
-                ClientError::Reply {
-                    problem: ReplyProblem::Miscounted { .. },
-                    ..
-                }
-            ) {
-                print(&escape(&done.reply));
-            }
-            output::say(format_args!("{e}"));
-            false
-        }
-        Err(e) => {
-            output::say(format_args!("{e}"));
-            false
-        }
-    }
+    checked.unwrap_or_else(|e| {
+        output::say(format_args!("{e}"));
+        false
+    })
 }
 
 /// One exchange per line of standard input, with a prompt on a terminal.
@@ -90,12 +75,11 @@ fn send(target: &Target, line: &[u8]) -> bool {
 fn send_lines(target: &Target) -> bool {
     let stdin = io::stdin();
     let interactive = stdin.is_terminal();
-    let mut input = stdin.lock();
-    let mut all_ok = true;
-    let mut line = Vec::new();
+    let (mut input, mut line, mut all_ok) = (stdin.lock(), Vec::new(), true);
     for number in 1.. {
         if interactive {
-            prompt(target);
+            // Standard error is unbuffered: the prompt shows at once.
+            let _ = write!(io::stderr(), "message for {target} (Ctrl-D to end)> ");
         }
         let refused = match lines::read_line(&mut input, &mut line) {
             Ok(Line::End) => break,
@@ -121,14 +105,8 @@ fn send_lines(target: &Target) -> bool {
     all_ok
 }
 
-fn prompt(target: &Target) {
-    let mut err = io::stderr().lock();
-    let _ = write!(err, "message for {target} (Ctrl-D to end)> ");
-    let _ = err.flush();
-}
-
 /// Prints a line on standard output; false if it cannot (a closed pipe).
-fn print(text: &str) -> bool {
+pub(super) fn print(text: &str) -> bool {
     let mut out = io::stdout().lock();
     writeln!(out, "{text}").and_then(|()| out.flush()).is_ok()
 }

@@ -2,39 +2,24 @@
 //! and how far the server's clock is from ours, the way `ping` and NTP
 //! clients do. The estimates are in [`super::estimate`].
 
-use super::estimate::{self, Reply, Tally};
-use super::estimate::{ms, offset_ms};
-use super::exchange::{exchange, ClientError, Exchanged, Target};
+use super::estimate::{self, Sample, Tally};
+use super::exchange::{exchange, Exchanged, Target};
 use super::options::Probes;
-use crate::cmdline::Status;
+use super::{print, status};
 use crate::escape::escape;
-use crate::sync;
-use crate::{output, platform};
+use crate::protocol::message_of;
+use crate::{output, platform, sync};
 use std::fmt::Write as _;
-use std::io::{self, Write};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// After a failed probe, the next waits at least this, doubled for each
 /// failure in a row up to [`MAX_BACKOFF`], so that a dead server is not
 /// flooded and its failures do not flood the terminal.
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
-
-/// One successful probe.
-#[derive(Debug, Clone)]
-struct Sample {
-    seq: u64,
-    peer: String,
-    reply: String,
-    connect: Duration,
-    rtt: Duration,
-    offset_ns: Option<i64>,
-    /// Whether the reply's receive time is the kernel's arrival stamp.
-    received_by_kernel: bool,
-}
 
 /// Runs the probes, each sending `line` (a message and its LF), and
 /// returns the exit status: 0 if any reply arrived. Stops early when
@@ -46,47 +31,46 @@ pub(crate) fn run(target: &Target, line: &[u8], probes: Probes) -> ExitCode {
         let (tally, target, json) = (Arc::clone(&tally), target.to_string(), probes.json);
         thread::spawn(move || {
             termination.wait();
-            let tally = sync::lock(&tally);
-            std::process::exit(finish(&target, &tally, json).code().into());
+            std::process::exit(finish(&target, &sync::lock(&tally), json).into());
         });
     }
-    let mut failures_in_a_row = 0;
+    let bytes = message_of(line).len();
+    let mut failures = 0;
     for seq in 1.. {
         let started = Instant::now();
-        let outcome = probe(target, line, seq);
-        failures_in_a_row = if outcome.is_ok() {
-            0
-        } else {
-            failures_in_a_row + 1
+        let outcome = exchange(target, line).and_then(|done| {
+            let (at, sent) = done.verify(bytes)?;
+            Ok((Sample::of(&done, at, sent), done))
+        });
+        failures = if outcome.is_ok() { 0 } else { failures + 1 };
+        // Counted and printed under the lock, so that a summary on Ctrl-C
+        // comes after the last probe line, never in the middle of one. A
+        // failure in text goes to standard error.
+        let mut counts = sync::lock(&tally);
+        counts.sent += 1;
+        let printed = match outcome {
+            Ok((sample, done)) => {
+                counts.replies.push(sample);
+                print(&probe_line(seq, &sample, &done, bytes, probes.json))
+            }
+            Err(e) if probes.json => {
+                print(&format!("{{\"seq\":{seq},\"error\":{}}}", json_string(&e)))
+            }
+            Err(e) => {
+                output::say(format_args!("probe {seq}: {e}"));
+                true
+            }
         };
-        if !record(&tally, seq, &outcome, probes.json) || seq == probes.count {
+        drop(counts);
+        // Once standard output is gone, nobody reads on.
+        if !printed || seq == probes.count {
             break;
         }
-        let wait = wait_before_next(probes.interval, failures_in_a_row);
+        let wait = wait_before_next(probes.interval, failures);
         thread::sleep(wait.saturating_sub(started.elapsed()));
     }
-    let tally = sync::lock(&tally);
-    finish(&target.to_string(), &tally, probes.json).into()
-}
-
-/// Counts and prints one probe; false once standard output is gone. The
-/// line is printed under the lock, so that a summary on Ctrl-C comes after
-/// the last probe line, never in the middle of one.
-fn record(
-    tally: &Mutex<Tally>,
-    seq: u64,
-    outcome: &Result<Sample, ClientError>,
-    json: bool,
-) -> bool {
-    let mut tally = sync::lock(tally);
-    tally.sent += 1;
-    if let Ok(sample) = outcome {
-        tally.replies.push(Reply {
-            rtt: sample.rtt,
-            offset_ns: sample.offset_ns,
-        });
-    }
-    print_probe(seq, outcome, json)
+    let status = finish(&target.to_string(), &sync::lock(&tally), probes.json);
+    status.into()
 }
 
 /// From the start of one probe to the start of the next.
@@ -98,109 +82,49 @@ fn wait_before_next(interval: Duration, failures_in_a_row: u32) -> Duration {
     interval.max((FIRST_BACKOFF * 2u32.pow(doublings)).min(MAX_BACKOFF))
 }
 
-/// Prints the summary; returns the exit status it implies.
-fn finish(target: &str, tally: &Tally, json: bool) -> Status {
+/// Prints the summary; returns the exit status: whether any reply came.
+fn finish(target: &str, tally: &Tally, json: bool) -> u8 {
     let summary = if json {
         estimate::summary_json(tally)
     } else {
         estimate::summary_text(target, tally)
     };
-    let mut out = io::stdout().lock();
-    let _ = out.write_all(summary.as_bytes()).and_then(|()| out.flush());
-    if tally.replies.is_empty() {
-        Status::Failure
-    } else {
-        Status::Success
+    print(&summary);
+    status(!tally.replies.is_empty()).code()
+}
+
+/// A probe's line: the reply and the figures; as JSON, each on its own.
+fn probe_line(seq: u64, s: &Sample, done: &Exchanged, bytes: usize, json: bool) -> String {
+    let (peer, connect, rtt) = (done.peer, done.connect.as_secs_f64() * 1e3, s.rtt);
+    let (offset, delay) = (s.clock.map(|c| c.0), s.clock.map(|c| c.1));
+    if json {
+        let number = |ms: Option<f64>| ms.map_or("null".into(), |ms| format!("{ms:.4}"));
+        let sent = s
+            .sent
+            .map_or(String::new(), |t| format!(",\"send_time\":\"{t}\""));
+        return format!(
+            "{{\"seq\":{seq},\"peer\":\"{peer}\",\"bytes\":{bytes},\"server_time\":\"{}\"{sent},\
+             \"connect_ms\":{connect:.4},\"rtt_ms\":{rtt:.4},\"delay_ms\":{},\"offset_ms\":{}}}",
+            s.at,
+            number(delay),
+            number(offset)
+        );
     }
-}
-
-fn probe(target: &Target, line: &[u8], seq: u64) -> Result<Sample, ClientError> {
-    let done = exchange(target, line)?;
-    let server_time = done.verify(crate::protocol::message_of(line).len())?;
-    Ok(Sample {
-        seq,
-        peer: done.peer.to_string(),
-        reply: escape(&done.reply),
-        connect: done.connect,
-        rtt: done.rtt,
-        offset_ns: offset_ns(&done, server_time.to_system_time()),
-        received_by_kernel: done.received_by_kernel,
-    })
-}
-
-fn nanos_since_epoch(time: SystemTime) -> i128 {
-    match time.duration_since(UNIX_EPOCH) {
-        Ok(after) => i128::try_from(after.as_nanos()).unwrap_or(i128::MAX),
-        Err(before) => -i128::try_from(before.duration().as_nanos()).unwrap_or(i128::MAX),
-    }
-}
-
-/// `T_server - (t_send + t_receive) / 2` in nanoseconds, or `None` beyond
-/// what 64 bits of nanoseconds hold (about 292 years either way).
-fn offset_ns(done: &Exchanged, server: SystemTime) -> Option<i64> {
-    let midpoint = (nanos_since_epoch(done.sent_at) + nanos_since_epoch(done.received_at)) / 2;
-    i64::try_from(nanos_since_epoch(server) - midpoint).ok()
-}
-
-/// `+0.005 ms` or `out of range`; JSON: a number or `null`.
-fn offset_text(offset_ns: Option<i64>, json: bool) -> String {
-    match (offset_ns, json) {
-        (Some(ns), false) => format!("{:+.3} ms", offset_ms(ns)),
-        (Some(ns), true) => format!("{:.3}", offset_ms(ns)),
-        (None, false) => "out of range".into(),
-        (None, true) => "null".into(),
-    }
-}
-
-/// Prints a probe's line; false if standard output is gone.
-fn print_probe(seq: u64, outcome: &Result<Sample, ClientError>, json: bool) -> bool {
-    let line = match (outcome, json) {
-        (Ok(s), false) => format!(
-            "{}: {}  connect={:.3} ms  rtt={:.3} ms  offset={}\n",
-            s.peer,
-            s.reply,
-            ms(s.connect),
-            ms(s.rtt),
-            offset_text(s.offset_ns, false)
-        ),
-        (Ok(s), true) => format!(
-            "{{\"seq\":{},\"peer\":{},\"reply\":{},\"connect_ms\":{:.3},\"rtt_ms\":{:.3},\"offset_ms\":{},\
-             \"send_clock\":\"before write\",\"receive_clock\":\"{}\"}}\n",
-            s.seq,
-            json_string(&s.peer),
-            json_string(&s.reply),
-            ms(s.connect),
-            ms(s.rtt),
-            offset_text(s.offset_ns, true),
-            if s.received_by_kernel { "kernel arrival" } else { "after read" }
-        ),
-        (Err(e), false) => {
-            output::say(format_args!("probe {seq}: {e}"));
-            return true;
-        }
-        (Err(e), true) => format!(
-            "{{\"seq\":{seq},\"error\":{}}}\n",
-            json_string(&e.to_string())
-        ),
-    };
-    let mut out = io::stdout().lock();
-    out.write_all(line.as_bytes())
-        .and_then(|()| out.flush())
-        .is_ok()
+    let delay = delay.filter(|_| s.sent.is_some());
+    let delay = delay.map_or(String::new(), |d| format!("delay={d:.3} ms  "));
+    let offset = offset.map_or("out of range".into(), |o| format!("{o:+.3} ms"));
+    let reply = escape(&done.reply);
+    format!("{peer}: {reply}  connect={connect:.3} ms  rtt={rtt:.3} ms  {delay}offset={offset}")
 }
 
 /// A JSON string literal: quotes, backslashes and control characters escaped.
 fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
+    let mut out = String::from("\"");
     for c in text.chars() {
         match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
+            '"' | '\\' => out.extend(['\\', c]),
             '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 || c == '\u{7f}' || c == '\u{2028}' || c == '\u{2029}' => {
+            c if c < ' ' || matches!(c, '\u{7f}' | '\u{2028}' | '\u{2029}') => {
                 let _ = write!(out, "\\u{:04x}", u32::from(c));
             }
             c => out.push(c),
@@ -218,36 +142,6 @@ mod tests {
     fn json_strings_are_escaped() {
         assert_eq!(json_string("a\"b\\c"), r#""a\"b\\c""#);
         assert_eq!(json_string("\n\u{1}\u{7f}é"), r#""\n\u0001\u007fé""#);
-    }
-
-    fn exchanged(sent_ns: u64, received_ns: u64) -> Exchanged {
-        let at = |ns: u64| UNIX_EPOCH + Duration::from_nanos(ns);
-        Exchanged {
-            peer: "127.0.0.1:1".parse().expect("an address"),
-            connect: Duration::ZERO,
-            rtt: Duration::from_nanos(received_ns - sent_ns),
-            sent_at: at(sent_ns),
-            received_at: at(received_ns),
-            received_by_kernel: true,
-            reply: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn offset_is_server_time_minus_the_midpoint() {
-        let done = exchanged(1_000_000_000, 1_010_000_000);
-        let at = |ns: u64| UNIX_EPOCH + Duration::from_nanos(ns);
-        assert_eq!(offset_ns(&done, at(1_005_000_000)), Some(0));
-        assert_eq!(offset_ns(&done, at(1_007_000_000)), Some(2_000_000));
-        assert_eq!(offset_ns(&done, at(1_001_000_000)), Some(-4_000_000));
-    }
-
-    #[test]
-    fn a_server_centuries_away_has_no_offset() {
-        let done = exchanged(1_000_000_000, 1_010_000_000);
-        let year_9999 = UNIX_EPOCH + Duration::from_secs(253_402_300_799);
-        assert_eq!(offset_ns(&done, year_9999), None);
-        assert_eq!(offset_text(None, false), "out of range");
     }
 
     #[test]
