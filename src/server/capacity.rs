@@ -16,12 +16,14 @@ use crate::words::counted;
 /// connection for at most the slow-client verdict, so a few keep up with
 /// any load, and threads can never run out.
 pub(crate) const MAX_WORKERS: usize = 32;
-/// Workers per listener, unless the limits allow fewer: two per core, and
-/// at least four, so that a client held for the 1 ms verdict, or a log
-/// line that waits, leaves others to accept.
+/// Workers per listener, unless the limits allow fewer: four per core,
+/// and at least eight. A silent client holds a worker for the 1 ms
+/// verdict, so 2000 of them a second keep two busy on average; with eight,
+/// a normal client almost never finds them all taken (a Poisson count of
+/// mean 2 reaches 8 once in a thousand).
 fn wanted_per_listener() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    (2 * cores).max(4)
+    (4 * cores).max(8)
 }
 /// Descriptors kept free for what is opened after start: the room's epoll
 /// and waker, the spare, the outputs reopened without blocking, a file
