@@ -149,8 +149,8 @@ impl Workers {
     /// down, then each listener stops listening, so later connections are
     /// refused and workers blocked in `accept` wake. (A connection queued
     /// between the two is reset; the window is one `accept` that finds
-    /// nothing.) Waits until `by` at most for the workers to leave.
-    pub fn stop(&self, by: Instant) {
+    /// nothing.)
+    pub fn stop_accepting(&self) {
         self.shared.stopping.store(true, Relaxed);
         for (listener, service) in &self.listeners {
             if listener.set_nonblocking(true).is_ok() {
@@ -161,6 +161,11 @@ impl Workers {
             }
             platform::stop_listening(listener);
         }
+    }
+
+    /// Waits until `by` at most for the workers to leave: each finishes
+    /// within the 1 ms verdict, handing what is incomplete to the room.
+    pub fn wait_gone(&self, by: Instant) {
         let _ = self
             .gone
             .recv_timeout(by.saturating_duration_since(Instant::now()));

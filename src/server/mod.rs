@@ -115,6 +115,7 @@ impl Running {
     /// Refuses new connections, gives those in progress `grace`, then says
     /// what was done and lets queued output out, briefly.
     fn shut_down(&self, signal: platform::Signal, grace: Duration) {
+        self.workers.stop_accepting();
         output::say(format_args!(
             "{signal} received: refusing new connections; exchanges in progress have {} s to finish",
             grace.as_secs_f64()
@@ -122,7 +123,7 @@ impl Running {
         // Workers finish within the slow-client verdict, handing what is
         // still incomplete to the room, which tells those left at `by`.
         let by = Instant::now() + grace;
-        self.workers.stop(by);
+        self.workers.wait_gone(by);
         self.room.finish(by);
         output::finish_log(FLUSH_ON_EXIT);
         output::say(format_args!(

@@ -24,8 +24,8 @@ use crate::sync;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -50,30 +50,27 @@ pub(crate) struct Limits {
     pub held: usize,
 }
 
-/// What workers and the main thread ask of the room.
-#[derive(Default)]
-struct Inbox {
-    arrivals: Vec<Handover>,
-    /// Descriptors workers are waiting for.
-    to_free: usize,
-    /// Set by shutdown: when to tell those still waiting.
-    finish_by: Option<Instant>,
-    /// Set by the room when it has left.
-    gone: bool,
-}
-
-// Hand-overs pass through the inbox and are moved out at once: boxing the
-// larger one would cost an allocation per slow client for nothing.
+/// What workers and the main thread ask of the room, in the order asked.
+// Asks are moved through at once: boxing the larger one would cost an
+// allocation per slow client for nothing.
 #[allow(clippy::large_enum_variant)]
-enum Handover {
+enum Ask {
+    /// Hold a connection whose message is still incomplete.
     Wait(Connection),
+    /// Close a connection whose client may still be sending, once it has.
     Linger(TcpStream),
+    /// Close one connection to free its descriptor, and say so.
+    Free(mpsc::Sender<()>),
+    /// Shut down by then; the sender goes when the room has left.
+    Finish(Instant, mpsc::Sender<()>),
 }
 
 /// The room as the other threads see it.
 pub(crate) struct Room {
-    inbox: Mutex<Inbox>,
-    changed: Condvar,
+    asks: mpsc::Sender<Ask>,
+    /// Set by an ask, cleared by the room before it takes them: a wake-up
+    /// is sent only when none is pending.
+    asked: AtomicBool,
     waker: Waker,
     /// Turns of the room's loop, for a watchdog to see it move.
     turns: AtomicU64,
@@ -95,32 +92,22 @@ impl Room {
         Ok(room)
     }
 
-    fn inbox(&self) -> MutexGuard<'_, Inbox> {
-        sync::lock(&self.inbox)
-    }
-
-    fn send(&self, handover: Handover) {
-        let mut inbox = self.inbox();
-        if inbox.gone {
-            // Nobody is left to hold it: closing is all that can be done.
-            return;
-        }
-        inbox.arrivals.push(handover);
-        let first = inbox.arrivals.len() == 1;
-        drop(inbox);
-        if first {
+    /// Asks the room; once it has left, the ask is dropped, closing any
+    /// connection in it: that is all that can be done then.
+    fn ask(&self, ask: Ask) {
+        if self.asks.send(ask).is_ok() && !self.asked.swap(true, Relaxed) {
             self.waker.wake();
         }
     }
 
     /// Takes over a connection whose message is still incomplete.
     pub fn admit(&self, conn: Connection) {
-        self.send(Handover::Wait(conn));
+        self.ask(Ask::Wait(conn));
     }
 
     /// Takes over closing a connection whose client may still be sending.
     pub fn linger(&self, stream: TcpStream) {
-        self.send(Handover::Linger(stream));
+        self.ask(Ask::Linger(stream));
     }
 
     /// How many turns the room's loop has made; [`Room::poke`] makes it
@@ -141,14 +128,9 @@ impl Room {
         if STATS.held.load(Relaxed) == 0 {
             return false;
         }
-        self.inbox().to_free += 1;
-        self.waker.wake();
-        let waited = self
-            .changed
-            .wait_timeout_while(self.inbox(), FREE_WAIT, |inbox| {
-                inbox.to_free > 0 && !inbox.gone
-            });
-        drop(waited);
+        let (done, freed) = mpsc::channel();
+        self.ask(Ask::Free(done));
+        let _ = freed.recv_timeout(FREE_WAIT);
         true
     }
 
@@ -157,19 +139,18 @@ impl Room {
     /// message has not. Returns once the room has left, or `by` and a
     /// last [`LINGER`] have passed.
     pub fn finish(&self, by: Instant) {
-        self.inbox().finish_by = Some(by);
-        self.waker.wake();
-        let limit = by.saturating_duration_since(Instant::now()) + LINGER;
-        let waited = self
-            .changed
-            .wait_timeout_while(self.inbox(), limit, |inbox| !inbox.gone);
-        drop(waited);
+        let (done, gone) = mpsc::channel();
+        self.ask(Ask::Finish(by, done));
+        let _ = gone.recv_timeout(by.saturating_duration_since(Instant::now()) + LINGER);
     }
 }
 
 /// The connections the room holds, on its own thread.
 struct Held {
     room: Arc<Room>,
+    inbox: mpsc::Receiver<Ask>,
+    /// Shutdown's: dropped when the room has left.
+    gone: Option<mpsc::Sender<()>>,
     limits: Limits,
     rules: Rules,
     poller: Poller,
@@ -190,14 +171,17 @@ impl Held {
         let poller = Poller::new(BATCH)?;
         let waker = Waker::new()?;
         poller.add(&waker, WAKER)?;
+        let (asks, inbox) = mpsc::channel();
         let room = Arc::new(Room {
-            inbox: Mutex::new(Inbox::default()),
-            changed: Condvar::new(),
+            asks,
+            asked: AtomicBool::new(false),
             waker,
             turns: AtomicU64::new(0),
         });
         Ok(Held {
             room,
+            inbox,
+            gone: None,
             limits,
             rules,
             poller,
@@ -255,31 +239,24 @@ impl Held {
     }
 
     fn take_inbox(&mut self, now: Instant) {
+        self.room.asked.store(false, Relaxed);
         self.room.waker.clear();
-        let (arrivals, to_free, finish_by) = {
-            let mut inbox = self.room.inbox();
-            let taken = (
-                std::mem::take(&mut inbox.arrivals),
-                std::mem::take(&mut inbox.to_free),
-                inbox.finish_by,
-            );
-            self.room.changed.notify_all();
-            taken
-        };
-        for _ in 0..to_free {
-            self.make_room(now);
-        }
-        if finish_by.is_some() && self.finish_by.is_none() {
-            self.finish_by = finish_by;
-            let tokens: Vec<u64> = self.waiting.keys().copied().collect();
-            for token in tokens {
-                self.look_at(token, now);
-            }
-        }
-        for handover in arrivals {
-            match handover {
-                Handover::Wait(conn) => self.admit(conn, now),
-                Handover::Linger(stream) => self.linger(stream),
+        while let Ok(ask) = self.inbox.try_recv() {
+            match ask {
+                Ask::Wait(conn) => self.admit(conn, now),
+                Ask::Linger(stream) => self.linger(stream),
+                Ask::Free(done) => {
+                    self.make_room(now);
+                    let _ = done.send(());
+                }
+                Ask::Finish(by, gone) => {
+                    self.finish_by = Some(by);
+                    self.gone = Some(gone);
+                    let tokens: Vec<u64> = self.waiting.keys().copied().collect();
+                    for token in tokens {
+                        self.look_at(token, now);
+                    }
+                }
             }
         }
     }
@@ -454,10 +431,6 @@ impl Held {
     fn leave(&mut self) {
         self.cut();
         STATS.held.store(0, Relaxed);
-        let mut inbox = self.room.inbox();
-        inbox.gone = true;
-        inbox.arrivals.clear();
-        self.room.changed.notify_all();
     }
 }
 
