@@ -264,3 +264,42 @@ fn a_full_filesystem_never_glues_two_lines_together() {
     }
     assert!(log.lines().filter(|l| l.ends_with("\"hola\"")).count() >= 200);
 }
+
+/// The number just before `what` in `summary`, 0 if it says none.
+fn number_before(summary: &str, what: &str) -> usize {
+    let Some((before, _)) = summary.split_once(what) else {
+        return 0;
+    };
+    let number = before
+        .split_whitespace()
+        .next_back()
+        .and_then(|n| n.parse().ok());
+    number.unwrap_or(0)
+}
+
+#[test]
+fn lines_still_queued_at_exit_are_counted_in_the_summary() {
+    let (mut server, gates) = Server::start_unread(&[], true, false);
+    let mut message = vec![b'x'; 300];
+    message.push(b'\n');
+    for _ in 0..3000 {
+        assert_received(&exchange(server.v4(), &message, false), 300);
+    }
+    server.signal("TERM");
+    assert_eq!(server.wait_exit().code(), Some(0));
+    // Nobody read standard output until serv6 had exited.
+    drop(gates);
+    let logged = server.rest_of_stdout().len();
+    let rest = server.rest_of_stderr();
+    let summary = rest
+        .iter()
+        .find(|l| l.contains("stopped after"))
+        .expect("a summary");
+    let served = number_before(summary, " exchanges served");
+    let not_written = number_before(summary, " exchange lines not written");
+    let dropped = number_before(summary, " exchange lines dropped");
+    println!("a pipe read only after exit: {logged} lines logged; {summary}");
+    assert_eq!(served, 3000, "{summary}");
+    assert!(summary.contains("still queued at exit"), "{summary}");
+    assert_eq!(logged + not_written + dropped, served, "{summary}");
+}
