@@ -80,8 +80,9 @@ pub(crate) const FLAGS: &[Flag<Key>] = &[
     flag(Key::Ipv6, "-6, --ipv6", "use IPv6 addresses only"),
     flag(Key::Count, "-c, --count N", "probe like ping: N exchanges (0: until Ctrl-C), each with \
         its connect time, round-trip time and the offset of the server's clock from ours (server \
-        minus ours), then a summary with the median offset and the offset of the fastest probe, \
-        each within ± half a round trip; failures slow the probes down, up to one a second"),
+        minus ours; from four timestamps when serv6 runs with --send-time), then a summary with \
+        the median offset and the offset of the probe with the smallest delay, each within ± half \
+        a delay; failures slow the probes down, up to one a second"),
     flag(Key::Interval, "-i, --interval SECS", "with --count: time between probes; \
         0 allowed (default 1)"),
     flag(Key::Json, "--json", "JSON Lines: one object per probe, then one for the summary; \
