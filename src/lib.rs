@@ -5,7 +5,7 @@
 //! [`protocol`] is the wire contract both sides share; everything else is
 //! private to the crate, in small modules with one job each.
 //!
-//! It builds on 64-bit Linux alone (x86_64, aarch64, riscv64), whose
+//! It builds on 64-bit Linux alone (`x86_64`, `aarch64`, `riscv64`), whose
 //! system interfaces `platform` calls; elsewhere the crate is empty, so
 //! that `cargo run --example` still works for a student on another system.
 

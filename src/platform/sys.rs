@@ -3,7 +3,7 @@
 //!
 //! Linux's ABI on 64-bit targets (the crate builds only there): `nfds_t`,
 //! `size_t` and `rlim_t` are 64 bits, `timespec` two 64-bit fields, and the
-//! constants are the generic ones (x86_64, aarch64, riscv64 share them).
+//! constants are the generic ones (`x86_64`, `aarch64`, `riscv64` share them).
 
 use std::ffi::{c_int, c_void};
 use std::io;

@@ -281,7 +281,7 @@ pub(crate) fn answer(
         End::Message { ending, at } => {
             reply(stream, (client, &message, ending, at), rules, scratch)
         }
-        end => refuse(&stream, client, end, rules, scratch).then_some(stream),
+        end => refuse(&stream, client, &end, rules, scratch).then_some(stream),
     };
     scratch.keep(message);
     // close: dropping the stream closes it.
@@ -297,7 +297,7 @@ fn reply(
     scratch: &mut Scratch,
 ) -> Option<TcpStream> {
     let Some(stamp) = Timestamp::from_system_time(at.wall) else {
-        return refuse(&stream, client, End::ClockOutOfRange, rules, scratch).then_some(stream);
+        return refuse(&stream, client, &End::ClockOutOfRange, rules, scratch).then_some(stream);
     };
     let stamp = stamp.to_rfc3339();
     let mut reply = std::mem::take(&mut scratch.reply);
@@ -326,7 +326,7 @@ fn reply(
             STATS.served_one(Service::Receipt, Some(at.mono.elapsed()));
             ending.more_may_come().then_some(stream)
         }
-        Err(e) => refuse(&stream, client, End::Failed(e), rules, scratch).then_some(stream),
+        Err(e) => refuse(&stream, client, &End::Failed(e), rules, scratch).then_some(stream),
     }
 }
 
@@ -377,12 +377,12 @@ fn tell_time(
 fn refuse(
     stream: &TcpStream,
     client: SocketAddr,
-    end: End,
+    end: &End,
     rules: &Rules,
     s: &mut Scratch,
 ) -> bool {
-    STATS.ended(&end);
-    report(client, &end, rules);
+    STATS.ended(end);
+    report(client, end, rules);
     let Some(why) = end.refusal(rules) else {
         return false;
     };
@@ -422,6 +422,7 @@ fn report(client: SocketAddr, end: &End, rules: &Rules) {
 /// `ShuttingDown`), without waiting for it: what it already sent is read,
 /// so that closing does not reset it, but it gets no linger. A time
 /// client is told nothing: any bytes would read as a time.
+#[allow(clippy::needless_pass_by_value)] // owned: dropping `stream` closes it
 pub(crate) fn turn_away(
     stream: TcpStream,
     client: SocketAddr,
@@ -434,7 +435,7 @@ pub(crate) fn turn_away(
         return None;
     }
     let mut scratch = Scratch::new(false);
-    if refuse(&stream, client, end, rules, &mut scratch) {
+    if refuse(&stream, client, &end, rules, &mut scratch) {
         let _ = stream.shutdown(Shutdown::Write);
         while matches!(platform::recv_now(&stream, &mut scratch.chunk), Ok((n, _)) if n > 0) {}
     }
