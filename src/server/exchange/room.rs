@@ -24,7 +24,7 @@ use crate::sync;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -68,9 +68,6 @@ enum Ask {
 /// The room as the other threads see it.
 pub(crate) struct Room {
     asks: mpsc::Sender<Ask>,
-    /// Set by an ask, cleared by the room before it takes them: a wake-up
-    /// is sent only when none is pending.
-    asked: AtomicBool,
     waker: Waker,
     /// Turns of the room's loop, for a watchdog to see it move.
     turns: AtomicU64,
@@ -92,10 +89,11 @@ impl Room {
         Ok(room)
     }
 
-    /// Asks the room; once it has left, the ask is dropped, closing any
-    /// connection in it: that is all that can be done then.
+    /// Asks the room, and wakes it: it clears its waker before it takes
+    /// the asks, so none is left behind. Once it has left, the ask is
+    /// dropped, closing any connection in it: all that can be done then.
     fn ask(&self, ask: Ask) {
-        if self.asks.send(ask).is_ok() && !self.asked.swap(true, Relaxed) {
+        if self.asks.send(ask).is_ok() {
             self.waker.wake();
         }
     }
@@ -174,7 +172,6 @@ impl Held {
         let (asks, inbox) = mpsc::channel();
         let room = Arc::new(Room {
             asks,
-            asked: AtomicBool::new(false),
             waker,
             turns: AtomicU64::new(0),
         });
@@ -239,7 +236,6 @@ impl Held {
     }
 
     fn take_inbox(&mut self, now: Instant) {
-        self.room.asked.store(false, Relaxed);
         self.room.waker.clear();
         while let Ok(ask) = self.inbox.try_recv() {
             match ask {
