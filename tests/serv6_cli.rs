@@ -112,6 +112,7 @@ set -eu
 ip link set lo up
 ip -6 addr add fe80::1/64 dev lo nodad
 d=$(mktemp -d)
+trap 'rm -rf "$d"' EXIT
 mkfifo "$d/err"
 "$SERV6" --bind 'fe80::1%lo' --port 0 2>"$d/err" >/dev/null &
 exec 3<"$d/err"

@@ -160,6 +160,7 @@ const LOOPBACK_DOWN: &str = r#"
 set -eu
 ip link set lo up
 d=$(mktemp -d)
+trap 'rm -rf "$d"' EXIT
 mkfifo "$d/err"
 "$SERV6" --bind 127.0.0.1 --port 0 2>"$d/err" >/dev/null &
 pid=$!
