@@ -59,8 +59,7 @@ cliente client: build
 test:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) test
-	$(MAKE) --no-print-directory test-install
+	sh tests/run.sh "$(CARGO)" "$(TARGET)" "$(MAKE)"
 
 ## test-install: make install and uninstall staged, the units checked, the Debian package built and linted
 # tests/install.sh and tests/deb.sh say what they skip, and why.

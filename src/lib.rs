@@ -29,3 +29,6 @@ mod words;
 #[cfg(test)]
 #[path = "../tests/harness/rng.rs"]
 mod rng;
+#[cfg(test)]
+#[path = "../tests/harness/skip.rs"]
+mod skip;

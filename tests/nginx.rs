@@ -21,7 +21,7 @@ impl Nginx {
     fn start(a: SocketAddr, b: SocketAddr) -> Option<Nginx> {
         let module = std::path::Path::new("/usr/lib/nginx/modules/ngx_stream_module.so");
         if !have("nginx", &["-v"]) || !module.exists() {
-            println!("skipped: needs nginx and its stream module (apt-get install nginx-light libnginx-mod-stream)");
+            skipped("needs nginx and its stream module (apt-get install nginx-light libnginx-mod-stream)");
             return None;
         }
         let dir = std::env::temp_dir().join(format!("serv6-nginx-{}", std::process::id()));

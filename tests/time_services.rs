@@ -69,7 +69,7 @@ fn busybox_rdate_reads_the_time_service_on_port_37() {
     let mut command = Command::new(serv6_path());
     command.args(["--service", "time", "--bind", "127.0.0.1", "--port", "37"]);
     let Some(server) = start_on_fixed_port(&mut command) else {
-        println!("skipped: cannot listen on port 37 (root, and the port free, are needed)");
+        skipped("cannot listen on port 37 (root, and the port free, are needed)");
         return;
     };
     let out = Command::new("busybox")
