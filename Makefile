@@ -41,9 +41,11 @@ $(BIN)/serv6 $(BIN)/cli6:
 	$(CARGO) build --release
 
 ## servidor, server: run serv6 in the foreground (HOST= to bind, PORT=); Ctrl-C stops it
-# `exec` replaces the shell, so `ps` shows serv6 itself, not make or cargo.
+# Says what it runs, HOST and PORT expanded; `exec` replaces the shell, so
+# `ps` shows serv6 itself, not make or cargo.
 servidor server: build
-	exec $(BIN)/serv6 $${HOST:+--bind "$$HOST"} $${PORT:+--port "$$PORT"}
+	@set -- $(BIN)/serv6 $${HOST:+--bind "$$HOST"} $${PORT:+--port "$$PORT"}; \
+	  echo "$$*"; exec "$$@"
 
 ## cliente, client: type messages, one exchange per line; MSG="hola" sends one (HOST=, PORT=)
 cliente client: build

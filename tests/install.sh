@@ -74,6 +74,22 @@ make -s uninstall PREFIX="$prefix" >/dev/null
 dry=$(CARGO_TARGET_DIR=/elsewhere make -n cliente servidor demo cluster man install DESTDIR=/x 2>/dev/null)
 check "every target honours CARGO_TARGET_DIR" \
     sh -c 'echo "$1" | grep -q /elsewhere/release/cli6 && ! echo "$1" | grep -q "[ =]target/"' _ "$dry"
+# make servidor says what it runs, expanded (a bad port makes serv6 exit).
+out=$(make -s servidor HOST=127.0.0.1 PORT=notaport 2>&1)
+check "make servidor prints the command it runs, expanded" sh -c '
+    echo "$1" | grep -q "release/serv6 --bind 127.0.0.1 --port notaport\$" && ! echo "$1" | grep -q "[$]"' _ "$out"
+# make demo shows each section whole, in order: no line of serv6's but its
+# listening line before the server's own section.
+if command -v python3 >/dev/null 2>&1; then
+    out=$(make -s demo 2>&1)
+    check "make demo shows its sections in order" sh -c '
+        echo "$1" | grep -q "^--- serv6, stopped by SIGTERM" && echo "$1" | awk "
+            /^--- serv6, stopped/ { own = 1 }
+            /^serv6: / && !own && seen++ { bad = 1 }
+            END { exit bad }"' _ "$out"
+else
+    skip "python3 is not installed, so make demo is not tried"
+fi
 # make help says what every target does.
 targets=$(sed -n 's/^\.PHONY: //; /^\.PHONY/,/[^\\]$/p' Makefile | tr -d '\\' | tr ' ' '\n' | grep -v '^\.PHONY:$' | grep .)
 helped=$(make -s help | sed 's/:.*//' | tr ',' '\n' | tr -d ' ')
