@@ -8,6 +8,7 @@ mod arrival;
 mod cli6;
 mod cli6_edges;
 mod cluster;
+mod examples;
 mod exchange;
 mod faults;
 mod nginx;
