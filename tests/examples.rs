@@ -201,3 +201,14 @@ fn the_example_client_asks_serv6_and_prints_its_reply() {
     assert!(err.starts_with(&format!("cliente: {nowhere}: ")), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+#[test]
+fn each_example_stays_short_and_on_std_alone() {
+    for name in ["servidor", "cliente"] {
+        let path = format!("{}/examples/{name}.rs", env!("CARGO_MANIFEST_DIR"));
+        let code = std::fs::read_to_string(&path).expect("the example");
+        let lines = code.lines().count();
+        assert!(lines <= 60, "{path} has {lines} lines, more than 60");
+        assert!(!code.contains("serv6::"), "{path} uses the serv6 library");
+    }
+}

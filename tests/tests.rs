@@ -11,6 +11,7 @@ mod cluster;
 mod examples;
 mod exchange;
 mod faults;
+mod leeme;
 mod nginx;
 mod operations;
 mod outputs;
