@@ -55,7 +55,7 @@ cliente client: build
 	  exec $(BIN)/cli6 $${HOST:+--host "$$HOST"} $${PORT:+--port "$$PORT"}; \
 	fi
 
-## test: what CI runs: formatting, clippy, every fast test, the install checks; one total at the end
+## test: formatting, clippy, every fast test, the install and package checks, then one total; nothing outside the tree changes
 # Changes nothing outside the tree; the checks that install a package on
 # this machine are make test-system's (and CI's: CI=true make test).
 test:
