@@ -16,12 +16,43 @@ skips=$target/test-skips
 : >"$skips"
 : >"$out"
 
-# Runs a part with its output shown and kept in $out; fails as it did.
+# Runs a part in the foreground (Ctrl-C stops it as ever), its output
+# shown and kept in $out; fails as it did. The output goes through a fifo
+# to a reader that stops at the part's end marker, not at end of file: a
+# process that a failing test left behind, still holding the output,
+# cannot hold make test up.
+fifo=$target/test-fifo
+end="-- end of a part of make test ($$) --"
 part() {
-    status=$target/test-status
-    { "$@" 2>&1; echo $? >"$status"; } | tee -a "$out"
-    return "$(cat "$status")"
+    rm -f "$fifo" && mkfifo "$fifo"
+    show <"$fifo" &
+    reader=$!
+    exec 4>"$fifo"
+    status=0
+    "$@" >&4 2>&4 4>&- || status=$?
+    printf '%s\n' "$end" >&4
+    exec 4>&-
+    wait "$reader"
+    rm -f "$fifo"
+    return "$status"
 }
+show() {
+    while IFS= read -r line; do
+        case $line in
+            *"$end")
+                # After output that did not end its last line.
+                line=${line%"$end"}
+                [ -z "$line" ] && return
+                printf '%s\n' "$line" && printf '%s\n' "$line" >>"$out"
+                return
+                ;;
+        esac
+        printf '%s\n' "$line" && printf '%s\n' "$line" >>"$out"
+    done
+}
+trap 'kill "$reader" 2>/dev/null; rm -f "$fifo"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 failed_parts=
 # Every test binary, even after one fails, so that the total is whole.
