@@ -26,7 +26,7 @@ INSTALLED := $(BINDIR)/cli6 $(SBINDIR)/serv6 $(MANDIR)/man1/cli6.1 $(MANDIR)/man
 MSG_TEXT := $(value MSG)
 export MSG_TEXT HOST PORT
 
-.PHONY: all build servidor server cliente client test test-install stress bench callgrind \
+.PHONY: all build servidor server cliente client test test-install test-system stress bench callgrind \
         demo cluster man install uninstall deb clean help
 
 ## build: compile both programs, optimised (what every other target runs first)
@@ -41,9 +41,11 @@ $(BIN)/serv6 $(BIN)/cli6:
 	$(CARGO) build --release
 
 ## servidor, server: run serv6 in the foreground (HOST= to bind, PORT=); Ctrl-C stops it
-# `exec` replaces the shell, so `ps` shows serv6 itself, not make or cargo.
+# Says what it runs, HOST and PORT expanded; `exec` replaces the shell, so
+# `ps` shows serv6 itself, not make or cargo.
 servidor server: build
-	exec $(BIN)/serv6 $${HOST:+--bind "$$HOST"} $${PORT:+--port "$$PORT"}
+	@set -- $(BIN)/serv6 $${HOST:+--bind "$$HOST"} $${PORT:+--port "$$PORT"}; \
+	  echo "$$*"; exec "$$@"
 
 ## cliente, client: type messages, one exchange per line; MSG="hola" sends one (HOST=, PORT=)
 cliente client: build
@@ -53,18 +55,24 @@ cliente client: build
 	  exec $(BIN)/cli6 $${HOST:+--host "$$HOST"} $${PORT:+--port "$$PORT"}; \
 	fi
 
-## test: what CI runs: formatting, clippy, every fast test, the install checks
+## test: formatting, clippy, every fast test, the install and package checks, then one total; nothing outside the tree changes
+# Changes nothing outside the tree; the checks that install a package on
+# this machine are make test-system's (and CI's: CI=true make test).
 test:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) test
-	$(MAKE) --no-print-directory test-install
+	sh tests/run.sh "$(CARGO)" "$(TARGET)" "$(MAKE)"
 
-## test-install: make install and uninstall staged, the units checked, the Debian package tried
+## test-install: make install and uninstall staged, the units checked, the Debian package built and linted
 # tests/install.sh and tests/deb.sh say what they skip, and why.
 test-install: build
 	sh tests/install.sh
 	sh tests/deb.sh
+
+## test-system: as root, what changes this machine: the Debian package installed, tried, purged
+# CI runs it too: CI=true make test.
+test-system: build
+	SERV6_TEST_SYSTEM=1 sh tests/deb.sh
 
 ## stress: the slow attacks (tests/stress*), with the open-file limit raised to the hard one
 stress:

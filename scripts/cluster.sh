@@ -28,6 +28,8 @@ pids=
 interrupted=
 cleanup() {
     trap - EXIT INT TERM
+    # A part already gone makes `kill` fail: that must not stop the cleanup.
+    set +e
     # A Ctrl-C without job control reached every part already: a second
     # signal would make serv6 exit at once, without its summary.
     # shellcheck disable=SC2086

@@ -1,6 +1,8 @@
 #!/bin/sh
 # Starts serv6 on a free port, runs a few exchanges with cli6 and with a raw
-# Python client, then stops the server with SIGTERM. Usage: demo.sh BINDIR
+# Python client, then stops the server with SIGTERM. Each section is shown
+# whole and in order: what serv6 writes is kept until it has stopped.
+# Usage: demo.sh BINDIR
 set -eu
 bin=${1:-target/release}
 dir=$(mktemp -d)
@@ -13,7 +15,9 @@ exec 3<"$dir/err"
 # The first line serv6 writes is where it listens; reading it waits for it.
 IFS= read -r listening <&3
 echo "$listening"
-cat <&3 >&2 &
+# The rest of its standard error, until it exits, shown after the clients.
+cat <&3 >"$dir/errors" &
+errors=$!
 port=${listening##*:}
 
 echo "--- cli6 hola"
@@ -28,7 +32,10 @@ s.send(b"hola desde python")
 print(s.recv(1024).decode(), end="")
 s.close()
 PY
-echo "--- the server's log"
 kill -TERM "$pid"
 wait "$pid" || true
+wait "$errors"
+echo "--- serv6, stopped by SIGTERM: its standard error after the listening line"
+cat "$dir/errors"
+echo "--- serv6's log of the exchanges (standard output)"
 cat "$dir/log"

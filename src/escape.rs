@@ -227,11 +227,15 @@ mod tests {
     fn the_table_is_the_unicode_database_walked_whole() {
         let dir = "/usr/share/unicode";
         let Ok(ucd) = std::fs::read_to_string(format!("{dir}/UnicodeData.txt")) else {
-            println!("skipped: no {dir}/UnicodeData.txt (Debian: apt-get install unicode-data)");
+            crate::skip::skipped(format_args!(
+                "no {dir}/UnicodeData.txt (Debian: apt-get install unicode-data)"
+            ));
             return;
         };
         let Some(installed) = ucd_version(dir) else {
-            println!("skipped: neither ReadMe.txt nor DerivedAge.txt in {dir} names its version");
+            crate::skip::skipped(format_args!(
+                "neither ReadMe.txt nor DerivedAge.txt in {dir} names its version"
+            ));
             return;
         };
         let (newer, same) = (
@@ -239,9 +243,9 @@ mod tests {
             installed == UNICODE_VERSION,
         );
         if !newer && !same {
-            println!(
-                "skipped: {dir} has Unicode {installed}, older than the table's {UNICODE_VERSION}"
-            );
+            crate::skip::skipped(format_args!(
+                "{dir} has Unicode {installed}, older than the table's {UNICODE_VERSION}"
+            ));
             return;
         }
         let escaped = |cat: &str| ["Cc", "Cf", "Zl", "Zp"].contains(&cat);

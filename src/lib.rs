@@ -41,3 +41,6 @@ mod words;
 #[cfg(test)]
 #[path = "../tests/harness/rng.rs"]
 mod rng;
+#[cfg(test)]
+#[path = "../tests/harness/skip.rs"]
+mod skip;

@@ -76,7 +76,7 @@ sys.stdout.write(p.stdout.decode() + p.stderr.decode())
         .args(["-c", script, cli6, "-H", "127.0.0.1", "-p", &port])
         .output()
     else {
-        println!("skipped: python3 is needed to measure cli6's peak memory");
+        skipped("python3 is needed to measure cli6's peak memory");
         return;
     };
     let report = text(&out.stdout);

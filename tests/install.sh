@@ -2,6 +2,8 @@
 # `make install` and `make uninstall` as an administrator or a packager runs
 # them, then the systemd units checked by systemd-analyze. Run by
 # `make test` (through `make test-install`), from the top of the tree.
+# Nothing here changes the machine: the installs go to a temporary
+# directory, removed at the end, and the programs started are stopped.
 set -u
 pass=0 fail=0 skip=0
 
@@ -19,9 +21,12 @@ skip() {
     skip=$((skip + 1)) && echo "skipped: $1"
 }
 
-stage=$(mktemp -d)
-prefix=$(mktemp -d)
-trap 'rm -rf "$stage" "$prefix"' EXIT
+# Every file this makes is under $work, removed at exit.
+work=$(mktemp -d)
+stage=$work/stage
+prefix=$work/prefix
+mkdir "$stage" "$prefix"
+trap 'rm -rf "$work"' EXIT
 
 # A packager's staged install, as if PREFIX were /usr; with cargo out of
 # reach, as for root where the toolchain is a user's: what is built is
@@ -34,7 +39,7 @@ check "install puts both programs, both pages and both units in place" \
     -a -f "$stage/usr/share/man/man1/cli6.1" -a -f "$stage/usr/share/man/man8/serv6.8" \
     -a -f "$unitdir/serv6.socket" -a -f "$unitdir/serv6.service"
 check "the installed programs run" \
-    sh -c '"$1/usr/sbin/serv6" --version && "$1/usr/bin/cli6" --version' _ "$stage"
+    sh -c '{ "$1/usr/sbin/serv6" --version && "$1/usr/bin/cli6" --version; } >/dev/null' _ "$stage"
 check "the service runs the installed serv6" \
     grep -qx 'ExecStart=/usr/sbin/serv6' "$unitdir/serv6.service"
 if man --version >/dev/null 2>&1; then
@@ -69,6 +74,22 @@ make -s uninstall PREFIX="$prefix" >/dev/null
 dry=$(CARGO_TARGET_DIR=/elsewhere make -n cliente servidor demo cluster man install DESTDIR=/x 2>/dev/null)
 check "every target honours CARGO_TARGET_DIR" \
     sh -c 'echo "$1" | grep -q /elsewhere/release/cli6 && ! echo "$1" | grep -q "[ =]target/"' _ "$dry"
+# make servidor says what it runs, expanded (a bad port makes serv6 exit).
+out=$(make -s servidor HOST=127.0.0.1 PORT=notaport 2>&1)
+check "make servidor prints the command it runs, expanded" sh -c '
+    echo "$1" | grep -q "release/serv6 --bind 127.0.0.1 --port notaport\$" && ! echo "$1" | grep -q "[$]"' _ "$out"
+# make demo shows each section whole, in order: no line of serv6's but its
+# listening line before the server's own section.
+if command -v python3 >/dev/null 2>&1; then
+    out=$(make -s demo 2>&1)
+    check "make demo shows its sections in order" sh -c '
+        echo "$1" | grep -q "^--- serv6, stopped by SIGTERM" && echo "$1" | awk "
+            /^--- serv6, stopped/ { own = 1 }
+            /^serv6: / && !own && seen++ { bad = 1 }
+            END { exit bad }"' _ "$out"
+else
+    skip "python3 is not installed, so make demo is not tried"
+fi
 # make help says what every target does.
 targets=$(sed -n 's/^\.PHONY: //; /^\.PHONY/,/[^\\]$/p' Makefile | tr -d '\\' | tr ' ' '\n' | grep -v '^\.PHONY:$' | grep .)
 helped=$(make -s help | sed 's/:.*//' | tr ',' '\n' | tr -d ' ')
@@ -88,10 +109,11 @@ s = socket.create_server((\"127.0.0.1\", 0)); print(s.getsockname()[1], flush=Tr
         port=$(cat "$1")
         out=$(timeout 10 make -s cluster PORT="$port" 2>&1); status=$?
         kill $holder
-        [ $status = 2 ] || [ $status = 1 ] && echo "$out" | grep -q "port $port is already in use"' _ "$(mktemp)"
+        [ $status = 2 ] || [ $status = 1 ] && echo "$out" | grep -q "port $port is already in use"' _ "$work/port"
     # A free port for the front, found by binding port 0 and letting go.
     free=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    log=$(mktemp)
+    log=$work/cluster.log
+    : >"$log"
     # Ctrl-C without a terminal reaches every part: each stops once, with
     # its summary, and nothing is left running.
     setsid sh -c 'exec make -s cluster PORT="$1" >"$2" 2>&1' _ "$free" "$log" &

@@ -6,7 +6,7 @@
 
 use crate::harness::*;
 use std::collections::HashSet;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::process::{Command, Stdio};
 
@@ -21,7 +21,7 @@ impl Nginx {
     fn start(a: SocketAddr, b: SocketAddr) -> Option<Nginx> {
         let module = std::path::Path::new("/usr/lib/nginx/modules/ngx_stream_module.so");
         if !have("nginx", &["-v"]) || !module.exists() {
-            println!("skipped: needs nginx and its stream module (apt-get install nginx-light libnginx-mod-stream)");
+            skipped("needs nginx and its stream module (apt-get install nginx-light libnginx-mod-stream)");
             return None;
         }
         let dir = std::env::temp_dir().join(format!("serv6-nginx-{}", std::process::id()));
@@ -48,12 +48,20 @@ impl Nginx {
             .arg(&path)
             .args(["-g", &globals])
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("nginx starts");
-        let up = eventually(PATIENCE, || proc::listening_on(front.port()));
-        assert!(up, "nginx did not listen on {front}");
-        Some(Nginx { child, front, dir })
+        // Held at once, so that a failure below still stops nginx.
+        let mut nginx = Nginx { child, front, dir };
+        if !eventually(PATIENCE, || proc::listening_on(front.port())) {
+            let _ = nginx.child.kill();
+            let mut said = String::new();
+            if let Some(mut stderr) = nginx.child.stderr.take() {
+                let _ = stderr.read_to_string(&mut said);
+            }
+            panic!("nginx did not listen on {front}: {said}");
+        }
+        Some(nginx)
     }
 }
 

@@ -80,7 +80,7 @@ fn the_counters_say_what_was_served_and_refused() {
         .stderr(Stdio::piped())
         .spawn()
     else {
-        println!("skipped: promtool is not installed (apt-get install prometheus)");
+        skipped("promtool is not installed (apt-get install prometheus)");
         return;
     };
     let _ = promtool
@@ -119,7 +119,7 @@ fn a_request_that_never_ends_or_garbage_cannot_slow_the_exchanges() {
 #[test]
 fn a_real_prometheus_scrapes_it() {
     if !have("prometheus", &["--version"]) {
-        println!("skipped: prometheus is not installed (apt-get install prometheus)");
+        skipped("prometheus is not installed (apt-get install prometheus)");
         return;
     }
     let (server, metrics) = with_metrics(&["--quiet"]);

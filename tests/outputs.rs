@@ -180,9 +180,7 @@ impl Scratch {
                 .arg(&image)
                 .arg(&mount));
         if !made {
-            println!(
-                "skipped: needs root, mkfs.ext4 and a loop device to mount a filesystem of its own"
-            );
+            skipped("needs root, mkfs.ext4 and a loop device to mount a filesystem of its own");
             let _ = std::fs::remove_file(&image);
             let _ = std::fs::remove_dir(&mount);
             return None;
@@ -213,7 +211,7 @@ fn a_frozen_log_filesystem_delays_no_reply_beyond_the_stall_bound() {
     served(&server, 10);
     let frozen = Command::new("fsfreeze").arg("-f").arg(&disk.mount).status();
     if !frozen.is_ok_and(|s| s.success()) {
-        println!("skipped: fsfreeze cannot freeze the test's filesystem");
+        skipped("fsfreeze cannot freeze the test's filesystem");
         return;
     }
     let mut slowest = Duration::ZERO;

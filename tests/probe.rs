@@ -107,7 +107,7 @@ fn a_server_that_never_answers_is_loss_after_the_timeout() {
 /// Whether python3 runs; if not, says the test is skipped.
 fn have_python() -> bool {
     let Ok(status) = Command::new("python3").arg("-c").arg("").status() else {
-        println!("skipped: python3 is needed to parse the JSON back");
+        skipped("python3 is needed to parse the JSON back");
         return false;
     };
     assert!(status.success());

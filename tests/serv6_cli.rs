@@ -112,6 +112,7 @@ set -eu
 ip link set lo up
 ip -6 addr add fe80::1/64 dev lo nodad
 d=$(mktemp -d)
+trap 'rm -rf "$d"' EXIT
 mkfifo "$d/err"
 "$SERV6" --bind 'fe80::1%lo' --port 0 2>"$d/err" >/dev/null &
 exec 3<"$d/err"
@@ -131,7 +132,9 @@ fn a_link_local_address_keeps_its_scope() {
     let out = match out {
         Ok(out) if !text(&out.stdout).is_empty() => out,
         other => {
-            println!("skipped: no network namespace of our own (unshare -rn): {other:?}");
+            skipped(format_args!(
+                "no network namespace of our own (unshare -rn): {other:?}"
+            ));
             return;
         }
     };
@@ -186,7 +189,7 @@ fn without_ipv6_it_serves_ipv4_and_says_so() {
     };
     if !usable("unshare", &["-n", "true"]) || !usable("ip", &["-V"]) || !usable("nsenter", &["-V"])
     {
-        println!("skipped: needs root with unshare, nsenter and ip to make a host without IPv6");
+        skipped("needs root with unshare, nsenter and ip to make a host without IPv6");
         return;
     }
     let setup = "ip link set lo up && echo 1 > /proc/sys/net/ipv6/conf/lo/disable_ipv6 && exec \"$0\" \"$@\"";

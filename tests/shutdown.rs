@@ -160,6 +160,7 @@ const LOOPBACK_DOWN: &str = r#"
 set -eu
 ip link set lo up
 d=$(mktemp -d)
+trap 'rm -rf "$d"' EXIT
 mkfifo "$d/err"
 "$SERV6" --bind 127.0.0.1 --port 0 2>"$d/err" >/dev/null &
 pid=$!
@@ -183,7 +184,9 @@ fn it_stops_at_once_with_loopback_down() {
         .strip_prefix("stopped in ")
         .and_then(|t| t.trim_end().strip_suffix(" ms"))
     else {
-        println!("skipped: no network namespace of our own (unshare -rn): {out:?}");
+        skipped(format_args!(
+            "no network namespace of our own (unshare -rn): {out:?}"
+        ));
         return;
     };
     let ms: u64 = ms.parse().expect("a number");

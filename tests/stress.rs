@@ -245,7 +245,7 @@ fn a_100_mib_stream_gets_the_error_and_barely_moves_memory() {
 #[ignore = "slow: run with make stress"]
 fn resets_and_half_open_connections_leave_nothing_behind() {
     if Command::new("python3").arg("-c").arg("").status().is_err() {
-        println!("skipped: python3 is needed to send TCP resets (std cannot set SO_LINGER)");
+        skipped("python3 is needed to send TCP resets (std cannot set SO_LINGER)");
         return;
     }
     let server = Server::start(&["--quiet", "--pause", "5"]);

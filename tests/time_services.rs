@@ -69,7 +69,7 @@ fn busybox_rdate_reads_the_time_service_on_port_37() {
     let mut command = Command::new(serv6_path());
     command.args(["--service", "time", "--bind", "127.0.0.1", "--port", "37"]);
     let Some(server) = start_on_fixed_port(&mut command) else {
-        println!("skipped: cannot listen on port 37 (root, and the port free, are needed)");
+        skipped("cannot listen on port 37 (root, and the port free, are needed)");
         return;
     };
     let out = Command::new("busybox")
@@ -86,9 +86,20 @@ fn busybox_rdate_reads_the_time_service_on_port_37() {
     drop(server);
 }
 
+/// A serv6 on a port of its own, killed when dropped, as the test ends or
+/// fails: a `Child` alone would be left running, holding the port.
+struct FixedPort(std::process::Child);
+
+impl Drop for FixedPort {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// serv6 started with `command` as it is (a port of its own, not 0);
 /// `None` if it could not listen.
-fn start_on_fixed_port(command: &mut Command) -> Option<std::process::Child> {
+fn start_on_fixed_port(command: &mut Command) -> Option<FixedPort> {
     let mut child = command
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -100,7 +111,7 @@ fn start_on_fixed_port(command: &mut Command) -> Option<std::process::Child> {
         .as_mut()
         .map_or(0, |e| e.read(&mut first).unwrap_or(0));
     if text(&first[..n]).contains("listening on") {
-        Some(child)
+        Some(FixedPort(child))
     } else {
         let _ = child.kill();
         let _ = child.wait();

@@ -5,6 +5,9 @@
 //! with a generous upper bound, never a sleep.
 
 pub mod rng;
+mod skip;
+
+pub use skip::skipped;
 
 pub use serv6::protocol::{parse_reply, Refusal, Reply};
 pub use serv6::timestamp::Timestamp;
@@ -140,7 +143,7 @@ impl Server {
     pub fn v6(&self) -> Option<SocketAddr> {
         let found = self.addrs.iter().find(|a| a.is_ipv6()).copied();
         if found.is_none() {
-            println!("skipped: serv6 could not listen on ::1 (no IPv6 loopback here)");
+            skipped("serv6 could not listen on ::1 (no IPv6 loopback here)");
         }
         found
     }
@@ -254,7 +257,7 @@ impl Haproxy {
             .stderr(Stdio::piped())
             .spawn();
         let Ok(child) = child else {
-            println!("skipped: HAProxy is not installed (apt-get install haproxy)");
+            skipped("HAProxy is not installed (apt-get install haproxy)");
             return None;
         };
         let mut haproxy = Haproxy { child, front };
@@ -375,7 +378,9 @@ pub fn open_file_limit() -> u64 {
 pub fn too_few_fds(fds: u64) -> bool {
     let limit = open_file_limit();
     if limit < fds {
-        println!("skipped: needs {fds} open files, the limit is {limit} (make stress raises it to the hard limit)");
+        skipped(format_args!(
+            "needs {fds} open files, the limit is {limit} (make stress raises it to the hard limit)"
+        ));
     }
     limit < fds
 }
@@ -469,7 +474,7 @@ pub fn have(tool: &str, args: &[&str]) -> bool {
         .status()
         .is_ok();
     if !found {
-        println!("skipped: {tool} is not installed");
+        skipped(format_args!("{tool} is not installed"));
     }
     found
 }
