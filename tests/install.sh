@@ -34,10 +34,11 @@ trap 'rm -rf "$work"' EXIT
 make -s install DESTDIR="$stage" PREFIX=/usr CARGO=false >/dev/null
 check "make install installs what is built without running cargo" test -x "$stage/usr/sbin/serv6"
 unitdir=$stage/usr/lib/systemd/system
-check "install puts both programs, both pages and both units in place" \
+check "install puts both programs, both pages and all four units in place" \
     test -x "$stage/usr/bin/cli6" -a -x "$stage/usr/sbin/serv6" \
     -a -f "$stage/usr/share/man/man1/cli6.1" -a -f "$stage/usr/share/man/man8/serv6.8" \
-    -a -f "$unitdir/serv6.socket" -a -f "$unitdir/serv6.service"
+    -a -f "$unitdir/serv6.socket" -a -f "$unitdir/serv6.service" \
+    -a -f "$unitdir/serv6-daytime.socket" -a -f "$unitdir/serv6-time.socket"
 check "the installed programs run" \
     sh -c '{ "$1/usr/sbin/serv6" --version && "$1/usr/bin/cli6" --version; } >/dev/null' _ "$stage"
 check "the service runs the installed serv6" \
@@ -57,8 +58,9 @@ check "uninstall removes all of it" test -z "$(ls -A "$stage")"
 make -s install PREFIX="$prefix" >/dev/null
 unitdir=$prefix/lib/systemd/system
 if command -v systemd-analyze >/dev/null 2>&1; then
-    check "systemd-analyze verify passes on both units" \
-        env MANPATH="$prefix/share/man" systemd-analyze verify "$unitdir/serv6.socket" "$unitdir/serv6.service"
+    check "systemd-analyze verify passes on every unit" \
+        env MANPATH="$prefix/share/man" systemd-analyze verify "$unitdir/serv6.socket" "$unitdir/serv6.service" \
+        "$unitdir/serv6-daytime.socket" "$unitdir/serv6-time.socket"
     rating=$(systemd-analyze security --offline=true "$unitdir/serv6.service" 2>&1 |
         sed -n 's/.*Overall exposure level for serv6.service: \([0-9.]* [A-Z]*\).*/\1/p')
     echo "systemd-analyze security: exposure ${rating:-unknown}"
@@ -96,9 +98,14 @@ helped=$(make -s help | sed 's/:.*//' | tr ',' '\n' | tr -d ' ')
 missing=$(for t in $targets; do echo "$helped" | grep -qx "$t" || echo "$t"; done | tr '\n' ' ')
 check "make help says what every target does${missing:+ (not: $missing)}" test -z "$missing"
 # The socket unit listens on loopback, as serv6 alone does.
-check "the socket unit listens on loopback only" sh -c '
-    grep -qx "ListenStream=127.0.0.1:5006" "$1" && grep -qx "ListenStream=\[::1\]:5006" "$1" &&
-    [ "$(grep -c "^ListenStream=" "$1")" = 2 ]' _ contrib/systemd/serv6.socket
+for unit in serv6.socket:5006 serv6-daytime.socket:13 serv6-time.socket:37; do
+    check "${unit%:*} listens on loopback only, port ${unit#*:}" sh -c '
+        grep -qx "ListenStream=127.0.0.1:$2" "$1" && grep -qx "ListenStream=\[::1\]:$2" "$1" &&
+        [ "$(grep -c "^ListenStream=" "$1")" = 2 ]' _ "contrib/systemd/${unit%:*}" "${unit#*:}"
+done
+check "the daytime and time sockets name their service for serv6" sh -c '
+    grep -qx "FileDescriptorName=daytime" contrib/systemd/serv6-daytime.socket &&
+    grep -qx "FileDescriptorName=time" contrib/systemd/serv6-time.socket'
 # make cluster fails at once, clearly, when its port is taken.
 if command -v haproxy >/dev/null 2>&1 && command -v python3 >/dev/null 2>&1; then
     check "make cluster refuses a port in use, at once, saying so" sh -c '
