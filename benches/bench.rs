@@ -57,19 +57,9 @@ fn main() {
     }
     let quick = std::env::var("QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
     let settings = if quick {
-        Settings {
-            run: Duration::from_millis(500),
-            repeats: 1,
-            starts: 5,
-            indicative: true,
-        }
+        Settings { run: Duration::from_millis(500), repeats: 1, starts: 5, indicative: true }
     } else {
-        Settings {
-            run: Duration::from_secs(3),
-            repeats: 5,
-            starts: 20,
-            indicative: false,
-        }
+        Settings { run: Duration::from_secs(3), repeats: 5, starts: 20, indicative: false }
     };
     let mut report = String::new();
     let _ = writeln!(report, "{}", machine());
@@ -96,12 +86,8 @@ fn save(report: &str) {
         |t| t.to_rfc3339().as_str()[..19].replace(':', "-"),
     );
     let path = format!("{dir}/{now}.md");
-    let saved = fs::create_dir_all(dir).and_then(|()| {
-        fs::write(
-            &path,
-            format!("# serv6 benchmark results, {now}\n\n{report}"),
-        )
-    });
+    let saved = fs::create_dir_all(dir)
+        .and_then(|()| fs::write(&path, format!("# serv6 benchmark results, {now}\n\n{report}")));
     match saved {
         Ok(()) => println!("\nSaved to {path}"),
         Err(e) => eprintln!("bench: cannot write {path}: {e}"),
@@ -113,10 +99,7 @@ fn floor() -> ! {
     let listener = TcpListener::bind("127.0.0.1:0").expect("floor binds");
     // The same backlog as serv6's default, so that the comparison is fair.
     let _ = serv6::set_backlog(&listener, 4096);
-    eprintln!(
-        "floor: listening on {}",
-        listener.local_addr().expect("address")
-    );
+    eprintln!("floor: listening on {}", listener.local_addr().expect("address"));
     let listener = Arc::new(listener);
     for _ in 0..FLOOR_THREADS {
         let listener = Arc::clone(&listener);
@@ -151,13 +134,8 @@ enum Target {
     LogSocket,
 }
 
-const TARGETS: [Target; 5] = [
-    Target::Floor,
-    Target::Quiet,
-    Target::LogPipe,
-    Target::LogFile,
-    Target::LogSocket,
-];
+const TARGETS: [Target; 5] =
+    [Target::Floor, Target::Quiet, Target::LogPipe, Target::LogFile, Target::LogSocket];
 
 impl Target {
     fn name(self) -> &'static str {
@@ -295,10 +273,7 @@ impl Load {
 
     fn p99(&self) -> Duration {
         let n = self.latencies.len().max(1);
-        self.latencies
-            .get(n * 99 / 100)
-            .copied()
-            .unwrap_or_default()
+        self.latencies.get(n * 99 / 100).copied().unwrap_or_default()
     }
 }
 
@@ -319,11 +294,7 @@ fn drive(addr: SocketAddr, clients: usize, run: Duration) -> Load {
             })
         })
         .collect();
-    let mut load = Load {
-        latencies: Vec::new(),
-        failures: 0,
-        elapsed: Duration::ZERO,
-    };
+    let mut load = Load { latencies: Vec::new(), failures: 0, elapsed: Duration::ZERO };
     for worker in workers {
         let (latencies, failures) = worker.join().expect("client thread");
         load.latencies.extend(latencies);
@@ -336,11 +307,7 @@ fn drive(addr: SocketAddr, clients: usize, run: Duration) -> Load {
 
 fn median<T: Clone, K: PartialOrd>(runs: &[T], key: impl Fn(&T) -> K) -> T {
     let mut sorted = runs.to_vec();
-    sorted.sort_by(|a, b| {
-        key(a)
-            .partial_cmp(&key(b))
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
+    sorted.sort_by(|a, b| key(a).partial_cmp(&key(b)).unwrap_or(std::cmp::Ordering::Equal));
     sorted[sorted.len() / 2].clone()
 }
 
@@ -442,9 +409,7 @@ fn targets_at_16(runs: &[Vec<Measured>], quiet: &Measured, indicative: bool) -> 
     let index = |t: Target| TARGETS.iter().position(|&x| x == t).unwrap_or(0);
     let (floor, quiet_at) = (index(Target::Floor), index(Target::Quiet));
     let cpu_ratio = per_round(runs, |r| cpu(r[quiet_at]) / cpu(r[floor]).max(1e-9));
-    let rate_ratio = per_round(runs, |r| {
-        r[quiet_at].per_second / r[floor].per_second.max(1e-9)
-    });
+    let rate_ratio = per_round(runs, |r| r[quiet_at].per_second / r[floor].per_second.max(1e-9));
     let mut out = format!(
         "Targets at 16 clients (each the median over rounds of serv6 against the floor in the same round){}:\n\n",
         if indicative {
@@ -460,11 +425,9 @@ fn targets_at_16(runs: &[Vec<Measured>], quiet: &Measured, indicative: bool) -> 
     );
     // Each line is one write, even to a file or a socket (see
     // docs/PERFORMANCE.md): logging costs a system call, not a hand-over.
-    for (target, limit) in [
-        (Target::LogPipe, 3.0),
-        (Target::LogFile, 3.0),
-        (Target::LogSocket, 3.0),
-    ] {
+    for (target, limit) in
+        [(Target::LogPipe, 3.0), (Target::LogFile, 3.0), (Target::LogSocket, 3.0)]
+    {
         let at = index(target);
         let cost = per_round(runs, |r| cpu(r[at]) - cpu(r[quiet_at])) * 1e6;
         let _ = writeln!(
@@ -493,9 +456,8 @@ fn silent_section(settings: &Settings) -> String {
     // shed early by the crowded deadline: all are held for the whole run.
     let server = Target::Quiet.start(&["--max-conns", "2000"]);
     let (pid, addr) = (server.pid(), server.v4());
-    let silent: Vec<TcpStream> = (0..SILENT)
-        .filter_map(|_| TcpStream::connect(addr).ok())
-        .collect();
+    let silent: Vec<TcpStream> =
+        (0..SILENT).filter_map(|_| TcpStream::connect(addr).ok()).collect();
     let until = Instant::now() + Duration::from_secs(10);
     while proc::threads(pid) < SILENT as u64 && Instant::now() < until {
         thread::sleep(Duration::from_millis(20));
@@ -512,10 +474,7 @@ fn silent_section(settings: &Settings) -> String {
         }
     }
     latencies.sort();
-    let p99 = latencies
-        .get(latencies.len() * 99 / 100)
-        .copied()
-        .unwrap_or_default();
+    let p99 = latencies.get(latencies.len() * 99 / 100).copied().unwrap_or_default();
     drop(silent);
     format!(
         "{} silent connections held ({threads} server threads): RSS {rss} KiB ({:.1} MiB, target at most 32): {}; \
@@ -557,12 +516,7 @@ fn machine() -> String {
     let model = fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
         .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")?
-                .split(':')
-                .nth(1)
-                .map(|m| m.trim().to_string())
-        })
+        .find_map(|l| l.strip_prefix("model name")?.split(':').nth(1).map(|m| m.trim().to_string()))
         .unwrap_or_else(|| "unknown CPU".into());
     let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     format!("Machine: {cpus} cores, {model}, Linux {}.", kernel.trim())

@@ -33,10 +33,7 @@ fn serv6(extra: &[&str]) -> Server {
 
 fn direct(run: Duration) -> Round {
     let server = serv6(&[]);
-    let (before, own_before) = (
-        proc::cpu_ticks(server.pid()),
-        proc::cpu_ticks(std::process::id()),
-    );
+    let (before, own_before) = (proc::cpu_ticks(server.pid()), proc::cpu_ticks(std::process::id()));
     let load = drive(server.v4(), CLIENTS, run);
     Round {
         per_second: load.per_second(),
@@ -53,11 +50,7 @@ fn through_haproxy(run: Duration) -> Option<Round> {
     let pids = [haproxy.pid(), a.pid(), b.pid(), std::process::id()];
     let before = pids.map(proc::cpu_ticks);
     let load = drive(haproxy.front, CLIENTS, run);
-    let used: Vec<u64> = pids
-        .iter()
-        .zip(before)
-        .map(|(&p, b)| proc::cpu_ticks(p) - b)
-        .collect();
+    let used: Vec<u64> = pids.iter().zip(before).map(|(&p, b)| proc::cpu_ticks(p) - b).collect();
     Some(Round {
         per_second: load.per_second(),
         p99: load.p99(),
@@ -89,10 +82,7 @@ pub(crate) fn section(run: Duration, repeats: usize) -> String {
          | setup | exchanges/s | p99 µs | CPU HAProxy | CPU serv6 (all) | CPU clients |\n\
          |---|---:|---:|---:|---:|---:|\n"
     );
-    for (name, rounds) in [
-        ("one serv6, direct", &one),
-        ("two serv6 behind HAProxy", &two),
-    ] {
+    for (name, rounds) in [("one serv6, direct", &one), ("two serv6 behind HAProxy", &two)] {
         let _ = writeln!(
             out,
             "| {name} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} |",

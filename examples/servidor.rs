@@ -44,9 +44,7 @@ fn atender(mut stream: TcpStream, client: SocketAddr) -> std::io::Result<()> {
 /// 2026-12-05T03:45:10.123456Z. std no trae calendario: los días desde
 /// 1970 pasan a fecha con civil_from_days, de Howard Hinnant.
 fn hora_utc(t: SystemTime) -> String {
-    let d = t
-        .duration_since(UNIX_EPOCH)
-        .expect("un reloj después de 1970");
+    let d = t.duration_since(UNIX_EPOCH).expect("un reloj después de 1970");
     let (dias, s) = (d.as_secs() / 86_400 + 719_468, d.as_secs() % 86_400);
     let (era, dia_era) = (dias / 146_097, dias % 146_097);
     let anyo_era = (dia_era - dia_era / 1460 + dia_era / 36_524 - dia_era / 146_096) / 365;

@@ -126,10 +126,7 @@ pub(crate) fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ResolveE
 /// literal, one that can be used (no port, a scope that exists). Returns
 /// it without brackets.
 pub(crate) fn host(text: &str) -> Result<&str, Option<AddrError>> {
-    let bare = text
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(text);
+    let bare = text.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(text);
     if bare.is_empty() {
         return Err(None);
     }
@@ -144,15 +141,9 @@ pub(crate) fn parse_literal(text: &str, port: u16) -> Result<Option<SocketAddr>,
     if text.parse::<SocketAddr>().is_ok() || is_name_with_port(text) {
         return Err(AddrError::HasPort);
     }
-    let bare = text
-        .strip_prefix('[')
-        .and_then(|t| t.strip_suffix(']'))
-        .unwrap_or(text);
+    let bare = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or(text);
     let Some((ip, scope)) = bare.split_once('%') else {
-        return Ok(bare
-            .parse::<IpAddr>()
-            .ok()
-            .map(|ip| SocketAddr::new(ip, port)));
+        return Ok(bare.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, port)));
     };
     let Ok(ip) = ip.parse::<Ipv6Addr>() else {
         return match ip.parse::<IpAddr>() {
@@ -177,9 +168,7 @@ fn is_name_with_port(text: &str) -> bool {
 fn interface_index(name: &str) -> Option<u32> {
     let plain = !name.is_empty() && !name.contains(['/', '.']);
     let path = format!("/sys/class/net/{name}/ifindex");
-    let text = plain
-        .then(|| std::fs::read_to_string(path).ok())
-        .flatten()?;
+    let text = plain.then(|| std::fs::read_to_string(path).ok()).flatten()?;
     text.trim().parse().ok()
 }
 
@@ -247,14 +236,7 @@ mod tests {
         assert!(!range("0.0.0.0/0").contains(ip("::1")));
         assert!(range("2001:db8::/32").contains(ip("2001:db8:ffff::1")));
         assert!(range("::/0").contains(ip("::1")));
-        for bad in [
-            "10.0.0.0/33",
-            "::/129",
-            "10.0.0.0/",
-            "10.0.0.0/+8",
-            "host/8",
-            "",
-        ] {
+        for bad in ["10.0.0.0/33", "::/129", "10.0.0.0/", "10.0.0.0/+8", "host/8", ""] {
             assert_eq!(Cidr::parse(bad), None, "{bad}");
         }
     }
@@ -275,30 +257,19 @@ mod tests {
     fn scopes_by_number_and_by_interface_name() {
         assert_eq!(literal("fe80::1%3"), Ok(Some("[fe80::1%3]:7".into())));
         if let Some(lo) = interface_index("lo") {
-            assert_eq!(
-                literal("[fe80::1%lo]"),
-                Ok(Some(format!("[fe80::1%{lo}]:7")))
-            );
+            assert_eq!(literal("[fe80::1%lo]"), Ok(Some(format!("[fe80::1%{lo}]:7"))));
         }
         assert_eq!(
             literal("fe80::1%no-such-if0"),
             Err(AddrError::NoSuchInterface("no-such-if0".into()))
         );
-        assert_eq!(
-            literal("fe80::1%../x"),
-            Err(AddrError::NoSuchInterface("../x".into()))
-        );
+        assert_eq!(literal("fe80::1%../x"), Err(AddrError::NoSuchInterface("../x".into())));
         assert_eq!(literal("127.0.0.1%lo"), Err(AddrError::ScopeWithoutIpv6));
     }
 
     #[test]
     fn a_port_in_the_address_is_refused() {
-        for text in [
-            "127.0.0.1:80",
-            "[::1]:5006",
-            "localhost:5006",
-            "[fe80::1%2]:80",
-        ] {
+        for text in ["127.0.0.1:80", "[::1]:5006", "localhost:5006", "[fe80::1%2]:80"] {
             assert_eq!(literal(text), Err(AddrError::HasPort), "{text}");
         }
     }

@@ -93,15 +93,12 @@ fn parts(names: &'static str) -> (Option<char>, &'static str, Option<&'static st
 
 /// `text` before the first `at` and, if there is one, after it.
 fn split(text: &str, at: char) -> (&str, Option<&str>) {
-    text.split_once(at)
-        .map_or((text, None), |(a, b)| (a, Some(b)))
+    text.split_once(at).map_or((text, None), |(a, b)| (a, Some(b)))
 }
 
 /// `TCP port (default 5006)` as `TCP port` and `5006`.
 fn split_default(help: &'static str) -> (&'static str, Option<&'static str>) {
-    let split = help
-        .strip_suffix(')')
-        .and_then(|h| h.rsplit_once(" (default "));
+    let split = help.strip_suffix(')').and_then(|h| h.rsplit_once(" (default "));
     split.map_or((help, None), |(help, default)| (help, Some(default)))
 }
 
@@ -312,10 +309,7 @@ impl<K: Copy> Parser<K> {
     /// cluster (`-p5006`), or the next argument.
     pub fn value(&mut self) -> Result<OsString, UsageError> {
         let letters = std::mem::take(&mut self.letters);
-        let rest = self
-            .attached
-            .take()
-            .or((!letters.is_empty()).then_some(letters));
+        let rest = self.attached.take().or((!letters.is_empty()).then_some(letters));
         let value = rest.map(OsString::from).or_else(|| self.args.next());
         value.ok_or_else(|| UsageError::MissingValue(self.option.clone()))
     }
@@ -334,8 +328,7 @@ impl<K: Copy> Parser<K> {
     {
         self.read(|value| {
             let text = value.to_str().ok_or(Invalid::NotUtf8)?;
-            text.parse()
-                .map_err(|why: T::Err| Invalid::Because(why.to_string()))
+            text.parse().map_err(|why: T::Err| Invalid::Because(why.to_string()))
         })
     }
 
@@ -384,9 +377,7 @@ impl<K: Copy> Parser<K> {
 /// else from [`MIN_SECONDS`]; at most [`MAX_SECONDS`].
 fn seconds(value: &OsStr, zero: bool) -> Result<Duration, Invalid> {
     let seconds = value.to_str().and_then(|text| text.parse::<f64>().ok());
-    let seconds = seconds
-        .filter(|s| s.is_finite())
-        .ok_or(Invalid::NotSeconds)?;
+    let seconds = seconds.filter(|s| s.is_finite()).ok_or(Invalid::NotSeconds)?;
     match seconds {
         s if s < 0.0 && zero => Err(Invalid::Negative),
         s if s < 0.0 || (s == 0.0 && !zero) => Err(Invalid::NotPositive),
@@ -552,9 +543,7 @@ fn date() -> String {
     let epoch = std::env::var("SOURCE_DATE_EPOCH").ok();
     let secs = epoch.and_then(|text| text.trim().parse().ok());
     let stamp = secs.and_then(|s| Timestamp::from_system_time(UNIX_EPOCH + Duration::from_secs(s)));
-    stamp.map_or(RELEASE_DATE.into(), |stamp| {
-        stamp.to_rfc3339().as_str()[..10].into()
-    })
+    stamp.map_or(RELEASE_DATE.into(), |stamp| stamp.to_rfc3339().as_str()[..10].into())
 }
 
 /// The help text as a sentence: capitalised, ending in a full stop.
@@ -632,10 +621,7 @@ pub(crate) mod tests {
     #[test]
     fn splits_flags_and_values() {
         let args = all(&["-q", "--quiet", "hola", "-", "-p7", "--", "--port"]).unwrap();
-        assert_eq!(
-            args,
-            ["--quiet", "--quiet", "hola", "-", "--port", "7", "--port"]
-        );
+        assert_eq!(args, ["--quiet", "--quiet", "hola", "-", "--port", "7", "--port"]);
         assert_eq!(all(&["-qq"]).unwrap(), ["--quiet", "--quiet"]);
         assert_eq!(all(&["-h", "--version"]).unwrap(), ["Help", "Version"]);
         assert_eq!(all(&["--generate-man"]).unwrap(), ["Manual"]);
@@ -643,13 +629,9 @@ pub(crate) mod tests {
 
     #[test]
     fn takes_values_in_every_spelling() {
-        for spelling in [
-            &["--port", "5006"][..],
-            &["--port=5006"],
-            &["-p", "5006"],
-            &["-p5006"],
-            &["-qp5006"],
-        ] {
+        for spelling in
+            [&["--port", "5006"][..], &["--port=5006"], &["-p", "5006"], &["-p5006"], &["-qp5006"]]
+        {
             let mut p = parser(spelling);
             while let Some(Arg::Flag(key)) = p.next().unwrap() {
                 if key == 'p' {
@@ -662,10 +644,7 @@ pub(crate) mod tests {
     #[test]
     fn errors_name_the_argument() {
         assert_eq!(err(&["--port"]), "option '--port' needs a value");
-        assert_eq!(
-            err(&["--quiet=yes"]),
-            "option '--quiet' does not take a value"
-        );
+        assert_eq!(err(&["--quiet=yes"]), "option '--quiet' does not take a value");
         assert_eq!(err(&["--help=1"]), "option '--help' does not take a value");
         assert_eq!(err(&["--frobnicate"]), "unknown option '--frobnicate'");
         assert_eq!(err(&["-qz"]), "unknown option '-z'");
@@ -684,9 +663,7 @@ pub(crate) mod tests {
             assert_eq!(number(out), Err(range.replace("{}", out)));
         }
         for junk in ["", "+5", "5x", "0x10"] {
-            assert!(number(junk)
-                .unwrap_err()
-                .ends_with("it is not a valid number"));
+            assert!(number(junk).unwrap_err().ends_with("it is not a valid number"));
         }
     }
 
@@ -751,27 +728,12 @@ pub(crate) mod tests {
     #[test]
     fn help_lists_every_flag_with_its_default_wrapped() {
         let help = program().help();
-        assert!(
-            help.starts_with("Usage: x [OPTIONS]\n\nDoes x.\n\nOptions:\n"),
-            "{help}"
-        );
-        assert!(
-            help.contains("\n  -p, --port PORT       a port (default 5006)\n"),
-            "{help}"
-        );
-        assert!(
-            help.contains("\n      --t SECS          a time (default none)\n"),
-            "{help}"
-        );
+        assert!(help.starts_with("Usage: x [OPTIONS]\n\nDoes x.\n\nOptions:\n"), "{help}");
+        assert!(help.contains("\n  -p, --port PORT       a port (default 5006)\n"), "{help}");
+        assert!(help.contains("\n      --t SECS          a time (default none)\n"), "{help}");
         assert!(help.lines().all(|l| l.len() <= HELP_WIDTH), "{help}");
-        assert!(
-            help.contains("\n                        wrapped onto a second line\n"),
-            "{help}"
-        );
-        assert!(
-            help.contains("\n  -h, --help            print this help and exit\n"),
-            "{help}"
-        );
+        assert!(help.contains("\n                        wrapped onto a second line\n"), "{help}");
+        assert!(help.contains("\n  -h, --help            print this help and exit\n"), "{help}");
         assert!(
             help.ends_with("\nBye.\nExit status: 0 when done; 1 when not; 2 for bad usage."),
             "{help}"
@@ -788,11 +750,7 @@ pub(crate) mod tests {
     #[test]
     fn the_page_has_every_flag_its_default_and_the_text() {
         let page = program().manual();
-        for flag in FLAGS
-            .iter()
-            .map(|f| f.names)
-            .chain(INFO.iter().map(|f| f.names))
-        {
+        for flag in FLAGS.iter().map(|f| f.names).chain(INFO.iter().map(|f| f.names)) {
             let long = format!("\\fB\\-\\-{}\\fR", escape(parts(flag).1));
             assert!(page.contains(&long), "{long}: {page}");
         }
@@ -822,10 +780,7 @@ pub(crate) mod tests {
         }
         let help = program.help();
         let (_, exit) = help.rsplit_once("\nExit status: ").expect("an exit status");
-        let said: Vec<&str> = exit
-            .split("; ")
-            .filter_map(|m| m.split(' ').next())
-            .collect();
+        let said: Vec<&str> = exit.split("; ").filter_map(|m| m.split(' ').next()).collect();
         let codes = [Status::Success, Status::Failure, Status::Usage].map(|s| s.code().to_string());
         assert_eq!(said, codes, "{exit}");
     }

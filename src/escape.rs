@@ -40,9 +40,7 @@ pub(crate) fn escape(bytes: &[u8]) -> String {
 
 /// The common case, printable ASCII with nothing to escape, without decoding.
 fn plain_ascii(bytes: &[u8]) -> Option<&str> {
-    let plain = bytes
-        .iter()
-        .all(|&b| (0x20..0x7f).contains(&b) && b != b'\\' && b != b'"');
+    let plain = bytes.iter().all(|&b| (0x20..0x7f).contains(&b) && b != b'\\' && b != b'"');
     if plain {
         std::str::from_utf8(bytes).ok()
     } else {
@@ -132,10 +130,7 @@ mod tests {
     #[test]
     fn plain_text_is_unchanged() {
         assert_eq!(escape(b"hola, que hora es?"), "hola, que hora es?");
-        assert_eq!(
-            escape("¿Qué hora es? 時間".as_bytes()),
-            "¿Qué hora es? 時間"
-        );
+        assert_eq!(escape("¿Qué hora es? 時間".as_bytes()), "¿Qué hora es? 時間");
         assert_eq!(escape(b""), "");
     }
 
@@ -170,11 +165,7 @@ mod tests {
             let escaped = escape(format!("a{c}b").as_bytes());
             assert_eq!(escaped, format!("a\\u{{{:04x}}}b", u32::from(c)));
         }
-        assert_eq!(
-            escape("a\u{a0}b".as_bytes()),
-            "a\u{a0}b",
-            "a no-break space shows"
-        );
+        assert_eq!(escape("a\u{a0}b".as_bytes()), "a\u{a0}b", "a no-break space shows");
     }
 
     #[test]
@@ -238,10 +229,8 @@ mod tests {
             ));
             return;
         };
-        let (newer, same) = (
-            numbers(&installed) > numbers(UNICODE_VERSION),
-            installed == UNICODE_VERSION,
-        );
+        let (newer, same) =
+            (numbers(&installed) > numbers(UNICODE_VERSION), installed == UNICODE_VERSION);
         if !newer && !same {
             crate::skip::skipped(format_args!(
                 "{dir} has Unicode {installed}, older than the table's {UNICODE_VERSION}"
@@ -274,10 +263,8 @@ mod tests {
                     _ => want.push((cp, cp)),
                 }
             }
-            let have: Vec<(u32, u32)> = INVISIBLE
-                .iter()
-                .map(|&(a, b)| (a.into(), b.into()))
-                .collect();
+            let have: Vec<(u32, u32)> =
+                INVISIBLE.iter().map(|&(a, b)| (a.into(), b.into())).collect();
             assert_eq!(have, want, "{regenerate}");
         }
     }

@@ -12,11 +12,7 @@
 #![cfg(all(
     target_os = "linux",
     target_pointer_width = "64",
-    any(
-        target_arch = "x86_64",
-        target_arch = "aarch64",
-        target_arch = "riscv64"
-    )
+    any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "riscv64")
 ))]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]

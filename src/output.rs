@@ -156,11 +156,7 @@ pub(crate) fn log_exchange(
         let _ = write!(line, " ... ({} more bytes)", message.len() - shown);
     }
     line.push('\n');
-    let way = if pending.is_some() {
-        Way::Direct
-    } else {
-        Way::Wait
-    };
+    let way = if pending.is_some() { Way::Direct } else { Way::Wait };
     out.write(line.as_bytes(), way, pending)
 }
 
@@ -202,13 +198,7 @@ pub(crate) fn log_counts() -> (u64, u64, u64, u64, Option<String>) {
     let written = state.written.saturating_sub(failed.lines);
     let queued = state.queued - state.written;
     let dropped = out.dropped.load(Relaxed);
-    (
-        written,
-        queued,
-        dropped,
-        failed.lines,
-        failed.reason.clone(),
-    )
+    (written, queued, dropped, failed.lines, failed.reason.clone())
 }
 
 /// Lines standard error dropped while stalled.
@@ -223,16 +213,8 @@ pub(crate) fn losses() -> Vec<String> {
     let mut lines = Vec::new();
     for (n, one, many) in [
         (dropped, "exchange line dropped", "exchange lines dropped"),
-        (
-            stderr_dropped(),
-            "error line dropped",
-            "error lines dropped",
-        ),
-        (
-            not_written,
-            "exchange line not written",
-            "exchange lines not written",
-        ),
+        (stderr_dropped(), "error line dropped", "error lines dropped"),
+        (not_written, "exchange line not written", "exchange lines not written"),
     ] {
         if n > 0 {
             lines.push(counted(n, one, many));
@@ -419,11 +401,7 @@ impl Output {
             state.dropped_in_burst += 1;
             if state.dropped_in_burst == 1 {
                 drop(state);
-                let what = if self.name == "standard output" {
-                    "exchange lines"
-                } else {
-                    "lines"
-                };
+                let what = if self.name == "standard output" { "exchange lines" } else { "lines" };
                 say(format_args!(
                     "{} is not being read: {} of {what} wait, the rest are dropped",
                     self.name,
@@ -487,10 +465,7 @@ impl Output {
             if state.bytes.is_empty() {
                 let dropped = std::mem::take(&mut state.dropped_in_burst);
                 if dropped > 0 {
-                    told.push(format!(
-                        "{} is read again, after {dropped} dropped",
-                        self.name
-                    ));
+                    told.push(format!("{} is read again, after {dropped} dropped", self.name));
                 }
                 break;
             }
@@ -511,19 +486,11 @@ impl Output {
     /// to tell of it (once the lock is let go: telling writes a line).
     fn count(&self, state: &mut State, outcome: Outcome) -> Option<String> {
         let failed = &mut state.failed;
-        let Outcome::Failed {
-            lost,
-            broken,
-            error,
-        } = outcome
-        else {
+        let Outcome::Failed { lost, broken, error } = outcome else {
             failed.broken = false;
             let lost = std::mem::take(&mut failed.in_burst);
             return (lost > 0).then(|| {
-                format!(
-                    "{} is written again, after {lost} lines not written",
-                    self.name
-                )
+                format!("{} is written again, after {lost} lines not written", self.name)
             });
         };
         let first = failed.in_burst == 0;
@@ -638,11 +605,7 @@ fn write_out(out: &File, chunk: &[u8], broken: bool) -> Outcome {
     let Err(error) = result else {
         return Outcome::Written;
     };
-    let cut = chunk[..done]
-        .iter()
-        .rev()
-        .take_while(|&&b| b != b'\n')
-        .count();
+    let cut = chunk[..done].iter().rev().take_while(|&&b| b != b'\n').count();
     Outcome::Failed {
         lost: lines(&chunk[done..]),
         broken: (broken && done == 0) || (cut > 0 && !take_back(out, cut)),
@@ -711,9 +674,7 @@ impl Reports {
                 self.end_second();
             });
         if let Err(e) = started {
-            say(format_args!(
-                "cannot start the report counter ({e}): every report line is shown"
-            ));
+            say(format_args!("cannot start the report counter ({e}): every report line is shown"));
         }
     }
 
@@ -730,15 +691,10 @@ impl Reports {
     fn end_second(&self) {
         self.shown.store(0, Relaxed);
         let unshown = std::mem::take(&mut *sync::lock(&self.unshown));
-        let counts: Vec<String> = unshown
-            .into_iter()
-            .map(|((one, many), n)| counted(n, one, many))
-            .collect();
+        let counts: Vec<String> =
+            unshown.into_iter().map(|((one, many), n)| counted(n, one, many)).collect();
         if !counts.is_empty() {
-            say(format_args!(
-                "and in the last second: {}",
-                counts.join(", ")
-            ));
+            say(format_args!("and in the last second: {}", counts.join(", ")));
         }
     }
 }
@@ -749,12 +705,7 @@ mod tests {
 
     #[test]
     fn addresses_and_numbers_are_written_as_display_writes_them() {
-        for addr in [
-            "0.0.0.0:0",
-            "127.0.0.1:5006",
-            "255.255.255.255:65535",
-            "[::1]:80",
-        ] {
+        for addr in ["0.0.0.0:0", "127.0.0.1:5006", "255.255.255.255:65535", "[::1]:80"] {
             let addr: SocketAddr = addr.parse().expect("an address");
             let mut line = String::new();
             push_addr(&mut line, addr);

@@ -177,11 +177,8 @@ pub enum Service {
 
 impl Service {
     /// Every service, by its name.
-    pub const ALL: [(Service, &'static str); 3] = [
-        (Service::Receipt, "receipt"),
-        (Service::Daytime, "daytime"),
-        (Service::Time, "time"),
-    ];
+    pub const ALL: [(Service, &'static str); 3] =
+        [(Service::Receipt, "receipt"), (Service::Daytime, "daytime"), (Service::Time, "time")];
 
     /// Its name, as `--service` and socket units name it.
     #[must_use]
@@ -268,11 +265,7 @@ pub fn parse_reply(line: &[u8]) -> Reply {
             Some((at, sent)) => (at, Some(Timestamp::parse(sent)?)),
             None => (at, None),
         };
-        Some(Reply::Received {
-            len: decimal(len)?,
-            at: Timestamp::parse(at)?,
-            sent,
-        })
+        Some(Reply::Received { len: decimal(len)?, at: Timestamp::parse(at)?, sent })
     });
     received.unwrap_or(Reply::Unexpected)
 }
@@ -342,24 +335,13 @@ mod tests {
         for (len, at, sent) in [(0, now, None), (usize::MAX, last_moment(), Some(now))] {
             let text = sent.map(Timestamp::to_rfc3339);
             let line = line_of(|l| write_received(l, len, &at.to_rfc3339(), text.as_ref()));
-            assert_eq!(
-                parse_line(&line),
-                Reply::Received {
-                    len: len as u64,
-                    at,
-                    sent
-                }
-            );
+            assert_eq!(parse_line(&line), Reply::Received { len: len as u64, at, sent });
         }
         for why in [
             Refusal::Busy,
             Refusal::TooLong { max_bytes: 65_536 },
-            Refusal::Deadline {
-                limit: Duration::from_secs(10),
-            },
-            Refusal::Deadline {
-                limit: Duration::from_micros(1_250_001),
-            },
+            Refusal::Deadline { limit: Duration::from_secs(10) },
+            Refusal::Deadline { limit: Duration::from_micros(1_250_001) },
             Refusal::ClockOutOfRange,
             Refusal::ShuttingDown,
             Refusal::UntrustedProxy,
@@ -377,14 +359,7 @@ mod tests {
                 let last = last_moment().to_rfc3339();
                 write_received(l, usize::MAX, &last, Some(&last));
             }),
-            line_of(|l| {
-                write_refusal(
-                    l,
-                    &Refusal::TooLong {
-                        max_bytes: usize::MAX,
-                    },
-                )
-            }),
+            line_of(|l| write_refusal(l, &Refusal::TooLong { max_bytes: usize::MAX })),
             line_of(|l| {
                 let limit = Duration::from_secs(u64::MAX);
                 write_refusal(l, &Refusal::Deadline { limit });
@@ -410,13 +385,8 @@ mod tests {
         let mut daytime = String::new();
         write_daytime(&mut daytime, &at.to_rfc3339());
         assert_eq!(daytime, "1970-01-01T00:00:00.000001Z\r\n");
-        let half = Refusal::Deadline {
-            limit: Duration::from_millis(500),
-        };
-        assert_eq!(
-            line_of(|l| write_refusal(l, &half)),
-            "error: no message within 0.5 s\n"
-        );
+        let half = Refusal::Deadline { limit: Duration::from_millis(500) };
+        assert_eq!(line_of(|l| write_refusal(l, &half)), "error: no message within 0.5 s\n");
         assert_eq!(
             line_of(|l| write_refusal(l, &Refusal::TooLong { max_bytes: 8 })),
             "error: message longer than 8 bytes\n"
@@ -454,10 +424,7 @@ mod tests {
 
     #[test]
     fn unknown_and_malformed_replies() {
-        assert_eq!(
-            parse_reply(b"error: out of tea"),
-            Reply::OtherError(b"out of tea".to_vec())
-        );
+        assert_eq!(parse_reply(b"error: out of tea"), Reply::OtherError(b"out of tea".to_vec()));
         for odd in [
             &b"received +4 bytes at 2026-11-24T04:31:58.123456Z"[..],
             b"received 4 bytes at yesterday",
@@ -466,12 +433,7 @@ mod tests {
             b"hello",
             b"",
         ] {
-            assert_eq!(
-                parse_reply(odd),
-                Reply::Unexpected,
-                "{}",
-                String::from_utf8_lossy(odd)
-            );
+            assert_eq!(parse_reply(odd), Reply::Unexpected, "{}", String::from_utf8_lossy(odd));
         }
     }
 

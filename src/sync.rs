@@ -22,10 +22,7 @@ pub(crate) fn is_interrupted(e: &io::Error) -> bool {
 
 /// Whether a wait ran out, or a non-blocking call found nothing to do.
 pub(crate) fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
 }
 
 /// Takes `mutex`, poisoned or not (see the module's note).

@@ -29,9 +29,7 @@ impl Timestamp {
             return None;
         }
         let micros = Duration::from_micros(u64::from(since_epoch.subsec_micros()));
-        Some(Timestamp {
-            since_epoch: Duration::from_secs(since_epoch.as_secs()) + micros,
-        })
+        Some(Timestamp { since_epoch: Duration::from_secs(since_epoch.as_secs()) + micros })
     }
 
     /// Returns the same moment as a `SystemTime`.
@@ -92,10 +90,7 @@ pub(crate) struct Arrival {
 impl Arrival {
     /// The present moment.
     pub(crate) fn now() -> Arrival {
-        Arrival {
-            mono: Instant::now(),
-            wall: SystemTime::now(),
-        }
+        Arrival { mono: Instant::now(), wall: SystemTime::now() }
     }
 
     /// The arrival the kernel stamped (`stamp`), placed on the monotonic
@@ -106,12 +101,7 @@ impl Arrival {
         let Some(wall) = stamp else {
             return now;
         };
-        match now
-            .wall
-            .duration_since(wall)
-            .ok()
-            .and_then(|ago| now.mono.checked_sub(ago))
-        {
+        match now.wall.duration_since(wall).ok().and_then(|ago| now.mono.checked_sub(ago)) {
             Some(mono) => Arrival { mono, wall },
             None => now,
         }
@@ -151,10 +141,7 @@ impl Timestamp {
         put_digits(&mut text[11..13], in_day / 3600);
         put_digits(&mut text[14..16], in_day / 60 % 60);
         put_digits(&mut text[17..19], in_day % 60);
-        put_digits(
-            &mut text[20..26],
-            u64::from(self.since_epoch.subsec_micros()),
-        );
+        put_digits(&mut text[20..26], u64::from(self.since_epoch.subsec_micros()));
         Rfc3339(text)
     }
 }
@@ -174,9 +161,9 @@ impl fmt::Display for Timestamp {
 }
 
 fn digits(ascii: &[u8]) -> Option<u64> {
-    ascii.iter().try_fold(0u64, |acc, &b| {
-        b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0'))
-    })
+    ascii
+        .iter()
+        .try_fold(0u64, |acc, &b| b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0')))
 }
 
 fn is_leap(year: u64) -> bool {
@@ -204,11 +191,7 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_from_march = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
+    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 };
     let year = year_of_era + era * 400 + u64::from(month <= 2);
     (year, month, day)
 }
@@ -281,10 +264,7 @@ mod tests {
     #[test]
     fn every_day_round_trips_through_parse() {
         // One moment on each day across four centuries, including 2000 and 2100.
-        for day in (0..DAYS_TO_YEAR_10000)
-            .step_by(7)
-            .chain([DAYS_TO_YEAR_10000 - 1])
-        {
+        for day in (0..DAYS_TO_YEAR_10000).step_by(7).chain([DAYS_TO_YEAR_10000 - 1]) {
             let time = UNIX_EPOCH + Duration::from_secs(day * SECONDS_PER_DAY + 45_296);
             let stamp = Timestamp::from_system_time(time).unwrap();
             assert_eq!(Timestamp::parse(&stamp.to_string()), Some(stamp));

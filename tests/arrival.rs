@@ -12,17 +12,12 @@ const CLOSE: Duration = Duration::from_millis(2);
 /// Stops `server` and waits until the kernel says it is stopped.
 fn stop(server: &Server) {
     server.signal("STOP");
-    assert!(
-        eventually(PATIENCE, || proc::is_stopped(server.pid())),
-        "serv6 did not stop"
-    );
+    assert!(eventually(PATIENCE, || proc::is_stopped(server.pid())), "serv6 did not stop");
 }
 
 /// How far apart two wall-clock times are, whichever comes first.
 fn apart(a: SystemTime, b: SystemTime) -> Duration {
-    a.duration_since(b)
-        .or_else(|_| b.duration_since(a))
-        .unwrap_or_default()
+    a.duration_since(b).or_else(|_| b.duration_since(a)).unwrap_or_default()
 }
 
 #[test]
@@ -43,10 +38,7 @@ fn a_message_sent_while_serv6_is_stopped_is_stamped_when_it_arrived() {
     let line = server.log_line();
     let logged = String::from_utf8_lossy(&line);
     let logged = logged.split(' ').next().expect("a time first");
-    assert_eq!(
-        Timestamp::parse(logged).map(Timestamp::to_system_time),
-        Some(at)
-    );
+    assert_eq!(Timestamp::parse(logged).map(Timestamp::to_system_time), Some(at));
 }
 
 #[test]

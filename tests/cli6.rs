@@ -15,17 +15,7 @@ fn stderr(output: &std::process::Output) -> String {
 #[test]
 fn message_words_are_one_exchange() {
     let server = Server::start(&[]);
-    let out = cli6(
-        &[
-            "--host",
-            "127.0.0.1",
-            "-p",
-            &port_of(&server),
-            "hola",
-            "mundo",
-        ],
-        b"",
-    );
+    let out = cli6(&["--host", "127.0.0.1", "-p", &port_of(&server), "hola", "mundo"], b"");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_received(&out.stdout, 10);
     assert!(text(&server.log_line()).ends_with(" 10 bytes \"hola mundo\""));
@@ -45,21 +35,14 @@ fn both_families_by_address() {
 #[test]
 fn each_line_of_standard_input_is_an_exchange() {
     let server = Server::start(&[]);
-    let out = cli6(
-        &["-H", "127.0.0.1", "-p", &port_of(&server)],
-        b"uno\r\ndos\n\ntres",
-    );
+    let out = cli6(&["-H", "127.0.0.1", "-p", &port_of(&server)], b"uno\r\ndos\n\ntres");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let replies: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
     assert_eq!(replies.len(), 4, "{replies:?}");
     for (reply, n) in replies.iter().zip([3, 3, 0, 4]) {
         assert_received(format!("{reply}\n").as_bytes(), n);
     }
-    assert!(
-        stderr(&out).is_empty(),
-        "no prompt without a terminal: {}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).is_empty(), "no prompt without a terminal: {}", stderr(&out));
 }
 
 #[test]
@@ -74,17 +57,10 @@ fn a_refused_connection_names_the_address_and_suggests_starting_serv6() {
 #[test]
 fn an_error_reply_goes_to_standard_error_with_status_1() {
     let server = Server::start(&["--max-bytes", "4"]);
-    let out = cli6(
-        &["-H", "127.0.0.1", "-p", &port_of(&server), "hola mundo"],
-        b"",
-    );
+    let out = cli6(&["-H", "127.0.0.1", "-p", &port_of(&server), "hola mundo"], b"");
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
-    assert!(
-        stderr(&out).contains("error: message longer than 4 bytes"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("error: message longer than 4 bytes"), "{}", stderr(&out));
 }
 
 fn run_against(reply: &'static [u8], extra: &[&str]) -> std::process::Output {
@@ -112,10 +88,7 @@ fn a_hostile_reply_is_printed_escaped() {
     let out = run_against(b"\x1b[2J\x1b]0;owned\x07\n", &[]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(
-        err.contains("unexpected reply: \\x1b[2J\\x1b]0;owned\\x07"),
-        "{err}"
-    );
+    assert!(err.contains("unexpected reply: \\x1b[2J\\x1b]0;owned\\x07"), "{err}");
     assert!(!out.stderr.contains(&0x1b));
 }
 
@@ -125,30 +98,16 @@ fn a_server_that_never_answers_times_out() {
     let port = listener.local_addr().unwrap().port().to_string();
     let out = cli6(&["-H", "127.0.0.1", "-p", &port, "-t", "0.3", "hola"], b"");
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("waiting for the reply: timed out"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("waiting for the reply: timed out"), "{}", stderr(&out));
     drop(listener);
 }
 
 #[test]
 fn usage_errors_exit_2_with_one_line() {
-    for args in [
-        &["--bogus"][..],
-        &["-p", "70000", "x"],
-        &["--timeout"],
-        &["a\nb"],
-    ] {
+    for args in [&["--bogus"][..], &["-p", "70000", "x"], &["--timeout"], &["a\nb"]] {
         let out = cli6(args, b"");
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert_eq!(
-            stderr(&out).lines().count(),
-            1,
-            "{args:?}: {}",
-            stderr(&out)
-        );
+        assert_eq!(stderr(&out).lines().count(), 1, "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).starts_with("cli6: "));
     }
 }

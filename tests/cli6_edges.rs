@@ -9,12 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 fn on(port: u16) -> Vec<String> {
-    vec![
-        "-H".into(),
-        "127.0.0.1".into(),
-        "-p".into(),
-        port.to_string(),
-    ]
+    vec!["-H".into(), "127.0.0.1".into(), "-p".into(), port.to_string()]
 }
 
 fn cli6_on(port: u16, extra: &[&str], stdin: &[u8]) -> std::process::Output {
@@ -50,11 +45,7 @@ fn the_timeout_bounds_the_whole_exchange() {
     let out = cli6_on(addr.port(), &["-t", "0.5", "hola"], b"");
     let took = started.elapsed();
     assert_one_error_line(&out, 1, "cli6: 127.0.0.1:");
-    assert!(
-        text(&out.stderr).contains("timed out"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("timed out"), "{}", text(&out.stderr));
     assert!(took < Duration::from_secs(2), "took {took:?} with -t 0.5");
 }
 
@@ -72,9 +63,8 @@ print(p.returncode, peak)
 sys.stdout.write(p.stdout.decode() + p.stderr.decode())
 ";
     let cli6 = env!("CARGO_BIN_EXE_cli6");
-    let Ok(out) = Command::new("python3")
-        .args(["-c", script, cli6, "-H", "127.0.0.1", "-p", &port])
-        .output()
+    let Ok(out) =
+        Command::new("python3").args(["-c", script, cli6, "-H", "127.0.0.1", "-p", &port]).output()
     else {
         skipped("python3 is needed to measure cli6's peak memory");
         return;
@@ -82,20 +72,11 @@ sys.stdout.write(p.stdout.decode() + p.stderr.decode())
     let report = text(&out.stdout);
     let mut words = report.split_whitespace();
     let status = words.next().unwrap_or_default();
-    let peak_kib: u64 = words
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(u64::MAX);
+    let peak_kib: u64 = words.next().and_then(|p| p.parse().ok()).unwrap_or(u64::MAX);
     assert_eq!(status, "1", "{report}");
     assert!(peak_kib < 64 * 1024, "peak RSS {peak_kib} KiB: {report}");
-    assert!(
-        report.contains("cli6: line 1 not sent: longer than 16777216 bytes"),
-        "{report}"
-    );
-    assert!(
-        report.contains("received 4 bytes at "),
-        "line 2 still sent: {report}"
-    );
+    assert!(report.contains("cli6: line 1 not sent: longer than 16777216 bytes"), "{report}");
+    assert!(report.contains("received 4 bytes at "), "line 2 still sent: {report}");
 }
 
 #[test]
@@ -136,16 +117,11 @@ fn probing_stops_when_standard_output_closes() {
     let mut child = spawn_cli6(&args, Stdio::piped(), Stdio::null());
     let mut first = String::new();
     let stdout = child.stdout.take().expect("piped");
-    BufReader::new(stdout)
-        .read_line(&mut first)
-        .expect("a probe line");
+    BufReader::new(stdout).read_line(&mut first).expect("a probe line");
     // The reader is gone, as after `| head -1`: 50 probes would take 5 s.
     let closed = Instant::now();
     let ended = eventually(PATIENCE, || child.try_wait().is_ok_and(|s| s.is_some()));
-    assert!(
-        ended && closed.elapsed() < Duration::from_secs(2),
-        "still probing"
-    );
+    assert!(ended && closed.elapsed() < Duration::from_secs(2), "still probing");
     assert!(first.contains("received 4 bytes at "), "{first}");
 }
 
@@ -157,18 +133,13 @@ fn a_dead_server_is_probed_ever_more_slowly() {
     let mut child = spawn_cli6(&args, Stdio::null(), Stdio::piped());
     // Probing as fast as it can for a second would print thousands of lines.
     thread::sleep(Duration::from_secs(1));
-    let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
     assert!(kill.is_ok_and(|s| s.success()));
     let mut err = String::new();
     let _ = child.stderr.take().expect("piped").read_to_string(&mut err);
     let _ = child.wait();
     let failures = err.lines().filter(|l| l.contains("cannot connect")).count();
-    assert!(
-        (1..=12).contains(&failures),
-        "{failures} failure lines in a second"
-    );
+    assert!((1..=12).contains(&failures), "{failures} failure lines in a second");
 }
 
 #[test]
@@ -178,10 +149,7 @@ fn a_server_time_out_of_range_is_said_so() {
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("offset=out of range"), "{stdout}");
-    assert!(
-        stdout.contains("1 reply with a server time out of range"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("1 reply with a server time out of range"), "{stdout}");
     assert!(!stdout.contains("9223372036854"), "{stdout}");
 }
 
@@ -190,11 +158,7 @@ fn dash_4_and_dash_6_choose_the_family() {
     let server = Server::start(&[]);
     let port = server.v4().port().to_string();
     let v4 = cli6(&["-4", "-H", "localhost", "-p", &port, "-c", "1"], b"");
-    assert!(
-        text(&v4.stdout).starts_with("127.0.0.1:"),
-        "{}",
-        text(&v4.stdout)
-    );
+    assert!(text(&v4.stdout).starts_with("127.0.0.1:"), "{}", text(&v4.stdout));
     let none = cli6(&["-4", "-H", "::1", "-p", &port, "hola"], b"");
     assert_one_error_line(&none, 1, "cli6: cannot resolve [::1]:");
     assert!(text(&none.stderr).contains("no IPv4 address"));
@@ -202,41 +166,22 @@ fn dash_4_and_dash_6_choose_the_family() {
     assert!(text(&none.stderr).contains("no IPv6 address"));
     if server.v6().is_some() {
         let v6 = cli6(&["-6", "-H", "::1", "-p", &port, "-c", "1"], b"");
-        assert!(
-            text(&v6.stdout).starts_with("[::1]:"),
-            "{}",
-            text(&v6.stdout)
-        );
+        assert!(text(&v6.stdout).starts_with("[::1]:"), "{}", text(&v6.stdout));
     }
 }
 
 #[test]
 fn argument_edges_are_usage_errors() {
     for (args, says) in [
-        (
-            &["-p", "0", "x"][..],
-            "invalid value '0' for '-p': it must be from 1 to 65535",
-        ),
+        (&["-p", "0", "x"][..], "invalid value '0' for '-p': it must be from 1 to 65535"),
         (&["-p", "-1", "x"], "it must be from 1 to 65535"),
-        (
-            &["-H", "127.0.0.1:5006"],
-            "give the port with '--port', not in the address",
-        ),
-        (
-            &["-H", "[::1]:5006"],
-            "give the port with '--port', not in the address",
-        ),
+        (&["-H", "127.0.0.1:5006"], "give the port with '--port', not in the address"),
+        (&["-H", "[::1]:5006"], "give the port with '--port', not in the address"),
         (&["-H", ""], "it is not a host name or address"),
         (&["-t", "0.0000001"], "it must be at least 0.001 seconds"),
-        (
-            &["--json=1", "-c", "1"],
-            "option '--json' does not take a value",
-        ),
+        (&["--json=1", "-c", "1"], "option '--json' does not take a value"),
         (&["-4", "-6", "hola"], "'-4' and '-6' do not go together"),
-        (
-            &["--ipv6", "--ipv4"],
-            "'--ipv6' and '--ipv4' do not go together",
-        ),
+        (&["--ipv6", "--ipv4"], "'--ipv6' and '--ipv4' do not go together"),
     ] {
         let out = cli6(args, b"");
         let err = assert_one_error_line(&out, 2, "cli6: ");

@@ -20,11 +20,7 @@ fn summary(mut server: Server) -> String {
     server.signal("TERM");
     server.wait_exit();
     let stderr = server.rest_of_stderr();
-    stderr
-        .iter()
-        .find(|l| l.contains("stopped after"))
-        .cloned()
-        .unwrap_or_default()
+    stderr.iter().find(|l| l.contains("stopped after")).cloned().unwrap_or_default()
 }
 
 #[test]
@@ -41,24 +37,15 @@ fn through_haproxy_every_log_line_names_the_real_client() {
         assert_received(&read_to_end(&mut conn), 4);
     }
     let cpu_ticks = proc::cpu_ticks(haproxy.pid());
-    println!(
-        "HAProxy used {} ms of CPU for 200 exchanges and the checks",
-        cpu_ticks * 10
-    );
+    println!("HAProxy used {} ms of CPU for 200 exchanges and the checks", cpu_ticks * 10);
     let mut logged = HashSet::new();
     for (name, server) in [("v1", &a), ("v2", &b)] {
         let lines: Vec<String> = (0..100).map(|_| text(&server.log_line())).collect();
         for line in &lines {
-            let client: SocketAddr = line
-                .split(' ')
-                .nth(1)
-                .and_then(|a| a.parse().ok())
-                .expect(line);
+            let client: SocketAddr =
+                line.split(' ').nth(1).and_then(|a| a.parse().ok()).expect(line);
             assert_eq!(client.ip().to_string(), "127.0.0.1", "{name}: {line}");
-            assert!(
-                ports.contains(&client.port()),
-                "{name}: {line} is not a client's port"
-            );
+            assert!(ports.contains(&client.port()), "{name}: {line} is not a client's port");
             logged.insert(client.port());
         }
     }
@@ -80,10 +67,7 @@ fn health_checks_are_neither_exchanges_nor_errors() {
         server.err_line_containing("health checks, counted apart and not logged");
     }
     for server in [a, b] {
-        assert!(
-            server.pending_log_lines().is_empty(),
-            "a check was logged as an exchange"
-        );
+        assert!(server.pending_log_lines().is_empty(), "a check was logged as an exchange");
         let line = summary(server);
         assert!(line.contains("0 exchanges served, 0 errors"), "{line}");
         assert!(line.contains(" health check"), "{line}");
@@ -96,10 +80,7 @@ fn without_a_header_a_connection_is_refused_at_once() {
     let started = std::time::Instant::now();
     let reply = exchange(server.v4(), b"hola\n", false);
     assert_refused(&reply, Refusal::NoProxyHeader);
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "waited for the deadline"
-    );
+    assert!(started.elapsed() < Duration::from_secs(5), "waited for the deadline");
     server.err_line_containing("no PROXY protocol header");
 }
 
@@ -111,33 +92,19 @@ fn a_forged_header_from_an_untrusted_source_is_refused() {
     let reply = exchange(server.v4(), forged, false);
     assert_refused(&reply, Refusal::UntrustedProxy);
     let line = server.err_line_containing("not from a trusted proxy");
-    assert!(
-        line.contains("127.0.0.1") && !line.contains("203.0.113.9"),
-        "{line}"
-    );
+    assert!(line.contains("127.0.0.1") && !line.contains("203.0.113.9"), "{line}");
     assert!(server.pending_log_lines().is_empty());
 }
 
 #[test]
 fn the_header_and_the_message_may_arrive_together() {
     let server = instance(&[]);
-    let v1 = exchange(
-        server.v4(),
-        b"PROXY TCP4 203.0.113.9 127.0.0.1 4242 5006\r\nhola\n",
-        false,
-    );
+    let v1 = exchange(server.v4(), b"PROXY TCP4 203.0.113.9 127.0.0.1 4242 5006\r\nhola\n", false);
     assert_received(&v1, 4);
     let line = text(&server.log_line());
-    assert!(
-        line.contains(" 203.0.113.9:4242 4 bytes \"hola\""),
-        "{line}"
-    );
-    let usage = Command::new(env!("CARGO_BIN_EXE_serv6"))
-        .args(["--proxy-from", "10.0.0.0/8"])
-        .output();
+    assert!(line.contains(" 203.0.113.9:4242 4 bytes \"hola\""), "{line}");
+    let usage =
+        Command::new(env!("CARGO_BIN_EXE_serv6")).args(["--proxy-from", "10.0.0.0/8"]).output();
     let err = text(&usage.expect("runs").stderr);
-    assert!(
-        err.contains("'--proxy-from' goes with '--proxy-protocol'"),
-        "{err}"
-    );
+    assert!(err.contains("'--proxy-from' goes with '--proxy-protocol'"), "{err}");
 }

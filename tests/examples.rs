@@ -35,16 +35,8 @@ fn build_examples() -> Result<PathBuf, String> {
     let target_dir = profile_dir.parent().ok_or("no target dir")?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut build = Command::new(cargo);
-    build
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["build", "--quiet"]);
-    build.args([
-        "--example",
-        "servidor",
-        "--example",
-        "cliente",
-        "--target-dir",
-    ]);
+    build.current_dir(env!("CARGO_MANIFEST_DIR")).args(["build", "--quiet"]);
+    build.args(["--example", "servidor", "--example", "cliente", "--target-dir"]);
     build.arg(target_dir);
     match profile {
         Some("debug") => {}
@@ -56,16 +48,11 @@ fn build_examples() -> Result<PathBuf, String> {
         }
         None => return Err(format!("no profile in {}", profile_dir.display())),
     }
-    let out = build
-        .output()
-        .map_err(|e| format!("cargo cannot be run: {e}"))?;
+    let out = build.output().map_err(|e| format!("cargo cannot be run: {e}"))?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let dir = profile_dir.join("examples");
     if !dir.join("servidor").exists() || !dir.join("cliente").exists() {
-        return Err(format!(
-            "cargo built the examples, but not in {}",
-            dir.display()
-        ));
+        return Err(format!("cargo built the examples, but not in {}", dir.display()));
     }
     Ok(dir)
 }
@@ -122,9 +109,7 @@ impl ExampleServer {
             .expect("the example server starts");
         let said = lines_of(child.stderr.take().expect("piped"));
         let log = lines_of(child.stdout.take().expect("piped"));
-        let line = said
-            .recv_timeout(PATIENCE)
-            .expect("it says where it listens");
+        let line = said.recv_timeout(PATIENCE).expect("it says where it listens");
         let port = line
             .strip_prefix("servidor: escuchando en 127.0.0.1:")
             .and_then(|p| p.parse().ok())

@@ -35,10 +35,7 @@ fn rule_1_a_pause_ends_the_message_of_a_plain_send_recv_client() {
         conn.write_all(b"hola").unwrap();
         let reply = read_to_end(&mut conn);
         assert_received(&reply, 4);
-        assert!(
-            sent.elapsed() >= Duration::from_millis(100),
-            "answered before the pause"
-        );
+        assert!(sent.elapsed() >= Duration::from_millis(100), "answered before the pause");
     }
 }
 
@@ -51,10 +48,7 @@ fn rule_2_the_reply_is_one_line_with_the_time_of_receipt() {
     let stamp = assert_received(&reply, 11);
     let at = stamp.to_system_time();
     // Truncation to microseconds may put the stamp just under `before`.
-    assert!(
-        at + Duration::from_micros(1) >= before && at <= after,
-        "{stamp} outside the exchange"
-    );
+    assert!(at + Duration::from_micros(1) >= before && at <= after, "{stamp} outside the exchange");
 }
 
 #[test]
@@ -104,10 +98,7 @@ fn rule_4_a_silent_client_gets_the_deadline_error() {
         assert_eq!(text(&reply), "error: no message within 0.3 s\n");
         assert!(start.elapsed() >= Duration::from_millis(300));
         let line = server.err_line_containing("no message within");
-        assert!(
-            line.contains(&addr.ip().to_string()),
-            "error line names the peer: {line}"
-        );
+        assert!(line.contains(&addr.ip().to_string()), "error line names the peer: {line}");
     }
 }
 
@@ -137,14 +128,8 @@ fn rule_5_any_bytes_are_a_message_and_the_log_escapes_them() {
         );
         let line = String::from_utf8(line).expect("the log line is valid UTF-8");
         assert!(line.starts_with(&format!("{stamp} ")), "{line}");
-        assert!(
-            line.contains(&format!(" {} bytes \"\\x00\\x01", message.len())),
-            "{line}"
-        );
-        assert!(
-            line.contains("\\x1b]0;pwned\\x07\\u{202e}\\u{009b}\""),
-            "{line}"
-        );
+        assert!(line.contains(&format!(" {} bytes \"\\x00\\x01", message.len())), "{line}");
+        assert!(line.contains("\\x1b]0;pwned\\x07\\u{202e}\\u{009b}\""), "{line}");
         assert!(!line.contains('\u{202e}') && !line.contains('\u{9b}'));
     }
 }
@@ -157,10 +142,7 @@ fn the_log_line_names_time_peer_length_and_message() {
     conn.write_all(b"hola \"mundo\"\n").unwrap();
     let stamp = assert_received(&read_to_end(&mut conn), 12);
     let line = text(&server.log_line());
-    assert_eq!(
-        line,
-        format!("{stamp} {me} 12 bytes \"hola \\\"mundo\\\"\"")
-    );
+    assert_eq!(line, format!("{stamp} {me} 12 bytes \"hola \\\"mundo\\\"\""));
 }
 
 #[test]
@@ -199,19 +181,12 @@ fn above_max_conns_the_longest_waiting_is_told_busy_and_new_clients_served() {
     assert_received(&exchange(server.v4(), b"hola\n", false), 4);
     // A third silent one makes room for itself: one of the first two goes.
     let (newest, newest_reply) = silent_clients(server.v4(), 1);
-    let first = rx
-        .recv_timeout(PATIENCE)
-        .expect("one of the first two is told at once");
+    let first = rx.recv_timeout(PATIENCE).expect("one of the first two is told at once");
     assert_eq!(text(&first), "error: server busy\n");
     let line = server.err_line_containing("server busy");
-    let ports: Vec<u16> = held
-        .iter()
-        .map(|c| c.local_addr().unwrap().port())
-        .collect();
+    let ports: Vec<u16> = held.iter().map(|c| c.local_addr().unwrap().port()).collect();
     assert!(
-        ports
-            .iter()
-            .any(|p| line.contains(&format!(":{p}: server busy"))),
+        ports.iter().any(|p| line.contains(&format!(":{p}: server busy"))),
         "the busy line names one of {ports:?}: {line}"
     );
     for conn in held.iter().chain(&newest) {
@@ -258,10 +233,7 @@ fn clients_that_trickle_bytes_do_not_delay_others() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     trickler.join().unwrap();
     trickling.clear();
-    assert!(
-        took < Duration::from_secs(1),
-        "an exchange behind 32 trickling clients took {took:?}"
-    );
+    assert!(took < Duration::from_secs(1), "an exchange behind 32 trickling clients took {took:?}");
 }
 
 #[test]
@@ -280,10 +252,7 @@ fn the_log_shows_at_most_log_bytes_of_a_message() {
     let server = Server::start(&["--log-bytes", "8"]);
     assert_received(&exchange(server.v4(), b"0123456789abcdef\n", false), 16);
     let line = text(&server.log_line());
-    assert!(
-        line.ends_with(" 16 bytes \"01234567\" ... (8 more bytes)"),
-        "{line}"
-    );
+    assert!(line.ends_with(" 16 bytes \"01234567\" ... (8 more bytes)"), "{line}");
     // By default 1024 bytes: 64 KiB that would escape to 256 KiB stay small.
     let server = Server::start(&[]);
     let mut huge = vec![0xff; 65_536];
@@ -291,9 +260,5 @@ fn the_log_shows_at_most_log_bytes_of_a_message() {
     assert_received(&exchange(server.v4(), &huge, false), 65_536);
     let line = server.log_line();
     assert!(line.len() < 4 * 1024 + 100, "{} bytes", line.len());
-    assert!(
-        text(&line).ends_with(" ... (64512 more bytes)"),
-        "{}",
-        text(&line[line.len() - 40..])
-    );
+    assert!(text(&line).ends_with(" ... (64512 more bytes)"), "{}", text(&line[line.len() - 40..]));
 }

@@ -85,10 +85,7 @@ fn a_notify_socket_that_fills_later_cannot_stop_sigterm() {
 #[test]
 fn a_watchdog_of_one_microsecond_is_pinged_at_most_ten_times_a_second() {
     let notify = NotifySocket::new("tiny-watchdog");
-    notify
-        .socket
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .expect("a timeout");
+    notify.socket.set_read_timeout(Some(Duration::from_millis(100))).expect("a timeout");
     let mut server = Server::start_with(
         Command::new(serv6_path())
             .env("NOTIFY_SOCKET", &notify.path)
@@ -137,9 +134,7 @@ os.execve(sys.argv[1], [sys.argv[1], '--quiet'], env)
     while out.read(&mut byte).is_ok_and(|n| n == 1) && byte[0] != b'\n' {
         port.push(char::from(byte[0]));
     }
-    let addr = format!("127.0.0.1:{}", port.trim())
-        .parse()
-        .expect("a port");
+    let addr = format!("127.0.0.1:{}", port.trim()).parse().expect("a port");
     Some((child, addr))
 }
 
@@ -149,10 +144,7 @@ fn a_non_blocking_passed_socket_is_served_without_spinning() {
         return;
     };
     // The first exchange says it serves; then a second of idleness.
-    assert!(
-        eventually(PATIENCE, || TcpStream::connect(addr).is_ok()),
-        "it never served"
-    );
+    assert!(eventually(PATIENCE, || TcpStream::connect(addr).is_ok()), "it never served");
     assert_received(&exchange(addr, b"hola\n", false), 4);
     let before = proc::cpu_ticks(child.id());
     thread::sleep(Duration::from_secs(1));
@@ -204,9 +196,7 @@ fn a_slow_or_crowded_client_cannot_delay_a_scrape() {
     assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
     println!("a scrape beside a client dripping a byte every 1.5 s: {took:?}");
     assert!(took < Duration::from_millis(500), "{took:?}");
-    let idle: Vec<TcpStream> = (0..1000)
-        .filter_map(|_| TcpStream::connect(metrics).ok())
-        .collect();
+    let idle: Vec<TcpStream> = (0..1000).filter_map(|_| TcpStream::connect(metrics).ok()).collect();
     let (reply, took) = scrape(metrics, GET);
     println!("a scrape after {} idle connections: {took:?}", idle.len());
     assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
@@ -223,10 +213,7 @@ fn head_gets_the_headers_and_other_methods_405() {
     assert!(head.ends_with("\r\n\r\n"), "headers only: {head}");
     assert!(head.contains("Content-Length: "), "{head}");
     let (post, _) = scrape(metrics, "POST /metrics HTTP/1.1\r\n\r\n");
-    assert!(
-        post.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
-        "{post}"
-    );
+    assert!(post.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"), "{post}");
     assert!(post.contains("\r\nAllow: GET, HEAD\r\n"), "{post}");
 }
 

@@ -23,11 +23,7 @@ fn places(text: &str) -> Vec<(String, Vec<String>)> {
         })
         .collect();
     // Lines are wrapped anywhere: one space for any run of white space.
-    let flat = prose
-        .join(" ")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let flat = prose.join(" ").split_whitespace().collect::<Vec<_>>().join(" ");
     let mut found = Vec::new();
     let mut rest = flat.as_str();
     while let Some((token, after)) = quoted(rest) {
@@ -71,10 +67,7 @@ fn every_file_and_function_the_walk_names_exists() {
         for name in names {
             let defined =
                 code.contains(&format!("fn {name}(")) || code.contains(&format!("fn {name}<"));
-            assert!(
-                defined,
-                "LEEME.md names {path}: {name}, but {path} has no fn {name}"
-            );
+            assert!(defined, "LEEME.md names {path}: {name}, but {path} has no fn {name}");
             named += 1;
         }
     }
@@ -92,9 +85,7 @@ fn every_file_and_function_the_walk_names_exists() {
         ("src/client/exchange.rs", "connect_any"),
         ("src/client/exchange.rs", "read_reply"),
     ] {
-        let there = walk
-            .iter()
-            .any(|(p, n)| p == path && n.iter().any(|n| n == name));
+        let there = walk.iter().any(|(p, n)| p == path && n.iter().any(|n| n == name));
         assert!(there, "the walk no longer names {path}: {name}");
     }
     assert!(named >= 25, "only {named} functions named: {walk:?}");
@@ -105,11 +96,7 @@ fn the_reader_finds_places_across_lines_and_lists() {
     let text = "En `src/a.rs`:\n   `uno`, `dos`: y `src/b.rs`: `tres()` y `c.rs`.\n\
                 ```\n`src/d.rs`: `no`\n```\n`cargo run src/e.rs`";
     let found = places(text);
-    let want = [
-        ("src/a.rs", &["uno", "dos"][..]),
-        ("src/b.rs", &[]),
-        ("c.rs", &[]),
-    ];
+    let want = [("src/a.rs", &["uno", "dos"][..]), ("src/b.rs", &[]), ("c.rs", &[])];
     let want: Vec<(String, Vec<String>)> = want
         .iter()
         .map(|(p, n)| (p.to_string(), n.iter().map(|n| n.to_string()).collect()))
@@ -123,8 +110,5 @@ fn the_readme_links_the_spanish_front_page_which_stays_a_front_page() {
     let top: String = readme.lines().take(5).collect();
     assert!(top.contains("(LEEME.md)"), "README.md's top: {top}");
     let size = read("LEEME.md").len();
-    assert!(
-        size <= 10 * 1024,
-        "LEEME.md is {size} bytes: keep it a front page"
-    );
+    assert!(size <= 10 * 1024, "LEEME.md is {size} bytes: keep it a front page");
 }

@@ -26,9 +26,7 @@ impl Nginx {
         }
         let dir = std::env::temp_dir().join(format!("serv6-nginx-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a directory");
-        let front: SocketAddr = format!("127.0.0.1:{}", dead_port())
-            .parse()
-            .expect("an address");
+        let front: SocketAddr = format!("127.0.0.1:{}", dead_port()).parse().expect("an address");
         let shipped =
             std::fs::read_to_string("contrib/nginx/serv6.conf").expect("the shipped config");
         let config = shipped
@@ -85,8 +83,7 @@ fn through_nginx_a_half_closing_client_gets_every_reply_and_is_logged() {
         let mut conn = connect(nginx.front);
         ports.insert(conn.local_addr().expect("an address").port());
         conn.write_all(b"hola\n").expect("sends");
-        conn.shutdown(Shutdown::Write)
-            .expect("half-closes, as cli6 does");
+        conn.shutdown(Shutdown::Write).expect("half-closes, as cli6 does");
         assert_received(&read_to_end(&mut conn), 4);
     }
     // Each line went out before its reply; the readers may lag a little.
@@ -99,15 +96,8 @@ fn through_nginx_a_half_closing_client_gets_every_reply_and_is_logged() {
     assert!(all, "{} of 200 exchanges logged", lines.len());
     for line in &lines {
         let line = text(line);
-        let client: SocketAddr = line
-            .split(' ')
-            .nth(1)
-            .and_then(|a| a.parse().ok())
-            .expect(&line);
-        assert!(
-            ports.contains(&client.port()),
-            "{line} is not a client's port"
-        );
+        let client: SocketAddr = line.split(' ').nth(1).and_then(|a| a.parse().ok()).expect(&line);
+        assert!(ports.contains(&client.port()), "{line} is not a client's port");
     }
     drop(nginx);
 }

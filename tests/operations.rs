@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 /// serv6 with metrics on a free loopback port; returns it and that address.
 fn with_metrics(args: &[&str]) -> (Server, SocketAddr) {
     let server = Server::start_with(
-        Command::new(serv6_path())
-            .args(["--metrics", "127.0.0.1:0"])
-            .args(args),
+        Command::new(serv6_path()).args(["--metrics", "127.0.0.1:0"]).args(args),
     );
     let line = server.startup_line();
     let addr = line
@@ -33,17 +31,12 @@ fn get(addr: SocketAddr, path: &str) -> (String, String) {
     conn.write_all(request.as_bytes()).expect("sends");
     let text = text(&read_to_end(&mut conn));
     let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
-    (
-        head.lines().next().unwrap_or_default().to_owned(),
-        body.to_owned(),
-    )
+    (head.lines().next().unwrap_or_default().to_owned(), body.to_owned())
 }
 
 /// The value of the sample line `series` in `metrics`.
 fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    metrics.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 #[test]
@@ -62,15 +55,8 @@ fn the_counters_say_what_was_served_and_refused() {
     assert_eq!(status, "HTTP/1.1 200 OK");
     let served = "serv6_exchanges_total{service=\"receipt\"}";
     assert_eq!(sample(&body, served), Some(50.0), "{body}");
-    assert_eq!(
-        sample(&body, "serv6_refusals_total{reason=\"too_long\"}"),
-        Some(3.0),
-        "{body}"
-    );
-    assert_eq!(
-        sample(&body, "serv6_reply_latency_seconds_count"),
-        Some(50.0)
-    );
+    assert_eq!(sample(&body, "serv6_refusals_total{reason=\"too_long\"}"), Some(3.0), "{body}");
+    assert_eq!(sample(&body, "serv6_reply_latency_seconds_count"), Some(50.0));
     assert!(body.contains("serv6_build_info{version=\""), "{body}");
     assert_eq!(get(metrics, "/other").0, "HTTP/1.1 404 Not Found");
     let Ok(mut promtool) = Command::new("promtool")
@@ -83,16 +69,10 @@ fn the_counters_say_what_was_served_and_refused() {
         skipped("promtool is not installed (apt-get install prometheus)");
         return;
     };
-    let _ = promtool
-        .stdin
-        .take()
-        .map(|mut i| i.write_all(body.as_bytes()));
+    let _ = promtool.stdin.take().map(|mut i| i.write_all(body.as_bytes()));
     let out = promtool.wait_with_output().expect("promtool runs");
     let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
-    assert!(
-        out.status.success() && said.trim().is_empty(),
-        "promtool: {said}"
-    );
+    assert!(out.status.success() && said.trim().is_empty(), "promtool: {said}");
 }
 
 #[test]
@@ -134,15 +114,10 @@ fn a_real_prometheus_scrapes_it() {
          static_configs:\n      - targets: ['{metrics}']\n"
     );
     std::fs::write(&config, yaml).expect("a config");
-    let web: SocketAddr = format!("127.0.0.1:{}", dead_port())
-        .parse()
-        .expect("an address");
+    let web: SocketAddr = format!("127.0.0.1:{}", dead_port()).parse().expect("an address");
     let mut prometheus = Command::new("prometheus")
         .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
+        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
         .arg(format!("--web.listen-address={web}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -188,10 +163,7 @@ fn it_tells_systemd_ready_alive_and_stopping() {
     while pings < 2 {
         let state = next();
         pings += usize::from(state == "WATCHDOG=1");
-        assert!(
-            state == "WATCHDOG=1" || state.starts_with("STATUS="),
-            "{state}"
-        );
+        assert!(state == "WATCHDOG=1" || state.starts_with("STATUS="), "{state}");
     }
     let took = started.elapsed();
     assert!(took < Duration::from_secs(1), "two pings took {took:?}");

@@ -17,9 +17,7 @@ use std::time::{Duration, Instant};
 fn serv6_writing(limits: &str, args: &[&str], stdout: Stdio) -> Server {
     let script = format!("{limits} exec \"$0\" \"$@\"");
     Server::start_writing(
-        Command::new("sh")
-            .args(["-c", &script, &serv6_path()])
-            .args(args),
+        Command::new("sh").args(["-c", &script, &serv6_path()]).args(args),
         stdout,
     )
 }
@@ -36,17 +34,12 @@ fn summary(mut server: Server) -> String {
     server.signal("TERM");
     assert_eq!(server.wait_exit().code(), Some(0));
     let rest = server.rest_of_stderr();
-    rest.into_iter()
-        .find(|l| l.contains("stopped after"))
-        .expect("a summary")
+    rest.into_iter().find(|l| l.contains("stopped after")).expect("a summary")
 }
 
 #[test]
 fn on_a_full_device_every_line_not_written_is_counted() {
-    let full = File::options()
-        .write(true)
-        .open("/dev/full")
-        .expect("/dev/full");
+    let full = File::options().write(true).open("/dev/full").expect("/dev/full");
     let server = serv6_writing("", &[], Stdio::from(full));
     served(&server, 50);
     let line = server.err_line_containing("cannot write the exchange log");
@@ -111,10 +104,7 @@ fn signals_that_would_end_it_silently_are_ignored_or_stop_it_gracefully() {
     let mut server = server;
     assert_eq!(server.wait_exit().code(), Some(0));
     let rest = server.rest_of_stderr().join("\n");
-    assert!(
-        rest.contains("SIGPWR received") && rest.contains("stopped after"),
-        "{rest}"
-    );
+    assert!(rest.contains("SIGPWR received") && rest.contains("stopped after"), "{rest}");
 }
 
 #[test]
@@ -147,11 +137,7 @@ fn a_crowd_that_keeps_the_room_full_writes_a_few_lines_a_second() {
         lines.len()
     );
     // Five in full a second, one count line a second, and the shutdown's.
-    assert!(
-        lines.len() <= 6 * 4 + 5,
-        "{} lines: {lines:#?}",
-        lines.len()
-    );
+    assert!(lines.len() <= 6 * 4 + 5, "{} lines: {lines:#?}", lines.len());
 }
 
 /// As root, with a loop device: an ext4 filesystem of `mib` MiB mounted on
@@ -167,18 +153,12 @@ impl Scratch {
         let base = std::env::temp_dir().join(format!("serv6-{what}-{}", std::process::id()));
         let (image, mount) = (base.with_extension("img"), base.with_extension("mnt"));
         let ok = |cmd: &mut Command| {
-            cmd.stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
+            cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
         };
         let made = std::fs::create_dir_all(&mount).is_ok()
             && ok(Command::new("truncate").args(["-s", "8M"]).arg(&image))
             && ok(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image))
-            && ok(Command::new("mount")
-                .args(["-o", "loop"])
-                .arg(&image)
-                .arg(&mount));
+            && ok(Command::new("mount").args(["-o", "loop"]).arg(&image).arg(&mount));
         if !made {
             skipped("needs root, mkfs.ext4 and a loop device to mount a filesystem of its own");
             let _ = std::fs::remove_file(&image);
@@ -222,15 +202,9 @@ fn a_frozen_log_filesystem_delays_no_reply_beyond_the_stall_bound() {
     }
     let _ = Command::new("fsfreeze").arg("-u").arg(&disk.mount).status();
     let summary = summary(server);
-    let logged = std::fs::read_to_string(&path)
-        .expect("the log")
-        .lines()
-        .count();
+    let logged = std::fs::read_to_string(&path).expect("the log").lines().count();
     println!("log filesystem frozen: 20 exchanges, the slowest {slowest:?}; {logged} lines logged after the thaw; {summary}");
-    assert!(
-        slowest < Duration::from_millis(500),
-        "a reply waited {slowest:?}"
-    );
+    assert!(slowest < Duration::from_millis(500), "a reply waited {slowest:?}");
     assert_eq!(logged, 30, "every line came out after the thaw");
 }
 
@@ -255,10 +229,7 @@ fn a_full_filesystem_never_glues_two_lines_together() {
     let log = std::fs::read_to_string(&path).expect("the log");
     println!("full filesystem: {log_now} bytes logged while full; {summary}");
     for line in log.lines() {
-        assert!(
-            line.matches(" bytes \"").count() <= 1,
-            "two lines glued: {line}"
-        );
+        assert!(line.matches(" bytes \"").count() <= 1, "two lines glued: {line}");
     }
     assert!(log.lines().filter(|l| l.ends_with("\"hola\"")).count() >= 200);
 }
@@ -268,10 +239,7 @@ fn number_before(summary: &str, what: &str) -> usize {
     let Some((before, _)) = summary.split_once(what) else {
         return 0;
     };
-    let number = before
-        .split_whitespace()
-        .next_back()
-        .and_then(|n| n.parse().ok());
+    let number = before.split_whitespace().next_back().and_then(|n| n.parse().ok());
     number.unwrap_or(0)
 }
 
@@ -289,10 +257,7 @@ fn lines_still_queued_at_exit_are_counted_in_the_summary() {
     drop(gates);
     let logged = server.rest_of_stdout().len();
     let rest = server.rest_of_stderr();
-    let summary = rest
-        .iter()
-        .find(|l| l.contains("stopped after"))
-        .expect("a summary");
+    let summary = rest.iter().find(|l| l.contains("stopped after")).expect("a summary");
     let served = number_before(summary, " exchanges served");
     let not_written = number_before(summary, " exchange lines not written");
     let dropped = number_before(summary, " exchange lines dropped");

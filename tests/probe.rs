@@ -8,11 +8,7 @@ use std::sync::mpsc;
 use std::thread;
 
 fn probe_lines(stdout: &[u8]) -> Vec<String> {
-    text(stdout)
-        .lines()
-        .filter(|l| l.contains(" connect="))
-        .map(str::to_owned)
-        .collect()
+    text(stdout).lines().filter(|l| l.contains(" connect=")).map(str::to_owned).collect()
 }
 
 /// Runs cli6 against 127.0.0.1:`port` with `--interval 0` and `extra`.
@@ -38,41 +34,22 @@ fn probes_report_positive_rtts_and_a_near_zero_offset_on_loopback() {
         let lines = probe_lines(&out.stdout);
         assert_eq!(lines.len(), 5, "{}", text(&out.stdout));
         for line in &lines {
-            assert!(
-                line.starts_with(&format!("{addr}: received 4 bytes at ")),
-                "{line}"
-            );
-            assert!(
-                field(line, "rtt") > 0.0 && field(line, "connect") > 0.0,
-                "{line}"
-            );
+            assert!(line.starts_with(&format!("{addr}: received 4 bytes at ")), "{line}");
+            assert!(field(line, "rtt") > 0.0 && field(line, "connect") > 0.0, "{line}");
             // Same clock on both ends: only the asymmetry of one loopback
             // exchange separates the estimate from zero.
             assert!(field(line, "offset").abs() < 5.0, "{line}");
         }
         let summary = text(&out.stdout);
-        assert!(
-            summary.contains("5 probes sent, 5 replies received, 0.0% lost"),
-            "{summary}"
-        );
+        assert!(summary.contains("5 probes sent, 5 replies received, 0.0% lost"), "{summary}");
         assert!(summary.contains("rtt min/avg/max/stddev = "), "{summary}");
-        assert!(
-            summary.contains("offset (server clock minus ours) median "),
-            "{summary}"
-        );
+        assert!(summary.contains("offset (server clock minus ours) median "), "{summary}");
         // One clock on both ends: the true offset, zero, must lie within the
         // best estimate's bound (plus the microsecond the stamp truncates).
-        let best = summary
-            .split("offset at the smallest rtt ")
-            .nth(1)
-            .expect("a best estimate");
+        let best = summary.split("offset at the smallest rtt ").nth(1).expect("a best estimate");
         let (offset, bound) = best.split_once(" ms ±").expect("offset ms ±bound");
         let offset: f64 = offset.parse().expect("an offset");
-        let bound: f64 = bound
-            .split(' ')
-            .next()
-            .and_then(|b| b.parse().ok())
-            .expect("a bound");
+        let bound: f64 = bound.split(' ').next().and_then(|b| b.parse().ok()).expect("a bound");
         assert!(offset.abs() <= bound + 0.001, "{summary}");
     }
 }
@@ -83,13 +60,7 @@ fn a_dead_port_is_loss_and_exit_1() {
     let out = probe_v4(&port, &["-c", "3"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stdout).contains("3 probes sent, 0 replies received, 100.0% lost"));
-    assert_eq!(
-        text(&out.stderr)
-            .lines()
-            .filter(|l| l.contains("Connection refused"))
-            .count(),
-        3
-    );
+    assert_eq!(text(&out.stderr).lines().filter(|l| l.contains("Connection refused")).count(), 3);
 }
 
 #[test]
@@ -166,18 +137,9 @@ fn with_send_time_the_offset_is_from_four_timestamps() {
         text(&out.stdout)
     };
     let four = said(&timed);
-    assert!(
-        four.contains("offset from 4 timestamps (the server sent its send time)"),
-        "{four}"
-    );
+    assert!(four.contains("offset from 4 timestamps (the server sent its send time)"), "{four}");
     assert!(four.contains("offset at the smallest delay "), "{four}");
-    assert_eq!(
-        probe_lines(four.as_bytes())
-            .iter()
-            .filter(|l| l.contains(" delay="))
-            .count(),
-        3
-    );
+    assert_eq!(probe_lines(four.as_bytes()).iter().filter(|l| l.contains(" delay=")).count(), 3);
     let three = said(&plain);
     assert!(
         three.contains("offset from 3 timestamps: the server's turnaround is in it; run serv6 with --send-time"),
@@ -209,10 +171,7 @@ fn json_losses_are_objects_with_an_error() {
     assert_eq!(out.status.code(), Some(1));
     let stdout = text(&out.stdout);
     let mut lines = stdout.lines();
-    assert!(lines
-        .next()
-        .unwrap()
-        .starts_with("{\"seq\":1,\"error\":\"cannot connect to "));
+    assert!(lines.next().unwrap().starts_with("{\"seq\":1,\"error\":\"cannot connect to "));
     assert!(lines.next().unwrap().contains("\"rtt_ms\":null"));
 }
 
@@ -239,18 +198,11 @@ fn ctrl_c_prints_the_summary() {
         assert!(line.contains(" rtt="), "{line}");
     }
     let kill = format!("kill -INT {}", child.id());
-    assert!(Command::new("sh")
-        .args(["-c", &kill])
-        .status()
-        .unwrap()
-        .success());
+    assert!(Command::new("sh").args(["-c", &kill]).status().unwrap().success());
     let status = child.wait().unwrap();
     let rest: Vec<String> = rx.iter().collect();
     assert_eq!(status.code(), Some(0), "{rest:?}");
-    let summary = rest
-        .iter()
-        .find(|l| l.contains("probes sent"))
-        .expect("a summary");
+    let summary = rest.iter().find(|l| l.contains("probes sent")).expect("a summary");
     assert!(summary.contains("replies received, 0.0% lost"), "{summary}");
 }
 
@@ -272,11 +224,7 @@ fn json_alone_is_one_exchange_as_json_lines() {
 
 #[test]
 fn probe_usage_errors_exit_2() {
-    for args in [
-        &["-i", "1"][..],
-        &["-c", "many"],
-        &["-c", "1", "-i", "soon"],
-    ] {
+    for args in [&["-i", "1"][..], &["-c", "many"], &["-c", "1", "-i", "soon"]] {
         let out = cli6(args, b"");
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert_eq!(text(&out.stderr).lines().count(), 1);

@@ -33,11 +33,7 @@ const NASTY: &[&[u8]] = &[
 fn garbage(rng: &mut XorShift) -> Vec<u8> {
     let pieces = rng.below(40);
     (0..pieces)
-        .flat_map(|_| {
-            NASTY[rng.below(NASTY.len() as u64) as usize]
-                .iter()
-                .copied()
-        })
+        .flat_map(|_| NASTY[rng.below(NASTY.len() as u64) as usize].iter().copied())
         .collect()
 }
 
@@ -86,15 +82,10 @@ fn garbage_gets_one_reply_each_and_one_clean_log_line_each() {
         .collect();
     let logged: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
     let lines: Vec<Vec<u8>> = (0..logged).map(|_| server.log_line()).collect();
-    assert!(
-        server.pending_log_lines().is_empty(),
-        "more log lines than exchanges"
-    );
+    assert!(server.pending_log_lines().is_empty(), "more log lines than exchanges");
     for line in lines {
         let raw_control = line.iter().any(|&b| b < 0x20 || b == 0x7f);
-        let c1 = line
-            .windows(2)
-            .any(|w| w[0] == 0xc2 && (0x80..0xa0).contains(&w[1]));
+        let c1 = line.windows(2).any(|w| w[0] == 0xc2 && (0x80..0xa0).contains(&w[1]));
         assert!(!raw_control && !c1, "raw control in {:?}", text(&line));
     }
 }
@@ -139,15 +130,9 @@ fn after_kill_9_every_reply_received_has_its_log_line() {
     for (peer, reply) in replies.iter() {
         let stamp = assert_received(reply.as_bytes(), 4);
         let line = format!("{stamp} {peer} 4 bytes \"hola\"\n");
-        assert!(
-            log.contains(&line),
-            "reply {reply:?} to {peer} has no log line"
-        );
+        assert!(log.contains(&line), "reply {reply:?} to {peer} has no log line");
     }
-    println!(
-        "{} replies received before kill -9, each one logged",
-        replies.len()
-    );
+    println!("{} replies received before kill -9, each one logged", replies.len());
 }
 
 #[test]
@@ -165,10 +150,7 @@ fn sigterm_lets_an_exchange_in_progress_finish() {
     assert_received(&read_to_end(&mut conn), 4);
     assert_eq!(server.wait_exit().code(), Some(0));
     let summary = server.err_line_containing("stopped after");
-    assert!(
-        summary.contains("2 exchanges served, 0 errors, 0 busy refusals"),
-        "{summary}"
-    );
+    assert!(summary.contains("2 exchanges served, 0 errors, 0 busy refusals"), "{summary}");
 }
 
 #[test]
@@ -181,10 +163,7 @@ fn sigint_on_an_idle_server_exits_at_once() {
     let took = start.elapsed();
     assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
     let rest = server.rest_of_stderr().join("\n");
-    assert!(
-        rest.contains("stopped after") && !rest.contains("panicked"),
-        "{rest}"
-    );
+    assert!(rest.contains("stopped after") && !rest.contains("panicked"), "{rest}");
 }
 
 #[test]
@@ -202,20 +181,11 @@ fn a_flood_of_errors_writes_a_few_lines_a_second() {
     server.signal("TERM");
     server.wait_exit();
     let lines = server.rest_of_stderr();
-    let errors = lines
-        .iter()
-        .filter(|l| l.contains("message longer than"))
-        .count();
-    let counts = lines
-        .iter()
-        .filter(|l| l.contains("and in the last second: "))
-        .count();
+    let errors = lines.iter().filter(|l| l.contains("message longer than")).count();
+    let counts = lines.iter().filter(|l| l.contains("and in the last second: ")).count();
     // At most 5 in full per second, whatever part of a second it took.
     let seconds = took.as_secs() + 2;
-    assert!(
-        errors as u64 <= 5 * seconds,
-        "{errors} error lines in {took:?}"
-    );
+    assert!(errors as u64 <= 5 * seconds, "{errors} error lines in {took:?}");
     assert!((1..=seconds as usize).contains(&counts), "{lines:?}");
     assert!(lines.iter().any(|l| l.contains("500 errors")), "{lines:?}");
 }

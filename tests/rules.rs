@@ -53,9 +53,7 @@ const STAMP_LATE: Duration = Duration::from_millis(50);
 const VOID_GAP: Duration = Duration::from_millis(150);
 /// Waits before the first byte, in µs: around the 1 ms hand-over to the
 /// waiting room, and well past it.
-const WAITS_US: [u64; 10] = [
-    0, 500, 1000, 1500, 2000, 3000, 5000, 20_000, 100_000, 150_000,
-];
+const WAITS_US: [u64; 10] = [0, 500, 1000, 1500, 2000, 3000, 5000, 20_000, 100_000, 150_000];
 /// Longest gap between two steps of a message, in µs.
 const GAP_US: u64 = 60_000;
 /// Longest message, in bytes.
@@ -186,13 +184,7 @@ impl Script {
             let send = Send::Shutdown;
             steps.push(Step { after, send });
         }
-        Script {
-            name: format!("seed {seed}"),
-            header,
-            steps,
-            end,
-            len,
-        }
+        Script { name: format!("seed {seed}"), header, steps, end, len }
     }
 }
 
@@ -222,10 +214,7 @@ struct Moment {
 
 impl Moment {
     fn now() -> Moment {
-        Moment {
-            mono: Instant::now(),
-            wall: SystemTime::now(),
-        }
+        Moment { mono: Instant::now(), wall: SystemTime::now() }
     }
 }
 
@@ -277,9 +266,7 @@ fn play(addr: SocketAddr, script: &Script) -> Seen {
             Send::Bytes(bytes) => conn.write_all(bytes),
             Send::Shutdown => conn.shutdown(Shutdown::Write),
         };
-        seen.trouble = sent
-            .err()
-            .map(|e| format!("step {}: {e}", seen.steps.len()));
+        seen.trouble = sent.err().map(|e| format!("step {}: {e}", seen.steps.len()));
     }
     let since = seen.steps.last().map_or(Instant::now(), |m| m.mono);
     read_reply(&mut conn, since + GIVE_UP, &mut seen);
@@ -326,11 +313,7 @@ enum Verdict {
 }
 
 fn judge(script: &Script, seen: &Seen) -> Verdict {
-    let longest = seen
-        .steps
-        .windows(2)
-        .map(|pair| pair[1].mono - pair[0].mono)
-        .max();
+    let longest = seen.steps.windows(2).map(|pair| pair[1].mono - pair[0].mono).max();
     if let Some(gap) = longest.filter(|&gap| gap > VOID_GAP) {
         return Verdict::Void(format!("a gap of {gap:?} between two steps"));
     }
@@ -349,9 +332,7 @@ fn check(script: &Script, seen: &Seen) -> Result<Duration, String> {
     }
     let (Some(ended), Some(replied)) = (seen.steps.last(), seen.replied) else {
         let closed = if seen.closed { "closed" } else { "open" };
-        return Err(format!(
-            "no reply {GIVE_UP:?} after the last step ({closed})"
-        ));
+        return Err(format!("no reply {GIVE_UP:?} after the last step ({closed})"));
     };
     let delay = replied.mono.saturating_duration_since(ended.mono);
     let at = match reply_of(&seen.reply) {
@@ -364,9 +345,7 @@ fn check(script: &Script, seen: &Seen) -> Result<Duration, String> {
         End::Lf | End::CrLf | End::Eof => (Duration::ZERO, PROMPT),
     };
     if delay < early || delay > late {
-        return Err(format!(
-            "{said:?} after {delay:?}, not {early:?} to {late:?}"
-        ));
+        return Err(format!("{said:?} after {delay:?}, not {early:?} to {late:?}"));
     }
     check_stamp(script, seen, at.to_system_time(), replied.wall)?;
     Ok(delay)
@@ -424,10 +403,7 @@ fn run(addr: SocketAddr, scripts: &[Script]) -> Vec<Verdict> {
                 })
             })
             .collect();
-        clients
-            .into_iter()
-            .flat_map(|client| client.join().expect("a client thread"))
-            .collect()
+        clients.into_iter().flat_map(|client| client.join().expect("a client thread")).collect()
     });
     verdicts.sort_by_key(|&(i, _)| i);
     verdicts.into_iter().map(|(_, verdict)| verdict).collect()
@@ -439,9 +415,7 @@ fn seeds() -> RangeInclusive<u64> {
         return 1..=CASES;
     };
     let seed = |s: &str| {
-        s.trim()
-            .parse::<u64>()
-            .unwrap_or_else(|_| panic!("RULES_SEED={asked:?}: wanted n or a..b"))
+        s.trim().parse::<u64>().unwrap_or_else(|_| panic!("RULES_SEED={asked:?}: wanted n or a..b"))
     };
     match asked.split_once("..") {
         Some((first, last)) => seed(first)..=seed(last),
@@ -534,14 +508,9 @@ fn wave(addr: SocketAddr, rng: &mut XorShift, number: u64) -> (Vec<TcpStream>, V
         })
         .collect();
     let seen: Vec<Seen> = thread::scope(|scope| {
-        let clients: Vec<_> = scripts
-            .iter()
-            .map(|script| scope.spawn(move || play(addr, script)))
-            .collect();
-        clients
-            .into_iter()
-            .map(|client| client.join().expect("a client thread"))
-            .collect()
+        let clients: Vec<_> =
+            scripts.iter().map(|script| scope.spawn(move || play(addr, script))).collect();
+        clients.into_iter().map(|client| client.join().expect("a client thread")).collect()
     });
     let mut failures = Vec::new();
     for (script, seen) in scripts.iter().zip(&seen) {

@@ -5,28 +5,15 @@ use std::net::TcpListener;
 use std::process::Command;
 
 fn serv6(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_serv6"))
-        .args(args)
-        .output()
-        .expect("serv6 runs")
+    Command::new(env!("CARGO_BIN_EXE_serv6")).args(args).output().expect("serv6 runs")
 }
 
 #[test]
 fn the_startup_line_lists_every_address_with_the_real_port() {
     let server = Server::start(&[]);
-    assert!(
-        server.startup.is_empty(),
-        "not the first line: {:?}",
-        server.startup
-    );
-    assert!(server
-        .addrs
-        .iter()
-        .any(|a| a.ip().is_loopback() && a.is_ipv4()));
-    assert!(server
-        .addrs
-        .iter()
-        .all(|a| a.port() == server.addrs[0].port() && a.port() != 0));
+    assert!(server.startup.is_empty(), "not the first line: {:?}", server.startup);
+    assert!(server.addrs.iter().any(|a| a.ip().is_loopback() && a.is_ipv4()));
+    assert!(server.addrs.iter().all(|a| a.port() == server.addrs[0].port() && a.port() != 0));
     server.v6();
 }
 
@@ -52,10 +39,7 @@ fn an_address_of_another_machine_is_refused_with_exit_1() {
     let out = serv6(&["--bind", "192.0.2.1", "--port", "0"]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(
-        err.starts_with("serv6: cannot listen on 192.0.2.1:0: "),
-        "{err}"
-    );
+    assert!(err.starts_with("serv6: cannot listen on 192.0.2.1:0: "), "{err}");
     assert!(!err.contains("panicked"));
 }
 
@@ -68,10 +52,7 @@ fn usage_errors_exit_2_with_one_line() {
         (&["--port", "-1"], "it must be from 0 to 65535"),
         (&["--max-conns", "0"], "it must be from 1 to"),
         (&["--deadline", "-1"], "it must be more than zero"),
-        (
-            &["--deadline", "0.0000001"],
-            "it must be at least 0.001 seconds",
-        ),
+        (&["--deadline", "0.0000001"], "it must be at least 0.001 seconds"),
         (
             &["--pause", "5", "--deadline", "2"],
             "'--pause' (5 s) must be shorter than '--deadline' (2 s)",
@@ -80,28 +61,16 @@ fn usage_errors_exit_2_with_one_line() {
         (&["--bind", ""], "it is not a host name or address"),
         (&["--bind", "127.0.0.1:80"], "give the port with '--port'"),
         (&["--bind", "[::1]:5006"], "give the port with '--port'"),
-        (
-            &["--bind", "fe80::1%no-such-if0"],
-            "no network interface is named 'no-such-if0'",
-        ),
-        (
-            &["--bind", "::", "--bind", "0.0.0.0"],
-            "'--bind ::' already serves 0.0.0.0",
-        ),
-        (
-            &["--bind", "0.0.0.0", "--bind", "127.0.0.1"],
-            "already serves 127.0.0.1",
-        ),
+        (&["--bind", "fe80::1%no-such-if0"], "no network interface is named 'no-such-if0'"),
+        (&["--bind", "::", "--bind", "0.0.0.0"], "'--bind ::' already serves 0.0.0.0"),
+        (&["--bind", "0.0.0.0", "--bind", "127.0.0.1"], "already serves 127.0.0.1"),
         (&["--quiet=1"], "option '--quiet' does not take a value"),
         (&["--help=1"], "option '--help' does not take a value"),
         (&["stray"], "unexpected argument 'stray'"),
     ] {
         let out = serv6(args);
         let err = assert_one_error_line(&out, 2, "serv6: ");
-        assert!(
-            err.contains(says) && err.contains("serv6 --help"),
-            "{args:?}: {err}"
-        );
+        assert!(err.contains(says) && err.contains("serv6 --help"), "{args:?}: {err}");
     }
 }
 
@@ -132,9 +101,7 @@ fn a_link_local_address_keeps_its_scope() {
     let out = match out {
         Ok(out) if !text(&out.stdout).is_empty() => out,
         other => {
-            skipped(format_args!(
-                "no network namespace of our own (unshare -rn): {other:?}"
-            ));
+            skipped(format_args!("no network namespace of our own (unshare -rn): {other:?}"));
             return;
         }
     };
@@ -172,20 +139,14 @@ fn sigterm_stops_it_with_a_summary_and_exit_0() {
     assert!(server.wait_exit().success());
     let rest = server.rest_of_stderr().join("\n");
     assert!(rest.contains("stopped after"), "{rest}");
-    assert!(
-        rest.contains("1 exchange served, 0 errors, 0 busy refusals"),
-        "{rest}"
-    );
+    assert!(rest.contains("1 exchange served, 0 errors, 0 busy refusals"), "{rest}");
 }
 
 #[test]
 fn without_ipv6_it_serves_ipv4_and_says_so() {
     // A network namespace of its own, whose loopback has IPv6 disabled.
     let usable = |program: &str, args: &[&str]| {
-        Command::new(program)
-            .args(args)
-            .output()
-            .is_ok_and(|o| o.status.success())
+        Command::new(program).args(args).output().is_ok_and(|o| o.status.success())
     };
     if !usable("unshare", &["-n", "true"]) || !usable("ip", &["-V"]) || !usable("nsenter", &["-V"])
     {
@@ -205,10 +166,7 @@ fn without_ipv6_it_serves_ipv4_and_says_so() {
     // The listening line comes first, so a script may read line 1.
     assert!(server.startup.is_empty(), "{:?}", server.startup);
     let skipped = server.err_line_containing("::1 is not available (");
-    assert!(
-        skipped.trim_end().ends_with("serving without it"),
-        "{skipped}"
-    );
+    assert!(skipped.trim_end().ends_with("serving without it"), "{skipped}");
     // Ask it from inside its namespace, as a client on that host would.
     let namespace = format!("--net=/proc/{}/ns/net", server.pid());
     let port = server.addrs[0].port().to_string();
@@ -239,16 +197,9 @@ fn the_manual_page_is_dated_by_its_release_or_source_date_epoch() {
         };
         let out = command.output().expect("serv6 runs");
         let page = text(&out.stdout);
-        page.lines()
-            .find(|l| l.starts_with(".TH"))
-            .unwrap_or_default()
-            .to_owned()
+        page.lines().find(|l| l.starts_with(".TH")).unwrap_or_default().to_owned()
     };
-    assert!(
-        th(Some("86400")).contains(" 1970-01-02 "),
-        "{}",
-        th(Some("86400"))
-    );
+    assert!(th(Some("86400")).contains(" 1970-01-02 "), "{}", th(Some("86400")));
     // The release date, whatever day the page is made.
     assert!(th(None).contains(" 2026-12-01 "), "{}", th(None));
 }

@@ -8,10 +8,7 @@ use std::sync::mpsc;
 use std::thread;
 
 fn manual(program: &str) -> Vec<u8> {
-    let out = Command::new(program)
-        .arg("--generate-man")
-        .output()
-        .expect("runs");
+    let out = Command::new(program).arg("--generate-man").output().expect("runs");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     out.stdout
 }
@@ -22,17 +19,12 @@ fn the_manual_pages_render_without_warnings() {
         return;
     }
     for program in [env!("CARGO_BIN_EXE_serv6"), env!("CARGO_BIN_EXE_cli6")] {
-        let groff = run(
-            Command::new("groff").args(["-mandoc", "-ww", "-z"]),
-            &manual(program),
-        );
+        let groff = run(Command::new("groff").args(["-mandoc", "-ww", "-z"]), &manual(program));
         assert!(groff.status.success(), "{program}: {}", text(&groff.stderr));
         assert_eq!(text(&groff.stderr), "", "{program}");
         if Command::new("mandoc").arg("-V").output().is_ok() {
-            let lint = run(
-                Command::new("mandoc").args(["-T", "lint", "-W", "warning"]),
-                &manual(program),
-            );
+            let lint =
+                run(Command::new("mandoc").args(["-T", "lint", "-W", "warning"]), &manual(program));
             assert_eq!(text(&lint.stdout) + &text(&lint.stderr), "", "{program}");
         }
     }
@@ -41,13 +33,7 @@ fn the_manual_pages_render_without_warnings() {
 #[test]
 fn the_manual_pages_list_what_help_lists() {
     for program in [env!("CARGO_BIN_EXE_serv6"), env!("CARGO_BIN_EXE_cli6")] {
-        let help = text(
-            &Command::new(program)
-                .arg("--help")
-                .output()
-                .expect("runs")
-                .stdout,
-        );
+        let help = text(&Command::new(program).arg("--help").output().expect("runs").stdout);
         let page = text(&manual(program)).replace("\\-", "-");
         let options = help
             .lines()
@@ -55,23 +41,10 @@ fn the_manual_pages_list_what_help_lists() {
             .filter(|l| l.starts_with('-'))
             .filter_map(|l| l.split(' ').find(|w| w.starts_with("--")));
         for option in options {
-            assert!(
-                page.contains(&format!("\\fB{option}\\fR")),
-                "{program}: {option} missing"
-            );
+            assert!(page.contains(&format!("\\fB{option}\\fR")), "{program}: {option} missing");
         }
-        for section in [
-            "NAME",
-            "SYNOPSIS",
-            "OPTIONS",
-            "EXIT STATUS",
-            "EXAMPLES",
-            "SEE ALSO",
-        ] {
-            assert!(
-                page.contains(&format!(".SH {section}")),
-                "{program}: {section}"
-            );
+        for section in ["NAME", "SYNOPSIS", "OPTIONS", "EXIT STATUS", "EXAMPLES", "SEE ALSO"] {
+            assert!(page.contains(&format!(".SH {section}")), "{program}: {section}");
         }
     }
 }
@@ -98,9 +71,7 @@ fn socket_activate(args: &[&str]) -> Option<(Child, u16, mpsc::Receiver<String>)
             let _ = tx.send(line);
         }
     });
-    let listening = lines
-        .recv_timeout(PATIENCE)
-        .expect("it says where it listens");
+    let listening = lines.recv_timeout(PATIENCE).expect("it says where it listens");
     assert!(listening.starts_with("Listening on"), "{listening}");
     Some((child, port, lines))
 }
@@ -126,21 +97,12 @@ fn socket_activation_serves_the_passed_socket() {
     assert_eq!(listening, format!("serv6: listening on 127.0.0.1:{port}"));
     let mut log = String::new();
     let stdout = activator.stdout.take().expect("piped");
-    BufReader::new(stdout)
-        .read_line(&mut log)
-        .expect("a log line");
+    BufReader::new(stdout).read_line(&mut log).expect("a log line");
     assert!(log.contains(" 4 bytes \"hola\""), "{log}");
-    let kill = Command::new("kill")
-        .args(["-TERM", &activator.id().to_string()])
-        .status();
+    let kill = Command::new("kill").args(["-TERM", &activator.id().to_string()]).status();
     assert!(kill.is_ok_and(|s| s.success()));
     let status = activator.wait().expect("serv6 exits");
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "{:?}",
-        lines.try_iter().collect::<Vec<_>>()
-    );
+    assert_eq!(status.code(), Some(0), "{:?}", lines.try_iter().collect::<Vec<_>>());
 }
 
 #[test]
@@ -170,10 +132,7 @@ fn bind_and_port_do_not_go_with_passed_sockets() {
     let addr = format!("127.0.0.1:{port}").parse().expect("an address");
     connect_and_wait(addr);
     let refusal = next_line_containing(&lines, "serv6:");
-    assert!(
-        refusal.contains("'--bind' and '--port' do not go with sockets passed"),
-        "{refusal}"
-    );
+    assert!(refusal.contains("'--bind' and '--port' do not go with sockets passed"), "{refusal}");
     let status = activator.wait().expect("exits");
     assert_eq!(status.code(), Some(2), "{refusal}");
 }

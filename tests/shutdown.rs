@@ -12,10 +12,7 @@ use std::time::{Duration, Instant};
 /// Waits until serv6 has accepted every connection to `port`, so that
 /// they are exchanges in progress rather than queued in the kernel.
 fn wait_accepted(port: u16) {
-    assert!(
-        eventually(PATIENCE, || proc::accept_queue(port) == Some(0)),
-        "never accepted"
-    );
+    assert!(eventually(PATIENCE, || proc::accept_queue(port) == Some(0)), "never accepted");
 }
 
 /// `count` clients that send the start of a message and wait; each one's
@@ -32,9 +29,7 @@ fn partial_clients(
 }
 
 fn signal_pid(pid: u32, name: &str) {
-    let sent = Command::new("kill")
-        .args([&format!("-{name}"), &pid.to_string()])
-        .status();
+    let sent = Command::new("kill").args([&format!("-{name}"), &pid.to_string()]).status();
     assert!(sent.is_ok_and(|s| s.success()), "kill -{name}");
 }
 
@@ -48,20 +43,11 @@ fn a_signal_refuses_new_connections_at_once_and_cuts_after_the_grace() {
     server.signal("TERM");
     server.err_line_containing("refusing new connections");
     let refused = TcpStream::connect_timeout(&server.v4(), PATIENCE);
-    assert!(
-        matches!(&refused, Err(e) if e.kind() == ErrorKind::ConnectionRefused),
-        "{refused:?}"
-    );
-    assert_refused(
-        &replies.recv_timeout(PATIENCE).expect("a reply"),
-        Refusal::ShuttingDown,
-    );
+    assert!(matches!(&refused, Err(e) if e.kind() == ErrorKind::ConnectionRefused), "{refused:?}");
+    assert_refused(&replies.recv_timeout(PATIENCE).expect("a reply"), Refusal::ShuttingDown);
     assert_eq!(server.wait_exit().code(), Some(0));
     let took = started.elapsed();
-    assert!(
-        took >= Duration::from_millis(500) && took < Duration::from_secs(3),
-        "{took:?}"
-    );
+    assert!(took >= Duration::from_millis(500) && took < Duration::from_secs(3), "{took:?}");
     let rest = server.rest_of_stderr().join("\n");
     assert!(
         rest.contains(
@@ -80,10 +66,7 @@ fn clients_that_sent_nothing_are_told_at_once_and_it_stops_within_a_second() {
     let started = Instant::now();
     server.signal("INT");
     for _ in 0..3 {
-        assert_refused(
-            &replies.recv_timeout(PATIENCE).expect("a reply"),
-            Refusal::ShuttingDown,
-        );
+        assert_refused(&replies.recv_timeout(PATIENCE).expect("a reply"), Refusal::ShuttingDown);
     }
     assert_eq!(server.wait_exit().code(), Some(0));
     let took = started.elapsed();
@@ -132,10 +115,7 @@ fn a_second_signal_exits_at_once_saying_what_it_cut() {
     server.signal("INT");
     let line = server.err_line_containing("received again");
     let line = line.trim_end();
-    assert!(
-        line.ends_with("exiting now, cutting 1 exchange in progress"),
-        "{line}"
-    );
+    assert!(line.ends_with("exiting now, cutting 1 exchange in progress"), "{line}");
     assert_eq!(server.wait_exit().code(), Some(1));
     assert!(started.elapsed() < Duration::from_secs(2));
     drop(partial);
@@ -148,10 +128,7 @@ fn sighup_stops_it_like_sigterm() {
     signal_pid(server.pid(), "HUP");
     assert_eq!(server.wait_exit().code(), Some(0));
     let rest = server.rest_of_stderr().join("\n");
-    assert!(
-        rest.contains("SIGHUP received") && rest.contains("1 exchange served"),
-        "{rest}"
-    );
+    assert!(rest.contains("SIGHUP received") && rest.contains("1 exchange served"), "{rest}");
 }
 
 /// In a network namespace of its own, loopback is taken down under a
@@ -180,13 +157,10 @@ fn it_stops_at_once_with_loopback_down() {
         .env("SERV6", env!("CARGO_BIN_EXE_serv6"))
         .output();
     let stdout = out.as_ref().map(|o| text(&o.stdout)).unwrap_or_default();
-    let Some(ms) = stdout
-        .strip_prefix("stopped in ")
-        .and_then(|t| t.trim_end().strip_suffix(" ms"))
+    let Some(ms) =
+        stdout.strip_prefix("stopped in ").and_then(|t| t.trim_end().strip_suffix(" ms"))
     else {
-        skipped(format_args!(
-            "no network namespace of our own (unshare -rn): {out:?}"
-        ));
+        skipped(format_args!("no network namespace of our own (unshare -rn): {out:?}"));
         return;
     };
     let ms: u64 = ms.parse().expect("a number");

@@ -133,9 +133,7 @@ fn slow_and_silent_clients_do_not_hold_up_normal_ones() {
     trickle.stop();
     drop(attackers);
 
-    let back = eventually(Duration::from_secs(30), || {
-        proc::threads(pid) <= idle_threads
-    });
+    let back = eventually(Duration::from_secs(30), || proc::threads(pid) <= idle_threads);
     let after_threads = proc::threads(pid);
     let after_rss = proc::rss_kib(pid);
     println!(
@@ -146,18 +144,9 @@ fn slow_and_silent_clients_do_not_hold_up_normal_ones() {
     );
     assert_eq!(failures, 0);
     assert!(p99 < Duration::from_millis(50), "p99 {p99:?}");
-    assert!(
-        held_threads <= 64,
-        "{held_threads} threads for 900 attackers"
-    );
-    assert_eq!(
-        deadline_errors, 900,
-        "every attacker is closed by the deadline"
-    );
-    assert!(
-        back,
-        "threads did not return to {idle_threads}: {after_threads}"
-    );
+    assert!(held_threads <= 64, "{held_threads} threads for 900 attackers");
+    assert_eq!(deadline_errors, 900, "every attacker is closed by the deadline");
+    assert!(back, "threads did not return to {idle_threads}: {after_threads}");
     assert!(
         after_rss <= idle_rss + 4 * MIB_IN_KIB,
         "RSS {after_rss} KiB after, {idle_rss} KiB idle"
@@ -233,10 +222,7 @@ fn a_100_mib_stream_gets_the_error_and_barely_moves_memory() {
     done.store(true, Ordering::Relaxed);
     sampler.join().unwrap();
     let growth = peak.load(Ordering::Relaxed).saturating_sub(idle_rss);
-    println!(
-        "sent {} MiB; RSS idle {idle_rss} KiB, growth at peak {growth} KiB",
-        sent >> 20
-    );
+    println!("sent {} MiB; RSS idle {idle_rss} KiB, growth at peak {growth} KiB", sent >> 20);
     assert_refused(line.as_bytes(), Refusal::TooLong { max_bytes: 65536 });
     assert!(growth <= 4 * MIB_IN_KIB, "RSS grew by {growth} KiB");
 }
@@ -265,10 +251,8 @@ for _ in range(200):
 for _ in range(200):
     socket.create_connection(('127.0.0.1', port)).close()
 ";
-    let status = Command::new("python3")
-        .args(["-c", script, &addr.port().to_string()])
-        .status()
-        .unwrap();
+    let status =
+        Command::new("python3").args(["-c", script, &addr.port().to_string()]).status().unwrap();
     assert!(status.success());
     assert_received(&exchange(addr, b"still serving\n", false), 13);
     let settled = eventually(Duration::from_secs(30), || {
@@ -309,10 +293,8 @@ fn a_thousand_simultaneous_connects_are_all_answered_at_once() {
             })
         })
         .collect();
-    let mut latencies: Vec<Duration> = clients
-        .into_iter()
-        .filter_map(|client| client.join().ok().flatten())
-        .collect();
+    let mut latencies: Vec<Duration> =
+        clients.into_iter().filter_map(|client| client.join().ok().flatten()).collect();
     latencies.sort();
     let slowest = latencies.last().copied().unwrap_or_default();
     println!(
@@ -346,11 +328,7 @@ fn a_crowd_of_closed_loop_clients_never_waits_a_handshake_retry() {
             })
         })
         .collect();
-    let slowest = clients
-        .into_iter()
-        .filter_map(|c| c.join().ok())
-        .max()
-        .unwrap_or_default();
+    let slowest = clients.into_iter().filter_map(|c| c.join().ok()).max().unwrap_or_default();
     println!("256 closed-loop clients for 3 s: the slowest exchange took {slowest:?}");
     // std's backlog of 128 overflows here, and a dropped handshake is
     // retried only after a second: that is what this catches. Below it,
@@ -399,11 +377,8 @@ fn a_log_nobody_reads_does_not_stop_the_service() {
     server.wait_exit();
     let logged = server.rest_of_stdout().len();
     let stderr = server.rest_of_stderr().join("\n");
-    let summary = stderr
-        .lines()
-        .find(|l| l.contains("stopped after"))
-        .unwrap_or_default()
-        .to_string();
+    let summary =
+        stderr.lines().find(|l| l.contains("stopped after")).unwrap_or_default().to_string();
     // The number just before `what` in the summary.
     let count = |what: &str| -> usize {
         let before = summary.split(what).next().unwrap_or_default();
@@ -484,13 +459,8 @@ fn clients_that_linger_or_never_read_do_not_pin_the_workers() {
     ];
     let (latencies, failures) = crowd(addr, 8, run);
     let p99 = percentile(&latencies, 0.99);
-    let held: usize = kinds
-        .into_iter()
-        .map(|k| k.join().map_or(0, |h| h.len()))
-        .sum();
-    let back = eventually(Duration::from_secs(30), || {
-        proc::threads(pid) <= idle_threads
-    });
+    let held: usize = kinds.into_iter().map(|k| k.join().map_or(0, |h| h.len())).sum();
+    let back = eventually(Duration::from_secs(30), || proc::threads(pid) <= idle_threads);
     let (threads, rss) = (proc::threads(pid), proc::rss_kib(pid));
     println!(
         "{held} lingering, oversize and never-reading clients over 10 s: 8 normal clients made {} \
@@ -502,10 +472,7 @@ fn clients_that_linger_or_never_read_do_not_pin_the_workers() {
     assert_eq!(failures, 0);
     assert!(p99 < Duration::from_millis(50), "p99 {p99:?}");
     assert!(back, "threads did not return to {idle_threads}: {threads}");
-    assert!(
-        rss <= idle_rss + 4 * MIB_IN_KIB,
-        "RSS {rss} KiB after, {idle_rss} KiB idle"
-    );
+    assert!(rss <= idle_rss + 4 * MIB_IN_KIB, "RSS {rss} KiB after, {idle_rss} KiB idle");
 }
 
 #[test]

@@ -9,22 +9,13 @@ use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs()
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_secs()
 }
 
 /// The Unix time a date as `date` prints it stands for, read by `date`.
 fn seconds_of(printed: &str) -> u64 {
-    let out = Command::new("date")
-        .args(["-u", "-d", printed, "+%s"])
-        .output()
-        .expect("date runs");
-    text(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("not a date: {printed:?}"))
+    let out = Command::new("date").args(["-u", "-d", printed, "+%s"]).output().expect("date runs");
+    text(&out.stdout).trim().parse().unwrap_or_else(|_| panic!("not a date: {printed:?}"))
 }
 
 #[test]
@@ -35,10 +26,7 @@ fn the_time_service_sends_four_bytes_of_seconds_since_1900_and_closes() {
     let after = unix_now();
     let bytes: [u8; 4] = reply.as_slice().try_into().expect("exactly 4 bytes");
     let told = parse_time(bytes);
-    assert!(
-        (before..=after).contains(&told),
-        "{told} not in {before}..={after}"
-    );
+    assert!((before..=after).contains(&told), "{told} not in {before}..={after}");
     let line = text(&server.log_line());
     assert!(line.ends_with(" time"), "{line}");
 }
@@ -50,10 +38,8 @@ fn debian_rdate_reads_the_time_service() {
     }
     let server = Server::start(&["--service", "time"]);
     let port = server.v4().port().to_string();
-    let out = Command::new("rdate")
-        .args(["-p", "-o", &port, "127.0.0.1"])
-        .output()
-        .expect("rdate runs");
+    let out =
+        Command::new("rdate").args(["-p", "-o", &port, "127.0.0.1"]).output().expect("rdate runs");
     let printed = text(&out.stdout);
     println!("rdate -p -o {port} 127.0.0.1: {}", printed.trim());
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -72,17 +58,12 @@ fn busybox_rdate_reads_the_time_service_on_port_37() {
         skipped("cannot listen on port 37 (root, and the port free, are needed)");
         return;
     };
-    let out = Command::new("busybox")
-        .args(["rdate", "-p", "127.0.0.1"])
-        .output()
-        .expect("busybox runs");
+    let out =
+        Command::new("busybox").args(["rdate", "-p", "127.0.0.1"]).output().expect("busybox runs");
     let printed = text(&out.stdout);
     println!("busybox rdate -p 127.0.0.1: {}", printed.trim());
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        seconds_of(printed.trim()).abs_diff(unix_now()) <= 2,
-        "{printed}"
-    );
+    assert!(seconds_of(printed.trim()).abs_diff(unix_now()) <= 2, "{printed}");
     drop(server);
 }
 
@@ -106,10 +87,7 @@ fn start_on_fixed_port(command: &mut Command) -> Option<FixedPort> {
         .spawn()
         .expect("serv6 starts");
     let mut first = [0u8; 256];
-    let n = child
-        .stderr
-        .as_mut()
-        .map_or(0, |e| e.read(&mut first).unwrap_or(0));
+    let n = child.stderr.as_mut().map_or(0, |e| e.read(&mut first).unwrap_or(0));
     if text(&first[..n]).contains("listening on") {
         Some(FixedPort(child))
     } else {
@@ -131,9 +109,7 @@ fn netcat_with_nothing_to_send_reads_one_daytime_line() {
     println!("nc -N 127.0.0.1 {port} </dev/null: {reply:?}");
     let line = reply.strip_suffix("\r\n").expect("one line, ended by CRLF");
     assert!(!line.contains('\n'), "{reply:?}");
-    let told = Timestamp::parse(line)
-        .expect("an RFC 3339 time")
-        .to_system_time();
+    let told = Timestamp::parse(line).expect("an RFC 3339 time").to_system_time();
     let off = SystemTime::now().duration_since(told).unwrap_or_default();
     assert!(off < Duration::from_secs(2), "{reply:?}");
     assert!(text(&server.log_line()).ends_with(" daytime"));

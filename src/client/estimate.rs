@@ -93,13 +93,7 @@ fn spread(values: impl Iterator<Item = f64>) -> Option<Spread> {
     let variance = values.iter().map(|v| (v - avg).powi(2)).sum::<f64>() / n as f64;
     let median = (values[(n - 1) / 2] + values[n / 2]) / 2.0;
     let stddev = variance.sqrt();
-    Some(Spread {
-        min,
-        median,
-        avg,
-        max,
-        stddev,
-    })
+    Some(Spread { min, median, avg, max, stddev })
 }
 
 /// The offsets and the delays of the replies that gave them.
@@ -153,10 +147,7 @@ pub(crate) fn summary_text(target: &str, tally: &Tally) -> String {
     );
     if let Some(r) = tally.rtts() {
         let (min, avg, max, sd) = (r.min, r.avg, r.max, r.stddev);
-        let _ = write!(
-            out,
-            "\nrtt min/avg/max/stddev = {min:.3}/{avg:.3}/{max:.3}/{sd:.3} ms"
-        );
+        let _ = write!(out, "\nrtt min/avg/max/stddev = {min:.3}/{avg:.3}/{max:.3}/{sd:.3} ms");
     }
     if let Some(o) = tally.offsets() {
         let (median, min, max) = (o.all.median, o.all.min, o.all.max);
@@ -179,10 +170,7 @@ pub(crate) fn summary_text(target: &str, tally: &Tally) -> String {
     let out_of_range = tally.count(|s| s.clock.is_none());
     if out_of_range > 0 {
         let n = counted(out_of_range, "reply", "replies");
-        let _ = write!(
-            out,
-            "\n{n} with a server time out of range, not counted in the offset"
-        );
+        let _ = write!(out, "\n{n} with a server time out of range, not counted in the offset");
     }
     out
 }
@@ -284,10 +272,8 @@ mod tests {
 
     #[test]
     fn summaries_count_losses_and_give_both_estimates() {
-        let tally = Tally {
-            sent: 4,
-            replies: vec![sample(3, -1000), sample(1, 3000), sample(2, 500)],
-        };
+        let tally =
+            Tally { sent: 4, replies: vec![sample(3, -1000), sample(1, 3000), sample(2, 500)] };
         let text = summary_text("localhost:5006", &tally);
         for want in [
             "4 probes sent, 3 replies received, 25.0% lost",
@@ -310,61 +296,26 @@ mod tests {
 
     #[test]
     fn the_best_estimate_is_the_smallest_delay_not_the_smallest_rtt() {
-        let four = Sample {
-            sent: Some(sample(0, 0).at),
-            clock: Some((2.0, 0.4)),
-            ..sample(3, 0)
-        };
-        let mixed = Tally {
-            sent: 2,
-            replies: vec![four, sample(1, -1000)],
-        };
+        let four = Sample { sent: Some(sample(0, 0).at), clock: Some((2.0, 0.4)), ..sample(3, 0) };
+        let mixed = Tally { sent: 2, replies: vec![four, sample(1, -1000)] };
         let text = summary_text("x", &mixed);
-        assert!(
-            text.contains("offset at the smallest delay +2.000 ms ±0.200"),
-            "{text}"
-        );
-        assert!(
-            text.contains("where the server sent its send time, else 3"),
-            "{text}"
-        );
-        let text = summary_text(
-            "x",
-            &Tally {
-                sent: 1,
-                replies: vec![four],
-            },
-        );
-        assert!(
-            text.contains("offset from 4 timestamps (the server"),
-            "{text}"
-        );
+        assert!(text.contains("offset at the smallest delay +2.000 ms ±0.200"), "{text}");
+        assert!(text.contains("where the server sent its send time, else 3"), "{text}");
+        let text = summary_text("x", &Tally { sent: 1, replies: vec![four] });
+        assert!(text.contains("offset from 4 timestamps (the server"), "{text}");
     }
 
     #[test]
     fn nothing_received_and_times_out_of_range() {
-        let none = summary_json(&Tally {
-            sent: 1,
-            ..Tally::default()
-        });
-        assert!(
-            none.contains("\"rtt_ms\":null,\"offset_ms\":null"),
-            "{none}"
-        );
+        let none = summary_json(&Tally { sent: 1, ..Tally::default() });
+        assert!(none.contains("\"rtt_ms\":null,\"offset_ms\":null"), "{none}");
         let untimed = Tally {
             sent: 1,
-            replies: vec![Sample {
-                clock: None,
-                by_kernel: false,
-                ..sample(1, 0)
-            }],
+            replies: vec![Sample { clock: None, by_kernel: false, ..sample(1, 0) }],
         };
         let text = summary_text("x", &untimed);
         assert!(text.contains("1 probe sent, 1 reply received"), "{text}");
-        assert!(
-            text.contains("1 reply with a server time out of range"),
-            "{text}"
-        );
+        assert!(text.contains("1 reply with a server time out of range"), "{text}");
         assert!(!text.contains("offset (server"), "{text}");
     }
 }

@@ -118,14 +118,7 @@ pub(crate) fn exchange(target: &Target, line: &[u8]) -> Result<Exchanged, String
         (Err(_), Err(e)) => return Err(failed(format_args!("{peer}: sending the message"), &e)),
         (Err(e), Ok(())) => return Err(e),
     };
-    Ok(Exchanged {
-        peer,
-        connect,
-        sent: t1,
-        received,
-        by_kernel,
-        reply,
-    })
+    Ok(Exchanged { peer, connect, sent: t1, received, by_kernel, reply })
 }
 
 /// `write_all`, each write bounded by what is left of the time; the first
@@ -154,9 +147,7 @@ fn resolve(target: &Target) -> Result<Vec<SocketAddr>, String> {
         None => (true, true, "no addresses"),
     };
     let found = match addr::resolve(&target.host, target.port) {
-        Ok(all) => all
-            .into_iter()
-            .filter(|a| a.is_ipv4() && v4 || a.is_ipv6() && v6),
+        Ok(all) => all.into_iter().filter(|a| a.is_ipv4() && v4 || a.is_ipv6() && v6),
         Err(ResolveError::Address(e)) => return Err(format!("cannot resolve {target}: {e}")),
         Err(ResolveError::Lookup(e)) => return Err(format!("cannot resolve {target}: {e}")),
     };
@@ -246,13 +237,8 @@ mod tests {
     #[test]
     fn targets_print_like_addresses() {
         let t = |host: &str| {
-            Target {
-                host: host.into(),
-                port: 5006,
-                timeout: Duration::from_secs(1),
-                family: None,
-            }
-            .to_string()
+            Target { host: host.into(), port: 5006, timeout: Duration::from_secs(1), family: None }
+                .to_string()
         };
         assert_eq!(t("localhost"), "localhost:5006");
         assert_eq!(t("::1"), "[::1]:5006");

@@ -24,10 +24,7 @@ pub(crate) fn read_line(input: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Resu
     buf.clear();
     // The LF and a CR before it are not part of the message: one byte
     // more than those and the longest message is too long.
-    input
-        .by_ref()
-        .take(MAX_LINE as u64 + 3)
-        .read_until(b'\n', buf)?;
+    input.by_ref().take(MAX_LINE as u64 + 3).read_until(b'\n', buf)?;
     if buf.len() > MAX_LINE + 2 && buf.last() != Some(&b'\n') {
         *buf = Vec::new();
         // The rest of the line, dropped a piece at a time.

@@ -26,11 +26,9 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             Some(message) => send(&target, &with_lf(message)),
             None => send_lines(&target),
         },
-        Ok(Command::Probe {
-            target,
-            message,
-            probes,
-        }) => return probe::run(&target, &with_lf(message), probes),
+        Ok(Command::Probe { target, message, probes }) => {
+            return probe::run(&target, &with_lf(message), probes)
+        }
         Ok(Command::Info(info)) => print(&options::program().info(info)),
         Err(e) => {
             output::say(format_args!("{}", options::program().usage_error(&e)));

@@ -13,16 +13,9 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Command {
     /// Send `message` once, or each line of standard input when `None`.
-    Send {
-        target: Target,
-        message: Option<Vec<u8>>,
-    },
+    Send { target: Target, message: Option<Vec<u8>> },
     /// Probe the server `count` times (0: until interrupted), like ping.
-    Probe {
-        target: Target,
-        message: Vec<u8>,
-        probes: Probes,
-    },
+    Probe { target: Target, message: Vec<u8>, probes: Probes },
     /// Print the help, the version or the manual page.
     Info(Info),
 }
@@ -44,12 +37,7 @@ pub(crate) const PROBE_MESSAGE: &[u8] = b"hola";
 fn default_target() -> Target {
     let timeout = Duration::from_secs(5);
     let (host, port, family) = ("localhost".into(), DEFAULT_PORT, None);
-    Target {
-        host,
-        port,
-        timeout,
-        family,
-    }
+    Target { host, port, timeout, family }
 }
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -142,16 +130,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
     };
     let interval = interval.unwrap_or(DEFAULT_INTERVAL);
     let message = message.unwrap_or_else(|| PROBE_MESSAGE.to_vec());
-    let probes = Probes {
-        count,
-        interval,
-        json,
-    };
-    Ok(Command::Probe {
-        target,
-        message,
-        probes,
-    })
+    let probes = Probes { count, interval, json };
+    Ok(Command::Probe { target, message, probes })
 }
 
 /// Joins the message words with spaces, refusing what cannot be one message.
@@ -219,9 +199,8 @@ mod tests {
 
     #[test]
     fn words_are_joined_with_spaces() {
-        let (target, message) = sent(&[
-            "-H", "[::1]", "--port=7", "-t0.5", "que", "hora", "--", "-es",
-        ]);
+        let (target, message) =
+            sent(&["-H", "[::1]", "--port=7", "-t0.5", "que", "hora", "--", "-es"]);
         assert_eq!((target.host.as_str(), target.port), ("::1", 7));
         assert_eq!(target.timeout, Duration::from_millis(500));
         assert_eq!(message.as_deref(), Some(&b"que hora -es"[..]));
@@ -229,37 +208,17 @@ mod tests {
 
     #[test]
     fn newlines_and_final_cr_are_refused() {
-        assert!(parse_words(&["a\nb"])
-            .unwrap_err()
-            .to_string()
-            .contains("newline"));
-        assert!(parse_words(&["ab\r"])
-            .unwrap_err()
-            .to_string()
-            .contains("carriage return"));
+        assert!(parse_words(&["a\nb"]).unwrap_err().to_string().contains("newline"));
+        assert!(parse_words(&["ab\r"]).unwrap_err().to_string().contains("carriage return"));
     }
 
     #[test]
     fn count_interval_and_json_make_a_probe() {
         let got = parse_words(&["-c", "3", "-i", "0", "--json", "-H", "::1"]).unwrap();
-        let Command::Probe {
-            target,
-            message,
-            probes,
-        } = got
-        else {
-            panic!("{got:?}")
-        };
+        let Command::Probe { target, message, probes } = got else { panic!("{got:?}") };
         assert_eq!(target.host, "::1");
         assert_eq!(message, PROBE_MESSAGE);
-        assert_eq!(
-            probes,
-            Probes {
-                count: 3,
-                interval: Duration::ZERO,
-                json: true
-            }
-        );
+        assert_eq!(probes, Probes { count: 3, interval: Duration::ZERO, json: true });
         assert!(matches!(
             parse_words(&["--count=0", "ping"]).unwrap(),
             Command::Probe { probes: Probes { count: 0, .. }, message, .. } if message == b"ping"
@@ -272,14 +231,7 @@ mod tests {
         assert_eq!(err, "'--interval' goes with '--count' (probe mode)");
         assert!(matches!(
             parse_words(&["--json"]),
-            Ok(Command::Probe {
-                probes: Probes {
-                    count: 1,
-                    json: true,
-                    ..
-                },
-                ..
-            })
+            Ok(Command::Probe { probes: Probes { count: 1, json: true, .. }, .. })
         ));
         assert!(parse_words(&["-c", "x"]).is_err());
         assert!(parse_words(&["-c", "1", "-i", "-1"]).is_err());
@@ -303,15 +255,9 @@ mod tests {
     #[test]
     fn ipv4_and_ipv6_do_not_go_together() {
         let err = |words: &[&str]| parse_words(words).unwrap_err().to_string();
-        assert_eq!(
-            err(&["-4", "-6", "hola"]),
-            "'-4' and '-6' do not go together"
-        );
+        assert_eq!(err(&["-4", "-6", "hola"]), "'-4' and '-6' do not go together");
         assert_eq!(err(&["-6", "-4"]), "'-6' and '-4' do not go together");
-        assert_eq!(
-            err(&["--ipv4", "-c1", "--ipv6"]),
-            "'--ipv4' and '--ipv6' do not go together"
-        );
+        assert_eq!(err(&["--ipv4", "-c1", "--ipv6"]), "'--ipv4' and '--ipv6' do not go together");
         let (target, _) = sent(&["-4", "--ipv4"]);
         assert_eq!(target.family, Some(Family::V4));
     }

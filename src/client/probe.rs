@@ -84,11 +84,8 @@ fn wait_before_next(interval: Duration, failures_in_a_row: u32) -> Duration {
 
 /// Prints the summary; returns the exit status: whether any reply came.
 fn finish(target: &str, tally: &Tally, json: bool) -> u8 {
-    let summary = if json {
-        estimate::summary_json(tally)
-    } else {
-        estimate::summary_text(target, tally)
-    };
+    let summary =
+        if json { estimate::summary_json(tally) } else { estimate::summary_text(target, tally) };
     print(&summary);
     status(!tally.replies.is_empty()).code()
 }
@@ -99,9 +96,7 @@ fn probe_line(seq: u64, s: &Sample, done: &Exchanged, bytes: usize, json: bool) 
     let (offset, delay) = (s.clock.map(|c| c.0), s.clock.map(|c| c.1));
     if json {
         let number = |ms: Option<f64>| ms.map_or("null".into(), |ms| format!("{ms:.4}"));
-        let sent = s
-            .sent
-            .map_or(String::new(), |t| format!(",\"send_time\":\"{t}\""));
+        let sent = s.sent.map_or(String::new(), |t| format!(",\"send_time\":\"{t}\""));
         return format!(
             "{{\"seq\":{seq},\"peer\":\"{peer}\",\"bytes\":{bytes},\"server_time\":\"{}\"{sent},\
              \"connect_ms\":{connect:.4},\"rtt_ms\":{rtt:.4},\"delay_ms\":{},\"offset_ms\":{}}}",

@@ -109,15 +109,9 @@ pub(crate) fn raise_open_file_limit() -> Option<OpenFiles> {
     let (soft, hard) = sys::open_file_limits().ok()?;
     let raised = soft < hard && sys::set_open_file_limits(hard, hard).is_ok();
     Some(if raised {
-        OpenFiles {
-            limit: hard,
-            raised_from: Some(soft),
-        }
+        OpenFiles { limit: hard, raised_from: Some(soft) }
     } else {
-        OpenFiles {
-            limit: soft,
-            raised_from: None,
-        }
+        OpenFiles { limit: soft, raised_from: None }
     })
 }
 

@@ -141,8 +141,6 @@ pub(crate) fn adopt_listener(fd: i32) -> Result<TcpListener, NotAListener> {
         return Err(NotAListener::NotInternet);
     }
     let listener = sys::adopt(fd);
-    listener
-        .set_nonblocking(false)
-        .map_err(|_| NotAListener::NotASocket)?;
+    listener.set_nonblocking(false).map_err(|_| NotAListener::NotASocket)?;
     Ok(listener)
 }

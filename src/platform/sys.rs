@@ -171,13 +171,7 @@ pub fn int_option(fd: c_int, name: c_int) -> io::Result<c_int> {
     // SAFETY: `value` and `len` are live, writable locals, and `len` says
     // how many bytes `value` holds; getsockopt writes at most that many.
     status(unsafe {
-        getsockopt(
-            fd,
-            SOL_SOCKET,
-            name,
-            std::ptr::addr_of_mut!(value).cast(),
-            &mut len,
-        )
+        getsockopt(fd, SOL_SOCKET, name, std::ptr::addr_of_mut!(value).cast(), &mut len)
     })?;
     Ok(value)
 }
@@ -186,13 +180,7 @@ pub fn set_int_option(fd: BorrowedFd<'_>, name: c_int, value: c_int) -> io::Resu
     // SAFETY: the descriptor is borrowed, so open for the call; `value` is
     // a live int and the length says so; setsockopt only reads it.
     status(unsafe {
-        setsockopt(
-            fd.as_raw_fd(),
-            SOL_SOCKET,
-            name,
-            std::ptr::addr_of!(value).cast(),
-            C_INT_LEN,
-        )
+        setsockopt(fd.as_raw_fd(), SOL_SOCKET, name, std::ptr::addr_of!(value).cast(), C_INT_LEN)
     })
 }
 
@@ -214,10 +202,7 @@ pub fn receive(
     buf: &mut [u8],
     control: &mut [u64],
 ) -> io::Result<(usize, usize)> {
-    let mut iov = IoVec {
-        base: buf.as_mut_ptr().cast(),
-        len: buf.len(),
-    };
+    let mut iov = IoVec { base: buf.as_mut_ptr().cast(), len: buf.len() };
     let control_len = std::mem::size_of_val(control);
     let mut header = MsgHdr {
         name: std::ptr::null_mut(),
@@ -243,23 +228,14 @@ pub fn send_now(fd: BorrowedFd<'_>, data: &[u8]) -> io::Result<usize> {
     // SAFETY: the descriptor is borrowed, so open for the call; `data` is a
     // live slice of the length given, which send only reads.
     count(unsafe {
-        send(
-            fd.as_raw_fd(),
-            data.as_ptr().cast(),
-            data.len(),
-            MSG_DONTWAIT | MSG_NOSIGNAL,
-        )
+        send(fd.as_raw_fd(), data.as_ptr().cast(), data.len(), MSG_DONTWAIT | MSG_NOSIGNAL)
     })
 }
 
 /// Waits until `fd` has something to read (bytes, EOF or an error), or
 /// `timeout_ms` passes: true if it has. An interrupted wait says false.
 pub fn wait_readable(fd: BorrowedFd<'_>, timeout_ms: c_int) -> io::Result<bool> {
-    let mut watched = PollFd {
-        fd: fd.as_raw_fd(),
-        events: POLLIN,
-        revents: 0,
-    };
+    let mut watched = PollFd { fd: fd.as_raw_fd(), events: POLLIN, revents: 0 };
     // SAFETY: `watched` is one live, writable pollfd, and the count says
     // one; its descriptor is borrowed, so open for the call.
     match unsafe { poll(&mut watched, 1, timeout_ms) } {
@@ -324,10 +300,7 @@ pub fn open_file_limits() -> io::Result<(u64, u64)> {
 }
 
 pub fn set_open_file_limits(soft: u64, hard: u64) -> io::Result<()> {
-    let limit = RLimit {
-        current: soft,
-        max: hard,
-    };
+    let limit = RLimit { current: soft, max: hard };
     // SAFETY: `limit` is a live, initialised struct that setrlimit only reads.
     status(unsafe { setrlimit(RLIMIT_NOFILE, &limit) })
 }
@@ -352,10 +325,7 @@ pub fn epoll_new() -> io::Result<OwnedFd> {
 
 /// Adds `fd` to `epoll`, reported as `token` when it has something to read.
 pub fn epoll_add(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
-    let mut event = EpollEvent {
-        events: EPOLLIN | EPOLLRDHUP,
-        data: token,
-    };
+    let mut event = EpollEvent { events: EPOLLIN | EPOLLRDHUP, data: token };
     // SAFETY: both descriptors are borrowed, so open for the call; `event`
     // is a live value of the kernel's layout, read during the call only.
     status(unsafe { epoll_ctl(epoll.as_raw_fd(), EPOLL_CTL_ADD, fd.as_raw_fd(), &mut event) })
@@ -440,11 +410,7 @@ mod tests {
             }
             assert!(total < 1 << 30, "a socket buffer never fills");
         };
-        assert_eq!(
-            full.kind(),
-            io::ErrorKind::WouldBlock,
-            "after {total} bytes"
-        );
+        assert_eq!(full.kind(), io::ErrorKind::WouldBlock, "after {total} bytes");
     }
 
     #[test]
@@ -452,10 +418,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
         let addr = listener.local_addr().expect("addr");
         set_backlog(&listener, 4096).expect("listens again");
-        assert_eq!(
-            int_option(listener.as_raw_fd(), SO_ACCEPTCONN).expect("option"),
-            1
-        );
+        assert_eq!(int_option(listener.as_raw_fd(), SO_ACCEPTCONN).expect("option"), 1);
         shut_reading(&listener).expect("shuts down");
         assert!(TcpStream::connect(addr).is_err(), "no longer listening");
     }
@@ -479,23 +442,14 @@ mod tests {
         let event = std::fs::File::from(eventfd_new().expect("an eventfd"));
         epoll_add(epoll.as_fd(), event.as_fd(), 7).expect("adds");
         let mut events = [EpollEvent::default(); 4];
-        assert_eq!(
-            epoll_ready(epoll.as_fd(), &mut events, 0).expect("waits"),
-            0
-        );
+        assert_eq!(epoll_ready(epoll.as_fd(), &mut events, 0).expect("waits"), 0);
         (&event).write_all(&1u64.to_ne_bytes()).expect("wakes");
-        assert_eq!(
-            epoll_ready(epoll.as_fd(), &mut events, 10_000).expect("waits"),
-            1
-        );
+        assert_eq!(epoll_ready(epoll.as_fd(), &mut events, 10_000).expect("waits"), 1);
         assert_eq!(events[0].token(), 7);
         let mut count = [0u8; 8];
         (&event).read_exact(&mut count).expect("clears");
         assert_eq!(u64::from_ne_bytes(count), 1);
-        assert_eq!(
-            epoll_ready(epoll.as_fd(), &mut events, 0).expect("waits"),
-            0
-        );
+        assert_eq!(epoll_ready(epoll.as_fd(), &mut events, 0).expect("waits"), 0);
     }
 
     #[test]

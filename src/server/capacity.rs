@@ -84,9 +84,7 @@ impl Machine {
         let files = platform::raise_open_file_limit();
         // A sandbox may forbid even reading the limit (systemd's
         // `~@resources` filters prlimit64): /proc still tells it.
-        let limit = files
-            .map(|f| f.limit)
-            .or_else(|| proc_limit("Max open files"));
+        let limit = files.map(|f| f.limit).or_else(|| proc_limit("Max open files"));
         Machine {
             open_file_limit: limit,
             raised_from: files.and_then(|f| f.raised_from),
@@ -110,10 +108,7 @@ pub(crate) fn plan(
         limit
             .checked_sub(machine.open + RESERVED_FDS)
             .filter(|&free| free >= 2)
-            .ok_or(TooFewDescriptors {
-                limit,
-                open: machine.open,
-            })
+            .ok_or(TooFewDescriptors { limit, open: machine.open })
     })?;
     let fds = usize::try_from(fds).unwrap_or(usize::MAX);
     let wanted = (wanted_per_listener() * listeners).min(MAX_WORKERS.max(listeners));
@@ -137,9 +132,8 @@ pub(crate) fn plan(
     }
     let waiting = match max_conns {
         Some(asked) if asked > held => {
-            notes.push(format!(
-                "--max-conns {asked} is more than the limits allow: at most {held}"
-            ));
+            notes
+                .push(format!("--max-conns {asked} is more than the limits allow: at most {held}"));
             held
         }
         Some(asked) => asked,
@@ -204,12 +198,7 @@ mod tests {
     use super::*;
 
     fn machine(limit: u64, open: u64) -> Machine {
-        Machine {
-            open_file_limit: Some(limit),
-            raised_from: None,
-            open,
-            address_space: None,
-        }
+        Machine { open_file_limit: Some(limit), raised_from: None, open, address_space: None }
     }
 
     #[test]
@@ -236,11 +225,7 @@ mod tests {
         assert_eq!(kept.room.waiting, 100);
         let lowered = plan(&machine(64, 8), Some(1000), 65_536, 2).expect("fits");
         assert_eq!(lowered.room.waiting, lowered.room.held);
-        assert!(
-            lowered.notes[0].contains("--max-conns 1000"),
-            "{:?}",
-            lowered.notes
-        );
+        assert!(lowered.notes[0].contains("--max-conns 1000"), "{:?}", lowered.notes);
     }
 
     #[test]
@@ -255,10 +240,7 @@ mod tests {
 
     #[test]
     fn an_address_space_limit_lowers_what_is_held() {
-        let limited = Machine {
-            address_space: Some(64 << 20),
-            ..machine(20_000, 8)
-        };
+        let limited = Machine { address_space: Some(64 << 20), ..machine(20_000, 8) };
         let plan = plan(&limited, None, 65_536, 2).expect("fits");
         assert!(plan.workers_per_listener * 2 < MAX_WORKERS);
         assert!(plan.room.held < 1000, "{plan:?}");

@@ -121,28 +121,20 @@ impl Workers {
         shared: Arc<Shared>,
     ) -> io::Result<Workers> {
         let (alive, gone) = mpsc::channel::<()>();
-        let listeners: Vec<_> = listeners
-            .into_iter()
-            .map(|(l, s)| (Arc::new(l), s))
-            .collect();
+        let listeners: Vec<_> = listeners.into_iter().map(|(l, s)| (Arc::new(l), s)).collect();
         for (listener, service) in &listeners {
             for _ in 0..per_listener {
                 let (listener, service) = (Arc::clone(listener), *service);
                 let (shared, alive) = (Arc::clone(&shared), alive.clone());
-                thread::Builder::new()
-                    .name("serv6-worker".into())
-                    .stack_size(WORKER_STACK)
-                    .spawn(move || {
+                thread::Builder::new().name("serv6-worker".into()).stack_size(WORKER_STACK).spawn(
+                    move || {
                         serve(&listener, service, &shared);
                         drop(alive);
-                    })?;
+                    },
+                )?;
             }
         }
-        Ok(Workers {
-            listeners,
-            shared,
-            gone,
-        })
+        Ok(Workers { listeners, shared, gone })
     }
 
     /// Stops accepting: what is queued is told the server is shutting
@@ -166,9 +158,7 @@ impl Workers {
     /// Waits until `by` at most for the workers to leave: each finishes
     /// within the 1 ms verdict, handing what is incomplete to the room.
     pub fn wait_gone(&self, by: Instant) {
-        let _ = self
-            .gone
-            .recv_timeout(by.saturating_duration_since(Instant::now()));
+        let _ = self.gone.recv_timeout(by.saturating_duration_since(Instant::now()));
     }
 }
 
@@ -270,12 +260,7 @@ pub(crate) fn answer(
     rules: &Rules,
     scratch: &mut Scratch,
 ) -> Option<TcpStream> {
-    let Connection {
-        stream,
-        client,
-        framer,
-        ..
-    } = conn;
+    let Connection { stream, client, framer, .. } = conn;
     let message = framer.into_message();
     let linger = match end {
         End::Message { ending, at } => {
@@ -335,9 +320,7 @@ fn reply(
 fn write_reply(reply: &mut String, len: usize, at: &Rfc3339, send_time: bool) {
     reply.clear();
     let sent = send_time.then(SystemTime::now);
-    let sent = sent
-        .and_then(Timestamp::from_system_time)
-        .map(Timestamp::to_rfc3339);
+    let sent = sent.and_then(Timestamp::from_system_time).map(Timestamp::to_rfc3339);
     protocol::write_received(reply, len, at, sent.as_ref());
 }
 
@@ -399,16 +382,13 @@ fn report(client: SocketAddr, end: &End, rules: &Rules) {
     match end {
         End::HealthCheck => {
             if STATS.count(slot) == 1 {
-                output::say(format_args!(
-                    "{client}: health checks, counted apart and not logged"
-                ));
+                output::say(format_args!("{client}: health checks, counted apart and not logged"));
             }
         }
         End::BadHeader(why) => output::report(End::nouns(slot), format_args!("{client}: {why}")),
-        End::Failed(e) => output::report(
-            End::nouns(slot),
-            format_args!("{client}: connection failed: {e}"),
-        ),
+        End::Failed(e) => {
+            output::report(End::nouns(slot), format_args!("{client}: connection failed: {e}"))
+        }
         End::ShuttingDown => {}
         end => {
             if let Some(why) = end.refusal(rules) {
@@ -465,10 +445,7 @@ fn accept_failed(listener: &TcpListener, service: Service, shared: &Shared, e: &
             }
         }
     }
-    let at = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    let at = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     output::trouble(format_args!("cannot accept on {at}: {e}"));
     if e.kind() != io::ErrorKind::ConnectionAborted {
         thread::sleep(ACCEPT_BACKOFF);
@@ -527,9 +504,7 @@ impl Connection {
 
     /// Whether any byte of its request has arrived.
     pub fn has_begun(&self) -> bool {
-        self.header
-            .as_ref()
-            .map_or(!self.framer.message().is_empty(), |h| !h.is_empty())
+        self.header.as_ref().map_or(!self.framer.message().is_empty(), |h| !h.is_empty())
     }
 
     /// When it must next be told the time.

@@ -127,12 +127,8 @@ impl End {
     /// for a message (answered) and for what cannot be told anything.
     pub fn refusal(&self, rules: &Rules) -> Option<Refusal> {
         Some(match self {
-            End::TooLong => Refusal::TooLong {
-                max_bytes: rules.max_len,
-            },
-            End::Deadline => Refusal::Deadline {
-                limit: rules.deadline,
-            },
+            End::TooLong => Refusal::TooLong { max_bytes: rules.max_len },
+            End::Deadline => Refusal::Deadline { limit: rules.deadline },
             End::Busy => Refusal::Busy,
             End::ShuttingDown => Refusal::ShuttingDown,
             End::ClockOutOfRange => Refusal::ClockOutOfRange,
@@ -190,10 +186,9 @@ impl Framer {
                 self.last_arrival = Some(at);
                 None
             }
-            Step::Newline { trailing } => Some(End::Message {
-                ending: Ending::Newline { trailing },
-                at,
-            }),
+            Step::Newline { trailing } => {
+                Some(End::Message { ending: Ending::Newline { trailing }, at })
+            }
             Step::TooLong => Some(End::TooLong),
             Step::NoMemory => Some(End::Busy),
         }
@@ -202,8 +197,7 @@ impl Framer {
     /// When it must next be told the time: at or after it,
     /// [`Framer::on_timer`] finishes.
     pub fn next_wake(&self) -> Instant {
-        self.pause_end()
-            .map_or(self.deadline, |end| end.min(self.deadline))
+        self.pause_end().map_or(self.deadline, |end| end.min(self.deadline))
     }
 
     /// Tells it the time is `now`, once what arrived before has been fed.
@@ -213,9 +207,7 @@ impl Framer {
 
     /// Where the pause that would end the message runs out, if one would.
     fn pause_end(&self) -> Option<Instant> {
-        self.last_arrival
-            .zip(self.rules.pause)
-            .map(|(at, pause)| at.mono + pause)
+        self.last_arrival.zip(self.rules.pause).map(|(at, pause)| at.mono + pause)
     }
 
     /// The message's end by the clock alone, if time `now` has brought one:
@@ -273,9 +265,7 @@ fn take(message: &mut Vec<u8>, data: &[u8], max_len: usize) -> Step {
             if message.len() > max_len {
                 Step::TooLong
             } else {
-                Step::Newline {
-                    trailing: at + 1 < data.len(),
-                }
+                Step::Newline { trailing: at + 1 < data.len() }
             }
         }
         None if message.len() > max_len && message.last() != Some(&b'\r') => Step::TooLong,
@@ -374,18 +364,10 @@ mod tests {
                 .into_iter()
                 .map(|(ms, bytes)| {
                     at += Duration::from_millis(ms);
-                    Scripted {
-                        at,
-                        bytes: bytes.to_vec(),
-                    }
+                    Scripted { at, bytes: bytes.to_vec() }
                 })
                 .collect();
-            Script {
-                clock: start,
-                arrivals,
-                reads: 0,
-                late: None,
-            }
+            Script { clock: start, arrivals, reads: 0, late: None }
         }
     }
 
@@ -420,19 +402,11 @@ mod tests {
 
     /// A virtual arrival on both clocks; only the monotonic one matters here.
     fn on_both_clocks(mono: Instant) -> Arrival {
-        Arrival {
-            mono,
-            wall: SystemTime::UNIX_EPOCH,
-        }
+        Arrival { mono, wall: SystemTime::UNIX_EPOCH }
     }
 
     fn rules(max_len: usize) -> Rules {
-        Rules {
-            max_len,
-            pause: Some(PAUSE),
-            deadline: DEADLINE,
-            send_time: false,
-        }
+        Rules { max_len, pause: Some(PAUSE), deadline: DEADLINE, send_time: false }
     }
 
     /// Runs the reader and describes the result as the server would act on it.
@@ -470,14 +444,8 @@ mod tests {
 
     #[test]
     fn a_lone_cr_is_part_of_the_message() {
-        assert_eq!(
-            run(64, 4096, vec![(0, b"a\rb"), (0, b"")]),
-            "Eof \"a\\rb\" at 0ms"
-        );
-        assert_eq!(
-            run(64, 4096, vec![(0, b"ab\r"), (0, b"")]),
-            "Eof \"ab\\r\" at 0ms"
-        );
+        assert_eq!(run(64, 4096, vec![(0, b"a\rb"), (0, b"")]), "Eof \"a\\rb\" at 0ms");
+        assert_eq!(run(64, 4096, vec![(0, b"ab\r"), (0, b"")]), "Eof \"ab\\r\" at 0ms");
     }
 
     #[test]
@@ -489,10 +457,7 @@ mod tests {
     #[test]
     fn eof_ends_the_message_even_when_empty() {
         assert_eq!(run(64, 4096, vec![(3, b"")]), "Eof \"\" at 3ms");
-        assert_eq!(
-            run(64, 4096, vec![(0, b"ab"), (1, b"")]),
-            "Eof \"ab\" at 0ms"
-        );
+        assert_eq!(run(64, 4096, vec![(0, b"ab"), (1, b"")]), "Eof \"ab\" at 0ms");
     }
 
     #[test]
@@ -540,20 +505,11 @@ mod tests {
 
     #[test]
     fn with_the_pause_off_only_lf_or_eof_end_a_message() {
-        let no_pause = Rules {
-            pause: None,
-            ..rules(64)
-        };
+        let no_pause = Rules { pause: None, ..rules(64) };
         let mut script = Script::new(vec![(0, b"ho"), (5_000, b"la\n")]);
         let (mut message, mut chunk) = (Vec::new(), [0; 64]);
         let outcome = read_message(&mut script, &no_pause, &mut message, &mut chunk);
-        assert!(matches!(
-            outcome,
-            End::Message {
-                ending: Ending::Newline { .. },
-                ..
-            }
-        ));
+        assert!(matches!(outcome, End::Message { ending: Ending::Newline { .. }, .. }));
         assert_eq!(message, b"hola");
         let mut stalled = Script::new(vec![(0, b"ho")]);
         let outcome = read_message(&mut stalled, &no_pause, &mut message, &mut chunk);
@@ -657,10 +613,7 @@ mod tests {
             let want = expected(max_len, chunk_len, &script);
             // Chunks smaller than an arrival must not change the outcome.
             let got = run(max_len, chunk_len, arrivals);
-            assert_eq!(
-                got, want,
-                "seed {seed}, max {max_len}, chunk {chunk_len}: {script:?}"
-            );
+            assert_eq!(got, want, "seed {seed}, max {max_len}, chunk {chunk_len}: {script:?}");
         }
     }
 
@@ -694,16 +647,9 @@ mod tests {
                 }
             }
             clock = arrival;
-            let size = if piece == 0 {
-                bytes.len().max(1)
-            } else {
-                piece
-            };
-            let pieces: Vec<&[u8]> = if bytes.is_empty() {
-                vec![&[]]
-            } else {
-                bytes.chunks(size).collect()
-            };
+            let size = if piece == 0 { bytes.len().max(1) } else { piece };
+            let pieces: Vec<&[u8]> =
+                if bytes.is_empty() { vec![&[]] } else { bytes.chunks(size).collect() };
             for part in pieces {
                 if let Some(outcome) = framer.feed(part, on_both_clocks(clock)) {
                     return describe(outcome, &framer);
@@ -740,10 +686,7 @@ mod tests {
     #[test]
     fn a_late_reader_does_not_turn_a_message_into_a_deadline() {
         // The LF came 1 s before the deadline; the reader woke 1 s after it.
-        let no_pause = Rules {
-            pause: None,
-            ..rules(64)
-        };
+        let no_pause = Rules { pause: None, ..rules(64) };
         let got = run_late(&no_pause, vec![(0, b"ho"), (9_000, b"la\n")], 1, 11_000);
         assert_eq!(got, "Newline { trailing: false } \"hola\" at 9000ms");
     }
@@ -766,11 +709,7 @@ mod tests {
                 .collect();
             let whole = feed_in_pieces(max_len, &script, 0);
             let chunk = 1 + rng.below(4) as usize;
-            assert_eq!(
-                feed_in_pieces(max_len, &script, 1),
-                whole,
-                "seed {seed}: {script:?}"
-            );
+            assert_eq!(feed_in_pieces(max_len, &script, 1), whole, "seed {seed}: {script:?}");
             assert_eq!(
                 feed_in_pieces(max_len, &script, chunk),
                 whole,
@@ -791,15 +730,8 @@ mod tests {
         let late = end + PAUSE + Duration::from_millis(1);
         assert!(matches!(
             framer.feed(b"!", on_both_clocks(late)),
-            Some(End::Message {
-                ending: Ending::Pause,
-                ..
-            })
+            Some(End::Message { ending: Ending::Pause, .. })
         ));
-        assert_eq!(
-            framer.message(),
-            b"hola",
-            "bytes after the pause are not its"
-        );
+        assert_eq!(framer.message(), b"hola", "bytes after the pause are not its");
     }
 }

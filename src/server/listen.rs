@@ -83,10 +83,7 @@ const PORT_ZERO_TRIES: usize = 16;
 /// first, looking again if another address has that port taken.
 pub(crate) fn bind_all(binds: &[String], port: u16) -> Result<Bound, BindError> {
     let (addrs, optional) = if binds.is_empty() {
-        let loopback = [
-            IpAddr::from(Ipv4Addr::LOCALHOST),
-            Ipv6Addr::LOCALHOST.into(),
-        ];
+        let loopback = [IpAddr::from(Ipv4Addr::LOCALHOST), Ipv6Addr::LOCALHOST.into()];
         (loopback.map(|ip| SocketAddr::new(ip, 0)).to_vec(), true)
     } else {
         let addrs = resolve(binds)?;
@@ -109,10 +106,7 @@ pub(crate) fn bind_all(binds: &[String], port: u16) -> Result<Bound, BindError> 
 }
 
 fn bind_each(addrs: &[SocketAddr], port: u16, optional: bool) -> Result<Bound, BindError> {
-    let mut bound = Bound {
-        listeners: Vec::new(),
-        notes: Vec::new(),
-    };
+    let mut bound = Bound { listeners: Vec::new(), notes: Vec::new() };
     let mut port = port;
     let mut last_error = None;
     for &addr in addrs {
@@ -130,9 +124,7 @@ fn bind_each(addrs: &[SocketAddr], port: u16, optional: bool) -> Result<Bound, B
                 bound.listeners.push(listener);
             }
             Err(error) if optional && family_unavailable(&error) => {
-                bound.notes.push(format!(
-                    "{ip} is not available ({error}), serving without it"
-                ));
+                bound.notes.push(format!("{ip} is not available ({error}), serving without it"));
                 last_error = Some(BindError::Bind { addr, error });
             }
             Err(error) => return Err(BindError::Bind { addr, error }),
@@ -157,14 +149,8 @@ fn resolve(names: &[String]) -> Result<Vec<SocketAddr>, BindError> {
     let mut addrs: Vec<SocketAddr> = Vec::new();
     for name in names {
         let found = addr::resolve(name, 0).map_err(|e| match e {
-            ResolveError::Address(error) => BindError::Address {
-                name: name.clone(),
-                error,
-            },
-            ResolveError::Lookup(error) => BindError::Resolve {
-                name: name.clone(),
-                error,
-            },
+            ResolveError::Address(error) => BindError::Address { name: name.clone(), error },
+            ResolveError::Lookup(error) => BindError::Resolve { name: name.clone(), error },
         })?;
         for addr in found {
             if !addrs.contains(&addr) {
@@ -184,10 +170,7 @@ fn refuse_overlap(addrs: &[SocketAddr]) -> Result<(), BindError> {
         IpAddr::V4(ip) => ip.is_unspecified() && narrow.is_ipv4(),
     };
     for wide in addrs.iter().map(SocketAddr::ip) {
-        let narrow = addrs
-            .iter()
-            .map(SocketAddr::ip)
-            .find(|&n| n != wide && covers(wide, n));
+        let narrow = addrs.iter().map(SocketAddr::ip).find(|&n| n != wide && covers(wide, n));
         if let Some(narrow) = narrow {
             return Err(BindError::Overlap { wide, narrow });
         }
@@ -229,10 +212,9 @@ pub(crate) enum ActivationError {
 impl fmt::Display for ActivationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ActivationError::BadCount(text) => write!(
-                f,
-                "LISTEN_FDS={text:?}: expected a number of sockets from 1 to {MAX_FDS}"
-            ),
+            ActivationError::BadCount(text) => {
+                write!(f, "LISTEN_FDS={text:?}: expected a number of sockets from 1 to {MAX_FDS}")
+            }
             ActivationError::NotAListener { fd, why } => {
                 write!(f, "passed file descriptor {fd} cannot be served: {why}")
             }
@@ -286,11 +268,8 @@ mod tests {
     #[test]
     fn port_zero_gives_every_address_the_same_port() {
         let bound = bind_all(&[], 0).unwrap();
-        let ports: Vec<u16> = bound
-            .listeners
-            .iter()
-            .map(|l| l.local_addr().unwrap().port())
-            .collect();
+        let ports: Vec<u16> =
+            bound.listeners.iter().map(|l| l.local_addr().unwrap().port()).collect();
         assert!(!ports.is_empty());
         assert!(ports.iter().all(|&p| p == ports[0] && p != 0), "{ports:?}");
     }
@@ -299,13 +278,8 @@ mod tests {
     fn a_port_in_use_is_an_error_naming_the_address() {
         let taken = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = taken.local_addr().unwrap().port();
-        let err = bind_all(&["127.0.0.1".into()], port)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.starts_with(&format!("cannot listen on 127.0.0.1:{port}: ")),
-            "{err}"
-        );
+        let err = bind_all(&["127.0.0.1".into()], port).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("cannot listen on 127.0.0.1:{port}: ")), "{err}");
         assert!(err.contains("already running"), "{err}");
     }
 
@@ -313,13 +287,7 @@ mod tests {
     fn names_resolve_and_duplicates_are_dropped() {
         let addrs = resolve(&["127.0.0.1".into(), "[::1]".into(), "127.0.0.1".into()]).unwrap();
         let ips: Vec<IpAddr> = addrs.iter().map(SocketAddr::ip).collect();
-        assert_eq!(
-            ips,
-            [
-                IpAddr::from(Ipv4Addr::LOCALHOST),
-                Ipv6Addr::LOCALHOST.into()
-            ]
-        );
+        assert_eq!(ips, [IpAddr::from(Ipv4Addr::LOCALHOST), Ipv6Addr::LOCALHOST.into()]);
     }
 
     #[test]
@@ -345,12 +313,7 @@ mod tests {
 
     #[test]
     fn an_unknown_name_is_an_error_naming_it() {
-        let err = bind_all(&["no-such-host.invalid".into()], 0)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.starts_with("cannot listen on 'no-such-host.invalid': "),
-            "{err}"
-        );
+        let err = bind_all(&["no-such-host.invalid".into()], 0).unwrap_err().to_string();
+        assert!(err.starts_with("cannot listen on 'no-such-host.invalid': "), "{err}");
     }
 }

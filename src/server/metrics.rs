@@ -61,9 +61,7 @@ struct Request {
 fn serve(listener: &TcpListener, poller: &mut Poller, figures: (usize, SystemTime)) {
     let (mut held, mut ready, mut next) = (VecDeque::<Request>::new(), Vec::new(), LISTENER + 1);
     loop {
-        let first = held
-            .front()
-            .map(|r| r.until.saturating_duration_since(Instant::now()));
+        let first = held.front().map(|r| r.until.saturating_duration_since(Instant::now()));
         if poller.wait(first, &mut ready).is_err() {
             thread::sleep(Duration::from_millis(100));
         }
@@ -86,12 +84,7 @@ fn serve(listener: &TcpListener, poller: &mut Poller, figures: (usize, SystemTim
                     }
                     if stream.set_nonblocking(true).is_ok() && poller.add(&stream, next).is_ok() {
                         let until = Instant::now() + TIME_LIMIT;
-                        held.push_back(Request {
-                            token: next,
-                            stream,
-                            head: Vec::new(),
-                            until,
-                        });
+                        held.push_back(Request { token: next, stream, head: Vec::new(), until });
                         next += 1;
                     }
                 }
@@ -143,11 +136,7 @@ fn answer(head: &[u8], figures: (usize, SystemTime)) -> String {
             let head_only = method == b"HEAD";
             response_of("200 OK", CONTENT_TYPE, &body, head_only)
         }
-        b"GET" | b"HEAD" => response(
-            "404 Not Found",
-            "only /metrics is here\n",
-            method == b"HEAD",
-        ),
+        b"GET" | b"HEAD" => response("404 Not Found", "only /metrics is here\n", method == b"HEAD"),
         _ if path.is_some() => response("405 Method Not Allowed", "GET or HEAD only\n", false)
             .replacen("\r\n\r\n", "\r\nAllow: GET, HEAD\r\n\r\n", 1),
         _ => response("400 Bad Request", "bad request\n", false),
@@ -195,18 +184,12 @@ fn describe(out: &mut String, figure: &str) -> String {
 /// Every figure, in the exposition format.
 fn render((max_conns, started): (usize, SystemTime)) -> String {
     let mut out = String::with_capacity(4096);
-    describe(
-        &mut out,
-        "serv6_exchanges_total counter Exchanges answered, by service.",
-    );
+    describe(&mut out, "serv6_exchanges_total counter Exchanges answered, by service.");
     for (service, name) in Service::ALL {
         let n = STATS.served_as(service);
         let _ = writeln!(out, "serv6_exchanges_total{{service=\"{name}\"}} {n}");
     }
-    describe(
-        &mut out,
-        "serv6_refusals_total counter Connections told 'error: ...', by reason.",
-    );
+    describe(&mut out, "serv6_refusals_total counter Connections told 'error: ...', by reason.");
     for slot in 1..=6 {
         let (reason, n) = (End::LABELS[slot], STATS.count(slot));
         let _ = writeln!(out, "serv6_refusals_total{{reason=\"{reason}\"}} {n}");
@@ -233,22 +216,12 @@ fn render((max_conns, started): (usize, SystemTime)) -> String {
     let name = describe(&mut out, "serv6_reply_latency_seconds histogram From the message's arrival (the kernel's stamp) to its reply written.");
     let (cumulative, sum) = STATS.latency();
     let total = cumulative.last().copied().unwrap_or(0);
-    let bounds = BOUNDS
-        .iter()
-        .map(ToString::to_string)
-        .chain(["+Inf".into()]);
+    let bounds = BOUNDS.iter().map(ToString::to_string).chain(["+Inf".into()]);
     for (bound, count) in bounds.zip(&cumulative) {
         let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
     }
     let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {total}");
-    describe(
-        &mut out,
-        "serv6_build_info gauge The version that is running.",
-    );
-    let _ = writeln!(
-        out,
-        "serv6_build_info{{version=\"{}\"}} 1",
-        env!("CARGO_PKG_VERSION")
-    );
+    describe(&mut out, "serv6_build_info gauge The version that is running.");
+    let _ = writeln!(out, "serv6_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
     out
 }

@@ -56,17 +56,11 @@ struct Stop {
 impl Stop {
     /// The machine, not the command line, stops serv6: exit status 1.
     fn failure(message: String) -> Stop {
-        Stop {
-            message,
-            status: Status::Failure,
-        }
+        Stop { message, status: Status::Failure }
     }
 
     fn usage(error: &dyn std::fmt::Display) -> Stop {
-        Stop {
-            message: program().usage_error(error),
-            status: Status::Usage,
-        }
+        Stop { message: program().usage_error(error), status: Status::Usage }
     }
 }
 
@@ -95,9 +89,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<(), Stop> {
     if let Some(notifier) = &notifier {
         notify::tell_ready(notifier, &running.room);
     }
-    let signal = first
-        .recv()
-        .map_err(|_| Stop::failure("no signal thread".into()))?;
+    let signal = first.recv().map_err(|_| Stop::failure("no signal thread".into()))?;
     if let Some(notifier) = &notifier {
         notifier.insist("STOPPING=1");
     }
@@ -126,10 +118,7 @@ impl Running {
         self.workers.wait_gone(by);
         self.room.finish(by);
         output::finish_log(FLUSH_ON_EXIT);
-        output::say(format_args!(
-            "{}",
-            STATS.summary("stopped after", &output::losses())
-        ));
+        output::say(format_args!("{}", STATS.summary("stopped after", &output::losses())));
     }
 }
 
@@ -182,10 +171,7 @@ fn wait_for_signals(termination: &platform::Signals) -> mpsc::Receiver<platform:
 fn start(options: &Options, passed: Option<Vec<listen::Passed>>) -> Result<Running, Stop> {
     let (listeners, mut notes) = listeners(options, passed)?;
     let mut line = listen::listening_line(&listeners);
-    if let Some(e) = listeners
-        .iter()
-        .find_map(|(l, _)| platform::stamp_arrivals(l).err())
-    {
+    if let Some(e) = listeners.iter().find_map(|(l, _)| platform::stamp_arrivals(l).err()) {
         notes.push(format!(
             "the kernel gives no arrival times here ({e}): replies are stamped when serv6 reads the message"
         ));
@@ -203,11 +189,7 @@ fn start(options: &Options, passed: Option<Vec<listen::Passed>>) -> Result<Runni
     notes.extend(output::start_log(options.quiet, options.log_bytes));
     let room = Room::start(capacity.room, rules)
         .map_err(|e| Stop::failure(format!("cannot start the waiting room: {e}")))?;
-    let shared = Arc::new(Shared::new(
-        rules,
-        options.proxy_from.clone(),
-        Arc::clone(&room),
-    ));
+    let shared = Arc::new(Shared::new(rules, options.proxy_from.clone(), Arc::clone(&room)));
     let workers = Workers::start(listeners, capacity.workers_per_listener, shared)
         .map_err(|e| Stop::failure(format!("cannot start workers: {e}")))?;
     if let Some(addr) = options.metrics {
@@ -237,12 +219,7 @@ fn listeners(
             ));
         }
         let serving = passed.into_iter();
-        return Ok((
-            serving
-                .map(|(l, s)| (l, s.unwrap_or(options.service)))
-                .collect(),
-            Vec::new(),
-        ));
+        return Ok((serving.map(|(l, s)| (l, s.unwrap_or(options.service))).collect(), Vec::new()));
     }
     let port = options.port.unwrap_or(crate::protocol::DEFAULT_PORT);
     let mut bound = listen::bind_all(&options.binds, port).map_err(|e| {
@@ -254,9 +231,7 @@ fn listeners(
     })?;
     for listener in &bound.listeners {
         if let Err(e) = platform::set_backlog(listener, options.backlog) {
-            bound
-                .notes
-                .push(format!("the listen backlog stays at std's 128: {e}"));
+            bound.notes.push(format!("the listen backlog stays at std's 128: {e}"));
             break;
         }
     }

@@ -38,9 +38,7 @@ pub(crate) struct Notifier {
 impl Notifier {
     /// From `NOTIFY_SOCKET`; `None` when it is unset or unusable.
     pub fn from_env() -> Option<Notifier> {
-        let target = std::env::var("NOTIFY_SOCKET")
-            .ok()
-            .filter(|t| !t.is_empty())?;
+        let target = std::env::var("NOTIFY_SOCKET").ok().filter(|t| !t.is_empty())?;
         let socket = UnixDatagram::unbound().ok()?;
         socket.set_nonblocking(true).ok()?;
         Some(Notifier { socket, target })
@@ -139,10 +137,7 @@ struct Progress {
 
 impl Progress {
     fn now(room: &Room) -> Progress {
-        Progress {
-            room_turns: room.turns(),
-            jobs: STATS.worker_jobs(),
-        }
+        Progress { room_turns: room.turns(), jobs: STATS.worker_jobs() }
     }
 
     /// Whether both moved since `before`: the room turned (it is poked

@@ -231,10 +231,7 @@ mod tests {
                 let port_default = Some(default.port.unwrap_or(DEFAULT_PORT));
                 assert_eq!(
                     (Options { port, ..parsed }),
-                    Options {
-                        port: port_default,
-                        ..default
-                    },
+                    Options { port: port_default, ..default },
                     "{words}"
                 );
             }
@@ -253,26 +250,16 @@ mod tests {
             .collect();
         assert_eq!(described, DESCRIBED);
         let default = Options::default();
-        assert!(
-            default.binds.is_empty(),
-            "listen::bind_all binds loopback for none"
-        );
+        assert!(default.binds.is_empty(), "listen::bind_all binds loopback for none");
         assert_eq!(default.max_conns, None, "capacity::plan derives it");
         assert_eq!(default.metrics, None, "off");
         let Ok(Command::Serve(proxied)) = parse_words("--proxy-protocol") else {
             panic!("--proxy-protocol alone parses");
         };
-        let from: Vec<String> = proxied
-            .proxy_from
-            .unwrap_or_default()
-            .iter()
-            .map(|c| format!("{c:?}"))
-            .collect();
+        let from: Vec<String> =
+            proxied.proxy_from.unwrap_or_default().iter().map(|c| format!("{c:?}")).collect();
         assert_eq!(from.len(), 2, "127.0.0.0/8 and ::1: {from:?}");
-        assert!(
-            from[0].contains("127.0.0.0") && from[1].contains("::1"),
-            "{from:?}"
-        );
+        assert!(from[0].contains("127.0.0.0") && from[1].contains("::1"), "{from:?}");
     }
 
     #[test]
@@ -288,10 +275,7 @@ mod tests {
             };
             let parsed = parse_words(&words);
             let default = Command::Serve(Options::default());
-            assert!(
-                parsed.as_ref().is_ok_and(|c| *c != default),
-                "{words}: {parsed:?}"
-            );
+            assert!(parsed.as_ref().is_ok_and(|c| *c != default), "{words}: {parsed:?}");
         }
     }
 
@@ -324,10 +308,7 @@ mod tests {
     #[test]
     fn help_and_version() {
         assert_eq!(parse_words("-h").unwrap(), Command::Info(Info::Help));
-        assert_eq!(
-            parse_words("--port 1 --help").unwrap(),
-            Command::Info(Info::Help)
-        );
+        assert_eq!(parse_words("--port 1 --help").unwrap(), Command::Info(Info::Help));
         assert_eq!(parse_words("-V").unwrap(), Command::Info(Info::Version));
         assert!(program().help().contains("--max-conns N"));
     }
@@ -374,10 +355,7 @@ mod tests {
         );
         assert_eq!(
             parse_words("--pause off"),
-            Ok(Command::Serve(Options {
-                pause: None,
-                ..Options::default()
-            }))
+            Ok(Command::Serve(Options { pause: None, ..Options::default() }))
         );
     }
 }

@@ -95,10 +95,7 @@ fn parse_v1(bytes: &[u8]) -> Parsed {
     }
     let line = &window[V1_PREFIX.len()..lf - 1];
     match v1_fields(line) {
-        Some(header) => Parsed::Complete {
-            header,
-            len: lf + 1,
-        },
+        Some(header) => Parsed::Complete { header, len: lf + 1 },
         None => Parsed::Invalid(Invalid::BadV1),
     }
 }
@@ -106,10 +103,7 @@ fn parse_v1(bytes: &[u8]) -> Parsed {
 /// A CR anywhere but just before the (not yet arrived) LF.
 fn has_early_cr(window: &[u8]) -> bool {
     let last = window.len().saturating_sub(1);
-    window
-        .iter()
-        .enumerate()
-        .any(|(i, &b)| b == b'\r' && i != last)
+    window.iter().enumerate().any(|(i, &b)| b == b'\r' && i != last)
 }
 
 /// `TCP4 src dst sport dport`, `TCP6 ...`, or `UNKNOWN` and anything.
@@ -133,9 +127,7 @@ fn v1_fields(line: &[u8]) -> Option<Header> {
         _ => return None,
     };
     v1_port(destination_port)?;
-    Some(Header::Relayed {
-        client: SocketAddr::new(source, v1_port(source_port)?),
-    })
+    Some(Header::Relayed { client: SocketAddr::new(source, v1_port(source_port)?) })
 }
 
 /// Four decimal numbers without leading zeros, as the specification says.
@@ -179,16 +171,9 @@ fn parse_v2(bytes: &[u8]) -> Parsed {
     let Some(body) = bytes.get(V2_FIXED..V2_FIXED + body_len) else {
         return Parsed::Incomplete;
     };
-    let header = if command == 0 {
-        Some(Header::Own)
-    } else {
-        v2_addresses(family, body)
-    };
+    let header = if command == 0 { Some(Header::Own) } else { v2_addresses(family, body) };
     match header {
-        Some(header) => Parsed::Complete {
-            header,
-            len: V2_FIXED + body_len,
-        },
+        Some(header) => Parsed::Complete { header, len: V2_FIXED + body_len },
         None => Parsed::Invalid(Invalid::BadV2),
     }
 }
@@ -210,9 +195,7 @@ fn v2_addresses(family: u8, body: &[u8]) -> Option<Header> {
         _ => return Some(Header::Own),
     };
     let port = u16::from_be_bytes([port[0], port[1]]);
-    Some(Header::Relayed {
-        client: SocketAddr::new(ip, port),
-    })
+    Some(Header::Relayed { client: SocketAddr::new(ip, port) })
 }
 
 #[cfg(test)]
@@ -221,9 +204,7 @@ mod tests {
     use crate::rng::XorShift;
 
     fn relayed(addr: &str) -> Header {
-        Header::Relayed {
-            client: addr.parse().expect("an address"),
-        }
+        Header::Relayed { client: addr.parse().expect("an address") }
     }
 
     fn v2(command: u8, family: u8, body: &[u8]) -> Vec<u8> {
@@ -242,27 +223,15 @@ mod tests {
     #[test]
     fn version_1_lines() {
         let line = b"PROXY TCP4 192.0.2.1 198.51.100.7 54321 5006\r\nhola\n";
-        let complete = Parsed::Complete {
-            header: relayed("192.0.2.1:54321"),
-            len: 46,
-        };
+        let complete = Parsed::Complete { header: relayed("192.0.2.1:54321"), len: 46 };
         assert_eq!(parse(line), complete);
         let v6 = b"PROXY TCP6 2001:db8::1 2001:db8::2 1 5006\r\n";
         assert_eq!(
             parse(v6),
-            Parsed::Complete {
-                header: relayed("[2001:db8::1]:1"),
-                len: v6.len()
-            }
+            Parsed::Complete { header: relayed("[2001:db8::1]:1"), len: v6.len() }
         );
         let unknown = b"PROXY UNKNOWN\r\n";
-        assert_eq!(
-            parse(unknown),
-            Parsed::Complete {
-                header: Header::Own,
-                len: 15
-            }
-        );
+        assert_eq!(parse(unknown), Parsed::Complete { header: Header::Own, len: 15 });
     }
 
     #[test]
@@ -294,74 +263,34 @@ mod tests {
     fn version_2_headers() {
         let mut bytes = v2_tcp4();
         bytes.extend_from_slice(b"hola\n");
-        assert_eq!(
-            parse(&bytes),
-            Parsed::Complete {
-                header: relayed("192.0.2.1:54321"),
-                len: 28
-            }
-        );
+        assert_eq!(parse(&bytes), Parsed::Complete { header: relayed("192.0.2.1:54321"), len: 28 });
         let local = v2(0, 0x00, &[]);
-        assert_eq!(
-            parse(&local),
-            Parsed::Complete {
-                header: Header::Own,
-                len: 16
-            }
-        );
+        assert_eq!(parse(&local), Parsed::Complete { header: Header::Own, len: 16 });
         let mut v6 = [0u8; 36];
         v6[15] = 1;
         v6[32..34].copy_from_slice(&7u16.to_be_bytes());
         assert_eq!(
             parse(&v2(1, 0x21, &v6)),
-            Parsed::Complete {
-                header: relayed("[::1]:7"),
-                len: 52
-            }
+            Parsed::Complete { header: relayed("[::1]:7"), len: 52 }
         );
-        let with_tlvs = v2(
-            1,
-            0x11,
-            &[&v2_tcp4()[16..], &[0x01, 0, 2, b'h', b'2']].concat(),
-        );
-        assert!(matches!(
-            parse(&with_tlvs),
-            Parsed::Complete { len: 33, .. }
-        ));
+        let with_tlvs = v2(1, 0x11, &[&v2_tcp4()[16..], &[0x01, 0, 2, b'h', b'2']].concat());
+        assert!(matches!(parse(&with_tlvs), Parsed::Complete { len: 33, .. }));
         assert_eq!(
             parse(&v2(1, 0x31, &[0; 216])),
-            Parsed::Complete {
-                header: Header::Own,
-                len: 232
-            }
+            Parsed::Complete { header: Header::Own, len: 232 }
         );
     }
 
     #[test]
     fn version_2_is_refused_at_the_first_wrong_byte() {
-        assert_eq!(
-            parse(b"\r\n\r\n\0\r\nQUIX"),
-            Parsed::Invalid(Invalid::Missing)
-        );
-        assert_eq!(
-            parse(&v2(2, 0x11, &[0; 12])[..13]),
-            Parsed::Invalid(Invalid::BadV2)
-        );
-        assert_eq!(
-            parse(&v2(1, 0x41, &[0; 12])[..14]),
-            Parsed::Invalid(Invalid::BadV2)
-        );
-        assert_eq!(
-            parse(&v2(1, 0x11, &[0; 4])),
-            Parsed::Invalid(Invalid::BadV2)
-        );
+        assert_eq!(parse(b"\r\n\r\n\0\r\nQUIX"), Parsed::Invalid(Invalid::Missing));
+        assert_eq!(parse(&v2(2, 0x11, &[0; 12])[..13]), Parsed::Invalid(Invalid::BadV2));
+        assert_eq!(parse(&v2(1, 0x41, &[0; 12])[..14]), Parsed::Invalid(Invalid::BadV2));
+        assert_eq!(parse(&v2(1, 0x11, &[0; 4])), Parsed::Invalid(Invalid::BadV2));
         let long = v2(1, 0x11, &[0; V2_MAX_BODY + 1]);
         assert_eq!(parse(&long[..16]), Parsed::Invalid(Invalid::TooLong));
         assert_eq!(parse(b"hola\n"), Parsed::Invalid(Invalid::Missing));
-        assert_eq!(
-            parse(b"GET / HTTP/1.1\r\n"),
-            Parsed::Invalid(Invalid::Missing)
-        );
+        assert_eq!(parse(b"GET / HTTP/1.1\r\n"), Parsed::Invalid(Invalid::Missing));
     }
 
     /// Every prefix of a valid header is incomplete, never invalid.
@@ -375,12 +304,7 @@ mod tests {
         ];
         for header in headers {
             for end in 0..header.len() {
-                assert_eq!(
-                    parse(&header[..end]),
-                    Parsed::Incomplete,
-                    "{:?}",
-                    &header[..end]
-                );
+                assert_eq!(parse(&header[..end]), Parsed::Incomplete, "{:?}", &header[..end]);
             }
         }
     }

@@ -118,11 +118,7 @@ impl Stats {
 
     /// A worker begins with a connection (`true`), or is done with it.
     pub fn worker_job(&self, begins: bool) {
-        let counter = if begins {
-            &self.jobs_begun
-        } else {
-            &self.jobs_ended
-        };
+        let counter = if begins { &self.jobs_begun } else { &self.jobs_ended };
         counter.fetch_add(1, Relaxed);
     }
 
@@ -157,9 +153,7 @@ impl Stats {
         let errors: u64 = [1, 2, 5, 6, 8].iter().map(|&slot| self.count(slot)).sum();
         let mut text = format!(
             "{verb} {:.1} s: {} served, {}, {}",
-            self.started
-                .get()
-                .map_or(0.0, |t| t.elapsed().as_secs_f64()),
+            self.started.get().map_or(0.0, |t| t.elapsed().as_secs_f64()),
             counted(self.served(), "exchange", "exchanges"),
             counted(errors, "error", "errors"),
             counted(self.count(3), "busy refusal", "busy refusals"),

@@ -70,10 +70,7 @@ impl Server {
     }
 
     fn launch(command: &mut Command, stdout: Stdio, gates: Unread) -> Server {
-        let Unread {
-            stdout: stdout_gate,
-            stderr: stderr_gate,
-        } = gates;
+        let Unread { stdout: stdout_gate, stderr: stderr_gate } = gates;
         let mut child = command
             .args(["--port", "0"])
             .stdin(Stdio::null())
@@ -111,10 +108,8 @@ impl Server {
             stderr,
         };
         loop {
-            let line = server
-                .stderr
-                .recv_timeout(PATIENCE)
-                .expect("the server says where it listens");
+            let line =
+                server.stderr.recv_timeout(PATIENCE).expect("the server says where it listens");
             if line.contains("listening on ") {
                 server.addrs = parse_listening(&line);
                 server.listening = line;
@@ -131,11 +126,7 @@ impl Server {
 
     /// The IPv4 loopback address it listens on.
     pub fn v4(&self) -> SocketAddr {
-        *self
-            .addrs
-            .iter()
-            .find(|a| a.is_ipv4())
-            .expect("an IPv4 address")
+        *self.addrs.iter().find(|a| a.is_ipv4()).expect("an IPv4 address")
     }
 
     /// The IPv6 loopback address, or `None` (with a printed reason) where
@@ -161,10 +152,7 @@ impl Server {
 
     /// The next exchange line from standard output, without its LF.
     pub fn log_line(&self) -> Vec<u8> {
-        let mut line = self
-            .stdout
-            .recv_timeout(PATIENCE)
-            .expect("an exchange log line");
+        let mut line = self.stdout.recv_timeout(PATIENCE).expect("an exchange log line");
         assert_eq!(line.pop(), Some(b'\n'), "log lines end with LF");
         line
     }
@@ -225,9 +213,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         if self.is_running() {
-            let _ = Command::new("sh")
-                .args(["-c", &format!("kill -KILL {}", self.pid)])
-                .status();
+            let _ = Command::new("sh").args(["-c", &format!("kill -KILL {}", self.pid)]).status();
             let _ = self.exit.recv_timeout(PATIENCE);
         }
     }
@@ -244,9 +230,7 @@ impl Haproxy {
     /// Fronts `a` (v1) and `b` (v2); `None`, after saying why, without HAProxy.
     pub fn start(a: SocketAddr, b: SocketAddr) -> Option<Haproxy> {
         let config = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/haproxy/serv6.cfg");
-        let front: SocketAddr = format!("127.0.0.1:{}", dead_port())
-            .parse()
-            .expect("an address");
+        let front: SocketAddr = format!("127.0.0.1:{}", dead_port()).parse().expect("an address");
         let child = Command::new("haproxy")
             .args(["-db", "-f", config])
             .env("SERV6_FRONT", front.to_string())
@@ -311,10 +295,7 @@ impl Unread {
                 rx
             })
         };
-        let unread = Unread {
-            stdout: gate(stdout),
-            stderr: gate(stderr),
-        };
+        let unread = Unread { stdout: gate(stdout), stderr: gate(stderr) };
         (Gates(senders), unread)
     }
 }
@@ -358,9 +339,7 @@ pub fn parse_listening(line: &str) -> Vec<SocketAddr> {
     let list = line.split("listening on ").nth(1).expect("an address list");
     // The metrics address, if any, follows in parentheses.
     let list = list.split(" (").next().unwrap_or(list);
-    list.split(", ")
-        .map(|a| a.trim().parse().expect("a socket address"))
-        .collect()
+    list.split(", ").map(|a| a.trim().parse().expect("a socket address")).collect()
 }
 
 /// The soft limit on open files of this process, which serv6 inherits
@@ -395,8 +374,7 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
 /// Reads until EOF, as a client waiting for the reply and the close.
 pub fn read_to_end(conn: &mut TcpStream) -> Vec<u8> {
     let mut reply = Vec::new();
-    conn.read_to_end(&mut reply)
-        .expect("reply and EOF within the patience");
+    conn.read_to_end(&mut reply).expect("reply and EOF within the patience");
     reply
 }
 
@@ -467,12 +445,8 @@ pub fn dead_port() -> u16 {
 
 /// Whether `tool` runs here; says why a test skips if not.
 pub fn have(tool: &str, args: &[&str]) -> bool {
-    let found = Command::new(tool)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
+    let found =
+        Command::new(tool).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
     if !found {
         skipped(format_args!("{tool} is not installed"));
     }
@@ -572,25 +546,19 @@ pub mod proc {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let listening = fields.get(1)?.ends_with(&wanted) && fields.get(3) == Some(&"0A");
             let queue = fields.get(4)?.split(':').nth(1)?;
-            listening
-                .then(|| u64::from_str_radix(queue, 16).ok())
-                .flatten()
+            listening.then(|| u64::from_str_radix(queue, 16).ok()).flatten()
         })
     }
 
     pub fn open_fds(pid: u32) -> usize {
-        fs::read_dir(format!("/proc/{pid}/fd"))
-            .expect("/proc/PID/fd")
-            .count()
+        fs::read_dir(format!("/proc/{pid}/fd")).expect("/proc/PID/fd").count()
     }
 
     /// User plus system CPU time, in clock ticks (1/100 s on Linux).
     /// Whether the process is stopped (SIGSTOP): state `T` in /proc.
     pub fn is_stopped(pid: u32) -> bool {
         let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        stat.rfind(')')
-            .and_then(|end| stat.get(end + 2..end + 3))
-            .is_some_and(|state| state == "T")
+        stat.rfind(')').and_then(|end| stat.get(end + 2..end + 3)).is_some_and(|state| state == "T")
     }
 
     pub fn cpu_ticks(pid: u32) -> u64 {

@@ -20,10 +20,7 @@ pub fn skipped(why: impl Display) {
     let test = thread.name().unwrap_or("unnamed");
     // One write of the whole line: appends from parallel tests never mix.
     let line = format!("{test}\t{}\n", why.to_string().replace('\n', " "));
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path);
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(&path);
     if let Err(e) = file.and_then(|mut f| f.write_all(line.as_bytes())) {
         println!("(could not record the skip in {path:?}: {e})");
     }

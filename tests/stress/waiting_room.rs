@@ -152,17 +152,9 @@ fn report(what: &str, run: &Run) {
 
 fn assert_served_within_bounds(run: &Run) {
     assert_eq!(run.failures, 0, "normal clients failed");
-    assert!(
-        run.p99 < Duration::from_millis(20),
-        "normal p99 {:?}",
-        run.p99
-    );
+    assert!(run.p99 < Duration::from_millis(20), "normal p99 {:?}", run.p99);
     assert!(run.peak_threads <= 64, "{} threads", run.peak_threads);
-    assert!(
-        run.peak_rss_kib <= 64 * 1024,
-        "RSS {} KiB",
-        run.peak_rss_kib
-    );
+    assert!(run.peak_rss_kib <= 64 * 1024, "RSS {} KiB", run.peak_rss_kib);
 }
 
 #[test]
@@ -174,11 +166,7 @@ fn five_hundred_silent_connections_a_second_cost_no_normal_client_anything() {
     let run = attack(&["--quiet"], 500, Attack::Silent);
     report("500 silent connections a second for 12 s", &run);
     assert_served_within_bounds(&run);
-    assert!(
-        run.peak_held >= 4000,
-        "the room held only {}",
-        run.peak_held
-    );
+    assert!(run.peak_held >= 4000, "the room held only {}", run.peak_held);
 }
 
 #[test]
@@ -267,10 +255,7 @@ fn with_64_descriptors_the_oldest_silent_clients_make_way_for_normal_ones() {
          {busy}+ silent ones told busy; server CPU {cpu:?} in {wall:?}",
         latencies[latencies.len() - 1]
     );
-    assert!(
-        cpu < wall / 2 + Duration::from_millis(100),
-        "spinning? {cpu:?} in {wall:?}"
-    );
+    assert!(cpu < wall / 2 + Duration::from_millis(100), "spinning? {cpu:?} in {wall:?}");
     drop(silent);
     server.signal("TERM");
     assert_eq!(server.wait_exit().code(), Some(0));

@@ -170,11 +170,7 @@ impl Held {
         let waker = Waker::new()?;
         poller.add(&waker, WAKER)?;
         let (asks, inbox) = mpsc::channel();
-        let room = Arc::new(Room {
-            asks,
-            waker,
-            turns: AtomicU64::new(0),
-        });
+        let room = Arc::new(Room { asks, waker, turns: AtomicU64::new(0) });
         Ok(Held {
             room,
             inbox,
@@ -195,9 +191,7 @@ impl Held {
         let mut ready = Vec::with_capacity(BATCH);
         while !self.done() {
             self.room.turns.fetch_add(1, Relaxed);
-            let timeout = self
-                .next_timer()
-                .map(|at| at.saturating_duration_since(Instant::now()));
+            let timeout = self.next_timer().map(|at| at.saturating_duration_since(Instant::now()));
             if self.poller.wait(timeout, &mut ready).is_err() {
                 // Only a broken epoll fails here; waiting on the timers
                 // alone keeps deadlines, and never spins.
@@ -268,13 +262,7 @@ impl Held {
         while self.is_full() && self.make_room(now) {}
         let token = self.token();
         if self.is_full() || self.poller.add(&conn.stream, token).is_err() {
-            turn_away(
-                conn.stream,
-                conn.client,
-                End::Busy,
-                &self.rules,
-                Service::Receipt,
-            );
+            turn_away(conn.stream, conn.client, End::Busy, &self.rules, Service::Receipt);
             return;
         }
         self.waiting.insert(token, (conn, now));
@@ -328,13 +316,9 @@ impl Held {
         self.timers.remove(&(at, token));
         match read(&mut conn, &mut self.scratch.chunk, now) {
             Some(end) => self.finish(token, conn, end),
-            None => drop(turn_away(
-                conn.stream,
-                conn.client,
-                End::Busy,
-                &self.rules,
-                Service::Receipt,
-            )),
+            None => {
+                drop(turn_away(conn.stream, conn.client, End::Busy, &self.rules, Service::Receipt))
+            }
         }
         true
     }
@@ -367,13 +351,9 @@ impl Held {
         self.timers.remove(&(was, token));
         if let Some((conn, _)) = self.waiting.remove(&token) {
             match end {
-                End::ShuttingDown => drop(turn_away(
-                    conn.stream,
-                    conn.client,
-                    end,
-                    &self.rules,
-                    Service::Receipt,
-                )),
+                End::ShuttingDown => {
+                    drop(turn_away(conn.stream, conn.client, end, &self.rules, Service::Receipt))
+                }
                 end => self.finish(token, conn, end),
             }
         }
@@ -405,13 +385,7 @@ impl Held {
     fn cut(&mut self) {
         while let Some((token, (conn, at))) = self.waiting.pop_first() {
             self.timers.remove(&(at, token));
-            turn_away(
-                conn.stream,
-                conn.client,
-                End::ShuttingDown,
-                &self.rules,
-                Service::Receipt,
-            );
+            turn_away(conn.stream, conn.client, End::ShuttingDown, &self.rules, Service::Receipt);
         }
         self.lingering.clear();
         self.timers.clear();
@@ -451,12 +425,8 @@ mod tests {
     use std::io::{Read, Write};
     use std::net::TcpListener;
 
-    const RULES: Rules = Rules {
-        max_len: 64,
-        pause: None,
-        deadline: Duration::from_secs(60),
-        send_time: false,
-    };
+    const RULES: Rules =
+        Rules { max_len: 64, pause: None, deadline: Duration::from_secs(60), send_time: false };
 
     /// A client's end and the server's, accepted.
     fn pair(listener: &TcpListener) -> (TcpStream, TcpStream) {
@@ -481,9 +451,7 @@ mod tests {
     }
 
     fn reply(client: &mut TcpStream) -> String {
-        client
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("a timeout");
+        client.set_read_timeout(Some(Duration::from_secs(10))).expect("a timeout");
         let mut reply = String::new();
         let _ = client.read_to_string(&mut reply);
         reply
@@ -580,9 +548,7 @@ mod tests {
         client.write_all(b"hola\n").expect("sends");
         let mut ready = Vec::new();
         while held.waiting.len() == 1 {
-            held.poller
-                .wait(Some(Duration::from_secs(10)), &mut ready)
-                .expect("waits");
+            held.poller.wait(Some(Duration::from_secs(10)), &mut ready).expect("waits");
             for &token in &ready {
                 held.look_at(token, Instant::now());
             }
