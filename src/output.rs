@@ -394,7 +394,11 @@ impl Output {
             if std::mem::take(&mut state.helper_asleep) {
                 self.work.notify_one();
             }
-            self.write_as_writer(state, Some(line), pending)
+            let (pending, went) = self.write_as_writer(state, Some(line), pending);
+            if went || way == Way::Queue {
+                return pending;
+            }
+            (self.lock(), pending)
         } else if state.bytes.len() + line.len() > QUEUE_CAP {
             self.dropped.fetch_add(1, Relaxed);
             state.queued -= 1;
@@ -423,16 +427,19 @@ impl Output {
     }
 
     /// As the one write under way (with the writer's reply, `pending`,
-    /// handed over in case it stalls), writes `first`, then what queues
-    /// meanwhile, in order; a slow reader's rest is left to the helper.
-    /// A worker writes directly; the helper, without `first`, blocking.
+    /// handed over in case it stalls), writes `first`, then what queued
+    /// meanwhile, once: more is left to the helper, so that no worker holds
+    /// its own reply for others' lines. The helper (no `first`) writes,
+    /// blocking, until the queue is empty. A slow reader's rest is left to
+    /// the helper too. Returns the reply unless the helper sent it, and
+    /// whether `first` went whole.
     fn write_as_writer<'a>(
         &'a self,
         mut state: MutexGuard<'a, State>,
         mut first: Option<&[u8]>,
         pending: Option<Pending>,
-    ) -> (MutexGuard<'a, State>, Option<Pending>) {
-        let direct = first.is_some();
+    ) -> (Option<Pending>, bool) {
+        let (direct, mut rounds, mut went) = (first.is_some(), 2, false);
         state.writing = Some((Instant::now(), pending));
         let (mut chunk, mut told) = (Vec::new(), Vec::new());
         loop {
@@ -440,7 +447,8 @@ impl Output {
             if first.is_none() {
                 chunk = std::mem::take(&mut state.bytes);
             }
-            let bytes = first.take().unwrap_or(&chunk[..]);
+            let own = first.take();
+            let bytes = own.unwrap_or(&chunk[..]);
             let broken = state.failed.broken;
             drop(state);
             let outcome = match (&self.direct, direct) {
@@ -457,16 +465,22 @@ impl Output {
                 let mut rest = bytes[n..].to_vec();
                 rest.append(&mut state.bytes);
                 state.bytes = rest;
-                self.work.notify_one();
                 break;
             }
+            went |= own.is_some();
             state.written = upto;
+            self.done.notify_all();
             told.extend(self.count(&mut state, outcome));
+            rounds -= usize::from(direct);
             if state.bytes.is_empty() {
                 let dropped = std::mem::take(&mut state.dropped_in_burst);
-                if dropped > 0 {
-                    told.push(format!("{} is read again, after {dropped} dropped", self.name));
-                }
+                told.extend(
+                    (dropped > 0)
+                        .then(|| format!("{} is read again, after {dropped} dropped", self.name)),
+                );
+                break;
+            }
+            if rounds == 0 {
                 break;
             }
             if let Some((since, _)) = &mut state.writing {
@@ -474,12 +488,14 @@ impl Output {
             }
         }
         let pending = state.writing.take().and_then(|(_, pending)| pending);
-        self.done.notify_all();
+        if !state.bytes.is_empty() {
+            self.work.notify_one();
+        }
         drop(state);
         for line in told {
             say(format_args!("{line}"));
         }
-        (self.lock(), pending)
+        (pending, went)
     }
 
     /// Counts what a write of whole lines lost, if anything; returns what
@@ -552,11 +568,16 @@ impl Output {
                 drop(state);
                 let _ = platform::send_now(&stream, reply.as_bytes());
                 let _ = stream.shutdown(Shutdown::Write);
+                // What the client sent meanwhile is read, so that closing
+                // does not reset the connection and destroy the reply.
+                let mut sink = [0u8; 512];
+                while matches!(platform::recv_now(&stream, &mut sink), Ok((n, _)) if n > 0) {}
                 state = self.lock();
                 continue;
             }
             if state.writing.is_none() && !state.bytes.is_empty() {
-                state = self.write_as_writer(state, None, None).0;
+                self.write_as_writer(state, None, None);
+                state = self.lock();
                 continue;
             }
             let watching = state.direct_writes != seen || state.writing.is_some();
@@ -573,14 +594,15 @@ impl Output {
     }
 }
 
-/// A non-blocking write's result as an [`Outcome`]: a failing one is left
-/// to the helper, which tries again blocking, and reports.
-#[allow(clippy::needless_pass_by_value)] // a result, taken as it comes
+/// A non-blocking write's result as an [`Outcome`]: what it could not
+/// take yet is left to the helper, which waits for the reader; a failure
+/// (the reader gone) loses the lines, counted.
 fn now_or_partial(result: io::Result<usize>, bytes: &[u8]) -> Outcome {
     match result {
         Ok(n) if n == bytes.len() => Outcome::Written,
         Ok(n) => Outcome::Partial(n),
-        Err(_) => Outcome::Partial(0),
+        Err(e) if sync::is_interrupted(&e) || sync::is_timeout(&e) => Outcome::Partial(0),
+        Err(error) => Outcome::Failed { lost: lines(bytes), broken: false, error },
     }
 }
 
@@ -674,7 +696,9 @@ impl Reports {
                 self.end_second();
             });
         if let Err(e) = started {
-            say(format_args!("cannot start the report counter ({e}): every report line is shown"));
+            say(format_args!(
+                "cannot start the report counter ({e}): past five lines, reports are only counted"
+            ));
         }
     }
 

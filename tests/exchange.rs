@@ -262,3 +262,33 @@ fn the_log_shows_at_most_log_bytes_of_a_message() {
     assert!(line.len() < 4 * 1024 + 100, "{} bytes", line.len());
     assert!(text(&line).ends_with(" ... (64512 more bytes)"), "{}", text(&line[line.len() - 40..]));
 }
+
+#[test]
+fn every_client_handed_to_the_waiting_room_is_answered_promptly() {
+    // Clients that send 3 ms after connecting are handed to the room;
+    // many at once, so that hand-overs race the room's own turns.
+    let server = Server::start(&["--quiet"]);
+    let addr = server.v4();
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            thread::spawn(move || {
+                let mut slowest = Duration::ZERO;
+                for _ in 0..200 {
+                    let mut conn = connect(addr);
+                    conn.set_read_timeout(Some(Duration::from_secs(2))).expect("a timeout");
+                    thread::sleep(Duration::from_millis(3));
+                    let sent = Instant::now();
+                    conn.write_all(b"hola\n").expect("sends");
+                    let mut reply = Vec::new();
+                    let read = conn.read_to_end(&mut reply);
+                    assert!(read.is_ok(), "no reply within 2 s: {read:?}");
+                    assert_received(&reply, 4);
+                    slowest = slowest.max(sent.elapsed());
+                }
+                slowest
+            })
+        })
+        .collect();
+    let slowest = clients.into_iter().map(|c| c.join().expect("a client")).max();
+    println!("3200 clients sending 3 ms after connect: the slowest reply {slowest:?}");
+}

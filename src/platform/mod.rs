@@ -11,7 +11,7 @@ mod sys;
 pub(crate) use epoll::{Poller, Waker};
 pub use sockets::set_backlog;
 pub(crate) use sockets::{
-    adopt_listener, is_out_of_descriptors, recv_now, send_now, stamp_arrivals, stop_listening,
+    is_out_of_descriptors, passed_listeners, recv_now, send_now, stamp_arrivals, stop_listening,
     wait_readable, NotAListener,
 };
 use std::ffi::c_int;
@@ -53,7 +53,7 @@ impl fmt::Display for Signal {
 }
 
 /// The signals taken by [`Signals::wait`] instead of their default action.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Signals(sys::SigSet);
 
 impl Signals {

@@ -6,7 +6,7 @@ use super::{sys, timeout_ms};
 use std::fmt;
 use std::io;
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Room for the control messages a TCP read can bring: the timestamp.
@@ -120,27 +120,29 @@ impl fmt::Display for NotAListener {
     }
 }
 
-/// Takes `fd`, passed to this process by a service manager, as a listening
-/// TCP socket, after checking that it is one, and makes it blocking (a
-/// manager may pass it non-blocking, `NonBlocking=yes`): it is ours alone
-/// to accept from. The caller must own `fd`: nothing else in the process
-/// may use or close it.
-pub(crate) fn adopt_listener(fd: i32) -> Result<TcpListener, NotAListener> {
-    let kind = sys::int_option(fd, sys::SO_TYPE).map_err(|e| match e.raw_os_error() {
-        Some(sys::EBADF) => NotAListener::Closed,
-        _ => NotAListener::NotASocket,
-    })?;
-    if kind != sys::SOCK_STREAM {
+/// The `count` sockets a service manager passed to this process, each
+/// checked to be a listening TCP socket and made blocking (a manager may
+/// pass them non-blocking, `NonBlocking=yes`): they are ours alone to
+/// accept from. Or the first that is not, and why. Once per process.
+pub(crate) fn passed_listeners(count: i32) -> Result<Vec<TcpListener>, (i32, NotAListener)> {
+    let passed = sys::take_passed(count).into_iter();
+    passed.map(|(fd, owned)| listener_of(owned).map_err(|why| (fd, why))).collect()
+}
+
+fn listener_of(owned: io::Result<OwnedFd>) -> Result<TcpListener, NotAListener> {
+    let owned = owned.map_err(|_| NotAListener::Closed)?;
+    let option = |name| sys::int_option(owned.as_raw_fd(), name);
+    if option(sys::SO_TYPE).map_err(|_| NotAListener::NotASocket)? != sys::SOCK_STREAM {
         return Err(NotAListener::NotStream);
     }
-    if sys::int_option(fd, sys::SO_ACCEPTCONN).map_err(|_| NotAListener::NotListening)? == 0 {
+    if option(sys::SO_ACCEPTCONN).map_err(|_| NotAListener::NotListening)? == 0 {
         return Err(NotAListener::NotListening);
     }
-    let domain = sys::int_option(fd, sys::SO_DOMAIN).map_err(|_| NotAListener::NotInternet)?;
+    let domain = option(sys::SO_DOMAIN).map_err(|_| NotAListener::NotInternet)?;
     if domain != sys::AF_INET && domain != sys::AF_INET6 {
         return Err(NotAListener::NotInternet);
     }
-    let listener = sys::adopt(fd);
+    let listener = TcpListener::from(owned);
     listener.set_nonblocking(false).map_err(|_| NotAListener::NotASocket)?;
     Ok(listener)
 }

@@ -9,6 +9,7 @@ use std::ffi::{c_int, c_void};
 use std::io;
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 
 pub const SIGHUP: c_int = 1;
 pub const SIGINT: c_int = 2;
@@ -184,14 +185,25 @@ pub fn set_int_option(fd: BorrowedFd<'_>, name: c_int, value: c_int) -> io::Resu
     })
 }
 
-/// Takes `fd`, passed by a service manager, as the listener it is: the
-/// caller has checked it is a listening socket and must own it (nothing
-/// else in the process may use or close it).
-pub fn adopt(fd: c_int) -> TcpListener {
-    // SAFETY: `fd` is an open listening socket (checked by the caller with
-    // `int_option`), and nothing else in the process owns it, so the new
-    // `OwnedFd` is its only owner and will close it once.
-    TcpListener::from(unsafe { OwnedFd::from_raw_fd(fd) })
+/// Whether the descriptors a service manager passed have been taken.
+static PASSED_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// The `count` descriptors a service manager passed, from 3 on
+/// (`SD_LISTEN_FDS_START`), each owned, or why not (not open). Taken once
+/// per process, first thing, so that each has one owner: a later call
+/// gets none.
+pub fn take_passed(count: c_int) -> Vec<(c_int, io::Result<OwnedFd>)> {
+    if PASSED_TAKEN.swap(true, SeqCst) {
+        return Vec::new();
+    }
+    let take = |fd: c_int| match int_option(fd, SO_TYPE) {
+        Err(e) if e.raw_os_error() == Some(EBADF) => Err(e),
+        // SAFETY: `fd` is open (it is no EBADF), and it was passed to this
+        // process, which takes the passed descriptors once, before opening
+        // any of its own: the new `OwnedFd` is its only owner.
+        _ => Ok(unsafe { OwnedFd::from_raw_fd(fd) }),
+    };
+    (3..3 + count).map(|fd| (fd, take(fd))).collect()
 }
 
 /// Reads what `fd` has received into `buf` without waiting
@@ -359,7 +371,7 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::net::TcpStream;
-    use std::os::fd::{AsFd, IntoRawFd};
+    use std::os::fd::AsFd;
     use std::time::{Duration, SystemTime};
 
     fn pair() -> (TcpStream, TcpStream) {
@@ -424,14 +436,12 @@ mod tests {
     }
 
     #[test]
-    fn a_listener_is_adopted_by_its_number() {
+    fn a_socket_is_known_by_its_number() {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
-        let addr = listener.local_addr().expect("addr");
-        let fd = listener.into_raw_fd();
+        let fd = listener.as_raw_fd();
         assert_eq!(int_option(fd, SO_TYPE).expect("a socket"), SOCK_STREAM);
         assert_eq!(int_option(fd, SO_DOMAIN).expect("a socket"), AF_INET);
-        let adopted = adopt(fd);
-        assert_eq!(adopted.local_addr().expect("addr"), addr);
+        assert_eq!(int_option(fd, SO_ACCEPTCONN).expect("a socket"), 1);
         let closed = int_option(-1, SO_TYPE).expect_err("no such descriptor");
         assert_eq!(closed.raw_os_error(), Some(EBADF));
     }

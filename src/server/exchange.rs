@@ -364,8 +364,8 @@ fn refuse(
     rules: &Rules,
     s: &mut Scratch,
 ) -> bool {
-    STATS.ended(end);
-    report(client, end, rules);
+    let so_far = STATS.ended(end);
+    report(client, end, rules, so_far);
     let Some(why) = end.refusal(rules) else {
         return false;
     };
@@ -377,11 +377,11 @@ fn refuse(
 
 /// Says on standard error how a connection that got no time ended: a few
 /// lines a second at most (see `output::report`).
-fn report(client: SocketAddr, end: &End, rules: &Rules) {
+fn report(client: SocketAddr, end: &End, rules: &Rules, so_far: u64) {
     let slot = end.slot();
     match end {
         End::HealthCheck => {
-            if STATS.count(slot) == 1 {
+            if so_far == 1 {
                 output::say(format_args!("{client}: health checks, counted apart and not logged"));
             }
         }

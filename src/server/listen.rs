@@ -195,8 +195,6 @@ pub(crate) fn listening_line(listeners: &Serving) -> String {
     format!("listening on {}", addrs.join(", "))
 }
 
-/// The first passed descriptor (`SD_LISTEN_FDS_START`).
-const FIRST_FD: i32 = 3;
 /// More passed sockets than this is a misconfiguration, not a server.
 const MAX_FDS: i32 = 64;
 
@@ -242,16 +240,10 @@ pub(crate) fn passed_listeners() -> Result<Option<Vec<Passed>>, ActivationError>
         .ok()
         .filter(|n| (1..=MAX_FDS).contains(n))
         .ok_or_else(|| ActivationError::BadCount(fds.clone()))?;
-    let mut names = names.split(':');
-    let listeners = (FIRST_FD..FIRST_FD + count)
-        .map(|fd| {
-            let service = names.next().and_then(|name| name.parse().ok());
-            let listener = platform::adopt_listener(fd)
-                .map_err(|why| ActivationError::NotAListener { fd, why })?;
-            Ok((listener, service))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Some(listeners))
+    let listeners = platform::passed_listeners(count)
+        .map_err(|(fd, why)| ActivationError::NotAListener { fd, why })?;
+    let services = names.split(':').map(|name| name.parse().ok()).chain(std::iter::repeat(None));
+    Ok(Some(listeners.into_iter().zip(services).collect()))
 }
 
 /// Listening sockets, each with the service it serves.

@@ -73,18 +73,14 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<(), Stop> {
     let passed = listen::passed_listeners().map_err(|e| Stop::failure(e.to_string()))?;
     // Before any thread exists, so that every thread inherits the mask,
     // and no thread has an arena of its own yet.
-    let termination = platform::Signals::block();
+    let signals = platform::Signals::block()
+        .ok_or_else(|| Stop::failure("cannot block the signals that stop serv6".into()))?;
     platform::limit_malloc_arenas(MALLOC_ARENAS);
     output::start();
+    let first = wait_for_signals(signals)
+        .map_err(|e| Stop::failure(format!("cannot start the thread that takes signals: {e}")))?;
     STATS.start();
     let running = start(&options, passed)?;
-    let Some(termination) = termination else {
-        // No signal handling here: SIGTERM ends the process the default way.
-        loop {
-            std::thread::park();
-        }
-    };
-    let first = wait_for_signals(&termination);
     let notifier = notify::Notifier::from_env().map(Arc::new);
     if let Some(notifier) = &notifier {
         notify::tell_ready(notifier, &running.room);
@@ -125,44 +121,34 @@ impl Running {
 /// Starts a thread that waits for signals: SIGUSR1 has it say how serv6 is
 /// going; the first stopping signal is sent on the returned channel, and a
 /// second one exits at once, saying how many exchanges that cuts.
-fn wait_for_signals(termination: &platform::Signals) -> mpsc::Receiver<platform::Signal> {
+fn wait_for_signals(
+    signals: platform::Signals,
+) -> std::io::Result<mpsc::Receiver<platform::Signal>> {
     let (first, received) = mpsc::channel();
-    let waiter = termination.clone();
-    let started = std::thread::Builder::new()
+    std::thread::Builder::new()
         .name("serv6-signals".into())
         .stack_size(crate::sync::HELPER_STACK)
         .spawn(move || {
             let mut stopping = false;
             loop {
-                let signal = waiter.wait();
+                let signal = signals.wait();
                 if !signal.stops() {
                     let so_far = STATS.summary("running for", &output::losses());
                     output::say(format_args!("SIGUSR1: {so_far}"));
                 } else if !std::mem::replace(&mut stopping, true) {
                     let _ = first.send(signal);
                 } else {
+                    let cut =
+                        crate::words::counted(STATS.in_progress() as u64, "exchange", "exchanges");
                     output::say(format_args!(
-                        "{signal} received again: exiting now, cutting {} in progress",
-                        crate::words::counted(STATS.in_progress() as u64, "exchange", "exchanges")
+                        "{signal} received again: exiting now, cutting {cut} in progress"
                     ));
                     output::flush_stderr(FLUSH_ON_EXIT);
                     std::process::exit(Status::Failure.code().into());
                 }
             }
-        });
-    if started.is_err() {
-        output::say(format_args!("a second signal will not stop serv6 at once"));
-        let (first, received) = mpsc::channel();
-        let waiter = termination.clone();
-        let _ = first.send(loop {
-            let signal = waiter.wait();
-            if signal.stops() {
-                break signal;
-            }
-        });
-        return received;
-    }
-    received
+        })?;
+    Ok(received)
 }
 
 /// Binds (or takes the sockets passed to it), starts the waiting room and

@@ -108,7 +108,7 @@ pub(crate) const FLAGS: &[Flag<Key>] = &[
     flag(Key::MaxConns, "--max-conns N", "connections in progress at once; beyond, the one that \
         has waited longest for its message is told 'error: server busy' and closed, so that a \
         new client always gets a place (default as many as the open-file limit allows)"),
-    flag(Key::Grace, "--grace SECS", "on SIGTERM, SIGINT or SIGHUP, the time exchanges in \
+    flag(Key::Grace, "--grace SECS", "on SIGTERM, SIGINT, SIGHUP or SIGPWR, the time exchanges in \
         progress have to finish before they are told 'error: server shutting down'; a second \
         signal exits at once (default 5)"),
     flag(Key::Backlog, "--backlog N", "connections the kernel queues until a worker takes them \
@@ -123,8 +123,8 @@ pub(crate) const FLAGS: &[Flag<Key>] = &[
     flag(Key::LogBytes, "--log-bytes N", "the most message bytes a log line shows; the rest is \
         counted, not shown (the reply and the logged length are unaffected) (default 1024)"),
     flag(Key::Metrics, "--metrics ADDR:PORT", "serve Prometheus metrics at \
-        http://ADDR:PORT/metrics (one request at a time, bounded in size and time, so it cannot \
-        slow the exchanges); keep ADDR on loopback unless a firewall guards it (default off)"),
+        http://ADDR:PORT/metrics (each request bounded in size and time, 64 held at most, so it \
+        cannot slow the exchanges); keep ADDR on loopback unless a firewall guards it (default off)"),
     flag(Key::Service, "--service NAME", "what to serve: 'receipt' (the reply above), 'daytime' \
         (RFC 867: on connect, one line with the time, then close) or 'time' (RFC 868: on \
         connect, 4 bytes of seconds since 1900, as rdate reads them); sockets passed by systemd \

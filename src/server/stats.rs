@@ -77,9 +77,10 @@ impl Stats {
         let _ = self.started.set(Instant::now());
     }
 
-    /// Counts a connection that ended as `end` says.
-    pub fn ended(&self, end: &End) {
-        self.ended[end.slot()].fetch_add(1, Relaxed);
+    /// Counts a connection that ended as `end` says; returns how many have
+    /// ended so, this one included.
+    pub fn ended(&self, end: &End) -> u64 {
+        self.ended[end.slot()].fetch_add(1, Relaxed) + 1
     }
 
     /// Counts an exchange served by `service`, and its reply's latency

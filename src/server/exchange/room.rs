@@ -382,13 +382,13 @@ impl Held {
     }
 
     /// The grace period is over: everyone still waiting is told so.
+    /// Connections that linger keep their own timers: their replies are
+    /// out, and closing them now could reset them.
     fn cut(&mut self) {
         while let Some((token, (conn, at))) = self.waiting.pop_first() {
             self.timers.remove(&(at, token));
             turn_away(conn.stream, conn.client, End::ShuttingDown, &self.rules, Service::Receipt);
         }
-        self.lingering.clear();
-        self.timers.clear();
     }
 
     /// Answers the connection polled as `token`.
