@@ -378,21 +378,20 @@ fn refuse(
 /// Says on standard error how a connection that got no time ended: a few
 /// lines a second at most (see `output::report`).
 fn report(client: SocketAddr, end: &End, rules: &Rules, so_far: u64) {
-    let slot = end.slot();
     match end {
         End::HealthCheck => {
             if so_far == 1 {
                 output::say(format_args!("{client}: health checks, counted apart and not logged"));
             }
         }
-        End::BadHeader(why) => output::report(End::nouns(slot), format_args!("{client}: {why}")),
+        End::BadHeader(why) => output::report(end.nouns(), format_args!("{client}: {why}")),
         End::Failed(e) => {
-            output::report(End::nouns(slot), format_args!("{client}: connection failed: {e}"))
+            output::report(end.nouns(), format_args!("{client}: connection failed: {e}"))
         }
         End::ShuttingDown => {}
         end => {
             if let Some(why) = end.refusal(rules) {
-                output::report(End::nouns(slot), format_args!("{client}: {why}"));
+                output::report(end.nouns(), format_args!("{client}: {why}"));
             }
         }
     }

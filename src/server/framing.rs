@@ -51,8 +51,8 @@ impl Ending {
 }
 
 /// How a connection ended: the one account of it, which [`End::refusal`]
-/// turns into the reply, [`End::slot`] into its counter and metric label, and
-/// [`End::nouns`] into the operator's words.
+/// turns into the reply, and [`End::slot`] into its counter in
+/// [`End::COUNTERS`]: its metric label and the operator's words.
 #[derive(Debug)]
 pub(crate) enum End {
     /// A whole message, the last of it arrived `at`: it is answered.
@@ -80,20 +80,22 @@ pub(crate) enum End {
 }
 
 impl End {
-    /// Every label, in the order of [`End::slot`]: the counters' names.
-    pub const LABELS: [&'static str; 9] = [
-        "served",
-        "too_long",
-        "deadline",
-        "busy",
-        "shutting_down",
-        "clock",
-        "proxy",
-        "health_check",
-        "failed",
+    /// Each way's counter, in the order of [`End::slot`]: its metric label,
+    /// its words (one, many), whether the summary counts it among errors,
+    /// and whether the client is told `error: ...` (a refusal).
+    pub const COUNTERS: [(&'static str, &'static str, &'static str, bool, bool); 9] = [
+        ("served", "exchange", "exchanges", false, false),
+        ("too_long", "message too long", "messages too long", true, true),
+        ("deadline", "deadline", "deadlines", true, true),
+        ("busy", "busy refusal", "busy refusals", false, true),
+        ("shutting_down", "connection cut at shutdown", "connections cut at shutdown", false, true),
+        ("clock", "clock out of range", "clocks out of range", true, true),
+        ("proxy", "refused PROXY connection", "refused PROXY connections", true, true),
+        ("health_check", "health check", "health checks", false, false),
+        ("failed", "connection failed", "connections failed", true, false),
     ];
 
-    /// Where this ending is counted: its place in [`End::LABELS`].
+    /// Where this ending is counted: its place in [`End::COUNTERS`].
     pub fn slot(&self) -> usize {
         match self {
             End::Message { .. } => 0,
@@ -108,19 +110,15 @@ impl End {
         }
     }
 
-    /// One and many of it, for the operator's per-second counts, by slot.
-    pub fn nouns(slot: usize) -> (&'static str, &'static str) {
-        [
-            ("exchange", "exchanges"),
-            ("message too long", "messages too long"),
-            ("deadline", "deadlines"),
-            ("busy refusal", "busy refusals"),
-            ("connection cut at shutdown", "connections cut at shutdown"),
-            ("clock out of range", "clocks out of range"),
-            ("refused PROXY connection", "refused PROXY connections"),
-            ("health check", "health checks"),
-            ("connection failed", "connections failed"),
-        ][slot]
+    /// The slot of the counter labelled `label`.
+    pub fn slot_of(label: &str) -> usize {
+        End::COUNTERS.iter().position(|counter| counter.0 == label).unwrap_or(0)
+    }
+
+    /// One and many of it, for the operator's per-second counts.
+    pub fn nouns(&self) -> (&'static str, &'static str) {
+        let (_, one, many, _, _) = End::COUNTERS[self.slot()];
+        (one, many)
     }
 
     /// What the client is told instead of a time, under `rules`; `None`

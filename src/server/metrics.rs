@@ -190,15 +190,15 @@ fn render((max_conns, started): (usize, SystemTime)) -> String {
         let _ = writeln!(out, "serv6_exchanges_total{{service=\"{name}\"}} {n}");
     }
     describe(&mut out, "serv6_refusals_total counter Connections told 'error: ...', by reason.");
-    for slot in 1..=6 {
-        let (reason, n) = (End::LABELS[slot], STATS.count(slot));
+    for (slot, (reason, ..)) in End::COUNTERS.iter().enumerate().filter(|(_, c)| c.4) {
+        let n = STATS.count(slot);
         let _ = writeln!(out, "serv6_refusals_total{{reason=\"{reason}\"}} {n}");
     }
     let (written, queued, dropped, not_written, _) = output::log_counts();
     let start = started.duration_since(UNIX_EPOCH).unwrap_or_default();
     let values: [String; FIGURES.len()] = [
-        STATS.count(8).to_string(),
-        STATS.count(7).to_string(),
+        STATS.count(End::slot_of("failed")).to_string(),
+        STATS.count(End::slot_of("health_check")).to_string(),
         STATS.in_progress().to_string(),
         STATS.held.load(Relaxed).to_string(),
         max_conns.to_string(),

@@ -23,7 +23,7 @@ pub(crate) const BOUNDS: [f64; 16] = [
 pub(crate) struct Stats {
     started: OnceLock<Instant>,
     /// Connections ended, by how ([`End::slot`]).
-    ended: [AtomicU64; End::LABELS.len()],
+    ended: [AtomicU64; End::COUNTERS.len()],
     /// Exchanges served, by service ([`Service::ALL`]'s order).
     served: [AtomicU64; Service::ALL.len()],
     /// Connections accepted and not yet ended.
@@ -61,7 +61,7 @@ impl Stats {
     const fn new() -> Stats {
         Stats {
             started: OnceLock::new(),
-            ended: [const { AtomicU64::new(0) }; End::LABELS.len()],
+            ended: [const { AtomicU64::new(0) }; End::COUNTERS.len()],
             served: [const { AtomicU64::new(0) }; Service::ALL.len()],
             in_progress: AtomicUsize::new(0),
             jobs_begun: AtomicU64::new(0),
@@ -151,18 +151,20 @@ impl Stats {
     /// connections cut at shutdown, then `lines`: what the outputs lost).
     /// `verb` says what the time is since start, as in `stopped after`.
     pub fn summary(&self, verb: &str, lines: &[String]) -> String {
-        let errors: u64 = [1, 2, 5, 6, 8].iter().map(|&slot| self.count(slot)).sum();
+        let counters = End::COUNTERS.iter().enumerate();
+        let errors: u64 =
+            counters.clone().filter(|(_, c)| c.3).map(|(slot, _)| self.count(slot)).sum();
         let mut text = format!(
             "{verb} {:.1} s: {} served, {}, {}",
             self.started.get().map_or(0.0, |t| t.elapsed().as_secs_f64()),
             counted(self.served(), "exchange", "exchanges"),
             counted(errors, "error", "errors"),
-            counted(self.count(3), "busy refusal", "busy refusals"),
+            counted(self.count(End::slot_of("busy")), "busy refusal", "busy refusals"),
         );
-        for slot in [7, 4] {
+        // What is neither an exchange, an error nor busy, when it happened.
+        for (slot, (label, one, many, error, _)) in counters {
             let n = self.count(slot);
-            if n > 0 {
-                let (one, many) = End::nouns(slot);
+            if n > 0 && !error && !matches!(*label, "served" | "busy") {
                 text.push_str(", ");
                 text.push_str(&counted(n, one, many));
             }
