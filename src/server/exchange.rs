@@ -386,7 +386,7 @@ fn report(client: SocketAddr, end: &End, rules: &Rules, so_far: u64) {
         }
         End::BadHeader(why) => output::report(end.nouns(), format_args!("{client}: {why}")),
         End::Failed(e) => {
-            output::report(end.nouns(), format_args!("{client}: connection failed: {e}"))
+            output::report(end.nouns(), format_args!("{client}: connection failed: {e}"));
         }
         End::ShuttingDown => {}
         end => {

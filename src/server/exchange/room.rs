@@ -317,7 +317,7 @@ impl Held {
         match read(&mut conn, &mut self.scratch.chunk, now) {
             Some(end) => self.finish(token, conn, end),
             None => {
-                drop(turn_away(conn.stream, conn.client, End::Busy, &self.rules, Service::Receipt))
+                drop(turn_away(conn.stream, conn.client, End::Busy, &self.rules, Service::Receipt));
             }
         }
         true
@@ -352,7 +352,7 @@ impl Held {
         if let Some((conn, _)) = self.waiting.remove(&token) {
             match end {
                 End::ShuttingDown => {
-                    drop(turn_away(conn.stream, conn.client, end, &self.rules, Service::Receipt))
+                    drop(turn_away(conn.stream, conn.client, end, &self.rules, Service::Receipt));
                 }
                 end => self.finish(token, conn, end),
             }
