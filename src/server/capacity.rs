@@ -16,14 +16,15 @@ use crate::words::counted;
 /// connection for at most the slow-client verdict, so a few keep up with
 /// any load, and threads can never run out.
 pub(crate) const MAX_WORKERS: usize = 32;
-/// Workers per listener, unless the limits allow fewer: four per core,
-/// and at least eight. A silent client holds a worker for the 1 ms
-/// verdict, so 2000 of them a second keep two busy on average; with eight,
-/// a normal client almost never finds them all taken (a Poisson count of
-/// mean 2 reaches 8 once in a thousand).
+/// Workers per listener, unless the limits allow fewer: two per core, and
+/// at least four. A silent client holds a worker for the 1 ms verdict, so
+/// 2000 of them a second keep two busy on average, and a normal client
+/// still finds one free nearly always (p99 8 ms in `make stress`, as with
+/// eight). More workers cost CPU: eight spent 1.2-1.3x the floor's CPU
+/// per exchange in `make bench` where four spent 1.13-1.22x.
 fn wanted_per_listener() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    (4 * cores).max(8)
+    (2 * cores).max(4)
 }
 /// Descriptors kept free for what is opened after start: the room's epoll
 /// and waker, the spare, the outputs reopened without blocking, a file
