@@ -1,7 +1,8 @@
 //! The second outside fault pass: a service manager that stops reading its
 //! notify socket, a listening socket passed non-blocking, a slow or
 //! crowded scraper, a watchdog of 1 µs, a Unicode 15 format character, a
-//! closed standard output. Each against the real binary.
+//! closed standard output, a client that resets before its reply. Each
+//! against the real binary.
 
 use crate::harness::*;
 use std::io::{Read, Write};
@@ -251,6 +252,43 @@ fn a_closed_standard_output_is_said_once_and_its_lines_counted() {
     assert!(
         rest.contains("2 exchanges served")
             && rest.contains("2 exchange lines not written: standard output is closed"),
+        "{rest}"
+    );
+}
+
+/// Connects `count` times and resets each connection (`SO_LINGER` 0), with
+/// Python: std cannot set the linger time.
+fn reset_connections(addr: SocketAddr, count: usize) -> bool {
+    let script = "import socket, struct, sys\n\
+                  for _ in range(int(sys.argv[3])):\n\
+                  \x20   s = socket.create_connection((sys.argv[1], int(sys.argv[2])))\n\
+                  \x20   s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))\n\
+                  \x20   s.close()\n";
+    let args = [addr.ip().to_string(), addr.port().to_string(), count.to_string()];
+    Command::new("python3").arg("-c").arg(script).args(args).status().is_ok_and(|s| s.success())
+}
+
+#[test]
+fn a_reply_lost_to_a_reset_is_counted_and_its_line_kept() {
+    if !have("python3", &["--version"]) {
+        return;
+    }
+    let mut server = Server::start(&["--service", "daytime"]);
+    // Stopped, the server accepts each connection only after its reset has
+    // come, so that every reply is lost.
+    server.signal("STOP");
+    assert!(eventually(PATIENCE, || proc::is_stopped(server.pid())));
+    assert!(reset_connections(server.v4(), 20), "python3 could not connect");
+    server.signal("CONT");
+    let logged: Vec<_> = (0..20).map(|_| server.log_line()).collect();
+    assert!(logged.iter().all(|line| text(line).ends_with(" daytime")));
+    server.signal("TERM");
+    assert_eq!(server.wait_exit().code(), Some(0));
+    let rest = server.rest_of_stderr().join("\n");
+    println!("{rest}");
+    assert!(rest.contains("reply lost: "), "{rest}");
+    assert!(
+        rest.contains("20 exchanges served, 20 errors") && rest.contains("20 replies lost"),
         "{rest}"
     );
 }

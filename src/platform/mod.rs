@@ -29,6 +29,9 @@ pub(crate) enum Signal {
     Hangup,
     /// SIGPWR: the power is failing, says init.
     PowerFailure,
+    /// SIGXCPU: past the soft CPU-time limit (`ulimit -t`); the hard one
+    /// kills.
+    CpuLimit,
     /// SIGUSR1: say how it is going, and go on (as `dd` does).
     Report,
 }
@@ -47,6 +50,7 @@ impl fmt::Display for Signal {
             Signal::Terminate => "SIGTERM",
             Signal::Hangup => "SIGHUP",
             Signal::PowerFailure => "SIGPWR",
+            Signal::CpuLimit => "SIGXCPU",
             Signal::Report => "SIGUSR1",
         })
     }
@@ -63,13 +67,15 @@ impl Signals {
     /// core (SIGQUIT): [`Signals::wait`] takes them instead. A handler
     /// may do almost nothing safely; a thread that waits for them acts in
     /// ordinary code. Call it before starting any thread. SIGXFSZ, SIGUSR2,
-    /// SIGALRM, SIGVTALRM, SIGPROF and the real-time signals are taken and
-    /// ignored (a write past a file-size limit then fails with `EFBIG`).
-    /// `None` if they cannot be blocked: they keep their default then.
+    /// SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGSTKFLT and the real-time
+    /// signals are taken and ignored (a write past a file-size limit then
+    /// fails with `EFBIG`). `None` if they cannot be blocked: they keep
+    /// their default then.
     pub fn block() -> Option<Signals> {
-        use sys::{SIGALRM, SIGHUP, SIGINT, SIGPROF, SIGPWR, SIGTERM, SIGUSR1, SIGUSR2};
-        let acted_on = [SIGINT, SIGTERM, SIGHUP, SIGPWR, SIGUSR1];
-        let ignored = [SIGUSR2, SIGALRM, sys::SIGXFSZ, sys::SIGVTALRM, SIGPROF];
+        use sys::{SIGALRM, SIGHUP, SIGINT, SIGIO, SIGPROF, SIGPWR, SIGTERM, SIGUSR1, SIGUSR2};
+        let acted_on = [SIGINT, SIGTERM, SIGHUP, SIGPWR, sys::SIGXCPU, SIGUSR1];
+        let ignored =
+            [SIGUSR2, SIGALRM, sys::SIGXFSZ, sys::SIGVTALRM, SIGPROF, SIGIO, sys::SIGSTKFLT];
         let set = sys::signal_set(acted_on.into_iter().chain(ignored).chain(sys::REAL_TIME));
         sys::block(&set).ok().map(|()| Signals(set))
     }
@@ -82,6 +88,7 @@ impl Signals {
                 Ok(sys::SIGTERM) => return Signal::Terminate,
                 Ok(sys::SIGHUP) => return Signal::Hangup,
                 Ok(sys::SIGPWR) => return Signal::PowerFailure,
+                Ok(sys::SIGXCPU) => return Signal::CpuLimit,
                 Ok(sys::SIGUSR1) => return Signal::Report,
                 Ok(_) => {}
                 // sigwait fails only for an invalid set, which `block`

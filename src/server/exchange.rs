@@ -306,13 +306,31 @@ fn reply(
     // send
     let sent = (&stream).write_all(reply.as_bytes());
     scratch.reply = reply;
+    let sent = count_served(sent, client, Service::Receipt, Some(at));
+    (sent && ending.more_may_come()).then_some(stream)
+}
+
+/// Counts an exchange whose line is logged as served, and its reply, if it
+/// could not be sent, as lost; true if it was sent.
+fn count_served(
+    sent: io::Result<()>,
+    client: SocketAddr,
+    service: Service,
+    at: Option<Arrival>,
+) -> bool {
     match sent {
-        Ok(()) => {
-            STATS.served_one(Service::Receipt, Some(at.mono.elapsed()));
-            ending.more_may_come().then_some(stream)
+        Ok(()) => STATS.served_one(service, at.map(|at| at.mono.elapsed())),
+        Err(e) => {
+            STATS.served_one(service, None);
+            STATS.reply_lost();
+            output::report(
+                ("reply lost", "replies lost"),
+                format_args!("{client}: reply lost: {e}"),
+            );
+            return false;
         }
-        Err(e) => refuse(&stream, client, &End::Failed(e), rules, scratch).then_some(stream),
     }
+    true
 }
 
 /// The reply to a message of `len` bytes that arrived `at`, and when it
@@ -346,11 +364,9 @@ fn tell_time(
         Service::Time => &time[..],
         _ => scratch.reply.as_bytes(),
     };
-    if let Err(e) = (&stream).write_all(bytes) {
-        STATS.ended(&End::Failed(e));
+    if !count_served((&stream).write_all(bytes), client, service, None) {
         return None;
     }
-    STATS.served_one(service, None);
     let sent_something = platform::recv_now(&stream, &mut scratch.chunk).is_ok_and(|(n, _)| n > 0);
     sent_something.then_some(stream)
 }

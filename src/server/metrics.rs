@@ -158,8 +158,9 @@ fn response_of(status: &str, content_type: &str, body: &str, head_only: bool) ->
 
 /// Each single figure's name, type and help, in the order [`render`]
 /// gives their values.
-const FIGURES: [&str; 11] = [
+const FIGURES: [&str; 12] = [
     "serv6_connections_failed_total counter Connections that failed (reset, say) before they could be answered.",
+    "serv6_replies_lost_total counter Replies that could not be sent (the client reset, say); their exchanges are logged and counted.",
     "serv6_health_checks_total counter A balancer's own connections (PROXY protocol), counted apart.",
     "serv6_connections_in_progress gauge Connections accepted and not yet answered.",
     "serv6_connections_held gauge Connections the waiting room holds: waiting for their message, or closing.",
@@ -198,6 +199,7 @@ fn render((max_conns, started): (usize, SystemTime)) -> String {
     let start = started.duration_since(UNIX_EPOCH).unwrap_or_default();
     let values: [String; FIGURES.len()] = [
         STATS.count(End::slot_of("failed")).to_string(),
+        STATS.replies_lost().to_string(),
         STATS.count(End::slot_of("health_check")).to_string(),
         STATS.in_progress().to_string(),
         STATS.held.load(Relaxed).to_string(),

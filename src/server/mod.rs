@@ -31,6 +31,10 @@ use std::time::{Duration, Instant};
 const MALLOC_ARENAS: i32 = 1;
 /// How long lines still queued for a stalled output may delay the exit.
 const FLUSH_ON_EXIT: Duration = Duration::from_secs(1);
+/// How soon the same stopping signal again is taken as a repeat delivery
+/// rather than a second request: far quicker than a person presses Ctrl-C
+/// twice, far slower than a group kill's two deliveries.
+const SAME_REQUEST: Duration = Duration::from_millis(100);
 
 /// Runs serv6 with `args` (without the program name) and returns its exit
 /// status, as serv6's manual (`serv6.8.txt`) says what each means.
@@ -120,7 +124,9 @@ impl Running {
 
 /// Starts a thread that waits for signals: SIGUSR1 has it say how serv6 is
 /// going; the first stopping signal is sent on the returned channel, and a
-/// second one exits at once, saying how many exchanges that cuts.
+/// second one exits at once, saying how many exchanges that cuts. The same
+/// signal again within [`SAME_REQUEST`] is the first one delivered twice,
+/// as a kill of the process group does (`timeout serv6`, say).
 fn wait_for_signals(
     signals: platform::Signals,
 ) -> std::io::Result<mpsc::Receiver<platform::Signal>> {
@@ -129,14 +135,18 @@ fn wait_for_signals(
         .name("serv6-signals".into())
         .stack_size(crate::sync::HELPER_STACK)
         .spawn(move || {
-            let mut stopping = false;
+            let mut stopping = None;
             loop {
                 let signal = signals.wait();
                 if !signal.stops() {
                     let so_far = STATS.summary("running for", &output::losses());
                     output::say(format_args!("SIGUSR1: {so_far}"));
-                } else if !std::mem::replace(&mut stopping, true) {
+                } else if stopping.is_none() {
+                    stopping = Some((signal, Instant::now()));
                     let _ = first.send(signal);
+                } else if stopping.is_some_and(|(s, at)| s == signal && at.elapsed() < SAME_REQUEST)
+                {
+                    continue;
                 } else {
                     let cut =
                         crate::words::counted(STATS.in_progress() as u64, "exchange", "exchanges");

@@ -26,6 +26,8 @@ pub(crate) struct Stats {
     ended: [AtomicU64; End::COUNTERS.len()],
     /// Exchanges served, by service ([`Service::ALL`]'s order).
     served: [AtomicU64; Service::ALL.len()],
+    /// Exchanges served whose reply could not be sent.
+    replies_lost: AtomicU64,
     /// Connections accepted and not yet ended.
     in_progress: AtomicUsize,
     /// Connections workers have begun and ended (answered or handed to
@@ -63,6 +65,7 @@ impl Stats {
             started: OnceLock::new(),
             ended: [const { AtomicU64::new(0) }; End::COUNTERS.len()],
             served: [const { AtomicU64::new(0) }; Service::ALL.len()],
+            replies_lost: AtomicU64::new(0),
             in_progress: AtomicUsize::new(0),
             jobs_begun: AtomicU64::new(0),
             jobs_ended: AtomicU64::new(0),
@@ -95,6 +98,18 @@ impl Stats {
             self.buckets[bucket].fetch_add(1, Relaxed);
             self.latency_sum_nanos.fetch_add(nanos, Relaxed);
         }
+    }
+
+    /// Counts a reply that could not be sent (the client reset, say) after
+    /// its exchange was logged: the exchange is served, as its line says,
+    /// and the lost reply is an error.
+    pub fn reply_lost(&self) {
+        self.replies_lost.fetch_add(1, Relaxed);
+    }
+
+    /// Replies lost so far.
+    pub fn replies_lost(&self) -> u64 {
+        self.replies_lost.load(Relaxed)
     }
 
     /// Exchanges served by `service` so far.
@@ -152,8 +167,10 @@ impl Stats {
     /// `verb` says what the time is since start, as in `stopped after`.
     pub fn summary(&self, verb: &str, lines: &[String]) -> String {
         let counters = End::COUNTERS.iter().enumerate();
+        let lost = self.replies_lost();
         let errors: u64 =
-            counters.clone().filter(|(_, c)| c.3).map(|(slot, _)| self.count(slot)).sum();
+            counters.clone().filter(|(_, c)| c.3).map(|(slot, _)| self.count(slot)).sum::<u64>()
+                + lost;
         let mut text = format!(
             "{verb} {:.1} s: {} served, {}, {}",
             self.started.get().map_or(0.0, |t| t.elapsed().as_secs_f64()),
@@ -168,6 +185,10 @@ impl Stats {
                 text.push_str(", ");
                 text.push_str(&counted(n, one, many));
             }
+        }
+        if lost > 0 {
+            text.push_str(", ");
+            text.push_str(&counted(lost, "reply lost", "replies lost"));
         }
         for line in lines {
             text.push_str(", ");
