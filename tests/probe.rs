@@ -230,3 +230,34 @@ fn probe_usage_errors_exit_2() {
         assert_eq!(text(&out.stderr).lines().count(), 1);
     }
 }
+
+/// A fake server whose reply says it sent the reply `sent_after` its
+/// message came: a server whose clock stepped between the two.
+fn stepping_server(sent_after: std::time::Duration) -> std::net::SocketAddr {
+    fake_server_with(move |conn| {
+        let mut line = Vec::new();
+        let _ = BufReader::new(&conn).read_until(b'\n', &mut line);
+        let now = std::time::SystemTime::now();
+        let stamp =
+            |t| Timestamp::from_system_time(t).expect("in range").to_rfc3339().as_str().to_owned();
+        let (at, sent) = (stamp(now), stamp(now + sent_after));
+        let reply = format!("received {} bytes at {at}, sent at {sent}\n", line.len() - 1);
+        let _ = std::io::Write::write_all(&mut &conn, reply.as_bytes());
+    })
+}
+
+#[test]
+fn a_send_time_the_round_trip_cannot_hold_is_left_out() {
+    let addr = stepping_server(std::time::Duration::from_secs(10));
+    let out = probe_v4(&addr.port().to_string(), &["-c", "1"]);
+    let said = text(&out.stdout);
+    println!("{said}");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(said.contains("offset from 3 timestamps"), "{said}");
+    assert!(
+        said.contains("1 send time left out: outside the round trip (the server's clock stepped)"),
+        "{said}"
+    );
+    let line = &probe_lines(&out.stdout)[0];
+    assert!(field(line, "offset").abs() < 1000.0, "the offset is not 5 s off: {line}");
+}

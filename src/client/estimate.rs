@@ -25,6 +25,9 @@ pub(crate) struct Sample {
     pub at: Timestamp,
     /// T3, when the server wrote its reply, if it says.
     pub sent: Option<Timestamp>,
+    /// T3 was left out: outside the round trip, so the server's clock
+    /// stepped between T2 and T3.
+    pub stepped: bool,
     pub rtt: f64,
     /// Offset and delay; `None` when the server's times are too far from
     /// ours to count (centuries off).
@@ -41,16 +44,24 @@ impl Sample {
         // middle is the unbiased guess.
         let server = |t: Timestamp| nanos(t.to_system_time()) + 500;
         let (t1, t4) = (nanos(done.sent), nanos(done.received));
-        let (t2, t3) = (server(at), server(sent.unwrap_or(at)));
+        // A reply sent before its message came, or a turnaround longer than
+        // the round trip (beyond the microsecond each time is cut to), says
+        // the server's clock stepped between the two: T3 is not believed.
+        let believed = sent.filter(|&t3| {
+            let turnaround = server(t3) - server(at);
+            (0..=t4 - t1 + 1000).contains(&turnaround)
+        });
+        let (t2, t3) = (server(at), server(believed.unwrap_or(at)));
         let rtt = done.received.duration_since(done.sent).unwrap_or_default();
         // Past 2^53 ns (104 days) a figure loses nanoseconds; past 2^63
-        // (292 years), it is out of range. A delay below zero (a clock that
-        // stepped, server times out of step) counts as none.
+        // (292 years), it is out of range. The delay is never below zero,
+        // whatever our own clock did.
         #[allow(clippy::cast_precision_loss)]
         let ms = |ns: i128| i64::try_from(ns).ok().map(|ns| ns as f64 / 1e6);
         Sample {
             at,
             sent,
+            stepped: sent.is_some() && believed.is_none(),
             rtt: rtt.as_secs_f64() * 1e3,
             clock: ms((t2 - t1 + t3 - t4) / 2).zip(ms((t4 - t1 - (t3 - t2)).max(0))),
             by_kernel: done.by_kernel,
@@ -125,7 +136,7 @@ impl Tally {
 
     fn offsets(&self) -> Option<Offsets> {
         let timed = || self.replies.iter().filter_map(|s| s.clock);
-        let four = self.count(|s| s.sent.is_some() && s.clock.is_some());
+        let four = self.count(|s| s.sent.is_some() && !s.stepped && s.clock.is_some());
         Some(Offsets {
             all: spread(timed().map(|c| c.0))?,
             delays: spread(timed().map(|c| c.1))?,
@@ -166,6 +177,11 @@ pub(crate) fn summary_text(target: &str, tally: &Tally) -> String {
              offset from {how}",
             delay / 2.0
         );
+    }
+    let stepped = tally.count(|s| s.stepped);
+    if stepped > 0 {
+        let n = counted(stepped, "send time", "send times");
+        let _ = write!(out, "\n{n} left out: outside the round trip (the server's clock stepped)");
     }
     let out_of_range = tally.count(|s| s.clock.is_none());
     if out_of_range > 0 {
@@ -210,6 +226,7 @@ mod tests {
         Sample {
             at: Timestamp::parse("2026-11-24T04:31:58.123456Z").expect("valid"),
             sent: None,
+            stepped: false,
             rtt: f64::from(rtt_ms),
             clock: Some((f64::from(offset_us) / 1e3, f64::from(rtt_ms))),
             by_kernel: true,
@@ -254,11 +271,16 @@ mod tests {
         let t2 = stamp(1_005_000_000);
         let four = Sample::of(&done, t2, Some(stamp(1_011_000_000)));
         assert_eq!(four.clock, Some((3.0005, 4.0)));
-        // A server clock that runs backwards makes the delay longer, not negative.
-        let back = Sample::of(&done, t2, Some(stamp(1_000_000_000)));
-        assert_eq!(back.clock.map(|c| c.1), Some(15.0));
-        let odd = Sample::of(&done, stamp(1_000_000_000), Some(stamp(1_020_000_000)));
-        assert_eq!(odd.clock.map(|c| c.1), Some(0.0));
+        // A reply sent before its message came, or a turnaround longer than
+        // the round trip: the server's clock stepped, and T3 is left out.
+        let three = Sample::of(&done, t2, None);
+        for t3 in [1_000_000_000, 1_015_002_000, 4_000_000_000_000_000_000] {
+            let stepped = Sample::of(&done, t2, Some(stamp(t3)));
+            assert!(stepped.stepped, "T3 = {t3}");
+            assert_eq!(stepped.clock, three.clock, "T3 = {t3}");
+        }
+        let whole_trip = Sample::of(&done, t2, Some(stamp(1_015_000_000)));
+        assert_eq!(whole_trip.clock.map(|c| c.1), Some(0.0));
     }
 
     #[test]
@@ -266,8 +288,7 @@ mod tests {
         let done = exchanged(1_000_000_000, 1_010_000_000);
         let year_9999 = Timestamp::parse("9999-12-31T23:59:59.999999Z").expect("valid");
         assert_eq!(Sample::of(&done, year_9999, None).clock, None);
-        let t2 = stamp(1_005_000_000);
-        assert_eq!(Sample::of(&done, t2, Some(year_9999)).clock, None);
+        assert_eq!(Sample::of(&done, year_9999, Some(year_9999)).clock, None);
     }
 
     #[test]
