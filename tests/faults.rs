@@ -158,8 +158,8 @@ fn a_non_blocking_passed_socket_is_served_without_spinning() {
 }
 
 /// serv6 with metrics on a free loopback port; returns it and that address.
-fn with_metrics() -> (Server, SocketAddr) {
-    let server = Server::start(&["--metrics", "127.0.0.1:0", "--quiet"]);
+fn with_metrics(args: &[&str]) -> (Server, SocketAddr) {
+    let server = Server::start(&[&["--metrics", "127.0.0.1:0", "--quiet"], args].concat());
     let line = server.startup_line().to_owned();
     let addr = line
         .split("(metrics: http://")
@@ -182,7 +182,7 @@ const GET: &str = "GET /metrics HTTP/1.1\r\nHost: serv6\r\n\r\n";
 
 #[test]
 fn a_slow_or_crowded_client_cannot_delay_a_scrape() {
-    let (_server, metrics) = with_metrics();
+    let (_server, metrics) = with_metrics(&[]);
     // A client that sends its request a byte every 1.5 s, for 4 s.
     let mut slow = connect(metrics);
     let dripping = thread::spawn(move || {
@@ -208,7 +208,7 @@ fn a_slow_or_crowded_client_cannot_delay_a_scrape() {
 
 #[test]
 fn head_gets_the_headers_and_other_methods_405() {
-    let (_server, metrics) = with_metrics();
+    let (_server, metrics) = with_metrics(&[]);
     let (head, _) = scrape(metrics, "HEAD /metrics HTTP/1.1\r\n\r\n");
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     assert!(head.ends_with("\r\n\r\n"), "headers only: {head}");
@@ -291,4 +291,28 @@ fn a_reply_lost_to_a_reset_is_counted_and_its_line_kept() {
         rest.contains("20 exchanges served, 20 errors") && rest.contains("20 replies lost"),
         "{rest}"
     );
+}
+
+#[test]
+fn memory_a_crowd_of_big_slow_messages_took_is_given_back() {
+    let (server, metrics) = with_metrics(&["--pause", "off", "--deadline", "86400"]);
+    let idle = proc::rss_kib(server.pid());
+    let message = vec![b'x'; 60_000];
+    let crowd: Vec<TcpStream> = (0..300)
+        .map(|_| {
+            let mut conn = connect(server.v4());
+            conn.write_all(&message).expect("sends");
+            conn
+        })
+        .collect();
+    let all_held =
+        eventually(PATIENCE, || scrape(metrics, GET).0.contains("\nserv6_connections_held 300\n"));
+    assert!(all_held, "the room never held the 300");
+    let peak = proc::rss_kib(server.pid());
+    assert!(peak > idle + 15_000, "300 messages of 60 kB held: RSS {peak} KiB");
+    drop(crowd);
+    let given_back = eventually(PATIENCE, || proc::rss_kib(server.pid()) < idle + 4096);
+    let after = proc::rss_kib(server.pid());
+    println!("RSS idle {idle} KiB, 300 held {peak} KiB, after they left {after} KiB");
+    assert!(given_back, "RSS idle {idle} KiB, 300 held {peak} KiB, after {after} KiB");
 }

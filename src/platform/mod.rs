@@ -130,6 +130,13 @@ pub(crate) fn limit_malloc_arenas(arenas: c_int) {
     sys::limit_malloc_arenas(arenas);
 }
 
+/// Gives memory that `malloc` holds free back to the system. Freed memory
+/// below the top of the heap is otherwise kept for reuse: a crowd of big
+/// slow messages, once gone, would leave the process at its peak size.
+pub(crate) fn give_back_free_memory() {
+    sys::give_back_free_memory();
+}
+
 /// A timeout in whole milliseconds for `poll` and `epoll_wait`, rounded up
 /// so that a timer is never woken for just before its time; `None`: -1,
 /// no limit.

@@ -130,6 +130,8 @@ extern "C" {
     fn eventfd(initial: u32, flags: c_int) -> c_int;
     #[cfg(target_env = "gnu")]
     fn mallopt(parameter: c_int, value: c_int) -> c_int;
+    #[cfg(target_env = "gnu")]
+    fn malloc_trim(pad: usize) -> c_int;
 }
 
 /// `Ok(())` for a call that returned 0, else the error it left in `errno`.
@@ -331,6 +333,14 @@ pub fn limit_malloc_arenas(arenas: c_int) {
     }
     #[cfg(not(target_env = "gnu"))]
     let _ = arenas;
+}
+
+/// Gives the pages glibc's malloc holds free back to the system;
+/// elsewhere than glibc, nothing.
+pub fn give_back_free_memory() {
+    // SAFETY: malloc_trim takes a size and only walks malloc's own lists.
+    #[cfg(target_env = "gnu")]
+    let _ = unsafe { malloc_trim(0) };
 }
 
 pub fn epoll_new() -> io::Result<OwnedFd> {

@@ -16,7 +16,7 @@
 //! message has come meanwhile), so that a new client always gets a place.
 
 use super::{answer, read, turn_away, Connection, Scratch};
-use crate::platform::{Poller, Waker};
+use crate::platform::{self, Poller, Waker};
 use crate::protocol::Service;
 use crate::server::framing::{End, Rules};
 use crate::server::stats::STATS;
@@ -37,6 +37,10 @@ const BATCH: usize = 256;
 const WAKER: u64 = 0;
 /// The room's stack: it formats and writes log lines, as a worker does.
 const STACK_SIZE: usize = 256 * 1024;
+/// When the room empties after holding this many, the memory their
+/// messages took is given back: a crowd's buffers are not kept for the
+/// next, and a few are not worth the walk through the heap.
+const GIVE_BACK_AFTER: usize = 64;
 /// How long a worker out of descriptors waits for the room to free one.
 const FREE_WAIT: Duration = Duration::from_millis(50);
 
@@ -161,6 +165,8 @@ struct Held {
     next_token: u64,
     scratch: Scratch,
     finish_by: Option<Instant>,
+    /// The most held since the room was last empty.
+    peak: usize,
 }
 
 impl Held {
@@ -184,6 +190,7 @@ impl Held {
             next_token: WAKER + 1,
             scratch: Scratch::new(false),
             finish_by: None,
+            peak: 0,
         })
     }
 
@@ -208,6 +215,10 @@ impl Held {
             self.on_timers(now);
             let held = self.waiting.len() + self.lingering.len();
             STATS.held.store(held, Relaxed);
+            self.peak = self.peak.max(held);
+            if held == 0 && std::mem::take(&mut self.peak) >= GIVE_BACK_AFTER {
+                platform::give_back_free_memory();
+            }
         }
         self.leave();
     }
