@@ -213,6 +213,8 @@ fn head_gets_the_headers_and_other_methods_405() {
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     assert!(head.ends_with("\r\n\r\n"), "headers only: {head}");
     assert!(head.contains("Content-Length: "), "{head}");
+    let (query, _) = scrape(metrics, "GET /metrics?format=text HTTP/1.1\r\n\r\n");
+    assert!(query.starts_with("HTTP/1.1 200 OK\r\n"), "a query string is ignored: {query}");
     let (post, _) = scrape(metrics, "POST /metrics HTTP/1.1\r\n\r\n");
     assert!(post.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"), "{post}");
     assert!(post.contains("\r\nAllow: GET, HEAD\r\n"), "{post}");

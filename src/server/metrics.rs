@@ -28,6 +28,9 @@ const REQUEST_LIMIT: usize = 8 * 1024;
 const TIME_LIMIT: Duration = Duration::from_secs(2);
 /// Requests held at once, at most.
 const CONNECTIONS: usize = 64;
+/// Connections accepted between two looks at the requests held, so that a
+/// request that has come is read before a crowd can push it out.
+const ACCEPTS_PER_WAKE: usize = 16;
 /// The listener's token; connections count from 1.
 const LISTENER: u64 = 0;
 /// The Prometheus text format's content type.
@@ -65,33 +68,22 @@ fn serve(listener: &TcpListener, poller: &mut Poller, figures: (usize, SystemTim
         if poller.wait(first, &mut ready).is_err() {
             thread::sleep(Duration::from_millis(100));
         }
-        for &token in &ready {
-            if token == LISTENER {
-                loop {
-                    let stream = match listener.accept() {
-                        Ok((stream, _)) => stream,
-                        // Out of descriptors: the oldest request gives one up.
-                        Err(e) if crate::platform::is_out_of_descriptors(&e) => {
-                            if held.pop_front().is_none() {
-                                thread::sleep(Duration::from_millis(100));
-                            }
-                            break;
-                        }
-                        Err(_) => break,
-                    };
-                    if held.len() == CONNECTIONS {
-                        held.pop_front();
-                    }
-                    if stream.set_nonblocking(true).is_ok() && poller.add(&stream, next).is_ok() {
-                        let until = Instant::now() + TIME_LIMIT;
-                        held.push_back(Request { token: next, stream, head: Vec::new(), until });
-                        next += 1;
-                    }
-                }
-            } else if let Some(at) = held.iter().position(|r| r.token == token) {
-                if let Some(reply) = read(&mut held[at], figures) {
-                    let _ = (&held[at].stream).write_all(reply.as_bytes());
+        // Requests first: a crowd of new connections must not push out
+        // one whose request has come.
+        for &token in ready.iter().filter(|&&token| token != LISTENER) {
+            if let Some(at) = held.iter().position(|r| r.token == token) {
+                if respond(&mut held[at], figures) {
                     held.remove(at);
+                }
+            }
+        }
+        if ready.contains(&LISTENER) {
+            for _ in 0..ACCEPTS_PER_WAKE {
+                let Some(stream) = accept(listener, &mut held, figures) else { break };
+                if stream.set_nonblocking(true).is_ok() && poller.add(&stream, next).is_ok() {
+                    let until = Instant::now() + TIME_LIMIT;
+                    held.push_back(Request { token: next, stream, head: Vec::new(), until });
+                    next += 1;
                 }
             }
         }
@@ -100,6 +92,40 @@ fn serve(listener: &TcpListener, poller: &mut Poller, figures: (usize, SystemTim
             held.pop_front();
         }
     }
+}
+
+/// The next connection, room made for it: the oldest request makes way,
+/// answered if it has come; `None` when none is waiting.
+fn accept(
+    listener: &TcpListener,
+    held: &mut VecDeque<Request>,
+    figures: (usize, SystemTime),
+) -> Option<TcpStream> {
+    let stream = match listener.accept() {
+        Ok((stream, _)) => stream,
+        // Out of descriptors: the oldest request gives one up.
+        Err(e) if crate::platform::is_out_of_descriptors(&e) => {
+            if held.pop_front().is_none() {
+                thread::sleep(Duration::from_millis(100));
+            }
+            return None;
+        }
+        Err(_) => return None,
+    };
+    if held.len() == CONNECTIONS {
+        if let Some(mut oldest) = held.pop_front() {
+            respond(&mut oldest, figures);
+        }
+    }
+    Some(stream)
+}
+
+/// Reads what `request` has sent and replies once its head is whole, or
+/// wrong, or the connection is done with; true if it is done with.
+fn respond(request: &mut Request, figures: (usize, SystemTime)) -> bool {
+    let Some(reply) = read(request, figures) else { return false };
+    let _ = (&request.stream).write_all(reply.as_bytes());
+    true
 }
 
 /// Reads what `request` has sent; its reply once its head is whole, or
@@ -129,7 +155,9 @@ fn answer(head: &[u8], figures: (usize, SystemTime)) -> String {
     let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
     let mut words = line.split(|&b| b == b' ');
     let (method, path) = (words.next().unwrap_or_default(), words.next());
-    let known = matches!(path, Some(b"/metrics" | b"/metrics?"));
+    // A query string changes nothing: Prometheus may send one.
+    let path = path.and_then(|p| p.split(|&b| b == b'?').next());
+    let known = path == Some(b"/metrics");
     match method {
         b"GET" | b"HEAD" if known => {
             let body = render(figures);
