@@ -110,6 +110,22 @@ fn a_complete_reply_then_a_reset_is_a_reply() {
 }
 
 #[test]
+fn a_reply_and_no_close_says_it_was_the_close_that_never_came() {
+    let (done, held_until) = std::sync::mpsc::channel::<()>();
+    let addr = fake_server_with(move |mut conn| {
+        let mut line = Vec::new();
+        let _ = BufReader::new(&conn).read_until(b'\n', &mut line);
+        let _ = conn.write_all(b"received 4 bytes at 2026-11-24T04:31:58.123456Z\n");
+        let _ = held_until.recv(); // open until cli6 has given up
+    });
+    let out = cli6_on(addr.port(), &["-t", "0.3", "hola"], b"");
+    drop(done);
+    assert_eq!(out.status.code(), Some(1));
+    let said = text(&out.stderr);
+    assert!(said.contains("waiting for the close after the reply: timed out"), "{said}");
+}
+
+#[test]
 fn probing_stops_when_standard_output_closes() {
     let server = Server::start(&["--quiet"]);
     let mut args = on(server.v4().port());

@@ -208,7 +208,12 @@ fn read_reply(
             Err(e) if is_interrupted(&e) => continue,
             // The whole line came; only the close was abrupt.
             Err(e) if arrival.is_some() && e.kind() == io::ErrorKind::ConnectionReset => break,
-            Err(e) => return Err(failed(format_args!("{peer}: waiting for the reply"), &e)),
+            Err(e) => {
+                // A whole line and no close: say which the wait was for.
+                let waited =
+                    if arrival.is_some() { "the close after the reply" } else { "the reply" };
+                return Err(failed(format_args!("{peer}: waiting for {waited}"), &e));
+            }
         };
         if arrival.is_none() && chunk[..n].contains(&b'\n') {
             arrival = Some((stamp.unwrap_or_else(SystemTime::now), stamp.is_some()));

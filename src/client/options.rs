@@ -73,7 +73,7 @@ pub(crate) const FLAGS: &[Flag<Key>] = &[
         a delay; failures slow the probes down, up to one a second"),
     flag(Key::Interval, "-i, --interval SECS", "with --count: time between probes; \
         0 allowed (default 1)"),
-    flag(Key::Json, "--json", "JSON Lines: one object per probe, then one for the summary; \
+    flag(Key::Json, "--json", "write JSON Lines: one object per probe, then one for the summary; \
         without --count, one probe (python3 -m json.tool --json-lines reads it)"),
 ];
 

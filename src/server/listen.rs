@@ -66,7 +66,9 @@ impl fmt::Display for BindError {
 
 fn hint(error: &io::Error) -> &'static str {
     match error.kind() {
-        io::ErrorKind::AddrInUse => "; is serv6 already running? Choose another port with --port",
+        io::ErrorKind::AddrInUse => {
+            "; is serv6 already running? Choose another port with --port (PORT= with make servidor)"
+        }
         io::ErrorKind::PermissionDenied => {
             "; ports below 1024 need privileges, choose another with --port"
         }

@@ -65,7 +65,7 @@ impl Notifier {
             tries += 1;
             if tries == TRIES || !crate::sync::is_timeout(&e) {
                 output::say(format_args!(
-                    "cannot tell the service manager {state} ({e}); serving goes on"
+                    "cannot tell the service manager {state} ({e}); going on without it"
                 ));
                 return;
             }
