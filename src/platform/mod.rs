@@ -1,7 +1,8 @@
 //! What std lacks from the operating system, by what it is for: signals
 //! and resource limits here, sockets in [`sockets`], readiness of many
 //! sockets at once in [`epoll`]. Every system call behind them is in
-//! `sys`, the one file of the crate allowed `unsafe`.
+//! `sys`, the one file of the crate allowed `unsafe`; those that need no
+//! more than its safe signature are re-exported from it as they are.
 
 mod epoll;
 mod sockets;
@@ -9,14 +10,15 @@ mod sockets;
 mod sys;
 
 pub(crate) use epoll::{Poller, Waker};
-pub use sockets::set_backlog;
 pub(crate) use sockets::{
-    is_out_of_descriptors, passed_listeners, recv_now, send_now, stamp_arrivals, stop_listening,
-    wait_readable, NotAListener,
+    is_out_of_descriptors, passed_listeners, recv_now, stamp_arrivals, wait_readable, NotAListener,
 };
 use std::ffi::c_int;
 use std::fmt;
-pub(crate) use sys::O_NONBLOCK;
+pub use sys::set_backlog;
+pub(crate) use sys::{
+    give_back_free_memory, limit_malloc_arenas, send_now, stop_listening, O_NONBLOCK,
+};
 
 /// A signal that serv6 or cli6 acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,21 +122,6 @@ pub(crate) fn raise_open_file_limit() -> Option<OpenFiles> {
     } else {
         OpenFiles { limit: soft, raised_from: None }
     })
-}
-
-/// Keeps glibc's `malloc` to `arenas` arenas. Each thread that allocates
-/// would otherwise get an arena of its own, up to eight per core, each
-/// reserving 64 MiB of address space: under `ulimit -v` that, not what is
-/// used, is what runs out. serv6's threads allocate little.
-pub(crate) fn limit_malloc_arenas(arenas: c_int) {
-    sys::limit_malloc_arenas(arenas);
-}
-
-/// Gives memory that `malloc` holds free back to the system. Freed memory
-/// below the top of the heap is otherwise kept for reuse: a crowd of big
-/// slow messages, once gone, would leave the process at its peak size.
-pub(crate) fn give_back_free_memory() {
-    sys::give_back_free_memory();
 }
 
 /// A timeout in whole milliseconds for `poll` and `epoll_wait`, rounded up

@@ -1,6 +1,6 @@
 //! Socket calls std lacks: reads that bring the kernel's arrival time,
-//! waiting for one socket, the listen backlog, stopping a listener,
-//! checking and adopting a socket passed by a service manager.
+//! waiting for one socket, checking and adopting a socket passed by a
+//! service manager.
 
 use super::{sys, timeout_ms};
 use std::fmt;
@@ -64,30 +64,6 @@ pub(crate) fn stamp_arrivals(socket: &impl AsFd) -> io::Result<()> {
 /// needs no `setsockopt` first.
 pub(crate) fn wait_readable(stream: &TcpStream, timeout: Duration) -> io::Result<bool> {
     sys::wait_readable(stream.as_fd(), timeout_ms(Some(timeout)))
-}
-
-/// Sends what of `data` the stream socket `fd` takes now, never waiting
-/// and without touching its flags: a stalled reader gets `WouldBlock`.
-pub(crate) fn send_now(fd: &impl AsFd, data: &[u8]) -> io::Result<usize> {
-    sys::send_now(fd.as_fd(), data)
-}
-
-/// Sets how many connections the kernel queues on `listener` before it
-/// refuses more, with a second `listen()` (which Linux allows on a
-/// listening socket; it caps the value at `net.core.somaxconn`). Public
-/// because the benchmark gives its bare server the same backlog.
-///
-/// # Errors
-///
-/// What `listen` reports.
-pub fn set_backlog(listener: &TcpListener, backlog: u32) -> io::Result<()> {
-    sys::set_backlog(listener, i32::try_from(backlog).unwrap_or(i32::MAX))
-}
-
-/// Shuts down the receiving side of `listener`: it stops listening (new
-/// connections are refused), and threads blocked in `accept` on it wake.
-pub(crate) fn stop_listening(listener: &TcpListener) {
-    let _ = sys::shut_reading(listener);
 }
 
 /// Whether `e` says the process or the system has no file descriptor left

@@ -8,7 +8,7 @@
 use std::ffi::{c_int, c_void};
 use std::io;
 use std::net::TcpListener;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 
 pub const SIGHUP: c_int = 1;
@@ -158,13 +158,24 @@ fn owned(fd: c_int) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-pub fn set_backlog(listener: &TcpListener, backlog: c_int) -> io::Result<()> {
+/// Sets how many connections the kernel queues on `listener` before it
+/// refuses more, with a second `listen()` (which Linux allows on a
+/// listening socket; it caps the value at `net.core.somaxconn`). Public
+/// because the benchmark gives its bare server the same backlog.
+///
+/// # Errors
+///
+/// What `listen` reports.
+pub fn set_backlog(listener: &TcpListener, backlog: u32) -> io::Result<()> {
+    let backlog = c_int::try_from(backlog).unwrap_or(c_int::MAX);
     // SAFETY: the descriptor belongs to `listener`, borrowed and so open for
     // the call; listen only changes its queue.
     status(unsafe { listen(listener.as_raw_fd(), backlog) })
 }
 
-pub fn shut_reading(listener: &TcpListener) -> io::Result<()> {
+/// Shuts down the receiving side of `listener`: it stops listening (new
+/// connections are refused), and threads blocked in `accept` on it wake.
+pub fn stop_listening(listener: &TcpListener) -> io::Result<()> {
     // SAFETY: as for `set_backlog`; shutdown touches no memory of ours.
     status(unsafe { shutdown(listener.as_raw_fd(), SHUT_RD) })
 }
@@ -239,14 +250,14 @@ pub fn receive(
     Ok((n, header.control_len.min(control_len)))
 }
 
-/// Sends what of `data` a stream socket takes now, without waiting and
-/// without a SIGPIPE.
-pub fn send_now(fd: BorrowedFd<'_>, data: &[u8]) -> io::Result<usize> {
+/// Sends what of `data` the stream socket `fd` takes now, never waiting
+/// and without touching its flags (a stalled reader gets `WouldBlock`),
+/// and without a SIGPIPE.
+pub fn send_now(fd: &impl AsFd, data: &[u8]) -> io::Result<usize> {
+    let fd = fd.as_fd().as_raw_fd();
     // SAFETY: the descriptor is borrowed, so open for the call; `data` is a
     // live slice of the length given, which send only reads.
-    count(unsafe {
-        send(fd.as_raw_fd(), data.as_ptr().cast(), data.len(), MSG_DONTWAIT | MSG_NOSIGNAL)
-    })
+    count(unsafe { send(fd, data.as_ptr().cast(), data.len(), MSG_DONTWAIT | MSG_NOSIGNAL) })
 }
 
 /// Waits until `fd` has something to read (bytes, EOF or an error), or
@@ -322,7 +333,11 @@ pub fn set_open_file_limits(soft: u64, hard: u64) -> io::Result<()> {
     status(unsafe { setrlimit(RLIMIT_NOFILE, &limit) })
 }
 
-/// Keeps glibc's malloc to `arenas` arenas; elsewhere than glibc, nothing.
+/// Keeps glibc's `malloc` to `arenas` arenas; elsewhere than glibc,
+/// nothing. Each thread that allocates would otherwise get an arena of its
+/// own, up to eight per core, each reserving 64 MiB of address space:
+/// under `ulimit -v` that, not what is used, is what runs out. serv6's
+/// threads allocate little.
 pub fn limit_malloc_arenas(arenas: c_int) {
     #[cfg(target_env = "gnu")]
     {
@@ -335,8 +350,10 @@ pub fn limit_malloc_arenas(arenas: c_int) {
     let _ = arenas;
 }
 
-/// Gives the pages glibc's malloc holds free back to the system;
-/// elsewhere than glibc, nothing.
+/// Gives the pages glibc's `malloc` holds free back to the system;
+/// elsewhere than glibc, nothing. Freed memory below the top of the heap
+/// is otherwise kept for reuse: a crowd of big slow messages, once gone,
+/// would leave the process at its peak size.
 pub fn give_back_free_memory() {
     // SAFETY: malloc_trim takes a size and only walks malloc's own lists.
     #[cfg(target_env = "gnu")]
@@ -431,7 +448,7 @@ mod tests {
         let chunk = [0u8; 65536];
         let mut total = 0;
         let full = loop {
-            match send_now(client.as_fd(), &chunk) {
+            match send_now(&client, &chunk) {
                 Ok(n) => total += n,
                 Err(e) => break e,
             }
@@ -446,7 +463,7 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         set_backlog(&listener, 4096).expect("listens again");
         assert_eq!(int_option(listener.as_raw_fd(), SO_ACCEPTCONN).expect("option"), 1);
-        shut_reading(&listener).expect("shuts down");
+        stop_listening(&listener).expect("shuts down");
         assert!(TcpStream::connect(addr).is_err(), "no longer listening");
     }
 

@@ -151,7 +151,7 @@ impl Workers {
                     turn_away(stream, canonical(peer), End::ShuttingDown, rules, *service);
                 }
             }
-            platform::stop_listening(listener);
+            let _ = platform::stop_listening(listener);
         }
     }
 
