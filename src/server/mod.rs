@@ -14,6 +14,7 @@ mod proxy;
 mod stats;
 
 use crate::cmdline::Status;
+use crate::words::counted;
 use crate::{output, platform};
 use exchange::room::Room;
 use exchange::{Shared, Workers};
@@ -138,23 +139,25 @@ fn wait_for_signals(
             let mut stopping = None;
             loop {
                 let signal = signals.wait();
-                if !signal.stops() {
-                    let so_far = STATS.summary("running for", &output::losses());
-                    output::say(format_args!("SIGUSR1: {so_far}"));
-                } else if stopping.is_none() {
-                    stopping = Some((signal, Instant::now()));
-                    let _ = first.send(signal);
-                } else if stopping.is_some_and(|(s, at)| s == signal && at.elapsed() < SAME_REQUEST)
-                {
-                    continue;
-                } else {
-                    let cut =
-                        crate::words::counted(STATS.in_progress() as u64, "exchange", "exchanges");
-                    output::say(format_args!(
-                        "{signal} received again: exiting now, cutting {cut} in progress"
-                    ));
-                    output::flush_stderr(FLUSH_ON_EXIT);
-                    std::process::exit(Status::Failure.code().into());
+                match stopping {
+                    _ if !signal.stops() => {
+                        let so_far = STATS.summary("running for", &output::losses());
+                        output::say(format_args!("SIGUSR1: {so_far}"));
+                    }
+                    None => {
+                        stopping = Some((signal, Instant::now()));
+                        let _ = first.send(signal);
+                    }
+                    // The first one, delivered twice.
+                    Some((s, at)) if s == signal && at.elapsed() < SAME_REQUEST => {}
+                    Some(_) => {
+                        let cut = counted(STATS.in_progress() as u64, "exchange", "exchanges");
+                        output::say(format_args!(
+                            "{signal} received again: exiting now, cutting {cut} in progress"
+                        ));
+                        output::flush_stderr(FLUSH_ON_EXIT);
+                        std::process::exit(Status::Failure.code().into());
+                    }
                 }
             }
         })?;
