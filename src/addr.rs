@@ -33,30 +33,16 @@ impl fmt::Display for AddrError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct HostArg(pub String);
 
-/// Why an option's value is not a host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum HostError {
-    Empty,
-    Address(AddrError),
-}
-
-impl fmt::Display for HostError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            HostError::Empty => f.write_str("it is not a host name or address"),
-            HostError::Address(why) => write!(f, "{why}"),
-        }
-    }
-}
-
+// The errors of these `FromStr`s say why an option's value was refused,
+// and the parser only shows them: text is all they need to be.
 impl std::str::FromStr for HostArg {
-    type Err = HostError;
+    type Err = String;
 
-    fn from_str(text: &str) -> Result<HostArg, HostError> {
+    fn from_str(text: &str) -> Result<HostArg, String> {
         match host(text) {
             Ok(bare) => Ok(HostArg(bare.to_owned())),
-            Err(None) => Err(HostError::Empty),
-            Err(Some(why)) => Err(HostError::Address(why)),
+            Err(None) => Err("it is not a host name or address".into()),
+            Err(Some(why)) => Err(why.to_string()),
         }
     }
 }
@@ -65,39 +51,20 @@ impl std::str::FromStr for HostArg {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Endpoint(pub SocketAddr);
 
-/// Why an option's value is not an address and a port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct NotAnEndpoint;
-
-impl fmt::Display for NotAnEndpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("it is not an IP address and a port, as 127.0.0.1:9806 or [::1]:9806")
-    }
-}
-
 impl std::str::FromStr for Endpoint {
-    type Err = NotAnEndpoint;
+    type Err = &'static str;
 
-    fn from_str(text: &str) -> Result<Endpoint, NotAnEndpoint> {
-        text.parse().map(Endpoint).map_err(|_| NotAnEndpoint)
-    }
-}
-
-/// Why an option's value is not an address range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct NotARange;
-
-impl fmt::Display for NotARange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("it is not an address or ADDR/PREFIX range")
+    fn from_str(text: &str) -> Result<Endpoint, &'static str> {
+        let why = "it is not an IP address and a port, as 127.0.0.1:9806 or [::1]:9806";
+        text.parse().map(Endpoint).map_err(|_| why)
     }
 }
 
 impl std::str::FromStr for Cidr {
-    type Err = NotARange;
+    type Err = &'static str;
 
-    fn from_str(text: &str) -> Result<Cidr, NotARange> {
-        Cidr::parse(text).ok_or(NotARange)
+    fn from_str(text: &str) -> Result<Cidr, &'static str> {
+        Cidr::parse(text).ok_or("it is not an address or ADDR/PREFIX range")
     }
 }
 
