@@ -354,7 +354,8 @@ fn tell_time(
 ) -> Option<TcpStream> {
     let now = SystemTime::now();
     let Some(stamp) = Timestamp::from_system_time(now).map(Timestamp::to_rfc3339) else {
-        return turn_away(stream, client, End::ClockOutOfRange, rules, service);
+        turn_away(stream, client, End::ClockOutOfRange, rules, service);
+        return None;
     };
     output::log_service(&mut scratch.line, &stamp, client, service.name());
     let time = protocol::time_bytes(now);
@@ -424,17 +425,16 @@ pub(crate) fn turn_away(
     end: End,
     rules: &Rules,
     service: Service,
-) -> Option<TcpStream> {
+) {
     if service == Service::Time {
         STATS.ended(&end);
-        return None;
+        return;
     }
     let mut scratch = Scratch::new(false);
     if refuse(&stream, client, &end, rules, &mut scratch) {
         let _ = stream.shutdown(Shutdown::Write);
         while matches!(platform::recv_now(&stream, &mut scratch.chunk), Ok((n, _)) if n > 0) {}
     }
-    None
 }
 
 /// `accept` failed. Out of descriptors, the room closes the connection

@@ -220,7 +220,8 @@ impl Held {
                 platform::give_back_free_memory();
             }
         }
-        self.leave();
+        self.cut();
+        STATS.held.store(0, Relaxed);
     }
 
     /// Whether shutdown has come and nothing is left to wait for.
@@ -228,12 +229,10 @@ impl Held {
         self.finish_by.is_some() && self.waiting.is_empty() && self.lingering.is_empty()
     }
 
+    /// The earliest timer, or the end of the grace period if sooner.
     fn next_timer(&self) -> Option<Instant> {
         let timer = self.timers.first().map(|&(at, _)| at);
-        match (timer, self.finish_by) {
-            (Some(at), Some(by)) => Some(at.min(by)),
-            (at, by) => at.or(by),
-        }
+        timer.into_iter().chain(self.finish_by).min()
     }
 
     fn is_full(&self) -> bool {
@@ -273,7 +272,7 @@ impl Held {
         while self.is_full() && self.make_room(now) {}
         let token = self.token();
         if self.is_full() || self.poller.add(&conn.stream, token).is_err() {
-            turn_away(conn.stream, conn.client, End::Busy, &self.rules, Service::Receipt);
+            self.turn_away(conn, End::Busy);
             return;
         }
         self.waiting.insert(token, (conn, now));
@@ -327,9 +326,7 @@ impl Held {
         self.timers.remove(&(at, token));
         match read(&mut conn, &mut self.scratch.chunk, now) {
             Some(end) => self.finish(token, conn, end),
-            None => {
-                drop(turn_away(conn.stream, conn.client, End::Busy, &self.rules, Service::Receipt));
-            }
+            None => self.turn_away(conn, End::Busy),
         }
         true
     }
@@ -347,24 +344,19 @@ impl Held {
         let Some((conn, at)) = self.waiting.get_mut(&token) else {
             return;
         };
-        let was = *at;
+        self.timers.remove(&(*at, token));
         let end = match read(conn, &mut self.scratch.chunk, now) {
             None if self.finish_by.is_some() && !conn.has_begun() => End::ShuttingDown,
             None => {
                 *at = conn.next_wake();
-                let wake = *at;
-                self.timers.remove(&(was, token));
-                self.timers.insert((wake, token));
+                self.timers.insert((*at, token));
                 return;
             }
             Some(end) => end,
         };
-        self.timers.remove(&(was, token));
         if let Some((conn, _)) = self.waiting.remove(&token) {
             match end {
-                End::ShuttingDown => {
-                    drop(turn_away(conn.stream, conn.client, end, &self.rules, Service::Receipt));
-                }
+                End::ShuttingDown => self.turn_away(conn, end),
                 end => self.finish(token, conn, end),
             }
         }
@@ -398,7 +390,7 @@ impl Held {
     fn cut(&mut self) {
         while let Some((token, (conn, at))) = self.waiting.pop_first() {
             self.timers.remove(&(at, token));
-            turn_away(conn.stream, conn.client, End::ShuttingDown, &self.rules, Service::Receipt);
+            self.turn_away(conn, End::ShuttingDown);
         }
     }
 
@@ -409,9 +401,9 @@ impl Held {
         }
     }
 
-    fn leave(&mut self) {
-        self.cut();
-        STATS.held.store(0, Relaxed);
+    /// Tells a waiting connection why it will not be served, and closes it.
+    fn turn_away(&self, conn: Connection, end: End) {
+        turn_away(conn.stream, conn.client, end, &self.rules, Service::Receipt);
     }
 }
 
