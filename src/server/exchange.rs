@@ -222,7 +222,7 @@ fn read_until(conn: &mut Connection, verdict: Instant, chunk: &mut [u8]) -> Opti
         }
         let wait = conn.next_wake().min(verdict).saturating_duration_since(now);
         if let Err(e) = platform::wait_readable(&conn.stream, wait) {
-            return Some(conn.fail(e));
+            return conn.fail(e);
         }
     }
 }
@@ -243,7 +243,7 @@ pub(crate) fn read(conn: &mut Connection, chunk: &mut [u8], now: Instant) -> Opt
             }
             Err(e) if sync::is_interrupted(&e) => {}
             Err(e) if sync::is_timeout(&e) => return conn.on_timer(now),
-            Err(e) => return Some(conn.fail(e)),
+            Err(e) => return conn.fail(e),
         }
     }
     None
@@ -318,19 +318,14 @@ fn count_served(
     service: Service,
     at: Option<Arrival>,
 ) -> bool {
-    match sent {
-        Ok(()) => STATS.served_one(service, at.map(|at| at.mono.elapsed())),
-        Err(e) => {
-            STATS.served_one(service, None);
-            STATS.reply_lost();
-            output::report(
-                ("reply lost", "replies lost"),
-                format_args!("{client}: reply lost: {e}"),
-            );
-            return false;
-        }
-    }
-    true
+    let Err(e) = sent else {
+        STATS.served_one(service, at.map(|at| at.mono.elapsed()));
+        return true;
+    };
+    STATS.served_one(service, None);
+    STATS.reply_lost();
+    output::report(("reply lost", "replies lost"), format_args!("{client}: reply lost: {e}"));
+    false
 }
 
 /// The reply to a message of `len` bytes that arrived `at`, and when it
@@ -396,16 +391,14 @@ fn refuse(
 /// lines a second at most (see `output::report`).
 fn report(client: SocketAddr, end: &End, rules: &Rules, so_far: u64) {
     match end {
-        End::HealthCheck => {
-            if so_far == 1 {
-                output::say(format_args!("{client}: health checks, counted apart and not logged"));
-            }
+        End::HealthCheck if so_far == 1 => {
+            output::say(format_args!("{client}: health checks, counted apart and not logged"));
         }
         End::BadHeader(why) => output::report(end.nouns(), format_args!("{client}: {why}")),
         End::Failed(e) => {
             output::report(end.nouns(), format_args!("{client}: connection failed: {e}"));
         }
-        End::ShuttingDown => {}
+        End::HealthCheck | End::ShuttingDown => {}
         end => {
             if let Some(why) = end.refusal(rules) {
                 output::report(end.nouns(), format_args!("{client}: {why}"));
@@ -534,12 +527,8 @@ impl Connection {
     }
 
     /// The connection failed: how that ends it.
-    fn fail(&self, error: io::Error) -> End {
-        if self.own {
-            End::HealthCheck
-        } else {
-            End::Failed(error)
-        }
+    fn fail(&self, error: io::Error) -> Option<End> {
+        self.checked(Some(End::Failed(error)))
     }
 
     /// Takes `bytes` that arrived `at`; empty `bytes` is EOF.
@@ -582,18 +571,11 @@ impl Connection {
     /// A balancer's own connection that ends before any message byte, or
     /// fails, is a health check, not an exchange.
     fn checked(&self, end: Option<End>) -> Option<End> {
-        let health_check = self.own
-            && match &end {
-                Some(End::Failed(_)) => true,
-                Some(End::Message { ending, .. }) => {
-                    *ending == Ending::Eof && self.framer.message().is_empty()
-                }
-                _ => false,
-            };
-        if health_check {
-            Some(End::HealthCheck)
-        } else {
-            end
+        let empty_eof = matches!(end, Some(End::Message { ending: Ending::Eof, .. }))
+            && self.framer.message().is_empty();
+        if self.own && (empty_eof || matches!(end, Some(End::Failed(_)))) {
+            return Some(End::HealthCheck);
         }
+        end
     }
 }
