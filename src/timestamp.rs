@@ -38,19 +38,30 @@ impl Timestamp {
         UNIX_EPOCH + self.since_epoch
     }
 
+    /// The text form, built without going through `fmt`: the server writes
+    /// one per exchange.
+    #[must_use]
+    pub fn to_rfc3339(self) -> Rfc3339 {
+        let seconds = self.since_epoch.as_secs();
+        let (year, month, day) = civil_from_days(seconds / SECONDS_PER_DAY);
+        let in_day = seconds % SECONDS_PER_DAY;
+        let mut text = *FORM;
+        put_digits(&mut text[0..4], year);
+        put_digits(&mut text[5..7], month);
+        put_digits(&mut text[8..10], day);
+        put_digits(&mut text[11..13], in_day / 3600);
+        put_digits(&mut text[14..16], in_day / 60 % 60);
+        put_digits(&mut text[17..19], in_day % 60);
+        put_digits(&mut text[20..26], u64::from(self.since_epoch.subsec_micros()));
+        Rfc3339(text)
+    }
+
     /// Parses exactly the form this module writes: `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
     #[must_use]
     pub fn parse(text: &str) -> Option<Self> {
         let b = text.as_bytes();
-        let shape_ok = b.len() == 27
-            && b[4] == b'-'
-            && b[7] == b'-'
-            && b[10] == b'T'
-            && b[13] == b':'
-            && b[16] == b':'
-            && b[19] == b'.'
-            && b[26] == b'Z';
-        if !shape_ok {
+        // Every separator where the form has it; `digits` checks the rest.
+        if b.len() != RFC3339_LEN || b.iter().zip(FORM).any(|(&c, &f)| f != b'0' && c != f) {
             return None;
         }
         let year = digits(&b[0..4])?;
@@ -110,6 +121,8 @@ impl Arrival {
 
 /// How long the text is: `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
 const RFC3339_LEN: usize = 27;
+/// The text's form: its separators, and a 0 where each digit goes.
+const FORM: &[u8; RFC3339_LEN] = b"0000-00-00T00:00:00.000000Z";
 
 /// A timestamp's text, `YYYY-MM-DDTHH:MM:SS.ffffffZ`: ASCII in a fixed
 /// array, so that the server's one stamp per exchange allocates nothing.
@@ -123,26 +136,6 @@ impl Rfc3339 {
         // Only ASCII digits and separators are ever written, so this never
         // fails; the empty fallback is only for the type checker.
         std::str::from_utf8(&self.0).unwrap_or_default()
-    }
-}
-
-impl Timestamp {
-    /// The text form, built without going through `fmt`: the server writes
-    /// one per exchange.
-    #[must_use]
-    pub fn to_rfc3339(self) -> Rfc3339 {
-        let seconds = self.since_epoch.as_secs();
-        let (year, month, day) = civil_from_days(seconds / SECONDS_PER_DAY);
-        let in_day = seconds % SECONDS_PER_DAY;
-        let mut text: [u8; RFC3339_LEN] = *b"0000-00-00T00:00:00.000000Z";
-        put_digits(&mut text[0..4], year);
-        put_digits(&mut text[5..7], month);
-        put_digits(&mut text[8..10], day);
-        put_digits(&mut text[11..13], in_day / 3600);
-        put_digits(&mut text[14..16], in_day / 60 % 60);
-        put_digits(&mut text[17..19], in_day % 60);
-        put_digits(&mut text[20..26], u64::from(self.since_epoch.subsec_micros()));
-        Rfc3339(text)
     }
 }
 

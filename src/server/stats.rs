@@ -5,6 +5,7 @@
 use super::framing::End;
 use crate::protocol::Service;
 use crate::words::counted;
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -182,17 +183,14 @@ impl Stats {
         for (slot, (label, one, many, error, _)) in counters {
             let n = self.count(slot);
             if n > 0 && !error && !matches!(*label, "served" | "busy") {
-                text.push_str(", ");
-                text.push_str(&counted(n, one, many));
+                let _ = write!(text, ", {}", counted(n, one, many));
             }
         }
         if lost > 0 {
-            text.push_str(", ");
-            text.push_str(&counted(lost, "reply lost", "replies lost"));
+            let _ = write!(text, ", {}", counted(lost, "reply lost", "replies lost"));
         }
         for line in lines {
-            text.push_str(", ");
-            text.push_str(line);
+            let _ = write!(text, ", {line}");
         }
         text
     }
