@@ -85,7 +85,7 @@ impl Machine {
         let files = platform::raise_open_file_limit();
         // A sandbox may forbid even reading the limit (systemd's
         // `~@resources` filters prlimit64): /proc still tells it.
-        let limit = files.map(|f| f.limit).or_else(|| proc_limit("Max open files"));
+        let limit = files.map(|f| f.limit).or_else(|| proc_number(LIMITS, "Max open files"));
         Machine {
             open_file_limit: limit,
             raised_from: files.and_then(|f| f.raised_from),
@@ -170,27 +170,22 @@ fn open_descriptors() -> Option<u64> {
     Some(entries.count().saturating_sub(1) as u64)
 }
 
-/// A soft limit from /proc/self/limits, by its name there; `None` if it
-/// is unlimited or cannot be read.
-fn proc_limit(name: &str) -> Option<u64> {
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits.lines().find(|l| l.starts_with(name))?;
-    let fields = line[name.len()..].split_whitespace().next()?;
-    fields.parse().ok()
+/// The soft limits, by name; an unlimited one has no number.
+const LIMITS: &str = "/proc/self/limits";
+
+/// The first number after `name` at the start of a line of the /proc file
+/// `path`; `None` if there is none or the file cannot be read.
+fn proc_number(path: &str, name: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text.lines().find_map(|l| l.strip_prefix(name))?;
+    line.split_whitespace().next()?.parse().ok()
 }
 
 /// Bytes of address space this process may still map, if it is limited:
 /// the soft `RLIMIT_AS`, less what is mapped now.
 fn address_space_room() -> Option<u64> {
-    let limit = proc_limit("Max address space")?;
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let mapped_kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmSize:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
+    let limit = proc_number(LIMITS, "Max address space")?;
+    let mapped_kib = proc_number("/proc/self/status", "VmSize:")?;
     Some(limit.saturating_sub(mapped_kib * 1024))
 }
 

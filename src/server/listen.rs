@@ -107,14 +107,12 @@ pub(crate) fn bind_all(binds: &[String], port: u16) -> Result<Bound, BindError> 
     }
 }
 
-fn bind_each(addrs: &[SocketAddr], port: u16, optional: bool) -> Result<Bound, BindError> {
+fn bind_each(addrs: &[SocketAddr], mut port: u16, optional: bool) -> Result<Bound, BindError> {
     let mut bound = Bound { listeners: Vec::new(), notes: Vec::new() };
-    let mut port = port;
     let mut last_error = None;
-    for &addr in addrs {
-        let mut addr = addr;
+    for mut addr in addrs.iter().copied() {
+        // `set_port` keeps an IPv6 address's scope.
         addr.set_port(port);
-        let ip = addr.ip();
         match TcpListener::bind(addr) {
             Ok(listener) => {
                 if port == 0 {
@@ -126,6 +124,7 @@ fn bind_each(addrs: &[SocketAddr], port: u16, optional: bool) -> Result<Bound, B
                 bound.listeners.push(listener);
             }
             Err(error) if optional && family_unavailable(&error) => {
+                let ip = addr.ip();
                 bound.notes.push(format!("{ip} is not available ({error}), serving without it"));
                 last_error = Some(BindError::Bind { addr, error });
             }
