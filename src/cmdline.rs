@@ -145,8 +145,7 @@ impl fmt::Display for UsageError {
                 write!(f, "unexpected argument '{}'", arg.to_string_lossy())
             }
             UsageError::OptionNotUtf8(option) => {
-                let option = option.to_string_lossy();
-                write!(f, "option '{option}' is not valid UTF-8")
+                write!(f, "option '{}' is not valid UTF-8", option.to_string_lossy())
             }
             UsageError::MissingValue(option) => write!(f, "option '{option}' needs a value"),
             UsageError::UnwantedValue(option) => {
@@ -294,10 +293,8 @@ impl<K: Copy> Parser<K> {
         option: String,
         is: impl Fn(&'static str) -> bool,
     ) -> Result<(Arg<K>, bool), UsageError> {
-        let own = self.flags.iter().find(|f| is(f.names));
-        let own = own.map(|f| (Arg::Flag(f.key), f.names));
-        let info = INFO.iter().find(|f| is(f.names));
-        let info = info.map(|f| (Arg::Info(f.key), f.names));
+        let own = self.flags.iter().find(|f| is(f.names)).map(|f| (Arg::Flag(f.key), f.names));
+        let info = INFO.iter().find(|f| is(f.names)).map(|f| (Arg::Info(f.key), f.names));
         let Some((arg, names)) = own.or(info) else {
             return Err(UsageError::UnknownOption(option));
         };
@@ -473,10 +470,7 @@ impl<K> Program<K> {
     /// The manual page, in roff with the `man` macros.
     pub fn manual(&self) -> String {
         let (name, version) = (self.name, env!("CARGO_PKG_VERSION"));
-        let kind = match self.section {
-            8 => "System Manager's Manual",
-            _ => "User Commands",
-        };
+        let kind = if self.section == 8 { "System Manager's Manual" } else { "User Commands" };
         let mut out = format!(
             ".TH {} {} {} \"{name} {version}\" \"{kind}\"\n.nh\n.SH NAME\n{name} \\- {}\n\
              .SH SYNOPSIS\n.B {name}\n{}\n.SH DESCRIPTION\n",

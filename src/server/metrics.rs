@@ -158,13 +158,12 @@ fn answer(head: &[u8], figures: (usize, SystemTime)) -> String {
     // A query string changes nothing: Prometheus may send one.
     let path = path.and_then(|p| p.split(|&b| b == b'?').next());
     let known = path == Some(b"/metrics");
+    let head_only = method == b"HEAD";
     match method {
         b"GET" | b"HEAD" if known => {
-            let body = render(figures);
-            let head_only = method == b"HEAD";
-            response_of("200 OK", CONTENT_TYPE, &body, head_only)
+            response_of("200 OK", CONTENT_TYPE, &render(figures), head_only)
         }
-        b"GET" | b"HEAD" => response("404 Not Found", "only /metrics is here\n", method == b"HEAD"),
+        b"GET" | b"HEAD" => response("404 Not Found", "only /metrics is here\n", head_only),
         _ if path.is_some() => response("405 Method Not Allowed", "GET or HEAD only\n", false)
             .replacen("\r\n\r\n", "\r\nAllow: GET, HEAD\r\n\r\n", 1),
         _ => response("400 Bad Request", "bad request\n", false),
@@ -203,9 +202,8 @@ const FIGURES: [&str; 12] = [
 
 /// Appends a figure's `# HELP` and `# TYPE` lines, from its description.
 fn describe(out: &mut String, figure: &str) -> String {
-    let mut parts = figure.splitn(3, ' ');
-    let (name, kind, help) = (parts.next(), parts.next(), parts.next());
-    let (name, kind, help) = (name.unwrap_or(""), kind.unwrap_or(""), help.unwrap_or(""));
+    let (name, rest) = figure.split_once(' ').unwrap_or_default();
+    let (kind, help) = rest.split_once(' ').unwrap_or_default();
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     name.to_owned()
 }
