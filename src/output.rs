@@ -210,22 +210,14 @@ pub(crate) fn stderr_dropped() -> u64 {
 /// dropped`, `2 exchange lines not written: Broken pipe`, ...
 pub(crate) fn losses() -> Vec<String> {
     let (_, _, dropped, not_written, reason) = log_counts();
-    let mut lines = Vec::new();
-    for (n, one, many) in [
-        (dropped, "exchange line dropped", "exchange lines dropped"),
-        (stderr_dropped(), "error line dropped", "error lines dropped"),
-        (not_written, "exchange line not written", "exchange lines not written"),
-    ] {
-        if n > 0 {
-            lines.push(counted(n, one, many));
-        }
-    }
-    if let (Some(reason), true) = (reason, not_written > 0) {
-        if let Some(last) = lines.last_mut() {
-            let _ = write!(last, ": {reason}");
-        }
-    }
-    lines
+    let why_not_written = reason.map(|reason| format!(": {reason}"));
+    let counts = [
+        (dropped, "exchange line dropped", "exchange lines dropped", None),
+        (stderr_dropped(), "error line dropped", "error lines dropped", None),
+        (not_written, "exchange line not written", "exchange lines not written", why_not_written),
+    ];
+    let lost = counts.into_iter().filter(|&(n, ..)| n > 0);
+    lost.map(|(n, one, many, why)| counted(n, one, many) + &why.unwrap_or_default()).collect()
 }
 
 /// At exit: says this second's unshown reports, waits at most `limit` for
@@ -609,8 +601,7 @@ fn now_or_partial(result: io::Result<usize>, bytes: &[u8]) -> Outcome {
 /// Writes `chunk` (whole lines) to `out`, starting with an LF if the last
 /// write was `broken` inside a line; a line it cuts short is taken back
 /// where the file allows, so that no two lines are ever glued together.
-fn write_out(out: &File, chunk: &[u8], broken: bool) -> Outcome {
-    let mut out = out;
+fn write_out(mut out: &File, chunk: &[u8], broken: bool) -> Outcome {
     let fresh = if broken { out.write_all(b"\n") } else { Ok(()) };
     let mut done = 0;
     let result = fresh.and_then(|()| {
