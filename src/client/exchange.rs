@@ -146,12 +146,11 @@ fn resolve(target: &Target) -> Result<Vec<SocketAddr>, String> {
         Some(Family::V6) => (false, true, "no IPv6 address"),
         None => (true, true, "no addresses"),
     };
-    let found = match addr::resolve(&target.host, target.port) {
-        Ok(all) => all.into_iter().filter(|a| a.is_ipv4() && v4 || a.is_ipv6() && v6),
+    let found: Vec<SocketAddr> = match addr::resolve(&target.host, target.port) {
+        Ok(all) => all.into_iter().filter(|a| a.is_ipv4() && v4 || a.is_ipv6() && v6).collect(),
         Err(ResolveError::Address(e)) => return Err(format!("cannot resolve {target}: {e}")),
         Err(ResolveError::Lookup(e)) => return Err(format!("cannot resolve {target}: {e}")),
     };
-    let found: Vec<SocketAddr> = found.collect();
     if found.is_empty() {
         return Err(format!("cannot resolve {target}: {none}"));
     }

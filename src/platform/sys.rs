@@ -384,10 +384,7 @@ pub fn epoll_ready(
     // SAFETY: `events` is a live, writable buffer of at least `max`
     // elements of the kernel's layout, and the kernel writes at most `max`.
     let n = unsafe { epoll_wait(epoll.as_raw_fd(), events.as_mut_ptr(), max, timeout_ms) };
-    match usize::try_from(n) {
-        Ok(n) => Ok(n),
-        Err(_) => interrupted_is(0),
-    }
+    usize::try_from(n).or_else(|_| interrupted_is(0))
 }
 
 /// A new non-blocking eventfd.
