@@ -356,10 +356,7 @@ fn tell_time(
     let time = protocol::time_bytes(now);
     scratch.reply.clear();
     protocol::write_daytime(&mut scratch.reply, &stamp);
-    let bytes = match service {
-        Service::Time => &time[..],
-        _ => scratch.reply.as_bytes(),
-    };
+    let bytes = if service == Service::Time { &time[..] } else { scratch.reply.as_bytes() };
     if !count_served((&stream).write_all(bytes), client, service, None) {
         return None;
     }
@@ -370,7 +367,7 @@ fn tell_time(
 /// Counts and reports a request that got no time, and tells the client
 /// why if it can be told; true if it was (it lingers then).
 fn refuse(
-    stream: &TcpStream,
+    mut stream: &TcpStream,
     client: SocketAddr,
     end: &End,
     rules: &Rules,
@@ -383,8 +380,7 @@ fn refuse(
     };
     s.line.clear();
     protocol::write_refusal(&mut s.line, &why);
-    let mut writer = stream;
-    writer.write_all(s.line.as_bytes()).is_ok()
+    stream.write_all(s.line.as_bytes()).is_ok()
 }
 
 /// Says on standard error how a connection that got no time ended: a few
