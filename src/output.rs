@@ -295,6 +295,9 @@ struct State {
     direct_writes: u64,
     /// The helper waits with no timeout: a writer must wake it to watch.
     helper_asleep: bool,
+    /// Threads waiting for lines to be written: waking none costs nothing,
+    /// where a notify costs a system call even with no one to wake.
+    awaiting: u32,
     /// Lines dropped since the queue last drained.
     dropped_in_burst: u64,
     failed: Failures,
@@ -454,6 +457,7 @@ impl Output {
                 // the helper, never dropped, or the output would show half
                 // a line.
                 state.written += lines(&bytes[..n]);
+                self.tell_awaiting(&state);
                 let mut rest = bytes[n..].to_vec();
                 rest.append(&mut state.bytes);
                 state.bytes = rest;
@@ -461,7 +465,7 @@ impl Output {
             }
             went |= own.is_some();
             state.written = upto;
-            self.done.notify_all();
+            self.tell_awaiting(&state);
             told.extend(self.count(&mut state, outcome));
             rounds -= usize::from(direct);
             if state.bytes.is_empty() {
@@ -529,7 +533,7 @@ impl Output {
             if left.is_zero() {
                 break;
             }
-            state = sync::wait_timeout(&self.done, state, left);
+            state = self.await_written(state, left);
         }
         state
     }
@@ -540,8 +544,26 @@ impl Output {
         let mut state = self.lock();
         while state.written < state.queued && Instant::now() < until {
             let left = until.saturating_duration_since(Instant::now());
-            state = sync::wait_timeout(&self.done, state, left);
+            state = self.await_written(state, left);
         }
+        state
+    }
+
+    fn tell_awaiting(&self, state: &State) {
+        if state.awaiting > 0 {
+            self.done.notify_all();
+        }
+    }
+
+    /// Waits at most `left` for lines to be written.
+    fn await_written<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        left: Duration,
+    ) -> MutexGuard<'a, State> {
+        state.awaiting += 1;
+        let mut state = sync::wait_timeout(&self.done, state, left);
+        state.awaiting -= 1;
         state
     }
 
