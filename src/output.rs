@@ -453,14 +453,7 @@ impl Output {
             };
             state = self.lock();
             if let Outcome::Partial(n) = outcome {
-                // The reader is slow: the rest waits, first in line, for
-                // the helper, never dropped, or the output would show half
-                // a line.
-                state.written += lines(&bytes[..n]);
-                self.tell_awaiting(&state);
-                let mut rest = bytes[n..].to_vec();
-                rest.append(&mut state.bytes);
-                state.bytes = rest;
+                self.keep_rest(&mut state, bytes, n);
                 break;
             }
             went |= own.is_some();
@@ -492,6 +485,17 @@ impl Output {
             say(format_args!("{line}"));
         }
         (pending, went)
+    }
+
+    /// The reader is slow: the rest of `bytes` after `n` waits, first in
+    /// line, for the helper, never dropped, or the output would show half
+    /// a line.
+    fn keep_rest(&self, state: &mut State, bytes: &[u8], n: usize) {
+        state.written += lines(&bytes[..n]);
+        self.tell_awaiting(state);
+        let mut rest = bytes[n..].to_vec();
+        rest.append(&mut state.bytes);
+        state.bytes = rest;
     }
 
     /// Counts what a write of whole lines lost, if anything; returns what
