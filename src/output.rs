@@ -13,9 +13,11 @@
 //! with its reply handed over first ([`Pending`]): if the write has not
 //! returned within [`STALLED_AFTER`] (a frozen filesystem, a stuck NFS
 //! server), the output's helper thread sends that reply, so no client
-//! waits on the disk. One write is under way at a time; lines that come
-//! meanwhile queue, and its writer writes them too, or the helper does
-//! when the reader is slow. Past [`QUEUE_CAP`] queued bytes, lines are
+//! waits on the disk. A pipe or a Unix socket takes a line of up to
+//! [`WHOLE_OR_NOTHING`] bytes whole or not at all, so there writers write
+//! side by side. Otherwise one write is under way at a time, taken in
+//! turn; lines that come meanwhile queue, and its writer writes them too,
+//! or the helper does when the reader is slow. Past [`QUEUE_CAP`] queued bytes, lines are
 //! dropped and counted. A writer waits for its queued line (so that a
 //! reply follows its log line) unless the output is stalled.
 //!
@@ -36,8 +38,8 @@ use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -45,6 +47,9 @@ use std::time::{Duration, Instant};
 pub(crate) const STALLED_AFTER: Duration = Duration::from_millis(100);
 /// The most bytes that wait for a stalled reader; past it, lines are dropped.
 pub(crate) const QUEUE_CAP: usize = 1 << 20;
+/// `PIPE_BUF`: a pipe takes a write of at most this many bytes whole or
+/// not at all, and a Unix socket sends it as one buffer.
+const WHOLE_OR_NOTHING: usize = 4096;
 /// Report lines shown in full in each second; the rest are counted.
 const SHOWN_PER_SECOND: u32 = 5;
 
@@ -195,7 +200,7 @@ pub(crate) fn log_counts() -> (u64, u64, u64, u64, Option<String>) {
     };
     let state = out.lock();
     let failed = &state.failed;
-    let written = state.written.saturating_sub(failed.lines);
+    let written = state.written.saturating_sub(failed.lines) + out.written_beside.load(Relaxed);
     let queued = state.queued - state.written;
     let dropped = out.dropped.load(Relaxed);
     (written, queued, dropped, failed.lines, failed.reason.clone())
@@ -272,6 +277,16 @@ pub(crate) struct Output {
     /// `standard output` or `standard error`, for what it tells.
     name: &'static str,
     direct: Direct,
+    /// Writers may write side by side: a pipe or a Unix socket.
+    side_by_side: bool,
+    /// Held shared by writers side by side, and alone by a write in turn,
+    /// which might not go whole (a long chunk, a blocking write).
+    turns: RwLock<()>,
+    /// Lines written side by side, outside the queue's count.
+    written_beside: AtomicU64,
+    /// A write in turn stopped inside a line: none goes beside it until
+    /// its rest is written.
+    inside_line: AtomicBool,
     /// The blocking descriptor: the helper's, and a file's direct one.
     out: File,
     state: Mutex<State>,
@@ -351,9 +366,15 @@ impl Output {
         } else {
             Direct::Blocking
         };
+        let side_by_side = matches!(direct, Direct::Write(_)) && kind.is_fifo()
+            || matches!(direct, Direct::Send) && platform::is_local_socket(&out);
         let output = cell.get_or_init(|| Output {
             name,
             direct,
+            side_by_side,
+            turns: RwLock::new(()),
+            written_beside: AtomicU64::new(0),
+            inside_line: AtomicBool::new(false),
             out,
             state: Mutex::new(State::default()),
             work: Condvar::new(),
@@ -375,6 +396,11 @@ impl Output {
     /// `way` it says; hands `pending` back unless the output sent it.
     /// Whoever finds no write under way becomes the writer.
     fn write(&self, line: &[u8], way: Way, pending: Option<Pending>) -> Option<Pending> {
+        let taken = self.write_beside(line);
+        if taken == line.len() {
+            return pending;
+        }
+        let line = &line[taken..];
         let mut state = self.lock();
         if let Direct::Closed = self.direct {
             state.failed.lines += 1;
@@ -421,6 +447,28 @@ impl Output {
         pending
     }
 
+    /// Writes `line` beside other writers, where the output allows and no
+    /// write in turn is under way; returns how many bytes went (0: it must
+    /// take its turn, as when the reader is slow or gone, and the turn
+    /// counts what fails).
+    fn write_beside(&self, line: &[u8]) -> usize {
+        let beside = self.side_by_side && line.len() <= WHOLE_OR_NOTHING;
+        // Held, shared, through the write.
+        let turns = self.turns.try_read();
+        if !beside || turns.is_err() || self.inside_line.load(Relaxed) {
+            return 0;
+        }
+        let taken = match &self.direct {
+            Direct::Write(out) => (&*out).write(line),
+            _ => platform::send_now(&self.out, line),
+        }
+        .unwrap_or(0);
+        if taken == line.len() {
+            self.written_beside.fetch_add(1, Relaxed);
+        }
+        taken
+    }
+
     /// As the one write under way (with the writer's reply, `pending`,
     /// handed over in case it stalls), writes `first`, then what queued
     /// meanwhile, once: more is left to the helper, so that no worker holds
@@ -446,11 +494,7 @@ impl Output {
             let bytes = own.unwrap_or(&chunk[..]);
             let broken = state.failed.broken;
             drop(state);
-            let outcome = match (&self.direct, direct) {
-                (Direct::Write(out), true) => now_or_partial((&*out).write(bytes), bytes),
-                (Direct::Send, true) => now_or_partial(platform::send_now(&self.out, bytes), bytes),
-                _ => write_out(&self.out, bytes, broken),
-            };
+            let outcome = self.write_in_turn(bytes, direct, broken);
             state = self.lock();
             if let Outcome::Partial(n) = outcome {
                 self.keep_rest(&mut state, bytes, n);
@@ -496,6 +540,28 @@ impl Output {
         let mut rest = bytes[n..].to_vec();
         rest.append(&mut state.bytes);
         state.bytes = rest;
+    }
+
+    /// One write, with no write beside it: `bytes` from the writer's own
+    /// line (`direct`) or the queue, `broken` if the last stopped inside a
+    /// line.
+    fn write_in_turn(&self, bytes: &[u8], direct: bool, broken: bool) -> Outcome {
+        let in_turn = self.turns.write().unwrap_or_else(PoisonError::into_inner);
+        let outcome = match (&self.direct, direct) {
+            (Direct::Write(out), true) => now_or_partial((&*out).write(bytes), bytes),
+            (Direct::Send, true) => now_or_partial(platform::send_now(&self.out, bytes), bytes),
+            _ => write_out(&self.out, bytes, broken),
+        };
+        let inside = match &outcome {
+            Outcome::Written => false,
+            Outcome::Partial(n) => {
+                bytes[..*n].last().map_or(self.inside_line.load(Relaxed), |&b| b != b'\n')
+            }
+            Outcome::Failed { broken, .. } => *broken,
+        };
+        self.inside_line.store(inside, Relaxed);
+        drop(in_turn);
+        outcome
     }
 
     /// Counts what a write of whole lines lost, if anything; returns what
@@ -664,13 +730,9 @@ fn lines(bytes: &[u8]) -> u64 {
 /// never take the LF that would end the line, but it can be shortened.
 fn take_back(mut out: &File, cut: usize) -> bool {
     use std::io::{Seek, SeekFrom};
-    let Ok(end) = out.stream_position() else {
-        return false;
-    };
-    let Some(start) = end.checked_sub(cut as u64) else {
-        return false;
-    };
-    out.set_len(start).is_ok() && out.seek(SeekFrom::Start(start)).is_ok()
+    let start = out.stream_position().ok().and_then(|end| end.checked_sub(cut as u64));
+    start
+        .is_some_and(|start| out.set_len(start).is_ok() && out.seek(SeekFrom::Start(start)).is_ok())
 }
 
 /// Whether `fd` is standard output or error that was closed when the

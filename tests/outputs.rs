@@ -6,7 +6,7 @@
 
 use crate::harness::*;
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::thread;
@@ -265,4 +265,52 @@ fn lines_still_queued_at_exit_are_counted_in_the_summary() {
     assert_eq!(served, 3000, "{summary}");
     assert!(summary.contains("still queued at exit"), "{summary}");
     assert_eq!(logged + not_written + dropped, served, "{summary}");
+}
+
+#[test]
+fn lines_written_at_once_into_a_slowly_read_pipe_are_each_whole() {
+    let (mut reader, writer) = std::io::pipe().expect("a pipe");
+    let mut server = Server::start_writing(&mut Command::new(serv6_path()), writer.into());
+    // A reader slower than the writers: the pipe fills and drains at
+    // once, so lines go side by side, in turn, cut by a non-blocking write
+    // and finished by the helper, all mixed.
+    let read = thread::spawn(move || {
+        let (mut all, mut chunk) = (Vec::new(), [0u8; 512]);
+        while let Ok(n @ 1..) = reader.read(&mut chunk) {
+            all.extend_from_slice(&chunk[..n]);
+            thread::sleep(Duration::from_millis(1));
+        }
+        all
+    });
+    let addr = server.v4();
+    let clients: Vec<_> = (0..8u8)
+        .map(|i| {
+            thread::spawn(move || {
+                let mut message = vec![b'a' + i; 200];
+                message.push(b'\n');
+                for _ in 0..150 {
+                    assert_received(&exchange(addr, &message, false), 200);
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().expect("a client thread");
+    }
+    server.signal("TERM");
+    assert_eq!(server.wait_exit().code(), Some(0));
+    let all = read.join().expect("the reader");
+    let whole = |line: &str| {
+        let Some((head, tail)) = line.split_once(" 200 bytes \"") else {
+            return false;
+        };
+        let letter = tail.as_bytes().first().copied().unwrap_or(b'"');
+        let quoted = tail.strip_suffix('"').unwrap_or_default();
+        head.starts_with("20") && quoted.len() == 200 && quoted.bytes().all(|b| b == letter)
+    };
+    let text = String::from_utf8_lossy(&all);
+    let lines: Vec<_> = text.lines().collect();
+    let cut: Vec<_> = lines.iter().filter(|l| !whole(l)).collect();
+    assert!(cut.is_empty(), "{} of {} lines not whole: {:?}", cut.len(), lines.len(), cut.first());
+    assert_eq!(lines.len(), 1200);
 }

@@ -11,7 +11,8 @@ mod sys;
 
 pub(crate) use epoll::{Poller, Waker};
 pub(crate) use sockets::{
-    is_out_of_descriptors, passed_listeners, recv_now, stamp_arrivals, wait_readable, NotAListener,
+    is_local_socket, is_out_of_descriptors, passed_listeners, recv_now, stamp_arrivals,
+    wait_readable, NotAListener,
 };
 use std::ffi::c_int;
 use std::fmt;

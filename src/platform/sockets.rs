@@ -96,6 +96,12 @@ impl fmt::Display for NotAListener {
     }
 }
 
+/// Whether `fd` is a Unix-domain socket, whose small sends go in whole or
+/// not at all, like a pipe's writes of up to `PIPE_BUF` bytes.
+pub(crate) fn is_local_socket(fd: &impl AsFd) -> bool {
+    matches!(sys::int_option(fd.as_fd().as_raw_fd(), sys::SO_DOMAIN), Ok(sys::AF_UNIX))
+}
+
 /// The `count` sockets a service manager passed to this process, each
 /// checked to be a listening TCP socket and made blocking (a manager may
 /// pass them non-blocking, `NonBlocking=yes`): they are ours alone to

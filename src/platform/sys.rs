@@ -33,6 +33,7 @@ pub const SO_DOMAIN: c_int = 39;
 /// `SO_TIMESTAMPNS`, which is also `SCM_TIMESTAMPNS`.
 pub const SO_TIMESTAMPNS: c_int = 35;
 pub const SOCK_STREAM: c_int = 1;
+pub const AF_UNIX: c_int = 1;
 pub const AF_INET: c_int = 2;
 pub const AF_INET6: c_int = 10;
 pub const EBADF: i32 = 9;
