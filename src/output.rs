@@ -13,11 +13,12 @@
 //! with its reply handed over first ([`Pending`]): if the write has not
 //! returned within [`STALLED_AFTER`] (a frozen filesystem, a stuck NFS
 //! server), the output's helper thread sends that reply, so no client
-//! waits on the disk. A pipe or a Unix socket takes a line of up to
-//! [`WHOLE_OR_NOTHING`] bytes whole or not at all, so there writers write
-//! side by side. Otherwise one write is under way at a time, taken in
-//! turn; lines that come meanwhile queue, and its writer writes them too,
-//! or the helper does when the reader is slow. Past [`QUEUE_CAP`] queued bytes, lines are
+//! waits on the disk. A pipe takes a write of up to [`PIPE_BUF`] bytes
+//! whole or not at all, and so does a Unix socket one of up to about half
+//! its send buffer: there, while no line waits, writers write short lines
+//! side by side. Otherwise writers take turns, one write at a time; lines
+//! that come meanwhile queue, and the writer in turn writes them too, or
+//! the helper does when the reader is slow. Past [`QUEUE_CAP`] queued bytes, lines are
 //! dropped and counted. A writer waits for its queued line (so that a
 //! reply follows its log line) unless the output is stalled.
 //!
@@ -47,9 +48,8 @@ use std::time::{Duration, Instant};
 pub(crate) const STALLED_AFTER: Duration = Duration::from_millis(100);
 /// The most bytes that wait for a stalled reader; past it, lines are dropped.
 pub(crate) const QUEUE_CAP: usize = 1 << 20;
-/// `PIPE_BUF`: a pipe takes a write of at most this many bytes whole or
-/// not at all, and a Unix socket sends it as one buffer.
-const WHOLE_OR_NOTHING: usize = 4096;
+/// A pipe takes a write of at most this many bytes whole or not at all.
+const PIPE_BUF: usize = 4096;
 /// Report lines shown in full in each second; the rest are counted.
 const SHOWN_PER_SECOND: u32 = 5;
 
@@ -277,16 +277,16 @@ pub(crate) struct Output {
     /// `standard output` or `standard error`, for what it tells.
     name: &'static str,
     direct: Direct,
-    /// Writers may write side by side: a pipe or a Unix socket.
-    side_by_side: bool,
+    /// The longest line writers may write side by side (0: none may).
+    beside_up_to: usize,
     /// Held shared by writers side by side, and alone by a write in turn,
     /// which might not go whole (a long chunk, a blocking write).
     turns: RwLock<()>,
     /// Lines written side by side, outside the queue's count.
     written_beside: AtomicU64,
-    /// A write in turn stopped inside a line: none goes beside it until
-    /// its rest is written.
-    inside_line: AtomicBool,
+    /// No line waits and none was left cut short, so a line written
+    /// beside the others cannot overtake one or land inside one.
+    none_waiting: AtomicBool,
     /// The blocking descriptor: the helper's, and a file's direct one.
     out: File,
     state: Mutex<State>,
@@ -366,15 +366,18 @@ impl Output {
         } else {
             Direct::Blocking
         };
-        let side_by_side = matches!(direct, Direct::Write(_)) && kind.is_fifo()
-            || matches!(direct, Direct::Send) && platform::is_local_socket(&out);
+        let beside_up_to = match direct {
+            Direct::Write(_) if kind.is_fifo() => PIPE_BUF,
+            Direct::Send => platform::local_send_whole_up_to(&out).min(PIPE_BUF),
+            _ => 0,
+        };
         let output = cell.get_or_init(|| Output {
             name,
             direct,
-            side_by_side,
+            beside_up_to,
             turns: RwLock::new(()),
             written_beside: AtomicU64::new(0),
-            inside_line: AtomicBool::new(false),
+            none_waiting: AtomicBool::new(true),
             out,
             state: Mutex::new(State::default()),
             work: Condvar::new(),
@@ -409,6 +412,7 @@ impl Output {
         }
         let may_write = way == Way::Direct || !matches!(self.direct, Direct::Blocking);
         state.queued += 1;
+        self.note_waiting(&state);
         let ticket = state.queued;
         let (state, pending) = if may_write && state.writing.is_none() && state.bytes.is_empty() {
             state.direct_writes += 1;
@@ -423,6 +427,7 @@ impl Output {
         } else if state.bytes.len() + line.len() > QUEUE_CAP {
             self.dropped.fetch_add(1, Relaxed);
             state.queued -= 1;
+            self.note_waiting(&state);
             state.dropped_in_burst += 1;
             if state.dropped_in_burst == 1 {
                 drop(state);
@@ -447,15 +452,15 @@ impl Output {
         pending
     }
 
-    /// Writes `line` beside other writers, where the output allows and no
-    /// write in turn is under way; returns how many bytes went (0: it must
-    /// take its turn, as when the reader is slow or gone, and the turn
-    /// counts what fails).
+    /// Writes `line` beside other writers, where the output takes it whole
+    /// or not at all, no line waits and no write in turn is under way.
+    /// Returns how many bytes went: 0 when it must take its turn (as when
+    /// the reader is slow or gone: the turn counts what fails); a part,
+    /// which those outputs never take, has its rest follow in turn.
     fn write_beside(&self, line: &[u8]) -> usize {
-        let beside = self.side_by_side && line.len() <= WHOLE_OR_NOTHING;
         // Held, shared, through the write.
-        let turns = self.turns.try_read();
-        if !beside || turns.is_err() || self.inside_line.load(Relaxed) {
+        let turns = (line.len() <= self.beside_up_to).then(|| self.turns.try_read().ok()).flatten();
+        if turns.is_none() || !self.none_waiting.load(Relaxed) {
             return 0;
         }
         let taken = match &self.direct {
@@ -521,6 +526,7 @@ impl Output {
             }
         }
         let pending = state.writing.take().and_then(|(_, pending)| pending);
+        self.note_waiting(&state);
         if !state.bytes.is_empty() {
             self.work.notify_one();
         }
@@ -537,14 +543,13 @@ impl Output {
     fn keep_rest(&self, state: &mut State, bytes: &[u8], n: usize) {
         state.written += lines(&bytes[..n]);
         self.tell_awaiting(state);
-        let mut rest = bytes[n..].to_vec();
-        rest.append(&mut state.bytes);
-        state.bytes = rest;
+        state.bytes.splice(0..0, bytes[n..].iter().copied());
     }
 
-    /// One write, with no write beside it: `bytes` from the writer's own
-    /// line (`direct`) or the queue, `broken` if the last stopped inside a
-    /// line.
+    /// One write, with none beside it: `bytes` from the writer's own line
+    /// (`direct`: a write that cannot block, where the output has one) or
+    /// the queue (a blocking write, starting with an LF if the last was
+    /// `broken` inside a line).
     fn write_in_turn(&self, bytes: &[u8], direct: bool, broken: bool) -> Outcome {
         let in_turn = self.turns.write().unwrap_or_else(PoisonError::into_inner);
         let outcome = match (&self.direct, direct) {
@@ -552,16 +557,16 @@ impl Output {
             (Direct::Send, true) => now_or_partial(platform::send_now(&self.out, bytes), bytes),
             _ => write_out(&self.out, bytes, broken),
         };
-        let inside = match &outcome {
-            Outcome::Written => false,
-            Outcome::Partial(n) => {
-                bytes[..*n].last().map_or(self.inside_line.load(Relaxed), |&b| b != b'\n')
-            }
-            Outcome::Failed { broken, .. } => *broken,
-        };
-        self.inside_line.store(inside, Relaxed);
         drop(in_turn);
         outcome
+    }
+
+    /// Notes, for writers that would write beside the others, whether a
+    /// line waits or was left cut short: theirs must not overtake it nor
+    /// land inside it.
+    fn note_waiting(&self, state: &State) {
+        let none = state.written == state.queued && !state.failed.broken;
+        self.none_waiting.store(none, Relaxed);
     }
 
     /// Counts what a write of whole lines lost, if anything; returns what
@@ -819,5 +824,83 @@ mod tests {
             push_decimal(&mut line, n);
             assert_eq!(line, n.to_string());
         }
+    }
+
+    /// Writes `per` numbered lines of `width` bytes from each of four
+    /// threads into `out`, read slowly from `from`, then a last line; says
+    /// how many lines it read, how many were cut short, and how many came
+    /// before a line their own thread had written earlier.
+    fn write_at_once(
+        out: &'static Output,
+        mut from: impl io::Read + Send + 'static,
+        (per, width, way): (u64, usize, Way),
+    ) -> (usize, usize, usize) {
+        let reader = thread::spawn(move || {
+            let (mut all, mut chunk, mut reads) = (Vec::new(), [0u8; 8192], 0u32);
+            while !all.ends_with(b"end\n") {
+                let Ok(n @ 1..) = from.read(&mut chunk) else { break };
+                all.extend_from_slice(&chunk[..n]);
+                reads += 1;
+                if reads % 50 == 0 {
+                    thread::sleep(Duration::from_millis(2));
+                }
+            }
+            all
+        });
+        let writers: Vec<_> = (0..4)
+            .map(|t| {
+                thread::spawn(move || {
+                    for n in 0..per {
+                        let line = format!("{t} {n} {}\n", "x".repeat(width));
+                        drop(out.write(line.as_bytes(), way, None));
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().expect("a writer");
+        }
+        drop(out.flush(Duration::from_secs(20)));
+        drop(out.write(b"end\n", Way::Queue, None));
+        let all = reader.join().expect("the reader");
+        let (mut last, mut cut, mut late, mut read) = ([None; 4], 0, 0, 0);
+        for line in String::from_utf8_lossy(&all).lines().filter(|l| *l != "end") {
+            read += 1;
+            let mut parts = line.splitn(3, ' ');
+            let numbers = (parts.next(), parts.next(), parts.next());
+            let (Some(t), Some(n), Some(pad)) = numbers else {
+                cut += 1;
+                continue;
+            };
+            match (t.parse::<usize>(), n.parse::<u64>()) {
+                (Ok(t @ 0..4), Ok(n)) if pad.len() == width => {
+                    late += usize::from(last[t].is_some_and(|l| n <= l));
+                    last[t] = Some(n);
+                }
+                _ => cut += 1,
+            }
+        }
+        (read, cut, late)
+    }
+
+    #[test]
+    fn lines_into_a_slow_pipe_are_whole_and_each_writers_in_order() {
+        static OUT: OnceLock<Output> = OnceLock::new();
+        let (from, to) = io::pipe().expect("a pipe");
+        let out = Output::start(&OUT, to, "a test pipe").expect("an output");
+        let (read, cut, late) = write_at_once(out, from, (30_000, 200, Way::Queue));
+        let dropped = out.dropped.load(Relaxed);
+        assert_eq!((cut, late), (0, 0), "{read} lines read, {dropped} dropped");
+        assert_eq!(read as u64 + dropped, 120_000);
+    }
+
+    #[test]
+    fn lines_longer_than_a_socket_sends_whole_are_never_cut() {
+        static OUT: OnceLock<Output> = OnceLock::new();
+        let (to, from) = std::os::unix::net::UnixStream::pair().expect("a socket pair");
+        platform::set_int_option(to.as_fd(), platform::SO_SNDBUF, 2048).expect("a send buffer");
+        let out = Output::start(&OUT, to, "a test socket").expect("an output");
+        let (read, cut, late) = write_at_once(out, from, (2_000, 3000, Way::Wait));
+        assert_eq!((read, cut, late), (8_000, 0, 0));
     }
 }

@@ -268,7 +268,7 @@ fn lines_still_queued_at_exit_are_counted_in_the_summary() {
 }
 
 #[test]
-fn lines_written_at_once_into_a_slowly_read_pipe_are_each_whole() {
+fn lines_written_at_once_into_a_slowly_read_pipe_are_whole_and_in_order() {
     let (mut reader, writer) = std::io::pipe().expect("a pipe");
     let mut server = Server::start_writing(&mut Command::new(serv6_path()), writer.into());
     // A reader slower than the writers: the pipe fills and drains at
@@ -283,12 +283,14 @@ fn lines_written_at_once_into_a_slowly_read_pipe_are_each_whole() {
         all
     });
     let addr = server.v4();
+    // Each client's messages: its letter, a number, its letter again.
     let clients: Vec<_> = (0..8u8)
         .map(|i| {
             thread::spawn(move || {
-                let mut message = vec![b'a' + i; 200];
-                message.push(b'\n');
-                for _ in 0..150 {
+                for n in 0..150 {
+                    let mut message = format!("{}{n:03}", char::from(b'a' + i)).into_bytes();
+                    message.resize(200, b'a' + i);
+                    message.push(b'\n');
                     assert_received(&exchange(addr, &message, false), 200);
                 }
             })
@@ -300,17 +302,36 @@ fn lines_written_at_once_into_a_slowly_read_pipe_are_each_whole() {
     server.signal("TERM");
     assert_eq!(server.wait_exit().code(), Some(0));
     let all = read.join().expect("the reader");
-    let whole = |line: &str| {
-        let Some((head, tail)) = line.split_once(" 200 bytes \"") else {
-            return false;
-        };
-        let letter = tail.as_bytes().first().copied().unwrap_or(b'"');
-        let quoted = tail.strip_suffix('"').unwrap_or_default();
-        head.starts_with("20") && quoted.len() == 200 && quoted.bytes().all(|b| b == letter)
-    };
     let text = String::from_utf8_lossy(&all);
-    let lines: Vec<_> = text.lines().collect();
-    let cut: Vec<_> = lines.iter().filter(|l| !whole(l)).collect();
-    assert!(cut.is_empty(), "{} of {} lines not whole: {:?}", cut.len(), lines.len(), cut.first());
-    assert_eq!(lines.len(), 1200);
+    let (mut next, mut cut, mut late) = ([0usize; 8], Vec::new(), Vec::new());
+    for line in text.lines() {
+        let quoted = line.split_once(" 200 bytes \"").and_then(|(_, q)| q.strip_suffix('"'));
+        let Some((letter, rest)) = quoted.and_then(|q| q.split_at_checked(1)) else {
+            cut.push(line);
+            continue;
+        };
+        let number = rest.get(..3).and_then(|n| n.parse::<usize>().ok());
+        let client = letter.bytes().next().map_or(8, |l| usize::from(l.wrapping_sub(b'a')));
+        match number {
+            Some(n)
+                if client < 8
+                    && rest.len() == 199
+                    && rest[3..].bytes().all(|b| b == letter.as_bytes()[0]) =>
+            {
+                if n != next[client] {
+                    late.push(line);
+                }
+                next[client] = n + 1;
+            }
+            _ => cut.push(line),
+        }
+    }
+    assert!(cut.is_empty(), "{} lines not whole: {:?}", cut.len(), cut.first());
+    assert!(
+        late.is_empty(),
+        "{} lines out of their client's order: {:?}",
+        late.len(),
+        late.first()
+    );
+    assert_eq!(next, [150; 8]);
 }

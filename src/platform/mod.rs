@@ -11,7 +11,7 @@ mod sys;
 
 pub(crate) use epoll::{Poller, Waker};
 pub(crate) use sockets::{
-    is_local_socket, is_out_of_descriptors, passed_listeners, recv_now, stamp_arrivals,
+    is_out_of_descriptors, local_send_whole_up_to, passed_listeners, recv_now, stamp_arrivals,
     wait_readable, NotAListener,
 };
 use std::ffi::c_int;
@@ -20,6 +20,8 @@ pub use sys::set_backlog;
 pub(crate) use sys::{
     give_back_free_memory, limit_malloc_arenas, send_now, stop_listening, O_NONBLOCK,
 };
+#[cfg(test)]
+pub(crate) use sys::{set_int_option, SO_SNDBUF};
 
 /// A signal that serv6 or cli6 acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

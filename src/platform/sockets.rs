@@ -96,10 +96,13 @@ impl fmt::Display for NotAListener {
     }
 }
 
-/// Whether `fd` is a Unix-domain socket, whose small sends go in whole or
-/// not at all, like a pipe's writes of up to `PIPE_BUF` bytes.
-pub(crate) fn is_local_socket(fd: &impl AsFd) -> bool {
-    matches!(sys::int_option(fd.as_fd().as_raw_fd(), sys::SO_DOMAIN), Ok(sys::AF_UNIX))
+/// The longest send that goes whole or not at all, if `fd` is a Unix
+/// stream socket (0 otherwise): Linux sends up to half its send buffer,
+/// less 64 bytes, as one buffer, which joins the peer's queue at once.
+pub(crate) fn local_send_whole_up_to(fd: &impl AsFd) -> usize {
+    let option = |name| sys::int_option(fd.as_fd().as_raw_fd(), name).ok();
+    let size = option(sys::SO_SNDBUF).filter(|_| option(sys::SO_DOMAIN) == Some(sys::AF_UNIX));
+    size.and_then(|b| usize::try_from(b / 2 - 64).ok()).unwrap_or(0)
 }
 
 /// The `count` sockets a service manager passed to this process, each

@@ -30,6 +30,7 @@ pub const SOL_SOCKET: c_int = 1;
 pub const SO_TYPE: c_int = 3;
 pub const SO_ACCEPTCONN: c_int = 30;
 pub const SO_DOMAIN: c_int = 39;
+pub const SO_SNDBUF: c_int = 7;
 /// `SO_TIMESTAMPNS`, which is also `SCM_TIMESTAMPNS`.
 pub const SO_TIMESTAMPNS: c_int = 35;
 pub const SOCK_STREAM: c_int = 1;

@@ -235,12 +235,8 @@ pub(crate) fn passed_listeners() -> Result<Option<Vec<Passed>>, ActivationError>
     let (true, Some(fds)) = (ours, fds) else {
         return Ok(None);
     };
-    let count = fds
-        .trim()
-        .parse::<i32>()
-        .ok()
-        .filter(|n| (1..=MAX_FDS).contains(n))
-        .ok_or_else(|| ActivationError::BadCount(fds.clone()))?;
+    let count = fds.trim().parse().ok().filter(|n| (1..=MAX_FDS).contains(n));
+    let count = count.ok_or_else(|| ActivationError::BadCount(fds.clone()))?;
     let listeners = platform::passed_listeners(count)
         .map_err(|(fd, why)| ActivationError::NotAListener { fd, why })?;
     let services = names.split(':').map(|name| name.parse().ok()).chain(std::iter::repeat(None));
