@@ -97,8 +97,9 @@ impl fmt::Display for NotAListener {
 }
 
 /// The longest send that goes whole or not at all, if `fd` is a Unix
-/// stream socket (0 otherwise): Linux sends up to half its send buffer,
-/// less 64 bytes, as one buffer, which joins the peer's queue at once.
+/// socket (0 otherwise): on a stream, Linux sends up to half the send
+/// buffer, less 64 bytes, as one buffer, which joins the peer's queue at
+/// once; a datagram is whole anyway.
 pub(crate) fn local_send_whole_up_to(fd: &impl AsFd) -> usize {
     let option = |name| sys::int_option(fd.as_fd().as_raw_fd(), name).ok();
     let size = option(sys::SO_SNDBUF).filter(|_| option(sys::SO_DOMAIN) == Some(sys::AF_UNIX));
