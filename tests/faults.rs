@@ -160,13 +160,7 @@ fn a_non_blocking_passed_socket_is_served_without_spinning() {
 /// serv6 with metrics on a free loopback port; returns it and that address.
 fn with_metrics(args: &[&str]) -> (Server, SocketAddr) {
     let server = Server::start(&[&["--metrics", "127.0.0.1:0", "--quiet"], args].concat());
-    let line = server.startup_line().to_owned();
-    let addr = line
-        .split("(metrics: http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|addr| addr.parse().ok())
-        .unwrap_or_else(|| panic!("no metrics address in {line:?}"));
+    let addr = server.metrics_addr();
     (server, addr)
 }
 

@@ -14,13 +14,7 @@ fn with_metrics(args: &[&str]) -> (Server, SocketAddr) {
     let server = Server::start_with(
         Command::new(serv6_path()).args(["--metrics", "127.0.0.1:0"]).args(args),
     );
-    let line = server.startup_line();
-    let addr = line
-        .split("(metrics: http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|addr| addr.parse().ok())
-        .unwrap_or_else(|| panic!("no metrics address in {line:?}"));
+    let addr = server.metrics_addr();
     (server, addr)
 }
 

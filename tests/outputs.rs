@@ -303,6 +303,21 @@ fn lines_written_at_once_into_a_slowly_read_pipe_are_whole_and_in_order() {
     assert_eq!(server.wait_exit().code(), Some(0));
     let all = read.join().expect("the reader");
     let text = String::from_utf8_lossy(&all);
+    let (next, cut, late) = lines_by_client(&text);
+    assert!(cut.is_empty(), "{} lines not whole: {:?}", cut.len(), cut.first());
+    assert!(
+        late.is_empty(),
+        "{} lines out of their client's order: {:?}",
+        late.len(),
+        late.first()
+    );
+    assert_eq!(next, [150; 8]);
+}
+
+/// Reads exchange lines of 200-byte messages (a client's letter, a
+/// number, the letter again): the next number each of 8 clients would
+/// have, the lines not whole, and those out of their client's order.
+fn lines_by_client(text: &str) -> ([usize; 8], Vec<&str>, Vec<&str>) {
     let (mut next, mut cut, mut late) = ([0usize; 8], Vec::new(), Vec::new());
     for line in text.lines() {
         let quoted = line.split_once(" 200 bytes \"").and_then(|(_, q)| q.strip_suffix('"'));
@@ -326,12 +341,5 @@ fn lines_written_at_once_into_a_slowly_read_pipe_are_whole_and_in_order() {
             _ => cut.push(line),
         }
     }
-    assert!(cut.is_empty(), "{} lines not whole: {:?}", cut.len(), cut.first());
-    assert!(
-        late.is_empty(),
-        "{} lines out of their client's order: {:?}",
-        late.len(),
-        late.first()
-    );
-    assert_eq!(next, [150; 8]);
+    (next, cut, late)
 }

@@ -119,9 +119,14 @@ impl Server {
         }
     }
 
-    /// The line that says where it listens.
-    pub fn startup_line(&self) -> &str {
-        &self.listening
+    /// The address `--metrics` serves on, as the listening line says it.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        let line = &self.listening;
+        line.split("(metrics: http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("no metrics address in {line:?}"))
     }
 
     /// The IPv4 loopback address it listens on.
