@@ -57,8 +57,10 @@ pub(crate) struct Flag<K: 'static> {
     /// As help shows them: `-b, --bind ADDR`, `--quiet`. The parser reads
     /// from them the names and whether a value follows.
     pub names: &'static str,
-    /// What it does; any default at the end, as `(default 5006)`.
+    /// What it does.
     pub help: &'static str,
+    /// Its default, as help shows it (`5006`), if it has one to show.
+    pub default: Option<&'static str>,
 }
 
 #[cfg(test)]
@@ -66,11 +68,6 @@ impl<K> Flag<K> {
     /// The long name, as `--name` and `--name=value` give it: `bind`.
     pub fn long(&self) -> &'static str {
         parts(self.names).1
-    }
-
-    /// The default as help shows it, if any: `5006`.
-    pub fn default(&self) -> Option<&'static str> {
-        split_default(self.help).1
     }
 
     /// What help calls its value, if it takes one: `ADDR`.
@@ -81,7 +78,14 @@ impl<K> Flag<K> {
 
 /// A flag; `names` and `help` as [`Flag`] says.
 pub(crate) const fn flag<K>(key: K, names: &'static str, help: &'static str) -> Flag<K> {
-    Flag { key, names, help }
+    Flag { key, names, help, default: None }
+}
+
+impl<K: Copy> Flag<K> {
+    /// The flag, with the default help shows.
+    pub const fn defaults_to(self, default: &'static str) -> Flag<K> {
+        Flag { default: Some(default), ..self }
+    }
 }
 
 /// `-b, --bind ADDR` as its short name, long name and value: `b`, `bind`, `ADDR`.
@@ -94,12 +98,6 @@ fn parts(names: &'static str) -> (Option<char>, &'static str, Option<&'static st
 /// `text` before the first `at` and, if there is one, after it.
 fn split(text: &str, at: char) -> (&str, Option<&str>) {
     text.split_once(at).map_or((text, None), |(a, b)| (a, Some(b)))
-}
-
-/// `TCP port (default 5006)` as `TCP port` and `5006`.
-fn split_default(help: &'static str) -> (&'static str, Option<&'static str>) {
-    let split = help.strip_suffix(')').and_then(|h| h.rsplit_once(" (default "));
-    split.map_or((help, None), |(help, default)| (help, Some(default)))
 }
 
 /// What every program can be asked for instead of its work.
@@ -396,6 +394,9 @@ pub(crate) struct Program<K: 'static> {
     pub flags: &'static [Flag<K>],
     /// What help says after the options, before the exit statuses.
     pub after: &'static str,
+    /// Facts that help and the manual take from the code that keeps them:
+    /// each `{name}` in their texts becomes its text.
+    pub facts: Vec<(&'static str, String)>,
     /// The manual's section: 1 for user commands, 8 for daemons.
     pub section: u8,
     /// The manual's NAME line says `serv6 \- <this>`.
@@ -419,24 +420,41 @@ impl<K> Program<K> {
         }
     }
 
-    /// Every option's names and help: the program's own, then the common ones.
-    fn options(&self) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
-        let own = self.flags.iter().map(|f| (f.names, f.help));
-        own.chain(INFO.iter().map(|f| (f.names, f.help)))
+    /// `text` with its facts filled in.
+    fn fill(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        for (name, fact) in &self.facts {
+            text = text.replace(&format!("{{{name}}}"), fact);
+        }
+        text
+    }
+
+    /// Every option's names, help and default: the program's own, then the
+    /// common ones.
+    fn options(&self) -> impl Iterator<Item = (&'static str, String, Option<&'static str>)> + '_ {
+        let own = self.flags.iter().map(|f| (f.names, self.fill(f.help), f.default));
+        own.chain(INFO.iter().map(|f| (f.names, f.help.to_owned(), None)))
     }
 
     /// The text of `--help`.
     pub fn help(&self) -> String {
-        let (name, synopsis, about) = (self.name, self.synopsis, &self.about);
+        let (name, synopsis, about) = (self.name, self.synopsis, self.fill(&self.about));
         let mut out = format!("Usage: {name} {synopsis}\n\n{about}\n\nOptions:\n");
-        for (names, help) in self.options() {
+        for (names, help, default) in self.options() {
             let indent = if names.starts_with("--") { 6 } else { 2 };
-            push_wrapped(&mut out, &format!("{:indent$}{names}", ""), help);
+            let help = default.map_or(help.clone(), |d| format!("{help} (default {d})"));
+            push_wrapped(&mut out, &format!("{:indent$}{names}", ""), &help, HELP_COLUMN);
         }
         let sections = self.sections();
         let exit = sections.iter().find(|s| s.0 == "EXIT STATUS");
         let exit = exit.map_or("", |(_, text)| text.trim_end());
-        let _ = write!(out, "\n{}Exit status: {exit}", self.after);
+        out.push('\n');
+        let after = self.fill(self.after) + "\n\nExit status: " + exit;
+        for paragraph in after.split("\n\n").filter(|p| !p.trim().is_empty()) {
+            let words: Vec<&str> = paragraph.split_whitespace().collect();
+            push_wrapped(&mut out, "", &words.join(" "), 0);
+        }
+        out.pop();
         out
     }
 
@@ -448,12 +466,12 @@ impl<K> Program<K> {
 
     /// The sections of the manual's text, as headings and paragraphs whose
     /// lines are joined.
-    fn sections(&self) -> Vec<(&'static str, String)> {
+    fn sections(&self) -> Vec<(String, String)> {
         let prose = |line: &str| !line.is_empty() && !line.starts_with("  ");
-        let mut sections: Vec<(&str, String)> = Vec::new();
-        for line in self.manual.lines() {
+        let mut sections: Vec<(String, String)> = Vec::new();
+        for line in self.fill(self.manual).lines() {
             if let Some(heading) = line.strip_prefix("# ") {
-                sections.push((heading, String::new()));
+                sections.push((heading.to_owned(), String::new()));
             } else if let Some((_, text)) = sections.last_mut() {
                 // Prose after prose: the paragraph goes on, on the same line.
                 if prose(line) && text.lines().last().is_some_and(prose) {
@@ -480,18 +498,17 @@ impl<K> Program<K> {
             escape(self.summary),
             escape(self.synopsis),
         );
-        push_text(&mut out, &self.about);
+        push_text(&mut out, &self.fill(&self.about));
         out.push_str(".SH OPTIONS\n");
-        for (names, help) in self.options() {
+        for (names, help, default) in self.options() {
             // `-b, --bind ADDR`: the names in bold, the value in italics.
             let names = names.split(' ').map(|word| match word.strip_suffix(',') {
                 Some(name) => format!("\\fB{}\\fR,", escape(name)),
                 None if word.starts_with('-') => format!("\\fB{}\\fR", escape(word)),
                 None => format!("\\fI{}\\fR", escape(word)),
             });
-            let (help, default) = split_default(help);
             let default = default.map(|text| format!(" Default: {text}."));
-            let text = sentence(help) + &default.unwrap_or_default();
+            let text = sentence(&help) + &default.unwrap_or_default();
             let names = names.collect::<Vec<_>>().join(" ");
             let _ = writeln!(out, ".TP\n{names}\n{}", escape(&text));
         }
@@ -504,23 +521,25 @@ impl<K> Program<K> {
 }
 
 /// Appends `names`, then `text` wrapped into the help column.
-fn push_wrapped(out: &mut String, names: &str, text: &str) {
+fn push_wrapped(out: &mut String, names: &str, text: &str, column: usize) {
     let mut line = names.to_owned();
-    if line.len() + 2 > HELP_COLUMN {
+    if column > 0 && line.len() + 2 > column {
         let _ = writeln!(out, "{line}");
         line.clear();
     }
     // Once a word is on it, the line is longer than the column.
     for word in text.split(' ') {
-        if line.len() > HELP_COLUMN && line.len() + 1 + word.len() > HELP_WIDTH {
+        if line.len() > column && line.len() + 1 + word.len() > HELP_WIDTH {
             let _ = writeln!(out, "{}", line.trim_end());
             line.clear();
         }
-        if line.len() < HELP_COLUMN {
-            line = format!("{line:HELP_COLUMN$}{word}");
+        line = if line.len() < column {
+            format!("{line:column$}{word}")
+        } else if line.is_empty() {
+            word.to_owned()
         } else {
-            line = line + " " + word;
-        }
+            line + " " + word
+        };
     }
     let _ = writeln!(out, "{line}");
 }
@@ -571,13 +590,13 @@ pub(crate) mod tests {
 
     /// A small table for the parser's tests and the help's.
     const FLAGS: &[Flag<char>] = &[
-        flag('p', "-p, --port PORT", "a port (default 5006)"),
+        flag('p', "-p, --port PORT", "a port").defaults_to("5006"),
         flag(
             'q',
             "-q, --quiet",
             "say less; this help text is long enough that it must be wrapped onto a second line",
         ),
-        flag('t', "--t SECS", "a time (default none)"),
+        flag('t', "--t SECS", "a time").defaults_to("none"),
     ];
 
     fn parser(args: &[&str]) -> Parser<char> {
@@ -712,6 +731,7 @@ pub(crate) mod tests {
             about: "Does x.".into(),
             flags: FLAGS,
             after: "Bye.\n",
+            facts: Vec::new(),
             section: 1,
             summary: "do x",
             manual: "# EXAMPLES\nRun it, with a line\nwrapped:\n  x -q\n\nOr not.\n\n\
@@ -768,12 +788,14 @@ pub(crate) mod tests {
         for flag in program.flags {
             let long = format!("\\fB\\-\\-{}\\fR", escape(flag.long()));
             assert!(page.contains(&long), "{long} in {}", program.name);
-            if let Some(text) = flag.default() {
+            if let Some(text) = flag.default {
                 assert!(page.contains(&format!("Default: {}.", escape(text))));
             }
         }
         let help = program.help();
         let (_, exit) = help.rsplit_once("\nExit status: ").expect("an exit status");
+        let exit = exit.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(help.lines().all(|l| l.len() <= HELP_WIDTH), "{help}");
         let said: Vec<&str> = exit.split("; ").filter_map(|m| m.split(' ').next()).collect();
         let codes = [Status::Success, Status::Failure, Status::Usage].map(|s| s.code().to_string());
         assert_eq!(said, codes, "{exit}");

@@ -1,46 +1,36 @@
 //! What serv6 and cli6 write for people: the exchange log on standard
-//! output, one line per exchange ([`log_exchange`]), and everything else
-//! on standard error as `program: message` ([`say`]; [`report`] for what
+//! output, one line per exchange ([`log`]), and everything else on
+//! standard error as `program: message` ([`say`]; [`report`] for what
 //! clients can cause, a few lines a second at most).
 //!
-//! Both are an [`Output`], whose writers never wait on its reader for
-//! long: a pipe nobody drains, a terminal paused with Ctrl-S, a frozen
-//! disk. A line costs one `write` in the common case: its writer puts it
-//! straight into the kernel, with a write that cannot block on a pipe or
-//! terminal (reopened `O_NONBLOCK` through `/proc/self/fd`, a description
-//! of our own) or a stream socket such as journald's (`MSG_DONTWAIT`). A
-//! regular file has no write that cannot block, so a worker writes it
-//! with its reply handed over first ([`Pending`]): if the write has not
-//! returned within [`STALLED_AFTER`] (a frozen filesystem, a stuck NFS
-//! server), the output's helper thread sends that reply, so no client
-//! waits on the disk. A pipe takes a write of up to [`PIPE_BUF`] bytes
-//! whole or not at all, and so does a Unix socket one of up to about half
-//! its send buffer: there, while no line waits, writers write short lines
-//! side by side. Otherwise writers take turns, one write at a time; lines
-//! that come meanwhile queue, and the writer in turn writes them too, or
-//! the helper does when the reader is slow. Past [`QUEUE_CAP`] queued bytes, lines are
-//! dropped and counted. A writer waits for its queued line (so that a
-//! reply follows its log line) unless the output is stalled.
+//! Both are an [`Output`], whose writers never wait on its reader for long
+//! (a pipe nobody drains, a terminal paused with Ctrl-S, a frozen disk).
+//! One write is under way at a time. A line costs one `write` in the
+//! common case: a writer that finds the output idle puts its line straight
+//! into the kernel, with a write that cannot block where the platform has
+//! one (a pipe, terminal or socket on Linux). A log file has no such write,
+//! so a worker writes it with the rest of its exchange handed over
+//! ([`log_then`]): if the write has not returned within [`STALLED_AFTER`],
+//! the output's helper thread runs that rest (the reply), so no client
+//! waits on the disk. Lines that find a write under way queue, and the
+//! helper writes them; their writers wait for them (a reply follows its
+//! log line) unless the output is stalled. Past [`QUEUE_CAP`] queued
+//! bytes, lines are dropped and counted.
 //!
 //! A line is written whole or not at all: one cut short by a failing write
-//! is taken back, or else the next starts with an LF. Every line that does
-//! not reach the output is counted with its reason, and the summary says
-//! so: lines written plus lines counted is every line.
+//! is taken back where the file allows, or else the next write starts with
+//! an LF. Every line that does not reach the output is counted with its
+//! reason: lines written plus lines counted is every line.
 
-use crate::escape::escape_into;
-use crate::platform;
-use crate::protocol::push_decimal;
+use crate::platform::{self, NonBlocking};
 use crate::sync;
-use crate::timestamp::Rfc3339;
 use crate::words::counted;
-use std::fmt::{self, Write as _};
-use std::fs::{File, OpenOptions};
+use std::fmt;
+use std::fs::File;
 use std::io::{self, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -48,10 +38,9 @@ use std::time::{Duration, Instant};
 pub(crate) const STALLED_AFTER: Duration = Duration::from_millis(100);
 /// The most bytes that wait for a stalled reader; past it, lines are dropped.
 pub(crate) const QUEUE_CAP: usize = 1 << 20;
-/// A pipe takes a write of at most this many bytes whole or not at all.
-const PIPE_BUF: usize = 4096;
 /// Report lines shown in full in each second; the rest are counted.
 const SHOWN_PER_SECOND: u32 = 5;
+const STDOUT: &str = "standard output";
 
 static PROGRAM: OnceLock<&'static str> = OnceLock::new();
 static STDERR: OnceLock<Output> = OnceLock::new();
@@ -65,6 +54,9 @@ static REPORTS: Reports = Reports {
     wake: Condvar::new(),
 };
 
+/// What runs after a log line is written: the rest of its exchange.
+pub(crate) type Then = Box<dyn FnOnce() + Send>;
+
 /// Names the program that standard error's lines start with.
 pub(crate) fn set_program(name: &'static str) {
     let _ = PROGRAM.set(name);
@@ -73,22 +65,24 @@ pub(crate) fn set_program(name: &'static str) {
 /// From now on standard error never blocks serv6, and reports are kept to
 /// a few lines a second.
 pub(crate) fn start() {
-    let _ = Output::start(&STDERR, io::stderr(), "standard error");
+    if let Ok((_, Some(note))) = Output::start(&STDERR, io::stderr(), "standard error") {
+        say(format_args!("{note}"));
+    }
     REPORTS.start();
 }
 
 /// From now on standard output carries the exchange log, unless `quiet`,
 /// each line showing at most `max_shown` message bytes. Returns what to
-/// tell the operator if it cannot (said after the listening line).
+/// tell the operator (said after the listening line).
 pub(crate) fn start_log(quiet: bool, max_shown: usize) -> Option<String> {
     let _ = SHOWN_BYTES.set(max_shown);
     if quiet {
         return None;
     }
-    let why = match Output::start(&LOG, io::stdout(), "standard output") {
+    let why = match Output::start(&LOG, io::stdout(), STDOUT) {
         Err(e) => format!("standard output is unusable ({e})"),
-        Ok(out) if matches!(out.direct, Direct::Closed) => "standard output is closed".into(),
-        Ok(_) => return None,
+        Ok((out, _)) if out.closed => "standard output is closed".into(),
+        Ok((_, note)) => return note,
     };
     Some(format!("exchange log: {why}; lines are not written"))
 }
@@ -98,7 +92,7 @@ pub(crate) fn say(message: fmt::Arguments) {
     let program = PROGRAM.get().copied().unwrap_or("serv6");
     let line = format!("{program}: {message}\n");
     match STDERR.get() {
-        Some(out) => drop(out.write(line.as_bytes(), Way::Queue, None)),
+        Some(out) => out.write(line.as_bytes(), false, None),
         // Unit tests: through libtest's capture, not past it to the terminal.
         None if cfg!(test) => eprint!("{line}"),
         None => drop(io::stderr().lock().write_all(line.as_bytes())),
@@ -125,96 +119,71 @@ pub(crate) fn trouble(line: fmt::Arguments) {
     report(("line of server trouble", "lines of server trouble"), line);
 }
 
-/// A reply waiting for its log line: if writing the line stalls, the
-/// output sends the reply itself and closes the connection.
-pub(crate) struct Pending {
-    pub stream: TcpStream,
-    pub reply: String,
+/// The most message bytes a log line shows, if exchanges are logged.
+pub(crate) fn log_bytes() -> Option<usize> {
+    LOG.get().and(SHOWN_BYTES.get().copied())
 }
 
-/// Logs an exchange, `<stamp> <client> <N> bytes "<message, escaped>"`,
-/// and ` ... (M more bytes)` past `--log-bytes`, formatted in `line`,
-/// which the caller lends so that logging does not allocate. The line is
-/// in the kernel's hands when this returns, unless the output is stalled.
-/// A worker passes its reply along (`pending`), and gets it back unless
-/// the output had to send it; the room passes none, and never writes a
-/// file itself. With `--quiet`, the line is not even formatted.
-pub(crate) fn log_exchange(
-    line: &mut String,
-    (stamp, client, message): (&Rfc3339, SocketAddr, &[u8]),
-    pending: Option<Pending>,
-) -> Option<Pending> {
-    let Some(out) = LOG.get() else {
-        return pending;
-    };
-    line.clear();
-    line.push_str(stamp.as_str());
-    line.push(' ');
-    push_addr(line, client);
-    line.push(' ');
-    push_decimal(line, message.len() as u64);
-    line.push_str(" bytes \"");
-    let shown = message.len().min(SHOWN_BYTES.get().copied().unwrap_or(0));
-    escape_into(line, &message[..shown]);
-    line.push('"');
-    if shown < message.len() {
-        let _ = write!(line, " ... ({} more bytes)", message.len() - shown);
-    }
-    line.push('\n');
-    let way = if pending.is_some() { Way::Direct } else { Way::Wait };
-    out.write(line.as_bytes(), way, pending)
+/// Whether writing a log line can block: a log file (a frozen disk), or
+/// any log where the platform has no write that cannot block.
+pub(crate) fn log_may_block() -> bool {
+    LOG.get().is_some_and(|out| out.now.is_none())
 }
 
-/// Logs the daytime or time service told a client: `<stamp> <client>
-/// <service>`.
-pub(crate) fn log_service(line: &mut String, stamp: &Rfc3339, client: SocketAddr, service: &str) {
+/// Logs an exchange's line (ending in LF). It is in the kernel's hands when
+/// this returns, unless the output is stalled; it never blocks on a write.
+pub(crate) fn log(line: &[u8]) {
     if let Some(out) = LOG.get() {
-        line.clear();
-        let _ = writeln!(line, "{} {client} {service}", stamp.as_str());
-        out.write(line.as_bytes(), Way::Wait, None);
+        out.write(line, true, None);
     }
 }
 
-/// Appends `addr` as `Display` writes it, without its formatting
-/// machinery for the common IPv4 case: a cost on every exchange.
-fn push_addr(line: &mut String, addr: SocketAddr) {
-    let SocketAddr::V4(v4) = addr else {
-        let _ = write!(line, "{addr}");
-        return;
-    };
-    for (i, octet) in v4.ip().octets().into_iter().enumerate() {
-        if i > 0 {
-            line.push('.');
-        }
-        push_decimal(line, u64::from(octet));
+/// Logs an exchange's line, writing it even where that can block, then
+/// runs `then`: here once the line is written, or on the output's helper
+/// if the write has not returned within [`STALLED_AFTER`].
+pub(crate) fn log_then(line: &[u8], then: Then) {
+    match LOG.get() {
+        Some(out) => out.write(line, true, Some(then)),
+        None => then(),
     }
-    line.push(':');
-    push_decimal(line, u64::from(v4.port()));
 }
 
-/// What became of the exchange log's lines so far: written, queued,
-/// dropped, not written (and why), for the metrics and the summary.
-pub(crate) fn log_counts() -> (u64, u64, u64, u64, Option<String>) {
-    let Some(out) = LOG.get() else {
-        return (0, 0, 0, 0, None);
-    };
-    let state = out.lock();
-    let failed = &state.failed;
-    let written = state.written.saturating_sub(failed.lines) + out.written_beside.load(Relaxed);
-    let queued = state.queued - state.written;
-    let dropped = out.dropped.load(Relaxed);
-    (written, queued, dropped, failed.lines, failed.reason.clone())
+/// Counts an exchange line that could not even be made, with why.
+pub(crate) fn not_logged(why: &str) {
+    if let Some(out) = LOG.get() {
+        let mut state = out.lock();
+        state.lost(1, why.into());
+    }
+}
+
+/// What became of the exchange log's lines so far.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct LogCounts {
+    pub written: u64,
+    pub queued: u64,
+    pub dropped: u64,
+    pub not_written: u64,
+    /// Why the last lines not written were not.
+    pub reason: Option<String>,
+}
+
+/// The exchange log's counts, for the metrics and the summary.
+pub(crate) fn log_counts() -> LogCounts {
+    LOG.get().map_or_else(LogCounts::default, |out| {
+        let state = out.lock();
+        LogCounts { queued: state.queued - state.finished, ..state.counts.clone() }
+    })
 }
 
 /// Lines standard error dropped while stalled.
 pub(crate) fn stderr_dropped() -> u64 {
-    STDERR.get().map_or(0, |out| out.dropped.load(Relaxed))
+    STDERR.get().map_or(0, |out| out.lock().counts.dropped)
 }
 
 /// What the outputs lost, as the summary says it: `3 exchange lines
 /// dropped`, `2 exchange lines not written: Broken pipe`, ...
 pub(crate) fn losses() -> Vec<String> {
-    let (_, _, dropped, not_written, reason) = log_counts();
+    let LogCounts { dropped, not_written, reason, .. } = log_counts();
     let why_not_written = reason.map(|reason| format!(": {reason}"));
     let counts = [
         (dropped, "exchange line dropped", "exchange lines dropped", None),
@@ -232,11 +201,10 @@ pub(crate) fn finish_log(limit: Duration) {
     REPORTS.end_second();
     if let Some(out) = LOG.get() {
         let mut state = out.flush(limit);
-        let left = state.queued - state.written;
+        let left = state.queued - state.finished;
         if left > 0 {
-            state.failed.lines += left;
-            state.failed.reason = Some("still queued at exit".into());
-            state.written = state.queued;
+            state.lost(left, "still queued at exit".into());
+            state.finished = state.queued;
         }
     }
 }
@@ -248,380 +216,214 @@ pub(crate) fn flush_stderr(limit: Duration) {
     }
 }
 
-/// How a writer goes about its line.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Way {
-    /// A worker: writes it itself, even to a file (its reply handed over),
-    /// and waits for it, unless the output is stalled.
-    Direct,
-    /// Writes it itself only where a write cannot block, and waits for it.
-    Wait,
-    /// As `Wait`, but never waits.
-    Queue,
-}
-
-/// How an output takes a line at once.
-enum Direct {
-    /// A pipe or terminal, reopened non-blocking.
-    Write(File),
-    /// A stream socket: `send` with `MSG_DONTWAIT`.
-    Send,
-    /// A regular file (or anything else): a blocking write.
-    Blocking,
-    /// Standard output was closed when serv6 started.
-    Closed,
-}
-
 /// A line output that never blocks its writers for long.
 pub(crate) struct Output {
     /// `standard output` or `standard error`, for what it tells.
     name: &'static str,
-    direct: Direct,
-    /// The longest line writers may write side by side (0: none may).
-    beside_up_to: usize,
-    /// Held shared by writers side by side, and alone by a write in turn,
-    /// which might not go whole (a long chunk, a blocking write).
-    turns: RwLock<()>,
-    /// Lines written side by side, outside the queue's count.
-    written_beside: AtomicU64,
-    /// No line waits and none was left cut short, so a line written
-    /// beside the others cannot overtake one or land inside one.
-    none_waiting: AtomicBool,
-    /// The blocking descriptor: the helper's, and a file's direct one.
+    /// A write that cannot block, if the output and platform have one.
+    now: Option<NonBlocking>,
+    /// The blocking descriptor: the helper's, and a log file's.
     out: File,
+    /// Standard output was closed when the program started.
+    closed: bool,
     state: Mutex<State>,
     /// The helper has lines to write or a write to watch.
     work: Condvar,
     /// Lines were written.
     done: Condvar,
-    dropped: AtomicU64,
 }
 
 #[derive(Default)]
 struct State {
-    /// Lines that wait, in order, and how many lines ever went in and out.
-    bytes: Vec<u8>,
+    /// What waits, in order: the rest of a line a slow reader took only
+    /// part of, then whole lines.
+    queue: Vec<u8>,
+    /// Lines handed over, and lines written or counted lost, in order.
     queued: u64,
-    written: u64,
-    /// The one write under way, if any: (since, the writer's reply until
-    /// its line is written or the helper sends it).
-    writing: Option<(Instant, Option<Pending>)>,
-    /// Lines written directly, for the helper to see writers at work.
-    direct_writes: u64,
-    /// The helper waits with no timeout: a writer must wake it to watch.
-    helper_asleep: bool,
-    /// Threads waiting for lines to be written: waking none costs nothing,
-    /// where a notify costs a system call even with no one to wake.
-    awaiting: u32,
-    /// Lines dropped since the queue last drained.
-    dropped_in_burst: u64,
-    failed: Failures,
-}
-
-/// Lines that a write failed to take, and why.
-#[derive(Default)]
-struct Failures {
-    lines: u64,
-    reason: Option<String>,
-    /// Lines lost since writing last worked.
-    in_burst: u64,
-    /// The last write stopped inside a line: the next starts a new one.
+    finished: u64,
+    /// The one write under way, and the rest of its writer's exchange.
+    writing: Option<(Instant, Option<Then>)>,
+    /// Bytes of the line under way that the reader already has.
+    partial: usize,
+    /// A line was left cut short: the next write starts with an LF.
     broken: bool,
+    /// The helper wakes on its own to watch writes that may stall; else a
+    /// writer wakes it. Writes that may stall, so far.
+    watching: bool,
+    stallable: u64,
+    /// Writers waiting for their line: waking none costs nothing, where a
+    /// notify costs a system call even with no one to wake.
+    awaiting: u32,
+    counts: LogCounts,
+    /// Lines lost, and dropped, since writing last worked.
+    failing: u64,
+    dropping: u64,
 }
 
-/// How a write went.
-enum Outcome {
-    Written,
-    /// The first bytes went (a non-blocking write), the rest must wait.
-    Partial(usize),
-    /// `lost` lines not written; `broken`: a line was left cut short.
-    Failed {
-        lost: u64,
-        broken: bool,
-        error: io::Error,
-    },
+impl State {
+    /// Counts `n` lines not written, and says so at the first of a run.
+    fn lost(&mut self, n: u64, reason: String) -> Option<String> {
+        self.counts.not_written += n;
+        self.failing += n;
+        let first = self.failing == n;
+        self.counts.reason = Some(reason);
+        first.then(|| self.counts.reason.clone().unwrap_or_default())
+    }
+
+    /// Counts `n` lines written, and says so if writing works again.
+    fn written(&mut self, n: u64, name: &str) -> Option<String> {
+        self.counts.written += n;
+        let failed = std::mem::take(&mut self.failing);
+        let dropped = std::mem::take(&mut self.dropping);
+        match (failed, dropped) {
+            (0, 0) => None,
+            (0, _) => Some(format!("{name} is read again, after {dropped} lines dropped")),
+            (_, _) => Some(format!("{name} takes lines again, after {failed} not written")),
+        }
+    }
 }
 
 impl Output {
-    /// Makes `fd` the output `cell` holds, with its helper thread.
+    /// Makes `fd` the output `cell` holds, with its helper thread; also
+    /// what to tell the operator of it, if anything.
     fn start(
         cell: &'static OnceLock<Output>,
         fd: impl AsFd,
         name: &'static str,
-    ) -> io::Result<&'static Output> {
-        let raw = fd.as_fd().as_raw_fd();
+    ) -> io::Result<(&'static Output, Option<String>)> {
         let out = File::from(fd.as_fd().try_clone_to_owned()?);
-        let meta = out.metadata()?;
-        let kind = meta.file_type();
-        let direct = if name == "standard output" && is_closed(raw, &meta) {
-            Direct::Closed
-        } else if kind.is_fifo() || kind.is_char_device() {
-            OpenOptions::new()
-                .write(true)
-                .custom_flags(platform::O_NONBLOCK)
-                .open(format!("/proc/self/fd/{raw}"))
-                .map_or(Direct::Blocking, Direct::Write)
-        } else if kind.is_socket() {
-            Direct::Send
-        } else {
-            Direct::Blocking
-        };
-        let beside_up_to = match direct {
-            Direct::Write(_) if kind.is_fifo() => PIPE_BUF,
-            Direct::Send => platform::local_send_whole_up_to(&out).min(PIPE_BUF),
-            _ => 0,
+        let closed = name == STDOUT && platform::closed_at_start(&out);
+        let (now, note) = match platform::non_blocking(&out) {
+            Ok(now) => (now, None),
+            Err(e) => (None, Some(format!("{name} cannot be written without blocking ({e}): its lines wait for a helper thread"))),
         };
         let output = cell.get_or_init(|| Output {
             name,
-            direct,
-            beside_up_to,
-            turns: RwLock::new(()),
-            written_beside: AtomicU64::new(0),
-            none_waiting: AtomicBool::new(true),
+            now,
             out,
+            closed,
             state: Mutex::new(State::default()),
             work: Condvar::new(),
             done: Condvar::new(),
-            dropped: AtomicU64::new(0),
         });
         thread::Builder::new()
             .name("serv6-output".into())
             .stack_size(sync::HELPER_STACK)
             .spawn(move || output.help())?;
-        Ok(output)
+        Ok((output, note))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         sync::lock(&self.state)
     }
 
-    /// Writes `line` (ending in LF) whole, never split by another's, the
-    /// `way` it says; hands `pending` back unless the output sent it.
-    /// Whoever finds no write under way becomes the writer.
-    fn write(&self, line: &[u8], way: Way, pending: Option<Pending>) -> Option<Pending> {
-        let taken = self.write_beside(line);
-        if taken == line.len() {
-            return pending;
-        }
-        let line = &line[taken..];
+    /// Writes `line` whole, never split by another's: itself if no write
+    /// is under way and it can do so without blocking (or may block, with
+    /// `then` handed over in case it stalls), else through the queue.
+    /// Waits for it if `wait`; then runs `then`, unless the helper did.
+    fn write(&self, line: &[u8], wait: bool, mut then: Option<Then>) {
         let mut state = self.lock();
-        if let Direct::Closed = self.direct {
-            state.failed.lines += 1;
-            state.failed.reason = Some(format!("{} is closed", self.name));
-            return pending;
-        }
-        let may_write = way == Way::Direct || !matches!(self.direct, Direct::Blocking);
-        state.queued += 1;
-        self.note_waiting(&state);
-        let ticket = state.queued;
-        let (state, pending) = if may_write && state.writing.is_none() && state.bytes.is_empty() {
-            state.direct_writes += 1;
-            if std::mem::take(&mut state.helper_asleep) {
-                self.work.notify_one();
-            }
-            let (pending, went) = self.write_as_writer(state, Some(line), pending);
-            if went || way == Way::Queue {
-                return pending;
-            }
-            (self.lock(), pending)
-        } else if state.bytes.len() + line.len() > QUEUE_CAP {
-            self.dropped.fetch_add(1, Relaxed);
-            state.queued -= 1;
-            self.note_waiting(&state);
-            state.dropped_in_burst += 1;
-            if state.dropped_in_burst == 1 {
-                drop(state);
-                let what = if self.name == "standard output" { "exchange lines" } else { "lines" };
-                say(format_args!(
-                    "{} is not being read: {} of {what} wait, the rest are dropped",
-                    self.name,
-                    counted((QUEUE_CAP >> 10) as u64, "KiB", "KiB")
-                ));
-            }
-            return pending;
+        let mut told = None;
+        if self.closed {
+            state.lost(1, format!("{} is closed", self.name));
         } else {
-            state.bytes.extend_from_slice(line);
-            if state.writing.is_none() {
+            state.queued += 1;
+            let ticket = state.queued;
+            let idle = state.writing.is_none() && state.queue.is_empty() && !state.broken;
+            if idle && (self.now.is_some() || then.is_some()) {
+                if then.is_some() {
+                    state.stallable += 1;
+                    if !std::mem::replace(&mut state.watching, true) {
+                        self.work.notify_one();
+                    }
+                }
+                state.writing = Some((Instant::now(), then.take()));
+                drop(state);
+                let (n, error) = self.write_now(line);
+                state = self.lock();
+                then = state.writing.take().and_then(|(_, then)| then);
+                told = self.settle(&mut state, line, n, error);
+            } else if state.queue.len() + line.len() > QUEUE_CAP {
+                state.queued -= 1;
+                state.counts.dropped += 1;
+                state.dropping += 1;
+                told = (state.dropping == 1).then(|| {
+                    let cap = counted((QUEUE_CAP >> 10) as u64, "KiB", "KiB");
+                    format!(
+                        "{} is not being read: {cap} of lines wait, the rest are dropped",
+                        self.name
+                    )
+                });
+            } else {
+                state.queue.extend_from_slice(line);
+            }
+            if !state.queue.is_empty() && state.writing.is_none() {
                 self.work.notify_one();
             }
-            (state, pending)
-        };
-        if way != Way::Queue {
-            drop(self.wait_written(state, ticket));
-        }
-        pending
-    }
-
-    /// Writes `line` beside other writers, where the output takes it whole
-    /// or not at all, no line waits and no write in turn is under way.
-    /// Returns how many bytes went: 0 when it must take its turn (as when
-    /// the reader is slow or gone: the turn counts what fails); a part,
-    /// which those outputs never take, has its rest follow in turn.
-    fn write_beside(&self, line: &[u8]) -> usize {
-        // Held, shared, through the write.
-        let turns = (line.len() <= self.beside_up_to).then(|| self.turns.try_read().ok()).flatten();
-        if turns.is_none() || !self.none_waiting.load(Relaxed) {
-            return 0;
-        }
-        let taken = match &self.direct {
-            Direct::Write(out) => (&*out).write(line),
-            _ => platform::send_now(&self.out, line),
-        }
-        .unwrap_or(0);
-        if taken == line.len() {
-            self.written_beside.fetch_add(1, Relaxed);
-        }
-        taken
-    }
-
-    /// As the one write under way (with the writer's reply, `pending`,
-    /// handed over in case it stalls), writes `first`, then what queued
-    /// meanwhile, once: more is left to the helper, so that no worker holds
-    /// its own reply for others' lines. The helper (no `first`) writes,
-    /// blocking, until the queue is empty. A slow reader's rest is left to
-    /// the helper too. Returns the reply unless the helper sent it, and
-    /// whether `first` went whole.
-    fn write_as_writer<'a>(
-        &'a self,
-        mut state: MutexGuard<'a, State>,
-        mut first: Option<&[u8]>,
-        pending: Option<Pending>,
-    ) -> (Option<Pending>, bool) {
-        let (direct, mut rounds, mut went) = (first.is_some(), 2, false);
-        state.writing = Some((Instant::now(), pending));
-        let (mut chunk, mut told) = (Vec::new(), Vec::new());
-        loop {
-            let upto = state.queued;
-            if first.is_none() {
-                chunk = std::mem::take(&mut state.bytes);
+            if wait {
+                state = self.wait_finished(state, ticket);
             }
-            let own = first.take();
-            let bytes = own.unwrap_or(&chunk[..]);
-            let broken = state.failed.broken;
-            drop(state);
-            let outcome = self.write_in_turn(bytes, direct, broken);
-            state = self.lock();
-            if let Outcome::Partial(n) = outcome {
-                self.keep_rest(&mut state, bytes, n);
-                break;
-            }
-            went |= own.is_some();
-            state.written = upto;
-            self.tell_awaiting(&state);
-            told.extend(self.count(&mut state, outcome));
-            rounds -= usize::from(direct);
-            if state.bytes.is_empty() {
-                let dropped = std::mem::take(&mut state.dropped_in_burst);
-                told.extend(
-                    (dropped > 0)
-                        .then(|| format!("{} is read again, after {dropped} dropped", self.name)),
-                );
-                break;
-            }
-            if rounds == 0 {
-                break;
-            }
-            if let Some((since, _)) = &mut state.writing {
-                *since = Instant::now();
-            }
-        }
-        let pending = state.writing.take().and_then(|(_, pending)| pending);
-        self.note_waiting(&state);
-        if !state.bytes.is_empty() {
-            self.work.notify_one();
         }
         drop(state);
-        for line in told {
+        if let Some(line) = told {
             say(format_args!("{line}"));
         }
-        (pending, went)
+        if let Some(then) = then {
+            then();
+        }
     }
 
-    /// The reader is slow: the rest of `bytes` after `n` waits, first in
-    /// line, for the helper, never dropped, or the output would show half
-    /// a line.
-    fn keep_rest(&self, state: &mut State, bytes: &[u8], n: usize) {
-        state.written += lines(&bytes[..n]);
-        self.tell_awaiting(state);
-        state.bytes.splice(0..0, bytes[n..].iter().copied());
-    }
-
-    /// One write, with none beside it: `bytes` from the writer's own line
-    /// (`direct`: a write that cannot block, where the output has one) or
-    /// the queue (a blocking write, starting with an LF if the last was
-    /// `broken` inside a line).
-    fn write_in_turn(&self, bytes: &[u8], direct: bool, broken: bool) -> Outcome {
-        let in_turn = self.turns.write().unwrap_or_else(PoisonError::into_inner);
-        let outcome = match (&self.direct, direct) {
-            (Direct::Write(out), true) => now_or_partial((&*out).write(bytes), bytes),
-            (Direct::Send, true) => now_or_partial(platform::send_now(&self.out, bytes), bytes),
-            _ => write_out(&self.out, bytes, broken),
+    /// One write of `bytes`: without blocking where the output allows it,
+    /// else whole, blocking. How many bytes went, and the error that
+    /// stopped it, if one did (a slow reader stops a write without one).
+    fn write_now(&self, bytes: &[u8]) -> (usize, Option<io::Error>) {
+        let Some(now) = &self.now else {
+            return write_all(&self.out, bytes);
         };
-        drop(in_turn);
-        outcome
+        match now.write(bytes) {
+            Ok(n) => (n, None),
+            Err(e) if sync::is_interrupted(&e) || sync::is_timeout(&e) => (0, None),
+            Err(e) => (0, Some(e)),
+        }
     }
 
-    /// Notes, for writers that would write beside the others, whether a
-    /// line waits or was left cut short: theirs must not overtake it nor
-    /// land inside it.
-    fn note_waiting(&self, state: &State) {
-        let none = state.written == state.queued && !state.failed.broken;
-        self.none_waiting.store(none, Relaxed);
-    }
-
-    /// Counts what a write of whole lines lost, if anything; returns what
-    /// to tell of it (once the lock is let go: telling writes a line).
-    fn count(&self, state: &mut State, outcome: Outcome) -> Option<String> {
-        let failed = &mut state.failed;
-        let Outcome::Failed { lost, broken, error } = outcome else {
-            failed.broken = false;
-            let lost = std::mem::take(&mut failed.in_burst);
-            return (lost > 0).then(|| {
-                format!("{} is written again, after {lost} lines not written", self.name)
-            });
+    /// Accounts for a write of `bytes`, the line under way (if the reader
+    /// has part of it) and then what queued, of which `n` went before
+    /// `error`, if any: what was written, what is lost, what must wait.
+    fn settle(
+        &self,
+        state: &mut State,
+        bytes: &[u8],
+        n: usize,
+        error: Option<io::Error>,
+    ) -> Option<String> {
+        let (went, left) = (lines(&bytes[..n]), lines(&bytes[n..]));
+        state.finished += went;
+        let last_end = bytes[..n].iter().rposition(|&b| b == b'\n');
+        let out_of_last = last_end.map_or(state.partial + n, |at| n - at - 1);
+        let told = if went > 0 { state.written(went, self.name) } else { None };
+        let Some(error) = error else {
+            // A slow reader took only part: the rest goes first, in turn.
+            state.partial = out_of_last;
+            if n < bytes.len() {
+                state.queue.splice(0..0, bytes[n..].iter().copied());
+            }
+            self.tell_awaiting(state);
+            return told;
         };
-        let first = failed.in_burst == 0;
-        failed.lines += lost;
-        failed.in_burst += lost;
-        failed.reason = Some(error.to_string());
-        failed.broken = broken;
-        first.then(|| {
-            if self.name == "standard output" {
-                format!("cannot write the exchange log to standard output: {error}; serving goes on, and the lines not written are counted")
+        state.partial = 0;
+        state.broken |= out_of_last > 0 && !take_back(&self.out, out_of_last);
+        let reason = error.to_string();
+        state.finished += left;
+        let told = told.or(state.lost(left, reason.clone())).map(|_| {
+            if self.name == STDOUT {
+                format!("cannot write the exchange log to standard output: {reason}; serving goes on, and the lines not written are counted")
             } else {
-                format!("cannot write {}: {error}", self.name)
+                format!("cannot write {}: {reason}", self.name)
             }
-        })
-    }
-
-    /// Waits until line `ticket` is written, unless the output is stalled:
-    /// a write under way for [`STALLED_AFTER`], or none begun within it.
-    fn wait_written<'a>(
-        &'a self,
-        mut state: MutexGuard<'a, State>,
-        ticket: u64,
-    ) -> MutexGuard<'a, State> {
-        let started = Instant::now();
-        while state.written < ticket {
-            let since = state.writing.as_ref().map_or(started, |(since, _)| *since);
-            let left = (since + STALLED_AFTER).saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            state = self.await_written(state, left);
-        }
-        state
-    }
-
-    /// Waits, at most `limit`, for every queued line to be written.
-    fn flush(&self, limit: Duration) -> MutexGuard<'_, State> {
-        let until = Instant::now() + limit;
-        let mut state = self.lock();
-        while state.written < state.queued && Instant::now() < until {
-            let left = until.saturating_duration_since(Instant::now());
-            state = self.await_written(state, left);
-        }
-        state
+        });
+        self.tell_awaiting(state);
+        told
     }
 
     fn tell_awaiting(&self, state: &State) {
@@ -630,101 +432,103 @@ impl Output {
         }
     }
 
-    /// Waits at most `left` for lines to be written.
-    fn await_written<'a>(
+    /// Waits until line `ticket` is finished, unless the output is stalled:
+    /// a write under way for [`STALLED_AFTER`], or none begun within it.
+    fn wait_finished<'a>(
         &'a self,
         mut state: MutexGuard<'a, State>,
-        left: Duration,
+        ticket: u64,
     ) -> MutexGuard<'a, State> {
-        state.awaiting += 1;
-        let mut state = sync::wait_timeout(&self.done, state, left);
-        state.awaiting -= 1;
+        let started = Instant::now();
+        while state.finished < ticket {
+            let since = state.writing.as_ref().map_or(started, |(since, _)| *since);
+            let left = (since + STALLED_AFTER).saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            state.awaiting += 1;
+            state = sync::wait_timeout(&self.done, state, left);
+            state.awaiting -= 1;
+        }
         state
     }
 
-    /// The helper: writes out what queues when no writer does, in order,
-    /// blocking as it must; and while workers write a file, sends the
-    /// reply of one whose write has not returned within [`STALLED_AFTER`].
+    /// Waits, at most `limit`, for every queued line to be finished.
+    fn flush(&self, limit: Duration) -> MutexGuard<'_, State> {
+        let until = Instant::now() + limit;
+        let mut state = self.lock();
+        while state.finished < state.queued && Instant::now() < until {
+            state.awaiting += 1;
+            state = sync::wait_timeout(&self.done, state, until - Instant::now());
+            state.awaiting -= 1;
+        }
+        state
+    }
+
+    /// The helper: writes what queues, in order, blocking as it must; and
+    /// runs the rest of the exchange of a writer whose write has not
+    /// returned within [`STALLED_AFTER`].
     fn help(&self) {
-        let (mut state, mut seen) = (self.lock(), 0);
-        let file = matches!(self.direct, Direct::Blocking);
+        let mut state = self.lock();
         loop {
             let stalled = match &mut state.writing {
-                Some((since, pending)) if since.elapsed() >= STALLED_AFTER => pending.take(),
+                Some((since, then)) if since.elapsed() >= STALLED_AFTER => then.take(),
                 _ => None,
             };
-            if let Some(Pending { stream, reply }) = stalled {
+            if let Some(then) = stalled {
                 drop(state);
-                let _ = platform::send_now(&stream, reply.as_bytes());
-                let _ = stream.shutdown(Shutdown::Write);
-                // What the client sent meanwhile is read, so that closing
-                // does not reset the connection and destroy the reply.
-                let mut sink = [0u8; 512];
-                while matches!(platform::recv_now(&stream, &mut sink), Ok((n, _)) if n > 0) {}
+                then();
                 state = self.lock();
-                continue;
-            }
-            if state.writing.is_none() && !state.bytes.is_empty() {
-                self.write_as_writer(state, None, None);
+            } else if state.writing.is_none() && !state.queue.is_empty() {
+                let mut bytes = std::mem::take(&mut state.queue);
+                // A line left cut short is ended first, by an LF of its own.
+                let lf = usize::from(std::mem::take(&mut state.broken));
+                if lf == 1 {
+                    bytes.insert(0, b'\n');
+                }
+                state.writing = Some((Instant::now(), None));
+                drop(state);
+                let (n, error) = write_all(&self.out, &bytes);
                 state = self.lock();
-                continue;
-            }
-            let watching = state.direct_writes != seen || state.writing.is_some();
-            seen = state.direct_writes;
-            // Only a file's writes need watching; a writer wakes the
-            // helper for that, once, when it first writes after a lull.
-            state.helper_asleep = file && !watching;
-            state = if file && watching {
-                sync::wait_timeout(&self.work, state, STALLED_AFTER / 2)
+                state.writing = None;
+                state.broken |= n < lf;
+                let told = self.settle(&mut state, &bytes[lf..], n.saturating_sub(lf), error);
+                if let Some(line) = told {
+                    drop(state);
+                    say(format_args!("{line}"));
+                    state = self.lock();
+                }
             } else {
-                sync::wait(&self.work, state)
-            };
-        }
-    }
-}
-
-/// A non-blocking write's result as an [`Outcome`]: what it could not
-/// take yet is left to the helper, which waits for the reader; a failure
-/// (the reader gone) loses the lines, counted.
-fn now_or_partial(result: io::Result<usize>, bytes: &[u8]) -> Outcome {
-    match result {
-        Ok(n) if n == bytes.len() => Outcome::Written,
-        Ok(n) => Outcome::Partial(n),
-        Err(e) if sync::is_interrupted(&e) || sync::is_timeout(&e) => Outcome::Partial(0),
-        Err(error) => Outcome::Failed { lost: lines(bytes), broken: false, error },
-    }
-}
-
-/// Writes `chunk` (whole lines) to `out`, starting with an LF if the last
-/// write was `broken` inside a line; a line it cuts short is taken back
-/// where the file allows, so that no two lines are ever glued together.
-fn write_out(mut out: &File, chunk: &[u8], broken: bool) -> Outcome {
-    let fresh = if broken { out.write_all(b"\n") } else { Ok(()) };
-    let mut done = 0;
-    let result = fresh.and_then(|()| {
-        while done < chunk.len() {
-            match out.write(&chunk[done..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => done += n,
-                Err(e) if sync::is_interrupted(&e) => {}
-                Err(e) => return Err(e),
+                let seen = state.stallable;
+                state = if state.watching {
+                    sync::wait_timeout(&self.work, state, STALLED_AFTER / 2)
+                } else {
+                    sync::wait(&self.work, state)
+                };
+                // Quiet for a while: from now on a writer wakes it.
+                state.watching &= state.stallable != seen || state.writing.is_some();
             }
         }
-        Ok(())
-    });
-    let Err(error) = result else {
-        return Outcome::Written;
-    };
-    let cut = chunk[..done].iter().rev().take_while(|&&b| b != b'\n').count();
-    Outcome::Failed {
-        lost: lines(&chunk[done..]),
-        broken: (broken && done == 0) || (cut > 0 && !take_back(out, cut)),
-        error,
     }
+}
+
+/// Writes all of `bytes` to `out`, blocking; how many went, and the error
+/// that stopped it, if one did.
+fn write_all(mut out: &File, bytes: &[u8]) -> (usize, Option<io::Error>) {
+    let mut done = 0;
+    while done < bytes.len() {
+        match out.write(&bytes[done..]) {
+            Ok(0) => return (done, Some(io::ErrorKind::WriteZero.into())),
+            Ok(n) => done += n,
+            Err(e) if sync::is_interrupted(&e) => {}
+            Err(e) => return (done, Some(e)),
+        }
+    }
+    (done, None)
 }
 
 /// How many lines `bytes` ends.
-// Lines are counted only where writes fail: no need for a faster count.
+// Lines are counted only where writes fail or wait: no need for a faster count.
 #[allow(clippy::naive_bytecount)]
 fn lines(bytes: &[u8]) -> u64 {
     bytes.iter().filter(|&&b| b == b'\n').count() as u64
@@ -738,20 +542,6 @@ fn take_back(mut out: &File, cut: usize) -> bool {
     let start = out.stream_position().ok().and_then(|end| end.checked_sub(cut as u64));
     start
         .is_some_and(|start| out.set_len(start).is_ok() && out.seek(SeekFrom::Start(start)).is_ok())
-}
-
-/// Whether `fd` is standard output or error that was closed when the
-/// program started: Rust's runtime opens `/dev/null` read-write in its
-/// place, where a shell's `>/dev/null` opens it write-only.
-fn is_closed(fd: i32, meta: &std::fs::Metadata) -> bool {
-    const DEV_NULL: u64 = (1 << 8) | 3;
-    let flags = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap_or_default();
-    let read_write = flags
-        .lines()
-        .find_map(|l| l.strip_prefix("flags:"))
-        .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
-        .is_some_and(|f| f & 3 == 2);
-    meta.file_type().is_char_device() && meta.rdev() == DEV_NULL && read_write
 }
 
 /// The report lines of the current second: shown, and counted unshown by
@@ -804,108 +594,5 @@ impl Reports {
         if !counts.is_empty() {
             say(format_args!("and in the last second: {}", counts.join(", ")));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_and_numbers_are_written_as_display_writes_them() {
-        for addr in ["0.0.0.0:0", "127.0.0.1:5006", "255.255.255.255:65535", "[::1]:80"] {
-            let addr: SocketAddr = addr.parse().expect("an address");
-            let mut line = String::new();
-            push_addr(&mut line, addr);
-            assert_eq!(line, addr.to_string());
-        }
-        for n in [0, 9, 10, 65_536, u64::MAX] {
-            let mut line = String::new();
-            push_decimal(&mut line, n);
-            assert_eq!(line, n.to_string());
-        }
-    }
-
-    /// Writes `per` numbered lines of `width` bytes from each of four
-    /// threads into `out`, read slowly from `from`, then a last line; says
-    /// how many lines it read, how many were cut short, and how many came
-    /// before a line their own thread had written earlier.
-    fn write_at_once(
-        out: &'static Output,
-        mut from: impl io::Read + Send + 'static,
-        (per, width, way): (u64, usize, Way),
-    ) -> (usize, usize, usize) {
-        let (tx, read_all) = std::sync::mpsc::channel();
-        thread::spawn(move || {
-            let (mut all, mut chunk, mut reads) = (Vec::new(), [0u8; 8192], 0u32);
-            while !all.ends_with(b"end\n") {
-                let Ok(n @ 1..) = from.read(&mut chunk) else { break };
-                all.extend_from_slice(&chunk[..n]);
-                reads += 1;
-                if reads % 50 == 0 {
-                    thread::sleep(Duration::from_millis(2));
-                }
-            }
-            drop(tx.send(all));
-        });
-        let writers: Vec<_> = (0..4)
-            .map(|t| {
-                thread::spawn(move || {
-                    for n in 0..per {
-                        let line = format!("{t} {n} {}\n", "x".repeat(width));
-                        drop(out.write(line.as_bytes(), way, None));
-                    }
-                })
-            })
-            .collect();
-        for writer in writers {
-            writer.join().expect("a writer");
-        }
-        drop(out.flush(Duration::from_secs(20)));
-        drop(out.write(b"end\n", Way::Queue, None));
-        // The output is never closed: a last line lost would leave the
-        // reader waiting, so this fails rather than hang.
-        let all = read_all.recv_timeout(Duration::from_secs(60)).expect("the last line read");
-        let (mut last, mut cut, mut late, mut read) = ([None; 4], 0, 0, 0);
-        for line in String::from_utf8_lossy(&all).lines().filter(|l| *l != "end") {
-            read += 1;
-            let mut parts = line.splitn(3, ' ');
-            let numbers = (parts.next(), parts.next(), parts.next());
-            let (Some(t), Some(n), Some(pad)) = numbers else {
-                cut += 1;
-                continue;
-            };
-            match (t.parse::<usize>(), n.parse::<u64>()) {
-                (Ok(t @ 0..4), Ok(n)) if pad.len() == width => {
-                    late += usize::from(last[t].is_some_and(|l| n <= l));
-                    last[t] = Some(n);
-                }
-                _ => cut += 1,
-            }
-        }
-        (read, cut, late)
-    }
-
-    #[test]
-    fn lines_into_a_slow_pipe_are_whole_and_each_writers_in_order() {
-        static OUT: OnceLock<Output> = OnceLock::new();
-        let (from, to) = io::pipe().expect("a pipe");
-        let out = Output::start(&OUT, to, "a test pipe").expect("an output");
-        let (read, cut, late) = write_at_once(out, from, (30_000, 200, Way::Queue));
-        let dropped = out.dropped.load(Relaxed);
-        assert_eq!((cut, late), (0, 0), "{read} lines read, {dropped} dropped");
-        assert_eq!(read as u64 + dropped, 120_000);
-    }
-
-    #[test]
-    fn lines_longer_than_a_socket_sends_whole_are_never_cut() {
-        static OUT: OnceLock<Output> = OnceLock::new();
-        let (to, from) = std::os::unix::net::UnixStream::pair().expect("a socket pair");
-        platform::set_int_option(to.as_fd(), platform::SO_SNDBUF, 2048).expect("a send buffer");
-        let out = Output::start(&OUT, to, "a test socket").expect("an output");
-        let (read, cut, late) = write_at_once(out, from, (2_000, 3000, Way::Wait));
-        let dropped = out.dropped.load(Relaxed);
-        assert_eq!((cut, late), (0, 0), "{read} lines read, {dropped} dropped");
-        assert_eq!(read as u64 + dropped, 8_000);
     }
 }

@@ -24,18 +24,28 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// The port both programs use unless told otherwise.
 pub const DEFAULT_PORT: u16 = 5006;
 
-/// The reply's form, as the programs' help shows it.
-pub const REPLY_FORM: &str = "received <N> bytes at <YYYY-MM-DDTHH:MM:SS.ffffffZ>";
-
 /// The longest reply a client must accept, LF included. Every reply serv6
 /// can send is far shorter (a test checks the longest); anything longer is
 /// not serv6, and a client stops reading it.
 pub const MAX_REPLY: usize = 1024;
 
+/// The reply's words around its numbers: `received <N> bytes at <T>`, and
+/// with `--send-time` `, sent at <T3>` after it.
+const RECEIVED: &str = "received ";
+const BYTES_AT: &str = " bytes at ";
+const SENT_AT: &str = ", sent at ";
+/// The reply's form, as help and the manual pages show it, with or
+/// without the time it was sent.
+#[must_use]
+pub fn reply_form(with_sent: bool) -> String {
+    let sent = if with_sent { format!("{SENT_AT}<T3>") } else { String::new() };
+    format!("{RECEIVED}<N>{BYTES_AT}<YYYY-MM-DDTHH:MM:SS.ffffffZ>{sent}")
+}
+
 /// Why the server refused a message: the text after `error: `.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// Too many exchanges were in progress to take another.
+    /// Too many connections were held to keep another.
     Busy,
     /// The message had more than `max_bytes` bytes.
     TooLong {
@@ -55,49 +65,66 @@ pub enum Refusal {
     /// With the PROXY protocol: the peer may not send a header.
     UntrustedProxy,
     /// With the PROXY protocol: the connection did not start with a valid
-    /// header.
-    NoProxyHeader,
+    /// header, for this reason.
+    BadProxyHeader(ProxyFault),
 }
 
-const BUSY: &str = "server busy";
+/// What is wrong with a connection's PROXY protocol header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyFault {
+    /// The first bytes are neither `PROXY ` nor the version 2 signature.
+    Missing,
+    /// A version 1 line that breaks the grammar.
+    V1,
+    /// A version 2 header with an unknown version, command or family.
+    V2,
+    /// A version 2 header longer than serv6 accepts.
+    TooLong,
+}
+
 const TOO_LONG: (&str, &str) = ("message longer than ", " bytes");
 const DEADLINE: (&str, &str) = ("no message within ", " s");
-const CLOCK_OUT_OF_RANGE: &str = "server clock is outside 1970..9999";
-const SHUTTING_DOWN: &str = "server shutting down";
-const UNTRUSTED_PROXY: &str = "connection not from a trusted proxy";
-const NO_PROXY_HEADER: &str = "no valid PROXY protocol header";
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Refusal::Busy => f.write_str(BUSY),
+            Refusal::Busy => f.write_str("server busy"),
             Refusal::TooLong { max_bytes } => write!(f, "{}{max_bytes}{}", TOO_LONG.0, TOO_LONG.1),
             Refusal::Deadline { limit } => {
                 write!(f, "{}{}{}", DEADLINE.0, seconds(*limit), DEADLINE.1)
             }
-            Refusal::ClockOutOfRange => f.write_str(CLOCK_OUT_OF_RANGE),
-            Refusal::ShuttingDown => f.write_str(SHUTTING_DOWN),
-            Refusal::UntrustedProxy => f.write_str(UNTRUSTED_PROXY),
-            Refusal::NoProxyHeader => f.write_str(NO_PROXY_HEADER),
+            Refusal::ClockOutOfRange => f.write_str("server clock is outside 1970..9999"),
+            Refusal::ShuttingDown => f.write_str("server shutting down"),
+            Refusal::UntrustedProxy => f.write_str("connection not from a trusted proxy"),
+            Refusal::BadProxyHeader(fault) => f.write_str(match fault {
+                ProxyFault::Missing => "no PROXY protocol header",
+                ProxyFault::V1 => "malformed PROXY protocol v1 header",
+                ProxyFault::V2 => "malformed PROXY protocol v2 header",
+                ProxyFault::TooLong => "PROXY protocol v2 header too long",
+            }),
         }
     }
 }
 
 impl Refusal {
+    /// Every refusal that carries no number, to read them back by text.
+    const FIXED: [Refusal; 8] = [
+        Refusal::Busy,
+        Refusal::ClockOutOfRange,
+        Refusal::ShuttingDown,
+        Refusal::UntrustedProxy,
+        Refusal::BadProxyHeader(ProxyFault::Missing),
+        Refusal::BadProxyHeader(ProxyFault::V1),
+        Refusal::BadProxyHeader(ProxyFault::V2),
+        Refusal::BadProxyHeader(ProxyFault::TooLong),
+    ];
+
     /// The refusal an error text names, if it is one serv6 sends.
     fn from_text(text: &str) -> Option<Refusal> {
         let between =
             |(before, after): (&str, &str)| text.strip_prefix(before)?.strip_suffix(after);
-        for fixed in [
-            Refusal::Busy,
-            Refusal::ClockOutOfRange,
-            Refusal::ShuttingDown,
-            Refusal::UntrustedProxy,
-            Refusal::NoProxyHeader,
-        ] {
-            if text == fixed.to_string() {
-                return Some(fixed);
-            }
+        if let Some(fixed) = Refusal::FIXED.into_iter().find(|r| text == r.to_string()) {
+            return Some(fixed);
         }
         if let Some(max_bytes) = between(TOO_LONG).and_then(decimal) {
             return Some(Refusal::TooLong { max_bytes });
@@ -135,9 +162,9 @@ pub fn message_of(line: &[u8]) -> &[u8] {
 /// Appends `received <len> bytes at <at>` (and `, sent at <sent>`) and
 /// its LF to `line`.
 pub fn write_received(line: &mut String, len: usize, at: &Rfc3339, sent: Option<&Rfc3339>) {
-    line.push_str("received ");
+    line.push_str(RECEIVED);
     push_decimal(line, len as u64);
-    line.push_str(" bytes at ");
+    line.push_str(BYTES_AT);
     line.push_str(at.as_str());
     if let Some(sent) = sent {
         line.push_str(SENT_AT);
@@ -145,8 +172,6 @@ pub fn write_received(line: &mut String, len: usize, at: &Rfc3339, sent: Option<
     }
     line.push('\n');
 }
-
-const SENT_AT: &str = ", sent at ";
 
 /// Appends `n` in decimal. `write!` would go through the formatter's
 /// padding machinery, a cost on every exchange.
@@ -260,7 +285,7 @@ pub fn parse_reply(line: &[u8]) -> Reply {
         return known.map_or_else(|| Reply::OtherError(text.to_vec()), Reply::Refused);
     }
     let received = std::str::from_utf8(line).ok().and_then(|text| {
-        let (len, at) = text.strip_prefix("received ")?.split_once(" bytes at ")?;
+        let (len, at) = text.strip_prefix(RECEIVED)?.split_once(BYTES_AT)?;
         let (at, sent) = match at.split_once(SENT_AT) {
             Some((at, sent)) => (at, Some(Timestamp::parse(sent)?)),
             None => (at, None),
@@ -337,16 +362,12 @@ mod tests {
             let line = line_of(|l| write_received(l, len, &at.to_rfc3339(), text.as_ref()));
             assert_eq!(parse_line(&line), Reply::Received { len: len as u64, at, sent });
         }
-        for why in [
-            Refusal::Busy,
+        let numbered = [
             Refusal::TooLong { max_bytes: 65_536 },
             Refusal::Deadline { limit: Duration::from_secs(10) },
             Refusal::Deadline { limit: Duration::from_micros(1_250_001) },
-            Refusal::ClockOutOfRange,
-            Refusal::ShuttingDown,
-            Refusal::UntrustedProxy,
-            Refusal::NoProxyHeader,
-        ] {
+        ];
+        for why in Refusal::FIXED.into_iter().chain(numbered) {
             let line = line_of(|l| write_refusal(l, &why));
             assert_eq!(parse_line(&line), Reply::Refused(why));
         }

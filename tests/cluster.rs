@@ -3,6 +3,7 @@
 //! with the reason printed, where HAProxy is not installed; CI installs it.
 
 use crate::harness::*;
+use serv6::protocol::ProxyFault;
 use std::collections::HashSet;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -79,7 +80,7 @@ fn without_a_header_a_connection_is_refused_at_once() {
     let server = instance(&["--deadline", "30"]);
     let started = std::time::Instant::now();
     let reply = exchange(server.v4(), b"hola\n", false);
-    assert_refused(&reply, Refusal::NoProxyHeader);
+    assert_refused(&reply, Refusal::BadProxyHeader(ProxyFault::Missing));
     assert!(started.elapsed() < Duration::from_secs(5), "waited for the deadline");
     server.err_line_containing("no PROXY protocol header");
 }

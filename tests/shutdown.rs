@@ -115,7 +115,7 @@ fn a_second_signal_exits_at_once_saying_what_it_cut() {
     server.signal("INT");
     let line = server.err_line_containing("received again");
     let line = line.trim_end();
-    assert!(line.ends_with("exiting now, cutting 1 exchange in progress"), "{line}");
+    assert!(line.ends_with("exiting now, cutting 1 connection held"), "{line}");
     assert_eq!(server.wait_exit().code(), Some(1));
     assert!(started.elapsed() < Duration::from_secs(2));
     drop(partial);

@@ -5,7 +5,7 @@ use super::exchange::{Family, Target};
 use super::lines::MAX_LINE;
 use crate::addr::HostArg;
 use crate::cmdline::{flag, Arg, Flag, Info, Parser, Program, UsageError};
-use crate::protocol::{check_message, Unsendable, DEFAULT_PORT, REPLY_FORM};
+use crate::protocol::{check_message, reply_form, Unsendable, DEFAULT_PORT};
 use std::ffi::OsString;
 use std::time::Duration;
 
@@ -60,10 +60,10 @@ pub(crate) enum Key {
 #[rustfmt::skip]
 pub(crate) const FLAGS: &[Flag<Key>] = &[
     flag(Key::Host, "-H, --host HOST", "server name or address; every address it resolves to is \
-        tried in turn (default localhost)"),
-    flag(Key::Port, "-p, --port PORT", "server port (default 5006)"),
+        tried in turn").defaults_to("localhost"),
+    flag(Key::Port, "-p, --port PORT", "server port").defaults_to("5006"),
     flag(Key::Timeout, "-t, --timeout SECS", "limit for each whole exchange: connecting, sending \
-        and reading the reply (default 5)"),
+        and reading the reply").defaults_to("5"),
     flag(Key::Ipv4, "-4, --ipv4", "use IPv4 addresses only"),
     flag(Key::Ipv6, "-6, --ipv6", "use IPv6 addresses only"),
     flag(Key::Count, "-c, --count N", "probe like ping: N exchanges (0: until Ctrl-C), each with \
@@ -72,7 +72,7 @@ pub(crate) const FLAGS: &[Flag<Key>] = &[
         the median offset and the offset of the probe with the smallest delay, each within ± half \
         a delay; failures slow the probes down, up to one a second"),
     flag(Key::Interval, "-i, --interval SECS", "with --count: time between probes; \
-        0 allowed (default 1)"),
+        0 allowed").defaults_to("1"),
     flag(Key::Json, "--json", "write JSON Lines: one object per probe, then one for the summary; \
         without --count, one probe (python3 -m json.tool --json-lines reads it)"),
 ];
@@ -84,15 +84,17 @@ pub(crate) fn program() -> Program<Key> {
         synopsis: "[OPTIONS] [MESSAGE...]",
         about: format!(
             "Sends a message to serv6 and prints its reply, the time the server received it:\n  \
-             {REPLY_FORM}\n\n\
+             {}\n\n\
              With MESSAGE words, sends them joined by spaces, once. Without, sends each line\n\
              of standard input as its own exchange, until end of input. CRLF line endings\n\
              are fine; a line longer than {MAX_LINE} bytes, or one whose message would\n\
              still end in a CR once its line ending is off (the server drops a CR before\n\
-             the LF, so the count would be wrong), is reported and not sent."
+             the LF, so the count would be wrong), is reported and not sent.",
+            reply_form(false)
         ),
         flags: FLAGS,
         after: "",
+        facts: Vec::new(),
         section: 1,
         summary: "ask serv6 when it received a message",
         manual: include_str!("cli6.1.txt"),
@@ -165,7 +167,7 @@ mod tests {
     #[test]
     fn the_help_shows_the_real_defaults() {
         for flag in FLAGS {
-            if let Some(text) = flag.default() {
+            if let Some(text) = flag.default {
                 let words = ["-c", "1", &format!("--{}", flag.long()), text];
                 let Ok(Command::Probe { target, probes, .. }) = parse_words(&words) else {
                     panic!("{words:?}");

@@ -1,27 +1,34 @@
-//! What std lacks from the operating system, by what it is for: signals
-//! and resource limits here, sockets in [`sockets`], readiness of many
-//! sockets at once in [`epoll`]. Every system call behind them is in
-//! `sys`, the one file of the crate allowed `unsafe`; those that need no
-//! more than its safe signature are re-exported from it as they are.
+//! What std lacks from the operating system, behind one interface: this
+//! file is the one place that chooses the platform. 64-bit Linux gets
+//! [`linux`]: the kernel's arrival stamps (`recvmsg`), epoll, signals,
+//! resource limits, sockets passed by systemd, writes that cannot block;
+//! its system calls are in `linux/sys.rs`, the one file of the crate
+//! allowed `unsafe`. Every other system, and Linux built with
+//! `--cfg serv6_portable` (how the tests try it here), gets [`portable`]:
+//! the same interface from the standard library alone, giving up what
+//! only Linux's calls can do (README.md's table says what).
 
-mod epoll;
-mod sockets;
-#[allow(unsafe_code)]
-mod sys;
+#[cfg(all(
+    target_os = "linux",
+    target_pointer_width = "64",
+    any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "riscv64"),
+    not(serv6_portable)
+))]
+#[path = "linux/mod.rs"]
+mod os;
+#[cfg(not(all(
+    target_os = "linux",
+    target_pointer_width = "64",
+    any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "riscv64"),
+    not(serv6_portable)
+)))]
+#[path = "portable.rs"]
+mod os;
 
-pub(crate) use epoll::{Poller, Waker};
-pub(crate) use sockets::{
-    is_out_of_descriptors, local_send_whole_up_to, passed_listeners, recv_now, stamp_arrivals,
-    wait_readable, NotAListener,
-};
-use std::ffi::c_int;
+/// The benchmark's bare server queues connections as serv6 does.
+pub use os::set_backlog;
+pub(crate) use os::*;
 use std::fmt;
-pub use sys::set_backlog;
-pub(crate) use sys::{
-    give_back_free_memory, limit_malloc_arenas, send_now, stop_listening, O_NONBLOCK,
-};
-#[cfg(test)]
-pub(crate) use sys::{set_int_option, SO_SNDBUF};
 
 /// A signal that serv6 or cli6 acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,14 +44,31 @@ pub(crate) enum Signal {
     /// SIGXCPU: past the soft CPU-time limit (`ulimit -t`); the hard one
     /// kills.
     CpuLimit,
-    /// SIGUSR1: say how it is going, and go on (as `dd` does).
+    /// SIGUSR1: serv6 says how it is going, and goes on.
     Report,
 }
 
 impl Signal {
+    /// The signals that stop serv6 (and end cli6's probe with its summary),
+    /// in the order help and the manual list them.
+    pub const STOPPING: [Signal; 5] = [
+        Signal::Terminate,
+        Signal::Interrupt,
+        Signal::Hangup,
+        Signal::PowerFailure,
+        Signal::CpuLimit,
+    ];
+
     /// Whether it asks the program to stop.
     pub fn stops(self) -> bool {
         self != Signal::Report
+    }
+
+    /// `SIGTERM, SIGINT, SIGHUP, SIGPWR and SIGXCPU` (`or` for `and`).
+    pub fn list_stopping(and: &str) -> String {
+        let names: Vec<String> = Signal::STOPPING.iter().map(Signal::to_string).collect();
+        let (last, rest) = names.split_last().map_or(("", &[][..]), |(l, r)| (l.as_str(), r));
+        format!("{} {and} {last}", rest.join(", "))
     }
 }
 
@@ -61,51 +85,6 @@ impl fmt::Display for Signal {
     }
 }
 
-/// The signals taken by [`Signals::wait`] instead of their default action.
-#[derive(Debug)]
-pub(crate) struct Signals(sys::SigSet);
-
-impl Signals {
-    /// Blocks, in the calling thread and every thread it starts afterwards,
-    /// every signal whose default would end the program without a word,
-    /// except those that report a fault (SIGSEGV, SIGBUS, ...) or ask for a
-    /// core (SIGQUIT): [`Signals::wait`] takes them instead. A handler
-    /// may do almost nothing safely; a thread that waits for them acts in
-    /// ordinary code. Call it before starting any thread. SIGXFSZ, SIGUSR2,
-    /// SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGSTKFLT and the real-time
-    /// signals are taken and ignored (a write past a file-size limit then
-    /// fails with `EFBIG`). `None` if they cannot be blocked: they keep
-    /// their default then.
-    pub fn block() -> Option<Signals> {
-        use sys::{SIGALRM, SIGHUP, SIGINT, SIGIO, SIGPROF, SIGPWR, SIGTERM, SIGUSR1, SIGUSR2};
-        let acted_on = [SIGINT, SIGTERM, SIGHUP, SIGPWR, sys::SIGXCPU, SIGUSR1];
-        let ignored =
-            [SIGUSR2, SIGALRM, sys::SIGXFSZ, sys::SIGVTALRM, SIGPROF, SIGIO, sys::SIGSTKFLT];
-        let set = sys::signal_set(acted_on.into_iter().chain(ignored).chain(sys::REAL_TIME));
-        sys::block(&set).ok().map(|()| Signals(set))
-    }
-
-    /// Waits until a signal the program acts on arrives.
-    pub fn wait(&self) -> Signal {
-        loop {
-            match sys::wait_signal(&self.0) {
-                Ok(sys::SIGINT) => return Signal::Interrupt,
-                Ok(sys::SIGTERM) => return Signal::Terminate,
-                Ok(sys::SIGHUP) => return Signal::Hangup,
-                Ok(sys::SIGPWR) => return Signal::PowerFailure,
-                Ok(sys::SIGXCPU) => return Signal::CpuLimit,
-                Ok(sys::SIGUSR1) => return Signal::Report,
-                Ok(_) => {}
-                // sigwait fails only for an invalid set, which `block`
-                // never builds; retrying would spin, so wait forever.
-                Err(_) => loop {
-                    std::thread::park();
-                },
-            }
-        }
-    }
-}
-
 /// What the soft limit on open files became: raised to the hard limit when
 /// it could be (as systemd asks of services), or left as it was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,24 +94,38 @@ pub(crate) struct OpenFiles {
     pub raised_from: Option<u64>,
 }
 
-/// Raises the soft `RLIMIT_NOFILE` to the hard limit; `None` if the limit
-/// cannot even be read (a sandbox may forbid it).
-pub(crate) fn raise_open_file_limit() -> Option<OpenFiles> {
-    let (soft, hard) = sys::open_file_limits().ok()?;
-    let raised = soft < hard && sys::set_open_file_limits(hard, hard).is_ok();
-    Some(if raised {
-        OpenFiles { limit: hard, raised_from: Some(soft) }
-    } else {
-        OpenFiles { limit: soft, raised_from: None }
-    })
+/// Whether `e` says the process or the system has no file descriptor left
+/// (`EMFILE`, `ENFILE`: 24 and 23 on Linux, the BSDs and macOS alike),
+/// which std gives no kind of its own.
+pub(crate) fn is_out_of_descriptors(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(23 | 24))
 }
 
-/// A timeout in whole milliseconds for `poll` and `epoll_wait`, rounded up
-/// so that a timer is never woken for just before its time; `None`: -1,
-/// no limit.
-fn timeout_ms(timeout: Option<std::time::Duration>) -> c_int {
-    timeout.map_or(-1, |t| {
-        let ms = t.as_nanos().div_ceil(1_000_000);
-        c_int::try_from(ms).unwrap_or(c_int::MAX)
-    })
+/// Why a passed file descriptor is not a socket serv6 can serve.
+// Linux names the first five, the portable path the last.
+#[allow(dead_code)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NotAListener {
+    Closed,
+    NotASocket,
+    NotStream,
+    NotListening,
+    NotInternet,
+    /// Socket activation is Linux's alone here.
+    Unsupported,
+}
+
+impl fmt::Display for NotAListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NotAListener::Closed => "it is not open",
+            NotAListener::NotASocket => "it is not a socket",
+            NotAListener::NotStream => "it is not a stream (TCP) socket",
+            NotAListener::NotListening => {
+                "it is not listening (a connected socket, as inetd-style activation passes)"
+            }
+            NotAListener::NotInternet => "it is not an IPv4 or IPv6 socket",
+            NotAListener::Unsupported => "this build of serv6 takes no passed sockets (Linux only)",
+        })
+    }
 }

@@ -2,33 +2,35 @@
 //! than a guess: the open-file limit (raised to its hard limit first, as
 //! systemd asks of services) and any address-space limit (`ulimit -v`).
 //!
-//! Every connection costs a descriptor, and one that waits may grow a
-//! message buffer up to `--max-bytes`. The workers are few and bounded
-//! by design ([`MAX_WORKERS`]); the rest of the descriptors, less a
-//! reserve, are for the waiting room.
+//! Every client connection costs a descriptor (two, while it waits, off
+//! Linux: its watcher holds one), and one that waits may grow a message
+//! buffer up to `--max-bytes`. `--max-conns` bounds every connection serv6
+//! holds, and by default is what the descriptors (less a reserve) and the
+//! address space allow. The workers are few and bounded by design
+//! ([`MAX_WORKERS`]).
 
-use super::exchange::room::Limits;
 use super::exchange::WORKER_STACK;
 use crate::platform;
 use crate::words::counted;
 
-/// The most workers, whatever the limits or `--max-conns`: a worker holds a
-/// connection for at most the slow-client verdict, so a few keep up with
-/// any load, and threads can never run out.
+/// The most workers, whatever the limits: a worker holds a connection for
+/// at most the slow-client verdict, so a few keep up with any load, and
+/// threads can never run out. It is also the most listeners serv6 takes,
+/// as each has a worker at least.
 pub(crate) const MAX_WORKERS: usize = 32;
-/// Workers per listener, unless the limits allow fewer: two per core, and
-/// at least four. A silent client holds a worker for the 1 ms verdict, so
-/// 2000 of them a second keep two busy on average, and a normal client
-/// still finds one free nearly always (p99 8 ms in `make stress`, as with
-/// eight). More workers cost CPU: eight spent 1.2-1.3x the floor's CPU
-/// per exchange in `make bench` where four spent 1.13-1.22x.
+/// Workers per listener: two per core, and at least four. A silent client
+/// holds a worker for the 1 ms verdict, so 2000 of them a second keep two
+/// busy on average, and a normal client still finds one free nearly
+/// always (p99 8 ms in `make stress`, as with eight). More workers cost
+/// CPU: eight spent 1.2-1.3x the floor's CPU per exchange in `make bench`
+/// where four spent 1.13-1.22x.
 fn wanted_per_listener() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     (2 * cores).max(4)
 }
-/// Descriptors kept free for what is opened after start: the room's epoll
-/// and waker, the spare, the outputs reopened without blocking, a file
-/// read from /proc.
+/// Descriptors kept free for what is opened after start: the room's
+/// poller and waker, the spare, the outputs reopened without blocking,
+/// the metrics' listener and a few of its requests.
 const RESERVED_FDS: u64 = 16;
 /// Address space kept free for all but connections and workers: the heap,
 /// the output queues, the helper threads.
@@ -41,7 +43,8 @@ const PER_CONNECTION: u64 = 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Capacity {
     pub workers_per_listener: usize,
-    pub room: Limits,
+    /// Every client connection held at once, at most.
+    pub max_conns: usize,
     /// Lines for the operator, said after the listening line.
     pub notes: Vec<String>,
 }
@@ -67,7 +70,7 @@ impl std::fmt::Display for TooFewDescriptors {
 }
 
 /// The limits as measured at start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Machine {
     /// The soft open-file limit, after raising it; `None`: unknown.
     pub open_file_limit: Option<u64>,
@@ -77,51 +80,65 @@ pub(crate) struct Machine {
     pub open: u64,
     /// Address space left under `ulimit -v`; `None`: unlimited.
     pub address_space: Option<u64>,
+    /// What could only be assumed, for the operator.
+    pub assumed: Vec<String>,
 }
 
 impl Machine {
     /// Raises the open-file limit, then reads what this process may use.
     pub fn measure() -> Machine {
         let files = platform::raise_open_file_limit();
-        // A sandbox may forbid even reading the limit (systemd's
-        // `~@resources` filters prlimit64): /proc still tells it.
-        let limit = files.map(|f| f.limit).or_else(|| proc_number(LIMITS, "Max open files"));
+        let mut assumed = Vec::new();
+        let open = platform::descriptors_in_use().unwrap_or_else(|e| {
+            assumed.push(format!("cannot count the open descriptors ({e}): assuming 16"));
+            16
+        });
+        let address_space = platform::address_space_left().map(|(left, measured)| {
+            if !measured {
+                assumed
+                    .push("cannot read what is mapped (/proc/self/status): assuming 64 MiB".into());
+            }
+            left
+        });
         Machine {
-            open_file_limit: limit,
+            open_file_limit: files.map(|f| f.limit),
             raised_from: files.and_then(|f| f.raised_from),
-            // Counting them takes a descriptor: none left, all are in use.
-            open: open_descriptors().or(limit).unwrap_or(3),
-            address_space: address_space_room(),
+            open,
+            address_space,
+            assumed,
         }
     }
 }
 
 /// What to hold under `machine`'s limits: `max_conns` (`--max-conns`, if
-/// given) waiting at most, lowered with a note if the limits allow fewer.
+/// given) at most, lowered with a note if the limits allow fewer. A
+/// worker may hold a message of `max_bytes` and a log line four times
+/// `log_bytes` long (each byte escaped as `\xHH` at worst).
 pub(crate) fn plan(
     machine: &Machine,
     max_conns: Option<usize>,
-    max_bytes: usize,
+    (max_bytes, log_bytes): (usize, usize),
     listeners: usize,
 ) -> Result<Capacity, TooFewDescriptors> {
-    let mut notes = Vec::new();
+    let mut notes = machine.assumed.clone();
+    let (fds_each, bytes_each) = platform::PER_WAITING;
     let fds = machine.open_file_limit.map_or(Ok(u64::MAX), |limit| {
         limit
             .checked_sub(machine.open + RESERVED_FDS)
             .filter(|&free| free >= 2)
             .ok_or(TooFewDescriptors { limit, open: machine.open })
     })?;
-    let fds = usize::try_from(fds).unwrap_or(usize::MAX);
-    let wanted = (wanted_per_listener() * listeners).min(MAX_WORKERS.max(listeners));
-    let mut workers = (fds / 4).clamp(1, wanted);
-    let mut held = fds - workers;
+    let mut held = usize::try_from(fds / (1 + fds_each)).unwrap_or(usize::MAX).max(1);
+    let mut workers = (wanted_per_listener() * listeners).clamp(1, MAX_WORKERS.max(listeners));
     if let Some(room) = machine.address_space {
         let room = room.saturating_sub(ADDRESS_SPACE_RESERVE);
-        let per_worker = WORKER_STACK as u64 + 2 * max_bytes as u64 + (64 << 10);
+        let line = 4 * log_bytes.min(max_bytes) as u64;
+        let per_worker = WORKER_STACK as u64 + 2 * max_bytes as u64 + line + (64 << 10);
         let fit = usize::try_from(room / 2 / per_worker).unwrap_or(usize::MAX);
-        workers = workers.min(fit.max(1));
+        workers = workers.min(fit.max(listeners));
         let left = room.saturating_sub(workers as u64 * per_worker);
-        let fit = usize::try_from(left / (max_bytes as u64 + PER_CONNECTION)).unwrap_or(usize::MAX);
+        let per_held = max_bytes as u64 + PER_CONNECTION + bytes_each;
+        let fit = usize::try_from(left / per_held).unwrap_or(usize::MAX);
         if fit < held {
             notes.push(format!(
                 "the address space is limited ({} MiB free): at most {} held at once",
@@ -131,7 +148,7 @@ pub(crate) fn plan(
             held = fit.max(1);
         }
     }
-    let waiting = match max_conns {
+    let max_conns = match max_conns {
         Some(asked) if asked > held => {
             notes
                 .push(format!("--max-conns {asked} is more than the limits allow: at most {held}"));
@@ -140,16 +157,12 @@ pub(crate) fn plan(
         Some(asked) => asked,
         None => held,
     };
-    notes.push(describe(machine, waiting));
-    Ok(Capacity {
-        workers_per_listener: (workers / listeners.max(1)).max(1),
-        room: Limits { waiting, held },
-        notes,
-    })
+    notes.push(describe(machine, max_conns));
+    Ok(Capacity { workers_per_listener: (workers / listeners.max(1)).max(1), max_conns, notes })
 }
 
 /// The line that tells the operator how many connections serv6 can hold.
-fn describe(machine: &Machine, waiting: usize) -> String {
+fn describe(machine: &Machine, max_conns: usize) -> String {
     let limit = match (machine.open_file_limit, machine.raised_from) {
         (Some(limit), Some(from)) => {
             format!(" (open files: raised the limit from {from} to {limit})")
@@ -158,35 +171,9 @@ fn describe(machine: &Machine, waiting: usize) -> String {
         (None, _) => String::new(),
     };
     format!(
-        "up to {} in progress at once{limit}; past that, the one that has waited longest is told busy",
-        counted(waiting as u64, "connection", "connections")
+        "up to {} held at once{limit}; past that, the one that has waited longest for its message is told busy",
+        counted(max_conns as u64, "connection", "connections")
     )
-}
-
-/// How many descriptors this process has open, from /proc.
-fn open_descriptors() -> Option<u64> {
-    let entries = std::fs::read_dir("/proc/self/fd").ok()?;
-    // The directory being read is itself one of them.
-    Some(entries.count().saturating_sub(1) as u64)
-}
-
-/// The soft limits, by name; an unlimited one has no number.
-const LIMITS: &str = "/proc/self/limits";
-
-/// The first number after `name` at the start of a line of the /proc file
-/// `path`; `None` if there is none or the file cannot be read.
-fn proc_number(path: &str, name: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let line = text.lines().find_map(|l| l.strip_prefix(name))?;
-    line.split_whitespace().next()?.parse().ok()
-}
-
-/// Bytes of address space this process may still map, if it is limited:
-/// the soft `RLIMIT_AS`, less what is mapped now.
-fn address_space_room() -> Option<u64> {
-    let limit = proc_number(LIMITS, "Max address space")?;
-    let mapped_kib = proc_number("/proc/self/status", "VmSize:")?;
-    Some(limit.saturating_sub(mapped_kib * 1024))
 }
 
 #[cfg(test)]
@@ -194,39 +181,38 @@ mod tests {
     use super::*;
 
     fn machine(limit: u64, open: u64) -> Machine {
-        Machine { open_file_limit: Some(limit), raised_from: None, open, address_space: None }
+        Machine {
+            open_file_limit: Some(limit),
+            raised_from: None,
+            open,
+            address_space: None,
+            assumed: Vec::new(),
+        }
     }
+
+    const SIZES: (usize, usize) = (65_536, 1024);
 
     #[test]
     fn the_descriptors_decide_the_default() {
-        let plan = plan(&machine(20_000, 8), None, 65_536, 2).expect("fits");
+        let plan = plan(&machine(20_000, 8), None, SIZES, 2).expect("fits");
         let workers = 2 * plan.workers_per_listener;
         assert_eq!(workers, (2 * wanted_per_listener()).min(MAX_WORKERS));
         let free = 20_000 - 8 - RESERVED_FDS as usize;
-        assert_eq!(plan.room.held, free - workers);
-        assert_eq!(plan.room.waiting, plan.room.held);
-    }
-
-    #[test]
-    fn a_small_limit_shares_what_there_is() {
-        let plan = plan(&machine(64, 8), None, 65_536, 2).expect("fits");
-        let workers = 10.min(2 * wanted_per_listener());
-        assert_eq!(plan.workers_per_listener, workers / 2);
-        assert_eq!(plan.room.held, 40 - workers);
+        assert_eq!(plan.max_conns, free / (1 + platform::PER_WAITING.0 as usize));
     }
 
     #[test]
     fn max_conns_is_kept_when_it_fits_and_lowered_when_not() {
-        let kept = plan(&machine(20_000, 8), Some(100), 65_536, 2).expect("fits");
-        assert_eq!(kept.room.waiting, 100);
-        let lowered = plan(&machine(64, 8), Some(1000), 65_536, 2).expect("fits");
-        assert_eq!(lowered.room.waiting, lowered.room.held);
+        let kept = plan(&machine(20_000, 8), Some(100), SIZES, 2).expect("fits");
+        assert_eq!(kept.max_conns, 100);
+        let lowered = plan(&machine(64, 8), Some(1000), SIZES, 2).expect("fits");
+        assert!(lowered.max_conns < 64);
         assert!(lowered.notes[0].contains("--max-conns 1000"), "{:?}", lowered.notes);
     }
 
     #[test]
     fn too_few_descriptors_is_said_plainly() {
-        let error = plan(&machine(7, 5), None, 65_536, 2).expect_err("cannot serve");
+        let error = plan(&machine(7, 5), None, SIZES, 2).expect_err("cannot serve");
         assert_eq!(
             error.to_string(),
             "only 7 file descriptors are allowed (ulimit -n) and 5 in use: serv6 needs \
@@ -237,9 +223,9 @@ mod tests {
     #[test]
     fn an_address_space_limit_lowers_what_is_held() {
         let limited = Machine { address_space: Some(64 << 20), ..machine(20_000, 8) };
-        let plan = plan(&limited, None, 65_536, 2).expect("fits");
+        let plan = plan(&limited, None, SIZES, 2).expect("fits");
         assert!(plan.workers_per_listener * 2 < MAX_WORKERS);
-        assert!(plan.room.held < 1000, "{plan:?}");
+        assert!(plan.max_conns < 1000, "{plan:?}");
         assert!(plan.notes[0].contains("address space is limited"));
     }
 }

@@ -1,23 +1,25 @@
 //! One exchange, top to bottom. A worker accepts a connection, reads what
 //! has arrived (one `recvmsg`, which also brings the kernel's arrival
 //! time), frames it, and when the message is whole it stamps it, logs it,
-//! replies and closes: [`serve`]. A message that is not whole within 1 ms
+//! replies and hangs up: [`serve`]. A message that is not whole within 1 ms
 //! goes to the waiting room ([`room`]), which finishes it with the same
-//! [`read`] and [`answer`], so a slow client costs a descriptor, not a
-//! worker.
+//! [`read`] and [`finish`], so a slow client costs a descriptor, not a
+//! worker. However it ends, a connection ends in [`finish`], and its
+//! socket closes in [`hang_up`] alone.
 
 pub(crate) mod room;
 
 use super::framing::{End, Ending, Framer, Rules};
 use super::proxy::{self, Header, Parsed, MAX_HEADER};
-use super::stats::{InProgress, STATS};
+use super::stats::{Held, STATS};
 use crate::addr::Cidr;
-use crate::output::{self, Pending};
+use crate::escape::escape_into;
 use crate::platform;
-use crate::protocol::{self, Service};
-use crate::sync;
+use crate::protocol::{self, push_decimal, Refusal, Service};
 use crate::timestamp::{Arrival, Rfc3339, Timestamp};
+use crate::{output, sync};
 use room::Room;
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -37,8 +39,8 @@ const SLOW_CLIENT: Duration = Duration::from_millis(1);
 const CHUNK: usize = 4096;
 /// Reads from one connection per turn at most, so that a client that
 /// floods cannot starve the others (the next turn takes the rest).
-const READS_PER_TURN: usize = 16;
-/// A reader keeps at most this much message buffer between exchanges.
+pub(crate) const READS_PER_TURN: usize = 16;
+/// A reader keeps at most this much buffer between exchanges.
 const KEEP_CAPACITY: usize = 16 * 1024;
 /// A worker's stack: only the pages an exchange touches count against
 /// memory. glibc keeps up to 40 MiB of exited threads' stacks, so they are
@@ -51,6 +53,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// What every exchange shares.
 pub(crate) struct Shared {
     pub rules: Rules,
+    /// `--max-conns`: the most client connections held at once.
+    pub max_conns: usize,
     /// With the PROXY protocol: who may send a header.
     pub proxy_from: Option<Vec<Cidr>>,
     pub room: Arc<Room>,
@@ -61,14 +65,13 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn new(rules: Rules, proxy_from: Option<Vec<Cidr>>, room: Arc<Room>) -> Shared {
-        Shared {
-            rules,
-            proxy_from,
-            room,
-            stopping: AtomicBool::new(false),
-            spare: Mutex::new(File::open("/dev/null").ok()),
-        }
+    pub fn new(
+        (rules, max_conns): (Rules, usize),
+        proxy_from: Option<Vec<Cidr>>,
+        room: Arc<Room>,
+    ) -> Shared {
+        let spare = Mutex::new(File::open("/dev/null").ok());
+        Shared { rules, max_conns, proxy_from, room, stopping: AtomicBool::new(false), spare }
     }
 }
 
@@ -86,20 +89,18 @@ pub(crate) struct Scratch {
 
 impl Scratch {
     pub fn new(worker: bool) -> Scratch {
-        Scratch {
-            chunk: vec![0; CHUNK],
-            line: String::new(),
-            reply: String::new(),
-            message: Vec::new(),
-            worker,
-        }
+        let chunk = vec![0; CHUNK];
+        Scratch { chunk, line: String::new(), reply: String::new(), message: Vec::new(), worker }
     }
 
-    /// Takes a message buffer back; a rare huge one is let go.
+    /// Takes a message buffer back, and lets a rare huge one go.
     fn keep(&mut self, mut message: Vec<u8>) {
         if message.capacity() <= KEEP_CAPACITY {
             message.clear();
             self.message = message;
+        }
+        if self.line.capacity() > 4 * KEEP_CAPACITY {
+            self.line = String::new();
         }
     }
 }
@@ -144,11 +145,15 @@ impl Workers {
     /// nothing.)
     pub fn stop_accepting(&self) {
         self.shared.stopping.store(true, Relaxed);
+        let mut scratch = Scratch::new(false);
         for (listener, service) in &self.listeners {
             if listener.set_nonblocking(true).is_ok() {
                 while let Ok((stream, peer)) = listener.accept() {
-                    let rules = &self.shared.rules;
-                    turn_away(stream, canonical(peer), End::ShuttingDown, rules, *service);
+                    let held = Held::briefly(stream);
+                    let (conn, _) =
+                        Connection::start(held, peer, *service, &self.shared, Vec::new());
+                    let end = End::Refused(Refusal::ShuttingDown);
+                    finish(conn, end, &mut scratch, &self.shared.room);
                 }
             }
             let _ = platform::stop_listening(listener);
@@ -162,9 +167,8 @@ impl Workers {
     }
 }
 
-/// A worker's life: accept, read, then answer, or hand a slow client to
-/// the room; until serv6 stops. For the daytime and time services, the
-/// server talks first: accept, then answer at once.
+/// A worker's life: accept, read, then stamp, log, reply and hang up, or
+/// hand a slow client to the room; until serv6 stops.
 fn serve(listener: &TcpListener, service: Service, shared: &Shared) {
     let mut scratch = Scratch::new(true);
     while !shared.stopping.load(Relaxed) {
@@ -172,41 +176,40 @@ fn serve(listener: &TcpListener, service: Service, shared: &Shared) {
         let (stream, peer) = match listener.accept() {
             Ok(accepted) => accepted,
             Err(e) => {
-                accept_failed(listener, service, shared, &e);
+                accept_failed((listener, service), shared, &e, &mut scratch);
                 continue;
             }
         };
         STATS.worker_job(true);
-        if service != Service::Receipt {
-            let client = canonical(peer);
-            if let Some(stream) = tell_time(stream, client, service, &shared.rules, &mut scratch) {
-                shared.room.linger(stream);
-            }
-            STATS.worker_job(false);
-            continue;
-        }
-        let accepted = Instant::now();
-        let buffer = std::mem::take(&mut scratch.message);
-        let mut conn = match Connection::new(stream, peer, accepted, shared, buffer) {
-            Ok(conn) => conn,
-            Err((stream, client, end)) => {
-                turn_away(stream, client, end, &shared.rules, service);
-                STATS.worker_job(false);
-                continue;
-            }
+        let (held, full) = match hold(stream, shared) {
+            Ok(held) => (held, false),
+            Err(held) => (held, true),
         };
+        let buffer = std::mem::take(&mut scratch.message);
+        let (mut conn, end) = Connection::start(held, peer, service, shared, buffer);
+        let end = if full { Some(End::Refused(Refusal::Busy)) } else { end };
         // recv: what has arrived, and what comes within SLOW_CLIENT.
-        match read_until(&mut conn, accepted + SLOW_CLIENT, &mut scratch.chunk) {
+        let verdict = conn.accepted + SLOW_CLIENT;
+        match end.or_else(|| read_until(&mut conn, verdict, &mut scratch.chunk)) {
             // stamp, log, reply, close.
-            Some(end) => {
-                if let Some(stream) = answer(conn, end, &shared.rules, &mut scratch) {
-                    shared.room.linger(stream);
-                }
-            }
+            Some(end) => finish(conn, end, &mut scratch, &shared.room),
             None => shared.room.admit(conn),
         }
         STATS.worker_job(false);
     }
+}
+
+/// Holds a new connection within `--max-conns`. When that many are held,
+/// the room lets one go (a lingering one, or the one that has waited
+/// longest for its message, told `error: server busy`); if it holds none,
+/// the newcomer is the one told, so it comes back held `briefly`.
+fn hold(stream: TcpStream, shared: &Shared) -> Result<Held, Held> {
+    Held::within(stream, shared.max_conns)
+        .or_else(|stream| {
+            shared.room.free_one();
+            Held::within(stream, shared.max_conns)
+        })
+        .map_err(Held::briefly)
 }
 
 /// Reads `conn` until its request ends or `verdict` comes, waiting with
@@ -221,7 +224,7 @@ fn read_until(conn: &mut Connection, verdict: Instant, chunk: &mut [u8]) -> Opti
             return None;
         }
         let wait = conn.next_wake().min(verdict).saturating_duration_since(now);
-        if let Err(e) = platform::wait_readable(&conn.stream, wait) {
+        if let Err(e) = platform::wait_readable(conn.stream(), wait) {
             return conn.fail(e);
         }
     }
@@ -230,12 +233,11 @@ fn read_until(conn: &mut Connection, verdict: Instant, chunk: &mut [u8]) -> Opti
 /// recv: feeds what has arrived on `conn` to its framing, then tells it
 /// the time is `now`. Bytes are judged by when they arrived: what came
 /// before a pause or the deadline ran out is read before the clock can
-/// end the message, so a reader that was late cannot cut it short. The
-/// one place that decides what happens next to a connection, for workers
-/// and the room alike: after it, `conn.next_wake()` says when to look again.
+/// end the message, so a reader that was late cannot cut it short. After
+/// it, `conn.next_wake()` says when to look again.
 pub(crate) fn read(conn: &mut Connection, chunk: &mut [u8], now: Instant) -> Option<End> {
     for _ in 0..READS_PER_TURN {
-        match platform::recv_now(&conn.stream, chunk) {
+        match platform::recv_now(conn.stream(), chunk) {
             Ok((n, stamp)) => {
                 if let Some(end) = conn.feed(&chunk[..n], Arrival::stamped(stamp)) {
                     return Some(end);
@@ -249,199 +251,267 @@ pub(crate) fn read(conn: &mut Connection, chunk: &mut [u8], now: Instant) -> Opt
     None
 }
 
-/// Answers a connection whose request ended as `end`: for a message,
-/// stamp it, log it, reply; otherwise say why, if it can be told. Returns
-/// the stream if it must linger (its client may still be sending, and a
-/// close now could reset the connection and destroy the reply); else it
-/// is closed here.
-pub(crate) fn answer(
-    conn: Connection,
-    end: End,
-    rules: &Rules,
-    scratch: &mut Scratch,
-) -> Option<TcpStream> {
-    let Connection { stream, client, framer, .. } = conn;
+/// Ends `conn` as `end` says. A message is stamped, logged, answered with
+/// its time, counted; anything else is counted, reported, and told why if
+/// it can be told. Then [`hang_up`].
+pub(crate) fn finish(conn: Connection, end: End, s: &mut Scratch, room: &Arc<Room>) {
+    let Connection { held, client, service, framer, .. } = conn;
+    let send_time = framer.rules().send_time;
     let message = framer.into_message();
-    let linger = match end {
-        End::Message { ending, at } => {
-            reply(stream, (client, &message, ending, at), rules, scratch)
+    let stamped = match end {
+        End::Message { ending, at, ended } => {
+            let at = if service == Service::Receipt { at.wall } else { SystemTime::now() };
+            match Timestamp::from_system_time(at) {
+                Some(stamp) => Ok((ending, stamp.to_rfc3339(), ended)),
+                None => Err(End::Refused(Refusal::ClockOutOfRange)),
+            }
         }
-        end => refuse(&stream, client, &end, rules, scratch).then_some(stream),
+        end => Err(end),
     };
-    scratch.keep(message);
-    // close: dropping the stream closes it.
-    linger
+    match stamped {
+        Ok((ending, stamp, ended)) => {
+            let ended = (service == Service::Receipt).then_some(ended);
+            let len = message.len();
+            let answer = Answer { held, client, service, len, stamp, ended, ending, send_time };
+            reply(answer, &message, s, room);
+        }
+        Err(end) => {
+            let so_far = STATS.ended(end.counted());
+            report(client, &end, so_far);
+            let told = match &end {
+                // A time client is told nothing: any bytes would read as a time.
+                End::Refused(why) if service != Service::Time => {
+                    s.line.clear();
+                    protocol::write_refusal(&mut s.line, why);
+                    (&held.stream).write_all(s.line.as_bytes()).is_ok()
+                }
+                _ => false,
+            };
+            hang_up(held, Sending::of(&end), told, room);
+        }
+    }
+    s.keep(message);
 }
 
-/// Stamps a message, logs it, and sends the reply; returns the stream if
-/// it must linger.
-fn reply(
-    stream: TcpStream,
-    (client, message, ending, at): (SocketAddr, &[u8], Ending, Arrival),
-    rules: &Rules,
-    scratch: &mut Scratch,
-) -> Option<TcpStream> {
-    let Some(stamp) = Timestamp::from_system_time(at.wall) else {
-        return refuse(&stream, client, &End::ClockOutOfRange, rules, scratch).then_some(stream);
-    };
-    let stamp = stamp.to_rfc3339();
-    let mut reply = std::mem::take(&mut scratch.reply);
-    write_reply(&mut reply, message.len(), &stamp, rules.send_time);
-    // log, before the reply: a reply a client saw has its line. A worker
-    // hands its reply over, in case writing the line stalls.
-    let logged = (&stamp, client, message);
-    let pending = if scratch.worker {
-        output::log_exchange(&mut scratch.line, logged, Some(Pending { stream, reply }))
+/// An exchange's answer once its line is logged: all that sending it
+/// takes, on whichever thread sends it.
+struct Answer {
+    held: Held,
+    client: SocketAddr,
+    service: Service,
+    len: usize,
+    stamp: Rfc3339,
+    /// When the rules ended its message, for the latency (receipt only).
+    ended: Option<Instant>,
+    ending: Ending,
+    /// `--send-time`: the reply also says when it was sent.
+    send_time: bool,
+}
+
+/// log, then reply: a reply a client saw has its line, even after
+/// `kill -9`. A worker writes even a log file itself, which can block on
+/// a frozen disk: its reply is then handed to the output, whose helper
+/// sends it if the write has not returned within the stall bound.
+fn reply(answer: Answer, message: &[u8], s: &mut Scratch, room: &Arc<Room>) {
+    if !log_line(&mut s.line, &answer, message) {
+        return answer.send(&mut s.reply, room);
+    }
+    if s.worker && output::log_may_block() {
+        let room = Arc::clone(room);
+        let send = move || answer.send(&mut String::new(), &room);
+        output::log_then(s.line.as_bytes(), Box::new(send));
     } else {
-        output::log_exchange(&mut scratch.line, logged, None);
-        Some(Pending { stream, reply })
-    };
-    let Some(Pending { stream, mut reply }) = pending else {
-        STATS.served_one(Service::Receipt, None); // The output sent the reply.
-        return None;
-    };
-    if rules.send_time {
-        write_reply(&mut reply, message.len(), &stamp, true);
+        output::log(s.line.as_bytes());
+        answer.send(&mut s.reply, room);
     }
-    // send
-    let sent = (&stream).write_all(reply.as_bytes());
-    scratch.reply = reply;
-    let sent = count_served(sent, client, Service::Receipt, Some(at));
-    (sent && ending.more_may_come()).then_some(stream)
 }
 
-/// Counts an exchange whose line is logged as served, and its reply, if it
-/// could not be sent, as lost; true if it was sent.
-fn count_served(
-    sent: io::Result<()>,
-    client: SocketAddr,
-    service: Service,
-    at: Option<Arrival>,
-) -> bool {
-    let Err(e) = sent else {
-        STATS.served_one(service, at.map(|at| at.mono.elapsed()));
-        return true;
-    };
-    STATS.served_one(service, None);
-    STATS.reply_lost();
-    output::report(("reply lost", "replies lost"), format_args!("{client}: reply lost: {e}"));
-    false
-}
-
-/// The reply to a message of `len` bytes that arrived `at`, and when it
-/// is sent, taken now, if the rules say so.
-fn write_reply(reply: &mut String, len: usize, at: &Rfc3339, send_time: bool) {
-    reply.clear();
-    let sent = send_time.then(SystemTime::now);
-    let sent = sent.and_then(Timestamp::from_system_time).map(Timestamp::to_rfc3339);
-    protocol::write_received(reply, len, at, sent.as_ref());
-}
-
-/// Tells a daytime or time client the time: stamp it now, log it, send
-/// it; returns the stream if the client sent something meanwhile (closing
-/// at once could then reset the connection and destroy the time).
-fn tell_time(
-    stream: TcpStream,
-    client: SocketAddr,
-    service: Service,
-    rules: &Rules,
-    scratch: &mut Scratch,
-) -> Option<TcpStream> {
-    let now = SystemTime::now();
-    let Some(stamp) = Timestamp::from_system_time(now).map(Timestamp::to_rfc3339) else {
-        turn_away(stream, client, End::ClockOutOfRange, rules, service);
-        return None;
-    };
-    output::log_service(&mut scratch.line, &stamp, client, service.name());
-    let time = protocol::time_bytes(now);
-    scratch.reply.clear();
-    protocol::write_daytime(&mut scratch.reply, &stamp);
-    let bytes = if service == Service::Time { &time[..] } else { scratch.reply.as_bytes() };
-    if !count_served((&stream).write_all(bytes), client, service, None) {
-        return None;
+impl Answer {
+    /// send: the reply (`buf` lent to write it in), counted; then the
+    /// goodbye.
+    fn send(self, buf: &mut String, room: &Arc<Room>) {
+        let now = SystemTime::now();
+        let time = protocol::time_bytes(now);
+        buf.clear();
+        let bytes = match self.service {
+            Service::Receipt => {
+                let sent = self.send_time.then_some(now).and_then(Timestamp::from_system_time);
+                let sent = sent.map(Timestamp::to_rfc3339);
+                protocol::write_received(buf, self.len, &self.stamp, sent.as_ref());
+                buf.as_bytes()
+            }
+            Service::Daytime => {
+                protocol::write_daytime(buf, &self.stamp);
+                buf.as_bytes()
+            }
+            Service::Time => &time[..],
+        };
+        let sent = (&self.held.stream).write_all(bytes);
+        STATS.served(self.service, self.ended);
+        if let Err(e) = &sent {
+            STATS.reply_lost();
+            let client = self.client;
+            output::report(
+                ("reply lost", "replies lost"),
+                format_args!("{client}: reply lost: {e}"),
+            );
+        }
+        hang_up(self.held, Sending::after(self.ending), sent.is_ok(), room);
     }
-    let sent_something = platform::recv_now(&stream, &mut scratch.chunk).is_ok_and(|(n, _)| n > 0);
-    sent_something.then_some(stream)
 }
 
-/// Counts and reports a request that got no time, and tells the client
-/// why if it can be told; true if it was (it lingers then).
-fn refuse(
-    mut stream: &TcpStream,
-    client: SocketAddr,
-    end: &End,
-    rules: &Rules,
-    s: &mut Scratch,
-) -> bool {
-    let so_far = STATS.ended(end);
-    report(client, end, rules, so_far);
-    let Some(why) = end.refusal(rules) else {
+/// What the server knows, at the end, of whether the client still sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sending {
+    /// It has finished, or failed.
+    Done,
+    /// It may go on: bytes followed its message, or it went quiet without
+    /// an end, or it was refused mid-message.
+    MayGoOn,
+    /// Nothing was read from it (daytime, time): look.
+    Unknown,
+    /// Turned away without a wait (busy, shutting down).
+    Ignored,
+}
+
+impl Sending {
+    fn after(ending: Ending) -> Sending {
+        match ending {
+            Ending::Newline { trailing: false } | Ending::Eof => Sending::Done,
+            Ending::Newline { trailing: true } | Ending::Pause => Sending::MayGoOn,
+            Ending::Unasked => Sending::Unknown,
+        }
+    }
+
+    fn of(end: &End) -> Sending {
+        match end {
+            End::Message { ending, .. } => Sending::after(*ending),
+            End::Refused(Refusal::Busy | Refusal::ShuttingDown) => Sending::Ignored,
+            End::Refused(_) => Sending::MayGoOn,
+            End::HealthCheck | End::Failed(_) => Sending::Done,
+        }
+    }
+}
+
+/// The one place a client's connection ends. Told nothing, or done
+/// sending, it closes now: nothing unread is left to reset it. Otherwise
+/// closing at once could reset the connection and destroy what it was
+/// told, so a client that may go on lingers in the room (shut down for
+/// writing, read until it closes or a second passes), and one turned away
+/// has what it already sent read, a bounded amount, before it closes.
+fn hang_up(held: Held, sending: Sending, told: bool, room: &Arc<Room>) {
+    match sending {
+        _ if !told => {}
+        Sending::MayGoOn => room.linger(held),
+        Sending::Unknown if has_sent(&held.stream) => room.linger(held),
+        Sending::Ignored => {
+            let _ = held.stream.shutdown(Shutdown::Write);
+            for _ in 0..READS_PER_TURN {
+                if !has_sent(&held.stream) {
+                    break;
+                }
+            }
+        }
+        Sending::Done | Sending::Unknown => {}
+    }
+    // close: the stream, unless the room took it, is dropped here.
+}
+
+/// Whether `stream` has bytes waiting, read (and dropped) without a wait.
+pub(crate) fn has_sent(stream: &TcpStream) -> bool {
+    let mut sink = [0u8; 1024];
+    matches!(platform::recv_now(stream, &mut sink), Ok((n, _)) if n > 0)
+}
+
+/// Formats `answer`'s log line in `line`: `<stamp> <client> <N> bytes
+/// "<message, escaped>"`, and ` ... (M more bytes)` past `--log-bytes`, or
+/// `<stamp> <client> <service>` for daytime and time. False when it is not
+/// to be written: the log is off, or no memory could be had for the line
+/// (counted as not written), a line being up to four times the message.
+fn log_line(line: &mut String, answer: &Answer, message: &[u8]) -> bool {
+    let Some(max_shown) = output::log_bytes() else {
         return false;
     };
-    s.line.clear();
-    protocol::write_refusal(&mut s.line, &why);
-    stream.write_all(s.line.as_bytes()).is_ok()
+    let shown = message.len().min(max_shown);
+    line.clear();
+    if line.try_reserve(4 * shown + 128).is_err() {
+        output::not_logged("no memory for the line");
+        return false;
+    }
+    line.push_str(answer.stamp.as_str());
+    line.push(' ');
+    push_addr(line, answer.client);
+    if answer.service != Service::Receipt {
+        let _ = writeln!(line, " {}", answer.service.name());
+        return true;
+    }
+    line.push(' ');
+    push_decimal(line, message.len() as u64);
+    line.push_str(" bytes \"");
+    escape_into(line, &message[..shown]);
+    line.push('"');
+    if shown < message.len() {
+        let _ = write!(line, " ... ({} more bytes)", message.len() - shown);
+    }
+    line.push('\n');
+    true
+}
+
+/// Appends `addr` as `Display` writes it, without its formatting
+/// machinery for the common IPv4 case: a cost on every exchange.
+fn push_addr(line: &mut String, addr: SocketAddr) {
+    let SocketAddr::V4(v4) = addr else {
+        let _ = write!(line, "{addr}");
+        return;
+    };
+    for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+        if i > 0 {
+            line.push('.');
+        }
+        push_decimal(line, u64::from(octet));
+    }
+    line.push(':');
+    push_decimal(line, u64::from(v4.port()));
 }
 
 /// Says on standard error how a connection that got no time ended: a few
 /// lines a second at most (see `output::report`).
-fn report(client: SocketAddr, end: &End, rules: &Rules, so_far: u64) {
+fn report(client: SocketAddr, end: &End, so_far: u64) {
+    let counter = end.counted().counter();
+    let nouns = (counter.one, counter.many);
     match end {
         End::HealthCheck if so_far == 1 => {
             output::say(format_args!("{client}: health checks, counted apart and not logged"));
         }
-        End::BadHeader(why) => output::report(end.nouns(), format_args!("{client}: {why}")),
-        End::Failed(e) => {
-            output::report(end.nouns(), format_args!("{client}: connection failed: {e}"));
-        }
-        End::HealthCheck | End::ShuttingDown => {}
-        end => {
-            if let Some(why) = end.refusal(rules) {
-                output::report(end.nouns(), format_args!("{client}: {why}"));
-            }
-        }
+        End::Failed(e) => output::report(nouns, format_args!("{client}: connection failed: {e}")),
+        End::Refused(Refusal::ShuttingDown) | End::HealthCheck | End::Message { .. } => {}
+        End::Refused(why) => output::report(nouns, format_args!("{client}: {why}")),
     }
 }
 
-/// Tells a connection that will not be served why (`Busy` or
-/// `ShuttingDown`), without waiting for it: what it already sent is read,
-/// so that closing does not reset it, but it gets no linger. A time
-/// client is told nothing: any bytes would read as a time.
-#[allow(clippy::needless_pass_by_value)] // owned: dropping `stream` closes it
-pub(crate) fn turn_away(
-    stream: TcpStream,
-    client: SocketAddr,
-    end: End,
-    rules: &Rules,
-    service: Service,
+/// `accept` failed. Out of descriptors, the room lets one go, or else the
+/// spare is given up to accept the connection and tell it the server is
+/// busy. Otherwise, or if neither works, the failure is reported and the
+/// worker waits a little.
+fn accept_failed(
+    (listener, service): (&TcpListener, Service),
+    shared: &Shared,
+    e: &io::Error,
+    scratch: &mut Scratch,
 ) {
-    if service == Service::Time {
-        STATS.ended(&end);
-        return;
-    }
-    let mut scratch = Scratch::new(false);
-    if refuse(&stream, client, &end, rules, &mut scratch) {
-        let _ = stream.shutdown(Shutdown::Write);
-        while matches!(platform::recv_now(&stream, &mut scratch.chunk), Ok((n, _)) if n > 0) {}
-    }
-}
-
-/// `accept` failed. Out of descriptors, the room closes the connection
-/// that has waited longest, or else the spare is given up to accept the
-/// connection and tell it the server is busy. Otherwise, or if neither
-/// works, the failure is reported and the worker waits a little.
-fn accept_failed(listener: &TcpListener, service: Service, shared: &Shared, e: &io::Error) {
     if shared.stopping.load(Relaxed) || sync::is_interrupted(e) {
         return;
     }
     if platform::is_out_of_descriptors(e) {
-        if shared.room.free_descriptor() {
+        if shared.room.free_one() {
             return;
         }
         let mut spare = sync::lock(&shared.spare);
         if spare.take().is_some() {
             if let Ok((stream, peer)) = listener.accept() {
-                turn_away(stream, canonical(peer), End::Busy, &shared.rules, service);
+                let held = Held::briefly(stream);
+                let (conn, _) = Connection::start(held, peer, service, shared, Vec::new());
+                finish(conn, End::Refused(Refusal::Busy), scratch, &shared.room);
             }
             *spare = File::open("/dev/null").ok();
             if spare.is_some() {
@@ -457,53 +527,69 @@ fn accept_failed(listener: &TcpListener, service: Service, shared: &Shared, e: &
 }
 
 /// An address as the log shows it: an IPv4 client of an IPv6 socket as
-/// itself.
+/// itself; an IPv6 one with its zone, which tells two links apart.
 fn canonical(addr: SocketAddr) -> SocketAddr {
-    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+    match addr {
+        SocketAddr::V6(v6) if v6.ip().to_ipv4_mapped().is_some() => {
+            SocketAddr::new(v6.ip().to_canonical(), v6.port())
+        }
+        addr => addr,
+    }
 }
 
 /// One connection's request being read: with the PROXY protocol its
-/// header first, then the message under the framing rules.
+/// header first, then the message under the framing rules (nothing, for
+/// daytime and time).
 #[derive(Debug)]
 pub(crate) struct Connection {
-    pub stream: TcpStream,
+    pub held: Held,
     peer: SocketAddr,
     /// Who the exchange is for: the peer, or the client its PROXY header named.
     pub client: SocketAddr,
+    service: Service,
+    accepted: Instant,
     /// With the PROXY protocol, the header's bytes until it is whole.
     header: Option<Vec<u8>>,
     /// The header said the balancer connects for itself.
     own: bool,
     framer: Framer,
-    _in_progress: InProgress,
 }
 
 impl Connection {
-    /// A connection from `peer` accepted at `started`, its message to go in
-    /// `buffer`. With the PROXY protocol only the addresses allowed to may
-    /// send a header: anyone else gets the stream back, to be refused.
-    fn new(
-        stream: TcpStream,
+    /// A connection from `peer`, accepted now, and its end if it has one
+    /// already: with the PROXY protocol only the addresses allowed to may
+    /// send a header; daytime and time need nothing read.
+    fn start(
+        held: Held,
         peer: SocketAddr,
-        started: Instant,
+        service: Service,
         shared: &Shared,
         buffer: Vec<u8>,
-    ) -> Result<Connection, (TcpStream, SocketAddr, End)> {
-        let peer = canonical(peer);
-        let header = match &shared.proxy_from {
-            None => None,
-            Some(ranges) if ranges.iter().any(|r| r.contains(peer.ip())) => Some(Vec::new()),
-            Some(_) => return Err((stream, peer, End::UntrustedProxy)),
+    ) -> (Connection, Option<End>) {
+        let (peer, accepted) = (canonical(peer), Instant::now());
+        let (header, end) = match &shared.proxy_from {
+            None => (None, None),
+            Some(ranges) if ranges.iter().any(|r| r.contains(peer.ip())) => {
+                (Some(Vec::new()), None)
+            }
+            Some(_) => (None, Some(End::Refused(Refusal::UntrustedProxy))),
         };
-        Ok(Connection {
-            stream,
-            peer,
-            client: peer,
-            header,
-            own: false,
-            framer: Framer::new(&shared.rules, started, buffer),
-            _in_progress: InProgress::new(),
-        })
+        let framer = Framer::new(&shared.rules, accepted, buffer);
+        let conn =
+            Connection { held, peer, client: peer, service, accepted, header, own: false, framer };
+        let end = end.or_else(|| conn.unasked(Arrival::now()));
+        (conn, end)
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        &self.held.stream
+    }
+
+    /// A daytime or time request is whole once its header (if any) is.
+    fn unasked(&self, at: Arrival) -> Option<End> {
+        let whole = self.service != Service::Receipt && self.header.is_none();
+        let asked = End::Message { ending: Ending::Unasked, at, ended: at.mono };
+        whole.then_some(if self.own { End::HealthCheck } else { asked })
     }
 
     /// Whether any byte of its request has arrived.
@@ -543,9 +629,9 @@ impl Connection {
         header.extend_from_slice(&bytes[..taken]);
         let (relayed, len) = match proxy::parse(header) {
             Parsed::Complete { header, len } => (header, len),
-            Parsed::Invalid(why) => return Some(End::BadHeader(why)),
+            Parsed::Invalid(fault) => return Some(End::Refused(Refusal::BadProxyHeader(fault))),
             Parsed::Incomplete if header.len() >= MAX_HEADER => {
-                return Some(End::BadHeader(proxy::Invalid::TooLong))
+                return Some(End::Refused(Refusal::BadProxyHeader(protocol::ProxyFault::TooLong)))
             }
             Parsed::Incomplete => return None,
         };
@@ -558,6 +644,9 @@ impl Connection {
             Header::Relayed { .. } | Header::Own => self.own = true,
         }
         self.header = None;
+        if let Some(end) = self.unasked(at) {
+            return Some(end);
+        }
         if rest.is_empty() {
             return None;
         }

@@ -10,7 +10,7 @@
 //! itself, so a worker, the waiting room and tests on a virtual clock all
 //! drive the same rules. [`End`] is how a connection ended, whatever ended it.
 
-use super::proxy;
+use super::stats::Ended;
 use crate::protocol::Refusal;
 use crate::timestamp::Arrival;
 use std::io;
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Rules {
     /// Longest message accepted, in bytes, without its terminator.
-    pub max_len: usize,
+    pub max_bytes: usize,
     /// Silence that ends a message once at least one byte has arrived;
     /// `None`: only an LF or EOF ends it.
     pub pause: Option<Duration>,
@@ -40,38 +40,18 @@ pub(crate) enum Ending {
     Eof,
     /// The client went quiet for the pause after sending something.
     Pause,
+    /// Nothing is read: the daytime and time services talk first.
+    Unasked,
 }
 
-impl Ending {
-    /// Whether the client may still be sending after its message: closing
-    /// at once could then reset the connection and destroy the reply.
-    pub fn more_may_come(self) -> bool {
-        matches!(self, Ending::Newline { trailing: true } | Ending::Pause)
-    }
-}
-
-/// How a connection ended: the one account of it, which [`End::refusal`]
-/// turns into the reply, and [`End::slot`] into its counter in
-/// [`End::COUNTERS`]: its metric label and the operator's words.
+/// How a connection ended: the one account of it, whoever ended it.
 #[derive(Debug)]
 pub(crate) enum End {
-    /// A whole message, the last of it arrived `at`: it is answered.
-    Message { ending: Ending, at: Arrival },
-    /// More than the limit arrived before the message ended.
-    TooLong,
-    /// No message was complete within the deadline.
-    Deadline,
-    /// It made way for another connection, or the memory or descriptor it
-    /// needed could not be had: the server is busy.
-    Busy,
-    /// The server is stopping.
-    ShuttingDown,
-    /// The server's clock cannot be written as a reply's time.
-    ClockOutOfRange,
-    /// With the PROXY protocol: the peer may not send a header.
-    UntrustedProxy,
-    /// With the PROXY protocol: no valid header came first.
-    BadHeader(proxy::Invalid),
+    /// A whole message: its last byte arrived `at`, and the rules ended it
+    /// at `ended` (its LF's or EOF's arrival, or when its pause ran out).
+    Message { ending: Ending, at: Arrival, ended: Instant },
+    /// Told `error: <why>` instead of a time.
+    Refused(Refusal),
     /// A balancer's own connection (PROXY protocol) that ended before any
     /// message byte: counted apart, not logged.
     HealthCheck,
@@ -80,60 +60,21 @@ pub(crate) enum End {
 }
 
 impl End {
-    /// Each way's counter, in the order of [`End::slot`]: its metric label,
-    /// its words (one, many), whether the summary counts it among errors,
-    /// and whether the client is told `error: ...` (a refusal).
-    pub const COUNTERS: [(&'static str, &'static str, &'static str, bool, bool); 9] = [
-        ("served", "exchange", "exchanges", false, false),
-        ("too_long", "message too long", "messages too long", true, true),
-        ("deadline", "deadline", "deadlines", true, true),
-        ("busy", "busy refusal", "busy refusals", false, true),
-        ("shutting_down", "connection cut at shutdown", "connections cut at shutdown", false, true),
-        ("clock", "clock out of range", "clocks out of range", true, true),
-        ("proxy", "refused PROXY connection", "refused PROXY connections", true, true),
-        ("health_check", "health check", "health checks", false, false),
-        ("failed", "connection failed", "connections failed", true, false),
-    ];
-
-    /// Where this ending is counted: its place in [`End::COUNTERS`].
-    pub fn slot(&self) -> usize {
+    /// How it is counted.
+    pub fn counted(&self) -> Ended {
         match self {
-            End::Message { .. } => 0,
-            End::TooLong => 1,
-            End::Deadline => 2,
-            End::Busy => 3,
-            End::ShuttingDown => 4,
-            End::ClockOutOfRange => 5,
-            End::UntrustedProxy | End::BadHeader(_) => 6,
-            End::HealthCheck => 7,
-            End::Failed(_) => 8,
+            End::Message { .. } => Ended::Served,
+            End::Refused(why) => match why {
+                Refusal::Busy => Ended::Busy,
+                Refusal::TooLong { .. } => Ended::TooLong,
+                Refusal::Deadline { .. } => Ended::Deadline,
+                Refusal::ClockOutOfRange => Ended::Clock,
+                Refusal::ShuttingDown => Ended::ShuttingDown,
+                Refusal::UntrustedProxy | Refusal::BadProxyHeader(_) => Ended::Proxy,
+            },
+            End::HealthCheck => Ended::HealthCheck,
+            End::Failed(_) => Ended::Failed,
         }
-    }
-
-    /// The slot of the counter labelled `label`.
-    pub fn slot_of(label: &str) -> usize {
-        End::COUNTERS.iter().position(|counter| counter.0 == label).unwrap_or(0)
-    }
-
-    /// One and many of it, for the operator's per-second counts.
-    pub fn nouns(&self) -> (&'static str, &'static str) {
-        let (_, one, many, _, _) = End::COUNTERS[self.slot()];
-        (one, many)
-    }
-
-    /// What the client is told instead of a time, under `rules`; `None`
-    /// for a message (answered) and for what cannot be told anything.
-    pub fn refusal(&self, rules: &Rules) -> Option<Refusal> {
-        Some(match self {
-            End::TooLong => Refusal::TooLong { max_bytes: rules.max_len },
-            End::Deadline => Refusal::Deadline { limit: rules.deadline },
-            End::Busy => Refusal::Busy,
-            End::ShuttingDown => Refusal::ShuttingDown,
-            End::ClockOutOfRange => Refusal::ClockOutOfRange,
-            End::UntrustedProxy => Refusal::UntrustedProxy,
-            End::BadHeader(_) => Refusal::NoProxyHeader,
-            End::Message { .. } | End::HealthCheck | End::Failed(_) => return None,
-        })
     }
 }
 
@@ -159,6 +100,10 @@ impl Framer {
         }
     }
 
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
     /// The bytes of the message so far (all of it, once finished).
     pub fn message(&self) -> &[u8] {
         &self.message
@@ -177,18 +122,18 @@ impl Framer {
         if bytes.is_empty() {
             // Received at the last byte; an empty message, when EOF came.
             let last = self.last_arrival.unwrap_or(at);
-            return Some(self.finish(Ending::Eof, last));
+            return Some(self.finish(Ending::Eof, last, at.mono));
         }
-        match take(&mut self.message, bytes, self.rules.max_len) {
+        match take(&mut self.message, bytes, self.rules.max_bytes) {
             Step::More => {
                 self.last_arrival = Some(at);
                 None
             }
             Step::Newline { trailing } => {
-                Some(End::Message { ending: Ending::Newline { trailing }, at })
+                Some(End::Message { ending: Ending::Newline { trailing }, at, ended: at.mono })
             }
-            Step::TooLong => Some(End::TooLong),
-            Step::NoMemory => Some(End::Busy),
+            Step::TooLong => Some(self.too_long()),
+            Step::NoMemory => Some(End::Refused(Refusal::Busy)),
         }
     }
 
@@ -216,18 +161,23 @@ impl Framer {
         let past = |end: Instant| if late { now > end } else { now >= end };
         if let (Some(at), Some(end)) = (self.last_arrival, self.pause_end()) {
             if past(end) && end <= self.deadline {
-                return Some(self.finish(Ending::Pause, at));
+                return Some(self.finish(Ending::Pause, at, end));
             }
         }
-        past(self.deadline).then_some(End::Deadline)
+        let limit = self.rules.deadline;
+        past(self.deadline).then_some(End::Refused(Refusal::Deadline { limit }))
     }
 
-    fn finish(&self, ending: Ending, at: Arrival) -> End {
-        if self.message.len() > self.rules.max_len {
-            End::TooLong
+    fn finish(&self, ending: Ending, at: Arrival, ended: Instant) -> End {
+        if self.message.len() > self.rules.max_bytes {
+            self.too_long()
         } else {
-            End::Message { ending, at }
+            End::Message { ending, at, ended }
         }
+    }
+
+    fn too_long(&self) -> End {
+        End::Refused(Refusal::TooLong { max_bytes: self.rules.max_bytes })
     }
 }
 
@@ -404,7 +354,7 @@ mod tests {
     }
 
     fn rules(max_len: usize) -> Rules {
-        Rules { max_len, pause: Some(PAUSE), deadline: DEADLINE, send_time: false }
+        Rules { max_bytes: max_len, pause: Some(PAUSE), deadline: DEADLINE, send_time: false }
     }
 
     /// Runs the reader and describes the result as the server would act on it.
@@ -419,11 +369,13 @@ mod tests {
         let mut message = Vec::new();
         let mut chunk = vec![0; chunk_len];
         match read_message(&mut script, rules, &mut message, &mut chunk) {
-            End::Message { ending, at } => format!(
+            End::Message { ending, at, .. } => format!(
                 "{ending:?} {:?} at {}ms",
                 String::from_utf8_lossy(&message),
                 (at.mono - start).as_millis()
             ),
+            End::Refused(Refusal::TooLong { .. }) => "TooLong".into(),
+            End::Refused(Refusal::Deadline { .. }) => "Deadline".into(),
             other => format!("{other:?}"),
         }
     }
@@ -497,7 +449,7 @@ mod tests {
         let mut message = Vec::new();
         let mut chunk = [0; 4096];
         let outcome = read_message(&mut script, &rules(65_536), &mut message, &mut chunk);
-        assert!(matches!(outcome, End::TooLong));
+        assert!(matches!(outcome, End::Refused(Refusal::TooLong { .. })));
         assert!(message.len() <= 65_537, "buffer grew to {}", message.len());
     }
 
@@ -511,7 +463,7 @@ mod tests {
         assert_eq!(message, b"hola");
         let mut stalled = Script::new(vec![(0, b"ho")]);
         let outcome = read_message(&mut stalled, &no_pause, &mut message, &mut chunk);
-        assert!(matches!(outcome, End::Deadline));
+        assert!(matches!(outcome, End::Refused(Refusal::Deadline { .. })));
     }
 
     #[test]
@@ -624,16 +576,19 @@ mod tests {
         let mut clock = start;
         let describe = |outcome: End, framer: &Framer| match outcome {
             // Whether bytes followed the LF depends on the pieces, by design.
-            End::Message { ending, at } => format!(
+            End::Message { ending, at, .. } => format!(
                 "{:?} {:?} at {}ms",
                 match ending {
                     Ending::Newline { .. } => "Newline",
                     Ending::Eof => "Eof",
                     Ending::Pause => "Pause",
+                    Ending::Unasked => "Unasked",
                 },
                 String::from_utf8_lossy(framer.message()),
                 (at.mono - start).as_millis()
             ),
+            End::Refused(Refusal::TooLong { .. }) => "TooLong".into(),
+            End::Refused(Refusal::Deadline { .. }) => "Deadline".into(),
             other => format!("{other:?}"),
         };
         for (gap, bytes) in script {

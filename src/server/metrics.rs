@@ -1,24 +1,24 @@
 //! `--metrics ADDR:PORT`: what serv6 is doing, for Prometheus, in its text
-//! exposition format (version 0.0.4). The counters are the ones the
-//! summary prints.
+//! exposition format (version 0.0.4). Every figure is in [`FIGURES`], once:
+//! its name, type, help, and where its value comes from; the manual's list
+//! is made from it, and a test holds docs/OPERATIONS.md's table to it.
 //!
-//! One thread holds every request at once with `epoll`, so that no client
-//! can hold up another's scrape: each request must be whole within
-//! [`REQUEST_LIMIT`] bytes and [`TIME_LIMIT`] of its connection, and at
-//! most [`CONNECTIONS`] are held, the oldest closed to make room. `GET
+//! A thread accepts, and each request is read by a thread of its own: it
+//! must be whole within [`REQUEST_LIMIT`] bytes and [`TIME_LIMIT`] of its
+//! connection, and at most [`CONNECTIONS`] are held, the oldest closed to
+//! make room, so that no client can hold up another's scrape. `GET
 //! /metrics` gets the figures, `HEAD` their headers, other methods a 405,
 //! other paths a 404. The exchanges never wait on any of it.
 
-use super::framing::End;
-use super::stats::{BOUNDS, STATS};
-use crate::output;
-use crate::platform::Poller;
+use super::stats::{Ended, BOUNDS, STATS};
+use crate::output::{self, LogCounts};
 use crate::protocol::Service;
+use crate::sync;
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::Ordering::Relaxed;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -28,13 +28,106 @@ const REQUEST_LIMIT: usize = 8 * 1024;
 const TIME_LIMIT: Duration = Duration::from_secs(2);
 /// Requests held at once, at most.
 const CONNECTIONS: usize = 64;
-/// Connections accepted between two looks at the requests held, so that a
-/// request that has come is read before a crowd can push it out.
-const ACCEPTS_PER_WAKE: usize = 16;
-/// The listener's token; connections count from 1.
-const LISTENER: u64 = 0;
 /// The Prometheus text format's content type.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// What the figures are read from besides the counters.
+#[derive(Clone, Copy)]
+struct Context {
+    max_conns: usize,
+    started: SystemTime,
+    log: (u64, u64, u64, u64, u64),
+}
+
+/// One figure: its name, type and help, and the function that writes its
+/// samples under `name`.
+struct Figure {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    samples: fn(&mut String, &str, &Context),
+}
+
+/// `name value`.
+fn one(out: &mut String, name: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "{name} {value}");
+}
+
+/// Every figure, in the order a scrape gives them.
+#[rustfmt::skip]
+const FIGURES: [Figure; 15] = [
+    Figure { name: "serv6_exchanges_total", kind: "counter", help: "Exchanges answered, by service.",
+        samples: |out, name, _| for (service, label) in Service::ALL {
+            let _ = writeln!(out, "{name}{{service=\"{label}\"}} {}", STATS.served_as(service));
+        } },
+    Figure { name: "serv6_refusals_total", kind: "counter", help: "Connections told 'error: ...', by reason.",
+        samples: |out, name, _| for how in Ended::ALL.into_iter().filter(|e| e.counter().refusal) {
+            let _ = writeln!(out, "{name}{{reason=\"{}\"}} {}", how.counter().label, STATS.count(how));
+        } },
+    Figure { name: "serv6_connections_failed_total", kind: "counter",
+        help: "Connections that failed (reset, say) before they could be answered.",
+        samples: |out, name, _| one(out, name, STATS.count(Ended::Failed)) },
+    Figure { name: "serv6_replies_lost_total", kind: "counter",
+        help: "Replies that could not be sent (the client reset, say); their exchanges are logged and counted.",
+        samples: |out, name, _| one(out, name, STATS.replies_lost()) },
+    Figure { name: "serv6_health_checks_total", kind: "counter",
+        help: "A balancer's own connections (PROXY protocol), counted apart.",
+        samples: |out, name, _| one(out, name, STATS.count(Ended::HealthCheck)) },
+    Figure { name: "serv6_connections_held", kind: "gauge",
+        help: "Client connections serv6 holds, from accept to close: being read, waiting for their message, or closing.",
+        samples: |out, name, _| one(out, name, STATS.held()) },
+    Figure { name: "serv6_connections_max", kind: "gauge",
+        help: "The most client connections held at once (--max-conns, or what the limits allow).",
+        samples: |out, name, c| one(out, name, c.max_conns) },
+    Figure { name: "serv6_log_lines_written_total", kind: "counter", help: "Exchange lines written to standard output.",
+        samples: |out, name, c| one(out, name, c.log.0) },
+    Figure { name: "serv6_log_lines_queued", kind: "gauge", help: "Exchange lines waiting for a slow standard output.",
+        samples: |out, name, c| one(out, name, c.log.1) },
+    Figure { name: "serv6_log_lines_dropped_total", kind: "counter",
+        help: "Exchange lines dropped while standard output was stalled and its queue full.",
+        samples: |out, name, c| one(out, name, c.log.2) },
+    Figure { name: "serv6_log_lines_not_written_total", kind: "counter",
+        help: "Exchange lines not written (a full disk, a size limit, a reader gone, no memory, the exit).",
+        samples: |out, name, c| one(out, name, c.log.3) },
+    Figure { name: "serv6_error_lines_dropped_total", kind: "counter", help: "Lines dropped while standard error was stalled.",
+        samples: |out, name, c| one(out, name, c.log.4) },
+    Figure { name: "serv6_reply_latency_seconds", kind: "histogram",
+        help: "serv6's own delay: from the moment the rules ended a message (its LF or EOF arrived, or its pause ran out) to its reply written.",
+        samples: latency },
+    Figure { name: "serv6_build_info", kind: "gauge", help: "The version that is running.",
+        samples: |out, name, _| { let _ = writeln!(out, "{name}{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")); } },
+    Figure { name: "process_start_time_seconds", kind: "gauge", help: "When serv6 started, in seconds since the Unix epoch.",
+        samples: |out, name, c| one(out, name, c.started.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64()) },
+];
+
+fn latency(out: &mut String, name: &str, _: &Context) {
+    let (cumulative, sum) = STATS.latency();
+    let total = cumulative.last().copied().unwrap_or(0);
+    let bounds = BOUNDS.iter().map(ToString::to_string).chain(["+Inf".into()]);
+    for (bound, count) in bounds.zip(&cumulative) {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
+    }
+    let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {total}");
+}
+
+/// Every figure's name, type and help, one per line: the manual's list.
+pub(crate) fn listed() -> String {
+    FIGURES.iter().map(|f| format!("  {} ({}): {}\n", f.name, f.kind, f.help)).collect()
+}
+
+/// Every figure, in the exposition format.
+fn render(max_conns: usize, started: SystemTime) -> String {
+    let LogCounts { written, queued, dropped, not_written, .. } = output::log_counts();
+    let log = (written, queued, dropped, not_written, output::stderr_dropped());
+    let context = Context { max_conns, started, log };
+    let mut out = String::with_capacity(4096);
+    for figure in &FIGURES {
+        let (name, kind, help) = (figure.name, figure.kind, figure.help);
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        (figure.samples)(&mut out, name, &context);
+    }
+    out
+}
 
 /// Binds `addr` and starts the thread that serves it; returns the address
 /// bound (with the real port when `addr` gave 0). `max_conns` is the most
@@ -42,116 +135,82 @@ const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub(crate) fn start(addr: SocketAddr, max_conns: usize) -> io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
-    listener.set_nonblocking(true)?;
-    let mut poller = Poller::new(CONNECTIONS)?;
-    poller.add(&listener, LISTENER)?;
     let started = SystemTime::now();
     thread::Builder::new()
         .name("serv6-metrics".into())
-        .stack_size(256 * 1024)
-        .spawn(move || serve(&listener, &mut poller, (max_conns, started)))?;
+        .stack_size(sync::HELPER_STACK)
+        .spawn(move || accept(&listener, max_conns, started))?;
     Ok(bound)
 }
 
-/// A request being read.
-struct Request {
-    token: u64,
-    stream: TcpStream,
-    head: Vec<u8>,
-    until: Instant,
-}
-
-fn serve(listener: &TcpListener, poller: &mut Poller, figures: (usize, SystemTime)) {
-    let (mut held, mut ready, mut next) = (VecDeque::<Request>::new(), Vec::new(), LISTENER + 1);
-    loop {
-        let first = held.front().map(|r| r.until.saturating_duration_since(Instant::now()));
-        if poller.wait(first, &mut ready).is_err() {
-            thread::sleep(Duration::from_millis(100));
-        }
-        // Requests first: a crowd of new connections must not push out
-        // one whose request has come.
-        for &token in ready.iter().filter(|&&token| token != LISTENER) {
-            if let Some(at) = held.iter().position(|r| r.token == token) {
-                if respond(&mut held[at], figures) {
-                    held.remove(at);
+/// Accepts each connection and gives it a thread, closing the oldest held
+/// when [`CONNECTIONS`] are.
+fn accept(listener: &TcpListener, max_conns: usize, started: SystemTime) {
+    let held: Arc<Mutex<VecDeque<(u64, TcpStream)>>> = Arc::default();
+    for token in 0.. {
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors: the oldest request gives one up.
+                let oldest = crate::platform::is_out_of_descriptors(&e)
+                    .then(|| sync::lock(&held).pop_front())
+                    .flatten();
+                if let Some((_, stream)) = oldest {
+                    let _ = stream.shutdown(Shutdown::Both);
+                } else {
+                    thread::sleep(Duration::from_millis(100));
                 }
+                continue;
+            }
+        };
+        let Ok(handle) = stream.try_clone() else { continue };
+        let mut list = sync::lock(&held);
+        if list.len() == CONNECTIONS {
+            if let Some((_, oldest)) = list.pop_front() {
+                let _ = oldest.shutdown(Shutdown::Both);
             }
         }
-        if ready.contains(&LISTENER) {
-            for _ in 0..ACCEPTS_PER_WAKE {
-                let Some(stream) = accept(listener, &mut held, figures) else { break };
-                if stream.set_nonblocking(true).is_ok() && poller.add(&stream, next).is_ok() {
-                    let until = Instant::now() + TIME_LIMIT;
-                    held.push_back(Request { token: next, stream, head: Vec::new(), until });
-                    next += 1;
-                }
-            }
-        }
-        // Those out of time are closed, with nothing said.
-        while held.front().is_some_and(|r| r.until <= Instant::now()) {
-            held.pop_front();
+        list.push_back((token, handle));
+        drop(list);
+        let list = Arc::clone(&held);
+        let spawned = thread::Builder::new().stack_size(sync::HELPER_STACK).spawn(move || {
+            respond(&stream, max_conns, started);
+            sync::lock(&list).retain(|(t, _)| *t != token);
+        });
+        if spawned.is_err() {
+            sync::lock(&held).retain(|(t, _)| *t != token);
         }
     }
 }
 
-/// The next connection, room made for it: the oldest request makes way,
-/// answered if it has come; `None` when none is waiting.
-fn accept(
-    listener: &TcpListener,
-    held: &mut VecDeque<Request>,
-    figures: (usize, SystemTime),
-) -> Option<TcpStream> {
-    let stream = match listener.accept() {
-        Ok((stream, _)) => stream,
-        // Out of descriptors: the oldest request gives one up.
-        Err(e) if crate::platform::is_out_of_descriptors(&e) => {
-            if held.pop_front().is_none() {
-                thread::sleep(Duration::from_millis(100));
-            }
-            return None;
+/// Reads a request and replies once its head is whole, or wrong, or time
+/// is up; then closes.
+fn respond(mut stream: &TcpStream, max_conns: usize, started: SystemTime) {
+    let until = Instant::now() + TIME_LIMIT;
+    let (mut head, mut chunk) = (Vec::new(), [0u8; 1024]);
+    let reply = loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
         }
-        Err(_) => return None,
-    };
-    if held.len() == CONNECTIONS {
-        if let Some(mut oldest) = held.pop_front() {
-            respond(&mut oldest, figures);
+        match stream.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => head.extend_from_slice(&chunk[..n]),
+            Err(e) if sync::is_interrupted(&e) => continue,
+            Err(_) => return,
         }
-    }
-    Some(stream)
-}
-
-/// Reads what `request` has sent and replies once its head is whole, or
-/// wrong, or the connection is done with; true if it is done with.
-fn respond(request: &mut Request, figures: (usize, SystemTime)) -> bool {
-    let Some(reply) = read(request, figures) else { return false };
-    let _ = (&request.stream).write_all(reply.as_bytes());
-    true
-}
-
-/// Reads what `request` has sent; its reply once its head is whole, or
-/// wrong, or the connection is done with.
-fn read(request: &mut Request, figures: (usize, SystemTime)) -> Option<String> {
-    let mut chunk = [0u8; 1024];
-    loop {
-        match (&request.stream).read(&mut chunk) {
-            Ok(0) => return Some(String::new()),
-            Ok(n) => request.head.extend_from_slice(&chunk[..n]),
-            Err(e) if crate::sync::is_interrupted(&e) => continue,
-            Err(e) if crate::sync::is_timeout(&e) => return None,
-            Err(_) => return Some(String::new()),
-        }
-        let head = &request.head;
         if head.len() > REQUEST_LIMIT {
-            return Some(response("400 Bad Request", "request too long\n", true));
+            break response("400 Bad Request", "request too long\n", true);
         }
         if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
-            return Some(answer(head, figures));
+            break answer(&head, max_conns, started);
         }
-    }
+    };
+    let _ = stream.write_all(reply.as_bytes());
 }
 
 /// The reply to a whole request head.
-fn answer(head: &[u8], figures: (usize, SystemTime)) -> String {
+fn answer(head: &[u8], max_conns: usize, started: SystemTime) -> String {
     let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
     let mut words = line.split(|&b| b == b' ');
     let (method, path) = (words.next().unwrap_or_default(), words.next());
@@ -161,7 +220,7 @@ fn answer(head: &[u8], figures: (usize, SystemTime)) -> String {
     let head_only = method == b"HEAD";
     match method {
         b"GET" | b"HEAD" if known => {
-            response_of("200 OK", CONTENT_TYPE, &render(figures), head_only)
+            response_of("200 OK", CONTENT_TYPE, &render(max_conns, started), head_only)
         }
         b"GET" | b"HEAD" => response("404 Not Found", "only /metrics is here\n", head_only),
         _ if path.is_some() => response("405 Method Not Allowed", "GET or HEAD only\n", false)
@@ -183,73 +242,30 @@ fn response_of(status: &str, content_type: &str, body: &str, head_only: bool) ->
     )
 }
 
-/// Each single figure's name, type and help, in the order [`render`]
-/// gives their values.
-const FIGURES: [&str; 12] = [
-    "serv6_connections_failed_total counter Connections that failed (reset, say) before they could be answered.",
-    "serv6_replies_lost_total counter Replies that could not be sent (the client reset, say); their exchanges are logged and counted.",
-    "serv6_health_checks_total counter A balancer's own connections (PROXY protocol), counted apart.",
-    "serv6_connections_in_progress gauge Connections accepted and not yet answered.",
-    "serv6_connections_held gauge Connections the waiting room holds: waiting for their message, or closing.",
-    "serv6_connections_max gauge The most connections waiting at once (--max-conns, or what the limits allow).",
-    "serv6_log_lines_written_total counter Exchange lines written to standard output.",
-    "serv6_log_lines_queued gauge Exchange lines waiting for a slow standard output.",
-    "serv6_log_lines_dropped_total counter Exchange lines dropped while standard output was stalled and its queue full.",
-    "serv6_log_lines_not_written_total counter Exchange lines not written (a full disk, a size limit, a reader gone, the exit).",
-    "serv6_error_lines_dropped_total counter Lines dropped while standard error was stalled.",
-    "process_start_time_seconds gauge When serv6 started, in seconds since the Unix epoch.",
-];
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Appends a figure's `# HELP` and `# TYPE` lines, from its description.
-fn describe(out: &mut String, figure: &str) -> String {
-    let (name, rest) = figure.split_once(' ').unwrap_or_default();
-    let (kind, help) = rest.split_once(' ').unwrap_or_default();
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    name.to_owned()
-}
+    #[test]
+    fn operations_md_lists_every_figure_with_its_help() {
+        let doc = include_str!("../../docs/OPERATIONS.md");
+        for figure in &FIGURES {
+            let row = doc.lines().find(|l| l.starts_with(&format!("| `{}", figure.name)));
+            let row = row.unwrap_or_else(|| panic!("OPERATIONS.md has no row for {}", figure.name));
+            assert!(row.contains(&format!("| {} |", figure.kind)), "{row}");
+        }
+        let rows =
+            doc.lines().filter(|l| l.starts_with("| `serv6_") || l.starts_with("| `process_"));
+        assert_eq!(rows.count(), FIGURES.len(), "a row in OPERATIONS.md for a figure serv6 lacks");
+    }
 
-/// Every figure, in the exposition format.
-fn render((max_conns, started): (usize, SystemTime)) -> String {
-    let mut out = String::with_capacity(4096);
-    describe(&mut out, "serv6_exchanges_total counter Exchanges answered, by service.");
-    for (service, name) in Service::ALL {
-        let n = STATS.served_as(service);
-        let _ = writeln!(out, "serv6_exchanges_total{{service=\"{name}\"}} {n}");
+    #[test]
+    fn a_scrape_has_every_figure_once() {
+        let text = render(7, SystemTime::now());
+        for figure in &FIGURES {
+            let help = format!("# HELP {} {}\n", figure.name, figure.help);
+            assert_eq!(text.matches(&help).count(), 1, "{}", figure.name);
+        }
+        assert!(text.contains("serv6_connections_max 7\n"), "{text}");
     }
-    describe(&mut out, "serv6_refusals_total counter Connections told 'error: ...', by reason.");
-    for (slot, (reason, ..)) in End::COUNTERS.iter().enumerate().filter(|(_, c)| c.4) {
-        let n = STATS.count(slot);
-        let _ = writeln!(out, "serv6_refusals_total{{reason=\"{reason}\"}} {n}");
-    }
-    let (written, queued, dropped, not_written, _) = output::log_counts();
-    let start = started.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let values: [String; FIGURES.len()] = [
-        STATS.count(End::slot_of("failed")).to_string(),
-        STATS.replies_lost().to_string(),
-        STATS.count(End::slot_of("health_check")).to_string(),
-        STATS.in_progress().to_string(),
-        STATS.held.load(Relaxed).to_string(),
-        max_conns.to_string(),
-        written.to_string(),
-        queued.to_string(),
-        dropped.to_string(),
-        not_written.to_string(),
-        output::stderr_dropped().to_string(),
-        start.as_secs_f64().to_string(),
-    ];
-    for (figure, value) in FIGURES.iter().zip(values) {
-        let name = describe(&mut out, figure);
-        let _ = writeln!(out, "{name} {value}");
-    }
-    let name = describe(&mut out, "serv6_reply_latency_seconds histogram From the message's arrival (the kernel's stamp) to its reply written.");
-    let (cumulative, sum) = STATS.latency();
-    let total = cumulative.last().copied().unwrap_or(0);
-    let bounds = BOUNDS.iter().map(ToString::to_string).chain(["+Inf".into()]);
-    for (bound, count) in bounds.zip(&cumulative) {
-        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
-    }
-    let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {total}");
-    describe(&mut out, "serv6_build_info gauge The version that is running.");
-    let _ = writeln!(out, "serv6_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
-    out
 }

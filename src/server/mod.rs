@@ -18,7 +18,6 @@ use crate::words::counted;
 use crate::{output, platform};
 use exchange::room::Room;
 use exchange::{Shared, Workers};
-use framing::Rules;
 use options::{program, Command, Options};
 use stats::STATS;
 use std::ffi::OsString;
@@ -151,9 +150,9 @@ fn wait_for_signals(
                     // The first one, delivered twice.
                     Some((s, at)) if s == signal && at.elapsed() < SAME_REQUEST => {}
                     Some(_) => {
-                        let cut = counted(STATS.in_progress() as u64, "exchange", "exchanges");
+                        let cut = counted(STATS.held() as u64, "connection", "connections");
                         output::say(format_args!(
-                            "{signal} received again: exiting now, cutting {cut} in progress"
+                            "{signal} received again: exiting now, cutting {cut} held"
                         ));
                         output::flush_stderr(FLUSH_ON_EXIT);
                         std::process::exit(Status::Failure.code().into());
@@ -176,23 +175,18 @@ fn start(options: &Options, passed: Option<Vec<listen::Passed>>) -> Result<Runni
         ));
     }
     let machine = capacity::Machine::measure();
-    let count = listeners.len();
-    let capacity = capacity::plan(&machine, options.max_conns, options.max_bytes, count)
+    let sizes = (options.rules.max_bytes, options.log_bytes);
+    let capacity = capacity::plan(&machine, options.max_conns, sizes, listeners.len())
         .map_err(|e| Stop::failure(format!("cannot serve: {e}")))?;
-    let rules = Rules {
-        max_len: options.max_bytes,
-        pause: options.pause,
-        deadline: options.deadline,
-        send_time: options.send_time,
-    };
     notes.extend(output::start_log(options.quiet, options.log_bytes));
-    let room = Room::start(capacity.room, rules)
-        .map_err(|e| Stop::failure(format!("cannot start the waiting room: {e}")))?;
-    let shared = Arc::new(Shared::new(rules, options.proxy_from.clone(), Arc::clone(&room)));
+    let room =
+        Room::start().map_err(|e| Stop::failure(format!("cannot start the waiting room: {e}")))?;
+    let limits = (options.rules, capacity.max_conns);
+    let shared = Arc::new(Shared::new(limits, options.proxy_from.clone(), Arc::clone(&room)));
     let workers = Workers::start(listeners, capacity.workers_per_listener, shared)
         .map_err(|e| Stop::failure(format!("cannot start workers: {e}")))?;
     if let Some(addr) = options.metrics {
-        let at = metrics::start(addr, capacity.room.waiting).map_err(|e| {
+        let at = metrics::start(addr, capacity.max_conns).map_err(|e| {
             let own = e.kind() == std::io::ErrorKind::AddrInUse
                 && options.port.unwrap_or(crate::protocol::DEFAULT_PORT) == addr.port();
             let hint =

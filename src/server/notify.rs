@@ -11,8 +11,8 @@
 //! tried again a few times, then given up with a line on standard error.
 
 use super::exchange::room::Room;
-use super::stats::STATS;
-use crate::output;
+use super::stats::{Ended, STATS};
+use crate::{output, platform};
 use std::io;
 use std::os::unix::net::UnixDatagram;
 use std::sync::Arc;
@@ -48,11 +48,7 @@ impl Notifier {
     pub fn send(&self, state: &str) -> io::Result<()> {
         let data = state.as_bytes();
         match self.target.strip_prefix('@') {
-            Some(name) => {
-                use std::os::linux::net::SocketAddrExt;
-                let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
-                self.socket.send_to_addr(data, &addr).map(drop)
-            }
+            Some(name) => platform::send_to_abstract(&self.socket, name, data),
             None => self.socket.send_to(data, &self.target).map(drop),
         }
     }
@@ -100,12 +96,8 @@ pub(crate) fn tell_ready(notifier: &Arc<Notifier>, room: &Arc<Room>) {
             room.poke();
             loop {
                 if since_status >= STATUS_EVERY {
-                    let status = format!(
-                        "STATUS={} served, {} in progress, {} held",
-                        STATS.served(),
-                        STATS.in_progress(),
-                        STATS.held.load(std::sync::atomic::Ordering::Relaxed)
-                    );
+                    let served = STATS.count(Ended::Served);
+                    let status = format!("STATUS={served} served, {} held", STATS.held());
                     let _ = notifier.send(&status);
                     since_status = Duration::ZERO;
                 }

@@ -1,9 +1,11 @@
 //! serv6's command line: its flags, their defaults, its help and its manual
 //! page (the manual's prose is `serv6.8.txt`, next to this file).
 
+use super::framing::Rules;
 use crate::addr::{Cidr, Endpoint, HostArg};
 use crate::cmdline::{flag, Arg, Flag, Info, Parser, Program, UsageError};
-use crate::protocol::{Service, REPLY_FORM};
+use crate::platform::Signal;
+use crate::protocol::{reply_form, Service};
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -23,10 +25,8 @@ pub(crate) struct Options {
     pub binds: Vec<String>,
     /// `None`: not given, so `protocol::DEFAULT_PORT`, or the passed sockets' own.
     pub port: Option<u16>,
-    pub max_bytes: usize,
-    /// `None`: `--pause off`.
-    pub pause: Option<Duration>,
-    pub deadline: Duration,
+    /// `--max-bytes`, `--pause` (`None`: off), `--deadline`, `--send-time`.
+    pub rules: Rules,
     /// `None`: as many as the open-file limit allows (`server::capacity`).
     pub max_conns: Option<usize>,
     /// On a signal, how long exchanges in progress have to finish.
@@ -38,8 +38,6 @@ pub(crate) struct Options {
     pub quiet: bool,
     /// What the bound listeners serve (passed sockets may say otherwise).
     pub service: Service,
-    /// Whether a receipt reply also says when it was sent.
-    pub send_time: bool,
     /// With `--proxy-protocol`: who may send a PROXY header.
     pub proxy_from: Option<Vec<Cidr>>,
     /// Where to serve Prometheus metrics, if anywhere.
@@ -52,16 +50,18 @@ impl Default for Options {
         Options {
             binds: Vec::new(),
             port: None,
-            max_bytes: 65_536,
-            pause: Some(Duration::from_millis(200)),
-            deadline: Duration::from_secs(10),
+            rules: Rules {
+                max_bytes: 65_536,
+                pause: Some(Duration::from_millis(200)),
+                deadline: Duration::from_secs(10),
+                send_time: false,
+            },
             max_conns: None,
             backlog: 4096,
             grace: Duration::from_secs(5),
             log_bytes: 1024,
             quiet: false,
             service: Service::Receipt,
-            send_time: false,
             proxy_from: None,
             metrics: None,
         }
@@ -97,41 +97,39 @@ pub(crate) enum Key {
 #[rustfmt::skip]
 pub(crate) const FLAGS: &[Flag<Key>] = &[
     flag(Key::Bind, "-b, --bind ADDR", "listen on ADDR, an IP address or host name; repeat for \
-        more (default 127.0.0.1 and ::1; '::' serves the network)"),
-    flag(Key::Port, "-p, --port PORT", "TCP port; 0 picks a free one (default 5006)"),
-    flag(Key::MaxBytes, "--max-bytes N", "longest message accepted, in bytes (default 65536)"),
+        more, up to 32 addresses").defaults_to("127.0.0.1 and ::1; '::' serves the network"),
+    flag(Key::Port, "-p, --port PORT", "TCP port; 0 picks a free one").defaults_to("5006"),
+    flag(Key::MaxBytes, "--max-bytes N", "longest message accepted, in bytes").defaults_to("65536"),
     flag(Key::Pause, "--pause SECS", "silence that ends a message once bytes have arrived; \
         shorter than the deadline; 'off': only an LF or EOF ends a message, so a pause in the \
         network cannot cut it short, but a plain send-then-recv client gets 'error: no message \
-        within N s' at the deadline (default 0.2)"),
-    flag(Key::Deadline, "--deadline SECS", "time a client has to complete its message (default 10)"),
-    flag(Key::MaxConns, "--max-conns N", "connections in progress at once; beyond, the one that \
-        has waited longest for its message is told 'error: server busy' and closed, so that a \
-        new client always gets a place (default as many as the open-file limit allows)"),
-    flag(Key::Grace, "--grace SECS", "on SIGTERM, SIGINT, SIGHUP or SIGPWR, the time exchanges in \
-        progress have to finish before they are told 'error: server shutting down'; a second \
-        signal exits at once (default 5)"),
+        within N s' at the deadline").defaults_to("0.2"),
+    flag(Key::Deadline, "--deadline SECS", "time a client has to complete its message").defaults_to("10"),
+    flag(Key::MaxConns, "--max-conns N", "client connections held at once, from accept to close; \
+        beyond, the one that has waited longest for its message is told 'error: server busy' \
+        and closed, so that a new client always gets a place").defaults_to("as many as the open-file limit allows"),
+    flag(Key::Grace, "--grace SECS", "on {stopping}, the time exchanges in progress have to \
+        finish before they are told 'error: server shutting down'; a second signal exits at \
+        once").defaults_to("5"),
     flag(Key::Backlog, "--backlog N", "connections the kernel queues until a worker takes them \
         (Linux caps it at net.core.somaxconn); sockets passed by systemd keep the socket unit's \
-        Backlog= (default 4096)"),
+        Backlog=").defaults_to("4096"),
     flag(Key::ProxyProtocol, "--proxy-protocol", "every connection starts with a PROXY protocol \
         header (v1 or v2, as HAProxy, nginx and cloud load balancers send) naming the client, \
         which the log shows; a connection without a valid one is refused"),
     flag(Key::ProxyFrom, "--proxy-from ADDR[/PREFIX]", "with --proxy-protocol: who may send the \
-        header; repeat for more; others are refused (default 127.0.0.0/8 and ::1, a balancer on \
-        this machine)"),
+        header; repeat for more; others are refused").defaults_to("127.0.0.0/8 and ::1, a balancer on this machine"),
     flag(Key::LogBytes, "--log-bytes N", "the most message bytes a log line shows; the rest is \
-        counted, not shown (the reply and the logged length are unaffected) (default 1024)"),
+        counted, not shown (the reply and the logged length are unaffected)").defaults_to("1024"),
     flag(Key::Metrics, "--metrics ADDR:PORT", "serve Prometheus metrics at \
         http://ADDR:PORT/metrics (each request bounded in size and time, 64 held at most, so it \
-        cannot slow the exchanges); keep ADDR on loopback unless a firewall guards it (default off)"),
+        cannot slow the exchanges); keep ADDR on loopback unless a firewall guards it").defaults_to("off"),
     flag(Key::Service, "--service NAME", "what to serve: 'receipt' (the reply above), 'daytime' \
         (RFC 867: on connect, one line with the time, then close) or 'time' (RFC 868: on \
         connect, 4 bytes of seconds since 1900, as rdate reads them); sockets passed by systemd \
-        named 'daytime' or 'time' (FileDescriptorName=) serve that (default receipt)"),
-    flag(Key::SendTime, "--send-time", "add when the reply was sent: 'received <N> bytes at <T>, \
-        sent at <T3>', so that a client's clock offset need not include the server's own time \
-        (cli6 uses it)"),
+        named 'daytime' or 'time' (FileDescriptorName=) serve that").defaults_to("receipt"),
+    flag(Key::SendTime, "--send-time", "add when the reply was sent: '{reply_sent}', so that a \
+        client's clock offset need not include the server's own time (cli6 uses it)"),
     flag(Key::Quiet, "-q, --quiet", "do not log exchanges on standard output"),
 ];
 
@@ -140,20 +138,26 @@ pub(crate) fn program() -> Program<Key> {
     Program {
         name: "serv6",
         synopsis: "[OPTIONS]",
-        about: format!(
-            "Answers each TCP client's message with the time the server received it:\n  \
-             {REPLY_FORM}\n\n\
+        about: "Answers each TCP client's message with the time the server received it:\n  \
+             {reply}\n\n\
              A message ends at the first LF (a CR before it is dropped), when the client\n\
              shuts down its sending side, or when the client pauses after sending bytes."
-        ),
+            .into(),
         flags: FLAGS,
         after: "\
 Standard error gets the listening addresses (the first line), errors and a
 summary on exit; standard output gets one line per exchange. Neither output
 can stop the service: a reader that stalls makes lines wait, then drop.
-SIGTERM, SIGINT, SIGHUP or SIGPWR stops it gracefully; a second one at once;
+{stopping} stops it gracefully; a second one at once;
 SIGUSR1 prints the summary so far.
 ",
+        facts: vec![
+            ("reply", reply_form(false)),
+            ("reply_sent", reply_form(true)),
+            ("stopping", Signal::list_stopping("or")),
+            ("stopping_and", Signal::list_stopping("and")),
+            ("metrics", super::metrics::listed()),
+        ],
         section: 8,
         summary: "tell each TCP client when its message arrived",
         manual: include_str!("serv6.8.txt"),
@@ -171,16 +175,16 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             Arg::Info(info) => return Ok(Command::Info(info)),
             Arg::Flag(Key::Bind) => options.binds.push(parser.parsed::<HostArg>()?.0),
             Arg::Flag(Key::Port) => options.port = Some(parser.number(0..=u64::from(u16::MAX))?),
-            Arg::Flag(Key::MaxBytes) => options.max_bytes = parser.number(1..=MAX_LIMIT)?,
-            Arg::Flag(Key::Pause) => options.pause = parser.seconds_or_off()?,
-            Arg::Flag(Key::Deadline) => options.deadline = parser.seconds(false)?,
+            Arg::Flag(Key::MaxBytes) => options.rules.max_bytes = parser.number(1..=MAX_LIMIT)?,
+            Arg::Flag(Key::Pause) => options.rules.pause = parser.seconds_or_off()?,
+            Arg::Flag(Key::Deadline) => options.rules.deadline = parser.seconds(false)?,
             Arg::Flag(Key::MaxConns) => options.max_conns = Some(parser.number(1..=MAX_LIMIT)?),
             Arg::Flag(Key::Backlog) => options.backlog = parser.number(1..=65_535)?,
             Arg::Flag(Key::Grace) => options.grace = parser.seconds(true)?,
             Arg::Flag(Key::LogBytes) => options.log_bytes = parser.number(0..=MAX_LIMIT)?,
             Arg::Flag(Key::Quiet) => options.quiet = true,
             Arg::Flag(Key::Service) => options.service = parser.parsed()?,
-            Arg::Flag(Key::SendTime) => options.send_time = true,
+            Arg::Flag(Key::SendTime) => options.rules.send_time = true,
             Arg::Flag(Key::ProxyProtocol) => proxy = true,
             Arg::Flag(Key::ProxyFrom) => proxy_from.push(parser.parsed()?),
             Arg::Flag(Key::Metrics) => options.metrics = Some(parser.parsed::<Endpoint>()?.0),
@@ -193,8 +197,9 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         return Err(UsageError::Requires("--proxy-from", "'--proxy-protocol'"));
     }
     options.proxy_from = proxy.then_some(proxy_from);
-    if let Some(pause) = options.pause.filter(|&p| p >= options.deadline) {
-        let (pause, deadline) = (pause.as_secs_f64(), options.deadline.as_secs_f64());
+    let Rules { pause, deadline, .. } = options.rules;
+    if let Some(pause) = pause.filter(|&p| p >= deadline) {
+        let (pause, deadline) = (pause.as_secs_f64(), deadline.as_secs_f64());
         let why = format!("'--pause' ({pause} s) must be shorter than '--deadline' ({deadline} s)");
         return Err(UsageError::Refused(why));
     }
@@ -221,7 +226,7 @@ mod tests {
     #[test]
     fn the_help_shows_the_real_defaults() {
         for flag in FLAGS {
-            if let Some(text) = flag.default().filter(|_| !DESCRIBED.contains(&flag.long())) {
+            if let Some(text) = flag.default.filter(|_| !DESCRIBED.contains(&flag.long())) {
                 let words = format!("--{} {text}", flag.long());
                 let Ok(Command::Serve(parsed)) = parse_words(&words) else {
                     panic!("{words}");
@@ -245,7 +250,7 @@ mod tests {
         // that parsing leaves it so, and what it leaves for the proxy.
         let described: Vec<&str> = FLAGS
             .iter()
-            .filter(|f| f.default().is_some() && DESCRIBED.contains(&f.long()))
+            .filter(|f| f.default.is_some() && DESCRIBED.contains(&f.long()))
             .map(|f| f.long())
             .collect();
         assert_eq!(described, DESCRIBED);
@@ -289,16 +294,18 @@ mod tests {
         let want = Options {
             binds: vec!["::".into(), "127.0.0.1".into()],
             port: Some(0),
-            max_bytes: 10,
-            pause: Some(Duration::from_millis(50)),
-            deadline: Duration::from_millis(2500),
+            rules: Rules {
+                max_bytes: 10,
+                pause: Some(Duration::from_millis(50)),
+                deadline: Duration::from_millis(2500),
+                send_time: true,
+            },
             max_conns: Some(3),
             backlog: 4096,
             grace: Duration::from_secs(5),
             log_bytes: 1024,
             quiet: true,
             service: Service::Time,
-            send_time: true,
             proxy_from: None,
             metrics: None,
         };
@@ -355,7 +362,10 @@ mod tests {
         );
         assert_eq!(
             parse_words("--pause off"),
-            Ok(Command::Serve(Options { pause: None, ..Options::default() }))
+            Ok(Command::Serve(Options {
+                rules: Rules { pause: None, ..Options::default().rules },
+                ..Options::default()
+            }))
         );
     }
 }

@@ -7,7 +7,7 @@
 //! the first wrong byte. It never looks past the header's end, so the bytes
 //! after it stay the client's message.
 
-use std::fmt;
+use crate::protocol::ProxyFault;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// The longest version 1 line, CRLF included (the specification's figure).
@@ -40,31 +40,7 @@ pub(crate) enum Parsed {
     /// A valid beginning: more bytes are needed.
     Incomplete,
     /// Not a PROXY header, and no more bytes can make it one.
-    Invalid(Invalid),
-}
-
-/// Why the bytes are not a valid header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Invalid {
-    /// The first bytes are neither `PROXY ` nor the version 2 signature.
-    Missing,
-    /// A version 1 line that breaks the grammar.
-    BadV1,
-    /// A version 2 header with an unknown version, command or family.
-    BadV2,
-    /// A version 2 header longer than [`V2_MAX_BODY`] allows.
-    TooLong,
-}
-
-impl fmt::Display for Invalid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Invalid::Missing => "no PROXY protocol header",
-            Invalid::BadV1 => "malformed PROXY protocol v1 header",
-            Invalid::BadV2 => "malformed PROXY protocol v2 header",
-            Invalid::TooLong => "PROXY protocol v2 header too long",
-        })
-    }
+    Invalid(ProxyFault),
 }
 
 /// Reads a header from the start of `bytes`.
@@ -73,30 +49,30 @@ pub(crate) fn parse(bytes: &[u8]) -> Parsed {
         None => Parsed::Incomplete,
         Some(b'P') => parse_v1(bytes),
         Some(b'\r') => parse_v2(bytes),
-        Some(_) => Parsed::Invalid(Invalid::Missing),
+        Some(_) => Parsed::Invalid(ProxyFault::Missing),
     }
 }
 
 fn parse_v1(bytes: &[u8]) -> Parsed {
     let prefix = bytes.len().min(V1_PREFIX.len());
     if bytes[..prefix] != V1_PREFIX[..prefix] {
-        return Parsed::Invalid(Invalid::Missing);
+        return Parsed::Invalid(ProxyFault::Missing);
     }
     let window = &bytes[..bytes.len().min(V1_MAX)];
     let Some(lf) = window.iter().position(|&b| b == b'\n') else {
         return if window.len() == V1_MAX || has_early_cr(window) {
-            Parsed::Invalid(Invalid::BadV1)
+            Parsed::Invalid(ProxyFault::V1)
         } else {
             Parsed::Incomplete
         };
     };
     if lf == 0 || window[lf - 1] != b'\r' {
-        return Parsed::Invalid(Invalid::BadV1);
+        return Parsed::Invalid(ProxyFault::V1);
     }
     let line = &window[V1_PREFIX.len()..lf - 1];
     match v1_fields(line) {
         Some(header) => Parsed::Complete { header, len: lf + 1 },
-        None => Parsed::Invalid(Invalid::BadV1),
+        None => Parsed::Invalid(ProxyFault::V1),
     }
 }
 
@@ -146,27 +122,27 @@ fn v1_port(text: &str) -> Option<u16> {
 fn parse_v2(bytes: &[u8]) -> Parsed {
     let signed = bytes.len().min(V2_SIGNATURE.len());
     if bytes[..signed] != V2_SIGNATURE[..signed] {
-        return Parsed::Invalid(Invalid::Missing);
+        return Parsed::Invalid(ProxyFault::Missing);
     }
     let (Some(&version_command), family) = (bytes.get(12), bytes.get(13)) else {
         return Parsed::Incomplete;
     };
     let command = version_command & 0x0f;
     if version_command >> 4 != 2 || command > 1 {
-        return Parsed::Invalid(Invalid::BadV2);
+        return Parsed::Invalid(ProxyFault::V2);
     }
     let Some(&family) = family else {
         return Parsed::Incomplete;
     };
     if family >> 4 > 3 || family & 0x0f > 2 {
-        return Parsed::Invalid(Invalid::BadV2);
+        return Parsed::Invalid(ProxyFault::V2);
     }
     let Some(length) = bytes.get(14..16) else {
         return Parsed::Incomplete;
     };
     let body_len = usize::from(u16::from_be_bytes([length[0], length[1]]));
     if body_len > V2_MAX_BODY {
-        return Parsed::Invalid(Invalid::TooLong);
+        return Parsed::Invalid(ProxyFault::TooLong);
     }
     let Some(body) = bytes.get(V2_FIXED..V2_FIXED + body_len) else {
         return Parsed::Incomplete;
@@ -174,7 +150,7 @@ fn parse_v2(bytes: &[u8]) -> Parsed {
     let header = if command == 0 { Some(Header::Own) } else { v2_addresses(family, body) };
     match header {
         Some(header) => Parsed::Complete { header, len: V2_FIXED + body_len },
-        None => Parsed::Invalid(Invalid::BadV2),
+        None => Parsed::Invalid(ProxyFault::V2),
     }
 }
 
@@ -248,15 +224,15 @@ mod tests {
         ] {
             assert_eq!(
                 parse(bad),
-                Parsed::Invalid(Invalid::BadV1),
+                Parsed::Invalid(ProxyFault::V1),
                 "{}",
                 String::from_utf8_lossy(bad)
             );
         }
-        assert_eq!(parse(&[b'P'; 200]), Parsed::Invalid(Invalid::Missing));
+        assert_eq!(parse(&[b'P'; 200]), Parsed::Invalid(ProxyFault::Missing));
         let mut endless = b"PROXY UNKNOWN ".to_vec();
         endless.resize(V1_MAX, b'x');
-        assert_eq!(parse(&endless), Parsed::Invalid(Invalid::BadV1));
+        assert_eq!(parse(&endless), Parsed::Invalid(ProxyFault::V1));
     }
 
     #[test]
@@ -283,14 +259,14 @@ mod tests {
 
     #[test]
     fn version_2_is_refused_at_the_first_wrong_byte() {
-        assert_eq!(parse(b"\r\n\r\n\0\r\nQUIX"), Parsed::Invalid(Invalid::Missing));
-        assert_eq!(parse(&v2(2, 0x11, &[0; 12])[..13]), Parsed::Invalid(Invalid::BadV2));
-        assert_eq!(parse(&v2(1, 0x41, &[0; 12])[..14]), Parsed::Invalid(Invalid::BadV2));
-        assert_eq!(parse(&v2(1, 0x11, &[0; 4])), Parsed::Invalid(Invalid::BadV2));
+        assert_eq!(parse(b"\r\n\r\n\0\r\nQUIX"), Parsed::Invalid(ProxyFault::Missing));
+        assert_eq!(parse(&v2(2, 0x11, &[0; 12])[..13]), Parsed::Invalid(ProxyFault::V2));
+        assert_eq!(parse(&v2(1, 0x41, &[0; 12])[..14]), Parsed::Invalid(ProxyFault::V2));
+        assert_eq!(parse(&v2(1, 0x11, &[0; 4])), Parsed::Invalid(ProxyFault::V2));
         let long = v2(1, 0x11, &[0; V2_MAX_BODY + 1]);
-        assert_eq!(parse(&long[..16]), Parsed::Invalid(Invalid::TooLong));
-        assert_eq!(parse(b"hola\n"), Parsed::Invalid(Invalid::Missing));
-        assert_eq!(parse(b"GET / HTTP/1.1\r\n"), Parsed::Invalid(Invalid::Missing));
+        assert_eq!(parse(&long[..16]), Parsed::Invalid(ProxyFault::TooLong));
+        assert_eq!(parse(b"hola\n"), Parsed::Invalid(ProxyFault::Missing));
+        assert_eq!(parse(b"GET / HTTP/1.1\r\n"), Parsed::Invalid(ProxyFault::Missing));
     }
 
     /// Every prefix of a valid header is incomplete, never invalid.

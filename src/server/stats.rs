@@ -1,14 +1,14 @@
-//! serv6's counters, each kept once: the summary on exit, the metrics
-//! endpoint and the status told to systemd all read them here. They are
-//! process-wide atomics, as the process serves one server.
+//! serv6's counters, each kept once and named once: the summary on exit,
+//! the metrics endpoint and the status told to systemd all read them here.
+//! They are process-wide atomics, as the process serves one server.
 
-use super::framing::End;
 use crate::protocol::Service;
 use crate::words::counted;
 use std::fmt::Write as _;
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The counters of this process.
 pub(crate) static STATS: Stats = Stats::new();
@@ -20,57 +20,127 @@ pub(crate) const BOUNDS: [f64; 16] = [
     0.05, 0.1, 0.25, 0.5, 1.0,
 ];
 
+/// How a connection ended, as it is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    Served,
+    TooLong,
+    Deadline,
+    Busy,
+    ShuttingDown,
+    Clock,
+    Proxy,
+    HealthCheck,
+    Failed,
+}
+
+/// What is said of one way of ending, wherever it is said.
+pub(crate) struct Counter {
+    /// Its metric label: `serv6_refusals_total{reason="busy"}`.
+    pub label: &'static str,
+    /// Its noun, one and many, in the summary and the per-second reports.
+    pub one: &'static str,
+    pub many: &'static str,
+    /// Whether the summary counts it among errors.
+    pub error: bool,
+    /// Whether the client is told `error: ...`: a refusal.
+    pub refusal: bool,
+}
+
+impl Ended {
+    pub const ALL: [Ended; 9] = [
+        Ended::Served,
+        Ended::TooLong,
+        Ended::Deadline,
+        Ended::Busy,
+        Ended::ShuttingDown,
+        Ended::Clock,
+        Ended::Proxy,
+        Ended::HealthCheck,
+        Ended::Failed,
+    ];
+
+    /// The one table of the counters' words.
+    #[rustfmt::skip]
+    pub const fn counter(self) -> Counter {
+        let (label, one, many, error, refusal) = match self {
+            Ended::Served => ("served", "exchange", "exchanges", false, false),
+            Ended::TooLong => ("too_long", "message too long", "messages too long", true, true),
+            Ended::Deadline => ("deadline", "deadline", "deadlines", true, true),
+            Ended::Busy => ("busy", "busy refusal", "busy refusals", false, true),
+            Ended::ShuttingDown => ("shutting_down", "connection cut at shutdown", "connections cut at shutdown", false, true),
+            Ended::Clock => ("clock", "clock out of range", "clocks out of range", true, true),
+            Ended::Proxy => ("proxy", "refused PROXY connection", "refused PROXY connections", true, true),
+            Ended::HealthCheck => ("health_check", "health check", "health checks", false, false),
+            Ended::Failed => ("failed", "connection failed", "connections failed", true, false),
+        };
+        Counter { label, one, many, error, refusal }
+    }
+}
+
+/// A client's connection, counted among those serv6 holds for as long as
+/// it lives: whoever holds the socket holds this, so the count is every
+/// connection from its `accept` to its close, wherever it is.
+#[derive(Debug)]
+pub(crate) struct Held {
+    pub stream: TcpStream,
+    counted: bool,
+}
+
+impl Held {
+    /// `stream`, if fewer than `max` are held; else it is given back.
+    pub fn within(stream: TcpStream, max: usize) -> Result<Held, TcpStream> {
+        let taken = STATS.held.fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1));
+        match taken {
+            Ok(_) => Ok(Held { stream, counted: true }),
+            Err(_) => Err(stream),
+        }
+    }
+
+    /// `stream`, held only long enough to be told why it is not kept:
+    /// not counted, so that the count never passes `--max-conns`.
+    pub fn briefly(stream: TcpStream) -> Held {
+        Held { stream, counted: false }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if self.counted {
+            STATS.held.fetch_sub(1, Relaxed);
+        }
+    }
+}
+
 /// What serv6 has done so far.
 pub(crate) struct Stats {
     started: OnceLock<Instant>,
-    /// Connections ended, by how ([`End::slot`]).
-    ended: [AtomicU64; End::COUNTERS.len()],
-    /// Exchanges served, by service ([`Service::ALL`]'s order).
+    /// Connections ended, by how; those served are counted by service.
+    ended: [AtomicU64; Ended::ALL.len()],
     served: [AtomicU64; Service::ALL.len()],
     /// Exchanges served whose reply could not be sent.
     replies_lost: AtomicU64,
-    /// Connections accepted and not yet ended.
-    in_progress: AtomicUsize,
+    /// Client connections held now ([`Held`]).
+    held: AtomicUsize,
     /// Connections workers have begun and ended (answered or handed to
     /// the room), for the watchdog to see them move.
-    jobs_begun: AtomicU64,
-    jobs_ended: AtomicU64,
-    /// Connections the waiting room holds, waiting or closing.
-    pub held: AtomicUsize,
-    /// From a message's arrival to its reply written: per bucket of
-    /// [`BOUNDS`] (the last for those past every bound), not cumulative.
+    jobs: [AtomicU64; 2],
+    /// From the moment the rules ended a message to its reply written:
+    /// per bucket of [`BOUNDS`] (the last for those past every bound),
+    /// not cumulative.
     buckets: [AtomicU64; BOUNDS.len() + 1],
     latency_sum_nanos: AtomicU64,
-}
-
-/// A connection counted as in progress until this is dropped.
-#[derive(Debug)]
-pub(crate) struct InProgress(());
-
-impl InProgress {
-    pub fn new() -> InProgress {
-        STATS.in_progress.fetch_add(1, Relaxed);
-        InProgress(())
-    }
-}
-
-impl Drop for InProgress {
-    fn drop(&mut self) {
-        STATS.in_progress.fetch_sub(1, Relaxed);
-    }
 }
 
 impl Stats {
     const fn new() -> Stats {
         Stats {
             started: OnceLock::new(),
-            ended: [const { AtomicU64::new(0) }; End::COUNTERS.len()],
+            ended: [const { AtomicU64::new(0) }; Ended::ALL.len()],
             served: [const { AtomicU64::new(0) }; Service::ALL.len()],
             replies_lost: AtomicU64::new(0),
-            in_progress: AtomicUsize::new(0),
-            jobs_begun: AtomicU64::new(0),
-            jobs_ended: AtomicU64::new(0),
             held: AtomicUsize::new(0),
+            jobs: [const { AtomicU64::new(0) }; 2],
             buckets: [const { AtomicU64::new(0) }; BOUNDS.len() + 1],
             latency_sum_nanos: AtomicU64::new(0),
         }
@@ -81,18 +151,17 @@ impl Stats {
         let _ = self.started.set(Instant::now());
     }
 
-    /// Counts a connection that ended as `end` says; returns how many have
+    /// Counts a connection that ended unserved; returns how many have
     /// ended so, this one included.
-    pub fn ended(&self, end: &End) -> u64 {
-        self.ended[end.slot()].fetch_add(1, Relaxed) + 1
+    pub fn ended(&self, how: Ended) -> u64 {
+        self.ended[how as usize].fetch_add(1, Relaxed) + 1
     }
 
     /// Counts an exchange served by `service`, and its reply's latency
-    /// from its message's arrival, if it had a message.
-    pub fn served_one(&self, service: Service, latency: Option<Duration>) {
-        self.ended[0].fetch_add(1, Relaxed);
+    /// since the rules `ended` its message, if it had one.
+    pub fn served(&self, service: Service, ended: Option<Instant>) {
         self.served[service as usize].fetch_add(1, Relaxed);
-        if let Some(took) = latency {
+        if let Some(took) = ended.map(|at| at.elapsed()) {
             let seconds = took.as_secs_f64();
             let bucket = BOUNDS.partition_point(|&bound| bound < seconds);
             let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
@@ -108,7 +177,6 @@ impl Stats {
         self.replies_lost.fetch_add(1, Relaxed);
     }
 
-    /// Replies lost so far.
     pub fn replies_lost(&self) -> u64 {
         self.replies_lost.load(Relaxed)
     }
@@ -118,30 +186,27 @@ impl Stats {
         self.served[service as usize].load(Relaxed)
     }
 
-    /// Connections that ended at `slot` ([`End::slot`]) so far.
-    pub fn count(&self, slot: usize) -> u64 {
-        self.ended[slot].load(Relaxed)
+    /// Connections that ended `how` so far.
+    pub fn count(&self, how: Ended) -> u64 {
+        match how {
+            Ended::Served => Service::ALL.iter().map(|&(s, _)| self.served_as(s)).sum(),
+            how => self.ended[how as usize].load(Relaxed),
+        }
     }
 
-    /// Exchanges answered with their time so far.
-    pub fn served(&self) -> u64 {
-        self.count(0)
-    }
-
-    /// Connections accepted and not yet ended, now.
-    pub fn in_progress(&self) -> usize {
-        self.in_progress.load(Relaxed)
+    /// Client connections held now.
+    pub fn held(&self) -> usize {
+        self.held.load(Relaxed)
     }
 
     /// A worker begins with a connection (`true`), or is done with it.
     pub fn worker_job(&self, begins: bool) {
-        let counter = if begins { &self.jobs_begun } else { &self.jobs_ended };
-        counter.fetch_add(1, Relaxed);
+        self.jobs[usize::from(!begins)].fetch_add(1, Relaxed);
     }
 
     /// Worker jobs begun and ended so far.
     pub fn worker_jobs(&self) -> (u64, u64) {
-        (self.jobs_begun.load(Relaxed), self.jobs_ended.load(Relaxed))
+        (self.jobs[0].load(Relaxed), self.jobs[1].load(Relaxed))
     }
 
     /// The latency counts so far, cumulative by bound as Prometheus reads
@@ -164,26 +229,24 @@ impl Stats {
 
     /// The summary: `stopped after 12.3 s: 40 exchanges served, 2 errors,
     /// 0 busy refusals`, then whatever else happened (health checks,
-    /// connections cut at shutdown, then `lines`: what the outputs lost).
-    /// `verb` says what the time is since start, as in `stopped after`.
+    /// connections cut at shutdown, replies lost, then `lines`: what the
+    /// outputs lost). `verb` says what the time is since start.
     pub fn summary(&self, verb: &str, lines: &[String]) -> String {
-        let counters = End::COUNTERS.iter().enumerate();
         let lost = self.replies_lost();
-        let errors: u64 =
-            counters.clone().filter(|(_, c)| c.3).map(|(slot, _)| self.count(slot)).sum::<u64>()
-                + lost;
+        let errors = Ended::ALL.iter().filter(|e| e.counter().error);
+        let errors = errors.map(|&e| self.count(e)).sum::<u64>() + lost;
         let mut text = format!(
             "{verb} {:.1} s: {} served, {}, {}",
             self.started.get().map_or(0.0, |t| t.elapsed().as_secs_f64()),
-            counted(self.served(), "exchange", "exchanges"),
+            counted(self.count(Ended::Served), "exchange", "exchanges"),
             counted(errors, "error", "errors"),
-            counted(self.count(End::slot_of("busy")), "busy refusal", "busy refusals"),
+            counted(self.count(Ended::Busy), "busy refusal", "busy refusals"),
         );
         // What is neither an exchange, an error nor busy, when it happened.
-        for (slot, (label, one, many, error, _)) in counters {
-            let n = self.count(slot);
-            if n > 0 && !error && !matches!(*label, "served" | "busy") {
-                let _ = write!(text, ", {}", counted(n, one, many));
+        for how in Ended::ALL {
+            let (n, c) = (self.count(how), how.counter());
+            if n > 0 && !c.error && !matches!(how, Ended::Served | Ended::Busy) {
+                let _ = write!(text, ", {}", counted(n, c.one, c.many));
             }
         }
         if lost > 0 {
@@ -199,19 +262,28 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn durations_land_in_the_first_bucket_that_holds_them() {
         let stats = Stats::new();
         for micros in [10, 11, 3_000_000] {
-            stats.served_one(Service::Receipt, Some(Duration::from_micros(micros)));
+            let ended = Instant::now().checked_sub(Duration::from_micros(micros));
+            stats.served(Service::Receipt, ended);
         }
-        assert_eq!(stats.served_as(Service::Receipt), 3);
+        assert_eq!(stats.count(Ended::Served), 3);
         let (cumulative, sum) = stats.latency();
-        assert_eq!(cumulative[0], 1, "10 µs is within the first bound");
-        assert_eq!(cumulative[1], 2);
         assert_eq!(cumulative[BOUNDS.len() - 1], 2, "3 s is past 1 s");
         assert_eq!(cumulative[BOUNDS.len()], 3);
-        assert!((sum - 3.000_021).abs() < 1e-9);
+        assert!(sum >= 3.000_021, "{sum}");
+    }
+
+    #[test]
+    fn every_way_of_ending_has_its_own_label() {
+        let labels: Vec<&str> = Ended::ALL.iter().map(|e| e.counter().label).collect();
+        for (i, label) in labels.iter().enumerate() {
+            assert!(!labels[..i].contains(label), "{label} twice");
+        }
+        assert!(Ended::ALL.iter().enumerate().all(|(i, &e)| e as usize == i));
     }
 }

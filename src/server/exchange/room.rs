@@ -2,28 +2,29 @@
 //! was not whole within a worker's 1 ms, so that a slow or silent client
 //! costs a file descriptor and a few hundred bytes, not a worker.
 //!
-//! It waits on all of them at once with `epoll` (level-triggered: a socket
-//! that still has bytes is reported again), and finishes each with the
-//! exchange's own [`read`] and [`answer`]: after every read, the
-//! connection's one timer is set to when its framing next needs the clock
-//! (its pause or its deadline), and removed when the connection goes. It
-//! is also the closer: a connection whose client may still be sending
-//! after its last line lingers here, drained, until the client closes or
-//! [`LINGER`] passes, so that a reset cannot destroy that line.
+//! It waits on all of them at once (`platform::Poller`: epoll on Linux,
+//! level-triggered, so a socket that still has bytes is reported again),
+//! and finishes each with the exchange's own [`read`] and [`finish`]: after
+//! every read, the connection's one timer is set to when its framing next
+//! needs the clock (its pause or its deadline), and removed when the
+//! connection goes. It also holds connections that linger: one whose
+//! client may still be sending after what it was told is shut down for
+//! writing and drained here until the client closes or [`LINGER`] passes,
+//! so that a reset cannot destroy what it was told.
 //!
-//! When it is full, or descriptors run out, the connection that has waited
-//! longest is told `error: server busy` and closed (or answered, if its
-//! message has come meanwhile), so that a new client always gets a place.
+//! When serv6 holds `--max-conns` connections, or descriptors run out, a
+//! worker asks the room to let one go: a lingering one first, else the
+//! one that has waited longest, told `error: server busy` (or answered, if
+//! its message has come meanwhile), so that a new client always gets a place.
 
-use super::{answer, read, turn_away, Connection, Scratch};
+use super::{finish, read, Connection, Scratch, READS_PER_TURN};
 use crate::platform::{self, Poller, Waker};
-use crate::protocol::Service;
-use crate::server::framing::{End, Rules};
-use crate::server::stats::STATS;
-use crate::sync;
+use crate::protocol::Refusal;
+use crate::server::framing::End;
+use crate::server::stats::Held;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{mpsc, Arc};
 use std::thread;
@@ -41,18 +42,8 @@ const STACK_SIZE: usize = 256 * 1024;
 /// messages took is given back: a crowd's buffers are not kept for the
 /// next, and a few are not worth the walk through the heap.
 const GIVE_BACK_AFTER: usize = 64;
-/// How long a worker out of descriptors waits for the room to free one.
+/// How long a worker waits for the room to let a connection go.
 const FREE_WAIT: Duration = Duration::from_millis(50);
-
-/// How many connections the room may hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Limits {
-    /// Connections waiting for their message (`--max-conns`).
-    pub waiting: usize,
-    /// Everything held, lingering connections included: what the file
-    /// descriptors allow.
-    pub held: usize,
-}
 
 /// What workers and the main thread ask of the room, in the order asked.
 // Asks are moved through at once: boxing the larger one would cost an
@@ -61,9 +52,10 @@ pub(crate) struct Limits {
 enum Ask {
     /// Hold a connection whose message is still incomplete.
     Wait(Connection),
-    /// Close a connection whose client may still be sending, once it has.
-    Linger(TcpStream),
-    /// Close one connection to free its descriptor, and say so.
+    /// Hold a connection whose client may still be sending, until it has.
+    Linger(Held),
+    /// Let one connection go, and say so; if none is held yet, the next
+    /// to come (a worker hands it over within its 1 ms).
     Free(mpsc::Sender<()>),
     /// Shut down by then; the sender goes when the room has left.
     Finish(Instant, mpsc::Sender<()>),
@@ -82,14 +74,14 @@ impl Room {
     ///
     /// # Errors
     ///
-    /// Why it cannot: no descriptors for epoll, no thread.
-    pub fn start(limits: Limits, rules: Rules) -> io::Result<Arc<Room>> {
-        let mut held = Held::open(limits, rules)?;
-        let room = Arc::clone(&held.room);
+    /// Why it cannot: no descriptors for its poller, no thread.
+    pub fn start() -> io::Result<Arc<Room>> {
+        let mut inside = Inside::open()?;
+        let room = Arc::clone(&inside.room);
         thread::Builder::new()
             .name("serv6-room".into())
             .stack_size(STACK_SIZE)
-            .spawn(move || held.run())?;
+            .spawn(move || inside.run())?;
         Ok(room)
     }
 
@@ -108,8 +100,8 @@ impl Room {
     }
 
     /// Takes over closing a connection whose client may still be sending.
-    pub fn linger(&self, stream: TcpStream) {
-        self.ask(Ask::Linger(stream));
+    pub fn linger(&self, held: Held) {
+        self.ask(Ask::Linger(held));
     }
 
     /// How many turns the room's loop has made; [`Room::poke`] makes it
@@ -123,17 +115,12 @@ impl Room {
         self.waker.wake();
     }
 
-    /// Out of file descriptors: asks the room to close the connection that
-    /// has waited longest, and waits a little for it. False if the room
-    /// holds nothing it could close.
-    pub fn free_descriptor(&self) -> bool {
-        if STATS.held.load(Relaxed) == 0 {
-            return false;
-        }
+    /// Asks the room to let one connection go, and waits a little for it:
+    /// false if none went meanwhile.
+    pub fn free_one(&self) -> bool {
         let (done, freed) = mpsc::channel();
         self.ask(Ask::Free(done));
-        let _ = freed.recv_timeout(FREE_WAIT);
-        true
+        freed.recv_timeout(FREE_WAIT).is_ok()
     }
 
     /// Shutdown: connections that have sent nothing are told at once that
@@ -148,18 +135,18 @@ impl Room {
 }
 
 /// The connections the room holds, on its own thread.
-struct Held {
+struct Inside {
     room: Arc<Room>,
     inbox: mpsc::Receiver<Ask>,
     /// Shutdown's: dropped when the room has left.
     gone: Option<mpsc::Sender<()>>,
-    limits: Limits,
-    rules: Rules,
+    /// Workers waiting for a connection to be let go, while none was held.
+    owed: Vec<(Instant, mpsc::Sender<()>)>,
     poller: Poller,
     /// By token, which grows with every arrival: the first is the oldest.
     /// Each with the time its timer is set for.
     waiting: BTreeMap<u64, (Connection, Instant)>,
-    lingering: BTreeMap<u64, (TcpStream, Instant)>,
+    lingering: BTreeMap<u64, (Held, Instant)>,
     /// Every held connection's one timer: (when, token).
     timers: BTreeSet<(Instant, u64)>,
     next_token: u64,
@@ -169,20 +156,19 @@ struct Held {
     peak: usize,
 }
 
-impl Held {
+impl Inside {
     /// The room's state and its shared face, before its thread runs.
-    fn open(limits: Limits, rules: Rules) -> io::Result<Held> {
-        let poller = Poller::new(BATCH)?;
+    fn open() -> io::Result<Inside> {
+        let mut poller = Poller::new(BATCH)?;
         let waker = Waker::new()?;
-        poller.add(&waker, WAKER)?;
+        poller.add_waker(&waker, WAKER)?;
         let (asks, inbox) = mpsc::channel();
         let room = Arc::new(Room { asks, waker, turns: AtomicU64::new(0) });
-        Ok(Held {
+        Ok(Inside {
             room,
             inbox,
             gone: None,
-            limits,
-            rules,
+            owed: Vec::new(),
             poller,
             waiting: BTreeMap::new(),
             lingering: BTreeMap::new(),
@@ -198,9 +184,10 @@ impl Held {
         let mut ready = Vec::with_capacity(BATCH);
         while !self.done() {
             self.room.turns.fetch_add(1, Relaxed);
-            let timeout = self.next_timer().map(|at| at.saturating_duration_since(Instant::now()));
+            let timer = self.timers.first().map(|&(at, _)| at).into_iter().chain(self.finish_by);
+            let timeout = timer.min().map(|at| at.saturating_duration_since(Instant::now()));
             if self.poller.wait(timeout, &mut ready).is_err() {
-                // Only a broken epoll fails here; waiting on the timers
+                // Only a broken poller fails here; waiting on the timers
                 // alone keeps deadlines, and never spins.
                 thread::sleep(Duration::from_millis(10));
             }
@@ -213,15 +200,14 @@ impl Held {
                 }
             }
             self.on_timers(now);
+            self.pay_owed(Instant::now());
             let held = self.waiting.len() + self.lingering.len();
-            STATS.held.store(held, Relaxed);
             self.peak = self.peak.max(held);
             if held == 0 && std::mem::take(&mut self.peak) >= GIVE_BACK_AFTER {
                 platform::give_back_free_memory();
             }
         }
         self.cut();
-        STATS.held.store(0, Relaxed);
     }
 
     /// Whether shutdown has come and nothing is left to wait for.
@@ -229,26 +215,13 @@ impl Held {
         self.finish_by.is_some() && self.waiting.is_empty() && self.lingering.is_empty()
     }
 
-    /// The earliest timer, or the end of the grace period if sooner.
-    fn next_timer(&self) -> Option<Instant> {
-        let timer = self.timers.first().map(|&(at, _)| at);
-        timer.into_iter().chain(self.finish_by).min()
-    }
-
-    fn is_full(&self) -> bool {
-        self.waiting.len() + self.lingering.len() >= self.limits.held
-    }
-
     fn take_inbox(&mut self, now: Instant) {
         self.room.waker.clear();
         while let Ok(ask) = self.inbox.try_recv() {
             match ask {
                 Ask::Wait(conn) => self.admit(conn, now),
-                Ask::Linger(stream) => self.linger(stream),
-                Ask::Free(done) => {
-                    self.make_room(now);
-                    let _ = done.send(());
-                }
+                Ask::Linger(held) => self.linger(held, now),
+                Ask::Free(done) => self.owed.push((now, done)),
                 Ask::Finish(by, gone) => {
                     self.finish_by = Some(by);
                     self.gone = Some(gone);
@@ -261,92 +234,79 @@ impl Held {
         }
     }
 
+    /// Lets a connection go for each worker that asked, while any is held.
+    /// Those whose worker has given up waiting are forgotten.
+    fn pay_owed(&mut self, now: Instant) {
+        self.owed.retain(|(asked, _)| now.saturating_duration_since(*asked) < FREE_WAIT);
+        while !self.owed.is_empty() && self.let_one_go(now) {
+            let _ = self.owed.remove(0).1.send(());
+        }
+    }
+
     fn token(&mut self) -> u64 {
-        let token = self.next_token;
         self.next_token += 1;
-        token
+        self.next_token
     }
 
     fn admit(&mut self, conn: Connection, now: Instant) {
-        while self.waiting.len() >= self.limits.waiting && self.evict_oldest(now) {}
-        while self.is_full() && self.make_room(now) {}
         let token = self.token();
-        if self.is_full() || self.poller.add(&conn.stream, token).is_err() {
-            self.turn_away(conn, End::Busy);
-            return;
+        if self.poller.add(conn.stream(), token).is_err() {
+            return finish(conn, End::Refused(Refusal::Busy), &mut self.scratch, &self.room);
         }
         self.waiting.insert(token, (conn, now));
         self.timers.insert((now, token));
         self.look_at(token, now);
     }
 
-    /// Takes over closing a connection handed over by a worker.
-    fn linger(&mut self, stream: TcpStream) {
+    /// Holds `held`, shut down for writing, until its client closes.
+    fn linger(&mut self, held: Held, now: Instant) {
+        let _ = held.stream.shutdown(Shutdown::Write);
         let token = self.token();
-        if self.poller.add(&stream, token).is_ok() {
-            self.keep_lingering(token, stream);
+        if self.poller.add(&held.stream, token).is_ok() {
+            let until = now + LINGER;
+            self.lingering.insert(token, (held, until));
+            self.timers.insert((until, token));
         }
     }
 
-    /// Lingers `stream`, already polled as `token`.
-    fn keep_lingering(&mut self, token: u64, stream: TcpStream) {
-        let _ = stream.shutdown(Shutdown::Write);
-        // Full, an answered connection gives way to a waiting one: the
-        // oldest lingering is closed, or this one, at the risk of a reset.
-        if self.is_full() && !self.close_oldest_lingering() {
-            return;
+    /// Lets one connection go, to make room for a new one: a lingering one
+    /// first (it has had its answer), else the one that has waited
+    /// longest, which is read one last time: a message that has come is
+    /// answered, anything else told the server is busy. False if the room
+    /// holds none.
+    fn let_one_go(&mut self, now: Instant) -> bool {
+        if let Some(&token) = self.lingering.keys().next() {
+            self.close_lingering(token);
+            return true;
         }
-        let until = Instant::now() + LINGER;
-        self.lingering.insert(token, (stream, until));
-        self.timers.insert((until, token));
-    }
-
-    fn close_oldest_lingering(&mut self) -> bool {
-        let Some((token, (_, at))) = self.lingering.pop_first() else {
+        let Some((&token, _)) = self.waiting.first_key_value() else {
             return false;
         };
-        self.timers.remove(&(at, token));
-        true
-    }
-
-    /// Closes a connection to free its descriptor: a lingering one first
-    /// (it has had its answer), else the one that has waited longest.
-    /// False if there is none.
-    fn make_room(&mut self, now: Instant) -> bool {
-        self.close_oldest_lingering() || self.evict_oldest(now)
-    }
-
-    /// Tells the connection that has waited longest that the server is
-    /// busy, and closes it; but first it reads what has already arrived,
-    /// which may end its message: then it is answered instead.
-    fn evict_oldest(&mut self, now: Instant) -> bool {
-        let Some((token, (mut conn, at))) = self.waiting.pop_first() else {
-            return false;
-        };
-        self.timers.remove(&(at, token));
-        match read(&mut conn, &mut self.scratch.chunk, now) {
-            Some(end) => self.finish(token, conn, end),
-            None => self.turn_away(conn, End::Busy),
+        if let Some(mut conn) = self.leave(token) {
+            let end = read(&mut conn, &mut self.scratch.chunk, now);
+            let end = end.unwrap_or(End::Refused(Refusal::Busy));
+            finish(conn, end, &mut self.scratch, &self.room);
         }
         true
     }
 
-    /// Reads what has arrived on `token` and applies the clock: answers it
-    /// if that ends its request, or else sets its timer anew. In shutdown,
-    /// one that has sent nothing is told at once.
+    /// Reads what has arrived on `token` and applies the clock: finishes
+    /// it if that ends its request, or else sets its timer anew. In
+    /// shutdown, one that has sent nothing is told at once.
     fn look_at(&mut self, token: u64, now: Instant) {
-        if let Some((stream, _)) = self.lingering.get(&token) {
-            if !still_sending(stream, &mut self.scratch.chunk) {
+        if let Some((held, _)) = self.lingering.get(&token) {
+            if !still_sending(held) {
                 self.close_lingering(token);
             }
             return;
         }
+        let shutting_down = self.finish_by.is_some();
         let Some((conn, at)) = self.waiting.get_mut(&token) else {
             return;
         };
         self.timers.remove(&(*at, token));
         let end = match read(conn, &mut self.scratch.chunk, now) {
-            None if self.finish_by.is_some() && !conn.has_begun() => End::ShuttingDown,
+            None if shutting_down && !conn.has_begun() => End::Refused(Refusal::ShuttingDown),
             None => {
                 *at = conn.next_wake();
                 self.timers.insert((*at, token));
@@ -354,17 +314,23 @@ impl Held {
             }
             Some(end) => end,
         };
-        if let Some((conn, _)) = self.waiting.remove(&token) {
-            match end {
-                End::ShuttingDown => self.turn_away(conn, end),
-                end => self.finish(token, conn, end),
-            }
+        if let Some(conn) = self.leave(token) {
+            finish(conn, end, &mut self.scratch, &self.room);
         }
     }
 
+    /// Takes a waiting connection out of the room, to be finished.
+    fn leave(&mut self, token: u64) -> Option<Connection> {
+        let (conn, at) = self.waiting.remove(&token)?;
+        self.timers.remove(&(at, token));
+        self.poller.remove(conn.stream(), token);
+        Some(conn)
+    }
+
     fn close_lingering(&mut self, token: u64) {
-        if let Some((_, at)) = self.lingering.remove(&token) {
+        if let Some((held, at)) = self.lingering.remove(&token) {
             self.timers.remove(&(at, token));
+            self.poller.remove(&held.stream, token);
         }
     }
 
@@ -388,34 +354,23 @@ impl Held {
     /// Connections that linger keep their own timers: their replies are
     /// out, and closing them now could reset them.
     fn cut(&mut self) {
-        while let Some((token, (conn, at))) = self.waiting.pop_first() {
-            self.timers.remove(&(at, token));
-            self.turn_away(conn, End::ShuttingDown);
+        while let Some(&token) = self.waiting.keys().next() {
+            if let Some(conn) = self.leave(token) {
+                finish(conn, End::Refused(Refusal::ShuttingDown), &mut self.scratch, &self.room);
+            }
         }
-    }
-
-    /// Answers the connection polled as `token`.
-    fn finish(&mut self, token: u64, conn: Connection, end: End) {
-        if let Some(stream) = answer(conn, end, &self.rules, &mut self.scratch) {
-            self.keep_lingering(token, stream);
-        }
-    }
-
-    /// Tells a waiting connection why it will not be served, and closes it.
-    fn turn_away(&self, conn: Connection, end: End) {
-        turn_away(conn.stream, conn.client, end, &self.rules, Service::Receipt);
     }
 }
 
-/// Reads and discards what `stream` has; false once it is closed or fails.
-fn still_sending(stream: &TcpStream, scratch: &mut [u8]) -> bool {
-    for _ in 0..super::READS_PER_TURN {
-        match crate::platform::recv_now(stream, scratch).map(|(n, _)| n) {
+/// Reads and drops what a lingering client sends; false once it has closed
+/// or failed. A bounded amount per turn: the next turn takes the rest.
+fn still_sending(held: &Held) -> bool {
+    for _ in 0..READS_PER_TURN {
+        match platform::recv_now(&held.stream, &mut [0u8; 1024]).map(|(n, _)| n) {
             Ok(0) => return false,
             Ok(_) => {}
-            Err(e) if sync::is_interrupted(&e) => {}
-            Err(e) if sync::is_timeout(&e) => return true,
-            Err(_) => return false,
+            Err(e) if crate::sync::is_interrupted(&e) => {}
+            Err(e) => return crate::sync::is_timeout(&e),
         }
     }
     true
@@ -425,11 +380,13 @@ fn still_sending(stream: &TcpStream, scratch: &mut [u8]) -> bool {
 mod tests {
     use super::super::Shared;
     use super::*;
+    use crate::protocol::Service;
+    use crate::server::framing::Rules;
     use std::io::{Read, Write};
-    use std::net::TcpListener;
+    use std::net::{TcpListener, TcpStream};
 
     const RULES: Rules =
-        Rules { max_len: 64, pause: None, deadline: Duration::from_secs(60), send_time: false };
+        Rules { max_bytes: 64, pause: None, deadline: Duration::from_secs(60), send_time: false };
 
     /// A client's end and the server's, accepted.
     fn pair(listener: &TcpListener) -> (TcpStream, TcpStream) {
@@ -439,18 +396,13 @@ mod tests {
         (client, server)
     }
 
-    fn held(waiting: usize, held: usize) -> Held {
-        Held::open(Limits { waiting, held }, RULES).expect("a room")
-    }
-
-    fn waiting(held: &Held, server: TcpStream) -> Connection {
-        waiting_since(held, server, Instant::now())
-    }
-
-    fn waiting_since(held: &Held, server: TcpStream, started: Instant) -> Connection {
+    fn waiting(inside: &Inside, server: TcpStream) -> Connection {
         let peer = server.peer_addr().expect("a peer");
-        let shared = Shared::new(RULES, None, Arc::clone(&held.room));
-        Connection::new(server, peer, started, &shared, Vec::new()).expect("no PROXY protocol")
+        let shared = Shared::new((RULES, 100), None, Arc::clone(&inside.room));
+        let (conn, end) =
+            Connection::start(Held::briefly(server), peer, Service::Receipt, &shared, Vec::new());
+        assert!(end.is_none());
+        conn
     }
 
     fn reply(client: &mut TcpStream) -> String {
@@ -461,103 +413,83 @@ mod tests {
     }
 
     #[test]
-    fn when_full_the_longest_waiting_is_told_busy() {
+    fn the_longest_waiting_is_let_go_busy() {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
-        let mut held = held(2, 100);
+        let mut inside = Inside::open().expect("a room");
         let mut clients = Vec::new();
         for _ in 0..3 {
             let (client, server) = pair(&listener);
-            let conn = waiting(&held, server);
-            held.admit(conn, Instant::now());
+            let conn = waiting(&inside, server);
+            inside.admit(conn, Instant::now());
             clients.push(client);
         }
-        assert_eq!(held.waiting.len(), 2);
+        assert!(inside.let_one_go(Instant::now()));
+        assert_eq!(inside.waiting.len(), 2);
         assert_eq!(reply(&mut clients[0]), "error: server busy\n");
     }
 
     #[test]
     fn the_oldest_is_answered_instead_if_its_message_has_come() {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
-        let mut held = held(1, 100);
+        let mut inside = Inside::open().expect("a room");
         let (mut oldest, server) = pair(&listener);
-        let first = waiting(&held, server);
-        held.admit(first, Instant::now());
+        let first = waiting(&inside, server);
+        inside.admit(first, Instant::now());
         oldest.write_all(b"hola\n").expect("sends");
         oldest.shutdown(Shutdown::Write).expect("shuts down");
-        let (_newest, server) = pair(&listener);
-        // Not read yet by the room: the eviction finds it waiting.
-        let newest = waiting(&held, server);
-        held.admit(newest, Instant::now());
+        // Not read yet by the room: letting it go finds it waiting.
+        assert!(inside.let_one_go(Instant::now()));
         let reply = reply(&mut oldest);
         assert!(reply.starts_with("received 4 bytes at "), "{reply}");
     }
 
     #[test]
-    fn descriptors_short_a_lingering_connection_goes_first() {
+    fn a_lingering_connection_goes_first() {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
-        let mut held = held(100, 2);
+        let mut inside = Inside::open().expect("a room");
         let (_answered, lingering) = pair(&listener);
-        held.linger(lingering);
+        inside.linger(Held::briefly(lingering), Instant::now());
         let (mut oldest, server) = pair(&listener);
-        let first = waiting(&held, server);
-        held.admit(first, Instant::now());
-        let (_newest, server) = pair(&listener);
-        let newest = waiting(&held, server);
-        held.admit(newest, Instant::now());
-        assert_eq!((held.lingering.len(), held.waiting.len()), (0, 2));
-        assert!(held.make_room(Instant::now()), "a waiting one can go");
+        let first = waiting(&inside, server);
+        inside.admit(first, Instant::now());
+        assert!(inside.let_one_go(Instant::now()));
+        assert_eq!((inside.lingering.len(), inside.waiting.len()), (0, 1));
+        assert!(inside.let_one_go(Instant::now()), "a waiting one can go");
         assert_eq!(reply(&mut oldest), "error: server busy\n");
+        assert!(!inside.let_one_go(Instant::now()), "none left");
     }
 
     #[test]
     fn at_the_end_of_the_grace_those_waiting_are_told() {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
-        let mut held = held(10, 10);
+        let mut inside = Inside::open().expect("a room");
         let (mut client, server) = pair(&listener);
         client.write_all(b"ho").expect("sends");
-        let conn = waiting(&held, server);
-        held.admit(conn, Instant::now());
-        held.finish_by = Some(Instant::now());
-        held.on_timers(Instant::now());
-        assert!(held.done());
+        let conn = waiting(&inside, server);
+        inside.admit(conn, Instant::now());
+        inside.finish_by = Some(Instant::now());
+        inside.on_timers(Instant::now());
         assert_eq!(reply(&mut client), "error: server shutting down\n");
-    }
-
-    #[test]
-    fn a_deadline_in_the_room_is_told_and_then_lingers() {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
-        let mut held = held(10, 10);
-        let (mut client, server) = pair(&listener);
-        let Some(long_ago) = Instant::now().checked_sub(RULES.deadline) else {
-            return; // The clock began too recently to have a past this far.
-        };
-        let conn = waiting_since(&held, server, long_ago);
-        held.admit(conn, Instant::now());
-        assert_eq!((held.waiting.len(), held.lingering.len()), (0, 1));
-        assert_eq!(held.timers.len(), 1, "one timer: the linger's");
-        let mut line = [0u8; 64];
-        let n = client.read(&mut line).expect("the error line");
-        assert_eq!(&line[..n], b"error: no message within 60 s\n");
     }
 
     #[test]
     fn a_message_that_arrives_in_the_room_is_answered_there_and_leaves_no_timer() {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
-        let mut held = held(10, 10);
+        let mut inside = Inside::open().expect("a room");
         let (mut client, server) = pair(&listener);
-        let conn = waiting(&held, server);
-        held.admit(conn, Instant::now());
-        assert_eq!(held.timers.len(), 1, "the deadline");
+        let conn = waiting(&inside, server);
+        inside.admit(conn, Instant::now());
+        assert_eq!(inside.timers.len(), 1, "the deadline");
         client.write_all(b"hola\n").expect("sends");
         let mut ready = Vec::new();
-        while held.waiting.len() == 1 {
-            held.poller.wait(Some(Duration::from_secs(10)), &mut ready).expect("waits");
+        while inside.waiting.len() == 1 {
+            inside.poller.wait(Some(Duration::from_secs(10)), &mut ready).expect("waits");
             for &token in &ready {
-                held.look_at(token, Instant::now());
+                inside.look_at(token, Instant::now());
             }
         }
         let reply = reply(&mut client);
         assert!(reply.starts_with("received 4 bytes at "), "{reply}");
-        assert!(held.timers.is_empty(), "{:?}", held.timers);
+        assert!(inside.timers.is_empty(), "{:?}", inside.timers);
     }
 }

@@ -3,7 +3,7 @@
 //! service manager.
 
 use super::{sys, timeout_ms};
-use std::fmt;
+use crate::platform::NotAListener;
 use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -64,46 +64,6 @@ pub(crate) fn stamp_arrivals(socket: &impl AsFd) -> io::Result<()> {
 /// needs no `setsockopt` first.
 pub(crate) fn wait_readable(stream: &TcpStream, timeout: Duration) -> io::Result<bool> {
     sys::wait_readable(stream.as_fd(), timeout_ms(Some(timeout)))
-}
-
-/// Whether `e` says the process or the system has no file descriptor left
-/// (`EMFILE`, `ENFILE`), which std gives no kind of its own.
-pub(crate) fn is_out_of_descriptors(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(sys::ENFILE | sys::EMFILE))
-}
-
-/// Why a passed file descriptor is not a socket serv6 can serve.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum NotAListener {
-    Closed,
-    NotASocket,
-    NotStream,
-    NotListening,
-    NotInternet,
-}
-
-impl fmt::Display for NotAListener {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            NotAListener::Closed => "it is not open",
-            NotAListener::NotASocket => "it is not a socket",
-            NotAListener::NotStream => "it is not a stream (TCP) socket",
-            NotAListener::NotListening => {
-                "it is not listening (a connected socket, as inetd-style activation passes)"
-            }
-            NotAListener::NotInternet => "it is not an IPv4 or IPv6 socket",
-        })
-    }
-}
-
-/// The longest send that goes whole or not at all, if `fd` is a Unix
-/// socket (0 otherwise): on a stream, Linux sends up to half the send
-/// buffer, less 64 bytes, as one buffer, which joins the peer's queue at
-/// once; a datagram is whole anyway.
-pub(crate) fn local_send_whole_up_to(fd: &impl AsFd) -> usize {
-    let option = |name| sys::int_option(fd.as_fd().as_raw_fd(), name).ok();
-    let size = option(sys::SO_SNDBUF).filter(|_| option(sys::SO_DOMAIN) == Some(sys::AF_UNIX));
-    size.and_then(|b| usize::try_from(b / 2 - 64).ok()).unwrap_or(0)
 }
 
 /// The `count` sockets a service manager passed to this process, each

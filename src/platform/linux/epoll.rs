@@ -4,7 +4,8 @@
 use super::{sys, timeout_ms};
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::net::TcpStream;
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 /// A set of sockets to wait on for something to read (or a hang-up, or an
@@ -25,9 +26,19 @@ impl Poller {
     }
 
     /// Adds `socket`, reported as `token` when it has something to read.
-    /// The socket leaves the set by itself when it is closed.
-    pub fn add(&self, socket: &impl AsFd, token: u64) -> io::Result<()> {
+    pub fn add(&mut self, socket: &TcpStream, token: u64) -> io::Result<()> {
         sys::epoll_add(self.epoll.as_fd(), socket.as_fd(), token)
+    }
+
+    /// Adds `waker`, reported as `token` when woken.
+    pub fn add_waker(&mut self, waker: &Waker, token: u64) -> io::Result<()> {
+        sys::epoll_add(self.epoll.as_fd(), waker.0.as_fd(), token)
+    }
+
+    /// Takes `socket`, added as `token`, out of the set, so that it can be
+    /// added again, or closed.
+    pub fn remove(&mut self, socket: &TcpStream, _token: u64) {
+        sys::epoll_remove(self.epoll.as_fd(), socket.as_fd());
     }
 
     /// Waits until a socket is ready or `timeout` passes (`None`: no limit),
@@ -59,11 +70,5 @@ impl Waker {
     /// Takes the wake-ups so far: it is not readable until the next.
     pub fn clear(&self) {
         let _ = (&self.0).read(&mut [0u8; 8]);
-    }
-}
-
-impl AsFd for Waker {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.0.as_fd()
     }
 }

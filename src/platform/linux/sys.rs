@@ -30,26 +30,24 @@ pub const SOL_SOCKET: c_int = 1;
 pub const SO_TYPE: c_int = 3;
 pub const SO_ACCEPTCONN: c_int = 30;
 pub const SO_DOMAIN: c_int = 39;
-pub const SO_SNDBUF: c_int = 7;
 /// `SO_TIMESTAMPNS`, which is also `SCM_TIMESTAMPNS`.
 pub const SO_TIMESTAMPNS: c_int = 35;
 pub const SOCK_STREAM: c_int = 1;
-pub const AF_UNIX: c_int = 1;
 pub const AF_INET: c_int = 2;
 pub const AF_INET6: c_int = 10;
 pub const EBADF: i32 = 9;
 pub const EINTR: i32 = 4;
-pub const ENFILE: i32 = 23;
-pub const EMFILE: i32 = 24;
 /// The `open(2)` flag, for `OpenOptionsExt::custom_flags`.
 pub const O_NONBLOCK: c_int = 0o4000;
+pub const RLIMIT_NOFILE: c_int = 7;
+pub const RLIMIT_AS: c_int = 9;
 const MSG_DONTWAIT: c_int = 0x40;
 const MSG_NOSIGNAL: c_int = 0x4000;
 const SHUT_RD: c_int = 0;
 const SIG_BLOCK: c_int = 0;
-const RLIMIT_NOFILE: c_int = 7;
 const CLOEXEC: c_int = 0o2_000_000;
 const EPOLL_CTL_ADD: c_int = 1;
+const EPOLL_CTL_DEL: c_int = 2;
 const EPOLLIN: u32 = 0x001;
 const EPOLLRDHUP: u32 = 0x2000;
 const POLLIN: i16 = 0x001;
@@ -320,12 +318,13 @@ pub fn wait_signal(set: &SigSet) -> io::Result<c_int> {
     }
 }
 
-/// The soft and hard limits on open files.
-pub fn open_file_limits() -> io::Result<(u64, u64)> {
+/// The soft and hard limits on `resource` (`RLIMIT_*`); unlimited is
+/// `u64::MAX`.
+pub fn limits(resource: c_int) -> io::Result<(u64, u64)> {
     let mut limit = RLimit { current: 0, max: 0 };
     // SAFETY: `limit` is a live, writable struct of the kernel's layout;
     // getrlimit writes only inside it.
-    status(unsafe { getrlimit(RLIMIT_NOFILE, &mut limit) })?;
+    status(unsafe { getrlimit(resource, &mut limit) })?;
     Ok((limit.current, limit.max))
 }
 
@@ -373,6 +372,14 @@ pub fn epoll_add(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>, token: u64) -> io::R
     // SAFETY: both descriptors are borrowed, so open for the call; `event`
     // is a live value of the kernel's layout, read during the call only.
     status(unsafe { epoll_ctl(epoll.as_raw_fd(), EPOLL_CTL_ADD, fd.as_raw_fd(), &mut event) })
+}
+
+/// Takes `fd` out of `epoll`; it may not be in it any more (closed).
+pub fn epoll_remove(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>) {
+    let mut unused = EpollEvent::default();
+    // SAFETY: as for `epoll_add`; the kernel ignores the event for a removal
+    // (Linux before 2.6.9 wanted it non-null).
+    let _ = unsafe { epoll_ctl(epoll.as_raw_fd(), EPOLL_CTL_DEL, fd.as_raw_fd(), &mut unused) };
 }
 
 /// Waits for ready descriptors, `timeout_ms` at most (-1: no limit); an
@@ -495,7 +502,7 @@ mod tests {
 
     #[test]
     fn the_open_file_limits_can_be_read_and_set_again() {
-        let (soft, hard) = open_file_limits().expect("readable");
+        let (soft, hard) = limits(RLIMIT_NOFILE).expect("readable");
         assert!(soft <= hard);
         set_open_file_limits(soft, hard).expect("the same limits again");
         limit_malloc_arenas(8);
