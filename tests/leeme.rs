@@ -76,7 +76,7 @@ fn every_file_and_function_the_walk_names_exists() {
     for (path, name) in [
         ("examples/servidor.rs", "atender"),
         ("examples/cliente.rs", "preguntar"),
-        ("src/server/listen.rs", "bind_all"),
+        ("src/server/listen.rs", "bind_each"),
         ("src/server/exchange.rs", "serve"),
         ("src/server/exchange.rs", "read"),
         ("src/platform/sockets.rs", "recv_now"),
