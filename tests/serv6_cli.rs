@@ -32,6 +32,39 @@ fn a_port_in_use_is_one_line_naming_the_address_and_exit_1() {
     let prefix = format!("serv6: cannot listen on 127.0.0.1:{port}: ");
     let err = assert_one_error_line(&out, 1, &prefix);
     assert!(err.to_lowercase().contains("in use"), "{err}");
+    // What an administrator can do, not what make's users do.
+    assert!(err.contains("another program, perhaps another serv6, holds that port"), "{err}");
+    assert!(err.contains("stop it, or choose another port with --port"), "{err}");
+    assert!(!err.contains("make") && !err.contains("PORT="), "{err}");
+}
+
+#[test]
+fn addresses_this_machine_refuses_exit_1_with_one_line() {
+    for (bind, says) in [
+        (
+            "fe80::1%no-such-if0",
+            "cannot listen on 'fe80::1%no-such-if0': no network interface is named 'no-such-if0'",
+        ),
+        ("no-such-host.invalid", "cannot listen on 'no-such-host.invalid': "),
+    ] {
+        let out = serv6(&["--bind", bind, "--port", "0"]);
+        let err = assert_one_error_line(&out, 1, "serv6: cannot listen on ");
+        assert!(err.contains(says) && !err.contains("--help"), "{bind}: {err}");
+    }
+}
+
+#[test]
+fn a_link_local_address_without_its_interface_is_told_to_name_one() {
+    if TcpListener::bind("[::1]:0").is_err() {
+        skipped("no IPv6 here: a link-local address cannot be tried");
+        return;
+    }
+    let out = serv6(&["--bind", "fe80::1", "--port", "0"]);
+    let err = assert_one_error_line(&out, 1, "serv6: cannot listen on [fe80::1]:0: ");
+    assert!(
+        err.trim_end().ends_with("; a link-local address needs its interface, as fe80::1%eth0"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -61,7 +94,12 @@ fn usage_errors_exit_2_with_one_line() {
         (&["--bind", ""], "it is not a host name or address"),
         (&["--bind", "127.0.0.1:80"], "give the port with '--port'"),
         (&["--bind", "[::1]:5006"], "give the port with '--port'"),
-        (&["--bind", "fe80::1%no-such-if0"], "no network interface is named 'no-such-if0'"),
+        (&["--bind", "999.1.1.1"], "it is not an IPv4 address: four numbers from 0 to 255"),
+        (&["--bind", "10.1.2"], "it is not an IPv4 address"),
+        (&["--bind", "::g"], "it is not an IPv6 address"),
+        (&["--bind", "bad name"], "it is not a host name or address"),
+        (&["--bind", "fe80::1%a/b"], "'a/b' cannot name a network interface"),
+        (&["--bind", "127.0.0.1%lo"], "only an IPv6 address can have a %scope"),
         (&["--bind", "::", "--bind", "0.0.0.0"], "'--bind ::' already serves 0.0.0.0"),
         (&["--bind", "0.0.0.0", "--bind", "127.0.0.1"], "already serves 127.0.0.1"),
         (&["--quiet=1"], "option '--quiet' does not take a value"),

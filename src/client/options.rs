@@ -181,6 +181,7 @@ mod tests {
         for flag in FLAGS {
             let long = format!("--{}", flag.long());
             let words = match flag.value() {
+                Some("HOST") => vec![long, "localhost".into(), "-c1".into()],
                 Some(_) => vec![long, "1".into(), "-c1".into()],
                 None => vec![long, "-c1".into()],
             };

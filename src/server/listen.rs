@@ -23,7 +23,7 @@ pub(crate) struct Bound {
 }
 
 /// Why serv6 cannot listen; printed as one line, then it exits with status
-/// 2 if the addresses asked for make no sense, 1 otherwise.
+/// 2 if the addresses asked for make no sense, 1 if this machine refuses them.
 #[derive(Debug)]
 pub(crate) enum BindError {
     Address { name: String, error: AddrError },
@@ -35,16 +35,21 @@ pub(crate) enum BindError {
 impl BindError {
     /// Whether the command line is at fault rather than the machine.
     pub fn is_usage(&self) -> bool {
-        matches!(self, BindError::Address { .. } | BindError::Overlap { .. })
+        match self {
+            BindError::Address { error, .. } => error.is_usage(),
+            BindError::Overlap { .. } => true,
+            BindError::Resolve { .. } | BindError::Bind { .. } => false,
+        }
     }
 }
 
 impl fmt::Display for BindError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BindError::Address { name, error } => {
+            BindError::Address { name, error } if error.is_usage() => {
                 write!(f, "invalid value '{name}' for '--bind': {error}")
             }
+            BindError::Address { name, error } => write!(f, "cannot listen on '{name}': {error}"),
             BindError::Overlap { wide, narrow } => write!(
                 f,
                 "'--bind {wide}' already serves {narrow}{}: give one or the other",
@@ -58,23 +63,26 @@ impl fmt::Display for BindError {
                 write!(f, "cannot listen on '{name}': {error}; give an IP address or a host name of this machine")
             }
             BindError::Bind { addr, error } => {
-                write!(f, "cannot listen on {addr}: {error}{}", hint(error))
+                write!(f, "cannot listen on {addr}: {error}")?;
+                hint(addr, error).map_or(Ok(()), |hint| write!(f, "; {hint}"))
             }
         }
     }
 }
 
-fn hint(error: &io::Error) -> &'static str {
-    match error.kind() {
-        io::ErrorKind::AddrInUse => {
-            "; is serv6 already running? Choose another port with --port (PORT= with make servidor)"
-        }
+/// What the operator can do about `error` on `addr`.
+fn hint(addr: &SocketAddr, error: &io::Error) -> Option<String> {
+    Some(match error.kind() {
+        io::ErrorKind::AddrInUse => "another program, perhaps another serv6, holds that port \
+            ('ss -ltnp' shows which): stop it, or choose another port with --port"
+            .into(),
         io::ErrorKind::PermissionDenied => {
-            "; ports below 1024 need privileges, choose another with --port"
+            "ports below 1024 need privileges: choose another with --port".into()
         }
-        io::ErrorKind::AddrNotAvailable => "; that address does not belong to this machine",
-        _ => "",
-    }
+        io::ErrorKind::AddrNotAvailable => "that address does not belong to this machine".into(),
+        io::ErrorKind::InvalidInput => addr::missing_scope(addr)?,
+        _ => return None,
+    })
 }
 
 /// How many times to look for a port free on every address with `--port 0`.
@@ -269,7 +277,8 @@ mod tests {
         let port = taken.local_addr().unwrap().port();
         let err = bind_all(&["127.0.0.1".into()], port).unwrap_err().to_string();
         assert!(err.starts_with(&format!("cannot listen on 127.0.0.1:{port}: ")), "{err}");
-        assert!(err.contains("already running"), "{err}");
+        assert!(err.contains("another program, perhaps another serv6, holds that port"), "{err}");
+        assert!(err.ends_with("stop it, or choose another port with --port"), "{err}");
     }
 
     #[test]

@@ -96,8 +96,9 @@ pub(crate) enum Key {
 /// would spread each over five lines.
 #[rustfmt::skip]
 pub(crate) const FLAGS: &[Flag<Key>] = &[
-    flag(Key::Bind, "-b, --bind ADDR", "listen on ADDR, an IP address or host name; repeat for \
-        more (default 127.0.0.1 and ::1; '::' serves the network)"),
+    flag(Key::Bind, "-b, --bind ADDR", "listen on ADDR, an IP address (a link-local one with its \
+        interface, as fe80::1%eth0) or host name; repeat for more (default 127.0.0.1 and ::1; '::' \
+        serves the network)"),
     flag(Key::Port, "-p, --port PORT", "TCP port; 0 picks a free one (default 5006)"),
     flag(Key::MaxBytes, "--max-bytes N", "longest message accepted, in bytes (default 65536)"),
     flag(Key::Pause, "--pause SECS", "silence that ends a message once bytes have arrived; \
@@ -269,6 +270,7 @@ mod tests {
             let words = match flag.value() {
                 Some("ADDR[/PREFIX]") => format!("--{long} 10.0.0.0/8 --proxy-protocol"),
                 Some("ADDR:PORT") => format!("--{long} 127.0.0.1:9806"),
+                Some("ADDR") => format!("--{long} 127.0.0.1"),
                 Some("NAME") => format!("--{long} daytime"),
                 Some(_) => format!("--{long} 1"),
                 None => format!("--{long}"),
