@@ -112,6 +112,33 @@ fn usage_errors_exit_2_with_one_line() {
     }
 }
 
+/// Passes serv6 (exec'd in its place, so that LISTEN_PID is its pid) a
+/// TCP socket that is bound but was never told to listen.
+const BOUND_NOT_LISTENING: &str = r#"
+import os, socket, sys
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+os.dup2(s.fileno(), 3)
+os.set_inheritable(3, True)  # dup2 onto itself keeps close-on-exec
+os.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()))
+os.execv(sys.argv[1], sys.argv[1:])
+"#;
+
+#[test]
+fn a_passed_socket_bound_but_not_listening_is_refused_saying_so() {
+    let serv6 = env!("CARGO_BIN_EXE_serv6");
+    let Ok(out) = Command::new("python3").args(["-c", BOUND_NOT_LISTENING, serv6]).output() else {
+        skipped("python3 is needed to pass serv6 a socket that is bound, not listening");
+        return;
+    };
+    assert_one_error_line(
+        &out,
+        1,
+        "serv6: passed file descriptor 3 cannot be served: it is not listening (a connected \
+         socket, as inetd-style Accept=yes passes, or one bound but never listening)",
+    );
+}
+
 /// In a network namespace of its own, where loopback gets a link-local
 /// address: serv6 listens on it by interface name, and cli6 reaches it.
 const LINK_LOCAL_SCRIPT: &str = r#"
