@@ -71,16 +71,28 @@ impl std::str::FromStr for HostArg {
     }
 }
 
-/// An IP address and a port, as `--metrics` takes them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Endpoint(pub SocketAddr);
+/// A host and a port, as `--metrics` takes them: `localhost:9806`,
+/// `127.0.0.1:9806`, `[::1]:9806`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    /// Checked as [`host`] does, brackets off.
+    pub host: String,
+    pub port: u16,
+}
 
 impl std::str::FromStr for Endpoint {
-    type Err = &'static str;
+    type Err = String;
 
-    fn from_str(text: &str) -> Result<Endpoint, &'static str> {
-        let why = "it is not an IP address and a port, as 127.0.0.1:9806 or [::1]:9806";
-        text.parse().map(Endpoint).map_err(|_| why)
+    fn from_str(text: &str) -> Result<Endpoint, String> {
+        let form = "give HOST:PORT, as localhost:9806, 127.0.0.1:9806 or [::1]:9806";
+        let split = match text.strip_prefix('[') {
+            Some(rest) => rest.split_once("]:"),
+            None => text.rsplit_once(':').filter(|(host, _)| !host.contains(':')),
+        };
+        let (host, port) = split.ok_or(form)?;
+        let digits = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+        let port = port.parse().ok().filter(|_| digits).ok_or(form)?;
+        Ok(Endpoint { host: HostArg::from_str(host)?.0, port })
     }
 }
 
@@ -371,5 +383,20 @@ mod tests {
         }
         let too_long = format!("{}a", "a.".repeat(127));
         assert_eq!(host(&too_long), Err(AddrError::NotAHost), "255 bytes");
+    }
+
+    #[test]
+    fn endpoints_are_a_host_and_a_port() {
+        let at = |text: &str| text.parse::<Endpoint>().map(|e| (e.host, e.port));
+        assert_eq!(at("localhost:9100"), Ok(("localhost".into(), 9100)));
+        assert_eq!(at("127.0.0.1:0"), Ok(("127.0.0.1".into(), 0)));
+        assert_eq!(at("[::1]:9806"), Ok(("::1".into(), 9806)));
+        assert_eq!(at("[fe80::1%lo]:9806"), Ok(("fe80::1%lo".into(), 9806)));
+        let form = "give HOST:PORT, as localhost:9806, 127.0.0.1:9806 or [::1]:9806";
+        for text in ["9806", "localhost", "::1:9806", "[::1]", "host:", "host:+80", "host:65536"] {
+            assert_eq!(at(text), Err(form.into()), "{text}");
+        }
+        assert_eq!(at("999.1.1.1:80"), Err(AddrError::NotIpv4.to_string()));
+        assert_eq!(at(":80"), Err(AddrError::NotAHost.to_string()));
     }
 }

@@ -112,6 +112,56 @@ fn usage_errors_exit_2_with_one_line() {
     }
 }
 
+#[test]
+fn metrics_take_a_host_name_and_its_first_address() {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let server = Server::start(&["--metrics", "localhost:0", "--quiet"]);
+    let addr = server.metrics_addr();
+    let first = ("localhost", 0).to_socket_addrs().unwrap().next().unwrap();
+    assert_eq!(addr.ip(), first.ip(), "the first address localhost resolves to");
+    let mut conn = connect(addr);
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 "), "{response}");
+    // A name that does not resolve is this machine's answer, not a typo.
+    let out = serv6(&["--port", "0", "--metrics", "no-such-host.invalid:9100"]);
+    assert_one_error_line(&out, 1, "serv6: cannot listen on 'no-such-host.invalid': ");
+    let out = serv6(&["--port", "0", "--metrics", "999.1.1.1:9100"]);
+    let err =
+        assert_one_error_line(&out, 2, "serv6: invalid value '999.1.1.1:9100' for '--metrics'");
+    assert!(err.contains("it is not an IPv4 address"), "{err}");
+}
+
+#[test]
+fn a_port_below_1024_tells_a_normal_user_which_option_to_change() {
+    let unprivileged = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+    let start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start");
+    let start: u32 = start.ok().and_then(|s| s.trim().parse().ok()).unwrap_or(1024);
+    let as_nobody = || Command::new("setpriv").args(unprivileged).arg("true").status();
+    if start <= 99 || !as_nobody().is_ok_and(|s| s.success()) {
+        skipped(format_args!(
+            "needs setpriv to run as nobody, and port 99 privileged (from {start})"
+        ));
+        return;
+    }
+    for (args, option, says) in [
+        (&["--port", "99", "--bind", "127.0.0.1"][..], "--port", "cannot listen on 127.0.0.1:99: "),
+        (&["--port", "0", "--metrics", "127.0.0.1:99"], "--metrics", "cannot serve metrics on "),
+    ] {
+        let out = Command::new("setpriv")
+            .args(unprivileged)
+            .arg(env!("CARGO_BIN_EXE_serv6"))
+            .args(args)
+            .output()
+            .unwrap();
+        let err = assert_one_error_line(&out, 1, &format!("serv6: {says}"));
+        let hint = format!("; ports below 1024 need privileges: choose another with {option}");
+        assert!(err.trim_end().ends_with(&hint), "{err}");
+    }
+}
+
 /// Passes serv6 (exec'd in its place, so that LISTEN_PID is its pid) a
 /// TCP socket that is bound but was never told to listen.
 const BOUND_NOT_LISTENING: &str = r#"

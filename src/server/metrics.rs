@@ -36,11 +36,10 @@ const LISTENER: u64 = 0;
 /// The Prometheus text format's content type.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Binds `addr` and starts the thread that serves it; returns the address
-/// bound (with the real port when `addr` gave 0). `max_conns` is the most
-/// connections serv6 holds, a figure of its own.
-pub(crate) fn start(addr: SocketAddr, max_conns: usize) -> io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)?;
+/// Starts the thread that serves `listener` (`listen::bind_metrics` binds
+/// it); returns its address. `max_conns` is the most connections serv6
+/// holds, a figure of its own.
+pub(crate) fn start(listener: TcpListener, max_conns: usize) -> io::Result<SocketAddr> {
     let bound = listener.local_addr()?;
     listener.set_nonblocking(true)?;
     let mut poller = Poller::new(CONNECTIONS)?;
