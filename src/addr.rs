@@ -1,28 +1,56 @@
 //! IP addresses as people type them on a command line: `::1`, `[::1]`,
-//! `fe80::1%eth0` (a link-local address and its interface), `127.0.0.1`.
+//! `fe80::1%eth0` (a link-local address and its interface), `127.0.0.1`,
+//! or a host name.
 //!
 //! std parses plain addresses but not an IPv6 scope (`%eth0`), without which
-//! a link-local address cannot be used, so both programs read literals here.
+//! a link-local address cannot be used, so both programs read them here.
+//! Text that cannot be an address or a name is refused as it is read (a
+//! usage error); whether the system has that interface, or that name, is
+//! asked only when it is used (a runtime error).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
 
-/// What is wrong with an address literal.
+/// What is wrong with an address as written, or, for
+/// [`AddrError::NoSuchInterface`], with this machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum AddrError {
+    /// Neither an address nor a host name: empty, or with characters or
+    /// labels no host name has.
+    NotAHost,
+    /// Only digits and dots, yet not four numbers from 0 to 255: no host
+    /// name looks like that (RFC 1123, 2.1).
+    NotIpv4,
+    /// Colons, yet no IPv6 address: a name has none.
+    NotIpv6,
     /// `name:port` or `[v6]:port`: the port goes in its own option.
     HasPort,
     /// `%scope` on something that is not an IPv6 address.
     ScopeWithoutIpv6,
+    /// `%name` that no interface can have (Linux's own rule).
+    BadScope(String),
     /// `%name` where this machine has no interface of that name.
     NoSuchInterface(String),
+}
+
+impl AddrError {
+    /// Whether the text is at fault (else this machine is).
+    pub fn is_usage(&self) -> bool {
+        !matches!(self, AddrError::NoSuchInterface(_))
+    }
 }
 
 impl fmt::Display for AddrError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            AddrError::NotAHost => f.write_str("it is not a host name or address"),
+            AddrError::NotIpv4 => {
+                f.write_str("it is not an IPv4 address: four numbers from 0 to 255, as 192.0.2.1")
+            }
+            AddrError::NotIpv6 => f.write_str("it is not an IPv6 address, as ::1 or fe80::1%eth0"),
             AddrError::HasPort => f.write_str("give the port with '--port', not in the address"),
             AddrError::ScopeWithoutIpv6 => f.write_str("only an IPv6 address can have a %scope"),
+            AddrError::BadScope(name) => write!(f, "'{name}' cannot name a network interface"),
             AddrError::NoSuchInterface(name) => write!(f, "no network interface is named '{name}'"),
         }
     }
@@ -39,24 +67,32 @@ impl std::str::FromStr for HostArg {
     type Err = String;
 
     fn from_str(text: &str) -> Result<HostArg, String> {
-        match host(text) {
-            Ok(bare) => Ok(HostArg(bare.to_owned())),
-            Err(None) => Err("it is not a host name or address".into()),
-            Err(Some(why)) => Err(why.to_string()),
-        }
+        host(text).map(|bare| HostArg(bare.to_owned())).map_err(|why| why.to_string())
     }
 }
 
-/// An IP address and a port, as `--metrics` takes them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Endpoint(pub SocketAddr);
+/// A host and a port, as `--metrics` takes them: `localhost:9806`,
+/// `127.0.0.1:9806`, `[::1]:9806`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    /// Checked as [`host`] does, brackets off.
+    pub host: String,
+    pub port: u16,
+}
 
 impl std::str::FromStr for Endpoint {
-    type Err = &'static str;
+    type Err = String;
 
-    fn from_str(text: &str) -> Result<Endpoint, &'static str> {
-        let why = "it is not an IP address and a port, as 127.0.0.1:9806 or [::1]:9806";
-        text.parse().map(Endpoint).map_err(|_| why)
+    fn from_str(text: &str) -> Result<Endpoint, String> {
+        let form = "give HOST:PORT, as localhost:9806, 127.0.0.1:9806 or [::1]:9806";
+        let split = match text.strip_prefix('[') {
+            Some(rest) => rest.split_once("]:"),
+            None => text.rsplit_once(':').filter(|(host, _)| !host.contains(':')),
+        };
+        let (host, port) = split.ok_or(form)?;
+        let digits = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+        let port = port.parse().ok().filter(|_| digits).ok_or(form)?;
+        Ok(Endpoint { host: HostArg::from_str(host)?.0, port })
     }
 }
 
@@ -77,65 +113,132 @@ pub(crate) enum ResolveError {
     Lookup(std::io::Error),
 }
 
+impl fmt::Display for ResolveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResolveError::Address(error) => error.fmt(f),
+            ResolveError::Lookup(error) => error.fmt(f),
+        }
+    }
+}
+
 /// The addresses `host` stands for at `port`: itself if it is an IP
 /// literal, else what the system's resolver says; what serv6 binds and
 /// cli6 connects to, the same way.
 pub(crate) fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ResolveError> {
-    match parse_literal(host, port).map_err(ResolveError::Address)? {
-        Some(addr) => Ok(vec![addr]),
-        None => Ok(std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
-            .map_err(ResolveError::Lookup)?
-            .collect()),
+    match read(host).map_err(ResolveError::Address)? {
+        Host::Ip(ip) => Ok(vec![SocketAddr::new(ip, port)]),
+        Host::Scoped(ip, scope) => {
+            let scope_id = match scope.parse::<u32>() {
+                Ok(index) => index,
+                Err(_) => interface_index(scope).ok_or_else(|| {
+                    ResolveError::Address(AddrError::NoSuchInterface(scope.into()))
+                })?,
+            };
+            Ok(vec![SocketAddrV6::new(ip, port, 0, scope_id).into()])
+        }
+        Host::Name(name) => std::net::ToSocketAddrs::to_socket_addrs(&(name, port))
+            .map(Iterator::collect)
+            .map_err(ResolveError::Lookup),
     }
 }
 
-/// Checks `text` as a host an option may name: not empty, and if an IP
-/// literal, one that can be used (no port, a scope that exists). Returns
-/// it without brackets.
-pub(crate) fn host(text: &str) -> Result<&str, Option<AddrError>> {
-    let bare = text.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(text);
-    if bare.is_empty() {
-        return Err(None);
+/// The advice for an error on `addr` when it is a link-local address
+/// without its interface, which the system refuses as an invalid argument.
+pub(crate) fn missing_scope(addr: &SocketAddr) -> Option<String> {
+    match addr {
+        // fe80::/10 (`is_unicast_link_local` is newer than the MSRV).
+        SocketAddr::V6(v6) if v6.scope_id() == 0 && v6.ip().segments()[0] & 0xffc0 == 0xfe80 => {
+            Some(format!("a link-local address needs its interface, as {}%eth0", v6.ip()))
+        }
+        _ => None,
     }
-    parse_literal(text, 0).map_err(Some)?;
-    Ok(bare)
 }
 
-/// Reads `text` as an IP literal, with optional brackets and IPv6 scope.
-/// `Ok(None)`: not a literal (a host name, to be resolved); `Err`: a
-/// literal, or `host:port`, that cannot be used as it is.
-pub(crate) fn parse_literal(text: &str, port: u16) -> Result<Option<SocketAddr>, AddrError> {
-    if text.parse::<SocketAddr>().is_ok() || is_name_with_port(text) {
+/// Checks `text` as a host an option may name: an IP literal (no port)
+/// or a host name. Returns it without brackets.
+pub(crate) fn host(text: &str) -> Result<&str, AddrError> {
+    read(text)?;
+    Ok(unbracketed(text))
+}
+
+/// What a host is, read without asking the system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Host<'a> {
+    Ip(IpAddr),
+    /// An IPv6 address and its interface, by name or number.
+    Scoped(Ipv6Addr, &'a str),
+    Name(&'a str),
+}
+
+/// Reads `text` as an IP literal, with optional brackets and IPv6 scope,
+/// or a host name.
+fn read(text: &str) -> Result<Host<'_>, AddrError> {
+    if has_port(text) {
         return Err(AddrError::HasPort);
     }
-    let bare = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or(text);
-    let Some((ip, scope)) = bare.split_once('%') else {
-        return Ok(bare.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, port)));
-    };
-    let Ok(ip) = ip.parse::<Ipv6Addr>() else {
+    let bare = unbracketed(text);
+    if let Some((ip, scope)) = bare.split_once('%') {
         return match ip.parse::<IpAddr>() {
-            Ok(_) => Err(AddrError::ScopeWithoutIpv6),
-            Err(_) => Ok(None),
+            Ok(IpAddr::V6(ip)) if could_name_interface(scope) => Ok(Host::Scoped(ip, scope)),
+            Ok(IpAddr::V6(_)) => Err(AddrError::BadScope(scope.into())),
+            Ok(IpAddr::V4(_)) => Err(AddrError::ScopeWithoutIpv6),
+            Err(_) if ip.contains(':') => Err(AddrError::NotIpv6),
+            Err(_) => Err(AddrError::NotAHost),
         };
-    };
-    let scope_id = match scope.parse::<u32>() {
-        Ok(index) => index,
-        Err(_) => interface_index(scope).ok_or_else(|| AddrError::NoSuchInterface(scope.into()))?,
-    };
-    Ok(Some(SocketAddrV6::new(ip, port, 0, scope_id).into()))
+    }
+    if let Ok(ip) = bare.parse() {
+        Ok(Host::Ip(ip))
+    } else if bare.contains(':') {
+        Err(AddrError::NotIpv6)
+    } else if !bare.is_empty() && bare.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        Err(AddrError::NotIpv4)
+    } else if is_host_name(bare) {
+        Ok(Host::Name(bare))
+    } else {
+        Err(AddrError::NotAHost)
+    }
 }
 
-/// `localhost:80`: a name can hold no colon, so one colon means a port.
-fn is_name_with_port(text: &str) -> bool {
-    text.matches(':').count() == 1 && !text.starts_with('[')
+fn unbracketed(text: &str) -> &str {
+    text.strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or(text)
+}
+
+/// `localhost:80` (a name can hold no colon, so one colon means a port),
+/// or `[::1]:80`.
+fn has_port(text: &str) -> bool {
+    match text.strip_prefix('[') {
+        Some(rest) => rest.contains("]:"),
+        None => text.matches(':').count() == 1,
+    }
+}
+
+/// Labels of letters, digits, `-` and `_` (which some private names use),
+/// 1 to 63 bytes, none starting or ending with `-`; 253 bytes in all, and
+/// a final dot, at most (RFC 1123, 2.1).
+fn is_host_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// Linux's rule for an interface name (`dev_valid_name`): 1 to 15 bytes,
+/// not `.` or `..`, no `/`, `:` or white space.
+fn could_name_interface(name: &str) -> bool {
+    let bad = |c: char| c == '/' || c == ':' || c.is_whitespace();
+    (1..16).contains(&name.len()) && name != "." && name != ".." && !name.contains(bad)
 }
 
 /// The index of the network interface `name`, which Linux shows in
-/// `/sys/class/net/NAME/ifindex` (std has no `if_nametoindex`).
+/// `/sys/class/net/NAME/ifindex` (std has no `if_nametoindex`); `name`
+/// is one [`could_name_interface`] allows, so no path of its own.
 fn interface_index(name: &str) -> Option<u32> {
-    let plain = !name.is_empty() && !name.contains(['/', '.']);
-    let path = format!("/sys/class/net/{name}/ifindex");
-    let text = plain.then(|| std::fs::read_to_string(path).ok()).flatten()?;
+    let text = std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex")).ok()?;
     text.trim().parse().ok()
 }
 
@@ -208,8 +311,16 @@ mod tests {
         }
     }
 
+    /// A literal's address at port 7; `None` for a name.
     fn literal(text: &str) -> Result<Option<String>, AddrError> {
-        parse_literal(text, 7).map(|a| a.map(|a| a.to_string()))
+        if let Host::Name(_) = read(text)? {
+            return Ok(None);
+        }
+        match resolve(text, 7) {
+            Ok(addrs) => Ok(Some(addrs[0].to_string())),
+            Err(ResolveError::Address(e)) => Err(e),
+            Err(ResolveError::Lookup(e)) => panic!("{text}: looked up: {e}"),
+        }
     }
 
     #[test]
@@ -226,18 +337,66 @@ mod tests {
         if let Some(lo) = interface_index("lo") {
             assert_eq!(literal("[fe80::1%lo]"), Ok(Some(format!("[fe80::1%{lo}]:7"))));
         }
-        assert_eq!(
-            literal("fe80::1%no-such-if0"),
-            Err(AddrError::NoSuchInterface("no-such-if0".into()))
-        );
-        assert_eq!(literal("fe80::1%../x"), Err(AddrError::NoSuchInterface("../x".into())));
+        // A name an interface could have, but none here has: this
+        // machine's answer, found only when the address is used.
+        assert_eq!(host("fe80::1%no-such-if0"), Ok("fe80::1%no-such-if0"));
+        let missing = AddrError::NoSuchInterface("no-such-if0".into());
+        assert!(!missing.is_usage());
+        assert_eq!(literal("fe80::1%no-such-if0"), Err(missing));
+        for scope in ["../x", "", "a b", "sixteen-letters0"] {
+            let text = format!("fe80::1%{scope}");
+            assert_eq!(literal(&text), Err(AddrError::BadScope(scope.into())), "{text}");
+        }
         assert_eq!(literal("127.0.0.1%lo"), Err(AddrError::ScopeWithoutIpv6));
     }
 
     #[test]
     fn a_port_in_the_address_is_refused() {
-        for text in ["127.0.0.1:80", "[::1]:5006", "localhost:5006", "[fe80::1%2]:80"] {
+        for text in
+            ["127.0.0.1:80", "[::1]:5006", "localhost:5006", "[fe80::1%2]:80", "[fe80::1%lo]:80"]
+        {
             assert_eq!(literal(text), Err(AddrError::HasPort), "{text}");
         }
+    }
+
+    #[test]
+    fn text_that_is_no_address_nor_name_is_refused_as_written() {
+        for (text, why) in [
+            ("999.1.1.1", AddrError::NotIpv4),
+            ("1.2.3", AddrError::NotIpv4),
+            ("127.1", AddrError::NotIpv4),
+            ("::g", AddrError::NotIpv6),
+            ("fe80:::1%lo", AddrError::NotIpv6),
+            ("[::1", AddrError::NotIpv6),
+            ("", AddrError::NotAHost),
+            ("[]", AddrError::NotAHost),
+            ("a b", AddrError::NotAHost),
+            ("-x", AddrError::NotAHost),
+            ("foo..bar", AddrError::NotAHost),
+            ("host%lo", AddrError::NotAHost),
+        ] {
+            assert_eq!(host(text), Err(why.clone()), "{text}");
+            assert!(why.is_usage(), "{text}");
+        }
+        for name in ["localhost", "example.org.", "db_1.internal", "xn--mnchen-3ya.de", "0x7f"] {
+            assert_eq!(host(name), Ok(name));
+        }
+        let too_long = format!("{}a", "a.".repeat(127));
+        assert_eq!(host(&too_long), Err(AddrError::NotAHost), "255 bytes");
+    }
+
+    #[test]
+    fn endpoints_are_a_host_and_a_port() {
+        let at = |text: &str| text.parse::<Endpoint>().map(|e| (e.host, e.port));
+        assert_eq!(at("localhost:9100"), Ok(("localhost".into(), 9100)));
+        assert_eq!(at("127.0.0.1:0"), Ok(("127.0.0.1".into(), 0)));
+        assert_eq!(at("[::1]:9806"), Ok(("::1".into(), 9806)));
+        assert_eq!(at("[fe80::1%lo]:9806"), Ok(("fe80::1%lo".into(), 9806)));
+        let form = "give HOST:PORT, as localhost:9806, 127.0.0.1:9806 or [::1]:9806";
+        for text in ["9806", "localhost", "::1:9806", "[::1]", "host:", "host:+80", "host:65536"] {
+            assert_eq!(at(text), Err(form.into()), "{text}");
+        }
+        assert_eq!(at("999.1.1.1:80"), Err(AddrError::NotIpv4.to_string()));
+        assert_eq!(at(":80"), Err(AddrError::NotAHost.to_string()));
     }
 }

@@ -194,6 +194,9 @@ fn argument_edges_are_usage_errors() {
         (&["-H", "127.0.0.1:5006"], "give the port with '--port', not in the address"),
         (&["-H", "[::1]:5006"], "give the port with '--port', not in the address"),
         (&["-H", ""], "it is not a host name or address"),
+        (&["-H", "999.1.1.1", "x"], "it is not an IPv4 address: four numbers from 0 to 255"),
+        (&["-H", "::g", "x"], "it is not an IPv6 address"),
+        (&["-H", "fe80::1%a/b", "x"], "'a/b' cannot name a network interface"),
         (&["-t", "0.0000001"], "it must be at least 0.001 seconds"),
         (&["--json=1", "-c", "1"], "option '--json' does not take a value"),
         (&["-4", "-6", "hola"], "'-4' and '-6' do not go together"),
@@ -203,4 +206,19 @@ fn argument_edges_are_usage_errors() {
         let err = assert_one_error_line(&out, 2, "cli6: ");
         assert!(err.contains(says), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn hosts_this_machine_refuses_exit_1_as_serv6_does() {
+    let port = dead_port().to_string();
+    let out = cli6(&["-H", "fe80::1%no-such-if0", "-p", &port, "hola"], b"");
+    let err = assert_one_error_line(&out, 1, "cli6: cannot resolve [fe80::1%no-such-if0]:");
+    assert!(err.contains("no network interface is named 'no-such-if0'"), "{err}");
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        skipped("no IPv6 here: a link-local address cannot be tried");
+        return;
+    }
+    let out = cli6(&["-H", "fe80::1", "-p", &port, "hola"], b"");
+    let err = assert_one_error_line(&out, 1, "cli6: cannot connect to [fe80::1]:");
+    assert!(err.contains("(a link-local address needs its interface, as fe80::1%eth0)"), "{err}");
 }

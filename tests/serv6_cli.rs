@@ -32,6 +32,39 @@ fn a_port_in_use_is_one_line_naming_the_address_and_exit_1() {
     let prefix = format!("serv6: cannot listen on 127.0.0.1:{port}: ");
     let err = assert_one_error_line(&out, 1, &prefix);
     assert!(err.to_lowercase().contains("in use"), "{err}");
+    // What an administrator can do, not what make's users do.
+    assert!(err.contains("another program, perhaps another serv6, holds that port"), "{err}");
+    assert!(err.contains("stop it, or choose another port with --port"), "{err}");
+    assert!(!err.contains("make") && !err.contains("PORT="), "{err}");
+}
+
+#[test]
+fn addresses_this_machine_refuses_exit_1_with_one_line() {
+    for (bind, says) in [
+        (
+            "fe80::1%no-such-if0",
+            "cannot listen on 'fe80::1%no-such-if0': no network interface is named 'no-such-if0'",
+        ),
+        ("no-such-host.invalid", "cannot listen on 'no-such-host.invalid': "),
+    ] {
+        let out = serv6(&["--bind", bind, "--port", "0"]);
+        let err = assert_one_error_line(&out, 1, "serv6: cannot listen on ");
+        assert!(err.contains(says) && !err.contains("--help"), "{bind}: {err}");
+    }
+}
+
+#[test]
+fn a_link_local_address_without_its_interface_is_told_to_name_one() {
+    if TcpListener::bind("[::1]:0").is_err() {
+        skipped("no IPv6 here: a link-local address cannot be tried");
+        return;
+    }
+    let out = serv6(&["--bind", "fe80::1", "--port", "0"]);
+    let err = assert_one_error_line(&out, 1, "serv6: cannot listen on [fe80::1]:0: ");
+    assert!(
+        err.trim_end().ends_with("; a link-local address needs its interface, as fe80::1%eth0"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -61,7 +94,12 @@ fn usage_errors_exit_2_with_one_line() {
         (&["--bind", ""], "it is not a host name or address"),
         (&["--bind", "127.0.0.1:80"], "give the port with '--port'"),
         (&["--bind", "[::1]:5006"], "give the port with '--port'"),
-        (&["--bind", "fe80::1%no-such-if0"], "no network interface is named 'no-such-if0'"),
+        (&["--bind", "999.1.1.1"], "it is not an IPv4 address: four numbers from 0 to 255"),
+        (&["--bind", "10.1.2"], "it is not an IPv4 address"),
+        (&["--bind", "::g"], "it is not an IPv6 address"),
+        (&["--bind", "bad name"], "it is not a host name or address"),
+        (&["--bind", "fe80::1%a/b"], "'a/b' cannot name a network interface"),
+        (&["--bind", "127.0.0.1%lo"], "only an IPv6 address can have a %scope"),
         (&["--bind", "::", "--bind", "0.0.0.0"], "'--bind ::' already serves 0.0.0.0"),
         (&["--bind", "0.0.0.0", "--bind", "127.0.0.1"], "already serves 127.0.0.1"),
         (&["--quiet=1"], "option '--quiet' does not take a value"),
@@ -72,6 +110,83 @@ fn usage_errors_exit_2_with_one_line() {
         let err = assert_one_error_line(&out, 2, "serv6: ");
         assert!(err.contains(says) && err.contains("serv6 --help"), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn metrics_take_a_host_name_and_its_first_address() {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let server = Server::start(&["--metrics", "localhost:0", "--quiet"]);
+    let addr = server.metrics_addr();
+    let first = ("localhost", 0).to_socket_addrs().unwrap().next().unwrap();
+    assert_eq!(addr.ip(), first.ip(), "the first address localhost resolves to");
+    let mut conn = connect(addr);
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 "), "{response}");
+    // A name that does not resolve is this machine's answer, not a typo.
+    let out = serv6(&["--port", "0", "--metrics", "no-such-host.invalid:9100"]);
+    assert_one_error_line(&out, 1, "serv6: cannot listen on 'no-such-host.invalid': ");
+    let out = serv6(&["--port", "0", "--metrics", "999.1.1.1:9100"]);
+    let err =
+        assert_one_error_line(&out, 2, "serv6: invalid value '999.1.1.1:9100' for '--metrics'");
+    assert!(err.contains("it is not an IPv4 address"), "{err}");
+}
+
+#[test]
+fn a_port_below_1024_tells_a_normal_user_which_option_to_change() {
+    let unprivileged = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+    let start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start");
+    let start: u32 = start.ok().and_then(|s| s.trim().parse().ok()).unwrap_or(1024);
+    let as_nobody = || Command::new("setpriv").args(unprivileged).arg("true").status();
+    if start <= 99 || !as_nobody().is_ok_and(|s| s.success()) {
+        skipped(format_args!(
+            "needs setpriv to run as nobody, and port 99 privileged (from {start})"
+        ));
+        return;
+    }
+    for (args, option, says) in [
+        (&["--port", "99", "--bind", "127.0.0.1"][..], "--port", "cannot listen on 127.0.0.1:99: "),
+        (&["--port", "0", "--metrics", "127.0.0.1:99"], "--metrics", "cannot serve metrics on "),
+    ] {
+        let out = Command::new("setpriv")
+            .args(unprivileged)
+            .arg(env!("CARGO_BIN_EXE_serv6"))
+            .args(args)
+            .output()
+            .unwrap();
+        let err = assert_one_error_line(&out, 1, &format!("serv6: {says}"));
+        let hint = format!("; ports below 1024 need privileges: choose another with {option}");
+        assert!(err.trim_end().ends_with(&hint), "{err}");
+    }
+}
+
+/// Passes serv6 (exec'd in its place, so that LISTEN_PID is its pid) a
+/// TCP socket that is bound but was never told to listen.
+const BOUND_NOT_LISTENING: &str = r#"
+import os, socket, sys
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+os.dup2(s.fileno(), 3)
+os.set_inheritable(3, True)  # dup2 onto itself keeps close-on-exec
+os.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()))
+os.execv(sys.argv[1], sys.argv[1:])
+"#;
+
+#[test]
+fn a_passed_socket_bound_but_not_listening_is_refused_saying_so() {
+    let serv6 = env!("CARGO_BIN_EXE_serv6");
+    let Ok(out) = Command::new("python3").args(["-c", BOUND_NOT_LISTENING, serv6]).output() else {
+        skipped("python3 is needed to pass serv6 a socket that is bound, not listening");
+        return;
+    };
+    assert_one_error_line(
+        &out,
+        1,
+        "serv6: passed file descriptor 3 cannot be served: it is not listening (a connected \
+         socket, as inetd-style Accept=yes passes, or one bound but never listening)",
+    );
 }
 
 /// In a network namespace of its own, where loopback gets a link-local

@@ -117,7 +117,7 @@ fn a_passed_socket_that_is_not_listening_is_refused_by_fd() {
     assert_eq!(
         refusal,
         "serv6: passed file descriptor 3 cannot be served: it is not listening \
-         (a connected socket, as inetd-style activation passes)"
+         (a connected socket, as inetd-style Accept=yes passes, or one bound but never listening)"
     );
     let _ = activator.kill();
     let _ = activator.wait();

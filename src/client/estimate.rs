@@ -15,6 +15,7 @@
 use super::exchange::Exchanged;
 use crate::timestamp::Timestamp;
 use crate::words::counted;
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -77,41 +78,84 @@ fn nanos(time: SystemTime) -> i128 {
     }
 }
 
-/// The probes so far.
+/// How many of the latest offsets the median and the best estimate are
+/// taken from. Every other figure covers the whole run in constant
+/// memory, but a median needs its values: a window keeps `--count 0`
+/// bounded (16 bytes an offset, 16 KB in all) and the summary's sort
+/// quick, holds every probe of any run up to 1000 (about 17 minutes at
+/// the default interval), and beyond that tells of the server's clock
+/// as it is now, not as it was before it drifted.
+const WINDOW: usize = 1000;
+
+/// Min, mean, max and population standard deviation of every value
+/// added, in constant memory (Welford's running variance).
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Running {
+    n: u64,
+    mean: f64,
+    /// The sum of squared differences from the mean.
+    m2: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Running {
+    // A count of probes, far below 2^52: the cast is exact.
+    #[allow(clippy::cast_precision_loss)]
+    fn add(&mut self, value: f64) {
+        let first = self.n == 0;
+        self.n += 1;
+        self.min = if first { value } else { self.min.min(value) };
+        self.max = if first { value } else { self.max.max(value) };
+        let delta = value - self.mean;
+        self.mean += delta / self.n as f64;
+        self.m2 += delta * (value - self.mean);
+    }
+
+    #[allow(clippy::cast_precision_loss)]
+    fn stddev(&self) -> f64 {
+        (self.m2 / self.n.max(1) as f64).sqrt()
+    }
+
+    fn seen(self) -> Option<Running> {
+        (self.n > 0).then_some(self)
+    }
+}
+
+/// The probes so far: counts and running figures over all of them, and
+/// the latest [`WINDOW`] offsets with their delays.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Tally {
     pub sent: u64,
-    pub replies: Vec<Sample>,
+    received: u64,
+    by_kernel: u64,
+    /// Offsets from four timestamps, and from three because the server
+    /// sent no T3 (the others with three had theirs left out).
+    four: u64,
+    without_t3: u64,
+    stepped: u64,
+    out_of_range: u64,
+    rtt: Running,
+    offset: Running,
+    /// Offset and delay, oldest first.
+    recent: VecDeque<(f64, f64)>,
 }
 
-/// Min, median, mean, max and population standard deviation.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Spread {
-    min: f64,
-    median: f64,
-    avg: f64,
-    max: f64,
-    stddev: f64,
-}
-
-// A count of probes, far below 2^52: the cast is exact.
-#[allow(clippy::cast_precision_loss)]
-fn spread(values: impl Iterator<Item = f64>) -> Option<Spread> {
-    let mut values: Vec<f64> = values.collect();
+/// The median of `values`; `None` if there are none.
+fn median(mut values: Vec<f64>) -> Option<f64> {
     values.sort_by(f64::total_cmp);
-    let (min, max, n) = (*values.first()?, *values.last()?, values.len());
-    let avg = values.iter().sum::<f64>() / n as f64;
-    let variance = values.iter().map(|v| (v - avg).powi(2)).sum::<f64>() / n as f64;
-    let median = (values[(n - 1) / 2] + values[n / 2]) / 2.0;
-    let stddev = variance.sqrt();
-    Some(Spread { min, median, avg, max, stddev })
+    let n = values.len();
+    Some((values.get(n.checked_sub(1)? / 2)? + values.get(n / 2)?) / 2.0)
 }
 
 /// The offsets and the delays of the replies that gave them.
 struct Offsets {
-    all: Spread,
-    delays: Spread,
-    /// The offset and delay of the probe with the smallest delay.
+    median: f64,
+    median_delay: f64,
+    /// Over every reply, not only the window.
+    min: f64,
+    max: f64,
+    /// The offset and delay of the recent probe with the smallest delay.
     best: (f64, f64),
     /// How many offsets came from four timestamps, and how many from three.
     four: u64,
@@ -119,54 +163,72 @@ struct Offsets {
 }
 
 impl Tally {
-    fn count(&self, which: impl Fn(&Sample) -> bool) -> u64 {
-        self.replies.iter().filter(|s| which(s)).count() as u64
+    pub fn add(&mut self, sample: &Sample) {
+        self.received += 1;
+        self.by_kernel += u64::from(sample.by_kernel);
+        self.stepped += u64::from(sample.stepped);
+        self.rtt.add(sample.rtt);
+        let Some((offset, delay)) = sample.clock else {
+            self.out_of_range += 1;
+            return;
+        };
+        self.four += u64::from(sample.sent.is_some() && !sample.stepped);
+        self.without_t3 += u64::from(sample.sent.is_none());
+        self.offset.add(offset);
+        if self.recent.len() == WINDOW {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((offset, delay));
+    }
+
+    pub fn received(&self) -> u64 {
+        self.received
     }
 
     // Figures for people: precision lost past 2^52 cannot show.
     #[allow(clippy::cast_precision_loss)]
     fn lost_percent(&self) -> f64 {
-        let lost = self.sent - self.replies.len() as u64;
+        let lost = self.sent - self.received;
         100.0 * lost as f64 / self.sent.max(1) as f64
     }
 
-    fn rtts(&self) -> Option<Spread> {
-        spread(self.replies.iter().map(|s| s.rtt))
-    }
-
     fn offsets(&self) -> Option<Offsets> {
-        let timed = || self.replies.iter().filter_map(|s| s.clock);
-        let four = self.count(|s| s.sent.is_some() && !s.stepped && s.clock.is_some());
+        let all = self.offset.seen()?;
+        let column = |pick: fn(&(f64, f64)) -> f64| self.recent.iter().map(pick).collect();
         Some(Offsets {
-            all: spread(timed().map(|c| c.0))?,
-            delays: spread(timed().map(|c| c.1))?,
-            best: timed().min_by(|a, b| a.1.total_cmp(&b.1))?,
-            four,
-            three: timed().count() as u64 - four,
+            median: median(column(|c| c.0))?,
+            median_delay: median(column(|c| c.1))?,
+            min: all.min,
+            max: all.max,
+            best: self.recent.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1))?,
+            four: self.four,
+            three: all.n - self.four,
         })
     }
 }
 
 /// The ping-like summary, several lines.
 pub(crate) fn summary_text(target: &str, tally: &Tally) -> String {
-    let received = tally.replies.len() as u64;
     let mut out = format!(
         "--- {target} probe statistics ---\n{} sent, {} received, {:.1}% lost",
         counted(tally.sent, "probe", "probes"),
-        counted(received, "reply", "replies"),
+        counted(tally.received, "reply", "replies"),
         tally.lost_percent()
     );
-    if let Some(r) = tally.rtts() {
-        let (min, avg, max, sd) = (r.min, r.avg, r.max, r.stddev);
+    if let Some(r) = tally.rtt.seen() {
+        let (min, avg, max, sd) = (r.min, r.mean, r.max, r.stddev());
         let _ = write!(out, "\nrtt min/avg/max/stddev = {min:.3}/{avg:.3}/{max:.3}/{sd:.3} ms");
     }
     if let Some(o) = tally.offsets() {
-        let (median, min, max) = (o.all.median, o.all.min, o.all.max);
-        let (bound, (best, delay)) = (o.delays.median / 2.0, o.best);
+        let (median, min, max) = (o.median, o.min, o.max);
+        let (bound, (best, delay)) = (o.median_delay / 2.0, o.best);
         // With three timestamps, the delay is the round trip.
         let by = if o.four == 0 { "rtt" } else { "delay" };
         let how = match (o.four, o.three) {
             (_, 0) => "4 timestamps (the server sent its send time)",
+            (0, _) if tally.without_t3 == 0 => {
+                "3 timestamps: the server's clock stepped, so its send time (T3) was left out"
+            }
             (0, _) => "3 timestamps: the server's turnaround is in it; run serv6 with --send-time",
             _ => "4 timestamps where the server sent its send time, else 3",
         };
@@ -177,15 +239,16 @@ pub(crate) fn summary_text(target: &str, tally: &Tally) -> String {
              offset from {how}",
             delay / 2.0
         );
+        if o.four + o.three > WINDOW as u64 {
+            let _ = write!(out, "\nmedian and best estimate from the last {WINDOW} offsets");
+        }
     }
-    let stepped = tally.count(|s| s.stepped);
-    if stepped > 0 {
-        let n = counted(stepped, "send time", "send times");
+    if tally.stepped > 0 {
+        let n = counted(tally.stepped, "send time", "send times");
         let _ = write!(out, "\n{n} left out: outside the round trip (the server's clock stepped)");
     }
-    let out_of_range = tally.count(|s| s.clock.is_none());
-    if out_of_range > 0 {
-        let n = counted(out_of_range, "reply", "replies");
+    if tally.out_of_range > 0 {
+        let n = counted(tally.out_of_range, "reply", "replies");
         let _ = write!(out, "\n{n} with a server time out of range, not counted in the offset");
     }
     out
@@ -193,27 +256,30 @@ pub(crate) fn summary_text(target: &str, tally: &Tally) -> String {
 
 /// The summary as one JSON object; figures are null when no reply gave them.
 pub(crate) fn summary_json(tally: &Tally) -> String {
-    let rtt = tally.rtts().map_or("null".into(), |r| {
+    let rtt = tally.rtt.seen().map_or("null".into(), |r| {
         format!(
             "{{\"min\":{:.4},\"avg\":{:.4},\"max\":{:.4},\"stddev\":{:.4}}}",
-            r.min, r.avg, r.max, r.stddev
+            r.min,
+            r.mean,
+            r.max,
+            r.stddev()
         )
     });
     let offset = tally.offsets().map_or("null".into(), |o| {
-        let (all, (best, delay)) = (o.all, o.best);
+        let (best, delay) = o.best;
         format!(
             "{{\"median\":{:.4},\"median_bound\":{:.4},\"min\":{:.4},\"max\":{:.4},\
              \"best\":{best:.4},\"best_bound\":{:.4},\"from_4_timestamps\":{},\"from_3_timestamps\":{}}}",
-            all.median, o.delays.median / 2.0, all.min, all.max, delay / 2.0, o.four, o.three
+            o.median, o.median_delay / 2.0, o.min, o.max, delay / 2.0, o.four, o.three
         )
     });
     format!(
         "{{\"summary\":{{\"sent\":{},\"received\":{},\"lost_percent\":{:.1},\"kernel_stamped\":{},\
          \"rtt_ms\":{rtt},\"offset_ms\":{offset}}}}}",
         tally.sent,
-        tally.replies.len(),
+        tally.received,
         tally.lost_percent(),
-        tally.count(|s| s.by_kernel),
+        tally.by_kernel,
     )
 }
 
@@ -291,10 +357,15 @@ mod tests {
         assert_eq!(Sample::of(&done, year_9999, Some(year_9999)).clock, None);
     }
 
+    fn tally(sent: u64, replies: &[Sample]) -> Tally {
+        let mut tally = Tally { sent, ..Tally::default() };
+        replies.iter().for_each(|s| tally.add(s));
+        tally
+    }
+
     #[test]
     fn summaries_count_losses_and_give_both_estimates() {
-        let tally =
-            Tally { sent: 4, replies: vec![sample(3, -1000), sample(1, 3000), sample(2, 500)] };
+        let tally = tally(4, &[sample(3, -1000), sample(1, 3000), sample(2, 500)]);
         let text = summary_text("localhost:5006", &tally);
         for want in [
             "4 probes sent, 3 replies received, 25.0% lost",
@@ -318,11 +389,10 @@ mod tests {
     #[test]
     fn the_best_estimate_is_the_smallest_delay_not_the_smallest_rtt() {
         let four = Sample { sent: Some(sample(0, 0).at), clock: Some((2.0, 0.4)), ..sample(3, 0) };
-        let mixed = Tally { sent: 2, replies: vec![four, sample(1, -1000)] };
-        let text = summary_text("x", &mixed);
+        let text = summary_text("x", &tally(2, &[four, sample(1, -1000)]));
         assert!(text.contains("offset at the smallest delay +2.000 ms ±0.200"), "{text}");
         assert!(text.contains("where the server sent its send time, else 3"), "{text}");
-        let text = summary_text("x", &Tally { sent: 1, replies: vec![four] });
+        let text = summary_text("x", &tally(1, &[four]));
         assert!(text.contains("offset from 4 timestamps (the server"), "{text}");
     }
 
@@ -330,13 +400,45 @@ mod tests {
     fn nothing_received_and_times_out_of_range() {
         let none = summary_json(&Tally { sent: 1, ..Tally::default() });
         assert!(none.contains("\"rtt_ms\":null,\"offset_ms\":null"), "{none}");
-        let untimed = Tally {
-            sent: 1,
-            replies: vec![Sample { clock: None, by_kernel: false, ..sample(1, 0) }],
-        };
+        let untimed = tally(1, &[Sample { clock: None, by_kernel: false, ..sample(1, 0) }]);
         let text = summary_text("x", &untimed);
         assert!(text.contains("1 probe sent, 1 reply received"), "{text}");
         assert!(text.contains("1 reply with a server time out of range"), "{text}");
         assert!(!text.contains("offset (server"), "{text}");
+    }
+
+    #[test]
+    fn a_run_without_end_keeps_the_latest_offsets_and_running_figures() {
+        // The first probe's offset is the run's extreme; later ones hold
+        // the window past it.
+        let mut tally = tally(1, &[sample(9, -50_000)]);
+        for i in 0..3 * WINDOW {
+            tally.sent += 1;
+            tally.add(&sample(1 + (i % 2) as u32, 2000));
+        }
+        assert_eq!(tally.recent.len(), WINDOW);
+        assert!(tally.recent.capacity() < 2 * WINDOW, "{}", tally.recent.capacity());
+        let text = summary_text("x", &tally);
+        for want in [
+            "3001 probes sent, 3001 replies received",
+            "rtt min/avg/max/stddev = 1.000/1.502/9.000/0.518 ms",
+            "median +2.000 ms ±0.750, spread -50.000 .. +2.000 ms",
+            "offset at the smallest rtt +2.000 ms ±0.500",
+            "median and best estimate from the last 1000 offsets",
+        ] {
+            assert!(text.contains(want), "{want:?} in {text}");
+        }
+    }
+
+    #[test]
+    fn when_every_send_time_is_left_out_the_advice_says_why() {
+        let t3 = sample(0, 0).at;
+        let stepped = Sample { sent: Some(t3), stepped: true, ..sample(1, 0) };
+        let text = summary_text("x", &tally(2, &[stepped, stepped]));
+        assert!(text.contains("offset from 3 timestamps: the server's clock stepped, so its send time (T3) was left out"), "{text}");
+        assert!(!text.contains("run serv6 with --send-time"), "{text}");
+        assert!(text.contains("2 send times left out"), "{text}");
+        let text = summary_text("x", &tally(2, &[stepped, sample(1, 0)]));
+        assert!(text.contains("run serv6 with --send-time"), "one reply had no T3: {text}");
     }
 }

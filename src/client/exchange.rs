@@ -5,7 +5,7 @@
 //! A failure is a `String`, one line for people: every caller only shows
 //! it. Anything the server sent is in it escaped.
 
-use crate::addr::{self, ResolveError};
+use crate::addr;
 use crate::escape::escape;
 use crate::platform;
 use crate::protocol::{parse_reply, Reply, MAX_REPLY};
@@ -148,8 +148,7 @@ fn resolve(target: &Target) -> Result<Vec<SocketAddr>, String> {
     };
     let found: Vec<SocketAddr> = match addr::resolve(&target.host, target.port) {
         Ok(all) => all.into_iter().filter(|a| a.is_ipv4() && v4 || a.is_ipv6() && v6).collect(),
-        Err(ResolveError::Address(e)) => return Err(format!("cannot resolve {target}: {e}")),
-        Err(ResolveError::Lookup(e)) => return Err(format!("cannot resolve {target}: {e}")),
+        Err(e) => return Err(format!("cannot resolve {target}: {e}")),
     };
     if found.is_empty() {
         return Err(format!("cannot resolve {target}: {none}"));
@@ -172,6 +171,9 @@ fn connect_any(
                 refused |= e.kind() == io::ErrorKind::ConnectionRefused;
                 let sep = if i == 0 { ": " } else { "; " };
                 let _ = write!(why, "{sep}{}", failed(addr, &e));
+                if let Some(advice) = addr::missing_scope(&addr) {
+                    let _ = write!(why, " ({advice})");
+                }
             }
         }
     }

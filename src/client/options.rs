@@ -69,8 +69,8 @@ pub(crate) const FLAGS: &[Flag<Key>] = &[
     flag(Key::Count, "-c, --count N", "probe like ping: N exchanges (0: until Ctrl-C), each with \
         its connect time, round-trip time and the offset of the server's clock from ours (server \
         minus ours; from four timestamps when serv6 runs with --send-time), then a summary with \
-        the median offset and the offset of the probe with the smallest delay, each within ± half \
-        a delay; failures slow the probes down, up to one a second"),
+        the median offset and the offset of the probe with the smallest delay (both of the last \
+        1000), each within ± half a delay; failures slow the probes down, up to one a second"),
     flag(Key::Interval, "-i, --interval SECS", "with --count: time between probes; \
         0 allowed").defaults_to("1"),
     flag(Key::Json, "--json", "write JSON Lines: one object per probe, then one for the summary; \
@@ -183,6 +183,7 @@ mod tests {
         for flag in FLAGS {
             let long = format!("--{}", flag.long());
             let words = match flag.value() {
+                Some("HOST") => vec![long, "localhost".into(), "-c1".into()],
                 Some(_) => vec![long, "1".into(), "-c1".into()],
                 None => vec![long, "-c1".into()],
             };

@@ -50,7 +50,7 @@ pub(crate) fn run(target: &Target, line: &[u8], probes: Probes) -> ExitCode {
         counts.sent += 1;
         let printed = match outcome {
             Ok((sample, done)) => {
-                counts.replies.push(sample);
+                counts.add(&sample);
                 print(&probe_line(seq, &sample, &done, bytes, probes.json))
             }
             Err(e) if probes.json => {
@@ -87,7 +87,7 @@ fn finish(target: &str, tally: &Tally, json: bool) -> u8 {
     let summary =
         if json { estimate::summary_json(tally) } else { estimate::summary_text(target, tally) };
     print(&summary);
-    status(!tally.replies.is_empty()).code()
+    status(tally.received() > 0).code()
 }
 
 /// A probe's line: the reply and the figures; as JSON, each on its own.

@@ -122,7 +122,8 @@ impl fmt::Display for NotAListener {
             NotAListener::NotASocket => "it is not a socket",
             NotAListener::NotStream => "it is not a stream (TCP) socket",
             NotAListener::NotListening => {
-                "it is not listening (a connected socket, as inetd-style activation passes)"
+                "it is not listening (a connected socket, as inetd-style Accept=yes passes, \
+                 or one bound but never listening)"
             }
             NotAListener::NotInternet => "it is not an IPv4 or IPv6 socket",
             NotAListener::Unsupported => "this build of serv6 takes no passed sockets (Linux only)",

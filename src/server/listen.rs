@@ -5,7 +5,7 @@
 //! 3+N-1. The variables are removed whatever they say, so that no child of
 //! ours could take them as its own.
 
-use crate::addr::{self, AddrError, ResolveError};
+use crate::addr::{self, AddrError, Endpoint, ResolveError};
 use crate::platform::{self, NotAListener};
 use crate::protocol::Service;
 use std::fmt;
@@ -23,28 +23,42 @@ pub(crate) struct Bound {
 }
 
 /// Why serv6 cannot listen; printed as one line, then it exits with status
-/// 2 if the addresses asked for make no sense, 1 otherwise.
+/// 2 if the addresses asked for make no sense, 1 if this machine refuses them.
 #[derive(Debug)]
 pub(crate) enum BindError {
     Address { name: String, error: AddrError },
     Overlap { wide: IpAddr, narrow: IpAddr },
     Resolve { name: String, error: io::Error },
-    Bind { addr: SocketAddr, error: io::Error },
+    Bind { addr: SocketAddr, error: io::Error, role: Role },
+}
+
+/// What a socket is bound for: the message and the option to change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// `--bind` and `--port`.
+    Service,
+    /// `--metrics`, while serv6 serves `service_port`.
+    Metrics { service_port: u16 },
 }
 
 impl BindError {
     /// Whether the command line is at fault rather than the machine.
     pub fn is_usage(&self) -> bool {
-        matches!(self, BindError::Address { .. } | BindError::Overlap { .. })
+        match self {
+            BindError::Address { error, .. } => error.is_usage(),
+            BindError::Overlap { .. } => true,
+            BindError::Resolve { .. } | BindError::Bind { .. } => false,
+        }
     }
 }
 
 impl fmt::Display for BindError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BindError::Address { name, error } => {
+            BindError::Address { name, error } if error.is_usage() => {
                 write!(f, "invalid value '{name}' for '--bind': {error}")
             }
+            BindError::Address { name, error } => write!(f, "cannot listen on '{name}': {error}"),
             BindError::Overlap { wide, narrow } => write!(
                 f,
                 "'--bind {wide}' already serves {narrow}{}: give one or the other",
@@ -57,24 +71,40 @@ impl fmt::Display for BindError {
             BindError::Resolve { name, error } => {
                 write!(f, "cannot listen on '{name}': {error}; give an IP address or a host name of this machine")
             }
-            BindError::Bind { addr, error } => {
-                write!(f, "cannot listen on {addr}: {error}{}", hint(error))
+            BindError::Bind { addr, error, role } => {
+                let what = match role {
+                    Role::Service => "listen",
+                    Role::Metrics { .. } => "serve metrics",
+                };
+                write!(f, "cannot {what} on {addr}: {error}")?;
+                hint(*role, addr, error).map_or(Ok(()), |hint| write!(f, "; {hint}"))
             }
         }
     }
 }
 
-fn hint(error: &io::Error) -> &'static str {
-    match error.kind() {
-        io::ErrorKind::AddrInUse => {
-            "; is serv6 already running? Choose another port with --port (PORT= with make servidor)"
+/// What the operator can do about `error` on `addr`.
+fn hint(role: Role, addr: &SocketAddr, error: &io::Error) -> Option<String> {
+    let option = match role {
+        Role::Service => "--port",
+        Role::Metrics { .. } => "--metrics",
+    };
+    let ours = role == Role::Metrics { service_port: addr.port() };
+    Some(match error.kind() {
+        io::ErrorKind::AddrInUse if ours => {
+            "serv6 itself serves that port: give --metrics another".into()
         }
+        io::ErrorKind::AddrInUse => format!(
+            "another program, perhaps another serv6, holds that port ('ss -ltnp' shows which): \
+             stop it, or choose another port with {option}"
+        ),
         io::ErrorKind::PermissionDenied => {
-            "; ports below 1024 need privileges, choose another with --port"
+            format!("ports below 1024 need privileges: choose another with {option}")
         }
-        io::ErrorKind::AddrNotAvailable => "; that address does not belong to this machine",
-        _ => "",
-    }
+        io::ErrorKind::AddrNotAvailable => "that address does not belong to this machine".into(),
+        io::ErrorKind::InvalidInput => addr::missing_scope(addr)?,
+        _ => return None,
+    })
 }
 
 /// How many times to look for a port free on every address with `--port 0`.
@@ -118,7 +148,7 @@ fn bind_each(addrs: &[SocketAddr], mut port: u16, optional: bool) -> Result<Boun
                 if port == 0 {
                     port = listener
                         .local_addr()
-                        .map_err(|error| BindError::Bind { addr, error })?
+                        .map_err(|error| BindError::Bind { addr, error, role: Role::Service })?
                         .port();
                 }
                 bound.listeners.push(listener);
@@ -126,15 +156,29 @@ fn bind_each(addrs: &[SocketAddr], mut port: u16, optional: bool) -> Result<Boun
             Err(error) if optional && family_unavailable(&error) => {
                 let ip = addr.ip();
                 bound.notes.push(format!("{ip} is not available ({error}), serving without it"));
-                last_error = Some(BindError::Bind { addr, error });
+                last_error = Some(BindError::Bind { addr, error, role: Role::Service });
             }
-            Err(error) => return Err(BindError::Bind { addr, error }),
+            Err(error) => return Err(BindError::Bind { addr, error, role: Role::Service }),
         }
     }
     match (bound.listeners.is_empty(), last_error) {
         (true, Some(error)) => Err(error),
         _ => Ok(bound),
     }
+}
+
+/// Binds `--metrics`' socket: the first address its host resolves to
+/// (a name may have several; getaddrinfo's order, `getent ahosts NAME`),
+/// at its port. `service_port` is the port serv6 serves, so that a clash
+/// with it is said to be serv6's own.
+pub(crate) fn bind_metrics(at: &Endpoint, service_port: u16) -> Result<TcpListener, BindError> {
+    let Some(mut addr) = resolve(std::slice::from_ref(&at.host))?.first().copied() else {
+        let error = io::Error::other("it has no address");
+        return Err(BindError::Resolve { name: at.host.clone(), error });
+    };
+    addr.set_port(at.port);
+    let role = Role::Metrics { service_port };
+    TcpListener::bind(addr).map_err(|error| BindError::Bind { addr, error, role })
 }
 
 /// The errors that mean "this machine has no such IP family", not "busy".
@@ -269,7 +313,20 @@ mod tests {
         let port = taken.local_addr().unwrap().port();
         let err = bind_all(&["127.0.0.1".into()], port).unwrap_err().to_string();
         assert!(err.starts_with(&format!("cannot listen on 127.0.0.1:{port}: ")), "{err}");
-        assert!(err.contains("already running"), "{err}");
+        assert!(err.contains("another program, perhaps another serv6, holds that port"), "{err}");
+        assert!(err.ends_with("stop it, or choose another port with --port"), "{err}");
+    }
+
+    #[test]
+    fn a_metrics_port_in_use_says_whose_it_may_be() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let at = Endpoint { host: "127.0.0.1".into(), port };
+        let err = |service_port| bind_metrics(&at, service_port).unwrap_err().to_string();
+        let prefix = format!("cannot serve metrics on 127.0.0.1:{port}: ");
+        assert!(err(port).starts_with(&prefix), "{}", err(port));
+        assert!(err(port).ends_with("; serv6 itself serves that port: give --metrics another"));
+        assert!(err(port ^ 1).ends_with("choose another port with --metrics"), "{}", err(port ^ 1));
     }
 
     #[test]

@@ -129,11 +129,10 @@ fn render(max_conns: usize, started: SystemTime) -> String {
     out
 }
 
-/// Binds `addr` and starts the thread that serves it; returns the address
-/// bound (with the real port when `addr` gave 0). `max_conns` is the most
-/// connections serv6 holds, a figure of its own.
-pub(crate) fn start(addr: SocketAddr, max_conns: usize) -> io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)?;
+/// Starts the thread that serves `listener` (`listen::bind_metrics` binds
+/// it); returns its address. `max_conns` is the most connections serv6
+/// holds, a figure of its own.
+pub(crate) fn start(listener: TcpListener, max_conns: usize) -> io::Result<SocketAddr> {
     let bound = listener.local_addr()?;
     let started = SystemTime::now();
     thread::Builder::new()

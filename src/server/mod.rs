@@ -185,14 +185,12 @@ fn start(options: &Options, passed: Option<Vec<listen::Passed>>) -> Result<Runni
     let shared = Arc::new(Shared::new(limits, options.proxy_from.clone(), Arc::clone(&room)));
     let workers = Workers::start(listeners, capacity.workers_per_listener, shared)
         .map_err(|e| Stop::failure(format!("cannot start workers: {e}")))?;
-    if let Some(addr) = options.metrics {
-        let at = metrics::start(addr, capacity.max_conns).map_err(|e| {
-            let own = e.kind() == std::io::ErrorKind::AddrInUse
-                && options.port.unwrap_or(crate::protocol::DEFAULT_PORT) == addr.port();
-            let hint =
-                if own { "; serv6 itself serves that port: give --metrics another" } else { "" };
-            Stop::failure(format!("cannot serve metrics on {addr}: {e}{hint}"))
-        })?;
+    if let Some(endpoint) = &options.metrics {
+        let service_port = options.port.unwrap_or(crate::protocol::DEFAULT_PORT);
+        let listener = listen::bind_metrics(endpoint, service_port)
+            .map_err(|e| Stop::failure(e.to_string()))?;
+        let at = metrics::start(listener, capacity.max_conns)
+            .map_err(|e| Stop::failure(format!("cannot serve metrics: {e}")))?;
         let _ = write!(line, " (metrics: http://{at}/metrics)");
     }
     // First, so that a script may read where serv6 listens from line 1.

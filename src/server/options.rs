@@ -7,7 +7,6 @@ use crate::cmdline::{flag, Arg, Flag, Info, Parser, Program, UsageError};
 use crate::platform::Signal;
 use crate::protocol::{reply_form, Service};
 use std::ffi::OsString;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// What serv6 was asked to do.
@@ -41,7 +40,7 @@ pub(crate) struct Options {
     /// With `--proxy-protocol`: who may send a PROXY header.
     pub proxy_from: Option<Vec<Cidr>>,
     /// Where to serve Prometheus metrics, if anywhere.
-    pub metrics: Option<SocketAddr>,
+    pub metrics: Option<Endpoint>,
 }
 
 impl Default for Options {
@@ -96,8 +95,9 @@ pub(crate) enum Key {
 /// would spread each over five lines.
 #[rustfmt::skip]
 pub(crate) const FLAGS: &[Flag<Key>] = &[
-    flag(Key::Bind, "-b, --bind ADDR", "listen on ADDR, an IP address or host name; repeat for \
-        more, up to 32 addresses").defaults_to("127.0.0.1 and ::1; '::' serves the network"),
+    flag(Key::Bind, "-b, --bind ADDR", "listen on ADDR, an IP address (a link-local one with its \
+        interface, as fe80::1%eth0) or host name; repeat for more, up to 32 addresses")
+        .defaults_to("127.0.0.1 and ::1; '::' serves the network"),
     flag(Key::Port, "-p, --port PORT", "TCP port; 0 picks a free one").defaults_to("5006"),
     flag(Key::MaxBytes, "--max-bytes N", "longest message accepted, in bytes").defaults_to("65536"),
     flag(Key::Pause, "--pause SECS", "silence that ends a message once bytes have arrived; \
@@ -122,8 +122,9 @@ pub(crate) const FLAGS: &[Flag<Key>] = &[
     flag(Key::LogBytes, "--log-bytes N", "the most message bytes a log line shows; the rest is \
         counted, not shown (the reply and the logged length are unaffected)").defaults_to("1024"),
     flag(Key::Metrics, "--metrics ADDR:PORT", "serve Prometheus metrics at \
-        http://ADDR:PORT/metrics (each request bounded in size and time, 64 held at most, so it \
-        cannot slow the exchanges); keep ADDR on loopback unless a firewall guards it").defaults_to("off"),
+        http://ADDR:PORT/metrics, ADDR an IP address or a host name (the first address it \
+        resolves to) (each request bounded in size and time, 64 held at most, so it cannot slow \
+        the exchanges); keep ADDR on loopback unless a firewall guards it").defaults_to("off"),
     flag(Key::Service, "--service NAME", "what to serve: 'receipt' (the reply above), 'daytime' \
         (RFC 867: on connect, one line with the time, then close) or 'time' (RFC 868: on \
         connect, 4 bytes of seconds since 1900, as rdate reads them); sockets passed by systemd \
@@ -187,7 +188,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             Arg::Flag(Key::SendTime) => options.rules.send_time = true,
             Arg::Flag(Key::ProxyProtocol) => proxy = true,
             Arg::Flag(Key::ProxyFrom) => proxy_from.push(parser.parsed()?),
-            Arg::Flag(Key::Metrics) => options.metrics = Some(parser.parsed::<Endpoint>()?.0),
+            Arg::Flag(Key::Metrics) => options.metrics = Some(parser.parsed()?),
         }
     }
     if proxy && proxy_from.is_empty() {
@@ -274,6 +275,7 @@ mod tests {
             let words = match flag.value() {
                 Some("ADDR[/PREFIX]") => format!("--{long} 10.0.0.0/8 --proxy-protocol"),
                 Some("ADDR:PORT") => format!("--{long} 127.0.0.1:9806"),
+                Some("ADDR") => format!("--{long} 127.0.0.1"),
                 Some("NAME") => format!("--{long} daytime"),
                 Some(_) => format!("--{long} 1"),
                 None => format!("--{long}"),
@@ -337,8 +339,15 @@ mod tests {
         );
         assert_eq!(
             err("--metrics 9806"),
-            "invalid value '9806' for '--metrics': it is not an IP address and a port, as \
+            "invalid value '9806' for '--metrics': give HOST:PORT, as localhost:9806, \
              127.0.0.1:9806 or [::1]:9806"
+        );
+        assert_eq!(
+            parse_words("--metrics localhost:9100"),
+            Ok(Command::Serve(Options {
+                metrics: Some(Endpoint { host: "localhost".into(), port: 9100 }),
+                ..Options::default()
+            }))
         );
         assert_eq!(
             err("--max-conns 0"),
