@@ -65,9 +65,7 @@ pub(crate) fn set_program(name: &'static str) {
 /// From now on standard error never blocks serv6, and reports are kept to
 /// a few lines a second.
 pub(crate) fn start() {
-    if let Ok((_, Some(note))) = Output::start(&STDERR, io::stderr(), "standard error") {
-        say(format_args!("{note}"));
-    }
+    let _ = Output::start(&STDERR, io::stderr(), "standard error");
     REPORTS.start();
 }
 

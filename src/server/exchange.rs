@@ -203,13 +203,15 @@ fn serve(listener: &TcpListener, service: Service, shared: &Shared) {
 /// the room lets one go (a lingering one, or the one that has waited
 /// longest for its message, told `error: server busy`); if it holds none,
 /// the newcomer is the one told, so it comes back held `briefly`.
-fn hold(stream: TcpStream, shared: &Shared) -> Result<Held, Held> {
-    Held::within(stream, shared.max_conns)
-        .or_else(|stream| {
-            shared.room.free_one();
-            Held::within(stream, shared.max_conns)
-        })
-        .map_err(Held::briefly)
+fn hold(mut stream: TcpStream, shared: &Shared) -> Result<Held, Held> {
+    loop {
+        match Held::within(stream, shared.max_conns) {
+            Ok(held) => return Ok(held),
+            // Another worker may take the place first: then ask again.
+            Err(again) if shared.room.free_one() => stream = again,
+            Err(refused) => return Err(Held::briefly(refused)),
+        }
+    }
 }
 
 /// Reads `conn` until its request ends or `verdict` comes, waiting with
