@@ -320,7 +320,7 @@ fn reply(answer: Answer, message: &[u8], s: &mut Scratch, room: &Arc<Room>) {
     }
     if s.worker && output::log_may_block() {
         let room = Arc::clone(room);
-        let send = move || answer.send(&mut String::new(), &room);
+        let send = move || answer.send(&mut String::with_capacity(128), &room);
         output::log_then(s.line.as_bytes(), Box::new(send));
     } else {
         output::log(s.line.as_bytes());
@@ -332,21 +332,20 @@ impl Answer {
     /// send: the reply (`buf` lent to write it in), counted; then the
     /// goodbye.
     fn send(self, buf: &mut String, room: &Arc<Room>) {
-        let now = SystemTime::now();
-        let time = protocol::time_bytes(now);
+        let time = (self.service == Service::Time).then(|| protocol::time_bytes(SystemTime::now()));
         buf.clear();
-        let bytes = match self.service {
-            Service::Receipt => {
-                let sent = self.send_time.then_some(now).and_then(Timestamp::from_system_time);
+        let bytes = match (self.service, time.as_ref()) {
+            (_, Some(time)) => &time[..],
+            (Service::Receipt, _) => {
+                let sent = self.send_time.then(SystemTime::now).and_then(Timestamp::from_system_time);
                 let sent = sent.map(Timestamp::to_rfc3339);
                 protocol::write_received(buf, self.len, &self.stamp, sent.as_ref());
                 buf.as_bytes()
             }
-            Service::Daytime => {
+            _ => {
                 protocol::write_daytime(buf, &self.stamp);
                 buf.as_bytes()
             }
-            Service::Time => &time[..],
         };
         let sent = (&self.held.stream).write_all(bytes);
         STATS.served(self.service, self.ended);
@@ -579,7 +578,8 @@ impl Connection {
         let framer = Framer::new(&shared.rules, accepted, buffer);
         let conn =
             Connection { held, peer, client: peer, service, accepted, header, own: false, framer };
-        let end = end.or_else(|| conn.unasked(Arrival::now()));
+        let unasked = service != Service::Receipt;
+        let end = end.or_else(|| unasked.then(|| conn.unasked(Arrival::now())).flatten());
         (conn, end)
     }
 
