@@ -31,8 +31,15 @@ trap 'rm -rf "$work"' EXIT
 # A packager's staged install, as if PREFIX were /usr; with cargo out of
 # reach, as for root where the toolchain is a user's: what is built is
 # installed, never rebuilt.
+touch "$work/stamp"
 make -s install DESTDIR="$stage" PREFIX=/usr CARGO=false >/dev/null
 check "make install installs what is built without running cargo" test -x "$stage/usr/sbin/serv6"
+# `make`, then `sudo make install`: what root writes in the tree, the user
+# cannot remove (make clean fails). make test's own log grows meanwhile.
+written=$(find . -newer "$work/stamp" ! -name test-output | head -5 | tr '\n' ' ')
+check "make install writes nothing in the tree${written:+ (wrote: $written)}" test -z "$written"
+others=$(find . ! -user "$(stat -c %u .)" | head -5 | tr '\n' ' ')
+check "every file in the tree is its owner's${others:+ (not: $others)}" test -z "$others"
 unitdir=$stage/usr/lib/systemd/system
 check "install puts both programs, both pages and all four units in place" \
     test -x "$stage/usr/bin/cli6" -a -x "$stage/usr/sbin/serv6" \
