@@ -105,17 +105,22 @@ man: $(BIN)/serv6 $(BIN)/cli6
 
 ## install: cli6, serv6, their manual pages and systemd units (receipt, daytime, time) under PREFIX (/usr/local); DESTDIR= stages
 # serv6 is a daemon: sbin and section 8; cli6 a user command: bin and section 1.
-install: man
+# What is generated goes through a directory outside the tree: after
+# `make`, `sudo make install` leaves no file of root's there.
+install: $(BIN)/serv6 $(BIN)/cli6
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man1 \
 	  $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR)
 	install -m 755 $(BIN)/cli6 $(DESTDIR)$(BINDIR)/cli6
 	install -m 755 $(BIN)/serv6 $(DESTDIR)$(SBINDIR)/serv6
-	install -m 644 $(TARGET)/man/cli6.1 $(DESTDIR)$(MANDIR)/man1/cli6.1
-	install -m 644 $(TARGET)/man/serv6.8 $(DESTDIR)$(MANDIR)/man8/serv6.8
 	install -m 644 contrib/systemd/serv6.socket contrib/systemd/serv6-daytime.socket \
 	  contrib/systemd/serv6-time.socket $(DESTDIR)$(UNITDIR)/
-	sed 's|@SBINDIR@|$(SBINDIR)|' contrib/systemd/serv6.service > $(TARGET)/serv6.service
-	install -m 644 $(TARGET)/serv6.service $(DESTDIR)$(UNITDIR)/serv6.service
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  $(BIN)/cli6 --generate-man > "$$tmp/cli6.1" && \
+	  $(BIN)/serv6 --generate-man > "$$tmp/serv6.8" && \
+	  sed 's|@SBINDIR@|$(SBINDIR)|' contrib/systemd/serv6.service > "$$tmp/serv6.service" && \
+	  install -m 644 "$$tmp/cli6.1" $(DESTDIR)$(MANDIR)/man1/cli6.1 && \
+	  install -m 644 "$$tmp/serv6.8" $(DESTDIR)$(MANDIR)/man8/serv6.8 && \
+	  install -m 644 "$$tmp/serv6.service" $(DESTDIR)$(UNITDIR)/serv6.service
 
 ## uninstall: remove exactly what install put there
 # In a staging DESTDIR, also the directories that this leaves empty.

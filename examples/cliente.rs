@@ -1,7 +1,7 @@
 //! El cliente del ejercicio original, paso a paso, con `std::net` solo.
 //! Envía un mensaje a serv6 (o al servidor de ejemplo) y muestra la respuesta.
 //! Uso: cargo run --example cliente [-- MENSAJE [DIRECCIÓN]]   (hola, 127.0.0.1:5006)
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::process::ExitCode;
 
@@ -11,11 +11,22 @@ fn main() -> ExitCode {
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:5006".to_string());
     match preguntar(&addr, &mensaje) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("cliente: {addr}: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => no_pude_preguntar(&addr, e),
     }
+}
+
+/// Dice por qué, en una línea: 2 si la dirección está mal escrita, 1 si no.
+/// Lo más común: nadie escucha ahí (¿falta `make servidor`?).
+fn no_pude_preguntar(addr: &str, e: std::io::Error) -> ExitCode {
+    let otra = "elige otra: cargo run --example cliente -- hola 127.0.0.1:5007";
+    match e.kind() {
+        ErrorKind::ConnectionRefused => {
+            eprintln!("cliente: {addr}: nadie escucha ahí; arranca el servidor o {otra}")
+        }
+        ErrorKind::InvalidInput => eprintln!("cliente: {addr}: no es una dirección; {otra}"),
+        _ => eprintln!("cliente: {addr}: {e}"),
+    }
+    ExitCode::from(if e.kind() == ErrorKind::InvalidInput { 2 } else { 1 })
 }
 
 fn preguntar(addr: &str, mensaje: &str) -> std::io::Result<()> {

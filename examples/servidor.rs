@@ -1,15 +1,14 @@
 //! El servidor del ejercicio original, paso a paso, con `std::net` solo.
 //! Responde como serv6 en el caso sencillo: `received <N> bytes at <T>`.
 //! Uso: cargo run --example servidor [-- DIRECCIÓN]   (127.0.0.1:5006)
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 fn main() {
-    let addr = std::env::args().nth(1);
-    let addr = addr.as_deref().unwrap_or("127.0.0.1:5006");
+    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:5006".to_string());
     // 1. socket(), bind() y listen(): TcpListener::bind hace los tres.
-    let listener = TcpListener::bind(addr).expect("no puedo escuchar ahí");
+    let listener = TcpListener::bind(&addr).unwrap_or_else(|e| no_puedo_escuchar(&addr, e));
     let local = listener.local_addr().expect("una dirección");
     eprintln!("servidor: escuchando en {local}");
     loop {
@@ -19,6 +18,18 @@ fn main() {
             eprintln!("servidor: {client}: {e}");
         }
     }
+}
+
+/// Dice por qué, en una línea, y acaba: 2 si la dirección está mal escrita,
+/// 1 si no. Lo más común: otro servidor (¿`make servidor`?) escucha ya ahí.
+fn no_puedo_escuchar(addr: &str, e: std::io::Error) -> ! {
+    let otra = "elige otra: cargo run --example servidor -- 127.0.0.1:5007";
+    match e.kind() {
+        ErrorKind::AddrInUse => eprintln!("servidor: {addr} ya está en uso; {otra}"),
+        ErrorKind::InvalidInput => eprintln!("servidor: {addr} no es una dirección; {otra}"),
+        _ => eprintln!("servidor: no puedo escuchar en {addr}: {e}"),
+    }
+    std::process::exit(if e.kind() == ErrorKind::InvalidInput { 2 } else { 1 })
 }
 
 fn atender(mut stream: TcpStream, client: SocketAddr) -> std::io::Result<()> {

@@ -39,6 +39,14 @@ echo "$lint" | sed 's/^/lintian: /'
 check "lintian reports no errors, and no warning but initial-upload-closes-no-bugs" \
     sh -c '! echo "$1" | grep -v "initial-upload-closes-no-bugs" | grep -q "^[EW]:"' _ "$lint"
 
+if command -v systemd-analyze >/dev/null 2>&1; then
+    dpkg-deb -x "$deb" "$work/root"
+    check "systemd-analyze verify passes on the package's units with OPERATIONS.md's metrics drop-in" \
+        sh "$(dirname "$0")/verify-units.sh" "$work/root" /usr
+else
+    skip "systemd-analyze is not installed, so the package's units are not verified"
+fi
+
 if [ "${CI:-}" != true ] && [ -z "${SERV6_TEST_SYSTEM:-}" ]; then
     echo "deb: installing and purging the package is left to make test-system (it changes this machine)"
     finish

@@ -31,8 +31,16 @@ trap 'rm -rf "$work"' EXIT
 # A packager's staged install, as if PREFIX were /usr; with cargo out of
 # reach, as for root where the toolchain is a user's: what is built is
 # installed, never rebuilt.
+touch "$work/stamp"
 make -s install DESTDIR="$stage" PREFIX=/usr CARGO=false >/dev/null
 check "make install installs what is built without running cargo" test -x "$stage/usr/sbin/serv6"
+# `make`, then `sudo make install`: what root writes in the tree, the user
+# cannot remove (make clean fails). Meanwhile make test's own log, and the
+# pipe it comes through (tests/run.sh), are written.
+written=$(find . -newer "$work/stamp" ! -name test-output ! -name test-fifo | head -5 | tr '\n' ' ')
+check "make install writes nothing in the tree${written:+ (wrote: $written)}" test -z "$written"
+others=$(find . ! -user "$(stat -c %u .)" | head -5 | tr '\n' ' ')
+check "every file in the tree is its owner's${others:+ (not: $others)}" test -z "$others"
 unitdir=$stage/usr/lib/systemd/system
 check "install puts both programs, both pages and all four units in place" \
     test -x "$stage/usr/bin/cli6" -a -x "$stage/usr/sbin/serv6" \
@@ -42,7 +50,7 @@ check "install puts both programs, both pages and all four units in place" \
 check "the installed programs run" \
     sh -c '{ "$1/usr/sbin/serv6" --version && "$1/usr/bin/cli6" --version; } >/dev/null' _ "$stage"
 check "the service runs the installed serv6" \
-    grep -qx 'ExecStart=/usr/sbin/serv6' "$unitdir/serv6.service"
+    grep -qxF 'ExecStart=/usr/sbin/serv6 $SERV6_OPTIONS' "$unitdir/serv6.service"
 if man --version >/dev/null 2>&1; then
     for page in man8/serv6.8 man1/cli6.1; do
         check "man -l renders $page" \
@@ -67,6 +75,14 @@ if command -v systemd-analyze >/dev/null 2>&1; then
     # 0.4 SAFE is what the sandbox earned; no change may cost it.
     check "the service is rated 0.4 SAFE or better (got '$rating')" \
         awk -v r="${rating%% *}" 'BEGIN { exit !(r != "" && r <= 0.4) }' 
+    # The metrics drop-in of docs/OPERATIONS.md works with either layout:
+    # it names no path of its own.
+    for layout in /usr/local /usr; do
+        root=$work/root$(echo "$layout" | tr / -)
+        make -s install DESTDIR="$root" PREFIX="$layout" >/dev/null
+        check "systemd-analyze verify passes under PREFIX=$layout with OPERATIONS.md's metrics drop-in" \
+            sh tests/verify-units.sh "$root" "$layout"
+    done
 else
     skip "systemd-analyze is not installed, so the units are not verified"
 fi
