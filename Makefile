@@ -26,7 +26,7 @@ INSTALLED := $(BINDIR)/cli6 $(SBINDIR)/serv6 $(MANDIR)/man1/cli6.1 $(MANDIR)/man
 MSG_TEXT := $(value MSG)
 export MSG_TEXT HOST PORT
 
-.PHONY: all build servidor server cliente client test test-install test-system stress bench callgrind \
+.PHONY: all build servidor server cliente client test test-portable test-install test-system stress bench callgrind \
         demo cluster man install uninstall deb clean help
 
 ## build: compile both programs, optimised (what every other target runs first)
@@ -62,6 +62,14 @@ test:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	sh tests/run.sh "$(CARGO)" "$(TARGET)" "$(MAKE)"
+
+## test-portable: clippy and every test against the standard-library build, as macOS and the BSDs build it (part of make test)
+# Linux built as other systems build: --cfg serv6_portable chooses the
+# standard-library platform, and -F unsafe_code proves it needs no unsafe.
+PORTABLE_FLAGS := --cfg serv6_portable -F unsafe_code
+test-portable:
+	RUSTFLAGS="$(PORTABLE_FLAGS)" $(CARGO) clippy --all-targets --target-dir $(TARGET)/portable -- -D warnings
+	RUSTFLAGS="$(PORTABLE_FLAGS)" $(CARGO) test --no-fail-fast --target-dir $(TARGET)/portable
 
 ## test-install: make install and uninstall staged, the units checked, the Debian package built and linted
 # tests/install.sh and tests/deb.sh say what they skip, and why.

@@ -177,6 +177,9 @@ fn json_losses_are_objects_with_an_error() {
 
 #[test]
 fn ctrl_c_prints_the_summary() {
+    if linux_only("taking signals") {
+        return;
+    }
     let server = Server::start(&[]);
     let port = server.v4().port().to_string();
     let mut child = Command::new(env!("CARGO_BIN_EXE_cli6"))

@@ -176,6 +176,9 @@ os.execv(sys.argv[1], sys.argv[1:])
 
 #[test]
 fn a_passed_socket_bound_but_not_listening_is_refused_saying_so() {
+    if linux_only("socket activation") {
+        return;
+    }
     let serv6 = env!("CARGO_BIN_EXE_serv6");
     let Ok(out) = Command::new("python3").args(["-c", BOUND_NOT_LISTENING, serv6]).output() else {
         skipped("python3 is needed to pass serv6 a socket that is bound, not listening");
@@ -248,6 +251,9 @@ fn help_documents_every_option() {
 
 #[test]
 fn sigterm_stops_it_with_a_summary_and_exit_0() {
+    if linux_only("taking signals") {
+        return;
+    }
     let mut server = Server::start(&[]);
     assert_received(&exchange(server.v4(), b"hola\n", false), 4);
     server.signal("TERM");

@@ -87,6 +87,9 @@ fn next_line_containing(lines: &mpsc::Receiver<String>, needle: &str) -> String 
 
 #[test]
 fn socket_activation_serves_the_passed_socket() {
+    if linux_only("socket activation") {
+        return;
+    }
     let serv6 = env!("CARGO_BIN_EXE_serv6");
     let Some((mut activator, port, lines)) = socket_activate(&[serv6]) else {
         return;
@@ -107,6 +110,9 @@ fn socket_activation_serves_the_passed_socket() {
 
 #[test]
 fn a_passed_socket_that_is_not_listening_is_refused_by_fd() {
+    if linux_only("socket activation") {
+        return;
+    }
     let serv6 = env!("CARGO_BIN_EXE_serv6");
     let Some((mut activator, port, lines)) = socket_activate(&["-a", serv6]) else {
         return;
@@ -125,6 +131,9 @@ fn a_passed_socket_that_is_not_listening_is_refused_by_fd() {
 
 #[test]
 fn bind_and_port_do_not_go_with_passed_sockets() {
+    if linux_only("socket activation") {
+        return;
+    }
     let serv6 = env!("CARGO_BIN_EXE_serv6");
     let Some((mut activator, port, lines)) = socket_activate(&[serv6, "--port", "7"]) else {
         return;

@@ -51,7 +51,9 @@ impl Signals {
 /// The soft open-file limit, as the shell's `ulimit -n` tells it: std
 /// cannot ask, nor raise it.
 pub(crate) fn raise_open_file_limit() -> Option<OpenFiles> {
-    let out = std::process::Command::new("sh").args(["-c", "ulimit -n"]).output().ok()?;
+    let mut shell = std::process::Command::new("sh");
+    let shell = shell.args(["-c", "ulimit -n"]).stdin(std::process::Stdio::null());
+    let out = shell.stderr(std::process::Stdio::null()).output().ok()?;
     let limit = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
     Some(OpenFiles { limit, raised_from: None })
 }

@@ -85,9 +85,8 @@ pub(crate) struct Machine {
 }
 
 impl Machine {
-    /// Raises the open-file limit, then reads what this process may use.
-    pub fn measure() -> Machine {
-        let files = platform::raise_open_file_limit();
+    /// What this process may use, its open-file limit raised (`files`).
+    pub fn measure(files: Option<platform::OpenFiles>) -> Machine {
         let mut assumed = Vec::new();
         let open = platform::descriptors_in_use().unwrap_or_else(|e| {
             assumed.push(format!("cannot count the open descriptors ({e}): assuming 16"));

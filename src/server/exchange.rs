@@ -337,7 +337,8 @@ impl Answer {
         let bytes = match (self.service, time.as_ref()) {
             (_, Some(time)) => &time[..],
             (Service::Receipt, _) => {
-                let sent = self.send_time.then(SystemTime::now).and_then(Timestamp::from_system_time);
+                let sent =
+                    self.send_time.then(SystemTime::now).and_then(Timestamp::from_system_time);
                 let sent = sent.map(Timestamp::to_rfc3339);
                 protocol::write_received(buf, self.len, &self.stamp, sent.as_ref());
                 buf.as_bytes()

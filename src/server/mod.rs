@@ -73,6 +73,8 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<(), Stop> {
         Command::Serve(options) => options,
         Command::Info(info) => return print(&program().info(info)),
     };
+    // First, while few descriptors are open (off Linux it asks a shell).
+    let files = platform::raise_open_file_limit();
     // Before any thread exists: it edits the environment.
     let passed = listen::passed_listeners().map_err(|e| Stop::failure(e.to_string()))?;
     // Before any thread exists, so that every thread inherits the mask,
@@ -84,7 +86,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<(), Stop> {
     let first = wait_for_signals(signals)
         .map_err(|e| Stop::failure(format!("cannot start the thread that takes signals: {e}")))?;
     STATS.start();
-    let running = start(&options, passed)?;
+    let running = start(&options, passed, files)?;
     let notifier = notify::Notifier::from_env().map(Arc::new);
     if let Some(notifier) = &notifier {
         notify::tell_ready(notifier, &running.room);
@@ -166,15 +168,22 @@ fn wait_for_signals(
 /// Binds (or takes the sockets passed to it), starts the waiting room and
 /// the workers, then says where it listens: once that line is out,
 /// clients are served.
-fn start(options: &Options, passed: Option<Vec<listen::Passed>>) -> Result<Running, Stop> {
+fn start(
+    options: &Options,
+    passed: Option<Vec<listen::Passed>>,
+    files: Option<platform::OpenFiles>,
+) -> Result<Running, Stop> {
     let (listeners, mut notes) = listeners(options, passed)?;
     let mut line = listen::listening_line(&listeners);
-    if let Some(e) = listeners.iter().find_map(|(l, _)| platform::stamp_arrivals(l).err()) {
+    // Off Linux (Unsupported) the manual says so once and for all.
+    let refused = |e: &std::io::Error| e.kind() != std::io::ErrorKind::Unsupported;
+    let stamps = listeners.iter().find_map(|(l, _)| platform::stamp_arrivals(l).err());
+    if let Some(e) = stamps.filter(refused) {
         notes.push(format!(
             "the kernel gives no arrival times here ({e}): replies are stamped when serv6 reads the message"
         ));
     }
-    let machine = capacity::Machine::measure();
+    let machine = capacity::Machine::measure(files);
     let sizes = (options.rules.max_bytes, options.log_bytes);
     let capacity = capacity::plan(&machine, options.max_conns, sizes, listeners.len())
         .map_err(|e| Stop::failure(format!("cannot serve: {e}")))?;
@@ -226,7 +235,8 @@ fn listeners(
         }
     })?;
     for listener in &bound.listeners {
-        if let Err(e) = platform::set_backlog(listener, options.backlog) {
+        let backlog = platform::set_backlog(listener, options.backlog);
+        if let Some(e) = backlog.err().filter(|e| e.kind() != std::io::ErrorKind::Unsupported) {
             bound.notes.push(format!("the listen backlog stays at std's 128: {e}"));
             break;
         }

@@ -18,6 +18,16 @@ use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// Whether `what` is missing here because this is the standard-library
+/// build (`make test-portable`, as on macOS): if so, the test says so and
+/// should return.
+pub fn linux_only(what: &str) -> bool {
+    if cfg!(serv6_portable) {
+        skipped(format!("{what}: Linux's alone, and this is the portable build"));
+    }
+    cfg!(serv6_portable)
+}
+
 /// Long enough for a loaded 2-core CI machine, short enough to fail fast.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 

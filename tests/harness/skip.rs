@@ -18,8 +18,9 @@ pub fn skipped(why: impl Display) {
     // libtest runs each test on a thread named after it.
     let thread = std::thread::current();
     let test = thread.name().unwrap_or("unnamed");
+    let build = if cfg!(serv6_portable) { "portable " } else { "" };
     // One write of the whole line: appends from parallel tests never mix.
-    let line = format!("{test}\t{}\n", why.to_string().replace('\n', " "));
+    let line = format!("{build}{test}\t{}\n", why.to_string().replace('\n', " "));
     let file = std::fs::OpenOptions::new().create(true).append(true).open(&path);
     if let Err(e) = file.and_then(|mut f| f.write_all(line.as_bytes())) {
         println!("(could not record the skip in {path:?}: {e})");
