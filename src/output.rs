@@ -1,7 +1,7 @@
 //! What serv6 and cli6 write for people: the exchange log on standard
 //! output, one line per exchange ([`log`]), and everything else on
-//! standard error as `program: message` ([`say`]; [`report`] for what
-//! clients can cause, a few lines a second at most).
+//! standard error as `program: message` ([`say`]; `report` keeps what
+//! clients can cause to a few lines a second).
 //!
 //! Both are an [`Output`], whose writers never wait on its reader for long
 //! (a pipe nobody drains, a terminal paused with Ctrl-S, a frozen disk).
@@ -29,7 +29,6 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -38,8 +37,6 @@ use std::time::{Duration, Instant};
 pub(crate) const STALLED_AFTER: Duration = Duration::from_millis(100);
 /// The most bytes that wait for a stalled reader; past it, lines are dropped.
 pub(crate) const QUEUE_CAP: usize = 1 << 20;
-/// Report lines shown in full in each second; the rest are counted.
-const SHOWN_PER_SECOND: u32 = 5;
 const STDOUT: &str = "standard output";
 
 static PROGRAM: OnceLock<&'static str> = OnceLock::new();
@@ -47,12 +44,6 @@ static STDERR: OnceLock<Output> = OnceLock::new();
 static LOG: OnceLock<Output> = OnceLock::new();
 /// The most message bytes an exchange line shows (`--log-bytes`).
 static SHOWN_BYTES: OnceLock<usize> = OnceLock::new();
-static REPORTS: Reports = Reports {
-    shown: AtomicU32::new(0),
-    unshown: Mutex::new(Vec::new()),
-    second_started: Mutex::new(false),
-    wake: Condvar::new(),
-};
 
 /// What runs after a log line is written: the rest of its exchange.
 pub(crate) type Then = Box<dyn FnOnce() + Send>;
@@ -62,11 +53,9 @@ pub(crate) fn set_program(name: &'static str) {
     let _ = PROGRAM.set(name);
 }
 
-/// From now on standard error never blocks serv6, and reports are kept to
-/// a few lines a second.
+/// From now on standard error never blocks serv6.
 pub(crate) fn start() {
     let _ = Output::start(&STDERR, io::stderr(), "standard error");
-    REPORTS.start();
 }
 
 /// From now on standard output carries the exchange log, unless `quiet`,
@@ -95,26 +84,6 @@ pub(crate) fn say(message: fmt::Arguments) {
         None if cfg!(test) => eprint!("{line}"),
         None => drop(io::stderr().lock().write_all(line.as_bytes())),
     }
-}
-
-/// Says something clients can cause, counted under `what` (its noun, one
-/// and many): the first [`SHOWN_PER_SECOND`] lines of each second in full,
-/// the rest counted, and the counts said when the second ends.
-pub(crate) fn report(what: (&'static str, &'static str), line: fmt::Arguments) {
-    if REPORTS.shown_now() {
-        say(line);
-    } else {
-        let mut unshown = sync::lock(&REPORTS.unshown);
-        match unshown.iter_mut().find(|(w, _)| *w == what) {
-            Some((_, n)) => *n += 1,
-            None => unshown.push((what, 1)),
-        }
-    }
-}
-
-/// The server's own trouble that clients can cause (accepting fails, say).
-pub(crate) fn trouble(line: fmt::Arguments) {
-    report(("line of server trouble", "lines of server trouble"), line);
 }
 
 /// The most message bytes a log line shows, if exchanges are logged.
@@ -178,25 +147,10 @@ pub(crate) fn stderr_dropped() -> u64 {
     STDERR.get().map_or(0, |out| out.lock().counts.dropped)
 }
 
-/// What the outputs lost, as the summary says it: `3 exchange lines
-/// dropped`, `2 exchange lines not written: Broken pipe`, ...
-pub(crate) fn losses() -> Vec<String> {
-    let LogCounts { dropped, not_written, reason, .. } = log_counts();
-    let why_not_written = reason.map(|reason| format!(": {reason}"));
-    let counts = [
-        (dropped, "exchange line dropped", "exchange lines dropped", None),
-        (stderr_dropped(), "error line dropped", "error lines dropped", None),
-        (not_written, "exchange line not written", "exchange lines not written", why_not_written),
-    ];
-    let lost = counts.into_iter().filter(|&(n, ..)| n > 0);
-    lost.map(|(n, one, many, why)| counted(n, one, many) + &why.unwrap_or_default()).collect()
-}
-
-/// At exit: says this second's unshown reports, waits at most `limit` for
-/// the exchange log's queue to be written, and counts what is left as not
-/// written, so that the summary, said next, accounts for every line.
+/// At exit: waits at most `limit` for the exchange log's queue to be
+/// written, and counts what is left as not written, so that the summary,
+/// said next, accounts for every line.
 pub(crate) fn finish_log(limit: Duration) {
-    REPORTS.end_second();
     if let Some(out) = LOG.get() {
         let mut state = out.flush(limit);
         let left = state.queued - state.finished;
@@ -546,57 +500,4 @@ fn take_back(mut out: &File, cut: usize) -> bool {
     let start = out.stream_position().ok().and_then(|end| end.checked_sub(cut as u64));
     start
         .is_some_and(|start| out.set_len(start).is_ok() && out.seek(SeekFrom::Start(start)).is_ok())
-}
-
-/// The report lines of the current second: shown, and counted unshown by
-/// noun. A second starts with its first report; a helper thread ends it a
-/// second later, saying the counts; while there are none it sleeps.
-struct Reports {
-    shown: AtomicU32,
-    unshown: Mutex<Vec<((&'static str, &'static str), u64)>>,
-    second_started: Mutex<bool>,
-    wake: Condvar,
-}
-
-impl Reports {
-    /// Starts the thread that ends each second in which reports came.
-    fn start(&'static self) {
-        let started = thread::Builder::new()
-            .name("serv6-reports".into())
-            .stack_size(sync::HELPER_STACK)
-            .spawn(move || loop {
-                let mut started = sync::lock(&self.second_started);
-                while !std::mem::take(&mut *started) {
-                    started = sync::wait(&self.wake, started);
-                }
-                drop(started);
-                thread::sleep(Duration::from_secs(1));
-                self.end_second();
-            });
-        if let Err(e) = started {
-            say(format_args!(
-                "cannot start the report counter ({e}): past five lines, reports are only counted"
-            ));
-        }
-    }
-
-    /// Whether a report now is shown in full.
-    fn shown_now(&self) -> bool {
-        let shown = self.shown.fetch_add(1, Relaxed);
-        if shown == 0 {
-            *sync::lock(&self.second_started) = true;
-            self.wake.notify_one();
-        }
-        shown < SHOWN_PER_SECOND
-    }
-
-    fn end_second(&self) {
-        self.shown.store(0, Relaxed);
-        let unshown = std::mem::take(&mut *sync::lock(&self.unshown));
-        let counts: Vec<String> =
-            unshown.into_iter().map(|((one, many), n)| counted(n, one, many)).collect();
-        if !counts.is_empty() {
-            say(format_args!("and in the last second: {}", counts.join(", ")));
-        }
-    }
 }

@@ -11,6 +11,7 @@ pub(crate) mod room;
 
 use super::framing::{End, Ending, Framer, Rules};
 use super::proxy::{self, Header, Parsed, MAX_HEADER};
+use super::report;
 use super::stats::{Held, STATS};
 use crate::addr::Cidr;
 use crate::escape::escape_into;
@@ -279,7 +280,7 @@ pub(crate) fn finish(conn: Connection, end: End, s: &mut Scratch, room: &Arc<Roo
         }
         Err(end) => {
             let so_far = STATS.ended(end.counted());
-            report(client, &end, so_far);
+            tell_operator(client, &end, so_far);
             let told = match &end {
                 // A time client is told nothing: any bytes would read as a time.
                 End::Refused(why) if service != Service::Time => {
@@ -353,7 +354,7 @@ impl Answer {
         if let Err(e) = &sent {
             STATS.reply_lost();
             let client = self.client;
-            output::report(
+            report::report(
                 ("reply lost", "replies lost"),
                 format_args!("{client}: reply lost: {e}"),
             );
@@ -477,17 +478,19 @@ fn push_addr(line: &mut String, addr: SocketAddr) {
 }
 
 /// Says on standard error how a connection that got no time ended: a few
-/// lines a second at most (see `output::report`).
-fn report(client: SocketAddr, end: &End, so_far: u64) {
+/// lines a second at most (see `report`).
+fn tell_operator(client: SocketAddr, end: &End, so_far: u64) {
     let counter = end.counted().counter();
     let nouns = (counter.one, counter.many);
     match end {
         End::HealthCheck if so_far == 1 => {
             output::say(format_args!("{client}: health checks, counted apart and not logged"));
         }
-        End::Failed(e) => output::report(nouns, format_args!("{client}: connection failed: {e}")),
+        End::Failed(e) => {
+            report::report(nouns, format_args!("{client}: connection failed: {e}"));
+        }
         End::Refused(Refusal::ShuttingDown) | End::HealthCheck | End::Message { .. } => {}
-        End::Refused(why) => output::report(nouns, format_args!("{client}: {why}")),
+        End::Refused(why) => report::report(nouns, format_args!("{client}: {why}")),
     }
 }
 
@@ -522,7 +525,7 @@ fn accept_failed(
         }
     }
     let at = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    output::trouble(format_args!("cannot accept on {at}: {e}"));
+    report::trouble(format_args!("cannot accept on {at}: {e}"));
     if e.kind() != io::ErrorKind::ConnectionAborted {
         thread::sleep(ACCEPT_BACKOFF);
     }

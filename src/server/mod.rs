@@ -11,6 +11,7 @@ mod metrics;
 mod notify;
 mod options;
 mod proxy;
+mod report;
 mod stats;
 
 use crate::cmdline::Status;
@@ -83,6 +84,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<(), Stop> {
         .ok_or_else(|| Stop::failure("cannot block the signals that stop serv6".into()))?;
     platform::limit_malloc_arenas(MALLOC_ARENAS);
     output::start();
+    report::start();
     let first = wait_for_signals(signals)
         .map_err(|e| Stop::failure(format!("cannot start the thread that takes signals: {e}")))?;
     STATS.start();
@@ -119,8 +121,9 @@ impl Running {
         let by = Instant::now() + grace;
         self.workers.wait_gone(by);
         self.room.finish(by);
+        report::end_second();
         output::finish_log(FLUSH_ON_EXIT);
-        output::say(format_args!("{}", STATS.summary("stopped after", &output::losses())));
+        output::say(format_args!("{}", STATS.summary("stopped after")));
     }
 }
 
@@ -142,7 +145,7 @@ fn wait_for_signals(
                 let signal = signals.wait();
                 match stopping {
                     _ if !signal.stops() => {
-                        let so_far = STATS.summary("running for", &output::losses());
+                        let so_far = STATS.summary("running for");
                         output::say(format_args!("SIGUSR1: {so_far}"));
                     }
                     None => {

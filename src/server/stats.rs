@@ -2,6 +2,7 @@
 //! the metrics endpoint and the status told to systemd all read them here.
 //! They are process-wide atomics, as the process serves one server.
 
+use crate::output::{self, LogCounts};
 use crate::protocol::Service;
 use crate::words::counted;
 use std::fmt::Write as _;
@@ -229,9 +230,9 @@ impl Stats {
 
     /// The summary: `stopped after 12.3 s: 40 exchanges served, 2 errors,
     /// 0 busy refusals`, then whatever else happened (health checks,
-    /// connections cut at shutdown, replies lost, then `lines`: what the
-    /// outputs lost). `verb` says what the time is since start.
-    pub fn summary(&self, verb: &str, lines: &[String]) -> String {
+    /// connections cut at shutdown, replies lost, what the outputs lost).
+    /// `verb` says what the time is since start.
+    pub fn summary(&self, verb: &str) -> String {
         let lost = self.replies_lost();
         let errors = Ended::ALL.iter().filter(|e| e.counter().error);
         let errors = errors.map(|&e| self.count(e)).sum::<u64>() + lost;
@@ -252,8 +253,15 @@ impl Stats {
         if lost > 0 {
             let _ = write!(text, ", {}", counted(lost, "reply lost", "replies lost"));
         }
-        for line in lines {
-            let _ = write!(text, ", {line}");
+        let LogCounts { dropped, not_written, reason, .. } = output::log_counts();
+        let why = reason.map(|reason| format!(": {reason}")).unwrap_or_default();
+        let lost = [
+            (dropped, "exchange line dropped", "exchange lines dropped", ""),
+            (output::stderr_dropped(), "error line dropped", "error lines dropped", ""),
+            (not_written, "exchange line not written", "exchange lines not written", &why),
+        ];
+        for (n, one, many, why) in lost.into_iter().filter(|&(n, ..)| n > 0) {
+            let _ = write!(text, ", {}{why}", counted(n, one, many));
         }
         text
     }
