@@ -22,4 +22,5 @@ mod serv6_cli;
 mod service;
 mod shutdown;
 mod stress;
+mod third_pass;
 mod time_services;

@@ -127,8 +127,11 @@ pub(crate) fn plan(
             .filter(|&free| free >= 2)
             .ok_or(TooFewDescriptors { limit, open: machine.open })
     })?;
+    let mut workers = (wanted_per_listener() * listeners).clamp(1, MAX_WORKERS);
+    // A newcomer waits for its place with a descriptor of its own: one
+    // more for each worker.
+    let fds = fds.saturating_sub(workers as u64).max(1);
     let mut held = usize::try_from(fds / (1 + fds_each)).unwrap_or(usize::MAX).max(1);
-    let mut workers = (wanted_per_listener() * listeners).clamp(1, MAX_WORKERS.max(listeners));
     if let Some(room) = machine.address_space {
         let room = room.saturating_sub(ADDRESS_SPACE_RESERVE);
         let line = 4 * log_bytes.min(max_bytes) as u64;
@@ -196,7 +199,7 @@ mod tests {
         let plan = plan(&machine(20_000, 8), None, SIZES, 2).expect("fits");
         let workers = 2 * plan.workers_per_listener;
         assert_eq!(workers, (2 * wanted_per_listener()).min(MAX_WORKERS));
-        let free = 20_000 - 8 - RESERVED_FDS as usize;
+        let free = 20_000 - 8 - RESERVED_FDS as usize - workers;
         assert_eq!(plan.max_conns, free / (1 + platform::PER_WAITING.0 as usize));
     }
 

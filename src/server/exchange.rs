@@ -670,3 +670,23 @@ impl Connection {
         end
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_logged_as_display_writes_them_zones_and_all() {
+        for addr in ["0.0.0.0:0", "127.0.0.1:5006", "255.255.255.255:65535", "[::1]:80"] {
+            let addr: SocketAddr = addr.parse().expect("an address");
+            let mut line = String::new();
+            push_addr(&mut line, canonical(addr));
+            assert_eq!(line, addr.to_string());
+        }
+        // Two links may have the same link-local client: the zone tells them apart.
+        let zoned: SocketAddr = "[fe80::2%3]:80".parse().expect("an address");
+        assert_eq!(canonical(zoned).to_string(), "[fe80::2%3]:80");
+        let mapped: SocketAddr = "[::ffff:192.0.2.1]:80".parse().expect("an address");
+        assert_eq!(canonical(mapped).to_string(), "192.0.2.1:80");
+    }
+}

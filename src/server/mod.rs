@@ -176,7 +176,17 @@ fn start(
     passed: Option<Vec<listen::Passed>>,
     files: Option<platform::OpenFiles>,
 ) -> Result<Running, Stop> {
+    let by_manager = passed.is_some();
     let (listeners, mut notes) = listeners(options, passed)?;
+    // Each listener has a worker at least, and there are 32 at most.
+    if listeners.len() > capacity::MAX_WORKERS {
+        let why = format!(
+            "{} addresses to listen on: serv6 takes {} at most, one worker each at least",
+            listeners.len(),
+            capacity::MAX_WORKERS
+        );
+        return Err(if by_manager { Stop::failure(why) } else { Stop::usage(&why) });
+    }
     let mut line = listen::listening_line(&listeners);
     // Off Linux (Unsupported) the manual says so once and for all.
     let refused = |e: &std::io::Error| e.kind() != std::io::ErrorKind::Unsupported;
