@@ -45,6 +45,10 @@ static LOG: OnceLock<Output> = OnceLock::new();
 /// The most message bytes an exchange line shows (`--log-bytes`).
 static SHOWN_BYTES: OnceLock<usize> = OnceLock::new();
 
+/// How a write went: the bytes that went, and the error that stopped it,
+/// if one did (a slow reader stops a write that cannot block without one).
+type Went = (usize, Option<io::Error>);
+
 /// What runs after a log line is written: the rest of its exchange.
 pub(crate) type Then = Box<dyn FnOnce() + Send>;
 
@@ -97,29 +101,23 @@ pub(crate) fn log_may_block() -> bool {
     LOG.get().is_some_and(|out| out.now.is_none())
 }
 
-/// Logs an exchange's line (ending in LF). It is in the kernel's hands when
-/// this returns, unless the output is stalled; it never blocks on a write.
-pub(crate) fn log(line: &[u8]) {
-    if let Some(out) = LOG.get() {
-        out.write(line, true, None);
-    }
-}
-
-/// Logs an exchange's line, writing it even where that can block, then
-/// runs `then`: here once the line is written, or on the output's helper
-/// if the write has not returned within [`STALLED_AFTER`].
-pub(crate) fn log_then(line: &[u8], then: Then) {
-    match LOG.get() {
-        Some(out) => out.write(line, true, Some(then)),
-        None => then(),
+/// Logs an exchange's line (ending in LF): in the kernel's hands when this
+/// returns, unless the output is stalled. With `then` (a worker's reply),
+/// it writes the line even where that can block, and runs `then` after:
+/// here, or on the output's helper if the write has not returned within
+/// [`STALLED_AFTER`]. Without, it never blocks on a write.
+pub(crate) fn log(line: &[u8], then: Option<Then>) {
+    match (LOG.get(), then) {
+        (Some(out), then) => out.write(line, true, then),
+        (None, Some(then)) => then(),
+        (None, None) => {}
     }
 }
 
 /// Counts an exchange line that could not even be made, with why.
 pub(crate) fn not_logged(why: &str) {
     if let Some(out) = LOG.get() {
-        let mut state = out.lock();
-        state.lost(1, why.into());
+        out.lock().lost(1, why.into());
     }
 }
 
@@ -291,26 +289,24 @@ impl Output {
                 }
                 state.writing = Some((Instant::now(), then.take()));
                 drop(state);
-                let (n, error) = self.write_now(line);
+                let went = self.write_now(line);
                 state = self.lock();
                 then = state.writing.take().and_then(|(_, then)| then);
-                told = if n == line.len() {
+                told = if went.0 == line.len() {
                     // The common case, one line whole, needs no counting of LFs.
                     state.finished += 1;
                     state.written(1, self.name)
                 } else {
-                    self.settle(&mut state, line, n, error)
+                    self.settle(&mut state, line, went)
                 };
             } else if state.queue.len() + line.len() > QUEUE_CAP {
                 state.queued -= 1;
                 state.counts.dropped += 1;
                 state.dropping += 1;
+                let cap = counted((QUEUE_CAP >> 10) as u64, "KiB", "KiB");
+                let name = self.name;
                 told = (state.dropping == 1).then(|| {
-                    let cap = counted((QUEUE_CAP >> 10) as u64, "KiB", "KiB");
-                    format!(
-                        "{} is not being read: {cap} of lines wait, the rest are dropped",
-                        self.name
-                    )
+                    format!("{name} is not being read: {cap} of lines wait, the rest are dropped")
                 });
             } else {
                 state.queue.extend_from_slice(line);
@@ -319,7 +315,7 @@ impl Output {
                 self.work.notify_one();
             }
             if wait {
-                state = self.wait_finished(state, ticket);
+                state = self.wait_finished(state, ticket, None);
             }
         }
         drop(state);
@@ -334,7 +330,7 @@ impl Output {
     /// One write of `bytes`: without blocking where the output allows it,
     /// else whole, blocking. How many bytes went, and the error that
     /// stopped it, if one did (a slow reader stops a write without one).
-    fn write_now(&self, bytes: &[u8]) -> (usize, Option<io::Error>) {
+    fn write_now(&self, bytes: &[u8]) -> Went {
         let Some(now) = &self.now else {
             return write_all(&self.out, bytes);
         };
@@ -348,38 +344,29 @@ impl Output {
     /// Accounts for a write of `bytes`, the line under way (if the reader
     /// has part of it) and then what queued, of which `n` went before
     /// `error`, if any: what was written, what is lost, what must wait.
-    fn settle(
-        &self,
-        state: &mut State,
-        bytes: &[u8],
-        n: usize,
-        error: Option<io::Error>,
-    ) -> Option<String> {
+    fn settle(&self, state: &mut State, bytes: &[u8], (n, error): Went) -> Option<String> {
         let (went, left) = (lines(&bytes[..n]), lines(&bytes[n..]));
         state.finished += went;
         let last_end = bytes[..n].iter().rposition(|&b| b == b'\n');
         let out_of_last = last_end.map_or(state.partial + n, |at| n - at - 1);
         let told = if went > 0 { state.written(went, self.name) } else { None };
-        let Some(error) = error else {
+        let told = match error {
             // A slow reader took only part: the rest goes first, in turn.
-            state.partial = out_of_last;
-            if n < bytes.len() {
+            None => {
+                state.partial = out_of_last;
                 state.queue.splice(0..0, bytes[n..].iter().copied());
+                told
             }
-            self.tell_awaiting(state);
-            return told;
+            Some(error) => {
+                state.partial = 0;
+                state.broken |= out_of_last > 0 && !take_back(&self.out, out_of_last);
+                state.finished += left;
+                let (name, reason) = (self.name, error.to_string());
+                told.or(state.lost(left, reason.clone())).map(|_| {
+                    format!("cannot write {name}: {reason}; serving goes on, and the lines not written are counted")
+                })
+            }
         };
-        state.partial = 0;
-        state.broken |= out_of_last > 0 && !take_back(&self.out, out_of_last);
-        let reason = error.to_string();
-        state.finished += left;
-        let told = told.or(state.lost(left, reason.clone())).map(|_| {
-            if self.name == STDOUT {
-                format!("cannot write the exchange log to standard output: {reason}; serving goes on, and the lines not written are counted")
-            } else {
-                format!("cannot write {}: {reason}", self.name)
-            }
-        });
         self.tell_awaiting(state);
         told
     }
@@ -389,18 +376,20 @@ impl Output {
             self.done.notify_all();
         }
     }
-
-    /// Waits until line `ticket` is finished, unless the output is stalled:
-    /// a write under way for [`STALLED_AFTER`], or none begun within it.
+    /// Waits until line `ticket` is finished: at most until `until`, or,
+    /// without one, while the output is not stalled (a write under way for
+    /// [`STALLED_AFTER`], or none begun within it).
     fn wait_finished<'a>(
         &'a self,
         mut state: MutexGuard<'a, State>,
         ticket: u64,
+        until: Option<Instant>,
     ) -> MutexGuard<'a, State> {
         let started = Instant::now();
         while state.finished < ticket {
             let since = state.writing.as_ref().map_or(started, |(since, _)| *since);
-            let left = (since + STALLED_AFTER).saturating_duration_since(Instant::now());
+            let until = until.unwrap_or(since + STALLED_AFTER);
+            let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
@@ -413,14 +402,9 @@ impl Output {
 
     /// Waits, at most `limit`, for every queued line to be finished.
     fn flush(&self, limit: Duration) -> MutexGuard<'_, State> {
-        let until = Instant::now() + limit;
-        let mut state = self.lock();
-        while state.finished < state.queued && Instant::now() < until {
-            state.awaiting += 1;
-            state = sync::wait_timeout(&self.done, state, until - Instant::now());
-            state.awaiting -= 1;
-        }
-        state
+        let state = self.lock();
+        let ticket = state.queued;
+        self.wait_finished(state, ticket, Some(Instant::now() + limit))
     }
 
     /// The helper: writes what queues, in order, blocking as it must; and
@@ -450,7 +434,7 @@ impl Output {
                 state = self.lock();
                 state.writing = None;
                 state.broken |= n < lf;
-                let told = self.settle(&mut state, &bytes[lf..], n.saturating_sub(lf), error);
+                let told = self.settle(&mut state, &bytes[lf..], (n.saturating_sub(lf), error));
                 if let Some(line) = told {
                     drop(state);
                     say(format_args!("{line}"));
@@ -472,7 +456,7 @@ impl Output {
 
 /// Writes all of `bytes` to `out`, blocking; how many went, and the error
 /// that stopped it, if one did.
-fn write_all(mut out: &File, bytes: &[u8]) -> (usize, Option<io::Error>) {
+fn write_all(mut out: &File, bytes: &[u8]) -> Went {
     let mut done = 0;
     while done < bytes.len() {
         match out.write(&bytes[done..]) {
@@ -485,9 +469,8 @@ fn write_all(mut out: &File, bytes: &[u8]) -> (usize, Option<io::Error>) {
     (done, None)
 }
 
-/// How many lines `bytes` ends.
-// Lines are counted only where writes fail or wait: no need for a faster count.
-#[allow(clippy::naive_bytecount)]
+/// How many lines `bytes` ends. (Counted only where writes fail or wait:
+/// no need for a faster count.)
 fn lines(bytes: &[u8]) -> u64 {
     bytes.iter().filter(|&&b| b == b'\n').count() as u64
 }
@@ -500,4 +483,54 @@ fn take_back(mut out: &File, cut: usize) -> bool {
     let start = out.stream_position().ok().and_then(|end| end.checked_sub(cut as u64));
     start
         .is_some_and(|start| out.set_len(start).is_ok() && out.seek(SeekFrom::Start(start)).is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_into_a_slow_pipe_are_whole_and_each_writers_in_order() {
+        static OUT: OnceLock<Output> = OnceLock::new();
+        let (mut from, to) = io::pipe().expect("a pipe");
+        let (out, _) = Output::start(&OUT, to, "a test pipe").expect("an output");
+        let reader = thread::spawn(move || {
+            let (mut all, mut chunk) = (Vec::new(), [0u8; 8192]);
+            while !all.ends_with(b"end\n") {
+                let Ok(n @ 1..) = io::Read::read(&mut from, &mut chunk) else { break };
+                all.extend_from_slice(&chunk[..n]);
+                // A slow reader: the pipe fills, lines queue, some drop.
+                thread::sleep(Duration::from_micros(200));
+            }
+            all
+        });
+        let writers: Vec<_> = (0..4)
+            .map(|t| {
+                thread::spawn(move || {
+                    for n in 0..20_000 {
+                        out.write(format!("{t} {n} {}\n", "x".repeat(200)).as_bytes(), false, None);
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().expect("a writer");
+        }
+        drop(out.flush(Duration::from_secs(20)));
+        out.write(b"end\n", false, None);
+        let all = reader.join().expect("the reader");
+        let (mut last, mut read) = ([None; 4], 0u64);
+        for line in String::from_utf8_lossy(&all).lines().filter(|l| *l != "end") {
+            let mut parts = line.splitn(3, ' ');
+            let (t, n, pad) = (parts.next(), parts.next(), parts.next());
+            let t: usize = t.and_then(|t| t.parse().ok()).filter(|&t| t < 4).expect(line);
+            let n: u64 = n.and_then(|n| n.parse().ok()).expect(line);
+            assert_eq!(pad.map(str::len), Some(200), "cut: {line}");
+            assert!(last[t].map_or(true, |l| n > l), "out of its writer's order: {line}");
+            last[t] = Some(n);
+            read += 1;
+        }
+        let dropped = out.lock().counts.dropped;
+        assert_eq!(read + dropped, 80_000, "{read} read, {dropped} dropped");
+    }
 }

@@ -46,7 +46,7 @@ fn on_a_full_device_every_line_not_written_is_counted() {
     let full = File::options().write(true).open("/dev/full").expect("/dev/full");
     let server = serv6_writing("", &[], Stdio::from(full));
     served(&server, 50);
-    let line = server.err_line_containing("cannot write the exchange log");
+    let line = server.err_line_containing("cannot write standard output");
     assert!(line.contains("No space left on device"), "{line}");
     let summary = summary(server);
     assert!(

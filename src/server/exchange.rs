@@ -322,9 +322,9 @@ fn reply(answer: Answer, message: &[u8], s: &mut Scratch, room: &Arc<Room>) {
     if s.worker && output::log_may_block() {
         let room = Arc::clone(room);
         let send = move || answer.send(&mut String::with_capacity(128), &room);
-        output::log_then(s.line.as_bytes(), Box::new(send));
+        output::log(s.line.as_bytes(), Some(Box::new(send)));
     } else {
-        output::log(s.line.as_bytes());
+        output::log(s.line.as_bytes(), None);
         answer.send(&mut s.reply, room);
     }
 }
