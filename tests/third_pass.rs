@@ -159,7 +159,7 @@ fn a_balancers_own_connection_to_the_time_services_is_a_health_check() {
         ]));
         let mut check = connect(server.v4());
         check.write_all(&header).expect("sends");
-        check.shutdown(Shutdown::Write).expect("shuts down");
+        let _ = check.shutdown(Shutdown::Write);
         let told = read_to_end(&mut check);
         assert!(told.is_empty(), "{service}: a check was told {told:?}");
         server.err_line_containing("health checks, counted apart and not logged");
@@ -187,5 +187,6 @@ fn the_latency_histogram_holds_serv6s_delay_not_the_pause() {
     let metrics = scrape(server.metrics_addr());
     assert_eq!(sample(&metrics, "serv6_reply_latency_seconds_count"), 1.0);
     let took = sample(&metrics, "serv6_reply_latency_seconds_sum");
+    println!("a message the pause ended: {took} s of serv6's own delay");
     assert!(took < 0.1, "{took} s for a message the pause ended: the pause is counted");
 }

@@ -112,7 +112,7 @@ fn latency(out: &mut String, name: &str, _: &Context) {
 
 /// Every figure's name, type and help, one per line: the manual's list.
 pub(crate) fn listed() -> String {
-    FIGURES.iter().map(|f| format!("  {} ({}): {}\n", f.name, f.kind, f.help)).collect()
+    FIGURES.iter().map(|f| format!("{} ({}): {}\n\n", f.name, f.kind, f.help)).collect()
 }
 
 /// Every figure, in the exposition format.
