@@ -20,7 +20,7 @@ mod harness;
 
 mod cluster;
 
-use harness::{proc, reply_of, Reply, Server, Timestamp};
+use harness::{proc, reply_line, reply_of, Reply, Server, Timestamp, SOME_TIME};
 use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -115,7 +115,7 @@ fn floor() -> ! {
                 }
                 seen += n;
             }
-            let _ = conn.write_all(b"received 4 bytes at 2026-11-24T04:31:58.123456Z\n");
+            let _ = conn.write_all(&reply_line(4, SOME_TIME, None));
         });
     }
     loop {

@@ -74,7 +74,7 @@ fn run_against(reply: &'static [u8], extra: &[&str]) -> std::process::Output {
 
 #[test]
 fn a_wrong_byte_count_is_reported() {
-    let out = run_against(b"received 99 bytes at 2026-11-24T04:31:58.123456Z\n", &[]);
+    let out = run_against(reply_line(99, SOME_TIME, None).leak(), &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("the server counted 99 bytes, but 4 were sent"),

@@ -34,7 +34,8 @@ fn probes_report_positive_rtts_and_a_near_zero_offset_on_loopback() {
         let lines = probe_lines(&out.stdout);
         assert_eq!(lines.len(), 5, "{}", text(&out.stdout));
         for line in &lines {
-            assert!(line.starts_with(&format!("{addr}: received 4 bytes at ")), "{line}");
+            assert!(line.starts_with(&format!("{addr}: ")), "{line}");
+            assert!(is_received(probe_reply(line), 4), "{line}");
             assert!(field(line, "rtt") > 0.0 && field(line, "connect") > 0.0, "{line}");
             // Same clock on both ends: only the asymmetry of one loopback
             // exchange separates the estimate from zero.
@@ -244,8 +245,8 @@ fn stepping_server(sent_after: std::time::Duration) -> std::net::SocketAddr {
         let stamp =
             |t| Timestamp::from_system_time(t).expect("in range").to_rfc3339().as_str().to_owned();
         let (at, sent) = (stamp(now), stamp(now + sent_after));
-        let reply = format!("received {} bytes at {at}, sent at {sent}\n", line.len() - 1);
-        let _ = std::io::Write::write_all(&mut &conn, reply.as_bytes());
+        let reply = reply_line(line.len() - 1, &at, Some(&sent));
+        let _ = std::io::Write::write_all(&mut &conn, &reply);
     })
 }
 

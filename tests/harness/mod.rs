@@ -416,6 +416,31 @@ pub fn reply_of(bytes: &[u8]) -> Reply {
     }
 }
 
+/// The reply to a message of `len` bytes received `at` (RFC 3339), and
+/// sent `sent` if given, as the protocol writes it.
+pub fn reply_line(len: usize, at: &str, sent: Option<&str>) -> Vec<u8> {
+    let stamp = |t: &str| Timestamp::parse(t).expect("an RFC 3339 time").to_rfc3339();
+    let mut line = String::new();
+    serv6::protocol::write_received(&mut line, len, &stamp(at), sent.map(stamp).as_ref());
+    line.into_bytes()
+}
+
+/// Whether `text` (one line, its LF or not) is the reply to `len` bytes.
+pub fn is_received(text: &str, len: u64) -> bool {
+    let line = text.strip_suffix('\n').unwrap_or(text).as_bytes();
+    matches!(parse_reply(line), Reply::Received { len: said, .. } if said == len)
+}
+
+/// The reply a probe line of cli6 shows: after its address, before the
+/// figures it adds, two spaces apart.
+pub fn probe_reply(line: &str) -> &str {
+    let reply = line.split_once(": ").map_or(line, |(_, reply)| reply);
+    reply.split("  ").next().unwrap_or_default()
+}
+
+/// An ordinary time for a fake server's replies.
+pub const SOME_TIME: &str = "2026-11-24T04:31:58.123456Z";
+
 /// Checks a reply is `received <n> bytes at <T>` + LF, and returns T.
 pub fn assert_received(reply: &[u8], n: usize) -> Timestamp {
     match reply_of(reply) {
