@@ -1,7 +1,7 @@
 //! Command lines, for both programs: each program's options as a table of
 //! [`Flag`]s; a small parser in the style of `lexopt`, which reads each value
 //! through its own `FromStr` (which says why it refuses one) and fails with a
-//! typed [`UsageError`]; and, from the same table, `--help`, the usage line
+//! [`UsageError`] in words; and, from the same table, `--help`, the usage line
 //! of an error, and the manual page. How a program ends ([`Status`]) is here
 //! too.
 //!
@@ -63,16 +63,17 @@ pub(crate) struct Flag<K: 'static> {
     pub default: Option<&'static str>,
 }
 
-#[cfg(test)]
 impl<K> Flag<K> {
-    /// The long name, as `--name` and `--name=value` give it: `bind`.
-    pub fn long(&self) -> &'static str {
-        parts(self.names).1
-    }
-
     /// What help calls its value, if it takes one: `ADDR`.
     pub fn value(&self) -> Option<&'static str> {
-        parts(self.names).2
+        let last = self.names.rsplit(' ').next();
+        last.filter(|word| !word.starts_with('-'))
+    }
+
+    /// The long name, as `--name` and `--name=value` give it: `bind`.
+    #[cfg(test)]
+    pub fn long(&self) -> &'static str {
+        self.names.split(' ').find_map(|name| name.strip_prefix("--")).unwrap_or_default()
     }
 }
 
@@ -86,18 +87,6 @@ impl<K: Copy> Flag<K> {
     pub const fn defaults_to(self, default: &'static str) -> Flag<K> {
         Flag { default: Some(default), ..self }
     }
-}
-
-/// `-b, --bind ADDR` as its short name, long name and value: `b`, `bind`, `ADDR`.
-fn parts(names: &'static str) -> (Option<char>, &'static str, Option<&'static str>) {
-    let short = names.strip_prefix('-').and_then(|n| n.chars().next());
-    let (long, value) = split(names.split_once("--").map_or("", |(_, long)| long), ' ');
-    (short.filter(|&c| c != '-'), long, value)
-}
-
-/// `text` before the first `at` and, if there is one, after it.
-fn split(text: &str, at: char) -> (&str, Option<&str>) {
-    text.split_once(at).map_or((text, None), |(a, b)| (a, Some(b)))
 }
 
 /// What every program can be asked for instead of its work.
@@ -117,85 +106,25 @@ const INFO: &[Flag<Info>] = &[
     flag(Info::Manual, "--generate-man", "print the manual page (roff) and exit"),
 ];
 
-/// A mistake in the command line; its `Display` names the argument.
+/// A mistake in the command line, in words that name the argument.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum UsageError {
-    UnknownOption(String),
-    UnexpectedArgument(OsString),
-    OptionNotUtf8(OsString),
-    MissingValue(String),
-    UnwantedValue(String),
-    /// The option as written, its value, and why the value was refused.
-    InvalidValue(String, OsString, Invalid),
     /// The first option only makes sense with what the second says.
     Requires(&'static str, &'static str),
-    /// Two options, as written, that contradict each other.
-    Conflict(String, String),
-    /// The arguments together make no sense, for the program's own reason.
+    /// Anything else: why, as the user reads it.
     Refused(String),
 }
 
 impl fmt::Display for UsageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            UsageError::UnknownOption(option) => write!(f, "unknown option '{option}'"),
-            UsageError::UnexpectedArgument(arg) => {
-                write!(f, "unexpected argument '{}'", arg.to_string_lossy())
-            }
-            UsageError::OptionNotUtf8(option) => {
-                write!(f, "option '{}' is not valid UTF-8", option.to_string_lossy())
-            }
-            UsageError::MissingValue(option) => write!(f, "option '{option}' needs a value"),
-            UsageError::UnwantedValue(option) => {
-                write!(f, "option '{option}' does not take a value")
-            }
-            UsageError::InvalidValue(option, value, why) => {
-                let value = value.to_string_lossy();
-                write!(f, "invalid value '{value}' for '{option}': {why}")
-            }
             UsageError::Requires(what, needs) => write!(f, "'{what}' goes with {needs}"),
-            UsageError::Conflict(first, then) => {
-                write!(f, "'{first}' and '{then}' do not go together")
-            }
             UsageError::Refused(why) => f.write_str(why),
         }
     }
 }
 
 impl std::error::Error for UsageError {}
-
-/// Why an option's value was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Invalid {
-    NotANumber,
-    /// Not from the first number to the second.
-    OutOfRange(u64, u64),
-    NotSeconds,
-    Negative,
-    NotPositive,
-    OverMaxSeconds,
-    UnderMinSeconds,
-    NotUtf8,
-    /// The value's own type refused it (through `FromStr`), saying why.
-    Because(String),
-}
-
-impl fmt::Display for Invalid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (max, min) = (MAX_SECONDS.as_secs(), MIN_SECONDS.as_secs_f64());
-        match self {
-            Invalid::NotANumber => f.write_str("it is not a valid number"),
-            Invalid::OutOfRange(min, max) => write!(f, "it must be from {min} to {max}"),
-            Invalid::NotSeconds => f.write_str("it is not a number of seconds"),
-            Invalid::Negative => f.write_str("it must not be negative"),
-            Invalid::NotPositive => f.write_str("it must be more than zero"),
-            Invalid::OverMaxSeconds => write!(f, "it must be at most {max} seconds (one day)"),
-            Invalid::UnderMinSeconds => write!(f, "it must be at least {min} seconds"),
-            Invalid::NotUtf8 => f.write_str("it is not valid UTF-8"),
-            Invalid::Because(why) => f.write_str(why),
-        }
-    }
-}
 
 /// Longest duration any option accepts: a day is far beyond any sensible
 /// timeout and keeps arithmetic on `Instant`s far from overflow.
@@ -248,13 +177,11 @@ impl<K: Copy> Parser<K> {
     /// Returns the next flag or value, or `None` when there are no more.
     pub fn next(&mut self) -> Result<Option<Arg<K>>, UsageError> {
         if self.attached.is_some() {
-            return Err(UsageError::UnwantedValue(self.option.clone()));
+            return Err(self.unwanted_value());
         }
         if !self.letters.is_empty() {
             let letter = self.letters.remove(0);
-            let is = |names| parts(names).0 == Some(letter);
-            let (arg, _) = self.find(format!("-{letter}"), is)?;
-            return Ok(Some(arg));
+            return Ok(Some(self.find(format!("-{letter}"))?.0));
         }
         let Some(arg) = self.args.next() else {
             return Ok(None);
@@ -262,7 +189,8 @@ impl<K: Copy> Parser<K> {
         let text = match arg.to_str() {
             _ if self.only_values => return Ok(Some(Arg::Value(arg))),
             None if arg.as_encoded_bytes().starts_with(b"-") => {
-                return Err(UsageError::OptionNotUtf8(arg))
+                let arg = arg.to_string_lossy();
+                return Err(UsageError::Refused(format!("option '{arg}' is not valid UTF-8")));
             }
             Some(text) if text.starts_with('-') && text.len() > 1 => text,
             _ => return Ok(Some(Arg::Value(arg))),
@@ -275,29 +203,32 @@ impl<K: Copy> Parser<K> {
             text[1..].clone_into(&mut self.letters);
             return self.next();
         };
-        let (name, value) = split(long, '=');
-        let (arg, takes_value) = self.find(format!("--{name}"), |names| parts(names).1 == name)?;
+        let (name, value) = long.split_once('=').map_or((long, None), |(name, v)| (name, Some(v)));
+        let (arg, takes_value) = self.find(format!("--{name}"))?;
         if value.is_some() && !takes_value {
-            return Err(UsageError::UnwantedValue(self.option.clone()));
+            return Err(self.unwanted_value());
         }
         self.attached = value.map(str::to_owned);
         Ok(Some(arg))
     }
 
-    /// The option whose names `is` picks, the program's own or a common
-    /// one, and whether it takes a value; `option` is how it was written.
-    fn find(
-        &mut self,
-        option: String,
-        is: impl Fn(&'static str) -> bool,
-    ) -> Result<(Arg<K>, bool), UsageError> {
-        let own = self.flags.iter().find(|f| is(f.names)).map(|f| (Arg::Flag(f.key), f.names));
-        let info = INFO.iter().find(|f| is(f.names)).map(|f| (Arg::Info(f.key), f.names));
-        let Some((arg, names)) = own.or(info) else {
-            return Err(UsageError::UnknownOption(option));
+    /// The option written `option`, the program's own or a common one, and
+    /// whether it takes a value.
+    fn find(&mut self, option: String) -> Result<(Arg<K>, bool), UsageError> {
+        // Its names, as help shows them, hold it as written: `-b` or `--bind`.
+        let named = |names: &str| names.split([',', ' ']).any(|name| name == option);
+        let own = self.flags.iter().find(|f| named(f.names)).map(|f| (Arg::Flag(f.key), f.value()));
+        let info = INFO.iter().find(|f| named(f.names)).map(|f| (Arg::Info(f.key), f.value()));
+        let Some((arg, value)) = own.or(info) else {
+            return Err(UsageError::Refused(format!("unknown option '{option}'")));
         };
         self.option = option;
-        Ok((arg, parts(names).2.is_some()))
+        Ok((arg, value.is_some()))
+    }
+
+    /// The error for `--name=value` when `--name` takes no value.
+    fn unwanted_value(&self) -> UsageError {
+        UsageError::Refused(format!("option '{}' does not take a value", self.option))
     }
 
     /// The value of the option just returned: its `=value`, the rest of its
@@ -306,13 +237,16 @@ impl<K: Copy> Parser<K> {
         let letters = std::mem::take(&mut self.letters);
         let rest = self.attached.take().or((!letters.is_empty()).then_some(letters));
         let value = rest.map(OsString::from).or_else(|| self.args.next());
-        value.ok_or_else(|| UsageError::MissingValue(self.option.clone()))
+        value.ok_or_else(|| UsageError::Refused(format!("option '{}' needs a value", self.option)))
     }
 
     /// The value, read by `by`, or an error that says why `by` refused it.
-    fn read<T>(&mut self, by: impl FnOnce(&OsStr) -> Result<T, Invalid>) -> Result<T, UsageError> {
+    fn read<T>(&mut self, by: impl FnOnce(&OsStr) -> Result<T, String>) -> Result<T, UsageError> {
         let value = self.value()?;
-        by(&value).map_err(|why| UsageError::InvalidValue(self.option.clone(), value, why))
+        by(&value).map_err(|why| {
+            let (value, option) = (value.to_string_lossy(), &self.option);
+            UsageError::Refused(format!("invalid value '{value}' for '{option}': {why}"))
+        })
     }
 
     /// The value as a `T`, through its `FromStr`; a refusal keeps the
@@ -322,8 +256,8 @@ impl<K: Copy> Parser<K> {
         T::Err: fmt::Display,
     {
         self.read(|value| {
-            let text = value.to_str().ok_or(Invalid::NotUtf8)?;
-            text.parse().map_err(|why: T::Err| Invalid::Because(why.to_string()))
+            let text = value.to_str().ok_or("it is not valid UTF-8")?;
+            text.parse().map_err(|why: T::Err| why.to_string())
         })
     }
 
@@ -333,11 +267,12 @@ impl<K: Copy> Parser<K> {
         self.read(|value| {
             let text = value.to_str().filter(|t| !t.starts_with('+'));
             let number = text.and_then(|t| t.parse::<i128>().ok());
-            let number = number.ok_or(Invalid::NotANumber)?;
+            let number = number.ok_or("it is not a valid number")?;
             let within = u64::try_from(number).ok().filter(|n| range.contains(n));
+            let (min, max) = range.into_inner();
             within
                 .and_then(|n| T::try_from(n).ok())
-                .ok_or(Invalid::OutOfRange(*range.start(), *range.end()))
+                .ok_or(format!("it must be from {min} to {max}"))
         })
     }
 
@@ -362,7 +297,9 @@ impl<K: Copy> Parser<K> {
     ) -> Result<Option<(T, String)>, UsageError> {
         let option = self.option.clone();
         match earlier {
-            Some((other, first)) if other != chosen => Err(UsageError::Conflict(first, option)),
+            Some((other, first)) if other != chosen => {
+                Err(UsageError::Refused(format!("'{first}' and '{option}' do not go together")))
+            }
             _ => Ok(Some((chosen, option))),
         }
     }
@@ -370,14 +307,15 @@ impl<K: Copy> Parser<K> {
 
 /// A duration in seconds, decimals allowed: zero only if `zero` allows it,
 /// else from [`MIN_SECONDS`]; at most [`MAX_SECONDS`].
-fn seconds(value: &OsStr, zero: bool) -> Result<Duration, Invalid> {
+fn seconds(value: &OsStr, zero: bool) -> Result<Duration, String> {
     let seconds = value.to_str().and_then(|text| text.parse::<f64>().ok());
-    let seconds = seconds.filter(|s| s.is_finite()).ok_or(Invalid::NotSeconds)?;
+    let seconds = seconds.filter(|s| s.is_finite()).ok_or("it is not a number of seconds")?;
+    let (max, min) = (MAX_SECONDS.as_secs_f64(), MIN_SECONDS.as_secs_f64());
     match seconds {
-        s if s < 0.0 && zero => Err(Invalid::Negative),
-        s if s < 0.0 || (s == 0.0 && !zero) => Err(Invalid::NotPositive),
-        s if s > MAX_SECONDS.as_secs_f64() => Err(Invalid::OverMaxSeconds),
-        s if s > 0.0 && s < MIN_SECONDS.as_secs_f64() => Err(Invalid::UnderMinSeconds),
+        s if s < 0.0 && zero => Err("it must not be negative".into()),
+        s if s < 0.0 || (s == 0.0 && !zero) => Err("it must be more than zero".into()),
+        s if s > max => Err(format!("it must be at most {max} seconds (one day)")),
+        s if s > 0.0 && s < min => Err(format!("it must be at least {min} seconds")),
         s => Ok(Duration::from_secs_f64(s)),
     }
 }
@@ -764,8 +702,8 @@ pub(crate) mod tests {
     #[test]
     fn the_page_has_every_flag_its_default_and_the_text() {
         let page = program().manual();
-        for flag in FLAGS.iter().map(|f| f.names).chain(INFO.iter().map(|f| f.names)) {
-            let long = format!("\\fB\\-\\-{}\\fR", escape(parts(flag).1));
+        for flag in FLAGS.iter().map(Flag::long).chain(INFO.iter().map(Flag::long)) {
+            let long = format!("\\fB\\-\\-{}\\fR", escape(flag));
             assert!(page.contains(&long), "{long}: {page}");
         }
         assert!(page

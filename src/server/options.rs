@@ -172,7 +172,10 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
     let mut parser = Parser::new(args, FLAGS);
     while let Some(arg) = parser.next()? {
         match arg {
-            Arg::Value(value) => return Err(UsageError::UnexpectedArgument(value)),
+            Arg::Value(value) => {
+                let value = value.to_string_lossy();
+                return Err(UsageError::Refused(format!("unexpected argument '{value}'")));
+            }
             Arg::Info(info) => return Ok(Command::Info(info)),
             Arg::Flag(Key::Bind) => options.binds.push(parser.parsed::<HostArg>()?.0),
             Arg::Flag(Key::Port) => options.port = Some(parser.number(0..=u64::from(u16::MAX))?),
