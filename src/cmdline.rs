@@ -63,15 +63,21 @@ pub(crate) struct Flag<K: 'static> {
     pub default: Option<&'static str>,
 }
 
-impl<K> Flag<K> {
-    /// What help calls its value, if it takes one: `ADDR`.
-    pub fn value(&self) -> Option<&'static str> {
-        let last = self.names.rsplit(' ').next();
-        last.filter(|word| !word.starts_with('-'))
+impl<K: Copy> Flag<K> {
+    /// The flag, with the default help shows.
+    pub const fn defaults_to(self, default: &'static str) -> Flag<K> {
+        Flag { default: Some(default), ..self }
     }
 
+    /// What help calls its value, if it takes one: `ADDR`.
+    pub fn value(&self) -> Option<&'static str> {
+        self.names.rsplit(' ').next().filter(|word| !word.starts_with('-'))
+    }
+}
+
+#[cfg(test)]
+impl<K> Flag<K> {
     /// The long name, as `--name` and `--name=value` give it: `bind`.
-    #[cfg(test)]
     pub fn long(&self) -> &'static str {
         self.names.split(' ').find_map(|name| name.strip_prefix("--")).unwrap_or_default()
     }
@@ -80,13 +86,6 @@ impl<K> Flag<K> {
 /// A flag; `names` and `help` as [`Flag`] says.
 pub(crate) const fn flag<K>(key: K, names: &'static str, help: &'static str) -> Flag<K> {
     Flag { key, names, help, default: None }
-}
-
-impl<K: Copy> Flag<K> {
-    /// The flag, with the default help shows.
-    pub const fn defaults_to(self, default: &'static str) -> Flag<K> {
-        Flag { default: Some(default), ..self }
-    }
 }
 
 /// What every program can be asked for instead of its work.
@@ -123,8 +122,6 @@ impl fmt::Display for UsageError {
         }
     }
 }
-
-impl std::error::Error for UsageError {}
 
 /// Longest duration any option accepts: a day is far beyond any sensible
 /// timeout and keeps arithmetic on `Instant`s far from overflow.
@@ -445,10 +442,9 @@ impl<K> Program<K> {
                 None if word.starts_with('-') => format!("\\fB{}\\fR", escape(word)),
                 None => format!("\\fI{}\\fR", escape(word)),
             });
-            let default = default.map(|text| format!(" Default: {text}."));
-            let text = sentence(&help) + &default.unwrap_or_default();
             let names = names.collect::<Vec<_>>().join(" ");
-            let _ = writeln!(out, ".TP\n{names}\n{}", escape(&text));
+            let default = default.map_or(String::new(), |text| format!(" Default: {text}."));
+            let _ = writeln!(out, ".TP\n{names}\n{}", escape(&(sentence(&help) + &default)));
         }
         for (heading, text) in self.sections() {
             let _ = writeln!(out, ".SH {heading}");
@@ -471,13 +467,12 @@ fn push_wrapped(out: &mut String, names: &str, text: &str, column: usize) {
             let _ = writeln!(out, "{}", line.trim_end());
             line.clear();
         }
-        line = if line.len() < column {
-            format!("{line:column$}{word}")
-        } else if line.is_empty() {
-            word.to_owned()
-        } else {
-            line + " " + word
-        };
+        if line.len() < column {
+            line = format!("{line:column$}");
+        } else if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
     }
     let _ = writeln!(out, "{line}");
 }

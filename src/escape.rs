@@ -46,11 +46,8 @@ fn plain_ascii(bytes: &[u8]) -> Option<&str> {
 
 fn push_char(out: &mut String, c: char) {
     match c {
-        '\t' => out.push_str("\\t"),
-        '\n' => out.push_str("\\n"),
-        '\r' => out.push_str("\\r"),
-        '\\' => out.push_str("\\\\"),
-        '"' => out.push_str("\\\""),
+        // As Rust writes them: `\t`, `\n`, `\r`, `\\`, `\"`.
+        '\t' | '\n' | '\r' | '\\' | '"' => out.extend(c.escape_default()),
         c if c.is_ascii_control() => push_hex_byte(out, c as u8),
         c if must_escape(c) => {
             let _ = write!(out, "\\u{{{:04x}}}", u32::from(c));
