@@ -172,10 +172,10 @@ impl<K: Copy> Parser<K> {
     }
 
     /// Returns the next flag or value, or `None` when there are no more.
+    /// A flag that takes a value has it read (by [`Parser::value`] or a
+    /// reader built on it) before the next call.
     pub fn next(&mut self) -> Result<Option<Arg<K>>, UsageError> {
-        if self.attached.is_some() {
-            return Err(self.unwanted_value());
-        }
+        debug_assert!(self.attached.is_none(), "the value of {} was not asked for", self.option);
         if !self.letters.is_empty() {
             let letter = self.letters.remove(0);
             return Ok(Some(self.find(format!("-{letter}"))?.0));
@@ -203,7 +203,8 @@ impl<K: Copy> Parser<K> {
         let (name, value) = long.split_once('=').map_or((long, None), |(name, v)| (name, Some(v)));
         let (arg, takes_value) = self.find(format!("--{name}"))?;
         if value.is_some() && !takes_value {
-            return Err(self.unwanted_value());
+            let option = &self.option;
+            return Err(UsageError::Refused(format!("option '{option}' does not take a value")));
         }
         self.attached = value.map(str::to_owned);
         Ok(Some(arg))
@@ -221,11 +222,6 @@ impl<K: Copy> Parser<K> {
         };
         self.option = option;
         Ok((arg, value.is_some()))
-    }
-
-    /// The error for `--name=value` when `--name` takes no value.
-    fn unwanted_value(&self) -> UsageError {
-        UsageError::Refused(format!("option '{}' does not take a value", self.option))
     }
 
     /// The value of the option just returned: its `=value`, the rest of its
@@ -248,10 +244,7 @@ impl<K: Copy> Parser<K> {
 
     /// The value as a `T`, through its `FromStr`; a refusal keeps the
     /// reason `T` gives.
-    pub fn parsed<T: std::str::FromStr>(&mut self) -> Result<T, UsageError>
-    where
-        T::Err: fmt::Display,
-    {
+    pub fn parsed<T: std::str::FromStr<Err: fmt::Display>>(&mut self) -> Result<T, UsageError> {
         self.read(|value| {
             let text = value.to_str().ok_or("it is not valid UTF-8")?;
             text.parse().map_err(|why: T::Err| why.to_string())
@@ -386,8 +379,7 @@ impl<K> Program<K> {
         out.push('\n');
         let after = self.fill(self.after) + "\n\nExit status: " + exit;
         for paragraph in after.split("\n\n").filter(|p| !p.trim().is_empty()) {
-            let words: Vec<&str> = paragraph.split_whitespace().collect();
-            push_wrapped(&mut out, "", &words.join(" "), 0);
+            push_wrapped(&mut out, "", paragraph, 0);
         }
         out.pop();
         out
@@ -424,14 +416,11 @@ impl<K> Program<K> {
     pub fn manual(&self) -> String {
         let (name, version) = (self.name, env!("CARGO_PKG_VERSION"));
         let kind = if self.section == 8 { "System Manager's Manual" } else { "User Commands" };
+        let (title, section, date) = (name.to_uppercase(), self.section, date());
+        let (summary, synopsis) = (escape(self.summary), escape(self.synopsis));
         let mut out = format!(
-            ".TH {} {} {} \"{name} {version}\" \"{kind}\"\n.nh\n.SH NAME\n{name} \\- {}\n\
-             .SH SYNOPSIS\n.B {name}\n{}\n.SH DESCRIPTION\n",
-            name.to_uppercase(),
-            self.section,
-            date(),
-            escape(self.summary),
-            escape(self.synopsis),
+            ".TH {title} {section} {date} \"{name} {version}\" \"{kind}\"\n.nh\n.SH NAME\n\
+             {name} \\- {summary}\n.SH SYNOPSIS\n.B {name}\n{synopsis}\n.SH DESCRIPTION\n"
         );
         push_text(&mut out, &self.fill(&self.about));
         out.push_str(".SH OPTIONS\n");
@@ -454,7 +443,7 @@ impl<K> Program<K> {
     }
 }
 
-/// Appends `names`, then `text` wrapped into the help column.
+/// Appends `names`, then the words of `text` wrapped into the help column.
 fn push_wrapped(out: &mut String, names: &str, text: &str, column: usize) {
     let mut line = names.to_owned();
     if column > 0 && line.len() + 2 > column {
@@ -462,9 +451,9 @@ fn push_wrapped(out: &mut String, names: &str, text: &str, column: usize) {
         line.clear();
     }
     // Once a word is on it, the line is longer than the column.
-    for word in text.split(' ') {
+    for word in text.split_whitespace() {
         if line.len() > column && line.len() + 1 + word.len() > HELP_WIDTH {
-            let _ = writeln!(out, "{}", line.trim_end());
+            let _ = writeln!(out, "{line}");
             line.clear();
         }
         if line.len() < column {
