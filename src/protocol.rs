@@ -164,11 +164,9 @@ pub fn message_of(line: &[u8]) -> &[u8] {
 pub fn write_received(line: &mut String, len: usize, at: &Rfc3339, sent: Option<&Rfc3339>) {
     line.push_str(RECEIVED);
     push_decimal(line, len as u64);
-    line.push_str(BYTES_AT);
-    line.push_str(at.as_str());
+    line.extend([BYTES_AT, at.as_str()]);
     if let Some(sent) = sent {
-        line.push_str(SENT_AT);
-        line.push_str(sent.as_str());
+        line.extend([SENT_AT, sent.as_str()]);
     }
     line.push('\n');
 }
@@ -219,8 +217,7 @@ impl std::str::FromStr for Service {
 /// UTC (people read it, `date -d` and every language parse it), and CRLF
 /// as RFC 867's examples end it.
 pub fn write_daytime(line: &mut String, now: &Rfc3339) {
-    line.push_str(now.as_str());
-    line.push_str("\r\n");
+    line.extend([now.as_str(), "\r\n"]);
 }
 
 /// Seconds from 1900-01-01 to 1970-01-01, the time protocol's epoch.

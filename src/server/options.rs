@@ -46,15 +46,11 @@ pub(crate) struct Options {
 impl Default for Options {
     /// The defaults; `FLAGS` shows each in its help, and a test checks they agree.
     fn default() -> Self {
+        let (pause, deadline) = (Some(Duration::from_millis(200)), Duration::from_secs(10));
         Options {
             binds: Vec::new(),
             port: None,
-            rules: Rules {
-                max_bytes: 65_536,
-                pause: Some(Duration::from_millis(200)),
-                deadline: Duration::from_secs(10),
-                send_time: false,
-            },
+            rules: Rules { max_bytes: 65_536, pause, deadline, send_time: false },
             max_conns: None,
             backlog: 4096,
             grace: Duration::from_secs(5),
