@@ -146,11 +146,10 @@ pub(crate) enum Arg<K> {
 pub(crate) struct Parser<K: 'static> {
     args: std::vec::IntoIter<OsString>,
     flags: &'static [Flag<K>],
-    /// The letters left of a cluster of short options, as `p5006` after the
-    /// `q` of `-qp5006`.
-    letters: String,
-    /// The value of the `--name=value` just returned, until asked for.
-    attached: Option<String>,
+    /// What is left of the argument being read: the value of a
+    /// `--name=value`, or the letters of a cluster of short options, as
+    /// `p5006` after the `q` of `-qp5006` (the value of `-p`, if it takes one).
+    rest: Option<String>,
     /// After `--`, every argument is a value.
     only_values: bool,
     /// The option most recently returned, as written (`--port`, `-p`), for
@@ -164,8 +163,7 @@ impl<K: Copy> Parser<K> {
         Parser {
             args: args.into_iter().collect::<Vec<_>>().into_iter(),
             flags,
-            letters: String::new(),
-            attached: None,
+            rest: None,
             only_values: false,
             option: String::new(),
         }
@@ -175,9 +173,9 @@ impl<K: Copy> Parser<K> {
     /// A flag that takes a value has it read (by [`Parser::value`] or a
     /// reader built on it) before the next call.
     pub fn next(&mut self) -> Result<Option<Arg<K>>, UsageError> {
-        debug_assert!(self.attached.is_none(), "the value of {} was not asked for", self.option);
-        if !self.letters.is_empty() {
-            let letter = self.letters.remove(0);
+        if let Some(mut letters) = self.rest.take().filter(|letters| !letters.is_empty()) {
+            let letter = letters.remove(0);
+            self.rest = (!letters.is_empty()).then_some(letters);
             return Ok(Some(self.find(format!("-{letter}"))?.0));
         }
         let Some(arg) = self.args.next() else {
@@ -197,7 +195,7 @@ impl<K: Copy> Parser<K> {
             return self.next();
         }
         let Some(long) = text.strip_prefix("--") else {
-            text[1..].clone_into(&mut self.letters);
+            self.rest = Some(text[1..].to_owned());
             return self.next();
         };
         let (name, value) = long.split_once('=').map_or((long, None), |(name, v)| (name, Some(v)));
@@ -206,7 +204,7 @@ impl<K: Copy> Parser<K> {
             let option = &self.option;
             return Err(UsageError::Refused(format!("option '{option}' does not take a value")));
         }
-        self.attached = value.map(str::to_owned);
+        self.rest = value.map(str::to_owned);
         Ok(Some(arg))
     }
 
@@ -227,9 +225,7 @@ impl<K: Copy> Parser<K> {
     /// The value of the option just returned: its `=value`, the rest of its
     /// cluster (`-p5006`), or the next argument.
     pub fn value(&mut self) -> Result<OsString, UsageError> {
-        let letters = std::mem::take(&mut self.letters);
-        let rest = self.attached.take().or((!letters.is_empty()).then_some(letters));
-        let value = rest.map(OsString::from).or_else(|| self.args.next());
+        let value = self.rest.take().map(OsString::from).or_else(|| self.args.next());
         value.ok_or_else(|| UsageError::Refused(format!("option '{}' needs a value", self.option)))
     }
 
