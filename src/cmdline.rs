@@ -50,7 +50,6 @@ impl From<Status> for ExitCode {
 }
 
 /// One option of one program.
-#[derive(Debug)]
 pub(crate) struct Flag<K: 'static> {
     /// Which option, to the program's parser.
     pub key: K,
@@ -256,9 +255,7 @@ impl<K: Copy> Parser<K> {
             let number = number.ok_or("it is not a valid number")?;
             let within = u64::try_from(number).ok().filter(|n| range.contains(n));
             let (min, max) = range.into_inner();
-            within
-                .and_then(|n| T::try_from(n).ok())
-                .ok_or(format!("it must be from {min} to {max}"))
+            within.and_then(|n| n.try_into().ok()).ok_or(format!("it must be from {min} to {max}"))
         })
     }
 
@@ -308,7 +305,6 @@ fn seconds(value: &OsStr, zero: bool) -> Result<Duration, String> {
 
 /// A program's command line and manual: enough to parse its arguments and
 /// to write its help and its manual page.
-#[derive(Debug)]
 pub(crate) struct Program<K: 'static> {
     pub name: &'static str,
     /// What follows the name in a usage line: `[OPTIONS]`.
@@ -398,8 +394,7 @@ impl<K> Program<K> {
             } else if let Some((_, text)) = sections.last_mut() {
                 // Prose after prose: the paragraph goes on, on the same line.
                 if prose(line) && text.lines().last().is_some_and(prose) {
-                    text.pop();
-                    text.push(' ');
+                    text.replace_range(text.len() - 1.., " ");
                 }
                 text.push_str(line);
                 text.push('\n');

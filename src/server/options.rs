@@ -191,8 +191,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         }
     }
     if proxy && proxy_from.is_empty() {
-        let loopback = ["127.0.0.0/8", "::1"].map(Cidr::parse);
-        proxy_from = loopback.into_iter().flatten().collect();
+        proxy_from = ["127.0.0.0/8", "::1"].into_iter().filter_map(Cidr::parse).collect();
     } else if !proxy && !proxy_from.is_empty() {
         return Err(UsageError::Requires("--proxy-from", "'--proxy-protocol'"));
     }
