@@ -1,7 +1,7 @@
 //! Command lines, for both programs: each program's options as a table of
 //! [`Flag`]s; a small parser in the style of `lexopt`, which reads each value
 //! through its own `FromStr` (which says why it refuses one) and fails with a
-//! typed [`UsageError`]; and, from the same table, `--help`, the usage line
+//! [`UsageError`] in words; and, from the same table, `--help`, the usage line
 //! of an error, and the manual page. How a program ends ([`Status`]) is here
 //! too.
 //!
@@ -50,7 +50,6 @@ impl From<Status> for ExitCode {
 }
 
 /// One option of one program.
-#[derive(Debug)]
 pub(crate) struct Flag<K: 'static> {
     /// Which option, to the program's parser.
     pub key: K,
@@ -63,41 +62,29 @@ pub(crate) struct Flag<K: 'static> {
     pub default: Option<&'static str>,
 }
 
-#[cfg(test)]
-impl<K> Flag<K> {
-    /// The long name, as `--name` and `--name=value` give it: `bind`.
-    pub fn long(&self) -> &'static str {
-        parts(self.names).1
+impl<K: Copy> Flag<K> {
+    /// The flag, with the default help shows.
+    pub const fn defaults_to(self, default: &'static str) -> Flag<K> {
+        Flag { default: Some(default), ..self }
     }
 
     /// What help calls its value, if it takes one: `ADDR`.
     pub fn value(&self) -> Option<&'static str> {
-        parts(self.names).2
+        self.names.rsplit(' ').next().filter(|word| !word.starts_with('-'))
+    }
+}
+
+#[cfg(test)]
+impl<K> Flag<K> {
+    /// The long name, as `--name` and `--name=value` give it: `bind`.
+    pub fn long(&self) -> &'static str {
+        self.names.split(' ').find_map(|name| name.strip_prefix("--")).unwrap_or_default()
     }
 }
 
 /// A flag; `names` and `help` as [`Flag`] says.
 pub(crate) const fn flag<K>(key: K, names: &'static str, help: &'static str) -> Flag<K> {
     Flag { key, names, help, default: None }
-}
-
-impl<K: Copy> Flag<K> {
-    /// The flag, with the default help shows.
-    pub const fn defaults_to(self, default: &'static str) -> Flag<K> {
-        Flag { default: Some(default), ..self }
-    }
-}
-
-/// `-b, --bind ADDR` as its short name, long name and value: `b`, `bind`, `ADDR`.
-fn parts(names: &'static str) -> (Option<char>, &'static str, Option<&'static str>) {
-    let short = names.strip_prefix('-').and_then(|n| n.chars().next());
-    let (long, value) = split(names.split_once("--").map_or("", |(_, long)| long), ' ');
-    (short.filter(|&c| c != '-'), long, value)
-}
-
-/// `text` before the first `at` and, if there is one, after it.
-fn split(text: &str, at: char) -> (&str, Option<&str>) {
-    text.split_once(at).map_or((text, None), |(a, b)| (a, Some(b)))
 }
 
 /// What every program can be asked for instead of its work.
@@ -117,82 +104,20 @@ const INFO: &[Flag<Info>] = &[
     flag(Info::Manual, "--generate-man", "print the manual page (roff) and exit"),
 ];
 
-/// A mistake in the command line; its `Display` names the argument.
+/// A mistake in the command line, in words that name the argument.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum UsageError {
-    UnknownOption(String),
-    UnexpectedArgument(OsString),
-    OptionNotUtf8(OsString),
-    MissingValue(String),
-    UnwantedValue(String),
-    /// The option as written, its value, and why the value was refused.
-    InvalidValue(String, OsString, Invalid),
     /// The first option only makes sense with what the second says.
     Requires(&'static str, &'static str),
-    /// Two options, as written, that contradict each other.
-    Conflict(String, String),
-    /// The arguments together make no sense, for the program's own reason.
+    /// Anything else: why, as the user reads it.
     Refused(String),
 }
 
 impl fmt::Display for UsageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            UsageError::UnknownOption(option) => write!(f, "unknown option '{option}'"),
-            UsageError::UnexpectedArgument(arg) => {
-                write!(f, "unexpected argument '{}'", arg.to_string_lossy())
-            }
-            UsageError::OptionNotUtf8(option) => {
-                write!(f, "option '{}' is not valid UTF-8", option.to_string_lossy())
-            }
-            UsageError::MissingValue(option) => write!(f, "option '{option}' needs a value"),
-            UsageError::UnwantedValue(option) => {
-                write!(f, "option '{option}' does not take a value")
-            }
-            UsageError::InvalidValue(option, value, why) => {
-                let value = value.to_string_lossy();
-                write!(f, "invalid value '{value}' for '{option}': {why}")
-            }
             UsageError::Requires(what, needs) => write!(f, "'{what}' goes with {needs}"),
-            UsageError::Conflict(first, then) => {
-                write!(f, "'{first}' and '{then}' do not go together")
-            }
             UsageError::Refused(why) => f.write_str(why),
-        }
-    }
-}
-
-impl std::error::Error for UsageError {}
-
-/// Why an option's value was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Invalid {
-    NotANumber,
-    /// Not from the first number to the second.
-    OutOfRange(u64, u64),
-    NotSeconds,
-    Negative,
-    NotPositive,
-    OverMaxSeconds,
-    UnderMinSeconds,
-    NotUtf8,
-    /// The value's own type refused it (through `FromStr`), saying why.
-    Because(String),
-}
-
-impl fmt::Display for Invalid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (max, min) = (MAX_SECONDS.as_secs(), MIN_SECONDS.as_secs_f64());
-        match self {
-            Invalid::NotANumber => f.write_str("it is not a valid number"),
-            Invalid::OutOfRange(min, max) => write!(f, "it must be from {min} to {max}"),
-            Invalid::NotSeconds => f.write_str("it is not a number of seconds"),
-            Invalid::Negative => f.write_str("it must not be negative"),
-            Invalid::NotPositive => f.write_str("it must be more than zero"),
-            Invalid::OverMaxSeconds => write!(f, "it must be at most {max} seconds (one day)"),
-            Invalid::UnderMinSeconds => write!(f, "it must be at least {min} seconds"),
-            Invalid::NotUtf8 => f.write_str("it is not valid UTF-8"),
-            Invalid::Because(why) => f.write_str(why),
         }
     }
 }
@@ -220,11 +145,10 @@ pub(crate) enum Arg<K> {
 pub(crate) struct Parser<K: 'static> {
     args: std::vec::IntoIter<OsString>,
     flags: &'static [Flag<K>],
-    /// The letters left of a cluster of short options, as `p5006` after the
-    /// `q` of `-qp5006`.
-    letters: String,
-    /// The value of the `--name=value` just returned, until asked for.
-    attached: Option<String>,
+    /// What is left of the argument being read: the value of a
+    /// `--name=value`, or the letters of a cluster of short options, as
+    /// `p5006` after the `q` of `-qp5006` (the value of `-p`, if it takes one).
+    rest: Option<String>,
     /// After `--`, every argument is a value.
     only_values: bool,
     /// The option most recently returned, as written (`--port`, `-p`), for
@@ -238,23 +162,20 @@ impl<K: Copy> Parser<K> {
         Parser {
             args: args.into_iter().collect::<Vec<_>>().into_iter(),
             flags,
-            letters: String::new(),
-            attached: None,
+            rest: None,
             only_values: false,
             option: String::new(),
         }
     }
 
     /// Returns the next flag or value, or `None` when there are no more.
+    /// A flag that takes a value has it read (by [`Parser::value`] or a
+    /// reader built on it) before the next call.
     pub fn next(&mut self) -> Result<Option<Arg<K>>, UsageError> {
-        if self.attached.is_some() {
-            return Err(UsageError::UnwantedValue(self.option.clone()));
-        }
-        if !self.letters.is_empty() {
-            let letter = self.letters.remove(0);
-            let is = |names| parts(names).0 == Some(letter);
-            let (arg, _) = self.find(format!("-{letter}"), is)?;
-            return Ok(Some(arg));
+        if let Some(mut letters) = self.rest.take().filter(|letters| !letters.is_empty()) {
+            let letter = letters.remove(0);
+            self.rest = (!letters.is_empty()).then_some(letters);
+            return Ok(Some(self.find(format!("-{letter}"))?.0));
         }
         let Some(arg) = self.args.next() else {
             return Ok(None);
@@ -262,7 +183,8 @@ impl<K: Copy> Parser<K> {
         let text = match arg.to_str() {
             _ if self.only_values => return Ok(Some(Arg::Value(arg))),
             None if arg.as_encoded_bytes().starts_with(b"-") => {
-                return Err(UsageError::OptionNotUtf8(arg))
+                let arg = arg.to_string_lossy();
+                return Err(UsageError::Refused(format!("option '{arg}' is not valid UTF-8")));
             }
             Some(text) if text.starts_with('-') && text.len() > 1 => text,
             _ => return Ok(Some(Arg::Value(arg))),
@@ -272,58 +194,55 @@ impl<K: Copy> Parser<K> {
             return self.next();
         }
         let Some(long) = text.strip_prefix("--") else {
-            text[1..].clone_into(&mut self.letters);
+            self.rest = Some(text[1..].to_owned());
             return self.next();
         };
-        let (name, value) = split(long, '=');
-        let (arg, takes_value) = self.find(format!("--{name}"), |names| parts(names).1 == name)?;
+        let (name, value) = long.split_once('=').map_or((long, None), |(name, v)| (name, Some(v)));
+        let (arg, takes_value) = self.find(format!("--{name}"))?;
         if value.is_some() && !takes_value {
-            return Err(UsageError::UnwantedValue(self.option.clone()));
+            let option = &self.option;
+            return Err(UsageError::Refused(format!("option '{option}' does not take a value")));
         }
-        self.attached = value.map(str::to_owned);
+        self.rest = value.map(str::to_owned);
         Ok(Some(arg))
     }
 
-    /// The option whose names `is` picks, the program's own or a common
-    /// one, and whether it takes a value; `option` is how it was written.
-    fn find(
-        &mut self,
-        option: String,
-        is: impl Fn(&'static str) -> bool,
-    ) -> Result<(Arg<K>, bool), UsageError> {
-        let own = self.flags.iter().find(|f| is(f.names)).map(|f| (Arg::Flag(f.key), f.names));
-        let info = INFO.iter().find(|f| is(f.names)).map(|f| (Arg::Info(f.key), f.names));
-        let Some((arg, names)) = own.or(info) else {
-            return Err(UsageError::UnknownOption(option));
+    /// The option written `option`, the program's own or a common one, and
+    /// whether it takes a value.
+    fn find(&mut self, option: String) -> Result<(Arg<K>, bool), UsageError> {
+        // Its names, as help shows them, hold it as written: `-b` or `--bind`.
+        let named = |names: &str| names.split([',', ' ']).any(|name| name == option);
+        let own = self.flags.iter().find(|f| named(f.names)).map(|f| (Arg::Flag(f.key), f.value()));
+        let info = INFO.iter().find(|f| named(f.names)).map(|f| (Arg::Info(f.key), f.value()));
+        let Some((arg, value)) = own.or(info) else {
+            return Err(UsageError::Refused(format!("unknown option '{option}'")));
         };
         self.option = option;
-        Ok((arg, parts(names).2.is_some()))
+        Ok((arg, value.is_some()))
     }
 
     /// The value of the option just returned: its `=value`, the rest of its
     /// cluster (`-p5006`), or the next argument.
     pub fn value(&mut self) -> Result<OsString, UsageError> {
-        let letters = std::mem::take(&mut self.letters);
-        let rest = self.attached.take().or((!letters.is_empty()).then_some(letters));
-        let value = rest.map(OsString::from).or_else(|| self.args.next());
-        value.ok_or_else(|| UsageError::MissingValue(self.option.clone()))
+        let value = self.rest.take().map(OsString::from).or_else(|| self.args.next());
+        value.ok_or_else(|| UsageError::Refused(format!("option '{}' needs a value", self.option)))
     }
 
     /// The value, read by `by`, or an error that says why `by` refused it.
-    fn read<T>(&mut self, by: impl FnOnce(&OsStr) -> Result<T, Invalid>) -> Result<T, UsageError> {
+    fn read<T>(&mut self, by: impl FnOnce(&OsStr) -> Result<T, String>) -> Result<T, UsageError> {
         let value = self.value()?;
-        by(&value).map_err(|why| UsageError::InvalidValue(self.option.clone(), value, why))
+        by(&value).map_err(|why| {
+            let (value, option) = (value.to_string_lossy(), &self.option);
+            UsageError::Refused(format!("invalid value '{value}' for '{option}': {why}"))
+        })
     }
 
     /// The value as a `T`, through its `FromStr`; a refusal keeps the
     /// reason `T` gives.
-    pub fn parsed<T: std::str::FromStr>(&mut self) -> Result<T, UsageError>
-    where
-        T::Err: fmt::Display,
-    {
+    pub fn parsed<T: std::str::FromStr<Err: fmt::Display>>(&mut self) -> Result<T, UsageError> {
         self.read(|value| {
-            let text = value.to_str().ok_or(Invalid::NotUtf8)?;
-            text.parse().map_err(|why: T::Err| Invalid::Because(why.to_string()))
+            let text = value.to_str().ok_or("it is not valid UTF-8")?;
+            text.parse().map_err(|why: T::Err| why.to_string())
         })
     }
 
@@ -333,11 +252,10 @@ impl<K: Copy> Parser<K> {
         self.read(|value| {
             let text = value.to_str().filter(|t| !t.starts_with('+'));
             let number = text.and_then(|t| t.parse::<i128>().ok());
-            let number = number.ok_or(Invalid::NotANumber)?;
+            let number = number.ok_or("it is not a valid number")?;
             let within = u64::try_from(number).ok().filter(|n| range.contains(n));
-            within
-                .and_then(|n| T::try_from(n).ok())
-                .ok_or(Invalid::OutOfRange(*range.start(), *range.end()))
+            let (min, max) = range.into_inner();
+            within.and_then(|n| n.try_into().ok()).ok_or(format!("it must be from {min} to {max}"))
         })
     }
 
@@ -362,7 +280,9 @@ impl<K: Copy> Parser<K> {
     ) -> Result<Option<(T, String)>, UsageError> {
         let option = self.option.clone();
         match earlier {
-            Some((other, first)) if other != chosen => Err(UsageError::Conflict(first, option)),
+            Some((other, first)) if other != chosen => {
+                Err(UsageError::Refused(format!("'{first}' and '{option}' do not go together")))
+            }
             _ => Ok(Some((chosen, option))),
         }
     }
@@ -370,21 +290,21 @@ impl<K: Copy> Parser<K> {
 
 /// A duration in seconds, decimals allowed: zero only if `zero` allows it,
 /// else from [`MIN_SECONDS`]; at most [`MAX_SECONDS`].
-fn seconds(value: &OsStr, zero: bool) -> Result<Duration, Invalid> {
+fn seconds(value: &OsStr, zero: bool) -> Result<Duration, String> {
     let seconds = value.to_str().and_then(|text| text.parse::<f64>().ok());
-    let seconds = seconds.filter(|s| s.is_finite()).ok_or(Invalid::NotSeconds)?;
+    let seconds = seconds.filter(|s| s.is_finite()).ok_or("it is not a number of seconds")?;
+    let (max, min) = (MAX_SECONDS.as_secs_f64(), MIN_SECONDS.as_secs_f64());
     match seconds {
-        s if s < 0.0 && zero => Err(Invalid::Negative),
-        s if s < 0.0 || (s == 0.0 && !zero) => Err(Invalid::NotPositive),
-        s if s > MAX_SECONDS.as_secs_f64() => Err(Invalid::OverMaxSeconds),
-        s if s > 0.0 && s < MIN_SECONDS.as_secs_f64() => Err(Invalid::UnderMinSeconds),
+        s if s < 0.0 && zero => Err("it must not be negative".into()),
+        s if s < 0.0 || (s == 0.0 && !zero) => Err("it must be more than zero".into()),
+        s if s > max => Err(format!("it must be at most {max} seconds (one day)")),
+        s if s > 0.0 && s < min => Err(format!("it must be at least {min} seconds")),
         s => Ok(Duration::from_secs_f64(s)),
     }
 }
 
 /// A program's command line and manual: enough to parse its arguments and
 /// to write its help and its manual page.
-#[derive(Debug)]
 pub(crate) struct Program<K: 'static> {
     pub name: &'static str,
     /// What follows the name in a usage line: `[OPTIONS]`.
@@ -451,8 +371,7 @@ impl<K> Program<K> {
         out.push('\n');
         let after = self.fill(self.after) + "\n\nExit status: " + exit;
         for paragraph in after.split("\n\n").filter(|p| !p.trim().is_empty()) {
-            let words: Vec<&str> = paragraph.split_whitespace().collect();
-            push_wrapped(&mut out, "", &words.join(" "), 0);
+            push_wrapped(&mut out, "", paragraph, 0);
         }
         out.pop();
         out
@@ -475,8 +394,7 @@ impl<K> Program<K> {
             } else if let Some((_, text)) = sections.last_mut() {
                 // Prose after prose: the paragraph goes on, on the same line.
                 if prose(line) && text.lines().last().is_some_and(prose) {
-                    text.pop();
-                    text.push(' ');
+                    text.replace_range(text.len() - 1.., " ");
                 }
                 text.push_str(line);
                 text.push('\n');
@@ -489,14 +407,11 @@ impl<K> Program<K> {
     pub fn manual(&self) -> String {
         let (name, version) = (self.name, env!("CARGO_PKG_VERSION"));
         let kind = if self.section == 8 { "System Manager's Manual" } else { "User Commands" };
+        let (title, section, date) = (name.to_uppercase(), self.section, date());
+        let (summary, synopsis) = (escape(self.summary), escape(self.synopsis));
         let mut out = format!(
-            ".TH {} {} {} \"{name} {version}\" \"{kind}\"\n.nh\n.SH NAME\n{name} \\- {}\n\
-             .SH SYNOPSIS\n.B {name}\n{}\n.SH DESCRIPTION\n",
-            name.to_uppercase(),
-            self.section,
-            date(),
-            escape(self.summary),
-            escape(self.synopsis),
+            ".TH {title} {section} {date} \"{name} {version}\" \"{kind}\"\n.nh\n.SH NAME\n\
+             {name} \\- {summary}\n.SH SYNOPSIS\n.B {name}\n{synopsis}\n.SH DESCRIPTION\n"
         );
         push_text(&mut out, &self.fill(&self.about));
         out.push_str(".SH OPTIONS\n");
@@ -507,10 +422,9 @@ impl<K> Program<K> {
                 None if word.starts_with('-') => format!("\\fB{}\\fR", escape(word)),
                 None => format!("\\fI{}\\fR", escape(word)),
             });
-            let default = default.map(|text| format!(" Default: {text}."));
-            let text = sentence(&help) + &default.unwrap_or_default();
             let names = names.collect::<Vec<_>>().join(" ");
-            let _ = writeln!(out, ".TP\n{names}\n{}", escape(&text));
+            let default = default.map_or(String::new(), |text| format!(" Default: {text}."));
+            let _ = writeln!(out, ".TP\n{names}\n{}", escape(&(sentence(&help) + &default)));
         }
         for (heading, text) in self.sections() {
             let _ = writeln!(out, ".SH {heading}");
@@ -520,7 +434,7 @@ impl<K> Program<K> {
     }
 }
 
-/// Appends `names`, then `text` wrapped into the help column.
+/// Appends `names`, then the words of `text` wrapped into the help column.
 fn push_wrapped(out: &mut String, names: &str, text: &str, column: usize) {
     let mut line = names.to_owned();
     if column > 0 && line.len() + 2 > column {
@@ -528,18 +442,17 @@ fn push_wrapped(out: &mut String, names: &str, text: &str, column: usize) {
         line.clear();
     }
     // Once a word is on it, the line is longer than the column.
-    for word in text.split(' ') {
+    for word in text.split_whitespace() {
         if line.len() > column && line.len() + 1 + word.len() > HELP_WIDTH {
-            let _ = writeln!(out, "{}", line.trim_end());
+            let _ = writeln!(out, "{line}");
             line.clear();
         }
-        line = if line.len() < column {
-            format!("{line:column$}{word}")
-        } else if line.is_empty() {
-            word.to_owned()
-        } else {
-            line + " " + word
-        };
+        if line.len() < column {
+            line = format!("{line:column$}");
+        } else if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
     }
     let _ = writeln!(out, "{line}");
 }
@@ -764,8 +677,8 @@ pub(crate) mod tests {
     #[test]
     fn the_page_has_every_flag_its_default_and_the_text() {
         let page = program().manual();
-        for flag in FLAGS.iter().map(|f| f.names).chain(INFO.iter().map(|f| f.names)) {
-            let long = format!("\\fB\\-\\-{}\\fR", escape(parts(flag).1));
+        for flag in FLAGS.iter().map(Flag::long).chain(INFO.iter().map(Flag::long)) {
+            let long = format!("\\fB\\-\\-{}\\fR", escape(flag));
             assert!(page.contains(&long), "{long}: {page}");
         }
         assert!(page

@@ -17,13 +17,15 @@ use std::fmt::Write;
 ///
 /// Everything else, including printable non-ASCII text, is kept as it is.
 pub(crate) fn escape_into(out: &mut String, bytes: &[u8]) {
-    if let Some(plain) = plain_ascii(bytes) {
-        out.push_str(plain);
-        return;
-    }
     for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            push_char(out, c);
+        let valid = chunk.valid();
+        // The common case, printable ASCII with nothing to escape, goes whole.
+        if valid.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'\\' && b != b'"') {
+            out.push_str(valid);
+        } else {
+            for c in valid.chars() {
+                push_char(out, c);
+            }
         }
         for byte in chunk.invalid() {
             push_hex_byte(out, *byte);
@@ -38,19 +40,10 @@ pub(crate) fn escape(bytes: &[u8]) -> String {
     out
 }
 
-/// The common case, printable ASCII with nothing to escape, without decoding.
-fn plain_ascii(bytes: &[u8]) -> Option<&str> {
-    let plain = bytes.iter().all(|&b| (0x20..0x7f).contains(&b) && b != b'\\' && b != b'"');
-    plain.then(|| std::str::from_utf8(bytes).ok()).flatten()
-}
-
 fn push_char(out: &mut String, c: char) {
     match c {
-        '\t' => out.push_str("\\t"),
-        '\n' => out.push_str("\\n"),
-        '\r' => out.push_str("\\r"),
-        '\\' => out.push_str("\\\\"),
-        '"' => out.push_str("\\\""),
+        // As Rust writes them: `\t`, `\n`, `\r`, `\\`, `\"`.
+        '\t' | '\n' | '\r' | '\\' | '"' => out.extend(c.escape_default()),
         c if c.is_ascii_control() => push_hex_byte(out, c as u8),
         c if must_escape(c) => {
             let _ = write!(out, "\\u{{{:04x}}}", u32::from(c));

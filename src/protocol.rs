@@ -164,29 +164,21 @@ pub fn message_of(line: &[u8]) -> &[u8] {
 pub fn write_received(line: &mut String, len: usize, at: &Rfc3339, sent: Option<&Rfc3339>) {
     line.push_str(RECEIVED);
     push_decimal(line, len as u64);
-    line.push_str(BYTES_AT);
-    line.push_str(at.as_str());
+    line.extend([BYTES_AT, at.as_str()]);
     if let Some(sent) = sent {
-        line.push_str(SENT_AT);
-        line.push_str(sent.as_str());
+        line.extend([SENT_AT, sent.as_str()]);
     }
     line.push('\n');
 }
 
-/// Appends `n` in decimal. `write!` would go through the formatter's
-/// padding machinery, a cost on every exchange.
-pub(crate) fn push_decimal(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+/// Appends `n` in decimal: the digits before its last, then its last.
+/// `write!` would go through the formatter's padding machinery, a cost on
+/// every exchange.
+pub(crate) fn push_decimal(out: &mut String, n: u64) {
+    if n >= 10 {
+        push_decimal(out, n / 10);
     }
-    out.extend(digits[at..].iter().map(|&d| char::from(d)));
+    out.push(char::from(b'0' + (n % 10) as u8));
 }
 
 /// What a serv6 listener serves.
@@ -216,11 +208,8 @@ impl std::str::FromStr for Service {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Service, String> {
-        Service::ALL
-            .iter()
-            .find(|(_, name)| *name == text)
-            .map(|&(service, _)| service)
-            .ok_or_else(|| "it is not receipt, daytime or time".into())
+        let found = Service::ALL.into_iter().find(|&(_, name)| name == text);
+        found.map(|(service, _)| service).ok_or_else(|| "it is not receipt, daytime or time".into())
     }
 }
 
@@ -228,8 +217,7 @@ impl std::str::FromStr for Service {
 /// UTC (people read it, `date -d` and every language parse it), and CRLF
 /// as RFC 867's examples end it.
 pub fn write_daytime(line: &mut String, now: &Rfc3339) {
-    line.push_str(now.as_str());
-    line.push_str("\r\n");
+    line.extend([now.as_str(), "\r\n"]);
 }
 
 /// Seconds from 1900-01-01 to 1970-01-01, the time protocol's epoch.
@@ -322,12 +310,10 @@ impl fmt::Display for Unsendable {
 ///
 /// Says why it would not: it contains an LF, or ends with a CR.
 pub fn check_message(message: &[u8]) -> Result<(), Unsendable> {
-    if message.contains(&b'\n') {
-        Err(Unsendable::Newline)
-    } else if message.last() == Some(&b'\r') {
-        Err(Unsendable::FinalCr)
-    } else {
-        Ok(())
+    match message {
+        _ if message.contains(&b'\n') => Err(Unsendable::Newline),
+        [.., b'\r'] => Err(Unsendable::FinalCr),
+        _ => Ok(()),
     }
 }
 

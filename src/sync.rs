@@ -41,8 +41,5 @@ pub(crate) fn wait_timeout<'a, T>(
     guard: MutexGuard<'a, T>,
     limit: Duration,
 ) -> MutexGuard<'a, T> {
-    match condvar.wait_timeout(guard, limit) {
-        Ok((guard, _)) => guard,
-        Err(poisoned) => poisoned.into_inner().0,
-    }
+    condvar.wait_timeout(guard, limit).unwrap_or_else(PoisonError::into_inner).0
 }

@@ -7,6 +7,7 @@
 //! RFC 3339 has four-digit years, and a clock before 1970 is broken.
 
 use std::fmt;
+use std::ops::Range;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const SECONDS_PER_DAY: u64 = 86_400;
@@ -24,12 +25,10 @@ impl Timestamp {
     /// after 9999 and so cannot be written as RFC 3339.
     #[must_use]
     pub fn from_system_time(time: SystemTime) -> Option<Self> {
-        let since_epoch = time.duration_since(UNIX_EPOCH).ok()?;
-        if since_epoch.as_secs() / SECONDS_PER_DAY >= DAYS_TO_YEAR_10000 {
-            return None;
-        }
-        let micros = Duration::from_micros(u64::from(since_epoch.subsec_micros()));
-        Some(Timestamp { since_epoch: Duration::from_secs(since_epoch.as_secs()) + micros })
+        let since = time.duration_since(UNIX_EPOCH).ok()?;
+        let since_epoch = Duration::new(since.as_secs(), since.subsec_micros() * 1000);
+        let in_range = since.as_secs() / SECONDS_PER_DAY < DAYS_TO_YEAR_10000;
+        in_range.then_some(Timestamp { since_epoch })
     }
 
     /// Returns the same moment as a `SystemTime`.
@@ -45,14 +44,12 @@ impl Timestamp {
         let seconds = self.since_epoch.as_secs();
         let (year, month, day) = civil_from_days(seconds / SECONDS_PER_DAY);
         let in_day = seconds % SECONDS_PER_DAY;
+        let micros = u64::from(self.since_epoch.subsec_micros());
+        let values = [year, month, day, in_day / 3600, in_day / 60 % 60, in_day % 60, micros];
         let mut text = *FORM;
-        put_digits(&mut text[0..4], year);
-        put_digits(&mut text[5..7], month);
-        put_digits(&mut text[8..10], day);
-        put_digits(&mut text[11..13], in_day / 3600);
-        put_digits(&mut text[14..16], in_day / 60 % 60);
-        put_digits(&mut text[17..19], in_day % 60);
-        put_digits(&mut text[20..26], u64::from(self.since_epoch.subsec_micros()));
+        for (field, value) in FIELDS.into_iter().zip(values) {
+            put_digits(&mut text[field], value);
+        }
         Rfc3339(text)
     }
 
@@ -60,32 +57,23 @@ impl Timestamp {
     #[must_use]
     pub fn parse(text: &str) -> Option<Self> {
         let b = text.as_bytes();
-        // Every separator where the form has it; `digits` checks the rest.
-        if b.len() != RFC3339_LEN || b.iter().zip(FORM).any(|(&c, &f)| f != b'0' && c != f) {
+        // A digit where the form has a 0, its separators everywhere else.
+        let fits = |(&c, &form): (&u8, &u8)| c == form || (form == b'0' && c.is_ascii_digit());
+        if b.len() != RFC3339_LEN || !b.iter().zip(FORM).all(fits) {
             return None;
         }
-        let year = digits(&b[0..4])?;
-        let month = digits(&b[5..7])?;
-        let day = digits(&b[8..10])?;
-        let hour = digits(&b[11..13])?;
-        let minute = digits(&b[14..16])?;
-        let second = digits(&b[17..19])?;
-        let micros = digits(&b[20..26])?;
-        let valid = year >= 1970
-            && (1..=12).contains(&month)
-            && day >= 1
-            && day <= days_in_month(year, month)
-            && hour < 24
-            && minute < 60
-            && second < 60;
-        if !valid {
+        let [year, month, day, hour, minute, second, micros] = FIELDS.map(|at| decimal(&b[at]));
+        // Day numbers count from 1970-01-01; months and days count from 1.
+        let counted = year >= 1970 && month >= 1 && day >= 1;
+        let days = counted.then(|| days_from_civil(year, month, day))?;
+        // A date exists if its day number gives it back: not the 13th month,
+        // not 31 April, not 29 February 2025.
+        if civil_from_days(days) != (year, month, day) || hour > 23 || minute > 59 || second > 59 {
             return None;
         }
-        let days = days_from_civil(year, month, day);
         let seconds = days * SECONDS_PER_DAY + hour * 3600 + minute * 60 + second;
-        Some(Timestamp {
-            since_epoch: Duration::from_secs(seconds) + Duration::from_micros(micros),
-        })
+        let since_epoch = Duration::from_secs(seconds) + Duration::from_micros(micros);
+        Some(Timestamp { since_epoch })
     }
 }
 
@@ -109,13 +97,11 @@ impl Arrival {
     /// from the future (the wall clock stepped back), the present moment.
     pub(crate) fn stamped(stamp: Option<SystemTime>) -> Arrival {
         let now = Arrival::now();
-        let Some(wall) = stamp else {
-            return now;
-        };
-        match now.wall.duration_since(wall).ok().and_then(|ago| now.mono.checked_sub(ago)) {
-            Some(mono) => Arrival { mono, wall },
-            None => now,
-        }
+        let placed = stamp.and_then(|wall| {
+            let mono = now.mono.checked_sub(now.wall.duration_since(wall).ok()?)?;
+            Some(Arrival { mono, wall })
+        });
+        placed.unwrap_or(now)
     }
 }
 
@@ -123,6 +109,8 @@ impl Arrival {
 const RFC3339_LEN: usize = 27;
 /// The text's form: its separators, and a 0 where each digit goes.
 const FORM: &[u8; RFC3339_LEN] = b"0000-00-00T00:00:00.000000Z";
+/// Where its numbers are: year, month, day, hour, minute, second, microsecond.
+const FIELDS: [Range<usize>; 7] = [0..4, 5..7, 8..10, 11..13, 14..16, 17..19, 20..26];
 
 /// A timestamp's text, `YYYY-MM-DDTHH:MM:SS.ffffffZ`: ASCII in a fixed
 /// array, so that the server's one stamp per exchange allocates nothing.
@@ -153,23 +141,9 @@ impl fmt::Display for Timestamp {
     }
 }
 
-fn digits(ascii: &[u8]) -> Option<u64> {
-    ascii
-        .iter()
-        .try_fold(0u64, |acc, &b| b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0')))
-}
-
-fn is_leap(year: u64) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
-}
-
-fn days_in_month(year: u64, month: u64) -> u64 {
-    match month {
-        2 if is_leap(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
+/// The number that ASCII `digits` write.
+fn decimal(digits: &[u8]) -> u64 {
+    digits.iter().fold(0, |n, &digit| n * 10 + u64::from(digit - b'0'))
 }
 
 /// Day number since 1970-01-01 to (year, month, day). Only non-negative day
@@ -279,5 +253,20 @@ mod tests {
         ] {
             assert_eq!(Timestamp::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn parse_refuses_dates_that_do_not_exist() {
+        for bad in [
+            "1970-00-15T00:00:00.000000Z",
+            "2026-04-00T00:00:00.000000Z",
+            "2026-04-31T00:00:00.000000Z",
+            "2100-02-29T00:00:00.000000Z",
+            "9999-13-01T00:00:00.000000Z",
+            "2026-01-99T00:00:00.000000Z",
+        ] {
+            assert_eq!(Timestamp::parse(bad), None, "{bad}");
+        }
+        assert!(Timestamp::parse("2000-02-29T00:00:00.000000Z").is_some());
     }
 }

@@ -46,15 +46,11 @@ pub(crate) struct Options {
 impl Default for Options {
     /// The defaults; `FLAGS` shows each in its help, and a test checks they agree.
     fn default() -> Self {
+        let (pause, deadline) = (Some(Duration::from_millis(200)), Duration::from_secs(10));
         Options {
             binds: Vec::new(),
             port: None,
-            rules: Rules {
-                max_bytes: 65_536,
-                pause: Some(Duration::from_millis(200)),
-                deadline: Duration::from_secs(10),
-                send_time: false,
-            },
+            rules: Rules { max_bytes: 65_536, pause, deadline, send_time: false },
             max_conns: None,
             backlog: 4096,
             grace: Duration::from_secs(5),
@@ -172,7 +168,10 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
     let mut parser = Parser::new(args, FLAGS);
     while let Some(arg) = parser.next()? {
         match arg {
-            Arg::Value(value) => return Err(UsageError::UnexpectedArgument(value)),
+            Arg::Value(value) => {
+                let value = value.to_string_lossy();
+                return Err(UsageError::Refused(format!("unexpected argument '{value}'")));
+            }
             Arg::Info(info) => return Ok(Command::Info(info)),
             Arg::Flag(Key::Bind) => options.binds.push(parser.parsed::<HostArg>()?.0),
             Arg::Flag(Key::Port) => options.port = Some(parser.number(0..=u64::from(u16::MAX))?),
@@ -192,8 +191,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         }
     }
     if proxy && proxy_from.is_empty() {
-        let loopback = ["127.0.0.0/8", "::1"].map(Cidr::parse);
-        proxy_from = loopback.into_iter().flatten().collect();
+        proxy_from = ["127.0.0.0/8", "::1"].into_iter().filter_map(Cidr::parse).collect();
     } else if !proxy && !proxy_from.is_empty() {
         return Err(UsageError::Requires("--proxy-from", "'--proxy-protocol'"));
     }
