@@ -72,13 +72,11 @@ impl Machine {
             assumed.push(format!("cannot count the open descriptors ({e}): assuming 16"));
             16
         });
-        let address_space = platform::address_space_left().map(|(left, measured)| {
-            if !measured {
-                assumed
-                    .push("cannot read what is mapped (/proc/self/status): assuming 64 MiB".into());
-            }
-            left
-        });
+        let address_space = platform::address_space_left();
+        if address_space.is_some_and(|(_, measured)| !measured) {
+            assumed.push("cannot read what is mapped (/proc/self/status): assuming 64 MiB".into());
+        }
+        let address_space = address_space.map(|(left, _)| left);
         let (open_file_limit, raised_from) =
             (files.map(|f| f.limit), files.and_then(|f| f.raised_from));
         Machine { open_file_limit, raised_from, open, address_space, assumed }

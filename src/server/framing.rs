@@ -90,12 +90,8 @@ impl Framer {
     /// (cleared first; lent so that a worker can reuse one allocation).
     pub fn new(rules: &Rules, started: Instant, mut buffer: Vec<u8>) -> Framer {
         buffer.clear();
-        Framer {
-            rules: *rules,
-            deadline: started + rules.deadline,
-            last_arrival: None,
-            message: buffer,
-        }
+        let deadline = started + rules.deadline;
+        Framer { rules: *rules, deadline, last_arrival: None, message: buffer }
     }
 
     pub fn rules(&self) -> &Rules {

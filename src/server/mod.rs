@@ -23,7 +23,7 @@ use options::{program, Command, Options};
 use stats::STATS;
 use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::io::Write;
+use std::io::{self, Write};
 use std::process::ExitCode;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -119,9 +119,7 @@ fn shut_down(workers: &Workers, room: &Room, signal: platform::Signal, grace: Du
 /// second one exits at once, saying how many exchanges that cuts. The same
 /// signal again within [`SAME_REQUEST`] is the first one delivered twice,
 /// as a kill of the process group does (`timeout serv6`, say).
-fn wait_for_signals(
-    signals: platform::Signals,
-) -> std::io::Result<mpsc::Receiver<platform::Signal>> {
+fn wait_for_signals(signals: platform::Signals) -> io::Result<mpsc::Receiver<platform::Signal>> {
     let (first, received) = mpsc::channel();
     std::thread::Builder::new()
         .name("serv6-signals".into())
@@ -240,8 +238,8 @@ fn listeners(
 
 /// Whether `e` is a refusal rather than the platform's lack of the feature:
 /// off Linux (Unsupported) the manual says so once and for all.
-fn supported(e: &std::io::Error) -> bool {
-    e.kind() != std::io::ErrorKind::Unsupported
+fn supported(e: &io::Error) -> bool {
+    e.kind() != io::ErrorKind::Unsupported
 }
 
 fn print(text: &str) -> Result<(), Stop> {

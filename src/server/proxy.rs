@@ -60,11 +60,10 @@ pub(crate) fn parse(bytes: &[u8]) -> Parsed {
 fn parse_v1(bytes: &[u8]) -> Parsed {
     let window = &bytes[..bytes.len().min(V1_MAX)];
     let Some(lf) = window.iter().position(|&b| b == b'\n') else {
-        return if window.len() == V1_MAX || has_early_cr(window) {
-            Parsed::Invalid(ProxyFault::V1)
-        } else {
-            Parsed::Incomplete
-        };
+        // Too long, or a CR anywhere but just before the LF yet to come.
+        let early_cr = window.iter().rev().skip(1).any(|&b| b == b'\r');
+        let invalid = window.len() == V1_MAX || early_cr;
+        return if invalid { Parsed::Invalid(ProxyFault::V1) } else { Parsed::Incomplete };
     };
     if lf == 0 || window[lf - 1] != b'\r' {
         return Parsed::Invalid(ProxyFault::V1);
@@ -74,12 +73,6 @@ fn parse_v1(bytes: &[u8]) -> Parsed {
         Some(header) => Parsed::Complete { header, len: lf + 1 },
         None => Parsed::Invalid(ProxyFault::V1),
     }
-}
-
-/// A CR anywhere but just before the (not yet arrived) LF.
-fn has_early_cr(window: &[u8]) -> bool {
-    let last = window.len().saturating_sub(1);
-    window.iter().enumerate().any(|(i, &b)| b == b'\r' && i != last)
 }
 
 /// `TCP4 src dst sport dport`, `TCP6 ...`, or `UNKNOWN` and anything.
