@@ -68,11 +68,12 @@ fn parse_v1(bytes: &[u8]) -> Parsed {
     if lf == 0 || window[lf - 1] != b'\r' {
         return Parsed::Invalid(ProxyFault::V1);
     }
-    let line = &window[V1_PREFIX.len()..lf - 1];
-    match v1_fields(line) {
-        Some(header) => Parsed::Complete { header, len: lf + 1 },
-        None => Parsed::Invalid(ProxyFault::V1),
-    }
+    complete(v1_fields(&window[V1_PREFIX.len()..lf - 1]), lf + 1, ProxyFault::V1)
+}
+
+/// A header of `len` bytes, if its fields are valid; else `fault`.
+fn complete(header: Option<Header>, len: usize, fault: ProxyFault) -> Parsed {
+    header.map_or(Parsed::Invalid(fault), |header| Parsed::Complete { header, len })
 }
 
 /// `TCP4 src dst sport dport`, `TCP6 ...`, or `UNKNOWN` and anything.
@@ -82,18 +83,16 @@ fn v1_fields(line: &[u8]) -> Option<Header> {
         return Some(Header::Own);
     }
     let fields: Vec<&str> = line.split(' ').collect();
-    let [family, source, destination, source_port, destination_port] = fields[..] else {
-        return None;
-    };
+    let [family, source, dest, source_port, dest_port] = fields[..] else { return None };
     // The destination must be as valid as the source, though only the
     // source is used. std refuses an IPv4 number with a leading zero, as
     // the specification does.
     let source: IpAddr = match family {
-        "TCP4" => destination.parse::<Ipv4Addr>().and(source.parse::<Ipv4Addr>()).ok()?.into(),
-        "TCP6" => destination.parse::<Ipv6Addr>().and(source.parse::<Ipv6Addr>()).ok()?.into(),
+        "TCP4" => dest.parse::<Ipv4Addr>().and(source.parse::<Ipv4Addr>()).ok()?.into(),
+        "TCP6" => dest.parse::<Ipv6Addr>().and(source.parse::<Ipv6Addr>()).ok()?.into(),
         _ => return None,
     };
-    v1_port(destination_port)?;
+    v1_port(dest_port)?;
     Some(Header::Relayed { client: SocketAddr::new(source, v1_port(source_port)?) })
 }
 
@@ -121,10 +120,7 @@ fn parse_v2(bytes: &[u8]) -> Parsed {
     }
     let Some(body) = bytes.get(V2_FIXED..V2_FIXED + body_len) else { return Parsed::Incomplete };
     let header = if command == 0 { Some(Header::Own) } else { v2_addresses(family, body) };
-    match header {
-        Some(header) => Parsed::Complete { header, len: V2_FIXED + body_len },
-        None => Parsed::Invalid(ProxyFault::V2),
-    }
+    complete(header, V2_FIXED + body_len, ProxyFault::V2)
 }
 
 /// The client's address from a `PROXY` command's address block; families
