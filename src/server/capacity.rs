@@ -143,9 +143,7 @@ pub(crate) fn plan(
 /// The line that tells the operator how many connections serv6 can hold.
 fn describe(machine: &Machine, max_conns: usize) -> String {
     let limit = match (machine.open_file_limit, machine.raised_from) {
-        (Some(limit), Some(from)) => {
-            format!(" (open files: raised the limit from {from} to {limit})")
-        }
+        (Some(to), Some(from)) => format!(" (open files: raised the limit from {from} to {to})"),
         (Some(limit), None) => format!(" (open files: limit {limit})"),
         (None, _) => String::new(),
     };

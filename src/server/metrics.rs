@@ -103,12 +103,11 @@ const FIGURES: [Figure; 15] = [
 
 fn latency(out: &mut String, name: &str, _: &Context) {
     let (cumulative, sum) = STATS.latency();
-    let total = cumulative.last().copied().unwrap_or(0);
     let bounds = BOUNDS.iter().map(ToString::to_string).chain(["+Inf".into()]);
     for (bound, count) in bounds.zip(&cumulative) {
         let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
     }
-    let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {total}");
+    let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {}", cumulative.last().unwrap_or(&0));
 }
 
 /// Every figure's name, type and help, one per line: the manual's list.
@@ -121,10 +120,9 @@ fn render(max_conns: usize, started: SystemTime) -> String {
     let (log, stderr_dropped) = (output::log_counts(), output::stderr_dropped());
     let context = Context { max_conns, started, log, stderr_dropped };
     let mut out = String::with_capacity(4096);
-    for figure in &FIGURES {
-        let (name, kind, help) = (figure.name, figure.kind, figure.help);
+    for &Figure { name, kind, help, samples } in &FIGURES {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        (figure.samples)(&mut out, name, &context);
+        samples(&mut out, name, &context);
     }
     out
 }

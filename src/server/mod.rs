@@ -92,26 +92,20 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<(), Stop> {
     notify::ready(&room);
     let signal = first.recv().map_err(|_| Stop::failure("no signal thread"))?;
     notify::stopping();
-    shut_down(&workers, &room, signal, options.grace);
-    Ok(())
-}
-
-/// Refuses new connections, gives those in progress `grace`, then says
-/// what was done and lets queued output out, briefly.
-fn shut_down(workers: &Workers, room: &Room, signal: platform::Signal, grace: Duration) {
     workers.stop_accepting();
     output::say(format_args!(
         "{signal} received: refusing new connections; exchanges in progress have {} s to finish",
-        grace.as_secs_f64()
+        options.grace.as_secs_f64()
     ));
     // Workers finish within the slow-client verdict, handing what is
     // still incomplete to the room, which tells those left at `by`.
-    let by = Instant::now() + grace;
+    let by = Instant::now() + options.grace;
     workers.wait_gone(by);
     room.finish(by);
     report::end_second();
     output::finish_log(FLUSH_ON_EXIT);
     output::say(format_args!("{}", STATS.summary("stopped after")));
+    Ok(())
 }
 
 /// Starts a thread that waits for signals: SIGUSR1 has it say how serv6 is

@@ -61,9 +61,7 @@ pub(crate) fn start() {
             end_second();
         });
     match started {
-        Ok(ender) => {
-            let _ = ENDER.set(ender.thread().clone());
-        }
+        Ok(ender) => _ = ENDER.set(ender.thread().clone()),
         Err(e) => say(format_args!(
             "cannot start the report counter ({e}): past five lines, reports are only counted"
         )),

@@ -155,8 +155,7 @@ impl Stats {
     pub fn served(&self, service: Service, ended: Option<Instant>) {
         self.served[service as usize].fetch_add(1, Relaxed);
         if let Some(took) = ended.map(|at| at.elapsed()) {
-            let seconds = took.as_secs_f64();
-            let bucket = BOUNDS.partition_point(|&bound| bound < seconds);
+            let bucket = BOUNDS.partition_point(|&bound| bound < took.as_secs_f64());
             let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
             self.buckets[bucket].fetch_add(1, Relaxed);
             self.latency_sum_nanos.fetch_add(nanos, Relaxed);
