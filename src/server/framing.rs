@@ -115,8 +115,7 @@ impl Framer {
         }
         if bytes.is_empty() {
             // Received at the last byte; an empty message, when EOF came.
-            let last = self.last_arrival.unwrap_or(at);
-            return Some(self.finish(Ending::Eof, last, at.mono));
+            return Some(self.finish(Ending::Eof, self.last_arrival.unwrap_or(at), at.mono));
         }
         self.take(bytes, at)
     }
