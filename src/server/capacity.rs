@@ -49,26 +49,6 @@ pub(crate) struct Capacity {
     pub notes: Vec<String>,
 }
 
-/// Why serv6 cannot serve at all under these limits.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct TooFewDescriptors {
-    pub limit: u64,
-    pub open: u64,
-}
-
-impl std::fmt::Display for TooFewDescriptors {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "only {} allowed (ulimit -n) and {} in use: serv6 needs at least {} \
-             to serve one connection",
-            counted(self.limit, "file descriptor is", "file descriptors are"),
-            self.open,
-            self.open + RESERVED_FDS + 2
-        )
-    }
-}
-
 /// The limits as measured at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Machine {
@@ -92,40 +72,41 @@ impl Machine {
             assumed.push(format!("cannot count the open descriptors ({e}): assuming 16"));
             16
         });
-        let address_space = platform::address_space_left().map(|(left, measured)| {
-            if !measured {
-                assumed
-                    .push("cannot read what is mapped (/proc/self/status): assuming 64 MiB".into());
-            }
-            left
-        });
-        Machine {
-            open_file_limit: files.map(|f| f.limit),
-            raised_from: files.and_then(|f| f.raised_from),
-            open,
-            address_space,
-            assumed,
+        let address_space = platform::address_space_left();
+        if address_space.is_some_and(|(_, measured)| !measured) {
+            assumed.push("cannot read what is mapped (/proc/self/status): assuming 64 MiB".into());
         }
+        let address_space = address_space.map(|(left, _)| left);
+        let (open_file_limit, raised_from) =
+            (files.map(|f| f.limit), files.and_then(|f| f.raised_from));
+        Machine { open_file_limit, raised_from, open, address_space, assumed }
     }
 }
 
 /// What to hold under `machine`'s limits: `max_conns` (`--max-conns`, if
 /// given) at most, lowered with a note if the limits allow fewer. A
 /// worker may hold a message of `max_bytes` and a log line four times
-/// `log_bytes` long (each byte escaped as `\xHH` at worst).
+/// `log_bytes` long (each byte escaped as `\xHH` at worst). Fails saying
+/// why serv6 cannot serve at all under these limits.
 pub(crate) fn plan(
     machine: &Machine,
     max_conns: Option<usize>,
     (max_bytes, log_bytes): (usize, usize),
     listeners: usize,
-) -> Result<Capacity, TooFewDescriptors> {
+) -> Result<Capacity, String> {
     let mut notes = machine.assumed.clone();
     let (fds_each, bytes_each) = platform::PER_WAITING;
+    let open = machine.open;
     let fds = machine.open_file_limit.map_or(Ok(u64::MAX), |limit| {
-        limit
-            .checked_sub(machine.open + RESERVED_FDS)
-            .filter(|&free| free >= 2)
-            .ok_or(TooFewDescriptors { limit, open: machine.open })
+        let free = limit.checked_sub(open + RESERVED_FDS).filter(|&free| free >= 2);
+        free.ok_or_else(|| {
+            format!(
+                "only {} allowed (ulimit -n) and {open} in use: serv6 needs at least {} \
+                 to serve one connection",
+                counted(limit, "file descriptor is", "file descriptors are"),
+                open + RESERVED_FDS + 2
+            )
+        })
     })?;
     let mut workers = (wanted_per_listener() * listeners).clamp(1, MAX_WORKERS);
     // A newcomer waits for its place with a descriptor of its own: one
@@ -150,15 +131,11 @@ pub(crate) fn plan(
             held = fit.max(1);
         }
     }
-    let max_conns = match max_conns {
-        Some(asked) if asked > held => {
-            notes
-                .push(format!("--max-conns {asked} is more than the limits allow: at most {held}"));
-            held
-        }
-        Some(asked) => asked,
-        None => held,
-    };
+    let asked = max_conns.unwrap_or(held);
+    if asked > held {
+        notes.push(format!("--max-conns {asked} is more than the limits allow: at most {held}"));
+    }
+    let max_conns = asked.min(held);
     notes.push(describe(machine, max_conns));
     Ok(Capacity { workers_per_listener: (workers / listeners.max(1)).max(1), max_conns, notes })
 }
@@ -166,9 +143,7 @@ pub(crate) fn plan(
 /// The line that tells the operator how many connections serv6 can hold.
 fn describe(machine: &Machine, max_conns: usize) -> String {
     let limit = match (machine.open_file_limit, machine.raised_from) {
-        (Some(limit), Some(from)) => {
-            format!(" (open files: raised the limit from {from} to {limit})")
-        }
+        (Some(to), Some(from)) => format!(" (open files: raised the limit from {from} to {to})"),
         (Some(limit), None) => format!(" (open files: limit {limit})"),
         (None, _) => String::new(),
     };

@@ -64,14 +64,12 @@ impl End {
     pub fn counted(&self) -> Ended {
         match self {
             End::Message { .. } => Ended::Served,
-            End::Refused(why) => match why {
-                Refusal::Busy => Ended::Busy,
-                Refusal::TooLong { .. } => Ended::TooLong,
-                Refusal::Deadline { .. } => Ended::Deadline,
-                Refusal::ClockOutOfRange => Ended::Clock,
-                Refusal::ShuttingDown => Ended::ShuttingDown,
-                Refusal::UntrustedProxy | Refusal::BadProxyHeader(_) => Ended::Proxy,
-            },
+            End::Refused(Refusal::Busy) => Ended::Busy,
+            End::Refused(Refusal::TooLong { .. }) => Ended::TooLong,
+            End::Refused(Refusal::Deadline { .. }) => Ended::Deadline,
+            End::Refused(Refusal::ClockOutOfRange) => Ended::Clock,
+            End::Refused(Refusal::ShuttingDown) => Ended::ShuttingDown,
+            End::Refused(Refusal::UntrustedProxy | Refusal::BadProxyHeader(_)) => Ended::Proxy,
             End::HealthCheck => Ended::HealthCheck,
             End::Failed(_) => Ended::Failed,
         }
@@ -92,12 +90,8 @@ impl Framer {
     /// (cleared first; lent so that a worker can reuse one allocation).
     pub fn new(rules: &Rules, started: Instant, mut buffer: Vec<u8>) -> Framer {
         buffer.clear();
-        Framer {
-            rules: *rules,
-            deadline: started + rules.deadline,
-            last_arrival: None,
-            message: buffer,
-        }
+        let deadline = started + rules.deadline;
+        Framer { rules: *rules, deadline, last_arrival: None, message: buffer }
     }
 
     pub fn rules(&self) -> &Rules {
@@ -121,20 +115,35 @@ impl Framer {
         }
         if bytes.is_empty() {
             // Received at the last byte; an empty message, when EOF came.
-            let last = self.last_arrival.unwrap_or(at);
-            return Some(self.finish(Ending::Eof, last, at.mono));
+            return Some(self.finish(Ending::Eof, self.last_arrival.unwrap_or(at), at.mono));
         }
-        match take(&mut self.message, bytes, self.rules.max_bytes) {
-            Step::More => {
-                self.last_arrival = Some(at);
-                None
-            }
-            Step::Newline { trailing } => {
-                Some(End::Message { ending: Ending::Newline { trailing }, at, ended: at.mono })
-            }
-            Step::TooLong => Some(self.too_long()),
-            Step::NoMemory => Some(End::Refused(Refusal::Busy)),
+        self.take(bytes, at)
+    }
+
+    /// Appends `bytes`, which arrived `at`, up to the first LF. A message
+    /// may hold `max_bytes + 1` bytes while incomplete, since a final CR may
+    /// yet turn out to belong to a CR LF terminator; anything beyond can
+    /// never fit. The buffer grows by `try_reserve`: under an address-space
+    /// limit a message that cannot be held is a refusal, never an abort.
+    fn take(&mut self, bytes: &[u8], at: Arrival) -> Option<End> {
+        let newline = bytes.iter().position(|&b| b == b'\n');
+        let wanted = newline.unwrap_or(bytes.len());
+        if self.message.len() + wanted > self.rules.max_bytes + 1 {
+            return Some(self.too_long());
         }
+        if self.message.try_reserve(wanted).is_err() {
+            return Some(End::Refused(Refusal::Busy));
+        }
+        self.message.extend_from_slice(&bytes[..wanted]);
+        self.last_arrival = Some(at);
+        let Some(lf) = newline else {
+            let over = self.message.len() > self.rules.max_bytes;
+            return (over && self.message.last() != Some(&b'\r')).then(|| self.too_long());
+        };
+        if self.message.last() == Some(&b'\r') {
+            self.message.pop();
+        }
+        Some(self.finish(Ending::Newline { trailing: lf + 1 < bytes.len() }, at, at.mono))
     }
 
     /// When it must next be told the time: at or after it,
@@ -178,46 +187,6 @@ impl Framer {
 
     fn too_long(&self) -> End {
         End::Refused(Refusal::TooLong { max_bytes: self.rules.max_bytes })
-    }
-}
-
-/// The result of adding one read's bytes to a message.
-#[derive(Debug, PartialEq, Eq)]
-enum Step {
-    More,
-    Newline { trailing: bool },
-    TooLong,
-    NoMemory,
-}
-
-/// Appends `data` to `message` up to the first LF. A message may hold
-/// `max_len + 1` bytes while incomplete, since a final CR may yet turn out to
-/// belong to a CR LF terminator; anything beyond can never fit. The buffer
-/// grows by `try_reserve`: under an address-space limit a message that
-/// cannot be held is a refusal, never an abort.
-fn take(message: &mut Vec<u8>, data: &[u8], max_len: usize) -> Step {
-    let newline = data.iter().position(|&b| b == b'\n');
-    let wanted = newline.unwrap_or(data.len());
-    if message.len() + wanted > max_len + 1 {
-        return Step::TooLong;
-    }
-    if message.try_reserve(wanted).is_err() {
-        return Step::NoMemory;
-    }
-    message.extend_from_slice(&data[..wanted]);
-    match newline {
-        Some(at) => {
-            if message.last() == Some(&b'\r') {
-                message.pop();
-            }
-            if message.len() > max_len {
-                Step::TooLong
-            } else {
-                Step::Newline { trailing: at + 1 < data.len() }
-            }
-        }
-        None if message.len() > max_len && message.last() != Some(&b'\r') => Step::TooLong,
-        None => Step::More,
     }
 }
 

@@ -12,6 +12,7 @@
 
 use super::stats::{Ended, BOUNDS, STATS};
 use crate::output::{self, LogCounts};
+use crate::platform::is_out_of_descriptors;
 use crate::protocol::Service;
 use crate::sync;
 use std::collections::VecDeque;
@@ -32,11 +33,11 @@ const CONNECTIONS: usize = 64;
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// What the figures are read from besides the counters.
-#[derive(Clone, Copy)]
 struct Context {
     max_conns: usize,
     started: SystemTime,
-    log: (u64, u64, u64, u64, u64),
+    log: LogCounts,
+    stderr_dropped: u64,
 }
 
 /// One figure: its name, type and help, and the function that writes its
@@ -80,17 +81,17 @@ const FIGURES: [Figure; 15] = [
         help: "The most client connections held at once (--max-conns, or what the limits allow).",
         samples: |out, name, c| one(out, name, c.max_conns) },
     Figure { name: "serv6_log_lines_written_total", kind: "counter", help: "Exchange lines written to standard output.",
-        samples: |out, name, c| one(out, name, c.log.0) },
+        samples: |out, name, c| one(out, name, c.log.written) },
     Figure { name: "serv6_log_lines_queued", kind: "gauge", help: "Exchange lines waiting for a slow standard output.",
-        samples: |out, name, c| one(out, name, c.log.1) },
+        samples: |out, name, c| one(out, name, c.log.queued) },
     Figure { name: "serv6_log_lines_dropped_total", kind: "counter",
         help: "Exchange lines dropped while standard output was stalled and its queue full.",
-        samples: |out, name, c| one(out, name, c.log.2) },
+        samples: |out, name, c| one(out, name, c.log.dropped) },
     Figure { name: "serv6_log_lines_not_written_total", kind: "counter",
         help: "Exchange lines not written (a full disk, a size limit, a reader gone, no memory, the exit).",
-        samples: |out, name, c| one(out, name, c.log.3) },
+        samples: |out, name, c| one(out, name, c.log.not_written) },
     Figure { name: "serv6_error_lines_dropped_total", kind: "counter", help: "Lines dropped while standard error was stalled.",
-        samples: |out, name, c| one(out, name, c.log.4) },
+        samples: |out, name, c| one(out, name, c.stderr_dropped) },
     Figure { name: "serv6_reply_latency_seconds", kind: "histogram",
         help: "serv6's own delay: from the moment the rules ended a message (its LF or EOF arrived, or its pause ran out) to its reply written.",
         samples: latency },
@@ -102,12 +103,11 @@ const FIGURES: [Figure; 15] = [
 
 fn latency(out: &mut String, name: &str, _: &Context) {
     let (cumulative, sum) = STATS.latency();
-    let total = cumulative.last().copied().unwrap_or(0);
     let bounds = BOUNDS.iter().map(ToString::to_string).chain(["+Inf".into()]);
     for (bound, count) in bounds.zip(&cumulative) {
         let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
     }
-    let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {total}");
+    let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {}", cumulative.last().unwrap_or(&0));
 }
 
 /// Every figure's name, type and help, one per line: the manual's list.
@@ -117,14 +117,12 @@ pub(crate) fn listed() -> String {
 
 /// Every figure, in the exposition format.
 fn render(max_conns: usize, started: SystemTime) -> String {
-    let LogCounts { written, queued, dropped, not_written, .. } = output::log_counts();
-    let log = (written, queued, dropped, not_written, output::stderr_dropped());
-    let context = Context { max_conns, started, log };
+    let (log, stderr_dropped) = (output::log_counts(), output::stderr_dropped());
+    let context = Context { max_conns, started, log, stderr_dropped };
     let mut out = String::with_capacity(4096);
-    for figure in &FIGURES {
-        let (name, kind, help) = (figure.name, figure.kind, figure.help);
+    for &Figure { name, kind, help, samples } in &FIGURES {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        (figure.samples)(&mut out, name, &context);
+        samples(&mut out, name, &context);
     }
     out
 }
@@ -149,25 +147,17 @@ fn accept(listener: &TcpListener, max_conns: usize, started: SystemTime) {
     for token in 0.. {
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
-            Err(e) => {
-                // Out of descriptors: the oldest request gives one up.
-                let oldest = crate::platform::is_out_of_descriptors(&e)
-                    .then(|| sync::lock(&held).pop_front())
-                    .flatten();
-                if let Some((_, stream)) = oldest {
-                    let _ = stream.shutdown(Shutdown::Both);
-                } else {
-                    thread::sleep(Duration::from_millis(100));
-                }
+            // Out of descriptors: the oldest request gives one up.
+            Err(e) if is_out_of_descriptors(&e) && close_oldest(&mut sync::lock(&held)) => continue,
+            Err(_) => {
+                thread::sleep(Duration::from_millis(100));
                 continue;
             }
         };
         let Ok(handle) = stream.try_clone() else { continue };
         let mut list = sync::lock(&held);
         if list.len() == CONNECTIONS {
-            if let Some((_, oldest)) = list.pop_front() {
-                let _ = oldest.shutdown(Shutdown::Both);
-            }
+            close_oldest(&mut list);
         }
         list.push_back((token, handle));
         drop(list);
@@ -180,6 +170,13 @@ fn accept(listener: &TcpListener, max_conns: usize, started: SystemTime) {
             sync::lock(&held).retain(|(t, _)| *t != token);
         }
     }
+}
+
+/// Closes the oldest request `held`; false if there is none.
+fn close_oldest(held: &mut VecDeque<(u64, TcpStream)>) -> bool {
+    let Some((_, oldest)) = held.pop_front() else { return false };
+    let _ = oldest.shutdown(Shutdown::Both);
+    true
 }
 
 /// Reads a request and replies once its head is whole, or wrong, or time
@@ -218,24 +215,22 @@ fn answer(head: &[u8], max_conns: usize, started: SystemTime) -> String {
     let known = path == Some(b"/metrics");
     let head_only = method == b"HEAD";
     match method {
-        b"GET" | b"HEAD" if known => {
-            response_of("200 OK", CONTENT_TYPE, &render(max_conns, started), head_only)
-        }
+        b"GET" | b"HEAD" if known => response("200 OK", &render(max_conns, started), head_only),
         b"GET" | b"HEAD" => response("404 Not Found", "only /metrics is here\n", head_only),
-        _ if path.is_some() => response("405 Method Not Allowed", "GET or HEAD only\n", false)
-            .replacen("\r\n\r\n", "\r\nAllow: GET, HEAD\r\n\r\n", 1),
+        _ if path.is_some() => response("405 Method Not Allowed", "GET or HEAD only\n", false),
         _ => response("400 Bad Request", "bad request\n", false),
     }
 }
 
+/// The whole response: a 200 carries the figures, any other a line of
+/// text, a 405 what is allowed. `head_only` leaves out the body, not its
+/// length.
 fn response(status: &str, body: &str, head_only: bool) -> String {
-    response_of(status, "text/plain", body, head_only)
-}
-
-fn response_of(status: &str, content_type: &str, body: &str, head_only: bool) -> String {
+    let content_type = if status == "200 OK" { CONTENT_TYPE } else { "text/plain" };
+    let allow = if status.starts_with("405") { "Allow: GET, HEAD\r\n" } else { "" };
     format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{}",
+         Connection: close\r\n{allow}\r\n{}",
         body.len(),
         if head_only { "" } else { body }
     )

@@ -23,7 +23,7 @@ use options::{program, Command, Options};
 use stats::STATS;
 use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::io::Write;
+use std::io::{self, Write};
 use std::process::ExitCode;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -60,8 +60,8 @@ struct Stop {
 
 impl Stop {
     /// The machine, not the command line, stops serv6: exit status 1.
-    fn failure(message: String) -> Stop {
-        Stop { message, status: Status::Failure }
+    fn failure(message: impl std::fmt::Display) -> Stop {
+        Stop { message: message.to_string(), status: Status::Failure }
     }
 
     fn usage(error: &dyn std::fmt::Display) -> Stop {
@@ -77,54 +77,35 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<(), Stop> {
     // First, while few descriptors are open (off Linux it asks a shell).
     let files = platform::raise_open_file_limit();
     // Before any thread exists: it edits the environment.
-    let passed = listen::passed_listeners().map_err(|e| Stop::failure(e.to_string()))?;
+    let passed = listen::passed_listeners().map_err(Stop::failure)?;
     // Before any thread exists, so that every thread inherits the mask,
     // and no thread has an arena of its own yet.
     let signals = platform::Signals::block()
-        .ok_or_else(|| Stop::failure("cannot block the signals that stop serv6".into()))?;
+        .ok_or_else(|| Stop::failure("cannot block the signals that stop serv6"))?;
     platform::limit_malloc_arenas(MALLOC_ARENAS);
     output::start();
     report::start();
     let first = wait_for_signals(signals)
         .map_err(|e| Stop::failure(format!("cannot start the thread that takes signals: {e}")))?;
     STATS.start();
-    let running = start(&options, passed, files)?;
-    let notifier = notify::Notifier::from_env().map(Arc::new);
-    if let Some(notifier) = &notifier {
-        notify::tell_ready(notifier, &running.room);
-    }
-    let signal = first.recv().map_err(|_| Stop::failure("no signal thread".into()))?;
-    if let Some(notifier) = &notifier {
-        notifier.insist("STOPPING=1");
-    }
-    running.shut_down(signal, options.grace);
+    let (workers, room) = start(&options, passed, files)?;
+    notify::ready(&room);
+    let signal = first.recv().map_err(|_| Stop::failure("no signal thread"))?;
+    notify::stopping();
+    workers.stop_accepting();
+    output::say(format_args!(
+        "{signal} received: refusing new connections; exchanges in progress have {} s to finish",
+        options.grace.as_secs_f64()
+    ));
+    // Workers finish within the slow-client verdict, handing what is
+    // still incomplete to the room, which tells those left at `by`.
+    let by = Instant::now() + options.grace;
+    workers.wait_gone(by);
+    room.finish(by);
+    report::end_second();
+    output::finish_log(FLUSH_ON_EXIT);
+    output::say(format_args!("{}", STATS.summary("stopped after")));
     Ok(())
-}
-
-/// A serving serv6: its workers and its waiting room.
-struct Running {
-    workers: Workers,
-    room: Arc<Room>,
-}
-
-impl Running {
-    /// Refuses new connections, gives those in progress `grace`, then says
-    /// what was done and lets queued output out, briefly.
-    fn shut_down(&self, signal: platform::Signal, grace: Duration) {
-        self.workers.stop_accepting();
-        output::say(format_args!(
-            "{signal} received: refusing new connections; exchanges in progress have {} s to finish",
-            grace.as_secs_f64()
-        ));
-        // Workers finish within the slow-client verdict, handing what is
-        // still incomplete to the room, which tells those left at `by`.
-        let by = Instant::now() + grace;
-        self.workers.wait_gone(by);
-        self.room.finish(by);
-        report::end_second();
-        output::finish_log(FLUSH_ON_EXIT);
-        output::say(format_args!("{}", STATS.summary("stopped after")));
-    }
 }
 
 /// Starts a thread that waits for signals: SIGUSR1 has it say how serv6 is
@@ -132,9 +113,7 @@ impl Running {
 /// second one exits at once, saying how many exchanges that cuts. The same
 /// signal again within [`SAME_REQUEST`] is the first one delivered twice,
 /// as a kill of the process group does (`timeout serv6`, say).
-fn wait_for_signals(
-    signals: platform::Signals,
-) -> std::io::Result<mpsc::Receiver<platform::Signal>> {
+fn wait_for_signals(signals: platform::Signals) -> io::Result<mpsc::Receiver<platform::Signal>> {
     let (first, received) = mpsc::channel();
     std::thread::Builder::new()
         .name("serv6-signals".into())
@@ -145,8 +124,7 @@ fn wait_for_signals(
                 let signal = signals.wait();
                 match stopping {
                     _ if !signal.stops() => {
-                        let so_far = STATS.summary("running for");
-                        output::say(format_args!("SIGUSR1: {so_far}"));
+                        output::say(format_args!("SIGUSR1: {}", STATS.summary("running for")));
                     }
                     None => {
                         stopping = Some((signal, Instant::now()));
@@ -175,23 +153,20 @@ fn start(
     options: &Options,
     passed: Option<Vec<listen::Passed>>,
     files: Option<platform::OpenFiles>,
-) -> Result<Running, Stop> {
+) -> Result<(Workers, Arc<Room>), Stop> {
     let by_manager = passed.is_some();
     let (listeners, mut notes) = listeners(options, passed)?;
     // Each listener has a worker at least, and there are 32 at most.
-    if listeners.len() > capacity::MAX_WORKERS {
+    let (count, most) = (listeners.len(), capacity::MAX_WORKERS);
+    if count > most {
         let why = format!(
-            "{} addresses to listen on: serv6 takes {} at most, one worker each at least",
-            listeners.len(),
-            capacity::MAX_WORKERS
+            "{count} addresses to listen on: serv6 takes {most} at most, one worker each at least"
         );
         return Err(if by_manager { Stop::failure(why) } else { Stop::usage(&why) });
     }
     let mut line = listen::listening_line(&listeners);
-    // Off Linux (Unsupported) the manual says so once and for all.
-    let refused = |e: &std::io::Error| e.kind() != std::io::ErrorKind::Unsupported;
     let stamps = listeners.iter().find_map(|(l, _)| platform::stamp_arrivals(l).err());
-    if let Some(e) = stamps.filter(refused) {
+    if let Some(e) = stamps.filter(supported) {
         notes.push(format!(
             "the kernel gives no arrival times here ({e}): replies are stamped when serv6 reads the message"
         ));
@@ -209,8 +184,7 @@ fn start(
         .map_err(|e| Stop::failure(format!("cannot start workers: {e}")))?;
     if let Some(endpoint) = &options.metrics {
         let service_port = options.port.unwrap_or(crate::protocol::DEFAULT_PORT);
-        let listener = listen::bind_metrics(endpoint, service_port)
-            .map_err(|e| Stop::failure(e.to_string()))?;
+        let listener = listen::bind_metrics(endpoint, service_port).map_err(Stop::failure)?;
         let at = metrics::start(listener, capacity.max_conns)
             .map_err(|e| Stop::failure(format!("cannot serve metrics: {e}")))?;
         let _ = write!(line, " (metrics: http://{at}/metrics)");
@@ -220,7 +194,7 @@ fn start(
     for note in notes.iter().chain(&capacity.notes) {
         output::say(format_args!("{note}"));
     }
-    Ok(Running { workers, room })
+    Ok((workers, room))
 }
 
 /// The sockets to serve, each with its service, and notes for the
@@ -244,18 +218,22 @@ fn listeners(
         if e.is_usage() {
             Stop::usage(&e)
         } else {
-            Stop::failure(e.to_string())
+            Stop::failure(e)
         }
     })?;
-    for listener in &bound.listeners {
-        let backlog = platform::set_backlog(listener, options.backlog);
-        if let Some(e) = backlog.err().filter(|e| e.kind() != std::io::ErrorKind::Unsupported) {
-            bound.notes.push(format!("the listen backlog stays at std's 128: {e}"));
-            break;
-        }
+    let backlog =
+        bound.listeners.iter().find_map(|l| platform::set_backlog(l, options.backlog).err());
+    if let Some(e) = backlog.filter(supported) {
+        bound.notes.push(format!("the listen backlog stays at std's 128: {e}"));
     }
     let serving = bound.listeners.into_iter();
     Ok((serving.map(|l| (l, options.service)).collect(), bound.notes))
+}
+
+/// Whether `e` is a refusal rather than the platform's lack of the feature:
+/// off Linux (Unsupported) the manual says so once and for all.
+fn supported(e: &io::Error) -> bool {
+    e.kind() != io::ErrorKind::Unsupported
 }
 
 fn print(text: &str) -> Result<(), Stop> {

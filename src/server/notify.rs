@@ -15,7 +15,7 @@ use super::stats::{Ended, STATS};
 use crate::{output, platform};
 use std::io;
 use std::os::unix::net::UnixDatagram;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::Duration;
 
@@ -29,15 +29,17 @@ pub(crate) const WATCHDOG_FLOOR: Duration = Duration::from_millis(100);
 const TRIES: u32 = 10;
 const TRY_AGAIN_AFTER: Duration = Duration::from_millis(20);
 
-/// The service manager's socket, if there is one.
-pub(crate) struct Notifier {
+/// The service manager's socket, once serv6 is ready, if there is one.
+static MANAGER: OnceLock<Notifier> = OnceLock::new();
+
+struct Notifier {
     socket: UnixDatagram,
     target: String,
 }
 
 impl Notifier {
     /// From `NOTIFY_SOCKET`; `None` when it is unset or unusable.
-    pub fn from_env() -> Option<Notifier> {
+    fn from_env() -> Option<Notifier> {
         let target = std::env::var("NOTIFY_SOCKET").ok().filter(|t| !t.is_empty())?;
         let socket = UnixDatagram::unbound().ok()?;
         socket.set_nonblocking(true).ok()?;
@@ -45,7 +47,7 @@ impl Notifier {
     }
 
     /// Sends one state line (`STATUS=...`) now, or not at all.
-    pub fn send(&self, state: &str) -> io::Result<()> {
+    fn send(&self, state: &str) -> io::Result<()> {
         let data = state.as_bytes();
         match self.target.strip_prefix('@') {
             Some(name) => platform::send_to_abstract(&self.socket, name, data),
@@ -55,10 +57,9 @@ impl Notifier {
 
     /// Sends a state the manager must not miss (`READY=1`, `STOPPING=1`),
     /// trying again a few times if its socket is full, then giving up.
-    pub fn insist(&self, state: &str) {
-        let mut tries = 0;
-        while let Err(e) = self.send(state) {
-            tries += 1;
+    fn insist(&self, state: &str) {
+        for tries in 1..=TRIES {
+            let Err(e) = self.send(state) else { return };
             if tries == TRIES || !crate::sync::is_timeout(&e) {
                 output::say(format_args!(
                     "cannot tell the service manager {state} ({e}); going on without it"
@@ -72,27 +73,30 @@ impl Notifier {
 
 /// Half the watchdog interval systemd asks for, if it asks this process,
 /// and never less than [`WATCHDOG_FLOOR`].
-pub(crate) fn watchdog_interval() -> Option<Duration> {
+fn watchdog_interval() -> Option<Duration> {
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
     let for_us =
         std::env::var("WATCHDOG_PID").map_or(true, |pid| pid.parse() == Ok(std::process::id()));
     (for_us && usec > 0).then(|| (Duration::from_micros(usec) / 2).max(WATCHDOG_FLOOR))
 }
 
-/// Says serv6 is ready, then keeps the manager told, on a thread of its
-/// own: the status every [`STATUS_EVERY`], and the watchdog's ping while
-/// the workers and the room move.
-pub(crate) fn tell_ready(notifier: &Arc<Notifier>, room: &Arc<Room>) {
+/// Tells the service manager, if there is one, that serv6 is ready, then
+/// keeps it told, on a thread of its own: the status every
+/// [`STATUS_EVERY`], and the watchdog's ping while the workers and the room
+/// move.
+pub(crate) fn ready(room: &Arc<Room>) {
+    let Some(notifier) = Notifier::from_env() else { return };
+    let notifier = MANAGER.get_or_init(|| notifier);
     notifier.insist("READY=1");
     let ping = watchdog_interval();
     let tick = ping.map_or(STATUS_EVERY, |p| p.min(STATUS_EVERY));
-    let (notifier, room) = (Arc::clone(notifier), Arc::clone(room));
+    let room = Arc::clone(room);
     let started = thread::Builder::new()
         .name("serv6-notify".into())
         .stack_size(crate::sync::HELPER_STACK)
         .spawn(move || {
             let mut since_status = STATUS_EVERY;
-            let mut seen = Progress::now(&room);
+            let mut seen = progress(&room);
             room.poke();
             loop {
                 if since_status >= STATUS_EVERY {
@@ -102,8 +106,8 @@ pub(crate) fn tell_ready(notifier: &Arc<Notifier>, room: &Arc<Room>) {
                     since_status = Duration::ZERO;
                 }
                 if ping.is_some() {
-                    let now = Progress::now(&room);
-                    if now.moved_since(seen) {
+                    let now = progress(&room);
+                    if moved(seen, now) {
                         let _ = notifier.send("WATCHDOG=1");
                     }
                     seen = now;
@@ -120,23 +124,24 @@ pub(crate) fn tell_ready(notifier: &Arc<Notifier>, room: &Arc<Room>) {
     }
 }
 
-/// How far the workers and the room have come, for the watchdog.
-#[derive(Clone, Copy)]
-struct Progress {
-    room_turns: u64,
-    jobs: (u64, u64),
+/// Tells the service manager, if it was told serv6 is ready, that it stops.
+pub(crate) fn stopping() {
+    if let Some(notifier) = MANAGER.get() {
+        notifier.insist("STOPPING=1");
+    }
 }
 
-impl Progress {
-    fn now(room: &Room) -> Progress {
-        Progress { room_turns: room.turns(), jobs: STATS.worker_jobs() }
-    }
+/// How far the room and the workers have come: the room's turns, and the
+/// jobs workers have begun and ended.
+type Progress = (u64, (u64, u64));
 
-    /// Whether both moved since `before`: the room turned (it is poked
-    /// after each look, so one that did not is stuck), and the workers had
-    /// no job under way then, or have ended one since.
-    fn moved_since(self, before: Progress) -> bool {
-        let (begun, ended) = before.jobs;
-        self.room_turns > before.room_turns && (begun == ended || self.jobs.1 > ended)
-    }
+fn progress(room: &Room) -> Progress {
+    (room.turns(), STATS.worker_jobs())
+}
+
+/// Whether both moved from `before` to `now`: the room turned (it is poked
+/// after each look, so one that did not is stuck), and the workers had no
+/// job under way then, or have ended one since.
+fn moved((turns, (begun, ended)): Progress, (turns_now, (_, ended_now)): Progress) -> bool {
+    turns_now > turns && (begun == ended || ended_now > ended)
 }

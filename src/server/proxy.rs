@@ -45,41 +45,35 @@ pub(crate) enum Parsed {
 
 /// Reads a header from the start of `bytes`.
 pub(crate) fn parse(bytes: &[u8]) -> Parsed {
-    match bytes.first() {
-        None => Parsed::Incomplete,
-        Some(b'P') => parse_v1(bytes),
-        Some(b'\r') => parse_v2(bytes),
-        Some(_) => Parsed::Invalid(ProxyFault::Missing),
+    // As long as `bytes` agree with a version's signature, they may yet
+    // become its header.
+    let begins = |signature: &[u8]| bytes.iter().zip(signature).all(|(a, b)| a == b);
+    if begins(V1_PREFIX) {
+        parse_v1(bytes)
+    } else if begins(V2_SIGNATURE) {
+        parse_v2(bytes)
+    } else {
+        Parsed::Invalid(ProxyFault::Missing)
     }
 }
 
 fn parse_v1(bytes: &[u8]) -> Parsed {
-    let prefix = bytes.len().min(V1_PREFIX.len());
-    if bytes[..prefix] != V1_PREFIX[..prefix] {
-        return Parsed::Invalid(ProxyFault::Missing);
-    }
     let window = &bytes[..bytes.len().min(V1_MAX)];
     let Some(lf) = window.iter().position(|&b| b == b'\n') else {
-        return if window.len() == V1_MAX || has_early_cr(window) {
-            Parsed::Invalid(ProxyFault::V1)
-        } else {
-            Parsed::Incomplete
-        };
+        // Too long, or a CR anywhere but just before the LF yet to come.
+        let early_cr = window.iter().rev().skip(1).any(|&b| b == b'\r');
+        let invalid = window.len() == V1_MAX || early_cr;
+        return if invalid { Parsed::Invalid(ProxyFault::V1) } else { Parsed::Incomplete };
     };
     if lf == 0 || window[lf - 1] != b'\r' {
         return Parsed::Invalid(ProxyFault::V1);
     }
-    let line = &window[V1_PREFIX.len()..lf - 1];
-    match v1_fields(line) {
-        Some(header) => Parsed::Complete { header, len: lf + 1 },
-        None => Parsed::Invalid(ProxyFault::V1),
-    }
+    complete(v1_fields(&window[V1_PREFIX.len()..lf - 1]), lf + 1, ProxyFault::V1)
 }
 
-/// A CR anywhere but just before the (not yet arrived) LF.
-fn has_early_cr(window: &[u8]) -> bool {
-    let last = window.len().saturating_sub(1);
-    window.iter().enumerate().any(|(i, &b)| b == b'\r' && i != last)
+/// A header of `len` bytes, if its fields are valid; else `fault`.
+fn complete(header: Option<Header>, len: usize, fault: ProxyFault) -> Parsed {
+    header.map_or(Parsed::Invalid(fault), |header| Parsed::Complete { header, len })
 }
 
 /// `TCP4 src dst sport dport`, `TCP6 ...`, or `UNKNOWN` and anything.
@@ -89,89 +83,58 @@ fn v1_fields(line: &[u8]) -> Option<Header> {
         return Some(Header::Own);
     }
     let fields: Vec<&str> = line.split(' ').collect();
-    let [family, source, destination, source_port, destination_port] = fields[..] else {
-        return None;
-    };
+    let [family, source, dest, source_port, dest_port] = fields[..] else { return None };
     // The destination must be as valid as the source, though only the
-    // source is used.
+    // source is used. std refuses an IPv4 number with a leading zero, as
+    // the specification does.
     let source: IpAddr = match family {
-        "TCP4" => v1_ipv4(destination).and(v1_ipv4(source))?.into(),
-        "TCP6" => {
-            destination.parse::<Ipv6Addr>().ok()?;
-            source.parse::<Ipv6Addr>().ok()?.into()
-        }
+        "TCP4" => dest.parse::<Ipv4Addr>().and(source.parse::<Ipv4Addr>()).ok()?.into(),
+        "TCP6" => dest.parse::<Ipv6Addr>().and(source.parse::<Ipv6Addr>()).ok()?.into(),
         _ => return None,
     };
-    v1_port(destination_port)?;
+    v1_port(dest_port)?;
     Some(Header::Relayed { client: SocketAddr::new(source, v1_port(source_port)?) })
 }
 
-/// Four decimal numbers without leading zeros, as the specification says.
-fn v1_ipv4(text: &str) -> Option<Ipv4Addr> {
-    let canonical = text.split('.').all(|n| n == "0" || !n.starts_with('0'));
-    canonical.then(|| text.parse().ok()).flatten()
-}
-
+/// A decimal number without a sign or leading zeros, as the specification
+/// says: one that reads back as written.
 fn v1_port(text: &str) -> Option<u16> {
-    let canonical = !text.is_empty()
-        && text.bytes().all(|b| b.is_ascii_digit())
-        && (text == "0" || !text.starts_with('0'));
-    canonical.then(|| text.parse().ok()).flatten()
+    text.parse().ok().filter(|port: &u16| port.to_string() == text)
 }
 
 fn parse_v2(bytes: &[u8]) -> Parsed {
-    let signed = bytes.len().min(V2_SIGNATURE.len());
-    if bytes[..signed] != V2_SIGNATURE[..signed] {
-        return Parsed::Invalid(ProxyFault::Missing);
-    }
-    let (Some(&version_command), family) = (bytes.get(12), bytes.get(13)) else {
-        return Parsed::Incomplete;
-    };
+    // Each byte is checked as soon as it arrives.
+    let Some(&version_command) = bytes.get(12) else { return Parsed::Incomplete };
     let command = version_command & 0x0f;
     if version_command >> 4 != 2 || command > 1 {
         return Parsed::Invalid(ProxyFault::V2);
     }
-    let Some(&family) = family else {
-        return Parsed::Incomplete;
-    };
+    let Some(&family) = bytes.get(13) else { return Parsed::Incomplete };
     if family >> 4 > 3 || family & 0x0f > 2 {
         return Parsed::Invalid(ProxyFault::V2);
     }
-    let Some(length) = bytes.get(14..16) else {
-        return Parsed::Incomplete;
-    };
+    let Some(length) = bytes.get(14..16) else { return Parsed::Incomplete };
     let body_len = usize::from(u16::from_be_bytes([length[0], length[1]]));
     if body_len > V2_MAX_BODY {
         return Parsed::Invalid(ProxyFault::TooLong);
     }
-    let Some(body) = bytes.get(V2_FIXED..V2_FIXED + body_len) else {
-        return Parsed::Incomplete;
-    };
+    let Some(body) = bytes.get(V2_FIXED..V2_FIXED + body_len) else { return Parsed::Incomplete };
     let header = if command == 0 { Some(Header::Own) } else { v2_addresses(family, body) };
-    match header {
-        Some(header) => Parsed::Complete { header, len: V2_FIXED + body_len },
-        None => Parsed::Invalid(ProxyFault::V2),
-    }
+    complete(header, V2_FIXED + body_len, ProxyFault::V2)
 }
 
 /// The client's address from a `PROXY` command's address block; families
 /// other than TCP over IPv4 or IPv6 stand for the real peer.
 fn v2_addresses(family: u8, body: &[u8]) -> Option<Header> {
-    let (ip, port): (IpAddr, &[u8]) = match family {
-        0x11 => {
-            let block = body.get(..12)?;
-            let octets: [u8; 4] = block[..4].try_into().ok()?;
-            (Ipv4Addr::from(octets).into(), &block[8..10])
-        }
-        0x21 => {
-            let block = body.get(..36)?;
-            let octets: [u8; 16] = block[..16].try_into().ok()?;
-            (Ipv6Addr::from(octets).into(), &block[32..34])
-        }
+    // The source address, the destination's, then their ports: 12 bytes
+    // for IPv4, 36 for IPv6.
+    let (ip, ports): (IpAddr, usize) = match family {
+        0x11 => (<[u8; 4]>::try_from(body.get(..4)?).ok()?.into(), 8),
+        0x21 => (<[u8; 16]>::try_from(body.get(..16)?).ok()?.into(), 32),
         _ => return Some(Header::Own),
     };
-    let port = u16::from_be_bytes([port[0], port[1]]);
-    Some(Header::Relayed { client: SocketAddr::new(ip, port) })
+    let port = body.get(ports..ports + 4)?;
+    Some(Header::Relayed { client: SocketAddr::new(ip, u16::from_be_bytes([port[0], port[1]])) })
 }
 
 #[cfg(test)]

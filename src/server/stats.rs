@@ -49,17 +49,10 @@ pub(crate) struct Counter {
 }
 
 impl Ended {
-    pub const ALL: [Ended; 9] = [
-        Ended::Served,
-        Ended::TooLong,
-        Ended::Deadline,
-        Ended::Busy,
-        Ended::ShuttingDown,
-        Ended::Clock,
-        Ended::Proxy,
-        Ended::HealthCheck,
-        Ended::Failed,
-    ];
+    pub const ALL: [Ended; 9] = {
+        use Ended::*;
+        [Served, TooLong, Deadline, Busy, ShuttingDown, Clock, Proxy, HealthCheck, Failed]
+    };
 
     /// The one table of the counters' words.
     #[rustfmt::skip]
@@ -91,8 +84,7 @@ pub(crate) struct Held {
 impl Held {
     /// `stream`, if fewer than `max` are held; else it is given back.
     pub fn within(stream: TcpStream, max: usize) -> Result<Held, TcpStream> {
-        let taken = STATS.held.fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1));
-        match taken {
+        match STATS.held.fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1)) {
             Ok(_) => Ok(Held { stream, counted: true }),
             Err(_) => Err(stream),
         }
@@ -163,8 +155,7 @@ impl Stats {
     pub fn served(&self, service: Service, ended: Option<Instant>) {
         self.served[service as usize].fetch_add(1, Relaxed);
         if let Some(took) = ended.map(|at| at.elapsed()) {
-            let seconds = took.as_secs_f64();
-            let bucket = BOUNDS.partition_point(|&bound| bound < seconds);
+            let bucket = BOUNDS.partition_point(|&bound| bound < took.as_secs_f64());
             let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
             self.buckets[bucket].fetch_add(1, Relaxed);
             self.latency_sum_nanos.fetch_add(nanos, Relaxed);
@@ -213,15 +204,10 @@ impl Stats {
     /// The latency counts so far, cumulative by bound as Prometheus reads
     /// them (the last is every reply), and their sum in seconds.
     pub fn latency(&self) -> (Vec<u64>, f64) {
-        let mut running = 0;
-        let cumulative = self
-            .buckets
-            .iter()
-            .map(|bucket| {
-                running += bucket.load(Relaxed);
-                running
-            })
-            .collect();
+        let mut cumulative = Vec::with_capacity(self.buckets.len());
+        for bucket in &self.buckets {
+            cumulative.push(cumulative.last().unwrap_or(&0) + bucket.load(Relaxed));
+        }
         // Prometheus reads a float; past 2^52 ns (52 days) it rounds.
         #[allow(clippy::cast_precision_loss)]
         let sum = self.latency_sum_nanos.load(Relaxed) as f64 / 1e9;
@@ -237,25 +223,23 @@ impl Stats {
         let errors = Ended::ALL.iter().filter(|e| e.counter().error);
         let errors = errors.map(|&e| self.count(e)).sum::<u64>() + lost;
         let mut text = format!(
-            "{verb} {:.1} s: {} served, {}, {}",
+            "{verb} {:.1} s: {} served, {}",
             self.started.get().map_or(0.0, |t| t.elapsed().as_secs_f64()),
             counted(self.count(Ended::Served), "exchange", "exchanges"),
             counted(errors, "error", "errors"),
-            counted(self.count(Ended::Busy), "busy refusal", "busy refusals"),
         );
-        // What is neither an exchange, an error nor busy, when it happened.
-        for how in Ended::ALL {
+        // Busy refusals always, and what else is neither an exchange nor an
+        // error when it happened (busy comes first in `ALL`).
+        for how in Ended::ALL.into_iter().filter(|&how| how != Ended::Served) {
             let (n, c) = (self.count(how), how.counter());
-            if n > 0 && !c.error && !matches!(how, Ended::Served | Ended::Busy) {
+            if !c.error && (n > 0 || how == Ended::Busy) {
                 let _ = write!(text, ", {}", counted(n, c.one, c.many));
             }
-        }
-        if lost > 0 {
-            let _ = write!(text, ", {}", counted(lost, "reply lost", "replies lost"));
         }
         let LogCounts { dropped, not_written, reason, .. } = output::log_counts();
         let why = reason.map(|reason| format!(": {reason}")).unwrap_or_default();
         let lost = [
+            (lost, "reply lost", "replies lost", ""),
             (dropped, "exchange line dropped", "exchange lines dropped", ""),
             (output::stderr_dropped(), "error line dropped", "error lines dropped", ""),
             (not_written, "exchange line not written", "exchange lines not written", &why),
