@@ -525,7 +525,8 @@ fn accept_failed(
         }
     }
     let at = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    report::trouble(format_args!("cannot accept on {at}: {e}"));
+    let what = ("line of server trouble", "lines of server trouble");
+    report::report(what, format_args!("cannot accept on {at}: {e}"));
     if e.kind() != io::ErrorKind::ConnectionAborted {
         thread::sleep(ACCEPT_BACKOFF);
     }

@@ -42,11 +42,6 @@ pub(crate) fn report(what: (&'static str, &'static str), line: fmt::Arguments) {
     }
 }
 
-/// The server's own trouble that clients can cause (accepting fails, say).
-pub(crate) fn trouble(line: fmt::Arguments) {
-    report(("line of server trouble", "lines of server trouble"), line);
-}
-
 /// Starts [`ENDER`]; before any worker exists, so that every report finds it.
 pub(crate) fn start() {
     let started = thread::Builder::new()
