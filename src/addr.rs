@@ -85,13 +85,8 @@ impl std::str::FromStr for Endpoint {
 
     fn from_str(text: &str) -> Result<Endpoint, String> {
         let form = "give HOST:PORT, as localhost:9806, 127.0.0.1:9806 or [::1]:9806";
-        let split = match text.strip_prefix('[') {
-            Some(rest) => rest.split_once("]:"),
-            None => text.rsplit_once(':').filter(|(host, _)| !host.contains(':')),
-        };
-        let (host, port) = split.ok_or(form)?;
-        let digits = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
-        let port = port.parse().ok().filter(|_| digits).ok_or(form)?;
+        let (host, port) = split_port(text).ok_or(form)?;
+        let port = port.parse().ok().filter(|_| !port.starts_with('+')).ok_or(form)?;
         Ok(Endpoint { host: HostArg::from_str(host)?.0, port })
     }
 }
@@ -129,12 +124,8 @@ pub(crate) fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ResolveE
     match read(host).map_err(ResolveError::Address)? {
         Host::Ip(ip) => Ok(vec![SocketAddr::new(ip, port)]),
         Host::Scoped(ip, scope) => {
-            let scope_id = match scope.parse::<u32>() {
-                Ok(index) => index,
-                Err(_) => interface_index(scope).ok_or_else(|| {
-                    ResolveError::Address(AddrError::NoSuchInterface(scope.into()))
-                })?,
-            };
+            let missing = || ResolveError::Address(AddrError::NoSuchInterface(scope.into()));
+            let scope_id = scope_id(scope).ok_or_else(missing)?;
             Ok(vec![SocketAddrV6::new(ip, port, 0, scope_id).into()])
         }
         Host::Name(name) => std::net::ToSocketAddrs::to_socket_addrs(&(name, port))
@@ -146,13 +137,10 @@ pub(crate) fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ResolveE
 /// The advice for an error on `addr` when it is a link-local address
 /// without its interface, which the system refuses as an invalid argument.
 pub(crate) fn missing_scope(addr: &SocketAddr) -> Option<String> {
-    match addr {
-        // fe80::/10 (`is_unicast_link_local` is newer than the MSRV).
-        SocketAddr::V6(v6) if v6.scope_id() == 0 && v6.ip().segments()[0] & 0xffc0 == 0xfe80 => {
-            Some(format!("a link-local address needs its interface, as {}%eth0", v6.ip()))
-        }
-        _ => None,
-    }
+    let SocketAddr::V6(v6) = addr else { return None };
+    // fe80::/10 (`is_unicast_link_local` is newer than the MSRV).
+    let link_local = v6.scope_id() == 0 && v6.ip().segments()[0] & 0xffc0 == 0xfe80;
+    link_local.then(|| format!("a link-local address needs its interface, as {}%eth0", v6.ip()))
 }
 
 /// Checks `text` as a host an option may name: an IP literal (no port)
@@ -174,7 +162,7 @@ enum Host<'a> {
 /// Reads `text` as an IP literal, with optional brackets and IPv6 scope,
 /// or a host name.
 fn read(text: &str) -> Result<Host<'_>, AddrError> {
-    if has_port(text) {
+    if split_port(text).is_some() {
         return Err(AddrError::HasPort);
     }
     let bare = unbracketed(text);
@@ -204,12 +192,12 @@ fn unbracketed(text: &str) -> &str {
     text.strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or(text)
 }
 
-/// `localhost:80` (a name can hold no colon, so one colon means a port),
-/// or `[::1]:80`.
-fn has_port(text: &str) -> bool {
+/// `localhost:80` (a name can hold no colon, so one colon means a port)
+/// or `[::1]:80`, split at the port's colon; `None` without a port.
+fn split_port(text: &str) -> Option<(&str, &str)> {
     match text.strip_prefix('[') {
-        Some(rest) => rest.contains("]:"),
-        None => text.matches(':').count() == 1,
+        Some(rest) => rest.split_once("]:"),
+        None => text.split_once(':').filter(|(_, port)| !port.contains(':')),
     }
 }
 
@@ -234,12 +222,13 @@ fn could_name_interface(name: &str) -> bool {
     (1..16).contains(&name.len()) && name != "." && name != ".." && !name.contains(bad)
 }
 
-/// The index of the network interface `name`, which Linux shows in
-/// `/sys/class/net/NAME/ifindex` (std has no `if_nametoindex`); `name`
-/// is one [`could_name_interface`] allows, so no path of its own.
-fn interface_index(name: &str) -> Option<u32> {
-    let text = std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex")).ok()?;
-    text.trim().parse().ok()
+/// The scope `%3`, or the index of the network interface `%name`, which
+/// Linux shows in `/sys/class/net/NAME/ifindex` (std has no
+/// `if_nametoindex`); `name` is one [`could_name_interface`] allows, so no
+/// path of its own.
+fn scope_id(name: &str) -> Option<u32> {
+    let sysfs = || std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex")).ok();
+    name.parse().ok().or_else(|| sysfs()?.trim().parse().ok())
 }
 
 /// A range of addresses, `ADDR/PREFIX`; a bare address is the range of one.
@@ -252,41 +241,28 @@ pub(crate) struct Cidr {
 impl Cidr {
     /// Reads `192.0.2.0/24`, `2001:db8::/32`, `10.1.2.3`.
     pub fn parse(text: &str) -> Option<Cidr> {
-        let (addr, prefix) = match text.split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (text, None),
-        };
+        let (addr, prefix) = text.split_once('/').map_or((text, None), |(a, p)| (a, Some(p)));
         let net: IpAddr = addr.parse().ok()?;
         let bits = if net.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
-            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p.parse().ok()?,
-            Some(_) => return None,
+            Some(p) => p.parse().ok().filter(|_| !p.starts_with('+'))?,
             None => bits,
         };
         (prefix <= bits).then_some(Cidr { net, prefix })
     }
 
     /// Whether `ip` is in the range (an IPv4-mapped IPv6 address counts as
-    /// its IPv4 address).
+    /// its IPv4 address): whether the first `prefix` bits agree, an IPv4
+    /// address's 32 placed as the first of 128.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.net, ip.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => same_prefix(
-                u128::from(u32::from(net)) << 96,
-                u128::from(u32::from(ip)) << 96,
-                self.prefix,
-            ),
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                same_prefix(u128::from(net), u128::from(ip), self.prefix)
-            }
-            _ => false,
-        }
+        let bits = |ip: IpAddr| match ip {
+            IpAddr::V4(ip) => u128::from(ip.to_bits()) << 96,
+            IpAddr::V6(ip) => ip.to_bits(),
+        };
+        let (net, ip) = (self.net, ip.to_canonical());
+        let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+        net.is_ipv4() == ip.is_ipv4() && bits(net) & mask == bits(ip) & mask
     }
-}
-
-/// Whether the first `prefix` bits of `a` and `b` agree.
-fn same_prefix(a: u128, b: u128, prefix: u8) -> bool {
-    let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
-    a & mask == b & mask
 }
 
 #[cfg(test)]
@@ -334,7 +310,7 @@ mod tests {
     #[test]
     fn scopes_by_number_and_by_interface_name() {
         assert_eq!(literal("fe80::1%3"), Ok(Some("[fe80::1%3]:7".into())));
-        if let Some(lo) = interface_index("lo") {
+        if let Some(lo) = scope_id("lo") {
             assert_eq!(literal("[fe80::1%lo]"), Ok(Some(format!("[fe80::1%{lo}]:7"))));
         }
         // A name an interface could have, but none here has: this
