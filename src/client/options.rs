@@ -130,9 +130,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         }
         return Ok(Command::Send { target, message });
     };
-    let interval = interval.unwrap_or(DEFAULT_INTERVAL);
     let message = message.unwrap_or_else(|| PROBE_MESSAGE.to_vec());
-    let probes = Probes { count, interval, json };
+    let probes = Probes { count, interval: interval.unwrap_or(DEFAULT_INTERVAL), json };
     Ok(Command::Probe { target, message, probes })
 }
 
