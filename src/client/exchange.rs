@@ -11,7 +11,7 @@ use crate::platform;
 use crate::protocol::{parse_reply, Reply, MAX_REPLY};
 use crate::sync::{is_interrupted, is_timeout};
 use crate::timestamp::Timestamp;
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant, SystemTime};
@@ -93,9 +93,11 @@ fn left(until: Instant) -> io::Result<Duration> {
     }
 }
 
-/// Runs one exchange, sending `line` (a message and its LF): every address
+/// Runs one exchange, sending `message` and its LF: every address
 /// `target.host` resolves to is tried in turn until one accepts.
-pub(crate) fn exchange(target: &Target, line: &[u8]) -> Result<Exchanged, String> {
+pub(crate) fn exchange(target: &Target, message: &[u8]) -> Result<Exchanged, String> {
+    // In one write: an LF of its own could wait for the message's ACK.
+    let line = [message, b"\n"].concat();
     let addrs = resolve(target)?;
     let started = Instant::now();
     let until = started + target.timeout;
@@ -111,7 +113,7 @@ pub(crate) fn exchange(target: &Target, line: &[u8]) -> Result<Exchanged, String
     // its reply may still be waiting, so a failed send is reported only if
     // no reply can be read.
     let sent = timeout
-        .and_then(|()| write_within(&conn, line, until))
+        .and_then(|()| write_within(&conn, &line, until))
         .and_then(|()| conn.shutdown(Shutdown::Write));
     let (reply, received, by_kernel) = match (read_reply(&conn, peer, until), sent) {
         (Ok(read), _) => read,
@@ -162,25 +164,18 @@ fn connect_any(
     addrs: &[SocketAddr],
     until: Instant,
 ) -> Result<(TcpStream, SocketAddr), String> {
-    let mut why = format!("cannot connect to {target}");
-    let mut refused = false;
-    for (i, &addr) in addrs.iter().enumerate() {
-        match left(until).and_then(|left| TcpStream::connect_timeout(&addr, left)) {
+    let (mut failures, mut refused) = (Vec::new(), false);
+    for &addr in addrs {
+        let error = match left(until).and_then(|left| TcpStream::connect_timeout(&addr, left)) {
             Ok(conn) => return Ok((conn, addr)),
-            Err(e) => {
-                refused |= e.kind() == io::ErrorKind::ConnectionRefused;
-                let sep = if i == 0 { ": " } else { "; " };
-                let _ = write!(why, "{sep}{}", failed(addr, &e));
-                if let Some(advice) = addr::missing_scope(&addr) {
-                    let _ = write!(why, " ({advice})");
-                }
-            }
-        }
+            Err(error) => error,
+        };
+        refused |= error.kind() == io::ErrorKind::ConnectionRefused;
+        let advice = addr::missing_scope(&addr).map_or(String::new(), |a| format!(" ({a})"));
+        failures.push(format!("{}{advice}", failed(addr, &error)));
     }
-    if refused {
-        why.push_str(" (is serv6 running there?)");
-    }
-    Err(why)
+    let running = if refused { " (is serv6 running there?)" } else { "" };
+    Err(format!("cannot connect to {target}: {}{running}", failures.join("; ")))
 }
 
 /// Reads one line, noting when its LF arrived (the kernel's stamp, or the

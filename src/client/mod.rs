@@ -22,13 +22,9 @@ use std::process::ExitCode;
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     output::set_program("cli6");
     let ok = match options::parse(args) {
-        Ok(Command::Send { target, message }) => match message {
-            Some(message) => send(&target, &with_lf(message)),
-            None => send_lines(&target),
-        },
-        Ok(Command::Probe { target, message, probes }) => {
-            return probe::run(&target, &with_lf(message), probes)
-        }
+        Ok(Command::Send { target, message: Some(message) }) => send(&target, &message),
+        Ok(Command::Send { target, message: None }) => send_lines(&target),
+        Ok(Command::Probe { target, message, probes }) => probe::run(&target, &message, probes),
         Ok(Command::Info(info)) => print(&options::program().info(info)),
         Err(e) => {
             output::say(format_args!("{}", options::program().usage_error(&e)));
@@ -47,20 +43,14 @@ fn status(ok: bool) -> Status {
     }
 }
 
-/// The message as it goes on the wire.
-fn with_lf(mut message: Vec<u8>) -> Vec<u8> {
-    message.push(b'\n');
-    message
-}
-
-/// One exchange sending `line` (a message and its LF): the reply on
-/// standard output, any problem on standard error.
-fn send(target: &Target, line: &[u8]) -> bool {
-    let checked = exchange(target, line).and_then(|done| {
+/// One exchange sending `message`: the reply on standard output, any
+/// problem on standard error.
+fn send(target: &Target, message: &[u8]) -> bool {
+    let checked = exchange(target, message).and_then(|done| {
         // A count that is off is still what the server said: show it.
         let shown = matches!(parse_reply(&done.reply), Reply::Received { .. })
             && print(&escape(&done.reply));
-        done.verify(protocol::message_of(line).len()).map(|_| shown)
+        done.verify(message.len()).map(|_| shown)
     });
     checked.unwrap_or_else(|e| {
         output::say(format_args!("{e}"));
@@ -84,7 +74,7 @@ fn send_lines(target: &Target) -> bool {
             Ok(Line::TooLong) => format!("longer than {MAX_LINE} bytes"),
             Ok(Line::Message) => match check_message(protocol::message_of(&line)) {
                 Ok(()) => {
-                    all_ok &= send(target, &line);
+                    all_ok &= send(target, protocol::message_of(&line));
                     continue;
                 }
                 Err(why) => why.to_string(),
