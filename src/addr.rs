@@ -58,7 +58,6 @@ impl fmt::Display for AddrError {
 
 /// A host as an option names it (`--bind`, `--host`): checked as
 /// [`host`] does, brackets off.
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct HostArg(pub String);
 
 // The errors of these `FromStr`s say why an option's value was refused,
@@ -100,7 +99,6 @@ impl std::str::FromStr for Cidr {
 }
 
 /// Why a host (a literal or a name) gives no address.
-#[derive(Debug)]
 pub(crate) enum ResolveError {
     /// A literal that cannot be used as it is.
     Address(AddrError),
@@ -151,7 +149,6 @@ pub(crate) fn host(text: &str) -> Result<&str, AddrError> {
 }
 
 /// What a host is, read without asking the system.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Host<'a> {
     Ip(IpAddr),
     /// An IPv6 address and its interface, by name or number.

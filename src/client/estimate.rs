@@ -48,10 +48,8 @@ impl Sample {
         // A reply sent before its message came, or a turnaround longer than
         // the round trip (beyond the microsecond each time is cut to), says
         // the server's clock stepped between the two: T3 is not believed.
-        let believed = sent.filter(|&t3| {
-            let turnaround = server(t3) - server(at);
-            (0..=t4 - t1 + 1000).contains(&turnaround)
-        });
+        let turnaround = |t3| server(t3) - server(at);
+        let believed = sent.filter(|&t3| (0..=t4 - t1 + 1000).contains(&turnaround(t3)));
         let (t2, t3) = (server(at), server(believed.unwrap_or(at)));
         let rtt = done.received.duration_since(done.sent).unwrap_or_default();
         // Past 2^53 ns (104 days) a figure loses nanoseconds; past 2^63

@@ -46,7 +46,6 @@ impl fmt::Display for Target {
 /// on the wall clock, as the server's are: the kernel stamps arrivals on
 /// it, and placing a stamp on the monotonic clock would take two clock
 /// reads that a busy machine can pull apart.
-#[derive(Debug, Clone)]
 pub(crate) struct Exchanged {
     pub peer: SocketAddr,
     /// Time to establish the connection.

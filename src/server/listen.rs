@@ -193,9 +193,8 @@ fn resolve(names: &[String]) -> Result<Vec<SocketAddr>, BindError> {
 /// second bind would fail with "address in use", which reads as if another
 /// server held the port. On Linux `::` serves IPv4 as well.
 fn refuse_overlap(addrs: &[SocketAddr]) -> Result<(), BindError> {
-    let covers = |wide: IpAddr, narrow: IpAddr| match wide {
-        IpAddr::V6(ip) => ip.is_unspecified(),
-        IpAddr::V4(ip) => ip.is_unspecified() && narrow.is_ipv4(),
+    let covers = |wide: IpAddr, narrow: IpAddr| {
+        wide.is_unspecified() && (wide.is_ipv6() || narrow.is_ipv4())
     };
     for wide in addrs.iter().map(SocketAddr::ip) {
         let narrow = addrs.iter().map(SocketAddr::ip).find(|&n| n != wide && covers(wide, n));
