@@ -47,8 +47,8 @@ pub(crate) enum Key {
     Host,
     Port,
     Timeout,
-    Ipv4,
-    Ipv6,
+    /// `-4` and `-6`: one of them at most.
+    Family(Family),
     Count,
     Interval,
     Json,
@@ -64,8 +64,8 @@ pub(crate) const FLAGS: &[Flag<Key>] = &[
     flag(Key::Port, "-p, --port PORT", "server port").defaults_to("5006"),
     flag(Key::Timeout, "-t, --timeout SECS", "limit for each whole exchange: connecting, sending \
         and reading the reply").defaults_to("5"),
-    flag(Key::Ipv4, "-4, --ipv4", "use IPv4 addresses only"),
-    flag(Key::Ipv6, "-6, --ipv6", "use IPv6 addresses only"),
+    flag(Key::Family(Family::V4), "-4, --ipv4", "use IPv4 addresses only"),
+    flag(Key::Family(Family::V6), "-6, --ipv6", "use IPv6 addresses only"),
     flag(Key::Count, "-c, --count N", "probe like ping: N exchanges (0: until Ctrl-C), each with \
         its connect time, round-trip time and the offset of the server's clock from ours (server \
         minus ours; from four timestamps when serv6 runs with --send-time), then a summary with \
@@ -114,8 +114,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             Arg::Flag(Key::Host) => target.host = parser.parsed::<HostArg>()?.0,
             Arg::Flag(Key::Port) => target.port = parser.number(1..=u64::from(u16::MAX))?,
             Arg::Flag(Key::Timeout) => target.timeout = parser.seconds(false)?,
-            Arg::Flag(Key::Ipv4) => family = parser.one_of(family, Family::V4)?,
-            Arg::Flag(Key::Ipv6) => family = parser.one_of(family, Family::V6)?,
+            Arg::Flag(Key::Family(chosen)) => family = parser.one_of(family, chosen)?,
             Arg::Flag(Key::Count) => count = Some(parser.number(0..=u64::MAX)?),
             Arg::Flag(Key::Interval) => interval = Some(parser.seconds(true)?),
             Arg::Flag(Key::Json) => json = true,
