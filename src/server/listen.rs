@@ -155,8 +155,8 @@ pub(crate) fn bind_metrics(at: &Endpoint, service_port: u16) -> Result<TcpListen
         return Err(unresolved(&at.host, &"it has no address"));
     };
     addr.set_port(at.port);
-    let role = Role::Metrics { service_port };
-    TcpListener::bind(addr).map_err(|error| cannot_bind(role, addr, &error))
+    TcpListener::bind(addr)
+        .map_err(|error| cannot_bind(Role::Metrics { service_port }, addr, &error))
 }
 
 /// The errors that mean "this machine has no such IP family", not "busy".
@@ -215,12 +215,9 @@ fn refuse_overlap(addrs: &[SocketAddr]) -> Result<(), BindError> {
 pub(crate) fn listening_line(listeners: &Serving) -> String {
     let addrs: Vec<String> = listeners
         .iter()
-        .filter_map(|(l, service)| {
-            let addr = l.local_addr().ok()?;
-            Some(match service {
-                Service::Receipt => addr.to_string(),
-                other => format!("{addr} ({})", other.name()),
-            })
+        .filter_map(|(l, service)| match (l.local_addr().ok()?, service) {
+            (addr, Service::Receipt) => Some(addr.to_string()),
+            (addr, other) => Some(format!("{addr} ({})", other.name())),
         })
         .collect();
     format!("listening on {}", addrs.join(", "))
@@ -234,22 +231,20 @@ const MAX_FDS: i32 = 64;
 /// environment. The error, one line, is why they cannot be served; serv6
 /// exits with status 1.
 pub(crate) fn passed_listeners() -> Result<Option<Vec<Passed>>, String> {
-    let pid = std::env::var("LISTEN_PID").ok();
-    let fds = std::env::var("LISTEN_FDS").ok();
-    let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
-    for name in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+    let [pid, fds, names] = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"].map(|name| {
+        let value = std::env::var(name).ok();
         std::env::remove_var(name);
-    }
+        value
+    });
     let ours = pid.is_some_and(|pid| pid.trim() == std::process::id().to_string());
-    let (true, Some(fds)) = (ours, fds) else {
-        return Ok(None);
-    };
+    let (true, Some(fds)) = (ours, fds) else { return Ok(None) };
     let count = fds.trim().parse().ok().filter(|n| (1..=MAX_FDS).contains(n));
     let count = count.ok_or_else(|| {
         format!("LISTEN_FDS={fds:?}: expected a number of sockets from 1 to {MAX_FDS}")
     })?;
     let listeners = platform::passed_listeners(count)
         .map_err(|(fd, why)| format!("passed file descriptor {fd} cannot be served: {why}"))?;
+    let names = names.unwrap_or_default();
     let services = names.split(':').map(|name| name.parse().ok()).chain(std::iter::repeat(None));
     Ok(Some(listeners.into_iter().zip(services).collect()))
 }
