@@ -182,8 +182,7 @@ impl Tally {
     // Figures for people: precision lost past 2^52 cannot show.
     #[allow(clippy::cast_precision_loss)]
     fn lost_percent(&self) -> f64 {
-        let lost = self.sent - self.received();
-        100.0 * lost as f64 / self.sent.max(1) as f64
+        100.0 * (self.sent - self.received()) as f64 / self.sent.max(1) as f64
     }
 
     fn offsets(&self) -> Option<Offsets> {

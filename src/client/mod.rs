@@ -61,9 +61,8 @@ fn send(target: &Target, message: &[u8]) -> bool {
 /// One exchange per line of standard input, with a prompt on a terminal.
 /// A line that cannot be sent as it is is reported and skipped.
 fn send_lines(target: &Target) -> bool {
-    let stdin = io::stdin();
-    let interactive = stdin.is_terminal();
-    let (mut input, mut line, mut all_ok) = (stdin.lock(), Vec::new(), true);
+    let interactive = io::stdin().is_terminal();
+    let (mut input, mut line, mut all_ok) = (io::stdin().lock(), Vec::new(), true);
     for number in 1.. {
         if interactive {
             // Standard error is unbuffered: the prompt shows at once.
