@@ -51,7 +51,6 @@ impl Sample {
         let turnaround = |t3| server(t3) - server(at);
         let believed = sent.filter(|&t3| (0..=t4 - t1 + 1000).contains(&turnaround(t3)));
         let (t2, t3) = (server(at), server(believed.unwrap_or(at)));
-        let rtt = done.received.duration_since(done.sent).unwrap_or_default();
         // Past 2^53 ns (104 days) a figure loses nanoseconds; past 2^63
         // (292 years), it is out of range. The delay is never below zero,
         // whatever our own clock did.
@@ -61,7 +60,7 @@ impl Sample {
             at,
             sent,
             stepped: sent.is_some() && believed.is_none(),
-            rtt: rtt.as_secs_f64() * 1e3,
+            rtt: done.received.duration_since(done.sent).unwrap_or_default().as_secs_f64() * 1e3,
             clock: ms((t2 - t1 + t3 - t4) / 2).zip(ms((t4 - t1 - (t3 - t2)).max(0))),
             by_kernel: done.by_kernel,
         }

@@ -97,10 +97,11 @@ fn left(until: Instant) -> io::Result<Duration> {
 pub(crate) fn exchange(target: &Target, message: &[u8]) -> Result<Exchanged, String> {
     // In one write: an LF of its own could wait for the message's ACK.
     let line = [message, b"\n"].concat();
-    let addrs = resolve(target)?;
+    let addrs = resolve(target).map_err(|why| format!("cannot resolve {target}: {why}"))?;
     let started = Instant::now();
     let until = started + target.timeout;
-    let (conn, peer) = connect_any(target, &addrs, until)?;
+    let connected = connect_any(&addrs, until);
+    let (conn, peer) = connected.map_err(|why| format!("cannot connect to {target}: {why}"))?;
     let connect = started.elapsed();
     // The kernel stamps the reply's arrival, so cli6's own scheduling does
     // not count in the round trip. Failing that, the read's time serves.
@@ -114,10 +115,10 @@ pub(crate) fn exchange(target: &Target, message: &[u8]) -> Result<Exchanged, Str
     let sent = timeout
         .and_then(|()| write_within(&conn, &line, until))
         .and_then(|()| conn.shutdown(Shutdown::Write));
-    let (reply, received, by_kernel) = match (read_reply(&conn, peer, until), sent) {
+    let (reply, received, by_kernel) = match (read_reply(&conn, until), sent) {
         (Ok(read), _) => read,
         (Err(_), Err(e)) => return Err(failed(format_args!("{peer}: sending the message"), &e)),
-        (Err(e), Ok(())) => return Err(e),
+        (Err(why), Ok(())) => return Err(format!("{peer}: {why}")),
     };
     Ok(Exchanged { peer, connect, sent: t1, received, by_kernel, reply })
 }
@@ -141,28 +142,23 @@ fn write_within(conn: &TcpStream, mut data: &[u8], until: Instant) -> io::Result
     Ok(())
 }
 
+/// The addresses of `target` of its family, or why there are none.
 fn resolve(target: &Target) -> Result<Vec<SocketAddr>, String> {
     let (v4, v6, none) = match target.family {
         Some(Family::V4) => (true, false, "no IPv4 address"),
         Some(Family::V6) => (false, true, "no IPv6 address"),
         None => (true, true, "no addresses"),
     };
-    let found: Vec<SocketAddr> = match addr::resolve(&target.host, target.port) {
-        Ok(all) => all.into_iter().filter(|a| a.is_ipv4() && v4 || a.is_ipv6() && v6).collect(),
-        Err(e) => return Err(format!("cannot resolve {target}: {e}")),
-    };
+    let mut found = addr::resolve(&target.host, target.port).map_err(|e| e.to_string())?;
+    found.retain(|a| a.is_ipv4() && v4 || a.is_ipv6() && v6);
     if found.is_empty() {
-        return Err(format!("cannot resolve {target}: {none}"));
+        return Err(none.into());
     }
     Ok(found)
 }
 
 /// Connects to the first of `addrs` that accepts; else says how each failed.
-fn connect_any(
-    target: &Target,
-    addrs: &[SocketAddr],
-    until: Instant,
-) -> Result<(TcpStream, SocketAddr), String> {
+fn connect_any(addrs: &[SocketAddr], until: Instant) -> Result<(TcpStream, SocketAddr), String> {
     let (mut failures, mut refused) = (Vec::new(), false);
     for &addr in addrs {
         let error = match left(until).and_then(|left| TcpStream::connect_timeout(&addr, left)) {
@@ -174,18 +170,14 @@ fn connect_any(
         failures.push(format!("{}{advice}", failed(addr, &error)));
     }
     let running = if refused { " (is serv6 running there?)" } else { "" };
-    Err(format!("cannot connect to {target}: {}{running}", failures.join("; ")))
+    Err(format!("{}{running}", failures.join("; ")))
 }
 
 /// Reads one line, noting when its LF arrived (the kernel's stamp, or the
 /// read's time) and whether the kernel stamped it, then insists on EOF:
 /// serv6 sends exactly one line. A complete line followed by a reset
 /// instead of EOF is still the reply.
-fn read_reply(
-    conn: &TcpStream,
-    peer: SocketAddr,
-    until: Instant,
-) -> Result<(Vec<u8>, SystemTime, bool), String> {
+fn read_reply(conn: &TcpStream, until: Instant) -> Result<(Vec<u8>, SystemTime, bool), String> {
     let mut reply = Vec::new();
     let mut arrival = None;
     let mut chunk = [0u8; 512];
@@ -207,7 +199,7 @@ fn read_reply(
                 // A whole line and no close: say which the wait was for.
                 let waited =
                     if arrival.is_some() { "the close after the reply" } else { "the reply" };
-                return Err(failed(format_args!("{peer}: waiting for {waited}"), &e));
+                return Err(failed(format_args!("waiting for {waited}"), &e));
             }
         };
         if arrival.is_none() && chunk[..n].contains(&b'\n') {
@@ -215,7 +207,7 @@ fn read_reply(
         }
         reply.extend_from_slice(&chunk[..n]);
         if reply.len() > MAX_REPLY {
-            return Err(format!("{peer}: reply longer than {MAX_REPLY} bytes"));
+            return Err(format!("reply longer than {MAX_REPLY} bytes"));
         }
     }
     let problem = match (reply.iter().position(|&b| b == b'\n'), arrival) {
@@ -227,7 +219,7 @@ fn read_reply(
         _ if reply.is_empty() => "connection closed without a reply",
         _ => "reply does not end with a newline",
     };
-    Err(format!("{peer}: {problem}"))
+    Err(problem.into())
 }
 
 #[cfg(test)]
