@@ -11,8 +11,9 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
 
-/// What is wrong with an address as written, or, for
-/// [`AddrError::NoSuchInterface`], with this machine.
+/// Why a host gives no address: what is wrong with it as written, or, for
+/// [`AddrError::NoSuchInterface`] and [`AddrError::Lookup`], what this
+/// machine said when it was used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum AddrError {
     /// Neither an address nor a host name: empty, or with characters or
@@ -31,12 +32,14 @@ pub(crate) enum AddrError {
     BadScope(String),
     /// `%name` where this machine has no interface of that name.
     NoSuchInterface(String),
+    /// A name the resolver could not look up, and its words for why.
+    Lookup(String),
 }
 
 impl AddrError {
     /// Whether the text is at fault (else this machine is).
     pub fn is_usage(&self) -> bool {
-        !matches!(self, AddrError::NoSuchInterface(_))
+        !matches!(self, AddrError::NoSuchInterface(_) | AddrError::Lookup(_))
     }
 }
 
@@ -52,6 +55,7 @@ impl fmt::Display for AddrError {
             AddrError::ScopeWithoutIpv6 => f.write_str("only an IPv6 address can have a %scope"),
             AddrError::BadScope(name) => write!(f, "'{name}' cannot name a network interface"),
             AddrError::NoSuchInterface(name) => write!(f, "no network interface is named '{name}'"),
+            AddrError::Lookup(why) => f.write_str(why),
         }
     }
 }
@@ -98,37 +102,20 @@ impl std::str::FromStr for Cidr {
     }
 }
 
-/// Why a host (a literal or a name) gives no address.
-pub(crate) enum ResolveError {
-    /// A literal that cannot be used as it is.
-    Address(AddrError),
-    /// A name the resolver could not look up.
-    Lookup(std::io::Error),
-}
-
-impl fmt::Display for ResolveError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ResolveError::Address(error) => error.fmt(f),
-            ResolveError::Lookup(error) => error.fmt(f),
-        }
-    }
-}
-
 /// The addresses `host` stands for at `port`: itself if it is an IP
 /// literal, else what the system's resolver says; what serv6 binds and
 /// cli6 connects to, the same way.
-pub(crate) fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ResolveError> {
-    match read(host).map_err(ResolveError::Address)? {
+pub(crate) fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, AddrError> {
+    match read(host)? {
         Host::Ip(ip) => Ok(vec![SocketAddr::new(ip, port)]),
         Host::Scoped(ip, scope) => {
-            let missing = || ResolveError::Address(AddrError::NoSuchInterface(scope.into()));
-            let scope_id = scope_id(scope).ok_or_else(missing)?;
+            let scope_id =
+                scope_id(scope).ok_or_else(|| AddrError::NoSuchInterface(scope.into()))?;
             Ok(vec![SocketAddrV6::new(ip, port, 0, scope_id).into()])
         }
         Host::Name(name) => std::net::ToSocketAddrs::to_socket_addrs(&(name, port))
             .map(Iterator::collect)
-            .map_err(ResolveError::Lookup),
+            .map_err(|e| AddrError::Lookup(e.to_string())),
     }
 }
 
@@ -291,8 +278,8 @@ mod tests {
         }
         match resolve(text, 7) {
             Ok(addrs) => Ok(Some(addrs[0].to_string())),
-            Err(ResolveError::Address(e)) => Err(e),
-            Err(ResolveError::Lookup(e)) => panic!("{text}: looked up: {e}"),
+            Err(AddrError::Lookup(e)) => panic!("{text}: looked up: {e}"),
+            Err(e) => Err(e),
         }
     }
 

@@ -5,7 +5,7 @@
 //! 3+N-1. The variables are removed whatever they say, so that no child of
 //! ours could take them as its own.
 
-use crate::addr::{self, Endpoint, ResolveError};
+use crate::addr::{self, AddrError, Endpoint};
 use crate::platform;
 use crate::protocol::Service;
 use std::fmt;
@@ -171,14 +171,12 @@ fn family_unavailable(error: &io::Error) -> bool {
 fn resolve(names: &[String]) -> Result<Vec<SocketAddr>, BindError> {
     let mut addrs: Vec<SocketAddr> = Vec::new();
     for name in names {
-        let found = addr::resolve(name, 0).map_err(|e| match e {
-            ResolveError::Address(error) if error.is_usage() => {
+        let found = addr::resolve(name, 0).map_err(|error| match error {
+            _ if error.is_usage() => {
                 BindError::Usage(format!("invalid value '{name}' for '--bind': {error}"))
             }
-            ResolveError::Address(error) => {
-                BindError::Failure(format!("cannot listen on '{name}': {error}"))
-            }
-            ResolveError::Lookup(error) => unresolved(name, &error),
+            AddrError::Lookup(_) => unresolved(name, &error),
+            _ => BindError::Failure(format!("cannot listen on '{name}': {error}")),
         })?;
         for addr in found {
             if !addrs.contains(&addr) {
