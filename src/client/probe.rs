@@ -8,7 +8,6 @@ use super::options::Probes;
 use super::{print, status};
 use crate::escape::escape;
 use crate::{output, platform, sync};
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -32,12 +31,11 @@ pub(crate) fn run(target: &Target, message: &[u8], probes: Probes) -> bool {
             std::process::exit(status(finish(&target, &sync::lock(&tally), json)).code().into());
         });
     }
-    let bytes = message.len();
     let mut failures = 0;
     for seq in 1.. {
         let started = Instant::now();
         let outcome = exchange(target, message).and_then(|done| {
-            let (at, sent) = done.verify(bytes)?;
+            let (at, sent) = done.verify(message.len())?;
             Ok((Sample::of(&done, at, sent), done))
         });
         failures = if outcome.is_ok() { 0 } else { failures + 1 };
@@ -49,7 +47,7 @@ pub(crate) fn run(target: &Target, message: &[u8], probes: Probes) -> bool {
         let printed = match outcome {
             Ok((sample, done)) => {
                 counts.add(&sample);
-                print(&probe_line(seq, &sample, &done, bytes, probes.json))
+                print(&probe_line(seq, &sample, &done, message.len(), probes.json))
             }
             Err(e) if probes.json => {
                 print(&format!("{{\"seq\":{seq},\"error\":{}}}", json_string(&e)))
@@ -107,19 +105,15 @@ fn probe_line(seq: u64, s: &Sample, done: &Exchanged, bytes: usize, json: bool) 
 
 /// A JSON string literal: quotes, backslashes and control characters escaped.
 fn json_string(text: &str) -> String {
-    let mut out = String::from("\"");
-    for c in text.chars() {
-        match c {
-            '"' | '\\' => out.extend(['\\', c]),
-            '\n' => out.push_str("\\n"),
-            c if c < ' ' || matches!(c, '\u{7f}' | '\u{2028}' | '\u{2029}') => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
+    let escape = |c: char| match c {
+        '"' | '\\' => format!("\\{c}"),
+        '\n' => "\\n".into(),
+        c if c < ' ' || matches!(c, '\u{7f}' | '\u{2028}' | '\u{2029}') => {
+            format!("\\u{:04x}", u32::from(c))
         }
-    }
-    out.push('"');
-    out
+        c => c.to_string(),
+    };
+    format!("\"{}\"", text.chars().map(escape).collect::<String>())
 }
 
 #[cfg(test)]

@@ -162,8 +162,7 @@ pub(crate) fn bind_metrics(at: &Endpoint, service_port: u16) -> Result<TcpListen
 /// The errors that mean "this machine has no such IP family", not "busy".
 fn family_unavailable(error: &io::Error) -> bool {
     const EAFNOSUPPORT: i32 = 97;
-    error.kind() == io::ErrorKind::AddrNotAvailable
-        || error.kind() == io::ErrorKind::Unsupported
+    matches!(error.kind(), io::ErrorKind::AddrNotAvailable | io::ErrorKind::Unsupported)
         || error.raw_os_error() == Some(EAFNOSUPPORT)
 }
 
