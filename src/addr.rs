@@ -159,16 +159,13 @@ fn read(text: &str) -> Result<Host<'_>, AddrError> {
             Err(_) => Err(AddrError::NotAHost),
         };
     }
-    if let Ok(ip) = bare.parse() {
-        Ok(Host::Ip(ip))
-    } else if bare.contains(':') {
-        Err(AddrError::NotIpv6)
-    } else if !bare.is_empty() && bare.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        Err(AddrError::NotIpv4)
-    } else if is_host_name(bare) {
-        Ok(Host::Name(bare))
-    } else {
-        Err(AddrError::NotAHost)
+    let dotted = !bare.is_empty() && bare.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    match bare.parse() {
+        Ok(ip) => Ok(Host::Ip(ip)),
+        Err(_) if bare.contains(':') => Err(AddrError::NotIpv6),
+        Err(_) if dotted => Err(AddrError::NotIpv4),
+        Err(_) if is_host_name(bare) => Ok(Host::Name(bare)),
+        Err(_) => Err(AddrError::NotAHost),
     }
 }
 

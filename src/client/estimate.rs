@@ -151,12 +151,10 @@ struct Offsets {
     median: (f64, f64),
     /// The offset of the recent probe with the smallest delay, and half that.
     best: (f64, f64),
-    /// Over every reply, not only the window.
-    min: f64,
-    max: f64,
+    /// The least and the greatest, over every reply, not only the window.
+    spread: (f64, f64),
     /// How many offsets came from four timestamps, and how many from three.
-    four: u64,
-    three: u64,
+    timestamps: (u64, u64),
 }
 
 impl Tally {
@@ -191,10 +189,8 @@ impl Tally {
         Some(Offsets {
             median: (column(|c| c.0)?, column(|c| c.1)? / 2.0),
             best: (best, delay / 2.0),
-            min: all.min,
-            max: all.max,
-            four: self.four,
-            three: all.n - self.four,
+            spread: (all.min, all.max),
+            timestamps: (self.four, all.n - self.four),
         })
     }
 }
@@ -212,10 +208,11 @@ pub(crate) fn summary_text(target: &str, tally: &Tally) -> String {
         let _ = write!(out, "\nrtt min/avg/max/stddev = {min:.3}/{avg:.3}/{max:.3}/{sd:.3} ms");
     }
     if let Some(o) = tally.offsets() {
-        let ((median, bound), (best, best_bound), min, max) = (o.median, o.best, o.min, o.max);
+        let ((median, bound), (best, best_bound), (min, max)) = (o.median, o.best, o.spread);
+        let (four, three) = o.timestamps;
         // With three timestamps, the delay is the round trip.
-        let by = if o.four == 0 { "rtt" } else { "delay" };
-        let how = match (o.four, o.three) {
+        let by = if four == 0 { "rtt" } else { "delay" };
+        let how = match (four, three) {
             (_, 0) => "4 timestamps (the server sent its send time)",
             (0, _) if tally.without_t3 == 0 => {
                 "3 timestamps: the server's clock stepped, so its send time (T3) was left out"
@@ -229,7 +226,7 @@ pub(crate) fn summary_text(target: &str, tally: &Tally) -> String {
              offset at the smallest {by} {best:+.3} ms ±{best_bound:.3} (the best estimate; ± is half the {by})\n\
              offset from {how}"
         );
-        if o.four + o.three > WINDOW as u64 {
+        if four + three > WINDOW as u64 {
             let _ = write!(out, "\nmedian and best estimate from the last {WINDOW} offsets");
         }
     }
@@ -252,11 +249,11 @@ pub(crate) fn summary_json(tally: &Tally) -> String {
         format!("{{\"min\":{min:.4},\"avg\":{avg:.4},\"max\":{max:.4},\"stddev\":{sd:.4}}}")
     });
     let offset = tally.offsets().map_or("null".into(), |o| {
-        let ((median, bound), (best, best_bound), min, max) = (o.median, o.best, o.min, o.max);
+        let ((median, bound), (best, best_bound), (min, max)) = (o.median, o.best, o.spread);
+        let (four, three) = o.timestamps;
         format!(
             "{{\"median\":{median:.4},\"median_bound\":{bound:.4},\"min\":{min:.4},\"max\":{max:.4},\
-             \"best\":{best:.4},\"best_bound\":{best_bound:.4},\"from_4_timestamps\":{},\"from_3_timestamps\":{}}}",
-            o.four, o.three
+             \"best\":{best:.4},\"best_bound\":{best_bound:.4},\"from_4_timestamps\":{four},\"from_3_timestamps\":{three}}}"
         )
     });
     let (sent, received, lost, stamped) =

@@ -36,8 +36,7 @@ pub(crate) enum Family {
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let v6 = self.host.contains(':');
-        let (open, close) = if v6 { ("[", "]") } else { ("", "") };
+        let (open, close) = if self.host.contains(':') { ("[", "]") } else { ("", "") };
         write!(f, "{open}{}{close}:{}", self.host, self.port)
     }
 }

@@ -127,9 +127,9 @@ fn bind_each(
         addr.set_port(port);
         match TcpListener::bind(addr) {
             Ok(listener) => {
-                if port == 0 {
-                    port = listener.local_addr().map_err(|error| (addr, error))?.port();
-                }
+                // The port asked for, or the one the OS picked for port 0:
+                // the next addresses get the same.
+                port = listener.local_addr().map_err(|error| (addr, error))?.port();
                 bound.listeners.push(listener);
             }
             Err(error) if optional && family_unavailable(&error) => {
@@ -235,10 +235,8 @@ pub(crate) fn passed_listeners() -> Result<Option<Vec<Passed>>, String> {
     });
     let ours = pid.is_some_and(|pid| pid.trim() == std::process::id().to_string());
     let (true, Some(fds)) = (ours, fds) else { return Ok(None) };
-    let count = fds.trim().parse().ok().filter(|n| (1..=MAX_FDS).contains(n));
-    let count = count.ok_or_else(|| {
-        format!("LISTEN_FDS={fds:?}: expected a number of sockets from 1 to {MAX_FDS}")
-    })?;
+    let bad = || format!("LISTEN_FDS={fds:?}: expected a number of sockets from 1 to {MAX_FDS}");
+    let count = fds.trim().parse().ok().filter(|n| (1..=MAX_FDS).contains(n)).ok_or_else(bad)?;
     let listeners = platform::passed_listeners(count)
         .map_err(|(fd, why)| format!("passed file descriptor {fd} cannot be served: {why}"))?;
     let names = names.unwrap_or_default();
