@@ -109,9 +109,8 @@ pub(crate) fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, AddrErro
     match read(host)? {
         Host::Ip(ip) => Ok(vec![SocketAddr::new(ip, port)]),
         Host::Scoped(ip, scope) => {
-            let scope_id =
-                scope_id(scope).ok_or_else(|| AddrError::NoSuchInterface(scope.into()))?;
-            Ok(vec![SocketAddrV6::new(ip, port, 0, scope_id).into()])
+            let id = scope_id(scope).ok_or_else(|| AddrError::NoSuchInterface(scope.into()))?;
+            Ok(vec![SocketAddrV6::new(ip, port, 0, id).into()])
         }
         Host::Name(name) => std::net::ToSocketAddrs::to_socket_addrs(&(name, port))
             .map(Iterator::collect)
@@ -131,8 +130,7 @@ pub(crate) fn missing_scope(addr: &SocketAddr) -> Option<String> {
 /// Checks `text` as a host an option may name: an IP literal (no port)
 /// or a host name. Returns it without brackets.
 pub(crate) fn host(text: &str) -> Result<&str, AddrError> {
-    read(text)?;
-    Ok(unbracketed(text))
+    read(text).map(|_| unbracketed(text))
 }
 
 /// What a host is, read without asking the system.

@@ -111,9 +111,7 @@ pub(crate) fn exchange(target: &Target, message: &[u8]) -> Result<Exchanged, Str
     // A server that refuses the message may close before taking all of it;
     // its reply may still be waiting, so a failed send is reported only if
     // no reply can be read.
-    let sent = timeout
-        .and_then(|()| write_within(&conn, &line, until))
-        .and_then(|()| conn.shutdown(Shutdown::Write));
+    let sent = timeout.and_then(|()| write_within(&conn, &line, until));
     let (reply, received, by_kernel) = match (read_reply(&conn, until), sent) {
         (Ok(read), _) => read,
         (Err(_), Err(e)) => return Err(failed(format_args!("{peer}: sending the message"), &e)),
@@ -122,9 +120,9 @@ pub(crate) fn exchange(target: &Target, message: &[u8]) -> Result<Exchanged, Str
     Ok(Exchanged { peer, connect, sent: t1, received, by_kernel, reply })
 }
 
-/// `write_all`, each write bounded by what is left of the time; the first
-/// write's timeout is already set, so nothing stands between the send
-/// time and the write.
+/// `write_all`, each write bounded by what is left of the time, then the
+/// end of sending; the first write's timeout is already set, so nothing
+/// stands between the send time and the write.
 fn write_within(conn: &TcpStream, mut data: &[u8], until: Instant) -> io::Result<()> {
     let mut first = true;
     while !data.is_empty() {
@@ -138,7 +136,7 @@ fn write_within(conn: &TcpStream, mut data: &[u8], until: Instant) -> io::Result
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    conn.shutdown(Shutdown::Write)
 }
 
 /// The addresses of `target` of its family, or why there are none.
@@ -209,16 +207,15 @@ fn read_reply(conn: &TcpStream, until: Instant) -> Result<(Vec<u8>, SystemTime, 
             return Err(format!("reply longer than {MAX_REPLY} bytes"));
         }
     }
-    let problem = match (reply.iter().position(|&b| b == b'\n'), arrival) {
+    match (reply.iter().position(|&b| b == b'\n'), arrival) {
         (Some(end), Some((at, by_kernel))) if end + 1 == reply.len() => {
             reply.pop();
-            return Ok((reply, at, by_kernel));
+            Ok((reply, at, by_kernel))
         }
-        (Some(_), _) => "reply has more than one line",
-        _ if reply.is_empty() => "connection closed without a reply",
-        _ => "reply does not end with a newline",
-    };
-    Err(problem.into())
+        (Some(_), _) => Err("reply has more than one line".into()),
+        _ if reply.is_empty() => Err("connection closed without a reply".into()),
+        _ => Err("reply does not end with a newline".into()),
+    }
 }
 
 #[cfg(test)]
