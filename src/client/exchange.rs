@@ -85,10 +85,8 @@ fn failed(what: impl fmt::Display, error: &io::Error) -> String {
 
 /// Time left until `until`, or a timeout error once there is none.
 fn left(until: Instant) -> io::Result<Duration> {
-    match until.checked_duration_since(Instant::now()) {
-        Some(left) if !left.is_zero() => Ok(left),
-        _ => Err(io::ErrorKind::TimedOut.into()),
-    }
+    let left = until.checked_duration_since(Instant::now()).filter(|left| !left.is_zero());
+    left.ok_or_else(|| io::ErrorKind::TimedOut.into())
 }
 
 /// Runs one exchange, sending `message` and its LF: every address

@@ -9,7 +9,7 @@ mod probe;
 use crate::cmdline::Status;
 use crate::escape::escape;
 use crate::output;
-use crate::protocol::{self, check_message, parse_reply, Reply};
+use crate::protocol::{check_message, message_of, parse_reply, Reply};
 use exchange::{exchange, Target};
 use lines::{Line, MAX_LINE};
 use options::Command;
@@ -68,23 +68,22 @@ fn send_lines(target: &Target) -> bool {
             // Standard error is unbuffered: the prompt shows at once.
             let _ = write!(io::stderr(), "message for {target} (Ctrl-D to end)> ");
         }
-        let refused = match lines::read_line(&mut input, &mut line) {
+        let sendable = match lines::read_line(&mut input, &mut line) {
             Ok(Line::End) => break,
-            Ok(Line::TooLong) => format!("longer than {MAX_LINE} bytes"),
-            Ok(Line::Message) => match check_message(protocol::message_of(&line)) {
-                Ok(()) => {
-                    all_ok &= send(target, protocol::message_of(&line));
-                    continue;
-                }
-                Err(why) => why.to_string(),
-            },
+            Ok(Line::TooLong) => Err(format!("longer than {MAX_LINE} bytes")),
+            Ok(Line::Message) => check_message(message_of(&line)).map_err(|why| why.to_string()),
             Err(e) => {
                 output::say(format_args!("cannot read standard input: {e}"));
                 return false;
             }
         };
-        output::say(format_args!("line {number} not sent: {refused}"));
-        all_ok = false;
+        all_ok &= match sendable {
+            Ok(()) => send(target, message_of(&line)),
+            Err(why) => {
+                output::say(format_args!("line {number} not sent: {why}"));
+                false
+            }
+        };
     }
     if interactive {
         let _ = writeln!(io::stderr());

@@ -136,8 +136,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
 
 /// Joins the message words with spaces, refusing what cannot be one message.
 fn join(words: &[OsString]) -> Result<Vec<u8>, UsageError> {
-    let words: Vec<&[u8]> = words.iter().map(|w| w.as_encoded_bytes()).collect();
-    let message = words.join(&b' ');
+    let message = words.iter().map(|w| w.as_encoded_bytes()).collect::<Vec<_>>().join(&b' ');
     check_message(&message).map_err(|why| {
         UsageError::Refused(match why {
             Unsendable::Newline => format!("{why} (send lines on standard input instead)"),

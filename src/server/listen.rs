@@ -41,9 +41,8 @@ impl BindError {
 
 impl fmt::Display for BindError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BindError::Usage(message) | BindError::Failure(message) => f.write_str(message),
-        }
+        let (BindError::Usage(message) | BindError::Failure(message)) = self;
+        f.write_str(message)
     }
 }
 
