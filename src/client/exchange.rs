@@ -177,13 +177,11 @@ fn read_reply(conn: &TcpStream, until: Instant) -> Result<(Vec<u8>, SystemTime, 
     let mut arrival = None;
     let mut chunk = [0u8; 512];
     loop {
-        let read = left(until).and_then(|left| {
-            if platform::wait_readable(conn, left)? {
-                platform::recv_now(conn, &mut chunk)
-            } else {
-                Err(io::ErrorKind::TimedOut.into())
-            }
-        });
+        let read = match left(until).and_then(|left| platform::wait_readable(conn, left)) {
+            Ok(true) => platform::recv_now(conn, &mut chunk),
+            Ok(false) => Err(io::ErrorKind::TimedOut.into()),
+            Err(e) => Err(e),
+        };
         let (n, stamp) = match read {
             Ok((0, _)) => break,
             Ok(read) => read,

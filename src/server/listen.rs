@@ -189,12 +189,9 @@ fn resolve(names: &[String]) -> Result<Vec<SocketAddr>, BindError> {
 /// second bind would fail with "address in use", which reads as if another
 /// server held the port. On Linux `::` serves IPv4 as well.
 fn refuse_overlap(addrs: &[SocketAddr]) -> Result<(), BindError> {
-    let covers = |wide: IpAddr, narrow: IpAddr| {
-        wide.is_unspecified() && (wide.is_ipv6() || narrow.is_ipv4())
-    };
-    for wide in addrs.iter().map(SocketAddr::ip) {
-        let narrow = addrs.iter().map(SocketAddr::ip).find(|&n| n != wide && covers(wide, n));
-        if let Some(narrow) = narrow {
+    for wide in addrs.iter().map(SocketAddr::ip).filter(IpAddr::is_unspecified) {
+        let covered = |narrow: &IpAddr| *narrow != wide && (wide.is_ipv6() || narrow.is_ipv4());
+        if let Some(narrow) = addrs.iter().map(SocketAddr::ip).find(covered) {
             let linux = wide.is_ipv6() && narrow.is_ipv4();
             let linux = if linux { " (on Linux, '::' serves IPv4 too)" } else { "" };
             return Err(BindError::Usage(format!(
