@@ -144,26 +144,25 @@ enum Host<'a> {
 /// Reads `text` as an IP literal, with optional brackets and IPv6 scope,
 /// or a host name.
 fn read(text: &str) -> Result<Host<'_>, AddrError> {
-    if split_port(text).is_some() {
-        return Err(AddrError::HasPort);
-    }
     let bare = unbracketed(text);
-    if let Some((ip, scope)) = bare.split_once('%') {
-        return match ip.parse::<IpAddr>() {
-            Ok(IpAddr::V6(ip)) if could_name_interface(scope) => Ok(Host::Scoped(ip, scope)),
-            Ok(IpAddr::V6(_)) => Err(AddrError::BadScope(scope.into())),
-            Ok(IpAddr::V4(_)) => Err(AddrError::ScopeWithoutIpv6),
-            Err(_) if ip.contains(':') => Err(AddrError::NotIpv6),
-            Err(_) => Err(AddrError::NotAHost),
-        };
-    }
-    let dotted = !bare.is_empty() && bare.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-    match bare.parse() {
-        Ok(ip) => Ok(Host::Ip(ip)),
-        Err(_) if bare.contains(':') => Err(AddrError::NotIpv6),
-        Err(_) if dotted => Err(AddrError::NotIpv4),
-        Err(_) if is_host_name(bare) => Ok(Host::Name(bare)),
-        Err(_) => Err(AddrError::NotAHost),
+    // A port is refused whatever the rest is. A scope goes with an IPv6
+    // address alone; digits and dots alone are no name, and neither is
+    // anything with a colon.
+    let (ip, scope) = bare.split_once('%').map_or((bare, None), |(ip, scope)| (ip, Some(scope)));
+    let dotted = !ip.is_empty() && ip.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    match (ip.parse::<IpAddr>(), scope) {
+        _ if split_port(text).is_some() => Err(AddrError::HasPort),
+        (Ok(IpAddr::V6(ip)), Some(scope)) if could_name_interface(scope) => {
+            Ok(Host::Scoped(ip, scope))
+        }
+        (Ok(IpAddr::V6(_)), Some(scope)) => Err(AddrError::BadScope(scope.into())),
+        (Ok(IpAddr::V4(_)), Some(_)) => Err(AddrError::ScopeWithoutIpv6),
+        (Ok(ip), None) => Ok(Host::Ip(ip)),
+        (Err(_), _) if ip.contains(':') => Err(AddrError::NotIpv6),
+        (Err(_), Some(_)) => Err(AddrError::NotAHost),
+        (Err(_), None) if dotted => Err(AddrError::NotIpv4),
+        (Err(_), None) if is_host_name(ip) => Ok(Host::Name(ip)),
+        (Err(_), None) => Err(AddrError::NotAHost),
     }
 }
 
@@ -185,13 +184,10 @@ fn split_port(text: &str) -> Option<(&str, &str)> {
 /// a final dot, at most (RFC 1123, 2.1).
 fn is_host_name(name: &str) -> bool {
     let name = name.strip_suffix('.').unwrap_or(name);
-    name.len() <= 253
-        && name.split('.').all(|label| {
-            (1..=63).contains(&label.len())
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
+    let edges = |l: &str| !l.starts_with('-') && !l.ends_with('-');
+    let chars = |l: &str| l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let label = |l: &str| (1..=63).contains(&l.len()) && edges(l) && chars(l);
+    name.len() <= 253 && name.split('.').all(label)
 }
 
 /// Linux's rule for an interface name (`dev_valid_name`): 1 to 15 bytes,

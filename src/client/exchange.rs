@@ -173,9 +173,7 @@ fn connect_any(addrs: &[SocketAddr], until: Instant) -> Result<(TcpStream, Socke
 /// serv6 sends exactly one line. A complete line followed by a reset
 /// instead of EOF is still the reply.
 fn read_reply(conn: &TcpStream, until: Instant) -> Result<(Vec<u8>, SystemTime, bool), String> {
-    let mut reply = Vec::new();
-    let mut arrival = None;
-    let mut chunk = [0u8; 512];
+    let (mut reply, mut arrival, mut chunk) = (Vec::new(), None, [0u8; 512]);
     loop {
         let read = match left(until).and_then(|left| platform::wait_readable(conn, left)) {
             Ok(true) => platform::recv_now(conn, &mut chunk),

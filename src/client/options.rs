@@ -35,9 +35,8 @@ pub(crate) const PROBE_MESSAGE: &[u8] = b"hola";
 
 /// The defaults; `FLAGS` shows each in its help, and a test checks they agree.
 fn default_target() -> Target {
-    let timeout = Duration::from_secs(5);
-    let (host, port, family) = ("localhost".into(), DEFAULT_PORT, None);
-    Target { host, port, timeout, family }
+    let (host, port, timeout) = ("localhost".into(), DEFAULT_PORT, Duration::from_secs(5));
+    Target { host, port, timeout, family: None }
 }
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 

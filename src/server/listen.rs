@@ -96,8 +96,7 @@ const PORT_ZERO_TRIES: usize = 16;
 /// first, looking again if another address has that port taken.
 pub(crate) fn bind_all(binds: &[String], port: u16) -> Result<Bound, BindError> {
     let (addrs, optional) = if binds.is_empty() {
-        let loopback = [IpAddr::from(Ipv4Addr::LOCALHOST), Ipv6Addr::LOCALHOST.into()];
-        (loopback.map(|ip| SocketAddr::new(ip, 0)).to_vec(), true)
+        (vec![(Ipv4Addr::LOCALHOST, 0).into(), (Ipv6Addr::LOCALHOST, 0).into()], true)
     } else {
         let addrs = resolve(binds)?;
         refuse_overlap(&addrs)?;
@@ -119,8 +118,7 @@ fn bind_each(
     mut port: u16,
     optional: bool,
 ) -> Result<Bound, (SocketAddr, io::Error)> {
-    let mut bound = Bound { listeners: Vec::new(), notes: Vec::new() };
-    let mut last_error = None;
+    let (mut bound, mut last_error) = (Bound { listeners: Vec::new(), notes: Vec::new() }, None);
     for mut addr in addrs.iter().copied() {
         // `set_port` keeps an IPv6 address's scope.
         addr.set_port(port);
