@@ -219,10 +219,8 @@ impl Cidr {
         let (addr, prefix) = text.split_once('/').map_or((text, None), |(a, p)| (a, Some(p)));
         let net: IpAddr = addr.parse().ok()?;
         let bits = if net.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => p.parse().ok().filter(|_| !p.starts_with('+'))?,
-            None => bits,
-        };
+        let prefix =
+            prefix.map_or(Some(bits), |p| p.parse().ok().filter(|_| !p.starts_with('+')))?;
         (prefix <= bits).then_some(Cidr { net, prefix })
     }
 
