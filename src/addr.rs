@@ -11,8 +11,9 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
 
-/// What is wrong with an address as written, or, for
-/// [`AddrError::NoSuchInterface`], with this machine.
+/// Why a host gives no address: what is wrong with it as written, or, for
+/// [`AddrError::NoSuchInterface`] and [`AddrError::Lookup`], what this
+/// machine said when it was used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum AddrError {
     /// Neither an address nor a host name: empty, or with characters or
@@ -31,12 +32,14 @@ pub(crate) enum AddrError {
     BadScope(String),
     /// `%name` where this machine has no interface of that name.
     NoSuchInterface(String),
+    /// A name the resolver could not look up, and its words for why.
+    Lookup(String),
 }
 
 impl AddrError {
     /// Whether the text is at fault (else this machine is).
     pub fn is_usage(&self) -> bool {
-        !matches!(self, AddrError::NoSuchInterface(_))
+        !matches!(self, AddrError::NoSuchInterface(_) | AddrError::Lookup(_))
     }
 }
 
@@ -52,13 +55,13 @@ impl fmt::Display for AddrError {
             AddrError::ScopeWithoutIpv6 => f.write_str("only an IPv6 address can have a %scope"),
             AddrError::BadScope(name) => write!(f, "'{name}' cannot name a network interface"),
             AddrError::NoSuchInterface(name) => write!(f, "no network interface is named '{name}'"),
+            AddrError::Lookup(why) => f.write_str(why),
         }
     }
 }
 
 /// A host as an option names it (`--bind`, `--host`): checked as
 /// [`host`] does, brackets off.
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct HostArg(pub String);
 
 // The errors of these `FromStr`s say why an option's value was refused,
@@ -85,13 +88,8 @@ impl std::str::FromStr for Endpoint {
 
     fn from_str(text: &str) -> Result<Endpoint, String> {
         let form = "give HOST:PORT, as localhost:9806, 127.0.0.1:9806 or [::1]:9806";
-        let split = match text.strip_prefix('[') {
-            Some(rest) => rest.split_once("]:"),
-            None => text.rsplit_once(':').filter(|(host, _)| !host.contains(':')),
-        };
-        let (host, port) = split.ok_or(form)?;
-        let digits = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
-        let port = port.parse().ok().filter(|_| digits).ok_or(form)?;
+        let (host, port) = split_port(text).ok_or(form)?;
+        let port = port.parse().ok().filter(|_| !port.starts_with('+')).ok_or(form)?;
         Ok(Endpoint { host: HostArg::from_str(host)?.0, port })
     }
 }
@@ -104,66 +102,38 @@ impl std::str::FromStr for Cidr {
     }
 }
 
-/// Why a host (a literal or a name) gives no address.
-#[derive(Debug)]
-pub(crate) enum ResolveError {
-    /// A literal that cannot be used as it is.
-    Address(AddrError),
-    /// A name the resolver could not look up.
-    Lookup(std::io::Error),
-}
-
-impl fmt::Display for ResolveError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ResolveError::Address(error) => error.fmt(f),
-            ResolveError::Lookup(error) => error.fmt(f),
-        }
-    }
-}
-
 /// The addresses `host` stands for at `port`: itself if it is an IP
 /// literal, else what the system's resolver says; what serv6 binds and
 /// cli6 connects to, the same way.
-pub(crate) fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ResolveError> {
-    match read(host).map_err(ResolveError::Address)? {
+pub(crate) fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, AddrError> {
+    match read(host)? {
         Host::Ip(ip) => Ok(vec![SocketAddr::new(ip, port)]),
         Host::Scoped(ip, scope) => {
-            let scope_id = match scope.parse::<u32>() {
-                Ok(index) => index,
-                Err(_) => interface_index(scope).ok_or_else(|| {
-                    ResolveError::Address(AddrError::NoSuchInterface(scope.into()))
-                })?,
-            };
-            Ok(vec![SocketAddrV6::new(ip, port, 0, scope_id).into()])
+            let id = scope_id(scope).ok_or_else(|| AddrError::NoSuchInterface(scope.into()))?;
+            Ok(vec![SocketAddrV6::new(ip, port, 0, id).into()])
         }
         Host::Name(name) => std::net::ToSocketAddrs::to_socket_addrs(&(name, port))
             .map(Iterator::collect)
-            .map_err(ResolveError::Lookup),
+            .map_err(|e| AddrError::Lookup(e.to_string())),
     }
 }
 
 /// The advice for an error on `addr` when it is a link-local address
 /// without its interface, which the system refuses as an invalid argument.
 pub(crate) fn missing_scope(addr: &SocketAddr) -> Option<String> {
-    match addr {
-        // fe80::/10 (`is_unicast_link_local` is newer than the MSRV).
-        SocketAddr::V6(v6) if v6.scope_id() == 0 && v6.ip().segments()[0] & 0xffc0 == 0xfe80 => {
-            Some(format!("a link-local address needs its interface, as {}%eth0", v6.ip()))
-        }
-        _ => None,
-    }
+    let SocketAddr::V6(v6) = addr else { return None };
+    // fe80::/10 (`is_unicast_link_local` is newer than the MSRV).
+    let link_local = v6.scope_id() == 0 && v6.ip().segments()[0] & 0xffc0 == 0xfe80;
+    link_local.then(|| format!("a link-local address needs its interface, as {}%eth0", v6.ip()))
 }
 
 /// Checks `text` as a host an option may name: an IP literal (no port)
 /// or a host name. Returns it without brackets.
 pub(crate) fn host(text: &str) -> Result<&str, AddrError> {
-    read(text)?;
-    Ok(unbracketed(text))
+    read(text).map(|_| unbracketed(text))
 }
 
 /// What a host is, read without asking the system.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Host<'a> {
     Ip(IpAddr),
     /// An IPv6 address and its interface, by name or number.
@@ -174,29 +144,25 @@ enum Host<'a> {
 /// Reads `text` as an IP literal, with optional brackets and IPv6 scope,
 /// or a host name.
 fn read(text: &str) -> Result<Host<'_>, AddrError> {
-    if has_port(text) {
-        return Err(AddrError::HasPort);
-    }
     let bare = unbracketed(text);
-    if let Some((ip, scope)) = bare.split_once('%') {
-        return match ip.parse::<IpAddr>() {
-            Ok(IpAddr::V6(ip)) if could_name_interface(scope) => Ok(Host::Scoped(ip, scope)),
-            Ok(IpAddr::V6(_)) => Err(AddrError::BadScope(scope.into())),
-            Ok(IpAddr::V4(_)) => Err(AddrError::ScopeWithoutIpv6),
-            Err(_) if ip.contains(':') => Err(AddrError::NotIpv6),
-            Err(_) => Err(AddrError::NotAHost),
-        };
-    }
-    if let Ok(ip) = bare.parse() {
-        Ok(Host::Ip(ip))
-    } else if bare.contains(':') {
-        Err(AddrError::NotIpv6)
-    } else if !bare.is_empty() && bare.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        Err(AddrError::NotIpv4)
-    } else if is_host_name(bare) {
-        Ok(Host::Name(bare))
-    } else {
-        Err(AddrError::NotAHost)
+    // A port is refused whatever the rest is. A scope goes with an IPv6
+    // address alone; digits and dots alone are no name, and neither is
+    // anything with a colon.
+    let (ip, scope) = bare.split_once('%').map_or((bare, None), |(ip, scope)| (ip, Some(scope)));
+    let dotted = !ip.is_empty() && ip.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    match (ip.parse::<IpAddr>(), scope) {
+        _ if split_port(text).is_some() => Err(AddrError::HasPort),
+        (Ok(IpAddr::V6(ip)), Some(scope)) if could_name_interface(scope) => {
+            Ok(Host::Scoped(ip, scope))
+        }
+        (Ok(IpAddr::V6(_)), Some(scope)) => Err(AddrError::BadScope(scope.into())),
+        (Ok(IpAddr::V4(_)), Some(_)) => Err(AddrError::ScopeWithoutIpv6),
+        (Ok(ip), None) => Ok(Host::Ip(ip)),
+        (Err(_), _) if ip.contains(':') => Err(AddrError::NotIpv6),
+        (Err(_), Some(_)) => Err(AddrError::NotAHost),
+        (Err(_), None) if dotted => Err(AddrError::NotIpv4),
+        (Err(_), None) if is_host_name(ip) => Ok(Host::Name(ip)),
+        (Err(_), None) => Err(AddrError::NotAHost),
     }
 }
 
@@ -204,12 +170,12 @@ fn unbracketed(text: &str) -> &str {
     text.strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or(text)
 }
 
-/// `localhost:80` (a name can hold no colon, so one colon means a port),
-/// or `[::1]:80`.
-fn has_port(text: &str) -> bool {
+/// `localhost:80` (a name can hold no colon, so one colon means a port)
+/// or `[::1]:80`, split at the port's colon; `None` without a port.
+fn split_port(text: &str) -> Option<(&str, &str)> {
     match text.strip_prefix('[') {
-        Some(rest) => rest.contains("]:"),
-        None => text.matches(':').count() == 1,
+        Some(rest) => rest.split_once("]:"),
+        None => text.split_once(':').filter(|(_, port)| !port.contains(':')),
     }
 }
 
@@ -218,13 +184,10 @@ fn has_port(text: &str) -> bool {
 /// a final dot, at most (RFC 1123, 2.1).
 fn is_host_name(name: &str) -> bool {
     let name = name.strip_suffix('.').unwrap_or(name);
-    name.len() <= 253
-        && name.split('.').all(|label| {
-            (1..=63).contains(&label.len())
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
+    let edges = |l: &str| !l.starts_with('-') && !l.ends_with('-');
+    let chars = |l: &str| l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let label = |l: &str| (1..=63).contains(&l.len()) && edges(l) && chars(l);
+    name.len() <= 253 && name.split('.').all(label)
 }
 
 /// Linux's rule for an interface name (`dev_valid_name`): 1 to 15 bytes,
@@ -234,12 +197,13 @@ fn could_name_interface(name: &str) -> bool {
     (1..16).contains(&name.len()) && name != "." && name != ".." && !name.contains(bad)
 }
 
-/// The index of the network interface `name`, which Linux shows in
-/// `/sys/class/net/NAME/ifindex` (std has no `if_nametoindex`); `name`
-/// is one [`could_name_interface`] allows, so no path of its own.
-fn interface_index(name: &str) -> Option<u32> {
-    let text = std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex")).ok()?;
-    text.trim().parse().ok()
+/// The scope `%3`, or the index of the network interface `%name`, which
+/// Linux shows in `/sys/class/net/NAME/ifindex` (std has no
+/// `if_nametoindex`); `name` is one [`could_name_interface`] allows, so no
+/// path of its own.
+fn scope_id(name: &str) -> Option<u32> {
+    let sysfs = || std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex")).ok();
+    name.parse().ok().or_else(|| sysfs()?.trim().parse().ok())
 }
 
 /// A range of addresses, `ADDR/PREFIX`; a bare address is the range of one.
@@ -252,41 +216,26 @@ pub(crate) struct Cidr {
 impl Cidr {
     /// Reads `192.0.2.0/24`, `2001:db8::/32`, `10.1.2.3`.
     pub fn parse(text: &str) -> Option<Cidr> {
-        let (addr, prefix) = match text.split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (text, None),
-        };
+        let (addr, prefix) = text.split_once('/').map_or((text, None), |(a, p)| (a, Some(p)));
         let net: IpAddr = addr.parse().ok()?;
         let bits = if net.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p.parse().ok()?,
-            Some(_) => return None,
-            None => bits,
-        };
+        let prefix =
+            prefix.map_or(Some(bits), |p| p.parse().ok().filter(|_| !p.starts_with('+')))?;
         (prefix <= bits).then_some(Cidr { net, prefix })
     }
 
     /// Whether `ip` is in the range (an IPv4-mapped IPv6 address counts as
-    /// its IPv4 address).
+    /// its IPv4 address): whether the first `prefix` bits agree, an IPv4
+    /// address's 32 placed as the first of 128.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.net, ip.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => same_prefix(
-                u128::from(u32::from(net)) << 96,
-                u128::from(u32::from(ip)) << 96,
-                self.prefix,
-            ),
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                same_prefix(u128::from(net), u128::from(ip), self.prefix)
-            }
-            _ => false,
-        }
+        let bits = |ip: IpAddr| match ip {
+            IpAddr::V4(ip) => u128::from(ip.to_bits()) << 96,
+            IpAddr::V6(ip) => ip.to_bits(),
+        };
+        let (net, ip) = (self.net, ip.to_canonical());
+        let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+        net.is_ipv4() == ip.is_ipv4() && bits(net) & mask == bits(ip) & mask
     }
-}
-
-/// Whether the first `prefix` bits of `a` and `b` agree.
-fn same_prefix(a: u128, b: u128, prefix: u8) -> bool {
-    let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
-    a & mask == b & mask
 }
 
 #[cfg(test)]
@@ -318,8 +267,8 @@ mod tests {
         }
         match resolve(text, 7) {
             Ok(addrs) => Ok(Some(addrs[0].to_string())),
-            Err(ResolveError::Address(e)) => Err(e),
-            Err(ResolveError::Lookup(e)) => panic!("{text}: looked up: {e}"),
+            Err(AddrError::Lookup(e)) => panic!("{text}: looked up: {e}"),
+            Err(e) => Err(e),
         }
     }
 
@@ -334,7 +283,7 @@ mod tests {
     #[test]
     fn scopes_by_number_and_by_interface_name() {
         assert_eq!(literal("fe80::1%3"), Ok(Some("[fe80::1%3]:7".into())));
-        if let Some(lo) = interface_index("lo") {
+        if let Some(lo) = scope_id("lo") {
             assert_eq!(literal("[fe80::1%lo]"), Ok(Some(format!("[fe80::1%{lo}]:7"))));
         }
         // A name an interface could have, but none here has: this

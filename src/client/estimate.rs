@@ -48,12 +48,9 @@ impl Sample {
         // A reply sent before its message came, or a turnaround longer than
         // the round trip (beyond the microsecond each time is cut to), says
         // the server's clock stepped between the two: T3 is not believed.
-        let believed = sent.filter(|&t3| {
-            let turnaround = server(t3) - server(at);
-            (0..=t4 - t1 + 1000).contains(&turnaround)
-        });
+        let turnaround = |t3| server(t3) - server(at);
+        let believed = sent.filter(|&t3| (0..=t4 - t1 + 1000).contains(&turnaround(t3)));
         let (t2, t3) = (server(at), server(believed.unwrap_or(at)));
-        let rtt = done.received.duration_since(done.sent).unwrap_or_default();
         // Past 2^53 ns (104 days) a figure loses nanoseconds; past 2^63
         // (292 years), it is out of range. The delay is never below zero,
         // whatever our own clock did.
@@ -63,7 +60,7 @@ impl Sample {
             at,
             sent,
             stepped: sent.is_some() && believed.is_none(),
-            rtt: rtt.as_secs_f64() * 1e3,
+            rtt: done.received.duration_since(done.sent).unwrap_or_default().as_secs_f64() * 1e3,
             clock: ms((t2 - t1 + t3 - t4) / 2).zip(ms((t4 - t1 - (t3 - t2)).max(0))),
             by_kernel: done.by_kernel,
         }
@@ -127,15 +124,15 @@ impl Running {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Tally {
     pub sent: u64,
-    received: u64,
     by_kernel: u64,
     /// Offsets from four timestamps, and from three because the server
     /// sent no T3 (the others with three had theirs left out).
     four: u64,
     without_t3: u64,
     stepped: u64,
-    out_of_range: u64,
+    /// Every reply gives a round trip.
     rtt: Running,
+    /// Replies whose server time is out of range give none.
     offset: Running,
     /// Offset and delay, oldest first.
     recent: VecDeque<(f64, f64)>,
@@ -148,30 +145,24 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
     Some((values.get(n.checked_sub(1)? / 2)? + values.get(n / 2)?) / 2.0)
 }
 
-/// The offsets and the delays of the replies that gave them.
+/// Offsets, those of the window each with its bound: half the delay.
 struct Offsets {
-    median: f64,
-    median_delay: f64,
-    /// Over every reply, not only the window.
-    min: f64,
-    max: f64,
-    /// The offset and delay of the recent probe with the smallest delay.
+    /// The median offset, and half the median delay.
+    median: (f64, f64),
+    /// The offset of the recent probe with the smallest delay, and half that.
     best: (f64, f64),
+    /// The least and the greatest, over every reply, not only the window.
+    spread: (f64, f64),
     /// How many offsets came from four timestamps, and how many from three.
-    four: u64,
-    three: u64,
+    timestamps: (u64, u64),
 }
 
 impl Tally {
     pub fn add(&mut self, sample: &Sample) {
-        self.received += 1;
         self.by_kernel += u64::from(sample.by_kernel);
         self.stepped += u64::from(sample.stepped);
         self.rtt.add(sample.rtt);
-        let Some((offset, delay)) = sample.clock else {
-            self.out_of_range += 1;
-            return;
-        };
+        let Some((offset, delay)) = sample.clock else { return };
         self.four += u64::from(sample.sent.is_some() && !sample.stepped);
         self.without_t3 += u64::from(sample.sent.is_none());
         self.offset.add(offset);
@@ -182,27 +173,24 @@ impl Tally {
     }
 
     pub fn received(&self) -> u64 {
-        self.received
+        self.rtt.n
     }
 
     // Figures for people: precision lost past 2^52 cannot show.
     #[allow(clippy::cast_precision_loss)]
     fn lost_percent(&self) -> f64 {
-        let lost = self.sent - self.received;
-        100.0 * lost as f64 / self.sent.max(1) as f64
+        100.0 * (self.sent - self.received()) as f64 / self.sent.max(1) as f64
     }
 
     fn offsets(&self) -> Option<Offsets> {
         let all = self.offset.seen()?;
-        let column = |pick: fn(&(f64, f64)) -> f64| self.recent.iter().map(pick).collect();
+        let column = |pick: fn(&(f64, f64)) -> f64| median(self.recent.iter().map(pick).collect());
+        let (best, delay) = self.recent.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1))?;
         Some(Offsets {
-            median: median(column(|c| c.0))?,
-            median_delay: median(column(|c| c.1))?,
-            min: all.min,
-            max: all.max,
-            best: self.recent.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1))?,
-            four: self.four,
-            three: all.n - self.four,
+            median: (column(|c| c.0)?, column(|c| c.1)? / 2.0),
+            best: (best, delay / 2.0),
+            spread: (all.min, all.max),
+            timestamps: (self.four, all.n - self.four),
         })
     }
 }
@@ -212,7 +200,7 @@ pub(crate) fn summary_text(target: &str, tally: &Tally) -> String {
     let mut out = format!(
         "--- {target} probe statistics ---\n{} sent, {} received, {:.1}% lost",
         counted(tally.sent, "probe", "probes"),
-        counted(tally.received, "reply", "replies"),
+        counted(tally.received(), "reply", "replies"),
         tally.lost_percent()
     );
     if let Some(r) = tally.rtt.seen() {
@@ -220,11 +208,11 @@ pub(crate) fn summary_text(target: &str, tally: &Tally) -> String {
         let _ = write!(out, "\nrtt min/avg/max/stddev = {min:.3}/{avg:.3}/{max:.3}/{sd:.3} ms");
     }
     if let Some(o) = tally.offsets() {
-        let (median, min, max) = (o.median, o.min, o.max);
-        let (bound, (best, delay)) = (o.median_delay / 2.0, o.best);
+        let ((median, bound), (best, best_bound), (min, max)) = (o.median, o.best, o.spread);
+        let (four, three) = o.timestamps;
         // With three timestamps, the delay is the round trip.
-        let by = if o.four == 0 { "rtt" } else { "delay" };
-        let how = match (o.four, o.three) {
+        let by = if four == 0 { "rtt" } else { "delay" };
+        let how = match (four, three) {
             (_, 0) => "4 timestamps (the server sent its send time)",
             (0, _) if tally.without_t3 == 0 => {
                 "3 timestamps: the server's clock stepped, so its send time (T3) was left out"
@@ -235,11 +223,10 @@ pub(crate) fn summary_text(target: &str, tally: &Tally) -> String {
         let _ = write!(
             out,
             "\noffset (server clock minus ours) median {median:+.3} ms ±{bound:.3}, spread {min:+.3} .. {max:+.3} ms\n\
-             offset at the smallest {by} {best:+.3} ms ±{:.3} (the best estimate; ± is half the {by})\n\
-             offset from {how}",
-            delay / 2.0
+             offset at the smallest {by} {best:+.3} ms ±{best_bound:.3} (the best estimate; ± is half the {by})\n\
+             offset from {how}"
         );
-        if o.four + o.three > WINDOW as u64 {
+        if four + three > WINDOW as u64 {
             let _ = write!(out, "\nmedian and best estimate from the last {WINDOW} offsets");
         }
     }
@@ -247,8 +234,9 @@ pub(crate) fn summary_text(target: &str, tally: &Tally) -> String {
         let n = counted(tally.stepped, "send time", "send times");
         let _ = write!(out, "\n{n} left out: outside the round trip (the server's clock stepped)");
     }
-    if tally.out_of_range > 0 {
-        let n = counted(tally.out_of_range, "reply", "replies");
+    let out_of_range = tally.received() - tally.offset.n;
+    if out_of_range > 0 {
+        let n = counted(out_of_range, "reply", "replies");
         let _ = write!(out, "\n{n} with a server time out of range, not counted in the offset");
     }
     out
@@ -257,29 +245,22 @@ pub(crate) fn summary_text(target: &str, tally: &Tally) -> String {
 /// The summary as one JSON object; figures are null when no reply gave them.
 pub(crate) fn summary_json(tally: &Tally) -> String {
     let rtt = tally.rtt.seen().map_or("null".into(), |r| {
-        format!(
-            "{{\"min\":{:.4},\"avg\":{:.4},\"max\":{:.4},\"stddev\":{:.4}}}",
-            r.min,
-            r.mean,
-            r.max,
-            r.stddev()
-        )
+        let (min, avg, max, sd) = (r.min, r.mean, r.max, r.stddev());
+        format!("{{\"min\":{min:.4},\"avg\":{avg:.4},\"max\":{max:.4},\"stddev\":{sd:.4}}}")
     });
     let offset = tally.offsets().map_or("null".into(), |o| {
-        let (best, delay) = o.best;
+        let ((median, bound), (best, best_bound), (min, max)) = (o.median, o.best, o.spread);
+        let (four, three) = o.timestamps;
         format!(
-            "{{\"median\":{:.4},\"median_bound\":{:.4},\"min\":{:.4},\"max\":{:.4},\
-             \"best\":{best:.4},\"best_bound\":{:.4},\"from_4_timestamps\":{},\"from_3_timestamps\":{}}}",
-            o.median, o.median_delay / 2.0, o.min, o.max, delay / 2.0, o.four, o.three
+            "{{\"median\":{median:.4},\"median_bound\":{bound:.4},\"min\":{min:.4},\"max\":{max:.4},\
+             \"best\":{best:.4},\"best_bound\":{best_bound:.4},\"from_4_timestamps\":{four},\"from_3_timestamps\":{three}}}"
         )
     });
+    let (sent, received, lost, stamped) =
+        (tally.sent, tally.received(), tally.lost_percent(), tally.by_kernel);
     format!(
-        "{{\"summary\":{{\"sent\":{},\"received\":{},\"lost_percent\":{:.1},\"kernel_stamped\":{},\
-         \"rtt_ms\":{rtt},\"offset_ms\":{offset}}}}}",
-        tally.sent,
-        tally.received,
-        tally.lost_percent(),
-        tally.by_kernel,
+        "{{\"summary\":{{\"sent\":{sent},\"received\":{received},\"lost_percent\":{lost:.1},\
+         \"kernel_stamped\":{stamped},\"rtt_ms\":{rtt},\"offset_ms\":{offset}}}}}"
     )
 }
 

@@ -11,7 +11,7 @@ use crate::platform;
 use crate::protocol::{parse_reply, Reply, MAX_REPLY};
 use crate::sync::{is_interrupted, is_timeout};
 use crate::timestamp::Timestamp;
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant, SystemTime};
@@ -36,8 +36,7 @@ pub(crate) enum Family {
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let v6 = self.host.contains(':');
-        let (open, close) = if v6 { ("[", "]") } else { ("", "") };
+        let (open, close) = if self.host.contains(':') { ("[", "]") } else { ("", "") };
         write!(f, "{open}{}{close}:{}", self.host, self.port)
     }
 }
@@ -46,7 +45,6 @@ impl fmt::Display for Target {
 /// on the wall clock, as the server's are: the kernel stamps arrivals on
 /// it, and placing a stamp on the monotonic clock would take two clock
 /// reads that a busy machine can pull apart.
-#[derive(Debug, Clone)]
 pub(crate) struct Exchanged {
     pub peer: SocketAddr,
     /// Time to establish the connection.
@@ -87,19 +85,20 @@ fn failed(what: impl fmt::Display, error: &io::Error) -> String {
 
 /// Time left until `until`, or a timeout error once there is none.
 fn left(until: Instant) -> io::Result<Duration> {
-    match until.checked_duration_since(Instant::now()) {
-        Some(left) if !left.is_zero() => Ok(left),
-        _ => Err(io::ErrorKind::TimedOut.into()),
-    }
+    let left = until.checked_duration_since(Instant::now()).filter(|left| !left.is_zero());
+    left.ok_or_else(|| io::ErrorKind::TimedOut.into())
 }
 
-/// Runs one exchange, sending `line` (a message and its LF): every address
+/// Runs one exchange, sending `message` and its LF: every address
 /// `target.host` resolves to is tried in turn until one accepts.
-pub(crate) fn exchange(target: &Target, line: &[u8]) -> Result<Exchanged, String> {
-    let addrs = resolve(target)?;
+pub(crate) fn exchange(target: &Target, message: &[u8]) -> Result<Exchanged, String> {
+    // In one write: an LF of its own could wait for the message's ACK.
+    let line = [message, b"\n"].concat();
+    let addrs = resolve(target).map_err(|why| format!("cannot resolve {target}: {why}"))?;
     let started = Instant::now();
     let until = started + target.timeout;
-    let (conn, peer) = connect_any(target, &addrs, until)?;
+    let connected = connect_any(&addrs, until);
+    let (conn, peer) = connected.map_err(|why| format!("cannot connect to {target}: {why}"))?;
     let connect = started.elapsed();
     // The kernel stamps the reply's arrival, so cli6's own scheduling does
     // not count in the round trip. Failing that, the read's time serves.
@@ -110,20 +109,18 @@ pub(crate) fn exchange(target: &Target, line: &[u8]) -> Result<Exchanged, String
     // A server that refuses the message may close before taking all of it;
     // its reply may still be waiting, so a failed send is reported only if
     // no reply can be read.
-    let sent = timeout
-        .and_then(|()| write_within(&conn, line, until))
-        .and_then(|()| conn.shutdown(Shutdown::Write));
-    let (reply, received, by_kernel) = match (read_reply(&conn, peer, until), sent) {
+    let sent = timeout.and_then(|()| write_within(&conn, &line, until));
+    let (reply, received, by_kernel) = match (read_reply(&conn, until), sent) {
         (Ok(read), _) => read,
         (Err(_), Err(e)) => return Err(failed(format_args!("{peer}: sending the message"), &e)),
-        (Err(e), Ok(())) => return Err(e),
+        (Err(why), Ok(())) => return Err(format!("{peer}: {why}")),
     };
     Ok(Exchanged { peer, connect, sent: t1, received, by_kernel, reply })
 }
 
-/// `write_all`, each write bounded by what is left of the time; the first
-/// write's timeout is already set, so nothing stands between the send
-/// time and the write.
+/// `write_all`, each write bounded by what is left of the time, then the
+/// end of sending; the first write's timeout is already set, so nothing
+/// stands between the send time and the write.
 fn write_within(conn: &TcpStream, mut data: &[u8], until: Instant) -> io::Result<()> {
     let mut first = true;
     while !data.is_empty() {
@@ -137,72 +134,52 @@ fn write_within(conn: &TcpStream, mut data: &[u8], until: Instant) -> io::Result
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    conn.shutdown(Shutdown::Write)
 }
 
+/// The addresses of `target` of its family, or why there are none.
 fn resolve(target: &Target) -> Result<Vec<SocketAddr>, String> {
     let (v4, v6, none) = match target.family {
         Some(Family::V4) => (true, false, "no IPv4 address"),
         Some(Family::V6) => (false, true, "no IPv6 address"),
         None => (true, true, "no addresses"),
     };
-    let found: Vec<SocketAddr> = match addr::resolve(&target.host, target.port) {
-        Ok(all) => all.into_iter().filter(|a| a.is_ipv4() && v4 || a.is_ipv6() && v6).collect(),
-        Err(e) => return Err(format!("cannot resolve {target}: {e}")),
-    };
+    let mut found = addr::resolve(&target.host, target.port).map_err(|e| e.to_string())?;
+    found.retain(|a| a.is_ipv4() && v4 || a.is_ipv6() && v6);
     if found.is_empty() {
-        return Err(format!("cannot resolve {target}: {none}"));
+        return Err(none.into());
     }
     Ok(found)
 }
 
 /// Connects to the first of `addrs` that accepts; else says how each failed.
-fn connect_any(
-    target: &Target,
-    addrs: &[SocketAddr],
-    until: Instant,
-) -> Result<(TcpStream, SocketAddr), String> {
-    let mut why = format!("cannot connect to {target}");
-    let mut refused = false;
-    for (i, &addr) in addrs.iter().enumerate() {
-        match left(until).and_then(|left| TcpStream::connect_timeout(&addr, left)) {
+fn connect_any(addrs: &[SocketAddr], until: Instant) -> Result<(TcpStream, SocketAddr), String> {
+    let (mut failures, mut refused) = (Vec::new(), false);
+    for &addr in addrs {
+        let error = match left(until).and_then(|left| TcpStream::connect_timeout(&addr, left)) {
             Ok(conn) => return Ok((conn, addr)),
-            Err(e) => {
-                refused |= e.kind() == io::ErrorKind::ConnectionRefused;
-                let sep = if i == 0 { ": " } else { "; " };
-                let _ = write!(why, "{sep}{}", failed(addr, &e));
-                if let Some(advice) = addr::missing_scope(&addr) {
-                    let _ = write!(why, " ({advice})");
-                }
-            }
-        }
+            Err(error) => error,
+        };
+        refused |= error.kind() == io::ErrorKind::ConnectionRefused;
+        let advice = addr::missing_scope(&addr).map_or(String::new(), |a| format!(" ({a})"));
+        failures.push(format!("{}{advice}", failed(addr, &error)));
     }
-    if refused {
-        why.push_str(" (is serv6 running there?)");
-    }
-    Err(why)
+    let running = if refused { " (is serv6 running there?)" } else { "" };
+    Err(format!("{}{running}", failures.join("; ")))
 }
 
 /// Reads one line, noting when its LF arrived (the kernel's stamp, or the
 /// read's time) and whether the kernel stamped it, then insists on EOF:
 /// serv6 sends exactly one line. A complete line followed by a reset
 /// instead of EOF is still the reply.
-fn read_reply(
-    conn: &TcpStream,
-    peer: SocketAddr,
-    until: Instant,
-) -> Result<(Vec<u8>, SystemTime, bool), String> {
-    let mut reply = Vec::new();
-    let mut arrival = None;
-    let mut chunk = [0u8; 512];
+fn read_reply(conn: &TcpStream, until: Instant) -> Result<(Vec<u8>, SystemTime, bool), String> {
+    let (mut reply, mut arrival, mut chunk) = (Vec::new(), None, [0u8; 512]);
     loop {
-        let read = left(until).and_then(|left| {
-            if platform::wait_readable(conn, left)? {
-                platform::recv_now(conn, &mut chunk)
-            } else {
-                Err(io::ErrorKind::TimedOut.into())
-            }
-        });
+        let read = match left(until).and_then(|left| platform::wait_readable(conn, left)) {
+            Ok(true) => platform::recv_now(conn, &mut chunk),
+            Ok(false) => Err(io::ErrorKind::TimedOut.into()),
+            Err(e) => Err(e),
+        };
         let (n, stamp) = match read {
             Ok((0, _)) => break,
             Ok(read) => read,
@@ -213,7 +190,7 @@ fn read_reply(
                 // A whole line and no close: say which the wait was for.
                 let waited =
                     if arrival.is_some() { "the close after the reply" } else { "the reply" };
-                return Err(failed(format_args!("{peer}: waiting for {waited}"), &e));
+                return Err(failed(format_args!("waiting for {waited}"), &e));
             }
         };
         if arrival.is_none() && chunk[..n].contains(&b'\n') {
@@ -221,19 +198,18 @@ fn read_reply(
         }
         reply.extend_from_slice(&chunk[..n]);
         if reply.len() > MAX_REPLY {
-            return Err(format!("{peer}: reply longer than {MAX_REPLY} bytes"));
+            return Err(format!("reply longer than {MAX_REPLY} bytes"));
         }
     }
-    let problem = match (reply.iter().position(|&b| b == b'\n'), arrival) {
+    match (reply.iter().position(|&b| b == b'\n'), arrival) {
         (Some(end), Some((at, by_kernel))) if end + 1 == reply.len() => {
             reply.pop();
-            return Ok((reply, at, by_kernel));
+            Ok((reply, at, by_kernel))
         }
-        (Some(_), _) => "reply has more than one line",
-        _ if reply.is_empty() => "connection closed without a reply",
-        _ => "reply does not end with a newline",
-    };
-    Err(format!("{peer}: {problem}"))
+        (Some(_), _) => Err("reply has more than one line".into()),
+        _ if reply.is_empty() => Err("connection closed without a reply".into()),
+        _ => Err("reply does not end with a newline".into()),
+    }
 }
 
 #[cfg(test)]

@@ -25,24 +25,21 @@ pub(crate) fn read_line(input: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Resu
     // The LF and a CR before it are not part of the message: one byte
     // more than those and the longest message is too long.
     input.by_ref().take(MAX_LINE as u64 + 3).read_until(b'\n', buf)?;
-    if buf.len() > MAX_LINE + 2 && buf.last() != Some(&b'\n') {
-        *buf = Vec::new();
-        // The rest of the line, dropped a piece at a time.
-        let mut rest = Vec::new();
-        while input.by_ref().take(1 << 16).read_until(b'\n', &mut rest)? > 0
-            && rest.last() != Some(&b'\n')
-        {
-            rest.clear();
-        }
-        return Ok(Line::TooLong);
-    }
     if buf.is_empty() {
         return Ok(Line::End);
     }
-    if buf.last() != Some(&b'\n') {
-        buf.push(b'\n');
-    } else if buf.ends_with(b"\r\n") {
-        buf.truncate(buf.len() - 2);
+    if buf.ends_with(b"\r\n") {
+        buf.remove(buf.len() - 2);
+    } else if buf.last() != Some(&b'\n') {
+        if buf.len() > MAX_LINE + 2 {
+            // The rest of the line, dropped a piece at a time.
+            let mut rest = Vec::new();
+            while input.by_ref().take(1 << 16).read_until(b'\n', &mut rest)? > 0
+                && rest.last() != Some(&b'\n')
+            {
+                rest.clear();
+            }
+        }
         buf.push(b'\n');
     }
     if buf.len() > MAX_LINE + 1 {

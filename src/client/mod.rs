@@ -9,7 +9,7 @@ mod probe;
 use crate::cmdline::Status;
 use crate::escape::escape;
 use crate::output;
-use crate::protocol::{self, check_message, parse_reply, Reply};
+use crate::protocol::{check_message, message_of, parse_reply, Reply};
 use exchange::{exchange, Target};
 use lines::{Line, MAX_LINE};
 use options::Command;
@@ -22,13 +22,9 @@ use std::process::ExitCode;
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     output::set_program("cli6");
     let ok = match options::parse(args) {
-        Ok(Command::Send { target, message }) => match message {
-            Some(message) => send(&target, &with_lf(message)),
-            None => send_lines(&target),
-        },
-        Ok(Command::Probe { target, message, probes }) => {
-            return probe::run(&target, &with_lf(message), probes)
-        }
+        Ok(Command::Send { target, message: Some(message) }) => send(&target, &message),
+        Ok(Command::Send { target, message: None }) => send_lines(&target),
+        Ok(Command::Probe { target, message, probes }) => probe::run(&target, &message, probes),
         Ok(Command::Info(info)) => print(&options::program().info(info)),
         Err(e) => {
             output::say(format_args!("{}", options::program().usage_error(&e)));
@@ -47,20 +43,14 @@ fn status(ok: bool) -> Status {
     }
 }
 
-/// The message as it goes on the wire.
-fn with_lf(mut message: Vec<u8>) -> Vec<u8> {
-    message.push(b'\n');
-    message
-}
-
-/// One exchange sending `line` (a message and its LF): the reply on
-/// standard output, any problem on standard error.
-fn send(target: &Target, line: &[u8]) -> bool {
-    let checked = exchange(target, line).and_then(|done| {
+/// One exchange sending `message`: the reply on standard output, any
+/// problem on standard error.
+fn send(target: &Target, message: &[u8]) -> bool {
+    let checked = exchange(target, message).and_then(|done| {
         // A count that is off is still what the server said: show it.
         let shown = matches!(parse_reply(&done.reply), Reply::Received { .. })
             && print(&escape(&done.reply));
-        done.verify(protocol::message_of(line).len()).map(|_| shown)
+        done.verify(message.len()).map(|_| shown)
     });
     checked.unwrap_or_else(|e| {
         output::say(format_args!("{e}"));
@@ -71,31 +61,29 @@ fn send(target: &Target, line: &[u8]) -> bool {
 /// One exchange per line of standard input, with a prompt on a terminal.
 /// A line that cannot be sent as it is is reported and skipped.
 fn send_lines(target: &Target) -> bool {
-    let stdin = io::stdin();
-    let interactive = stdin.is_terminal();
-    let (mut input, mut line, mut all_ok) = (stdin.lock(), Vec::new(), true);
+    let interactive = io::stdin().is_terminal();
+    let (mut input, mut line, mut all_ok) = (io::stdin().lock(), Vec::new(), true);
     for number in 1.. {
         if interactive {
             // Standard error is unbuffered: the prompt shows at once.
             let _ = write!(io::stderr(), "message for {target} (Ctrl-D to end)> ");
         }
-        let refused = match lines::read_line(&mut input, &mut line) {
+        let sendable = match lines::read_line(&mut input, &mut line) {
             Ok(Line::End) => break,
-            Ok(Line::TooLong) => format!("longer than {MAX_LINE} bytes"),
-            Ok(Line::Message) => match check_message(protocol::message_of(&line)) {
-                Ok(()) => {
-                    all_ok &= send(target, &line);
-                    continue;
-                }
-                Err(why) => why.to_string(),
-            },
+            Ok(Line::TooLong) => Err(format!("longer than {MAX_LINE} bytes")),
+            Ok(Line::Message) => check_message(message_of(&line)).map_err(|why| why.to_string()),
             Err(e) => {
                 output::say(format_args!("cannot read standard input: {e}"));
                 return false;
             }
         };
-        output::say(format_args!("line {number} not sent: {refused}"));
-        all_ok = false;
+        all_ok &= match sendable {
+            Ok(()) => send(target, message_of(&line)),
+            Err(why) => {
+                output::say(format_args!("line {number} not sent: {why}"));
+                false
+            }
+        };
     }
     if interactive {
         let _ = writeln!(io::stderr());

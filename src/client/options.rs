@@ -35,9 +35,8 @@ pub(crate) const PROBE_MESSAGE: &[u8] = b"hola";
 
 /// The defaults; `FLAGS` shows each in its help, and a test checks they agree.
 fn default_target() -> Target {
-    let timeout = Duration::from_secs(5);
-    let (host, port, family) = ("localhost".into(), DEFAULT_PORT, None);
-    Target { host, port, timeout, family }
+    let (host, port, timeout) = ("localhost".into(), DEFAULT_PORT, Duration::from_secs(5));
+    Target { host, port, timeout, family: None }
 }
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -47,8 +46,8 @@ pub(crate) enum Key {
     Host,
     Port,
     Timeout,
-    Ipv4,
-    Ipv6,
+    /// `-4` and `-6`: one of them at most.
+    Family(Family),
     Count,
     Interval,
     Json,
@@ -64,8 +63,8 @@ pub(crate) const FLAGS: &[Flag<Key>] = &[
     flag(Key::Port, "-p, --port PORT", "server port").defaults_to("5006"),
     flag(Key::Timeout, "-t, --timeout SECS", "limit for each whole exchange: connecting, sending \
         and reading the reply").defaults_to("5"),
-    flag(Key::Ipv4, "-4, --ipv4", "use IPv4 addresses only"),
-    flag(Key::Ipv6, "-6, --ipv6", "use IPv6 addresses only"),
+    flag(Key::Family(Family::V4), "-4, --ipv4", "use IPv4 addresses only"),
+    flag(Key::Family(Family::V6), "-6, --ipv6", "use IPv6 addresses only"),
     flag(Key::Count, "-c, --count N", "probe like ping: N exchanges (0: until Ctrl-C), each with \
         its connect time, round-trip time and the offset of the server's clock from ours (server \
         minus ours; from four timestamps when serv6 runs with --send-time), then a summary with \
@@ -114,8 +113,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
             Arg::Flag(Key::Host) => target.host = parser.parsed::<HostArg>()?.0,
             Arg::Flag(Key::Port) => target.port = parser.number(1..=u64::from(u16::MAX))?,
             Arg::Flag(Key::Timeout) => target.timeout = parser.seconds(false)?,
-            Arg::Flag(Key::Ipv4) => family = parser.one_of(family, Family::V4)?,
-            Arg::Flag(Key::Ipv6) => family = parser.one_of(family, Family::V6)?,
+            Arg::Flag(Key::Family(chosen)) => family = parser.one_of(family, chosen)?,
             Arg::Flag(Key::Count) => count = Some(parser.number(0..=u64::MAX)?),
             Arg::Flag(Key::Interval) => interval = Some(parser.seconds(true)?),
             Arg::Flag(Key::Json) => json = true,
@@ -130,16 +128,14 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command,
         }
         return Ok(Command::Send { target, message });
     };
-    let interval = interval.unwrap_or(DEFAULT_INTERVAL);
     let message = message.unwrap_or_else(|| PROBE_MESSAGE.to_vec());
-    let probes = Probes { count, interval, json };
+    let probes = Probes { count, interval: interval.unwrap_or(DEFAULT_INTERVAL), json };
     Ok(Command::Probe { target, message, probes })
 }
 
 /// Joins the message words with spaces, refusing what cannot be one message.
 fn join(words: &[OsString]) -> Result<Vec<u8>, UsageError> {
-    let words: Vec<&[u8]> = words.iter().map(|w| w.as_encoded_bytes()).collect();
-    let message = words.join(&b' ');
+    let message = words.iter().map(|w| w.as_encoded_bytes()).collect::<Vec<_>>().join(&b' ');
     check_message(&message).map_err(|why| {
         UsageError::Refused(match why {
             Unsendable::Newline => format!("{why} (send lines on standard input instead)"),

@@ -7,10 +7,7 @@ use super::exchange::{exchange, Exchanged, Target};
 use super::options::Probes;
 use super::{print, status};
 use crate::escape::escape;
-use crate::protocol::message_of;
 use crate::{output, platform, sync};
-use std::fmt::Write as _;
-use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -21,25 +18,24 @@ use std::time::{Duration, Instant};
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Runs the probes, each sending `line` (a message and its LF), and
-/// returns the exit status: 0 if any reply arrived. Stops early when
-/// standard output is closed (`cli6 -c 5 | head -1`).
-pub(crate) fn run(target: &Target, line: &[u8], probes: Probes) -> ExitCode {
+/// Runs the probes, each sending `message`, and
+/// returns whether any reply arrived. Stops early when standard output is
+/// closed (`cli6 -c 5 | head -1`).
+pub(crate) fn run(target: &Target, message: &[u8], probes: Probes) -> bool {
     let tally = Arc::new(Mutex::new(Tally::default()));
     // Before the signal thread exists, so that no other thread takes SIGINT.
     if let Some(termination) = platform::Signals::block() {
         let (tally, target, json) = (Arc::clone(&tally), target.to_string(), probes.json);
         thread::spawn(move || {
             termination.wait();
-            std::process::exit(finish(&target, &sync::lock(&tally), json).into());
+            std::process::exit(status(finish(&target, &sync::lock(&tally), json)).code().into());
         });
     }
-    let bytes = message_of(line).len();
     let mut failures = 0;
     for seq in 1.. {
         let started = Instant::now();
-        let outcome = exchange(target, line).and_then(|done| {
-            let (at, sent) = done.verify(bytes)?;
+        let outcome = exchange(target, message).and_then(|done| {
+            let (at, sent) = done.verify(message.len())?;
             Ok((Sample::of(&done, at, sent), done))
         });
         failures = if outcome.is_ok() { 0 } else { failures + 1 };
@@ -51,7 +47,7 @@ pub(crate) fn run(target: &Target, line: &[u8], probes: Probes) -> ExitCode {
         let printed = match outcome {
             Ok((sample, done)) => {
                 counts.add(&sample);
-                print(&probe_line(seq, &sample, &done, bytes, probes.json))
+                print(&probe_line(seq, &sample, &done, message.len(), probes.json))
             }
             Err(e) if probes.json => {
                 print(&format!("{{\"seq\":{seq},\"error\":{}}}", json_string(&e)))
@@ -69,25 +65,22 @@ pub(crate) fn run(target: &Target, line: &[u8], probes: Probes) -> ExitCode {
         let wait = wait_before_next(probes.interval, failures);
         thread::sleep(wait.saturating_sub(started.elapsed()));
     }
-    let status = finish(&target.to_string(), &sync::lock(&tally), probes.json);
-    status.into()
+    let any = finish(&target.to_string(), &sync::lock(&tally), probes.json);
+    any
 }
 
 /// From the start of one probe to the start of the next.
 fn wait_before_next(interval: Duration, failures_in_a_row: u32) -> Duration {
-    if failures_in_a_row == 0 {
-        return interval;
-    }
-    let doublings = (failures_in_a_row - 1).min(16);
-    interval.max((FIRST_BACKOFF * 2u32.pow(doublings)).min(MAX_BACKOFF))
+    let Some(doublings) = failures_in_a_row.checked_sub(1) else { return interval };
+    interval.max((FIRST_BACKOFF * 2u32.pow(doublings.min(16))).min(MAX_BACKOFF))
 }
 
-/// Prints the summary; returns the exit status: whether any reply came.
-fn finish(target: &str, tally: &Tally, json: bool) -> u8 {
+/// Prints the summary; returns whether any reply came.
+fn finish(target: &str, tally: &Tally, json: bool) -> bool {
     let summary =
         if json { estimate::summary_json(tally) } else { estimate::summary_text(target, tally) };
     print(&summary);
-    status(tally.received() > 0).code()
+    tally.received() > 0
 }
 
 /// A probe's line: the reply and the figures; as JSON, each on its own.
@@ -97,12 +90,10 @@ fn probe_line(seq: u64, s: &Sample, done: &Exchanged, bytes: usize, json: bool) 
     if json {
         let number = |ms: Option<f64>| ms.map_or("null".into(), |ms| format!("{ms:.4}"));
         let sent = s.sent.map_or(String::new(), |t| format!(",\"send_time\":\"{t}\""));
+        let (at, delay, offset) = (s.at, number(delay), number(offset));
         return format!(
-            "{{\"seq\":{seq},\"peer\":\"{peer}\",\"bytes\":{bytes},\"server_time\":\"{}\"{sent},\
-             \"connect_ms\":{connect:.4},\"rtt_ms\":{rtt:.4},\"delay_ms\":{},\"offset_ms\":{}}}",
-            s.at,
-            number(delay),
-            number(offset)
+            "{{\"seq\":{seq},\"peer\":\"{peer}\",\"bytes\":{bytes},\"server_time\":\"{at}\"{sent},\
+             \"connect_ms\":{connect:.4},\"rtt_ms\":{rtt:.4},\"delay_ms\":{delay},\"offset_ms\":{offset}}}"
         );
     }
     let delay = delay.filter(|_| s.sent.is_some());
@@ -114,19 +105,15 @@ fn probe_line(seq: u64, s: &Sample, done: &Exchanged, bytes: usize, json: bool) 
 
 /// A JSON string literal: quotes, backslashes and control characters escaped.
 fn json_string(text: &str) -> String {
-    let mut out = String::from("\"");
-    for c in text.chars() {
-        match c {
-            '"' | '\\' => out.extend(['\\', c]),
-            '\n' => out.push_str("\\n"),
-            c if c < ' ' || matches!(c, '\u{7f}' | '\u{2028}' | '\u{2029}') => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
+    let escape = |c: char| match c {
+        '"' | '\\' => format!("\\{c}"),
+        '\n' => "\\n".into(),
+        c if c < ' ' || matches!(c, '\u{7f}' | '\u{2028}' | '\u{2029}') => {
+            format!("\\u{:04x}", u32::from(c))
         }
-    }
-    out.push('"');
-    out
+        c => c.to_string(),
+    };
+    format!("\"{}\"", text.chars().map(escape).collect::<String>())
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 //! 3+N-1. The variables are removed whatever they say, so that no child of
 //! ours could take them as its own.
 
-use crate::addr::{self, AddrError, Endpoint, ResolveError};
-use crate::platform::{self, NotAListener};
+use crate::addr::{self, AddrError, Endpoint};
+use crate::platform;
 use crate::protocol::Service;
 use std::fmt;
 use std::io;
@@ -22,75 +22,47 @@ pub(crate) struct Bound {
     pub notes: Vec<String>,
 }
 
-/// Why serv6 cannot listen; printed as one line, then it exits with status
-/// 2 if the addresses asked for make no sense, 1 if this machine refuses them.
+/// Why serv6 cannot listen, as one line; nothing but the exit status
+/// tells the reasons apart.
 #[derive(Debug)]
 pub(crate) enum BindError {
-    Address { name: String, error: AddrError },
-    Overlap { wide: IpAddr, narrow: IpAddr },
-    Resolve { name: String, error: io::Error },
-    Bind { addr: SocketAddr, error: io::Error, role: Role },
+    /// The addresses asked for make no sense: exit status 2.
+    Usage(String),
+    /// This machine refuses them: exit status 1.
+    Failure(String),
+}
+
+impl BindError {
+    /// Whether the command line is at fault rather than the machine.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, BindError::Usage(_))
+    }
+}
+
+impl fmt::Display for BindError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (BindError::Usage(message) | BindError::Failure(message)) = self;
+        f.write_str(message)
+    }
 }
 
 /// What a socket is bound for: the message and the option to change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Role {
+enum Role {
     /// `--bind` and `--port`.
     Service,
     /// `--metrics`, while serv6 serves `service_port`.
     Metrics { service_port: u16 },
 }
 
-impl BindError {
-    /// Whether the command line is at fault rather than the machine.
-    pub fn is_usage(&self) -> bool {
-        match self {
-            BindError::Address { error, .. } => error.is_usage(),
-            BindError::Overlap { .. } => true,
-            BindError::Resolve { .. } | BindError::Bind { .. } => false,
-        }
-    }
-}
-
-impl fmt::Display for BindError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BindError::Address { name, error } if error.is_usage() => {
-                write!(f, "invalid value '{name}' for '--bind': {error}")
-            }
-            BindError::Address { name, error } => write!(f, "cannot listen on '{name}': {error}"),
-            BindError::Overlap { wide, narrow } => write!(
-                f,
-                "'--bind {wide}' already serves {narrow}{}: give one or the other",
-                if wide.is_ipv6() && narrow.is_ipv4() {
-                    " (on Linux, '::' serves IPv4 too)"
-                } else {
-                    ""
-                }
-            ),
-            BindError::Resolve { name, error } => {
-                write!(f, "cannot listen on '{name}': {error}; give an IP address or a host name of this machine")
-            }
-            BindError::Bind { addr, error, role } => {
-                let what = match role {
-                    Role::Service => "listen",
-                    Role::Metrics { .. } => "serve metrics",
-                };
-                write!(f, "cannot {what} on {addr}: {error}")?;
-                hint(*role, addr, error).map_or(Ok(()), |hint| write!(f, "; {hint}"))
-            }
-        }
-    }
-}
-
-/// What the operator can do about `error` on `addr`.
-fn hint(role: Role, addr: &SocketAddr, error: &io::Error) -> Option<String> {
-    let option = match role {
-        Role::Service => "--port",
-        Role::Metrics { .. } => "--metrics",
+/// `error` binding `addr`, and what the operator can do about it.
+fn cannot_bind(role: Role, addr: SocketAddr, error: &io::Error) -> BindError {
+    let (what, option) = match role {
+        Role::Service => ("listen", "--port"),
+        Role::Metrics { .. } => ("serve metrics", "--metrics"),
     };
     let ours = role == Role::Metrics { service_port: addr.port() };
-    Some(match error.kind() {
+    let hint = match error.kind() {
         io::ErrorKind::AddrInUse if ours => {
             "serv6 itself serves that port: give --metrics another".into()
         }
@@ -102,9 +74,18 @@ fn hint(role: Role, addr: &SocketAddr, error: &io::Error) -> Option<String> {
             format!("ports below 1024 need privileges: choose another with {option}")
         }
         io::ErrorKind::AddrNotAvailable => "that address does not belong to this machine".into(),
-        io::ErrorKind::InvalidInput => addr::missing_scope(addr)?,
-        _ => return None,
-    })
+        io::ErrorKind::InvalidInput => addr::missing_scope(&addr).unwrap_or_default(),
+        _ => String::new(),
+    };
+    let message = format!("cannot {what} on {addr}: {error}");
+    BindError::Failure(if hint.is_empty() { message } else { format!("{message}; {hint}") })
+}
+
+/// A name that gives no address to listen on.
+fn unresolved(name: &str, error: &dyn fmt::Display) -> BindError {
+    BindError::Failure(format!(
+        "cannot listen on '{name}': {error}; give an IP address or a host name of this machine"
+    ))
 }
 
 /// How many times to look for a port free on every address with `--port 0`.
@@ -115,54 +96,49 @@ const PORT_ZERO_TRIES: usize = 16;
 /// first, looking again if another address has that port taken.
 pub(crate) fn bind_all(binds: &[String], port: u16) -> Result<Bound, BindError> {
     let (addrs, optional) = if binds.is_empty() {
-        let loopback = [IpAddr::from(Ipv4Addr::LOCALHOST), Ipv6Addr::LOCALHOST.into()];
-        (loopback.map(|ip| SocketAddr::new(ip, 0)).to_vec(), true)
+        (vec![(Ipv4Addr::LOCALHOST, 0).into(), (Ipv6Addr::LOCALHOST, 0).into()], true)
     } else {
         let addrs = resolve(binds)?;
         refuse_overlap(&addrs)?;
         (addrs, false)
     };
-    let mut tries = 0;
+    let mut retries = 0..PORT_ZERO_TRIES;
     loop {
-        match bind_each(&addrs, port, optional) {
-            Err(BindError::Bind { error, .. })
-                if port == 0
-                    && error.kind() == io::ErrorKind::AddrInUse
-                    && tries < PORT_ZERO_TRIES =>
-            {
-                tries += 1;
-            }
-            result => return result,
+        let bound = bind_each(&addrs, port, optional);
+        let taken = matches!(&bound, Err((_, e)) if e.kind() == io::ErrorKind::AddrInUse);
+        if !(port == 0 && taken && retries.next().is_some()) {
+            return bound.map_err(|(addr, error)| cannot_bind(Role::Service, addr, &error));
         }
     }
 }
 
-fn bind_each(addrs: &[SocketAddr], mut port: u16, optional: bool) -> Result<Bound, BindError> {
-    let mut bound = Bound { listeners: Vec::new(), notes: Vec::new() };
-    let mut last_error = None;
+/// Binds each of `addrs` at `port`, or says which one failed and why.
+fn bind_each(
+    addrs: &[SocketAddr],
+    mut port: u16,
+    optional: bool,
+) -> Result<Bound, (SocketAddr, io::Error)> {
+    let (mut bound, mut last_error) = (Bound { listeners: Vec::new(), notes: Vec::new() }, None);
     for mut addr in addrs.iter().copied() {
         // `set_port` keeps an IPv6 address's scope.
         addr.set_port(port);
         match TcpListener::bind(addr) {
             Ok(listener) => {
-                if port == 0 {
-                    port = listener
-                        .local_addr()
-                        .map_err(|error| BindError::Bind { addr, error, role: Role::Service })?
-                        .port();
-                }
+                // The port asked for, or the one the OS picked for port 0:
+                // the next addresses get the same.
+                port = listener.local_addr().map_err(|error| (addr, error))?.port();
                 bound.listeners.push(listener);
             }
             Err(error) if optional && family_unavailable(&error) => {
                 let ip = addr.ip();
                 bound.notes.push(format!("{ip} is not available ({error}), serving without it"));
-                last_error = Some(BindError::Bind { addr, error, role: Role::Service });
+                last_error = Some((addr, error));
             }
-            Err(error) => return Err(BindError::Bind { addr, error, role: Role::Service }),
+            Err(error) => return Err((addr, error)),
         }
     }
-    match (bound.listeners.is_empty(), last_error) {
-        (true, Some(error)) => Err(error),
+    match last_error {
+        Some(error) if bound.listeners.is_empty() => Err(error),
         _ => Ok(bound),
     }
 }
@@ -173,19 +149,17 @@ fn bind_each(addrs: &[SocketAddr], mut port: u16, optional: bool) -> Result<Boun
 /// with it is said to be serv6's own.
 pub(crate) fn bind_metrics(at: &Endpoint, service_port: u16) -> Result<TcpListener, BindError> {
     let Some(mut addr) = resolve(std::slice::from_ref(&at.host))?.first().copied() else {
-        let error = io::Error::other("it has no address");
-        return Err(BindError::Resolve { name: at.host.clone(), error });
+        return Err(unresolved(&at.host, &"it has no address"));
     };
     addr.set_port(at.port);
-    let role = Role::Metrics { service_port };
-    TcpListener::bind(addr).map_err(|error| BindError::Bind { addr, error, role })
+    TcpListener::bind(addr)
+        .map_err(|error| cannot_bind(Role::Metrics { service_port }, addr, &error))
 }
 
 /// The errors that mean "this machine has no such IP family", not "busy".
 fn family_unavailable(error: &io::Error) -> bool {
     const EAFNOSUPPORT: i32 = 97;
-    error.kind() == io::ErrorKind::AddrNotAvailable
-        || error.kind() == io::ErrorKind::Unsupported
+    matches!(error.kind(), io::ErrorKind::AddrNotAvailable | io::ErrorKind::Unsupported)
         || error.raw_os_error() == Some(EAFNOSUPPORT)
 }
 
@@ -193,9 +167,12 @@ fn family_unavailable(error: &io::Error) -> bool {
 fn resolve(names: &[String]) -> Result<Vec<SocketAddr>, BindError> {
     let mut addrs: Vec<SocketAddr> = Vec::new();
     for name in names {
-        let found = addr::resolve(name, 0).map_err(|e| match e {
-            ResolveError::Address(error) => BindError::Address { name: name.clone(), error },
-            ResolveError::Lookup(error) => BindError::Resolve { name: name.clone(), error },
+        let found = addr::resolve(name, 0).map_err(|error| match error {
+            _ if error.is_usage() => {
+                BindError::Usage(format!("invalid value '{name}' for '--bind': {error}"))
+            }
+            AddrError::Lookup(_) => unresolved(name, &error),
+            _ => BindError::Failure(format!("cannot listen on '{name}': {error}")),
         })?;
         for addr in found {
             if !addrs.contains(&addr) {
@@ -210,14 +187,14 @@ fn resolve(names: &[String]) -> Result<Vec<SocketAddr>, BindError> {
 /// second bind would fail with "address in use", which reads as if another
 /// server held the port. On Linux `::` serves IPv4 as well.
 fn refuse_overlap(addrs: &[SocketAddr]) -> Result<(), BindError> {
-    let covers = |wide: IpAddr, narrow: IpAddr| match wide {
-        IpAddr::V6(ip) => ip.is_unspecified(),
-        IpAddr::V4(ip) => ip.is_unspecified() && narrow.is_ipv4(),
-    };
-    for wide in addrs.iter().map(SocketAddr::ip) {
-        let narrow = addrs.iter().map(SocketAddr::ip).find(|&n| n != wide && covers(wide, n));
-        if let Some(narrow) = narrow {
-            return Err(BindError::Overlap { wide, narrow });
+    for wide in addrs.iter().map(SocketAddr::ip).filter(IpAddr::is_unspecified) {
+        let covered = |narrow: &IpAddr| *narrow != wide && (wide.is_ipv6() || narrow.is_ipv4());
+        if let Some(narrow) = addrs.iter().map(SocketAddr::ip).find(covered) {
+            let linux = wide.is_ipv6() && narrow.is_ipv4();
+            let linux = if linux { " (on Linux, '::' serves IPv4 too)" } else { "" };
+            return Err(BindError::Usage(format!(
+                "'--bind {wide}' already serves {narrow}{linux}: give one or the other"
+            )));
         }
     }
     Ok(())
@@ -229,12 +206,9 @@ fn refuse_overlap(addrs: &[SocketAddr]) -> Result<(), BindError> {
 pub(crate) fn listening_line(listeners: &Serving) -> String {
     let addrs: Vec<String> = listeners
         .iter()
-        .filter_map(|(l, service)| {
-            let addr = l.local_addr().ok()?;
-            Some(match service {
-                Service::Receipt => addr.to_string(),
-                other => format!("{addr} ({})", other.name()),
-            })
+        .filter_map(|(l, service)| match (l.local_addr().ok()?, service) {
+            (addr, Service::Receipt) => Some(addr.to_string()),
+            (addr, other) => Some(format!("{addr} ({})", other.name())),
         })
         .collect();
     format!("listening on {}", addrs.join(", "))
@@ -243,46 +217,23 @@ pub(crate) fn listening_line(listeners: &Serving) -> String {
 /// More passed sockets than this is a misconfiguration, not a server.
 const MAX_FDS: i32 = 64;
 
-/// Why the passed sockets cannot be served; serv6 exits with status 1.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum ActivationError {
-    /// `LISTEN_FDS` is not a count serv6 accepts.
-    BadCount(String),
-    /// One of the descriptors is not a listening TCP socket.
-    NotAListener { fd: i32, why: NotAListener },
-}
-
-impl fmt::Display for ActivationError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ActivationError::BadCount(text) => {
-                write!(f, "LISTEN_FDS={text:?}: expected a number of sockets from 1 to {MAX_FDS}")
-            }
-            ActivationError::NotAListener { fd, why } => {
-                write!(f, "passed file descriptor {fd} cannot be served: {why}")
-            }
-        }
-    }
-}
-
 /// The sockets passed to this process, or `None` if it was started without
 /// socket activation. Must run before any thread exists: it edits the
-/// environment.
-pub(crate) fn passed_listeners() -> Result<Option<Vec<Passed>>, ActivationError> {
-    let pid = std::env::var("LISTEN_PID").ok();
-    let fds = std::env::var("LISTEN_FDS").ok();
-    let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
-    for name in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+/// environment. The error, one line, is why they cannot be served; serv6
+/// exits with status 1.
+pub(crate) fn passed_listeners() -> Result<Option<Vec<Passed>>, String> {
+    let [pid, fds, names] = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"].map(|name| {
+        let value = std::env::var(name).ok();
         std::env::remove_var(name);
-    }
+        value
+    });
     let ours = pid.is_some_and(|pid| pid.trim() == std::process::id().to_string());
-    let (true, Some(fds)) = (ours, fds) else {
-        return Ok(None);
-    };
-    let count = fds.trim().parse().ok().filter(|n| (1..=MAX_FDS).contains(n));
-    let count = count.ok_or_else(|| ActivationError::BadCount(fds.clone()))?;
+    let (true, Some(fds)) = (ours, fds) else { return Ok(None) };
+    let bad = || format!("LISTEN_FDS={fds:?}: expected a number of sockets from 1 to {MAX_FDS}");
+    let count = fds.trim().parse().ok().filter(|n| (1..=MAX_FDS).contains(n)).ok_or_else(bad)?;
     let listeners = platform::passed_listeners(count)
-        .map_err(|(fd, why)| ActivationError::NotAListener { fd, why })?;
+        .map_err(|(fd, why)| format!("passed file descriptor {fd} cannot be served: {why}"))?;
+    let names = names.unwrap_or_default();
     let services = names.split(':').map(|name| name.parse().ok()).chain(std::iter::repeat(None));
     Ok(Some(listeners.into_iter().zip(services).collect()))
 }
