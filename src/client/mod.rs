@@ -31,16 +31,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             return Status::Usage.into();
         }
     };
-    status(ok).into()
-}
-
-/// Success or failure.
-fn status(ok: bool) -> Status {
-    if ok {
-        Status::Success
-    } else {
-        Status::Failure
-    }
+    Status::from(ok).into()
 }
 
 /// One exchange sending `message`: the reply on standard output, any

@@ -5,7 +5,8 @@
 use super::estimate::{self, Sample, Tally};
 use super::exchange::{exchange, Exchanged, Target};
 use super::options::Probes;
-use super::{print, status};
+use super::print;
+use crate::cmdline::Status;
 use crate::escape::escape;
 use crate::{output, platform, sync};
 use std::sync::{Arc, Mutex};
@@ -28,7 +29,9 @@ pub(crate) fn run(target: &Target, message: &[u8], probes: Probes) -> bool {
         let (tally, target, json) = (Arc::clone(&tally), target.to_string(), probes.json);
         thread::spawn(move || {
             termination.wait();
-            std::process::exit(status(finish(&target, &sync::lock(&tally), json)).code().into());
+            std::process::exit(
+                Status::from(finish(&target, &sync::lock(&tally), json)).code().into(),
+            );
         });
     }
     let mut failures = 0;
