@@ -40,7 +40,7 @@ const SLOW_CLIENT: Duration = Duration::from_millis(1);
 const CHUNK: usize = 4096;
 /// Reads from one connection per turn at most, so that a client that
 /// floods cannot starve the others (the next turn takes the rest).
-pub(crate) const READS_PER_TURN: usize = 16;
+const READS_PER_TURN: usize = 16;
 /// A reader keeps at most this much buffer between exchanges.
 const KEEP_CAPACITY: usize = 16 * 1024;
 /// A worker's stack: only the pages an exchange touches count against
@@ -182,16 +182,12 @@ fn serve(listener: &TcpListener, service: Service, shared: &Shared) {
             }
         };
         STATS.worker_job(true);
-        let (held, full) = match hold(stream, shared) {
-            Ok(held) => (held, false),
-            Err(held) => (held, true),
-        };
+        let (held, busy) = hold(stream, shared);
         let buffer = std::mem::take(&mut scratch.message);
         let (mut conn, end) = Connection::start(held, peer, service, shared, buffer);
-        let end = if full { Some(End::Refused(Refusal::Busy)) } else { end };
         // recv: what has arrived, and what comes within SLOW_CLIENT.
         let verdict = conn.accepted + SLOW_CLIENT;
-        match end.or_else(|| read_until(&mut conn, verdict, &mut scratch.chunk)) {
+        match busy.or(end).or_else(|| read_until(&mut conn, verdict, &mut scratch.chunk)) {
             // stamp, log, reply, close.
             Some(end) => finish(conn, end, &mut scratch, &shared.room),
             None => shared.room.admit(conn),
@@ -203,14 +199,14 @@ fn serve(listener: &TcpListener, service: Service, shared: &Shared) {
 /// Holds a new connection within `--max-conns`. When that many are held,
 /// the room lets one go (a lingering one, or the one that has waited
 /// longest for its message, told `error: server busy`); if it holds none,
-/// the newcomer is the one told, so it comes back held `briefly`.
-fn hold(mut stream: TcpStream, shared: &Shared) -> Result<Held, Held> {
+/// the newcomer is the one told: it comes back held `briefly`, with its end.
+fn hold(mut stream: TcpStream, shared: &Shared) -> (Held, Option<End>) {
     loop {
         match Held::within(stream, shared.max_conns) {
-            Ok(held) => return Ok(held),
+            Ok(held) => return (held, None),
             // Another worker may take the place first: then ask again.
             Err(again) if shared.room.free_one() => stream = again,
-            Err(refused) => return Err(Held::briefly(refused)),
+            Err(full) => return (Held::briefly(full), Some(End::Refused(Refusal::Busy))),
         }
     }
 }
@@ -226,8 +222,8 @@ fn read_until(conn: &mut Connection, verdict: Instant, chunk: &mut [u8]) -> Opti
         if now >= verdict {
             return None;
         }
-        let wait = conn.next_wake().min(verdict).saturating_duration_since(now);
-        if let Err(e) = platform::wait_readable(conn.stream(), wait) {
+        let wait = conn.framer.next_wake().min(verdict).saturating_duration_since(now);
+        if let Err(e) = platform::wait_readable(&conn.held.stream, wait) {
             return conn.fail(e);
         }
     }
@@ -237,10 +233,10 @@ fn read_until(conn: &mut Connection, verdict: Instant, chunk: &mut [u8]) -> Opti
 /// the time is `now`. Bytes are judged by when they arrived: what came
 /// before a pause or the deadline ran out is read before the clock can
 /// end the message, so a reader that was late cannot cut it short. After
-/// it, `conn.next_wake()` says when to look again.
+/// it, `conn.framer.next_wake()` says when to look again.
 pub(crate) fn read(conn: &mut Connection, chunk: &mut [u8], now: Instant) -> Option<End> {
     for _ in 0..READS_PER_TURN {
-        match platform::recv_now(conn.stream(), chunk) {
+        match platform::recv_now(&conn.held.stream, chunk) {
             Ok((n, stamp)) => {
                 if let Some(end) = conn.feed(&chunk[..n], Arrival::stamped(stamp)) {
                     return Some(end);
@@ -333,23 +329,19 @@ impl Answer {
     /// send: the reply (`buf` lent to write it in), counted; then the
     /// goodbye.
     fn send(self, buf: &mut String, room: &Arc<Room>) {
-        let time = (self.service == Service::Time).then(|| protocol::time_bytes(SystemTime::now()));
         buf.clear();
-        let bytes = match (self.service, time.as_ref()) {
-            (_, Some(time)) => &time[..],
-            (Service::Receipt, _) => {
+        match self.service {
+            Service::Receipt => {
                 let sent =
                     self.send_time.then(SystemTime::now).and_then(Timestamp::from_system_time);
                 let sent = sent.map(Timestamp::to_rfc3339);
                 protocol::write_received(buf, self.len, &self.stamp, sent.as_ref());
-                buf.as_bytes()
             }
-            _ => {
-                protocol::write_daytime(buf, &self.stamp);
-                buf.as_bytes()
-            }
-        };
-        let sent = (&self.held.stream).write_all(bytes);
+            Service::Daytime => protocol::write_daytime(buf, &self.stamp),
+            Service::Time => {}
+        }
+        let time = (self.service == Service::Time).then(|| protocol::time_bytes(SystemTime::now()));
+        let sent = (&self.held.stream).write_all(time.as_ref().map_or(buf.as_bytes(), |t| &t[..]));
         STATS.served(self.service, self.ended);
         if let Err(e) = &sent {
             STATS.reply_lost();
@@ -409,11 +401,7 @@ fn hang_up(held: Held, sending: Sending, told: bool, room: &Arc<Room>) {
         Sending::Unknown if has_sent(&held.stream) => room.linger(held),
         Sending::Ignored => {
             let _ = held.stream.shutdown(Shutdown::Write);
-            for _ in 0..READS_PER_TURN {
-                if !has_sent(&held.stream) {
-                    break;
-                }
-            }
+            drain(&held.stream);
         }
         Sending::Done | Sending::Unknown => {}
     }
@@ -421,9 +409,24 @@ fn hang_up(held: Held, sending: Sending, told: bool, room: &Arc<Room>) {
 }
 
 /// Whether `stream` has bytes waiting, read (and dropped) without a wait.
-pub(crate) fn has_sent(stream: &TcpStream) -> bool {
+fn has_sent(stream: &TcpStream) -> bool {
     let mut sink = [0u8; 1024];
     matches!(platform::recv_now(stream, &mut sink), Ok((n, _)) if n > 0)
+}
+
+/// Reads and drops what a client has sent, without a wait; false once it
+/// has closed or failed. A bounded amount per turn: the next turn, if the
+/// connection lingers, takes the rest.
+fn drain(stream: &TcpStream) -> bool {
+    for _ in 0..READS_PER_TURN {
+        match platform::recv_now(stream, &mut [0u8; 1024]).map(|(n, _)| n) {
+            Ok(0) => return false,
+            Ok(_) => {}
+            Err(e) if sync::is_interrupted(&e) => {}
+            Err(e) => return sync::is_timeout(&e),
+        }
+    }
+    true
 }
 
 /// Formats `answer`'s log line in `line`: `<stamp> <client> <N> bytes
@@ -588,10 +591,6 @@ impl Connection {
         (conn, end)
     }
 
-    pub fn stream(&self) -> &TcpStream {
-        &self.held.stream
-    }
-
     /// A daytime or time request is whole once its header (if any) is.
     fn unasked(&self, at: Arrival) -> Option<End> {
         let whole = self.service != Service::Receipt && self.header.is_none();
@@ -602,11 +601,6 @@ impl Connection {
     /// Whether any byte of its request has arrived.
     pub fn has_begun(&self) -> bool {
         self.header.as_ref().map_or(!self.framer.message().is_empty(), |h| !h.is_empty())
-    }
-
-    /// When it must next be told the time.
-    pub fn next_wake(&self) -> Instant {
-        self.framer.next_wake()
     }
 
     /// Tells it the time is `now`, once what arrived before is fed.

@@ -17,7 +17,7 @@
 //! one that has waited longest, told `error: server busy` (or answered, if
 //! its message has come meanwhile), so that a new client always gets a place.
 
-use super::{finish, read, Connection, Scratch, READS_PER_TURN};
+use super::{drain, finish, read, Connection, Scratch};
 use crate::platform::{self, Poller, Waker};
 use crate::protocol::Refusal;
 use crate::server::framing::End;
@@ -250,7 +250,7 @@ impl Inside {
 
     fn admit(&mut self, conn: Connection, now: Instant) {
         let token = self.token();
-        if self.poller.add(conn.stream(), token).is_err() {
+        if self.poller.add(&conn.held.stream, token).is_err() {
             return finish(conn, End::Refused(Refusal::Busy), &mut self.scratch, &self.room);
         }
         self.waiting.insert(token, (conn, now));
@@ -295,7 +295,7 @@ impl Inside {
     /// shutdown, one that has sent nothing is told at once.
     fn look_at(&mut self, token: u64, now: Instant) {
         if let Some((held, _)) = self.lingering.get(&token) {
-            if !still_sending(held) {
+            if !drain(&held.stream) {
                 self.close_lingering(token);
             }
             return;
@@ -308,7 +308,7 @@ impl Inside {
         let end = match read(conn, &mut self.scratch.chunk, now) {
             None if shutting_down && !conn.has_begun() => End::Refused(Refusal::ShuttingDown),
             None => {
-                *at = conn.next_wake();
+                *at = conn.framer.next_wake();
                 self.timers.insert((*at, token));
                 return;
             }
@@ -323,7 +323,7 @@ impl Inside {
     fn leave(&mut self, token: u64) -> Option<Connection> {
         let (conn, at) = self.waiting.remove(&token)?;
         self.timers.remove(&(at, token));
-        self.poller.remove(conn.stream(), token);
+        self.poller.remove(&conn.held.stream, token);
         Some(conn)
     }
 
@@ -360,20 +360,6 @@ impl Inside {
             }
         }
     }
-}
-
-/// Reads and drops what a lingering client sends; false once it has closed
-/// or failed. A bounded amount per turn: the next turn takes the rest.
-fn still_sending(held: &Held) -> bool {
-    for _ in 0..READS_PER_TURN {
-        match platform::recv_now(&held.stream, &mut [0u8; 1024]).map(|(n, _)| n) {
-            Ok(0) => return false,
-            Ok(_) => {}
-            Err(e) if crate::sync::is_interrupted(&e) => {}
-            Err(e) => return crate::sync::is_timeout(&e),
-        }
-    }
-    true
 }
 
 #[cfg(test)]
