@@ -30,9 +30,11 @@ impl Poller {
         sys::epoll_add(self.epoll.as_fd(), socket.as_fd(), token)
     }
 
-    /// Adds `waker`, reported as `token` when woken.
-    pub fn add_waker(&mut self, waker: &Waker, token: u64) -> io::Result<()> {
-        sys::epoll_add(self.epoll.as_fd(), waker.0.as_fd(), token)
+    /// A new [`Waker`] of this set, reported as `token` when woken.
+    pub fn waker(&mut self, token: u64) -> io::Result<Waker> {
+        let waker = Waker(File::from(sys::eventfd_new()?));
+        sys::epoll_add(self.epoll.as_fd(), waker.0.as_fd(), token)?;
+        Ok(waker)
     }
 
     /// Takes `socket`, added as `token`, out of the set, so that it can be
@@ -57,10 +59,6 @@ impl Poller {
 pub(crate) struct Waker(File);
 
 impl Waker {
-    pub fn new() -> io::Result<Waker> {
-        Ok(Waker(File::from(sys::eventfd_new()?)))
-    }
-
     /// Makes it readable, from any thread. It cannot block: the counter
     /// would have to reach 2^64 - 1 first.
     pub fn wake(&self) {

@@ -17,12 +17,12 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 pub use sys::set_backlog;
 pub(crate) use sys::{give_back_free_memory, limit_malloc_arenas, stop_listening};
 
 /// The signals taken by [`Signals::wait`] instead of their default action.
-#[derive(Debug)]
 pub(crate) struct Signals(sys::SigSet);
 
 impl Signals {
@@ -71,11 +71,7 @@ impl Signals {
 pub(crate) fn raise_open_file_limit() -> Option<OpenFiles> {
     let (soft, hard) = sys::limits(sys::RLIMIT_NOFILE).ok()?;
     let raised = soft < hard && sys::set_open_file_limits(hard, hard).is_ok();
-    Some(if raised {
-        OpenFiles { limit: hard, raised_from: Some(soft) }
-    } else {
-        OpenFiles { limit: soft, raised_from: None }
-    })
+    Some(OpenFiles { limit: if raised { hard } else { soft }, raised_from: raised.then_some(soft) })
 }
 
 /// How many descriptors this process has open: /proc's count, or, where
@@ -153,11 +149,7 @@ pub(crate) fn closed_at_start(out: &File) -> bool {
 }
 
 /// Sends `data` to the abstract Unix socket `name` (sd_notify's `@name`).
-pub(crate) fn send_to_abstract(
-    socket: &std::os::unix::net::UnixDatagram,
-    name: &str,
-    data: &[u8],
-) -> io::Result<()> {
+pub(crate) fn send_to_abstract(socket: &UnixDatagram, name: &str, data: &[u8]) -> io::Result<()> {
     use std::os::linux::net::SocketAddrExt;
     let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
     socket.send_to_addr(data, &addr).map(drop)

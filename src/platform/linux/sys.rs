@@ -56,7 +56,6 @@ const C_INT_LEN: u32 = 4;
 
 /// `sigset_t`, glibc's and musl's: 1024 bits.
 #[repr(C)]
-#[derive(Debug, Clone, Copy)]
 pub struct SigSet([u64; 16]);
 
 /// `struct iovec`.

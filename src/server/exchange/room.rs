@@ -160,8 +160,7 @@ impl Inside {
     /// The room's state and its shared face, before its thread runs.
     fn open() -> io::Result<Inside> {
         let mut poller = Poller::new(BATCH)?;
-        let waker = Waker::new()?;
-        poller.add_waker(&waker, WAKER)?;
+        let waker = poller.waker(WAKER)?;
         let (asks, inbox) = mpsc::channel();
         let room = Arc::new(Room { asks, waker, turns: AtomicU64::new(0) });
         Ok(Inside {
