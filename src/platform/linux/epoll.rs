@@ -1,7 +1,7 @@
 //! Readiness of many sockets at once, for the waiting room: Linux's
 //! `epoll`, and an `eventfd` that other threads make readable to wake it.
 
-use super::{sys, timeout_ms};
+use super::sys;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -47,7 +47,7 @@ impl Poller {
     /// and puts the tokens of the ready ones in `ready` (cleared first).
     pub fn wait(&mut self, timeout: Option<Duration>, ready: &mut Vec<u64>) -> io::Result<()> {
         ready.clear();
-        let n = sys::epoll_ready(self.epoll.as_fd(), &mut self.events, timeout_ms(timeout))?;
+        let n = sys::epoll_ready(self.epoll.as_fd(), &mut self.events, sys::timeout_ms(timeout))?;
         ready.extend(self.events[..n].iter().map(sys::EpollEvent::token));
         Ok(())
     }

@@ -1,8 +1,8 @@
 //! Socket calls std lacks: reads that bring the kernel's arrival time,
-//! waiting for one socket, checking and adopting a socket passed by a
-//! service manager.
+//! checking and adopting a socket passed by a service manager. (Waiting
+//! for one socket is `sys::wait_readable`'s alone.)
 
-use super::{sys, timeout_ms};
+use super::sys;
 use crate::platform::NotAListener;
 use std::io;
 use std::net::{TcpListener, TcpStream};
@@ -56,14 +56,6 @@ fn arrival_stamp(control: &[u64], filled: usize) -> Option<SystemTime> {
 /// [`recv_now`] returns; a listener's accepted sockets inherit it.
 pub(crate) fn stamp_arrivals(socket: &impl AsFd) -> io::Result<()> {
     sys::set_int_option(socket.as_fd(), sys::SO_TIMESTAMPNS, 1)
-}
-
-/// Waits until `stream` has something to read (bytes, EOF or an error),
-/// or `timeout` passes: true if it has. `poll(2)`, which times to the
-/// microsecond where `SO_RCVTIMEO` rounds up to the kernel's tick, and
-/// needs no `setsockopt` first.
-pub(crate) fn wait_readable(stream: &TcpStream, timeout: Duration) -> io::Result<bool> {
-    sys::wait_readable(stream.as_fd(), timeout_ms(Some(timeout)))
 }
 
 /// The `count` sockets a service manager passed to this process, each
