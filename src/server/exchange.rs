@@ -12,7 +12,7 @@ pub(crate) mod room;
 use super::framing::{End, Ending, Framer, Rules};
 use super::proxy::{self, Header, Parsed, MAX_HEADER};
 use super::report;
-use super::stats::{Held, STATS};
+use super::stats::{Counter, Held, STATS};
 use crate::addr::Cidr;
 use crate::escape::escape_into;
 use crate::platform;
@@ -80,8 +80,8 @@ impl Shared {
 /// exchange, so that the common exchange allocates nothing.
 pub(crate) struct Scratch {
     chunk: Vec<u8>,
+    /// The log line, then the reply.
     line: String,
-    reply: String,
     message: Vec<u8>,
     /// A worker's: it may block on writing its log line to a file, its
     /// reply handed to the output first. The room never blocks.
@@ -91,7 +91,7 @@ pub(crate) struct Scratch {
 impl Scratch {
     pub fn new(worker: bool) -> Scratch {
         let chunk = vec![0; CHUNK];
-        Scratch { chunk, line: String::new(), reply: String::new(), message: Vec::new(), worker }
+        Scratch { chunk, line: String::new(), message: Vec::new(), worker }
     }
 
     /// Takes a message buffer back, and lets a rare huge one go.
@@ -275,18 +275,21 @@ pub(crate) fn finish(conn: Connection, end: End, s: &mut Scratch, room: &Arc<Roo
             reply(answer, &message, s, room);
         }
         Err(end) => {
-            let so_far = STATS.ended(end.counted());
-            tell_operator(client, &end, so_far);
-            let told = match &end {
+            tell_operator(client, &end, STATS.ended(end.counted()));
+            match end {
                 // A time client is told nothing: any bytes would read as a time.
                 End::Refused(why) if service != Service::Time => {
                     s.line.clear();
-                    protocol::write_refusal(&mut s.line, why);
-                    (&held.stream).write_all(s.line.as_bytes()).is_ok()
+                    protocol::write_refusal(&mut s.line, &why);
+                    let told = (&held.stream).write_all(s.line.as_bytes()).is_ok();
+                    // Turned away, it is not waited for; refused mid-message, it may go on.
+                    let ignored = matches!(why, Refusal::Busy | Refusal::ShuttingDown);
+                    let sending = if ignored { Sending::Ignored } else { Sending::MayGoOn };
+                    hang_up(held, sending, told, room);
                 }
-                _ => false,
-            };
-            hang_up(held, Sending::of(&end), told, room);
+                // A health check, a failure: told nothing, it closes now.
+                _ => hang_up(held, Sending::Done, false, room),
+            }
         }
     }
     s.keep(message);
@@ -313,7 +316,7 @@ struct Answer {
 /// sends it if the write has not returned within the stall bound.
 fn reply(answer: Answer, message: &[u8], s: &mut Scratch, room: &Arc<Room>) {
     if !log_line(&mut s.line, &answer, message) {
-        return answer.send(&mut s.reply, room);
+        return answer.send(&mut s.line, room);
     }
     if s.worker && output::log_may_block() {
         let room = Arc::clone(room);
@@ -321,7 +324,7 @@ fn reply(answer: Answer, message: &[u8], s: &mut Scratch, room: &Arc<Room>) {
         output::log(s.line.as_bytes(), Some(Box::new(send)));
     } else {
         output::log(s.line.as_bytes(), None);
-        answer.send(&mut s.reply, room);
+        answer.send(&mut s.line, room);
     }
 }
 
@@ -377,15 +380,6 @@ impl Sending {
             Ending::Unasked => Sending::Unknown,
         }
     }
-
-    fn of(end: &End) -> Sending {
-        match end {
-            End::Message { ending, .. } => Sending::after(*ending),
-            End::Refused(Refusal::Busy | Refusal::ShuttingDown) => Sending::Ignored,
-            End::Refused(_) => Sending::MayGoOn,
-            End::HealthCheck | End::Failed(_) => Sending::Done,
-        }
-    }
 }
 
 /// The one place a client's connection ends. Told nothing, or done
@@ -435,9 +429,7 @@ fn drain(stream: &TcpStream) -> bool {
 /// to be written: the log is off, or no memory could be had for the line
 /// (counted as not written), a line being up to four times the message.
 fn log_line(line: &mut String, answer: &Answer, message: &[u8]) -> bool {
-    let Some(max_shown) = output::log_bytes() else {
-        return false;
-    };
+    let Some(max_shown) = output::log_bytes() else { return false };
     let shown = message.len().min(max_shown);
     line.clear();
     if line.try_reserve(4 * shown + 128).is_err() {
@@ -483,15 +475,13 @@ fn push_addr(line: &mut String, addr: SocketAddr) {
 /// Says on standard error how a connection that got no time ended: a few
 /// lines a second at most (see `report`).
 fn tell_operator(client: SocketAddr, end: &End, so_far: u64) {
-    let counter = end.counted().counter();
-    let nouns = (counter.one, counter.many);
+    let Counter { one, many, .. } = end.counted().counter();
+    let nouns = (one, many);
     match end {
         End::HealthCheck if so_far == 1 => {
             output::say(format_args!("{client}: health checks, counted apart and not logged"));
         }
-        End::Failed(e) => {
-            report::report(nouns, format_args!("{client}: connection failed: {e}"));
-        }
+        End::Failed(e) => report::report(nouns, format_args!("{client}: connection failed: {e}")),
         End::Refused(Refusal::ShuttingDown) | End::HealthCheck | End::Message { .. } => {}
         End::Refused(why) => report::report(nouns, format_args!("{client}: {why}")),
     }
