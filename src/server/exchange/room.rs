@@ -224,8 +224,7 @@ impl Inside {
                 Ask::Finish(by, gone) => {
                     self.finish_by = Some(by);
                     self.gone = Some(gone);
-                    let tokens: Vec<u64> = self.waiting.keys().copied().collect();
-                    for token in tokens {
+                    for token in self.waiting.keys().copied().collect::<Vec<_>>() {
                         self.look_at(token, now);
                     }
                 }
@@ -278,13 +277,10 @@ impl Inside {
             self.close_lingering(token);
             return true;
         }
-        let Some((&token, _)) = self.waiting.first_key_value() else {
-            return false;
-        };
+        let Some((&token, _)) = self.waiting.first_key_value() else { return false };
         if let Some(mut conn) = self.leave(token) {
             let end = read(&mut conn, &mut self.scratch.chunk, now);
-            let end = end.unwrap_or(End::Refused(Refusal::Busy));
-            finish(conn, end, &mut self.scratch, &self.room);
+            finish(conn, end.unwrap_or(End::Refused(Refusal::Busy)), &mut self.scratch, &self.room);
         }
         true
     }
@@ -300,9 +296,7 @@ impl Inside {
             return;
         }
         let shutting_down = self.finish_by.is_some();
-        let Some((conn, at)) = self.waiting.get_mut(&token) else {
-            return;
-        };
+        let Some((conn, at)) = self.waiting.get_mut(&token) else { return };
         self.timers.remove(&(*at, token));
         let end = match read(conn, &mut self.scratch.chunk, now) {
             None if shutting_down && !conn.has_begun() => End::Refused(Refusal::ShuttingDown),
@@ -337,10 +331,7 @@ impl Inside {
         if self.finish_by.is_some_and(|by| now >= by) {
             self.cut();
         }
-        while let Some(&(at, token)) = self.timers.first() {
-            if at > now {
-                break;
-            }
+        while let Some(&(_, token)) = self.timers.first().filter(|&&(at, _)| at <= now) {
             if self.lingering.contains_key(&token) {
                 self.close_lingering(token);
             } else {
