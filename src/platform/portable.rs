@@ -188,15 +188,9 @@ impl Poller {
             }
         }
         ready.clear();
-        let first = match timeout {
-            Some(limit) => self.ready.recv_timeout(limit).ok(),
-            None => self.ready.recv().ok(),
-        };
-        ready.extend(first);
-        while ready.len() < self.batch {
-            let Ok(token) = self.ready.try_recv() else { break };
-            ready.push(token);
-        }
+        // Without a timeout, as good as forever: std waits without a deadline.
+        ready.extend(self.ready.recv_timeout(timeout.unwrap_or(Duration::MAX)).ok());
+        ready.extend(self.ready.try_iter().take(self.batch - ready.len()));
         self.reported.extend(ready.iter().filter(|t| self.watches.contains_key(t)));
         Ok(())
     }

@@ -136,10 +136,9 @@ extern "C" {
 
 /// `Ok(())` for a call that returned 0, else the error it left in `errno`.
 fn status(returned: c_int) -> io::Result<()> {
-    if returned == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
+    match returned {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
     }
 }
 
@@ -288,10 +287,9 @@ pub fn timeout_ms(timeout: Option<Duration>) -> c_int {
 /// The error in `errno`, unless a signal interrupted the call: then `value`.
 fn interrupted_is<T>(value: T) -> io::Result<T> {
     let error = io::Error::last_os_error();
-    if error.raw_os_error() == Some(EINTR) {
-        Ok(value)
-    } else {
-        Err(error)
+    match error.raw_os_error() {
+        Some(EINTR) => Ok(value),
+        _ => Err(error),
     }
 }
 
