@@ -90,8 +90,7 @@ pub(crate) struct Scratch {
 
 impl Scratch {
     pub fn new(worker: bool) -> Scratch {
-        let chunk = vec![0; CHUNK];
-        Scratch { chunk, line: String::new(), message: Vec::new(), worker }
+        Scratch { chunk: vec![0; CHUNK], line: String::new(), message: Vec::new(), worker }
     }
 
     /// Takes a message buffer back, and lets a rare huge one go.
@@ -270,8 +269,13 @@ pub(crate) fn finish(conn: Connection, end: End, s: &mut Scratch, room: &Arc<Roo
     match stamped {
         Ok((ending, stamp, ended)) => {
             let ended = (service == Service::Receipt).then_some(ended);
+            let sending = match ending {
+                Ending::Newline { trailing: false } | Ending::Eof => Sending::Done,
+                Ending::Newline { trailing: true } | Ending::Pause => Sending::MayGoOn,
+                Ending::Unasked => Sending::Unknown,
+            };
             let len = message.len();
-            let answer = Answer { held, client, service, len, stamp, ended, ending, send_time };
+            let answer = Answer { held, client, service, len, stamp, ended, sending, send_time };
             reply(answer, &message, s, room);
         }
         Err(end) => {
@@ -305,7 +309,8 @@ struct Answer {
     stamp: Rfc3339,
     /// When the rules ended its message, for the latency (receipt only).
     ended: Option<Instant>,
-    ending: Ending,
+    /// Whether its client may still be sending, once it has its reply.
+    sending: Sending,
     /// `--send-time`: the reply also says when it was sent.
     send_time: bool,
 }
@@ -354,12 +359,11 @@ impl Answer {
                 format_args!("{client}: reply lost: {e}"),
             );
         }
-        hang_up(self.held, Sending::after(self.ending), sent.is_ok(), room);
+        hang_up(self.held, self.sending, sent.is_ok(), room);
     }
 }
 
 /// What the server knows, at the end, of whether the client still sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Sending {
     /// It has finished, or failed.
     Done,
@@ -370,16 +374,6 @@ enum Sending {
     Unknown,
     /// Turned away without a wait (busy, shutting down).
     Ignored,
-}
-
-impl Sending {
-    fn after(ending: Ending) -> Sending {
-        match ending {
-            Ending::Newline { trailing: false } | Ending::Eof => Sending::Done,
-            Ending::Newline { trailing: true } | Ending::Pause => Sending::MayGoOn,
-            Ending::Unasked => Sending::Unknown,
-        }
-    }
 }
 
 /// The one place a client's connection ends. Told nothing, or done
@@ -436,8 +430,7 @@ fn log_line(line: &mut String, answer: &Answer, message: &[u8]) -> bool {
         output::not_logged("no memory for the line");
         return false;
     }
-    line.push_str(answer.stamp.as_str());
-    line.push(' ');
+    line.extend([answer.stamp.as_str(), " "]);
     push_addr(line, answer.client);
     if answer.service != Service::Receipt {
         let _ = writeln!(line, " {}", answer.service.name());
@@ -462,13 +455,11 @@ fn push_addr(line: &mut String, addr: SocketAddr) {
         let _ = write!(line, "{addr}");
         return;
     };
-    for (i, octet) in v4.ip().octets().into_iter().enumerate() {
-        if i > 0 {
-            line.push('.');
-        }
+    let [a, b, c, d] = v4.ip().octets();
+    for (octet, separator) in [(a, '.'), (b, '.'), (c, '.'), (d, ':')] {
         push_decimal(line, u64::from(octet));
+        line.push(separator);
     }
-    line.push(':');
     push_decimal(line, u64::from(v4.port()));
 }
 
@@ -539,7 +530,6 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
 /// One connection's request being read: with the PROXY protocol its
 /// header first, then the message under the framing rules (nothing, for
 /// daytime and time).
-#[derive(Debug)]
 pub(crate) struct Connection {
     pub held: Held,
     peer: SocketAddr,
