@@ -181,7 +181,8 @@ impl Inside {
 
     fn run(&mut self) {
         let mut ready = Vec::with_capacity(BATCH);
-        while !self.done() {
+        // Until shutdown has come and nothing is left to wait for.
+        while self.finish_by.is_none() || self.waiting.len() + self.lingering.len() > 0 {
             self.room.turns.fetch_add(1, Relaxed);
             let timer = self.timers.first().map(|&(at, _)| at).into_iter().chain(self.finish_by);
             let timeout = timer.min().map(|at| at.saturating_duration_since(Instant::now()));
@@ -207,11 +208,6 @@ impl Inside {
             }
         }
         self.cut();
-    }
-
-    /// Whether shutdown has come and nothing is left to wait for.
-    fn done(&self) -> bool {
-        self.finish_by.is_some() && self.waiting.is_empty() && self.lingering.is_empty()
     }
 
     fn take_inbox(&mut self, now: Instant) {
