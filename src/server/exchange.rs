@@ -145,15 +145,10 @@ impl Workers {
     /// nothing.)
     pub fn stop_accepting(&self) {
         self.shared.stopping.store(true, Relaxed);
-        let mut scratch = Scratch::new(false);
+        let (shared, mut scratch) = (&*self.shared, Scratch::new(false));
         for (listener, service) in &self.listeners {
             if listener.set_nonblocking(true).is_ok() {
-                while let Ok((stream, peer)) = listener.accept() {
-                    let held = Held::briefly(stream);
-                    let (conn, _) =
-                        Connection::start(held, peer, *service, &self.shared, Vec::new());
-                    let end = End::Refused(Refusal::ShuttingDown);
-                    finish(conn, end, &mut scratch, &self.shared.room);
+                while turn_away((listener, *service), shared, Refusal::ShuttingDown, &mut scratch) {
                 }
             }
             let _ = platform::stop_listening(listener);
@@ -482,12 +477,7 @@ fn tell_operator(client: SocketAddr, end: &End, so_far: u64) {
 /// spare is given up to accept the connection and tell it the server is
 /// busy. Otherwise, or if neither works, the failure is reported and the
 /// worker waits a little.
-fn accept_failed(
-    (listener, service): (&TcpListener, Service),
-    shared: &Shared,
-    e: &io::Error,
-    scratch: &mut Scratch,
-) {
+fn accept_failed(at: (&TcpListener, Service), shared: &Shared, e: &io::Error, s: &mut Scratch) {
     if shared.stopping.load(Relaxed) || sync::is_interrupted(e) {
         return;
     }
@@ -497,23 +487,30 @@ fn accept_failed(
         }
         let mut spare = sync::lock(&shared.spare);
         if spare.take().is_some() {
-            if let Ok((stream, peer)) = listener.accept() {
-                let held = Held::briefly(stream);
-                let (conn, _) = Connection::start(held, peer, service, shared, Vec::new());
-                finish(conn, End::Refused(Refusal::Busy), scratch, &shared.room);
-            }
+            turn_away(at, shared, Refusal::Busy, s);
             *spare = File::open("/dev/null").ok();
             if spare.is_some() {
                 return;
             }
         }
     }
-    let at = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let addr = at.0.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let what = ("line of server trouble", "lines of server trouble");
-    report::report(what, format_args!("cannot accept on {at}: {e}"));
+    report::report(what, format_args!("cannot accept on {addr}: {e}"));
     if e.kind() != io::ErrorKind::ConnectionAborted {
         thread::sleep(ACCEPT_BACKOFF);
     }
+}
+
+/// Accepts one connection, if one is queued, only to tell it why it is
+/// turned away (`finish`, as every connection ends, holding no place for
+/// it); false if none was.
+fn turn_away(at: (&TcpListener, Service), shared: &Shared, why: Refusal, s: &mut Scratch) -> bool {
+    let (listener, service) = at;
+    let Ok((stream, peer)) = listener.accept() else { return false };
+    let (conn, _) = Connection::start(Held::briefly(stream), peer, service, shared, Vec::new());
+    finish(conn, End::Refused(why), s, &shared.room);
+    true
 }
 
 /// An address as the log shows it: an IPv4 client of an IPv6 socket as
