@@ -59,11 +59,6 @@ impl Signal {
         Signal::CpuLimit,
     ];
 
-    /// Whether it asks the program to stop.
-    pub fn stops(self) -> bool {
-        self != Signal::Report
-    }
-
     /// `SIGTERM, SIGINT, SIGHUP, SIGPWR and SIGXCPU` (`or` for `and`).
     pub fn list_stopping(and: &str) -> String {
         let names: Vec<String> = Signal::STOPPING.iter().map(Signal::to_string).collect();

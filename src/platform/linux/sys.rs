@@ -37,7 +37,6 @@ pub const SOCK_STREAM: c_int = 1;
 pub const AF_INET: c_int = 2;
 pub const AF_INET6: c_int = 10;
 pub const EBADF: i32 = 9;
-pub const EINTR: i32 = 4;
 /// The `open(2)` flag, for `OpenOptionsExt::custom_flags`.
 pub const O_NONBLOCK: c_int = 0o4000;
 pub const RLIMIT_NOFILE: c_int = 7;
@@ -287,8 +286,8 @@ pub fn timeout_ms(timeout: Option<Duration>) -> c_int {
 /// The error in `errno`, unless a signal interrupted the call: then `value`.
 fn interrupted_is<T>(value: T) -> io::Result<T> {
     let error = io::Error::last_os_error();
-    match error.raw_os_error() {
-        Some(EINTR) => Ok(value),
+    match error.kind() {
+        io::ErrorKind::Interrupted => Ok(value),
         _ => Err(error),
     }
 }
