@@ -10,15 +10,15 @@
 pub(crate) mod room;
 
 use super::framing::{End, Ending, Framer, Rules};
+use super::listen::Serving;
 use super::proxy::{self, Header, Parsed, MAX_HEADER};
 use super::report;
 use super::stats::{Counter, Held, STATS};
 use crate::addr::Cidr;
 use crate::escape::escape_into;
-use crate::platform;
 use crate::protocol::{self, push_decimal, Refusal, Service};
 use crate::timestamp::{Arrival, Rfc3339, Timestamp};
-use crate::{output, sync};
+use crate::{output, platform, sync};
 use room::Room;
 use std::fmt::Write as _;
 use std::fs::File;
@@ -66,11 +66,8 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn new(
-        (rules, max_conns): (Rules, usize),
-        proxy_from: Option<Vec<Cidr>>,
-        room: Arc<Room>,
-    ) -> Shared {
+    pub fn new(limits: (Rules, usize), proxy_from: Option<Vec<Cidr>>, room: Arc<Room>) -> Shared {
+        let (rules, max_conns) = limits;
         let spare = Mutex::new(File::open("/dev/null").ok());
         Shared { rules, max_conns, proxy_from, room, stopping: AtomicBool::new(false), spare }
     }
@@ -93,10 +90,10 @@ impl Scratch {
         Scratch { chunk: vec![0; CHUNK], line: String::new(), message: Vec::new(), worker }
     }
 
-    /// Takes a message buffer back, and lets a rare huge one go.
-    fn keep(&mut self, mut message: Vec<u8>) {
+    /// Takes a message buffer back (the next framer clears it), and lets a
+    /// rare huge one go.
+    fn keep(&mut self, message: Vec<u8>) {
         if message.capacity() <= KEEP_CAPACITY {
-            message.clear();
             self.message = message;
         }
         if self.line.capacity() > 4 * KEEP_CAPACITY {
@@ -117,7 +114,7 @@ pub(crate) struct Workers {
 impl Workers {
     /// Starts `per_listener` workers on each listener, serving its service.
     pub fn start(
-        listeners: super::listen::Serving,
+        listeners: Serving,
         per_listener: usize,
         shared: Arc<Shared>,
     ) -> io::Result<Workers> {
@@ -393,8 +390,7 @@ fn hang_up(held: Held, sending: Sending, told: bool, room: &Arc<Room>) {
 
 /// Whether `stream` has bytes waiting, read (and dropped) without a wait.
 fn has_sent(stream: &TcpStream) -> bool {
-    let mut sink = [0u8; 1024];
-    matches!(platform::recv_now(stream, &mut sink), Ok((n, _)) if n > 0)
+    matches!(platform::recv_now(stream, &mut [0u8; 1024]), Ok((n, _)) if n > 0)
 }
 
 /// Reads and drops what a client has sent, without a wait; false once it
@@ -516,12 +512,8 @@ fn turn_away(at: (&TcpListener, Service), shared: &Shared, why: Refusal, s: &mut
 /// An address as the log shows it: an IPv4 client of an IPv6 socket as
 /// itself; an IPv6 one with its zone, which tells two links apart.
 fn canonical(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V6(v6) if v6.ip().to_ipv4_mapped().is_some() => {
-            SocketAddr::new(v6.ip().to_canonical(), v6.port())
-        }
-        addr => addr,
-    }
+    let SocketAddr::V6(v6) = addr else { return addr };
+    v6.ip().to_ipv4_mapped().map_or(addr, |v4| SocketAddr::from((v4, v6.port())))
 }
 
 /// One connection's request being read: with the PROXY protocol its
@@ -529,7 +521,6 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
 /// daytime and time).
 pub(crate) struct Connection {
     pub held: Held,
-    peer: SocketAddr,
     /// Who the exchange is for: the peer, or the client its PROXY header named.
     pub client: SocketAddr,
     service: Service,
@@ -561,8 +552,7 @@ impl Connection {
             Some(_) => (None, Some(End::Refused(Refusal::UntrustedProxy))),
         };
         let framer = Framer::new(&shared.rules, accepted, buffer);
-        let conn =
-            Connection { held, peer, client: peer, service, accepted, header, own: false, framer };
+        let conn = Connection { held, client: peer, service, accepted, header, own: false, framer };
         let unasked = service != Service::Receipt;
         let end = end.or_else(|| unasked.then(|| conn.unasked(Arrival::now())).flatten());
         (conn, end)
@@ -618,17 +608,15 @@ impl Connection {
         let mut rest = header.split_off(len);
         rest.extend_from_slice(&bytes[taken..]);
         match relayed {
-            Header::Relayed { client } if client != self.peer => self.client = canonical(client),
+            // Until now, `self.client` is the peer.
+            Header::Relayed { client } if client != self.client => self.client = canonical(client),
             Header::Relayed { .. } | Header::Own => self.own = true,
         }
         self.header = None;
-        if let Some(end) = self.unasked(at) {
-            return Some(end);
+        match self.unasked(at) {
+            None if !rest.is_empty() => self.feed(&rest, at),
+            end => end,
         }
-        if rest.is_empty() {
-            return None;
-        }
-        self.feed(&rest, at)
     }
 
     /// A balancer's own connection that ends before any message byte, or
