@@ -80,6 +80,10 @@ impl fmt::Display for Signal {
     }
 }
 
+/// What one read brought: how many bytes, and when the kernel stamped
+/// their arrival, where it does.
+pub(crate) type Received = (usize, Option<std::time::SystemTime>);
+
 /// What the soft limit on open files became: raised to the hard limit when
 /// it could be (as systemd asks of services), or left as it was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

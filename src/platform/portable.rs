@@ -7,7 +7,7 @@
 //! sd_notify, a backlog beyond std's 128, and writes that cannot block
 //! (every output is written through its helper's rescue).
 
-use super::{NotAListener, OpenFiles, Signal};
+use super::{NotAListener, OpenFiles, Received, Signal};
 use crate::sync;
 use std::collections::HashMap;
 use std::fs::File;
@@ -17,7 +17,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixDatagram;
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// How often a watcher looks up from its `peek` to see whether it is
 /// still wanted: a watched socket closes at most this late.
@@ -69,10 +69,7 @@ pub(crate) fn address_space_left() -> Option<(u64, bool)> {
 
 /// Reads what `stream` has received without waiting: the stream is made
 /// non-blocking for the one read, so that a watcher's `peek` still blocks.
-pub(crate) fn recv_now(
-    stream: &TcpStream,
-    buf: &mut [u8],
-) -> io::Result<(usize, Option<SystemTime>)> {
+pub(crate) fn recv_now(stream: &TcpStream, buf: &mut [u8]) -> io::Result<Received> {
     stream.set_nonblocking(true)?;
     let read = (&*stream).read(buf);
     stream.set_nonblocking(false)?;

@@ -1,7 +1,7 @@
 //! Readiness of many sockets at once, for the waiting room: Linux's
 //! `epoll`, and an `eventfd` that other threads make readable to wake it.
 
-use super::sys;
+use super::sys::{self, EpollEvent};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -13,16 +13,13 @@ use std::time::Duration;
 /// still has bytes is reported again on the next wait.
 pub(crate) struct Poller {
     epoll: OwnedFd,
-    events: Vec<sys::EpollEvent>,
+    events: Vec<EpollEvent>,
 }
 
 impl Poller {
     /// A new, empty set that reports at most `batch` sockets per wait.
     pub fn new(batch: usize) -> io::Result<Poller> {
-        Ok(Poller {
-            epoll: sys::epoll_new()?,
-            events: vec![sys::EpollEvent::default(); batch.max(1)],
-        })
+        Ok(Poller { epoll: sys::epoll_new()?, events: vec![EpollEvent::default(); batch.max(1)] })
     }
 
     /// Adds `socket`, reported as `token` when it has something to read.
@@ -48,7 +45,7 @@ impl Poller {
     pub fn wait(&mut self, timeout: Option<Duration>, ready: &mut Vec<u64>) -> io::Result<()> {
         ready.clear();
         let n = sys::epoll_ready(self.epoll.as_fd(), &mut self.events, sys::timeout_ms(timeout))?;
-        ready.extend(self.events[..n].iter().map(sys::EpollEvent::token));
+        ready.extend(self.events[..n].iter().map(EpollEvent::token));
         Ok(())
     }
 }

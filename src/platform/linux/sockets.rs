@@ -3,7 +3,7 @@
 //! for one socket is `sys::wait_readable`'s alone.)
 
 use super::sys;
-use crate::platform::NotAListener;
+use crate::platform::{NotAListener, Received};
 use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -17,10 +17,7 @@ const CONTROL_WORDS: usize = 8;
 /// call (`recvmsg`), where std would need two to switch the socket to
 /// non-blocking; with [`stamp_arrivals`] on it or its listener it also
 /// returns the kernel's arrival time of the last segment read.
-pub(crate) fn recv_now(
-    stream: &TcpStream,
-    buf: &mut [u8],
-) -> io::Result<(usize, Option<SystemTime>)> {
+pub(crate) fn recv_now(stream: &TcpStream, buf: &mut [u8]) -> io::Result<Received> {
     let mut control = [0u64; CONTROL_WORDS];
     let (n, filled) = sys::receive(stream.as_fd(), buf, &mut control)?;
     Ok((n, arrival_stamp(&control, filled)))
@@ -34,13 +31,12 @@ fn arrival_stamp(control: &[u64], filled: usize) -> Option<SystemTime> {
     let mut at = 0;
     while at + 2 <= words.len() {
         let len = usize::try_from(words[at]).ok()?;
-        let [l0, l1, l2, l3, k0, k1, k2, k3] = words[at + 1].to_ne_bytes();
-        let level = i32::from_ne_bytes([l0, l1, l2, l3]);
-        let kind = i32::from_ne_bytes([k0, k1, k2, k3]);
+        let level_and_kind = words[at + 1].to_ne_bytes();
+        let (level, kind) = level_and_kind.split_at(4);
         if len < 16 {
             return None;
         }
-        if level == sys::SOL_SOCKET && kind == sys::SO_TIMESTAMPNS {
+        if level == sys::SOL_SOCKET.to_ne_bytes() && kind == sys::SO_TIMESTAMPNS.to_ne_bytes() {
             let seconds =
                 u64::try_from(i64::from_ne_bytes(words.get(at + 2)?.to_ne_bytes())).ok()?;
             let nanos = u32::try_from(*words.get(at + 3)?).ok()?;
