@@ -207,11 +207,9 @@ fn hold(mut stream: TcpStream, shared: &Shared) -> (Held, Option<End>) {
 fn read_until(conn: &mut Connection, verdict: Instant, chunk: &mut [u8]) -> Option<End> {
     loop {
         let now = Instant::now();
-        if let Some(end) = read(conn, chunk, now) {
-            return Some(end);
-        }
-        if now >= verdict {
-            return None;
+        let end = read(conn, chunk, now);
+        if end.is_some() || now >= verdict {
+            return end;
         }
         let wait = conn.framer.next_wake().min(verdict).saturating_duration_since(now);
         if let Err(e) = platform::wait_readable(&conn.held.stream, wait) {
@@ -345,11 +343,8 @@ impl Answer {
         STATS.served(self.service, self.ended);
         if let Err(e) = &sent {
             STATS.reply_lost();
-            let client = self.client;
-            report::report(
-                ("reply lost", "replies lost"),
-                format_args!("{client}: reply lost: {e}"),
-            );
+            let what = ("reply lost", "replies lost");
+            report::report(what, format_args!("{}: reply lost: {e}", self.client));
         }
         hang_up(self.held, self.sending, sent.is_ok(), room);
     }
