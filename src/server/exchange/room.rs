@@ -270,8 +270,7 @@ impl Inside {
     /// holds none.
     fn let_one_go(&mut self, now: Instant) -> bool {
         if let Some(&token) = self.lingering.keys().next() {
-            self.close_lingering(token);
-            return true;
+            return self.close_lingering(token);
         }
         let Some((&token, _)) = self.waiting.first_key_value() else { return false };
         if let Some(mut conn) = self.leave(token) {
@@ -316,21 +315,22 @@ impl Inside {
         Some(conn)
     }
 
-    fn close_lingering(&mut self, token: u64) {
-        if let Some((held, at)) = self.lingering.remove(&token) {
-            self.timers.remove(&(at, token));
-            self.poller.remove(&held.stream, token);
-        }
+    /// Closes `token` if it is a lingering connection; false if it is not.
+    fn close_lingering(&mut self, token: u64) -> bool {
+        let Some((held, at)) = self.lingering.remove(&token) else { return false };
+        self.timers.remove(&(at, token));
+        self.poller.remove(&held.stream, token);
+        true
     }
 
     fn on_timers(&mut self, now: Instant) {
         if self.finish_by.is_some_and(|by| now >= by) {
             self.cut();
         }
+        // A lingering connection's time is up; a waiting one is read and
+        // told the time.
         while let Some(&(_, token)) = self.timers.first().filter(|&&(at, _)| at <= now) {
-            if self.lingering.contains_key(&token) {
-                self.close_lingering(token);
-            } else {
+            if !self.close_lingering(token) {
                 self.look_at(token, now);
             }
         }
