@@ -330,14 +330,14 @@ impl Answer {
         buf.clear();
         match self.service {
             Service::Receipt => {
-                let sent =
-                    self.send_time.then(SystemTime::now).and_then(Timestamp::from_system_time);
-                let sent = sent.map(Timestamp::to_rfc3339);
+                let now = self.send_time.then(SystemTime::now);
+                let sent = now.and_then(Timestamp::from_system_time).map(Timestamp::to_rfc3339);
                 protocol::write_received(buf, self.len, &self.stamp, sent.as_ref());
             }
             Service::Daytime => protocol::write_daytime(buf, &self.stamp),
             Service::Time => {}
         }
+        // The time service's reply is its four bytes; the others', the line.
         let time = (self.service == Service::Time).then(|| protocol::time_bytes(SystemTime::now()));
         let sent = (&self.held.stream).write_all(time.as_ref().map_or(buf.as_bytes(), |t| &t[..]));
         STATS.served(self.service, self.ended);
