@@ -10,7 +10,6 @@
 pub(crate) mod room;
 
 use super::framing::{End, Ending, Framer, Rules};
-use super::listen::Serving;
 use super::proxy::{self, Header, Parsed, MAX_HEADER};
 use super::report;
 use super::stats::{Counter, Held, STATS};
@@ -114,7 +113,7 @@ pub(crate) struct Workers {
 impl Workers {
     /// Starts `per_listener` workers on each listener, serving its service.
     pub fn start(
-        listeners: Serving,
+        listeners: super::listen::Serving,
         per_listener: usize,
         shared: Arc<Shared>,
     ) -> io::Result<Workers> {
@@ -142,11 +141,10 @@ impl Workers {
     /// nothing.)
     pub fn stop_accepting(&self) {
         self.shared.stopping.store(true, Relaxed);
-        let (shared, mut scratch) = (&*self.shared, Scratch::new(false));
+        let (shared, mut s) = (&*self.shared, Scratch::new(false));
         for (listener, service) in &self.listeners {
             if listener.set_nonblocking(true).is_ok() {
-                while turn_away((listener, *service), shared, Refusal::ShuttingDown, &mut scratch) {
-                }
+                while turn_away((listener, *service), shared, Refusal::ShuttingDown, &mut s) {}
             }
             let _ = platform::stop_listening(listener);
         }
