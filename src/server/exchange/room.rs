@@ -182,7 +182,7 @@ impl Inside {
     fn run(&mut self) {
         let mut ready = Vec::with_capacity(BATCH);
         // Until shutdown has come and nothing is left to wait for.
-        while self.finish_by.is_none() || self.waiting.len() + self.lingering.len() > 0 {
+        while self.finish_by.is_none() || !self.waiting.is_empty() || !self.lingering.is_empty() {
             self.room.turns.fetch_add(1, Relaxed);
             let timer = self.timers.first().map(|&(at, _)| at).into_iter().chain(self.finish_by);
             let timeout = timer.min().map(|at| at.saturating_duration_since(Instant::now()));
