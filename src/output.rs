@@ -211,13 +211,12 @@ struct State {
 }
 
 impl State {
-    /// Counts `n` lines not written, and says so at the first of a run.
-    fn lost(&mut self, n: u64, reason: String) -> Option<String> {
+    /// Counts `n` lines not written; true at the first of a run.
+    fn lost(&mut self, n: u64, reason: String) -> bool {
         self.counts.not_written += n;
         self.failing += n;
-        let first = self.failing == n;
         self.counts.reason = Some(reason);
-        first.then(|| self.counts.reason.clone().unwrap_or_default())
+        self.failing == n
     }
 
     /// Counts `n` lines written, and says so if writing works again.
@@ -331,9 +330,7 @@ impl Output {
     /// else whole, blocking. How many bytes went, and the error that
     /// stopped it, if one did (a slow reader stops a write without one).
     fn write_now(&self, bytes: &[u8]) -> Went {
-        let Some(now) = &self.now else {
-            return write_all(&self.out, bytes);
-        };
+        let Some(now) = &self.now else { return write_all(&self.out, bytes) };
         match now.write(bytes) {
             Ok(n) => (n, None),
             Err(e) if sync::is_interrupted(&e) || sync::is_timeout(&e) => (0, None),
@@ -362,20 +359,18 @@ impl Output {
                 state.broken |= out_of_last > 0 && !take_back(&self.out, out_of_last);
                 state.finished += left;
                 let (name, reason) = (self.name, error.to_string());
-                told.or(state.lost(left, reason.clone())).map(|_| {
+                let first = state.lost(left, reason.clone());
+                (told.is_some() || first).then(|| {
                     format!("cannot write {name}: {reason}; serving goes on, and the lines not written are counted")
                 })
             }
         };
-        self.tell_awaiting(state);
-        told
-    }
-
-    fn tell_awaiting(&self, state: &State) {
         if state.awaiting > 0 {
             self.done.notify_all();
         }
+        told
     }
+
     /// Waits until line `ticket` is finished: at most until `until`, or,
     /// without one, while the output is not stalled (a write under way for
     /// [`STALLED_AFTER`], or none begun within it).

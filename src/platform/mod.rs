@@ -59,11 +59,6 @@ impl Signal {
         Signal::CpuLimit,
     ];
 
-    /// Whether it asks the program to stop.
-    pub fn stops(self) -> bool {
-        self != Signal::Report
-    }
-
     /// `SIGTERM, SIGINT, SIGHUP, SIGPWR and SIGXCPU` (`or` for `and`).
     pub fn list_stopping(and: &str) -> String {
         let names: Vec<String> = Signal::STOPPING.iter().map(Signal::to_string).collect();
@@ -84,6 +79,10 @@ impl fmt::Display for Signal {
         })
     }
 }
+
+/// What one read brought: how many bytes, and when the kernel stamped
+/// their arrival, where it does.
+pub(crate) type Received = (usize, Option<std::time::SystemTime>);
 
 /// What the soft limit on open files became: raised to the hard limit when
 /// it could be (as systemd asks of services), or left as it was.

@@ -7,17 +7,17 @@
 //! sd_notify, a backlog beyond std's 128, and writes that cannot block
 //! (every output is written through its helper's rescue).
 
-use super::{NotAListener, OpenFiles, Signal};
+use super::{NotAListener, OpenFiles, Received, Signal};
 use crate::sync;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{mpsc, Arc, OnceLock};
+use std::os::unix::net::UnixDatagram;
+use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// How often a watcher looks up from its `peek` to see whether it is
 /// still wanted: a watched socket closes at most this late.
@@ -33,7 +33,6 @@ fn unsupported(what: &str) -> io::Error {
 }
 
 /// Signals are left to their defaults: none ever comes here.
-#[derive(Debug)]
 pub(crate) struct Signals;
 
 impl Signals {
@@ -70,10 +69,7 @@ pub(crate) fn address_space_left() -> Option<(u64, bool)> {
 
 /// Reads what `stream` has received without waiting: the stream is made
 /// non-blocking for the one read, so that a watcher's `peek` still blocks.
-pub(crate) fn recv_now(
-    stream: &TcpStream,
-    buf: &mut [u8],
-) -> io::Result<(usize, Option<SystemTime>)> {
+pub(crate) fn recv_now(stream: &TcpStream, buf: &mut [u8]) -> io::Result<Received> {
     stream.set_nonblocking(true)?;
     let read = (&*stream).read(buf);
     stream.set_nonblocking(false)?;
@@ -136,11 +132,7 @@ pub(crate) fn closed_at_start(_out: &File) -> bool {
     false
 }
 
-pub(crate) fn send_to_abstract(
-    _socket: &std::os::unix::net::UnixDatagram,
-    _name: &str,
-    _data: &[u8],
-) -> io::Result<()> {
+pub(crate) fn send_to_abstract(_: &UnixDatagram, _: &str, _: &[u8]) -> io::Result<()> {
     Err(unsupported("an abstract socket"))
 }
 
@@ -151,14 +143,10 @@ pub(crate) fn send_to_abstract(
 pub(crate) struct Poller {
     tell: mpsc::Sender<u64>,
     ready: mpsc::Receiver<u64>,
-    watches: HashMap<u64, Watch>,
+    /// Each watcher's "look again"; dropped, it tells the watcher to leave.
+    watches: HashMap<u64, mpsc::Sender<()>>,
     reported: Vec<u64>,
     batch: usize,
-}
-
-struct Watch {
-    stop: Arc<AtomicBool>,
-    again: mpsc::Sender<()>,
 }
 
 impl Poller {
@@ -172,59 +160,44 @@ impl Poller {
         let socket = socket.try_clone()?;
         socket.set_read_timeout(Some(TICK))?;
         let (again, rearmed) = mpsc::channel();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tell, stopped) = (self.tell.clone(), Arc::clone(&stop));
+        let tell = self.tell.clone();
         thread::Builder::new()
             .name("serv6-watch".into())
             .stack_size(WATCH_STACK)
-            .spawn(move || watch(&socket, token, &tell, &rearmed, &stopped))?;
-        self.watches.insert(token, Watch { stop, again });
+            .spawn(move || watch(&socket, token, &tell, &rearmed))?;
+        self.watches.insert(token, again);
         Ok(())
     }
 
-    pub fn add_waker(&mut self, waker: &Waker, token: u64) -> io::Result<()> {
-        let _ = waker.0.set((self.tell.clone(), token));
-        Ok(())
+    pub fn waker(&mut self, token: u64) -> io::Result<Waker> {
+        Ok(Waker(self.tell.clone(), token))
     }
 
     /// Its watcher leaves within [`TICK`], and its copy closes then.
     pub fn remove(&mut self, _socket: &TcpStream, token: u64) {
-        if let Some(watch) = self.watches.remove(&token) {
-            watch.stop.store(true, Relaxed);
-        }
+        self.watches.remove(&token);
     }
 
     pub fn wait(&mut self, timeout: Option<Duration>, ready: &mut Vec<u64>) -> io::Result<()> {
         for token in self.reported.drain(..) {
-            if let Some(watch) = self.watches.get(&token) {
-                let _ = watch.again.send(());
+            if let Some(again) = self.watches.get(&token) {
+                let _ = again.send(());
             }
         }
         ready.clear();
-        let first = match timeout {
-            Some(limit) => self.ready.recv_timeout(limit).ok(),
-            None => self.ready.recv().ok(),
-        };
-        ready.extend(first);
-        while ready.len() < self.batch {
-            let Ok(token) = self.ready.try_recv() else { break };
-            ready.push(token);
-        }
+        // Without a timeout, as good as forever: std waits without a deadline.
+        ready.extend(self.ready.recv_timeout(timeout.unwrap_or(Duration::MAX)).ok());
+        ready.extend(self.ready.try_iter().take(self.batch - ready.len()));
         self.reported.extend(ready.iter().filter(|t| self.watches.contains_key(t)));
         Ok(())
     }
 }
 
 /// A watcher's life: report `token` each time `socket` is readable (bytes,
-/// EOF or an error), once its reader has had the last report.
-fn watch(
-    socket: &TcpStream,
-    token: u64,
-    tell: &mpsc::Sender<u64>,
-    again: &mpsc::Receiver<()>,
-    stop: &AtomicBool,
-) {
-    while !stop.load(Relaxed) {
+/// EOF or an error), once its reader has had the last report; until the
+/// poller drops its end of `again`.
+fn watch(socket: &TcpStream, token: u64, tell: &mpsc::Sender<u64>, again: &mpsc::Receiver<()>) {
+    while !matches!(again.try_recv(), Err(mpsc::TryRecvError::Disconnected)) {
         match socket.peek(&mut [0u8]) {
             // A tick passed, or the reader has the socket non-blocking
             // for a moment.
@@ -237,18 +210,13 @@ fn watch(
     }
 }
 
-/// Wakes a thread waiting on a [`Poller`], from any thread.
-pub(crate) struct Waker(OnceLock<(mpsc::Sender<u64>, u64)>);
+/// Wakes a thread waiting on a [`Poller`], from any thread: a report of
+/// its token.
+pub(crate) struct Waker(mpsc::Sender<u64>, u64);
 
 impl Waker {
-    pub fn new() -> io::Result<Waker> {
-        Ok(Waker(OnceLock::new()))
-    }
-
     pub fn wake(&self) {
-        if let Some((tell, token)) = self.0.get() {
-            let _ = tell.send(*token);
-        }
+        let _ = self.0.send(self.1);
     }
 
     /// Each wake is one report: nothing is left to clear.

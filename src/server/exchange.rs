@@ -12,13 +12,12 @@ pub(crate) mod room;
 use super::framing::{End, Ending, Framer, Rules};
 use super::proxy::{self, Header, Parsed, MAX_HEADER};
 use super::report;
-use super::stats::{Held, STATS};
+use super::stats::{Counter, Held, STATS};
 use crate::addr::Cidr;
 use crate::escape::escape_into;
-use crate::platform;
 use crate::protocol::{self, push_decimal, Refusal, Service};
 use crate::timestamp::{Arrival, Rfc3339, Timestamp};
-use crate::{output, sync};
+use crate::{output, platform, sync};
 use room::Room;
 use std::fmt::Write as _;
 use std::fs::File;
@@ -40,7 +39,7 @@ const SLOW_CLIENT: Duration = Duration::from_millis(1);
 const CHUNK: usize = 4096;
 /// Reads from one connection per turn at most, so that a client that
 /// floods cannot starve the others (the next turn takes the rest).
-pub(crate) const READS_PER_TURN: usize = 16;
+const READS_PER_TURN: usize = 16;
 /// A reader keeps at most this much buffer between exchanges.
 const KEEP_CAPACITY: usize = 16 * 1024;
 /// A worker's stack: only the pages an exchange touches count against
@@ -66,11 +65,8 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn new(
-        (rules, max_conns): (Rules, usize),
-        proxy_from: Option<Vec<Cidr>>,
-        room: Arc<Room>,
-    ) -> Shared {
+    pub fn new(limits: (Rules, usize), proxy_from: Option<Vec<Cidr>>, room: Arc<Room>) -> Shared {
+        let (rules, max_conns) = limits;
         let spare = Mutex::new(File::open("/dev/null").ok());
         Shared { rules, max_conns, proxy_from, room, stopping: AtomicBool::new(false), spare }
     }
@@ -80,8 +76,8 @@ impl Shared {
 /// exchange, so that the common exchange allocates nothing.
 pub(crate) struct Scratch {
     chunk: Vec<u8>,
+    /// The log line, then the reply.
     line: String,
-    reply: String,
     message: Vec<u8>,
     /// A worker's: it may block on writing its log line to a file, its
     /// reply handed to the output first. The room never blocks.
@@ -90,14 +86,13 @@ pub(crate) struct Scratch {
 
 impl Scratch {
     pub fn new(worker: bool) -> Scratch {
-        let chunk = vec![0; CHUNK];
-        Scratch { chunk, line: String::new(), reply: String::new(), message: Vec::new(), worker }
+        Scratch { chunk: vec![0; CHUNK], line: String::new(), message: Vec::new(), worker }
     }
 
-    /// Takes a message buffer back, and lets a rare huge one go.
-    fn keep(&mut self, mut message: Vec<u8>) {
+    /// Takes a message buffer back (the next framer clears it), and lets a
+    /// rare huge one go.
+    fn keep(&mut self, message: Vec<u8>) {
         if message.capacity() <= KEEP_CAPACITY {
-            message.clear();
             self.message = message;
         }
         if self.line.capacity() > 4 * KEEP_CAPACITY {
@@ -146,16 +141,10 @@ impl Workers {
     /// nothing.)
     pub fn stop_accepting(&self) {
         self.shared.stopping.store(true, Relaxed);
-        let mut scratch = Scratch::new(false);
+        let (shared, mut s) = (&*self.shared, Scratch::new(false));
         for (listener, service) in &self.listeners {
             if listener.set_nonblocking(true).is_ok() {
-                while let Ok((stream, peer)) = listener.accept() {
-                    let held = Held::briefly(stream);
-                    let (conn, _) =
-                        Connection::start(held, peer, *service, &self.shared, Vec::new());
-                    let end = End::Refused(Refusal::ShuttingDown);
-                    finish(conn, end, &mut scratch, &self.shared.room);
-                }
+                while turn_away((listener, *service), shared, Refusal::ShuttingDown, &mut s) {}
             }
             let _ = platform::stop_listening(listener);
         }
@@ -182,16 +171,12 @@ fn serve(listener: &TcpListener, service: Service, shared: &Shared) {
             }
         };
         STATS.worker_job(true);
-        let (held, full) = match hold(stream, shared) {
-            Ok(held) => (held, false),
-            Err(held) => (held, true),
-        };
+        let (held, busy) = hold(stream, shared);
         let buffer = std::mem::take(&mut scratch.message);
         let (mut conn, end) = Connection::start(held, peer, service, shared, buffer);
-        let end = if full { Some(End::Refused(Refusal::Busy)) } else { end };
         // recv: what has arrived, and what comes within SLOW_CLIENT.
         let verdict = conn.accepted + SLOW_CLIENT;
-        match end.or_else(|| read_until(&mut conn, verdict, &mut scratch.chunk)) {
+        match busy.or(end).or_else(|| read_until(&mut conn, verdict, &mut scratch.chunk)) {
             // stamp, log, reply, close.
             Some(end) => finish(conn, end, &mut scratch, &shared.room),
             None => shared.room.admit(conn),
@@ -203,14 +188,14 @@ fn serve(listener: &TcpListener, service: Service, shared: &Shared) {
 /// Holds a new connection within `--max-conns`. When that many are held,
 /// the room lets one go (a lingering one, or the one that has waited
 /// longest for its message, told `error: server busy`); if it holds none,
-/// the newcomer is the one told, so it comes back held `briefly`.
-fn hold(mut stream: TcpStream, shared: &Shared) -> Result<Held, Held> {
+/// the newcomer is the one told: it comes back held `briefly`, with its end.
+fn hold(mut stream: TcpStream, shared: &Shared) -> (Held, Option<End>) {
     loop {
         match Held::within(stream, shared.max_conns) {
-            Ok(held) => return Ok(held),
+            Ok(held) => return (held, None),
             // Another worker may take the place first: then ask again.
             Err(again) if shared.room.free_one() => stream = again,
-            Err(refused) => return Err(Held::briefly(refused)),
+            Err(full) => return (Held::briefly(full), Some(End::Refused(Refusal::Busy))),
         }
     }
 }
@@ -220,14 +205,12 @@ fn hold(mut stream: TcpStream, shared: &Shared) -> Result<Held, Held> {
 fn read_until(conn: &mut Connection, verdict: Instant, chunk: &mut [u8]) -> Option<End> {
     loop {
         let now = Instant::now();
-        if let Some(end) = read(conn, chunk, now) {
-            return Some(end);
+        let end = read(conn, chunk, now);
+        if end.is_some() || now >= verdict {
+            return end;
         }
-        if now >= verdict {
-            return None;
-        }
-        let wait = conn.next_wake().min(verdict).saturating_duration_since(now);
-        if let Err(e) = platform::wait_readable(conn.stream(), wait) {
+        let wait = conn.framer.next_wake().min(verdict).saturating_duration_since(now);
+        if let Err(e) = platform::wait_readable(&conn.held.stream, wait) {
             return conn.fail(e);
         }
     }
@@ -237,10 +220,10 @@ fn read_until(conn: &mut Connection, verdict: Instant, chunk: &mut [u8]) -> Opti
 /// the time is `now`. Bytes are judged by when they arrived: what came
 /// before a pause or the deadline ran out is read before the clock can
 /// end the message, so a reader that was late cannot cut it short. After
-/// it, `conn.next_wake()` says when to look again.
+/// it, `conn.framer.next_wake()` says when to look again.
 pub(crate) fn read(conn: &mut Connection, chunk: &mut [u8], now: Instant) -> Option<End> {
     for _ in 0..READS_PER_TURN {
-        match platform::recv_now(conn.stream(), chunk) {
+        match platform::recv_now(&conn.held.stream, chunk) {
             Ok((n, stamp)) => {
                 if let Some(end) = conn.feed(&chunk[..n], Arrival::stamped(stamp)) {
                     return Some(end);
@@ -274,23 +257,31 @@ pub(crate) fn finish(conn: Connection, end: End, s: &mut Scratch, room: &Arc<Roo
     match stamped {
         Ok((ending, stamp, ended)) => {
             let ended = (service == Service::Receipt).then_some(ended);
+            let sending = match ending {
+                Ending::Newline { trailing: false } | Ending::Eof => Sending::Done,
+                Ending::Newline { trailing: true } | Ending::Pause => Sending::MayGoOn,
+                Ending::Unasked => Sending::Unknown,
+            };
             let len = message.len();
-            let answer = Answer { held, client, service, len, stamp, ended, ending, send_time };
+            let answer = Answer { held, client, service, len, stamp, ended, sending, send_time };
             reply(answer, &message, s, room);
         }
         Err(end) => {
-            let so_far = STATS.ended(end.counted());
-            tell_operator(client, &end, so_far);
-            let told = match &end {
+            tell_operator(client, &end, STATS.ended(end.counted()));
+            match end {
                 // A time client is told nothing: any bytes would read as a time.
                 End::Refused(why) if service != Service::Time => {
                     s.line.clear();
-                    protocol::write_refusal(&mut s.line, why);
-                    (&held.stream).write_all(s.line.as_bytes()).is_ok()
+                    protocol::write_refusal(&mut s.line, &why);
+                    let told = (&held.stream).write_all(s.line.as_bytes()).is_ok();
+                    // Turned away, it is not waited for; refused mid-message, it may go on.
+                    let ignored = matches!(why, Refusal::Busy | Refusal::ShuttingDown);
+                    let sending = if ignored { Sending::Ignored } else { Sending::MayGoOn };
+                    hang_up(held, sending, told, room);
                 }
-                _ => false,
-            };
-            hang_up(held, Sending::of(&end), told, room);
+                // A health check, a failure: told nothing, it closes now.
+                _ => hang_up(held, Sending::Done, false, room),
+            }
         }
     }
     s.keep(message);
@@ -306,7 +297,8 @@ struct Answer {
     stamp: Rfc3339,
     /// When the rules ended its message, for the latency (receipt only).
     ended: Option<Instant>,
-    ending: Ending,
+    /// Whether its client may still be sending, once it has its reply.
+    sending: Sending,
     /// `--send-time`: the reply also says when it was sent.
     send_time: bool,
 }
@@ -317,7 +309,7 @@ struct Answer {
 /// sends it if the write has not returned within the stall bound.
 fn reply(answer: Answer, message: &[u8], s: &mut Scratch, room: &Arc<Room>) {
     if !log_line(&mut s.line, &answer, message) {
-        return answer.send(&mut s.reply, room);
+        return answer.send(&mut s.line, room);
     }
     if s.worker && output::log_may_block() {
         let room = Arc::clone(room);
@@ -325,7 +317,7 @@ fn reply(answer: Answer, message: &[u8], s: &mut Scratch, room: &Arc<Room>) {
         output::log(s.line.as_bytes(), Some(Box::new(send)));
     } else {
         output::log(s.line.as_bytes(), None);
-        answer.send(&mut s.reply, room);
+        answer.send(&mut s.line, room);
     }
 }
 
@@ -333,38 +325,30 @@ impl Answer {
     /// send: the reply (`buf` lent to write it in), counted; then the
     /// goodbye.
     fn send(self, buf: &mut String, room: &Arc<Room>) {
-        let time = (self.service == Service::Time).then(|| protocol::time_bytes(SystemTime::now()));
         buf.clear();
-        let bytes = match (self.service, time.as_ref()) {
-            (_, Some(time)) => &time[..],
-            (Service::Receipt, _) => {
-                let sent =
-                    self.send_time.then(SystemTime::now).and_then(Timestamp::from_system_time);
-                let sent = sent.map(Timestamp::to_rfc3339);
+        match self.service {
+            Service::Receipt => {
+                let now = self.send_time.then(SystemTime::now);
+                let sent = now.and_then(Timestamp::from_system_time).map(Timestamp::to_rfc3339);
                 protocol::write_received(buf, self.len, &self.stamp, sent.as_ref());
-                buf.as_bytes()
             }
-            _ => {
-                protocol::write_daytime(buf, &self.stamp);
-                buf.as_bytes()
-            }
-        };
-        let sent = (&self.held.stream).write_all(bytes);
+            Service::Daytime => protocol::write_daytime(buf, &self.stamp),
+            Service::Time => {}
+        }
+        // The time service's reply is its four bytes; the others', the line.
+        let time = (self.service == Service::Time).then(|| protocol::time_bytes(SystemTime::now()));
+        let sent = (&self.held.stream).write_all(time.as_ref().map_or(buf.as_bytes(), |t| &t[..]));
         STATS.served(self.service, self.ended);
         if let Err(e) = &sent {
             STATS.reply_lost();
-            let client = self.client;
-            report::report(
-                ("reply lost", "replies lost"),
-                format_args!("{client}: reply lost: {e}"),
-            );
+            let what = ("reply lost", "replies lost");
+            report::report(what, format_args!("{}: reply lost: {e}", self.client));
         }
-        hang_up(self.held, Sending::after(self.ending), sent.is_ok(), room);
+        hang_up(self.held, self.sending, sent.is_ok(), room);
     }
 }
 
 /// What the server knows, at the end, of whether the client still sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Sending {
     /// It has finished, or failed.
     Done,
@@ -375,25 +359,6 @@ enum Sending {
     Unknown,
     /// Turned away without a wait (busy, shutting down).
     Ignored,
-}
-
-impl Sending {
-    fn after(ending: Ending) -> Sending {
-        match ending {
-            Ending::Newline { trailing: false } | Ending::Eof => Sending::Done,
-            Ending::Newline { trailing: true } | Ending::Pause => Sending::MayGoOn,
-            Ending::Unasked => Sending::Unknown,
-        }
-    }
-
-    fn of(end: &End) -> Sending {
-        match end {
-            End::Message { ending, .. } => Sending::after(*ending),
-            End::Refused(Refusal::Busy | Refusal::ShuttingDown) => Sending::Ignored,
-            End::Refused(_) => Sending::MayGoOn,
-            End::HealthCheck | End::Failed(_) => Sending::Done,
-        }
-    }
 }
 
 /// The one place a client's connection ends. Told nothing, or done
@@ -409,11 +374,7 @@ fn hang_up(held: Held, sending: Sending, told: bool, room: &Arc<Room>) {
         Sending::Unknown if has_sent(&held.stream) => room.linger(held),
         Sending::Ignored => {
             let _ = held.stream.shutdown(Shutdown::Write);
-            for _ in 0..READS_PER_TURN {
-                if !has_sent(&held.stream) {
-                    break;
-                }
-            }
+            drain(&held.stream);
         }
         Sending::Done | Sending::Unknown => {}
     }
@@ -421,9 +382,23 @@ fn hang_up(held: Held, sending: Sending, told: bool, room: &Arc<Room>) {
 }
 
 /// Whether `stream` has bytes waiting, read (and dropped) without a wait.
-pub(crate) fn has_sent(stream: &TcpStream) -> bool {
-    let mut sink = [0u8; 1024];
-    matches!(platform::recv_now(stream, &mut sink), Ok((n, _)) if n > 0)
+fn has_sent(stream: &TcpStream) -> bool {
+    matches!(platform::recv_now(stream, &mut [0u8; 1024]), Ok((n, _)) if n > 0)
+}
+
+/// Reads and drops what a client has sent, without a wait; false once it
+/// has closed or failed. A bounded amount per turn: the next turn, if the
+/// connection lingers, takes the rest.
+fn drain(stream: &TcpStream) -> bool {
+    for _ in 0..READS_PER_TURN {
+        match platform::recv_now(stream, &mut [0u8; 1024]).map(|(n, _)| n) {
+            Ok(0) => return false,
+            Ok(_) => {}
+            Err(e) if sync::is_interrupted(&e) => {}
+            Err(e) => return sync::is_timeout(&e),
+        }
+    }
+    true
 }
 
 /// Formats `answer`'s log line in `line`: `<stamp> <client> <N> bytes
@@ -432,17 +407,14 @@ pub(crate) fn has_sent(stream: &TcpStream) -> bool {
 /// to be written: the log is off, or no memory could be had for the line
 /// (counted as not written), a line being up to four times the message.
 fn log_line(line: &mut String, answer: &Answer, message: &[u8]) -> bool {
-    let Some(max_shown) = output::log_bytes() else {
-        return false;
-    };
+    let Some(max_shown) = output::log_bytes() else { return false };
     let shown = message.len().min(max_shown);
     line.clear();
     if line.try_reserve(4 * shown + 128).is_err() {
         output::not_logged("no memory for the line");
         return false;
     }
-    line.push_str(answer.stamp.as_str());
-    line.push(' ');
+    line.extend([answer.stamp.as_str(), " "]);
     push_addr(line, answer.client);
     if answer.service != Service::Receipt {
         let _ = writeln!(line, " {}", answer.service.name());
@@ -467,28 +439,24 @@ fn push_addr(line: &mut String, addr: SocketAddr) {
         let _ = write!(line, "{addr}");
         return;
     };
-    for (i, octet) in v4.ip().octets().into_iter().enumerate() {
-        if i > 0 {
-            line.push('.');
-        }
+    let [a, b, c, d] = v4.ip().octets();
+    for (octet, separator) in [(a, '.'), (b, '.'), (c, '.'), (d, ':')] {
         push_decimal(line, u64::from(octet));
+        line.push(separator);
     }
-    line.push(':');
     push_decimal(line, u64::from(v4.port()));
 }
 
 /// Says on standard error how a connection that got no time ended: a few
 /// lines a second at most (see `report`).
 fn tell_operator(client: SocketAddr, end: &End, so_far: u64) {
-    let counter = end.counted().counter();
-    let nouns = (counter.one, counter.many);
+    let Counter { one, many, .. } = end.counted().counter();
+    let nouns = (one, many);
     match end {
         End::HealthCheck if so_far == 1 => {
             output::say(format_args!("{client}: health checks, counted apart and not logged"));
         }
-        End::Failed(e) => {
-            report::report(nouns, format_args!("{client}: connection failed: {e}"));
-        }
+        End::Failed(e) => report::report(nouns, format_args!("{client}: connection failed: {e}")),
         End::Refused(Refusal::ShuttingDown) | End::HealthCheck | End::Message { .. } => {}
         End::Refused(why) => report::report(nouns, format_args!("{client}: {why}")),
     }
@@ -498,12 +466,7 @@ fn tell_operator(client: SocketAddr, end: &End, so_far: u64) {
 /// spare is given up to accept the connection and tell it the server is
 /// busy. Otherwise, or if neither works, the failure is reported and the
 /// worker waits a little.
-fn accept_failed(
-    (listener, service): (&TcpListener, Service),
-    shared: &Shared,
-    e: &io::Error,
-    scratch: &mut Scratch,
-) {
+fn accept_failed(at: (&TcpListener, Service), shared: &Shared, e: &io::Error, s: &mut Scratch) {
     if shared.stopping.load(Relaxed) || sync::is_interrupted(e) {
         return;
     }
@@ -513,43 +476,44 @@ fn accept_failed(
         }
         let mut spare = sync::lock(&shared.spare);
         if spare.take().is_some() {
-            if let Ok((stream, peer)) = listener.accept() {
-                let held = Held::briefly(stream);
-                let (conn, _) = Connection::start(held, peer, service, shared, Vec::new());
-                finish(conn, End::Refused(Refusal::Busy), scratch, &shared.room);
-            }
+            turn_away(at, shared, Refusal::Busy, s);
             *spare = File::open("/dev/null").ok();
             if spare.is_some() {
                 return;
             }
         }
     }
-    let at = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let addr = at.0.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let what = ("line of server trouble", "lines of server trouble");
-    report::report(what, format_args!("cannot accept on {at}: {e}"));
+    report::report(what, format_args!("cannot accept on {addr}: {e}"));
     if e.kind() != io::ErrorKind::ConnectionAborted {
         thread::sleep(ACCEPT_BACKOFF);
     }
 }
 
+/// Accepts one connection, if one is queued, only to tell it why it is
+/// turned away (`finish`, as every connection ends, holding no place for
+/// it); false if none was.
+fn turn_away(at: (&TcpListener, Service), shared: &Shared, why: Refusal, s: &mut Scratch) -> bool {
+    let (listener, service) = at;
+    let Ok((stream, peer)) = listener.accept() else { return false };
+    let (conn, _) = Connection::start(Held::briefly(stream), peer, service, shared, Vec::new());
+    finish(conn, End::Refused(why), s, &shared.room);
+    true
+}
+
 /// An address as the log shows it: an IPv4 client of an IPv6 socket as
 /// itself; an IPv6 one with its zone, which tells two links apart.
 fn canonical(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V6(v6) if v6.ip().to_ipv4_mapped().is_some() => {
-            SocketAddr::new(v6.ip().to_canonical(), v6.port())
-        }
-        addr => addr,
-    }
+    let SocketAddr::V6(v6) = addr else { return addr };
+    v6.ip().to_ipv4_mapped().map_or(addr, |v4| SocketAddr::from((v4, v6.port())))
 }
 
 /// One connection's request being read: with the PROXY protocol its
 /// header first, then the message under the framing rules (nothing, for
 /// daytime and time).
-#[derive(Debug)]
 pub(crate) struct Connection {
     pub held: Held,
-    peer: SocketAddr,
     /// Who the exchange is for: the peer, or the client its PROXY header named.
     pub client: SocketAddr,
     service: Service,
@@ -581,15 +545,10 @@ impl Connection {
             Some(_) => (None, Some(End::Refused(Refusal::UntrustedProxy))),
         };
         let framer = Framer::new(&shared.rules, accepted, buffer);
-        let conn =
-            Connection { held, peer, client: peer, service, accepted, header, own: false, framer };
+        let conn = Connection { held, client: peer, service, accepted, header, own: false, framer };
         let unasked = service != Service::Receipt;
         let end = end.or_else(|| unasked.then(|| conn.unasked(Arrival::now())).flatten());
         (conn, end)
-    }
-
-    pub fn stream(&self) -> &TcpStream {
-        &self.held.stream
     }
 
     /// A daytime or time request is whole once its header (if any) is.
@@ -602,11 +561,6 @@ impl Connection {
     /// Whether any byte of its request has arrived.
     pub fn has_begun(&self) -> bool {
         self.header.as_ref().map_or(!self.framer.message().is_empty(), |h| !h.is_empty())
-    }
-
-    /// When it must next be told the time.
-    pub fn next_wake(&self) -> Instant {
-        self.framer.next_wake()
     }
 
     /// Tells it the time is `now`, once what arrived before is fed.
@@ -647,17 +601,15 @@ impl Connection {
         let mut rest = header.split_off(len);
         rest.extend_from_slice(&bytes[taken..]);
         match relayed {
-            Header::Relayed { client } if client != self.peer => self.client = canonical(client),
+            // Until now, `self.client` is the peer.
+            Header::Relayed { client } if client != self.client => self.client = canonical(client),
             Header::Relayed { .. } | Header::Own => self.own = true,
         }
         self.header = None;
-        if let Some(end) = self.unasked(at) {
-            return Some(end);
+        match self.unasked(at) {
+            None if !rest.is_empty() => self.feed(&rest, at),
+            end => end,
         }
-        if rest.is_empty() {
-            return None;
-        }
-        self.feed(&rest, at)
     }
 
     /// A balancer's own connection that ends before any message byte, or

@@ -123,7 +123,7 @@ fn wait_for_signals(signals: platform::Signals) -> io::Result<mpsc::Receiver<pla
             loop {
                 let signal = signals.wait();
                 match stopping {
-                    _ if !signal.stops() => {
+                    _ if signal == platform::Signal::Report => {
                         output::say(format_args!("SIGUSR1: {}", STATS.summary("running for")));
                     }
                     None => {

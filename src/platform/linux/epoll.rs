@@ -1,7 +1,7 @@
 //! Readiness of many sockets at once, for the waiting room: Linux's
 //! `epoll`, and an `eventfd` that other threads make readable to wake it.
 
-use super::{sys, timeout_ms};
+use super::sys::{self, EpollEvent};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -13,16 +13,13 @@ use std::time::Duration;
 /// still has bytes is reported again on the next wait.
 pub(crate) struct Poller {
     epoll: OwnedFd,
-    events: Vec<sys::EpollEvent>,
+    events: Vec<EpollEvent>,
 }
 
 impl Poller {
     /// A new, empty set that reports at most `batch` sockets per wait.
     pub fn new(batch: usize) -> io::Result<Poller> {
-        Ok(Poller {
-            epoll: sys::epoll_new()?,
-            events: vec![sys::EpollEvent::default(); batch.max(1)],
-        })
+        Ok(Poller { epoll: sys::epoll_new()?, events: vec![EpollEvent::default(); batch.max(1)] })
     }
 
     /// Adds `socket`, reported as `token` when it has something to read.
@@ -30,9 +27,11 @@ impl Poller {
         sys::epoll_add(self.epoll.as_fd(), socket.as_fd(), token)
     }
 
-    /// Adds `waker`, reported as `token` when woken.
-    pub fn add_waker(&mut self, waker: &Waker, token: u64) -> io::Result<()> {
-        sys::epoll_add(self.epoll.as_fd(), waker.0.as_fd(), token)
+    /// A new [`Waker`] of this set, reported as `token` when woken.
+    pub fn waker(&mut self, token: u64) -> io::Result<Waker> {
+        let waker = Waker(File::from(sys::eventfd_new()?));
+        sys::epoll_add(self.epoll.as_fd(), waker.0.as_fd(), token)?;
+        Ok(waker)
     }
 
     /// Takes `socket`, added as `token`, out of the set, so that it can be
@@ -45,8 +44,8 @@ impl Poller {
     /// and puts the tokens of the ready ones in `ready` (cleared first).
     pub fn wait(&mut self, timeout: Option<Duration>, ready: &mut Vec<u64>) -> io::Result<()> {
         ready.clear();
-        let n = sys::epoll_ready(self.epoll.as_fd(), &mut self.events, timeout_ms(timeout))?;
-        ready.extend(self.events[..n].iter().map(sys::EpollEvent::token));
+        let n = sys::epoll_ready(self.epoll.as_fd(), &mut self.events, sys::timeout_ms(timeout))?;
+        ready.extend(self.events[..n].iter().map(EpollEvent::token));
         Ok(())
     }
 }
@@ -57,10 +56,6 @@ impl Poller {
 pub(crate) struct Waker(File);
 
 impl Waker {
-    pub fn new() -> io::Result<Waker> {
-        Ok(Waker(File::from(sys::eventfd_new()?)))
-    }
-
     /// Makes it readable, from any thread. It cannot block: the counter
     /// would have to reach 2^64 - 1 first.
     pub fn wake(&self) {

@@ -11,18 +11,16 @@ mod sys;
 
 use super::{OpenFiles, Signal};
 pub(crate) use epoll::{Poller, Waker};
-pub(crate) use sockets::{passed_listeners, recv_now, stamp_arrivals, wait_readable};
-use std::ffi::c_int;
+pub(crate) use sockets::{passed_listeners, recv_now, stamp_arrivals};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
-use std::time::Duration;
+use std::os::unix::net::UnixDatagram;
 pub use sys::set_backlog;
-pub(crate) use sys::{give_back_free_memory, limit_malloc_arenas, stop_listening};
+pub(crate) use sys::{give_back_free_memory, limit_malloc_arenas, stop_listening, wait_readable};
 
 /// The signals taken by [`Signals::wait`] instead of their default action.
-#[derive(Debug)]
 pub(crate) struct Signals(sys::SigSet);
 
 impl Signals {
@@ -41,8 +39,7 @@ impl Signals {
         let acted_on = [SIGINT, SIGTERM, SIGHUP, SIGPWR, sys::SIGXCPU, SIGUSR1];
         let ignored =
             [SIGUSR2, SIGALRM, sys::SIGXFSZ, sys::SIGVTALRM, SIGPROF, SIGIO, sys::SIGSTKFLT];
-        let set = sys::signal_set(acted_on.into_iter().chain(ignored).chain(sys::REAL_TIME));
-        sys::block(&set).ok().map(|()| Signals(set))
+        sys::block(acted_on.into_iter().chain(ignored).chain(sys::REAL_TIME)).ok().map(Signals)
     }
 
     /// Waits until a signal the program acts on arrives.
@@ -71,11 +68,7 @@ impl Signals {
 pub(crate) fn raise_open_file_limit() -> Option<OpenFiles> {
     let (soft, hard) = sys::limits(sys::RLIMIT_NOFILE).ok()?;
     let raised = soft < hard && sys::set_open_file_limits(hard, hard).is_ok();
-    Some(if raised {
-        OpenFiles { limit: hard, raised_from: Some(soft) }
-    } else {
-        OpenFiles { limit: soft, raised_from: None }
-    })
+    Some(OpenFiles { limit: if raised { hard } else { soft }, raised_from: raised.then_some(soft) })
 }
 
 /// How many descriptors this process has open: /proc's count, or, where
@@ -153,11 +146,7 @@ pub(crate) fn closed_at_start(out: &File) -> bool {
 }
 
 /// Sends `data` to the abstract Unix socket `name` (sd_notify's `@name`).
-pub(crate) fn send_to_abstract(
-    socket: &std::os::unix::net::UnixDatagram,
-    name: &str,
-    data: &[u8],
-) -> io::Result<()> {
+pub(crate) fn send_to_abstract(socket: &UnixDatagram, name: &str, data: &[u8]) -> io::Result<()> {
     use std::os::linux::net::SocketAddrExt;
     let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
     socket.send_to_addr(data, &addr).map(drop)
@@ -166,13 +155,3 @@ pub(crate) fn send_to_abstract(
 /// What a connection that waits costs besides its own descriptor and
 /// buffer: nothing, on epoll.
 pub(crate) const PER_WAITING: (u64, u64) = (0, 0);
-
-/// A timeout in whole milliseconds for `poll` and `epoll_wait`, rounded up
-/// so that a timer is never woken for just before its time; `None`: -1,
-/// no limit.
-fn timeout_ms(timeout: Option<Duration>) -> c_int {
-    timeout.map_or(-1, |t| {
-        let ms = t.as_nanos().div_ceil(1_000_000);
-        c_int::try_from(ms).unwrap_or(c_int::MAX)
-    })
-}

@@ -1,9 +1,9 @@
 //! Socket calls std lacks: reads that bring the kernel's arrival time,
-//! waiting for one socket, checking and adopting a socket passed by a
-//! service manager.
+//! checking and adopting a socket passed by a service manager. (Waiting
+//! for one socket is `sys::wait_readable`'s alone.)
 
-use super::{sys, timeout_ms};
-use crate::platform::NotAListener;
+use super::sys;
+use crate::platform::{NotAListener, Received};
 use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -17,10 +17,7 @@ const CONTROL_WORDS: usize = 8;
 /// call (`recvmsg`), where std would need two to switch the socket to
 /// non-blocking; with [`stamp_arrivals`] on it or its listener it also
 /// returns the kernel's arrival time of the last segment read.
-pub(crate) fn recv_now(
-    stream: &TcpStream,
-    buf: &mut [u8],
-) -> io::Result<(usize, Option<SystemTime>)> {
+pub(crate) fn recv_now(stream: &TcpStream, buf: &mut [u8]) -> io::Result<Received> {
     let mut control = [0u64; CONTROL_WORDS];
     let (n, filled) = sys::receive(stream.as_fd(), buf, &mut control)?;
     Ok((n, arrival_stamp(&control, filled)))
@@ -34,13 +31,12 @@ fn arrival_stamp(control: &[u64], filled: usize) -> Option<SystemTime> {
     let mut at = 0;
     while at + 2 <= words.len() {
         let len = usize::try_from(words[at]).ok()?;
-        let [l0, l1, l2, l3, k0, k1, k2, k3] = words[at + 1].to_ne_bytes();
-        let level = i32::from_ne_bytes([l0, l1, l2, l3]);
-        let kind = i32::from_ne_bytes([k0, k1, k2, k3]);
+        let level_and_kind = words[at + 1].to_ne_bytes();
+        let (level, kind) = level_and_kind.split_at(4);
         if len < 16 {
             return None;
         }
-        if level == sys::SOL_SOCKET && kind == sys::SO_TIMESTAMPNS {
+        if level == sys::SOL_SOCKET.to_ne_bytes() && kind == sys::SO_TIMESTAMPNS.to_ne_bytes() {
             let seconds =
                 u64::try_from(i64::from_ne_bytes(words.get(at + 2)?.to_ne_bytes())).ok()?;
             let nanos = u32::try_from(*words.get(at + 3)?).ok()?;
@@ -56,14 +52,6 @@ fn arrival_stamp(control: &[u64], filled: usize) -> Option<SystemTime> {
 /// [`recv_now`] returns; a listener's accepted sockets inherit it.
 pub(crate) fn stamp_arrivals(socket: &impl AsFd) -> io::Result<()> {
     sys::set_int_option(socket.as_fd(), sys::SO_TIMESTAMPNS, 1)
-}
-
-/// Waits until `stream` has something to read (bytes, EOF or an error),
-/// or `timeout` passes: true if it has. `poll(2)`, which times to the
-/// microsecond where `SO_RCVTIMEO` rounds up to the kernel's tick, and
-/// needs no `setsockopt` first.
-pub(crate) fn wait_readable(stream: &TcpStream, timeout: Duration) -> io::Result<bool> {
-    sys::wait_readable(stream.as_fd(), timeout_ms(Some(timeout)))
 }
 
 /// The `count` sockets a service manager passed to this process, each

@@ -7,9 +7,10 @@
 
 use std::ffi::{c_int, c_void};
 use std::io;
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::time::Duration;
 
 pub const SIGHUP: c_int = 1;
 pub const SIGINT: c_int = 2;
@@ -36,7 +37,6 @@ pub const SOCK_STREAM: c_int = 1;
 pub const AF_INET: c_int = 2;
 pub const AF_INET6: c_int = 10;
 pub const EBADF: i32 = 9;
-pub const EINTR: i32 = 4;
 /// The `open(2)` flag, for `OpenOptionsExt::custom_flags`.
 pub const O_NONBLOCK: c_int = 0o4000;
 pub const RLIMIT_NOFILE: c_int = 7;
@@ -56,7 +56,6 @@ const C_INT_LEN: u32 = 4;
 
 /// `sigset_t`, glibc's and musl's: 1024 bits.
 #[repr(C)]
-#[derive(Debug, Clone, Copy)]
 pub struct SigSet([u64; 16]);
 
 /// `struct iovec`.
@@ -136,10 +135,9 @@ extern "C" {
 
 /// `Ok(())` for a call that returned 0, else the error it left in `errno`.
 fn status(returned: c_int) -> io::Result<()> {
-    if returned == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
+    match returned {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
     }
 }
 
@@ -260,31 +258,43 @@ pub fn send_now(fd: &impl AsFd, data: &[u8]) -> io::Result<usize> {
     count(unsafe { send(fd, data.as_ptr().cast(), data.len(), MSG_DONTWAIT | MSG_NOSIGNAL) })
 }
 
-/// Waits until `fd` has something to read (bytes, EOF or an error), or
-/// `timeout_ms` passes: true if it has. An interrupted wait says false.
-pub fn wait_readable(fd: BorrowedFd<'_>, timeout_ms: c_int) -> io::Result<bool> {
-    let mut watched = PollFd { fd: fd.as_raw_fd(), events: POLLIN, revents: 0 };
+/// Waits until `stream` has something to read (bytes, EOF or an error),
+/// or `timeout` passes: true if it has. `poll(2)`, which times to the
+/// microsecond where `SO_RCVTIMEO` rounds up to the kernel's tick, and
+/// needs no `setsockopt` first. An interrupted wait says false.
+pub fn wait_readable(stream: &TcpStream, timeout: Duration) -> io::Result<bool> {
+    let mut watched = PollFd { fd: stream.as_raw_fd(), events: POLLIN, revents: 0 };
     // SAFETY: `watched` is one live, writable pollfd, and the count says
     // one; its descriptor is borrowed, so open for the call.
-    match unsafe { poll(&mut watched, 1, timeout_ms) } {
+    match unsafe { poll(&mut watched, 1, timeout_ms(Some(timeout))) } {
         0 => Ok(false),
         n if n > 0 => Ok(true),
         _ => interrupted_is(false),
     }
 }
 
+/// A timeout in whole milliseconds for `poll` and `epoll_wait`, rounded up
+/// so that a timer is never woken for just before its time; `None`: -1,
+/// no limit.
+pub fn timeout_ms(timeout: Option<Duration>) -> c_int {
+    timeout.map_or(-1, |t| {
+        let ms = t.as_nanos().div_ceil(1_000_000);
+        c_int::try_from(ms).unwrap_or(c_int::MAX)
+    })
+}
+
 /// The error in `errno`, unless a signal interrupted the call: then `value`.
 fn interrupted_is<T>(value: T) -> io::Result<T> {
     let error = io::Error::last_os_error();
-    if error.raw_os_error() == Some(EINTR) {
-        Ok(value)
-    } else {
-        Err(error)
+    match error.kind() {
+        io::ErrorKind::Interrupted => Ok(value),
+        _ => Err(error),
     }
 }
 
-/// A set of the given signals.
-pub fn signal_set(signals: impl IntoIterator<Item = c_int>) -> SigSet {
+/// Blocks the given signals in the calling thread, and the threads it
+/// starts later; their set.
+pub fn block(signals: impl IntoIterator<Item = c_int>) -> io::Result<SigSet> {
     let mut set = SigSet([0; 16]);
     // SAFETY: `set` is a live, writable sigset_t-sized value owned by this
     // frame; sigemptyset writes only inside it.
@@ -294,15 +304,10 @@ pub fn signal_set(signals: impl IntoIterator<Item = c_int>) -> SigSet {
         // return value, and that signal is simply not in the set.
         unsafe { sigaddset(&mut set, signal) };
     }
-    set
-}
-
-/// Blocks `set` in the calling thread, and the threads it starts later.
-pub fn block(set: &SigSet) -> io::Result<()> {
     // SAFETY: `set` is initialised; a null `old` is allowed and means the
     // previous mask is not wanted. pthread_sigmask returns its error.
-    match unsafe { pthread_sigmask(SIG_BLOCK, set, std::ptr::null_mut()) } {
-        0 => Ok(()),
+    match unsafe { pthread_sigmask(SIG_BLOCK, &set, std::ptr::null_mut()) } {
+        0 => Ok(set),
         error => Err(io::Error::from_raw_os_error(error)),
     }
 }
@@ -432,7 +437,7 @@ mod tests {
         let (before, filled) = std::iter::from_fn(|| {
             let before = SystemTime::now();
             client.write_all(b"hola").expect("sends");
-            assert!(wait_readable(server.as_fd(), 10_000).expect("polls"));
+            assert!(wait_readable(&server, Duration::from_secs(10)).expect("polls"));
             let (n, filled) = receive(server.as_fd(), &mut buf, &mut control).expect("reads");
             assert_eq!(&buf[..n], b"hola");
             (std::time::Instant::now() < give_up).then_some((before, filled))
@@ -516,8 +521,7 @@ mod tests {
         }
         // In a thread of its own, so that only its mask changes.
         let waited = std::thread::spawn(|| {
-            let set = signal_set([SIGUSR2]);
-            block(&set).expect("blocks");
+            let set = block([SIGUSR2]).expect("blocks");
             // SAFETY: the calling thread's own id, and a signal it blocks:
             // it stays pending until sigwait takes it.
             let sent = unsafe { pthread_kill(pthread_self(), SIGUSR2) };

@@ -17,7 +17,7 @@
 //! one that has waited longest, told `error: server busy` (or answered, if
 //! its message has come meanwhile), so that a new client always gets a place.
 
-use super::{finish, read, Connection, Scratch, READS_PER_TURN};
+use super::{drain, finish, read, Connection, Scratch};
 use crate::platform::{self, Poller, Waker};
 use crate::protocol::Refusal;
 use crate::server::framing::End;
@@ -160,8 +160,7 @@ impl Inside {
     /// The room's state and its shared face, before its thread runs.
     fn open() -> io::Result<Inside> {
         let mut poller = Poller::new(BATCH)?;
-        let waker = Waker::new()?;
-        poller.add_waker(&waker, WAKER)?;
+        let waker = poller.waker(WAKER)?;
         let (asks, inbox) = mpsc::channel();
         let room = Arc::new(Room { asks, waker, turns: AtomicU64::new(0) });
         Ok(Inside {
@@ -182,7 +181,8 @@ impl Inside {
 
     fn run(&mut self) {
         let mut ready = Vec::with_capacity(BATCH);
-        while !self.done() {
+        // Until shutdown has come and nothing is left to wait for.
+        while self.finish_by.is_none() || !self.waiting.is_empty() || !self.lingering.is_empty() {
             self.room.turns.fetch_add(1, Relaxed);
             let timer = self.timers.first().map(|&(at, _)| at).into_iter().chain(self.finish_by);
             let timeout = timer.min().map(|at| at.saturating_duration_since(Instant::now()));
@@ -210,11 +210,6 @@ impl Inside {
         self.cut();
     }
 
-    /// Whether shutdown has come and nothing is left to wait for.
-    fn done(&self) -> bool {
-        self.finish_by.is_some() && self.waiting.is_empty() && self.lingering.is_empty()
-    }
-
     fn take_inbox(&mut self, now: Instant) {
         self.room.waker.clear();
         while let Ok(ask) = self.inbox.try_recv() {
@@ -225,8 +220,7 @@ impl Inside {
                 Ask::Finish(by, gone) => {
                     self.finish_by = Some(by);
                     self.gone = Some(gone);
-                    let tokens: Vec<u64> = self.waiting.keys().copied().collect();
-                    for token in tokens {
+                    for token in self.waiting.keys().copied().collect::<Vec<_>>() {
                         self.look_at(token, now);
                     }
                 }
@@ -250,7 +244,7 @@ impl Inside {
 
     fn admit(&mut self, conn: Connection, now: Instant) {
         let token = self.token();
-        if self.poller.add(conn.stream(), token).is_err() {
+        if self.poller.add(&conn.held.stream, token).is_err() {
             return finish(conn, End::Refused(Refusal::Busy), &mut self.scratch, &self.room);
         }
         self.waiting.insert(token, (conn, now));
@@ -276,16 +270,12 @@ impl Inside {
     /// holds none.
     fn let_one_go(&mut self, now: Instant) -> bool {
         if let Some(&token) = self.lingering.keys().next() {
-            self.close_lingering(token);
-            return true;
+            return self.close_lingering(token);
         }
-        let Some((&token, _)) = self.waiting.first_key_value() else {
-            return false;
-        };
+        let Some((&token, _)) = self.waiting.first_key_value() else { return false };
         if let Some(mut conn) = self.leave(token) {
             let end = read(&mut conn, &mut self.scratch.chunk, now);
-            let end = end.unwrap_or(End::Refused(Refusal::Busy));
-            finish(conn, end, &mut self.scratch, &self.room);
+            finish(conn, end.unwrap_or(End::Refused(Refusal::Busy)), &mut self.scratch, &self.room);
         }
         true
     }
@@ -295,20 +285,18 @@ impl Inside {
     /// shutdown, one that has sent nothing is told at once.
     fn look_at(&mut self, token: u64, now: Instant) {
         if let Some((held, _)) = self.lingering.get(&token) {
-            if !still_sending(held) {
+            if !drain(&held.stream) {
                 self.close_lingering(token);
             }
             return;
         }
         let shutting_down = self.finish_by.is_some();
-        let Some((conn, at)) = self.waiting.get_mut(&token) else {
-            return;
-        };
+        let Some((conn, at)) = self.waiting.get_mut(&token) else { return };
         self.timers.remove(&(*at, token));
         let end = match read(conn, &mut self.scratch.chunk, now) {
             None if shutting_down && !conn.has_begun() => End::Refused(Refusal::ShuttingDown),
             None => {
-                *at = conn.next_wake();
+                *at = conn.framer.next_wake();
                 self.timers.insert((*at, token));
                 return;
             }
@@ -323,28 +311,26 @@ impl Inside {
     fn leave(&mut self, token: u64) -> Option<Connection> {
         let (conn, at) = self.waiting.remove(&token)?;
         self.timers.remove(&(at, token));
-        self.poller.remove(conn.stream(), token);
+        self.poller.remove(&conn.held.stream, token);
         Some(conn)
     }
 
-    fn close_lingering(&mut self, token: u64) {
-        if let Some((held, at)) = self.lingering.remove(&token) {
-            self.timers.remove(&(at, token));
-            self.poller.remove(&held.stream, token);
-        }
+    /// Closes `token` if it is a lingering connection; false if it is not.
+    fn close_lingering(&mut self, token: u64) -> bool {
+        let Some((held, at)) = self.lingering.remove(&token) else { return false };
+        self.timers.remove(&(at, token));
+        self.poller.remove(&held.stream, token);
+        true
     }
 
     fn on_timers(&mut self, now: Instant) {
         if self.finish_by.is_some_and(|by| now >= by) {
             self.cut();
         }
-        while let Some(&(at, token)) = self.timers.first() {
-            if at > now {
-                break;
-            }
-            if self.lingering.contains_key(&token) {
-                self.close_lingering(token);
-            } else {
+        // A lingering connection's time is up; a waiting one is read and
+        // told the time.
+        while let Some(&(_, token)) = self.timers.first().filter(|&&(at, _)| at <= now) {
+            if !self.close_lingering(token) {
                 self.look_at(token, now);
             }
         }
@@ -360,20 +346,6 @@ impl Inside {
             }
         }
     }
-}
-
-/// Reads and drops what a lingering client sends; false once it has closed
-/// or failed. A bounded amount per turn: the next turn takes the rest.
-fn still_sending(held: &Held) -> bool {
-    for _ in 0..READS_PER_TURN {
-        match platform::recv_now(&held.stream, &mut [0u8; 1024]).map(|(n, _)| n) {
-            Ok(0) => return false,
-            Ok(_) => {}
-            Err(e) if crate::sync::is_interrupted(&e) => {}
-            Err(e) => return crate::sync::is_timeout(&e),
-        }
-    }
-    true
 }
 
 #[cfg(test)]
