@@ -35,6 +35,8 @@ use std::time::{Duration, Instant};
 
 /// After this long without progress, an output counts as stalled.
 pub(crate) const STALLED_AFTER: Duration = Duration::from_millis(100);
+/// A pipe takes a write of at most this many bytes whole or not at all.
+const PIPE_BUF: usize = 4096;
 /// The most bytes that wait for a stalled reader; past it, lines are dropped.
 pub(crate) const QUEUE_CAP: usize = 1 << 20;
 const STDOUT: &str = "standard output";
@@ -72,7 +74,6 @@ pub(crate) fn start_log(quiet: bool, max_shown: usize) -> Option<String> {
     }
     let why = match Output::start(&LOG, io::stdout(), STDOUT) {
         Err(e) => format!("standard output is unusable ({e})"),
-        Ok((out, _)) if out.closed => "standard output is closed".into(),
         Ok((_, note)) => return note,
     };
     Some(format!("exchange log: {why}; lines are not written"))
@@ -107,10 +108,9 @@ pub(crate) fn log_may_block() -> bool {
 /// here, or on the output's helper if the write has not returned within
 /// [`STALLED_AFTER`]. Without, it never blocks on a write.
 pub(crate) fn log(line: &[u8], then: Option<Then>) {
-    match (LOG.get(), then) {
-        (Some(out), then) => out.write(line, true, then),
-        (None, Some(then)) => then(),
-        (None, None) => {}
+    match LOG.get() {
+        Some(out) => out.write(line, true, then),
+        None => then.into_iter().for_each(|then| then()),
     }
 }
 
@@ -136,7 +136,7 @@ pub(crate) struct LogCounts {
 pub(crate) fn log_counts() -> LogCounts {
     LOG.get().map_or_else(LogCounts::default, |out| {
         let state = out.lock();
-        LogCounts { queued: state.queued - state.finished, ..state.counts.clone() }
+        LogCounts { queued: state.queued.saturating_sub(state.finished), ..state.counts.clone() }
     })
 }
 
@@ -151,6 +151,7 @@ pub(crate) fn stderr_dropped() -> u64 {
 pub(crate) fn finish_log(limit: Duration) {
     if let Some(out) = LOG.get() {
         let mut state = out.flush(limit);
+        state.closing = true;
         let left = state.queued - state.finished;
         if left > 0 {
             state.lost(left, "still queued at exit".into());
@@ -174,8 +175,6 @@ pub(crate) struct Output {
     now: Option<NonBlocking>,
     /// The blocking descriptor: the helper's, and a log file's.
     out: File,
-    /// Standard output was closed when the program started.
-    closed: bool,
     state: Mutex<State>,
     /// The helper has lines to write or a write to watch.
     work: Condvar,
@@ -208,6 +207,8 @@ struct State {
     /// Lines lost, and dropped, since writing last worked.
     failing: u64,
     dropping: u64,
+    /// At exit, what is left is counted: nothing more is written.
+    closing: bool,
 }
 
 impl State {
@@ -241,7 +242,6 @@ impl Output {
         name: &'static str,
     ) -> io::Result<(&'static Output, Option<String>)> {
         let out = File::from(fd.as_fd().try_clone_to_owned()?);
-        let closed = name == STDOUT && platform::closed_at_start(&out);
         let (now, note) = match platform::non_blocking(&out) {
             Ok(now) => (now, None),
             Err(e) => (None, Some(format!("{name} cannot be written without blocking ({e}): its lines wait for a helper thread"))),
@@ -250,7 +250,6 @@ impl Output {
             name,
             now,
             out,
-            closed,
             state: Mutex::new(State::default()),
             work: Condvar::new(),
             done: Condvar::new(),
@@ -273,49 +272,45 @@ impl Output {
     fn write(&self, line: &[u8], wait: bool, mut then: Option<Then>) {
         let mut state = self.lock();
         let mut told = None;
-        if self.closed {
-            state.lost(1, format!("{} is closed", self.name));
-        } else {
-            state.queued += 1;
-            let ticket = state.queued;
-            let idle = state.writing.is_none() && state.queue.is_empty() && !state.broken;
-            if idle && (self.now.is_some() || then.is_some()) {
-                if then.is_some() {
-                    state.stallable += 1;
-                    if !std::mem::replace(&mut state.watching, true) {
-                        self.work.notify_one();
-                    }
+        state.queued += 1;
+        let mut ticket = state.queued;
+        let idle = state.writing.is_none() && state.queue.is_empty() && !state.broken;
+        if idle && (self.now.is_some() || then.is_some()) {
+            if then.is_some() {
+                state.stallable += 1;
+                if !std::mem::replace(&mut state.watching, true) {
+                    self.work.notify_one();
                 }
-                state.writing = Some((Instant::now(), then.take()));
-                drop(state);
-                let went = self.write_now(line);
-                state = self.lock();
-                then = state.writing.take().and_then(|(_, then)| then);
-                told = if went.0 == line.len() {
-                    // The common case, one line whole, needs no counting of LFs.
-                    state.finished += 1;
-                    state.written(1, self.name)
-                } else {
-                    self.settle(&mut state, line, went)
-                };
-            } else if state.queue.len() + line.len() > QUEUE_CAP {
-                state.queued -= 1;
-                state.counts.dropped += 1;
-                state.dropping += 1;
-                let cap = counted((QUEUE_CAP >> 10) as u64, "KiB", "KiB");
-                let name = self.name;
-                told = (state.dropping == 1).then(|| {
-                    format!("{name} is not being read: {cap} of lines wait, the rest are dropped")
-                });
+            }
+            state.writing = Some((Instant::now(), then.take()));
+            drop(state);
+            let went = self.write_now(line);
+            state = self.lock();
+            then = state.writing.take().and_then(|(_, then)| then);
+            told = if went.0 == line.len() {
+                // The common case, one line whole, needs no counting of LFs.
+                state.finished += 1;
+                state.written(1, self.name)
             } else {
-                state.queue.extend_from_slice(line);
-            }
-            if !state.queue.is_empty() && state.writing.is_none() {
-                self.work.notify_one();
-            }
-            if wait {
-                state = self.wait_finished(state, ticket, None);
-            }
+                self.settle(&mut state, line, went)
+            };
+        } else if state.queue.len() + line.len() > QUEUE_CAP {
+            (state.queued, ticket) = (state.queued - 1, 0);
+            state.counts.dropped += 1;
+            state.dropping += 1;
+            let cap = counted((QUEUE_CAP >> 10) as u64, "KiB", "KiB");
+            let name = self.name;
+            told = (state.dropping == 1).then(|| {
+                format!("{name} is not being read: {cap} of lines wait, the rest are dropped")
+            });
+        } else {
+            state.queue.extend_from_slice(line);
+        }
+        if !state.queue.is_empty() && state.writing.is_none() {
+            self.work.notify_one();
+        }
+        if wait {
+            state = self.wait_finished(state, ticket, None);
         }
         drop(state);
         if let Some(line) = told {
@@ -342,6 +337,9 @@ impl Output {
     /// has part of it) and then what queued, of which `n` went before
     /// `error`, if any: what was written, what is lost, what must wait.
     fn settle(&self, state: &mut State, bytes: &[u8], (n, error): Went) -> Option<String> {
+        if state.closing {
+            return None; // Counted at exit already.
+        }
         let (went, left) = (lines(&bytes[..n]), lines(&bytes[n..]));
         state.finished += went;
         let last_end = bytes[..n].iter().rposition(|&b| b == b'\n');
@@ -380,9 +378,10 @@ impl Output {
         ticket: u64,
         until: Option<Instant>,
     ) -> MutexGuard<'a, State> {
-        let started = Instant::now();
+        let mut started = None;
         while state.finished < ticket {
-            let since = state.writing.as_ref().map_or(started, |(since, _)| *since);
+            let since = state.writing.as_ref().map(|(since, _)| *since);
+            let since = since.unwrap_or_else(|| *started.get_or_insert_with(Instant::now));
             let until = until.unwrap_or(since + STALLED_AFTER);
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -416,8 +415,14 @@ impl Output {
                 drop(state);
                 then();
                 state = self.lock();
-            } else if state.writing.is_none() && !state.queue.is_empty() {
-                let mut bytes = std::mem::take(&mut state.queue);
+            } else if state.writing.is_none() && !state.queue.is_empty() && !state.closing {
+                // At most a pipe's atomic write, ending at a line's end: a
+                // stop, even a kill, cuts no line shorter than that.
+                let within = &state.queue[..state.queue.len().min(PIPE_BUF)];
+                let end = within.iter().rposition(|&b| b == b'\n');
+                let end = end.or_else(|| state.queue.iter().position(|&b| b == b'\n'));
+                let end = end.map_or(state.queue.len(), |at| at + 1);
+                let mut bytes: Vec<u8> = state.queue.drain(..end).collect();
                 // A line left cut short is ended first, by an LF of its own.
                 let lf = usize::from(std::mem::take(&mut state.broken));
                 if lf == 1 {
