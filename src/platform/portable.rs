@@ -15,7 +15,8 @@ use std::io::{self, Read};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixDatagram;
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
+use std::sync::{mpsc, OnceLock};
 use std::thread;
 use std::time::Duration;
 
@@ -25,8 +26,9 @@ const TICK: Duration = Duration::from_millis(50);
 /// A watcher's stack: it only peeks.
 const WATCH_STACK: usize = 64 * 1024;
 /// What a connection that waits costs besides its own descriptor and
-/// buffer: its watcher's copy of the descriptor, and its stack.
-pub(crate) const PER_WAITING: (u64, u64) = (1, WATCH_STACK as u64);
+/// buffer: its watcher's copy of the descriptor, and its stack with the
+/// signal stack std gives every thread.
+pub(crate) const PER_WAITING: (u64, u64) = (1, 2 * WATCH_STACK as u64);
 
 fn unsupported(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::Unsupported, format!("{what} is Linux's alone in serv6"))
@@ -47,14 +49,23 @@ impl Signals {
     }
 }
 
-/// The soft open-file limit, as the shell's `ulimit -n` tells it: std
-/// cannot ask, nor raise it.
+/// The soft limits on open files and on address space (KiB), as the
+/// shell's `ulimit` tells them: std can neither ask nor raise them. Read
+/// once, first thing, while few descriptors are open.
+fn shell_limits() -> (Option<u64>, Option<u64>) {
+    static LIMITS: OnceLock<(Option<u64>, Option<u64>)> = OnceLock::new();
+    *LIMITS.get_or_init(|| {
+        let mut shell = Command::new("sh");
+        let shell = shell.args(["-c", "ulimit -n; ulimit -v"]).stdin(Stdio::null());
+        let out = shell.stderr(Stdio::null()).output().map(|out| out.stdout).unwrap_or_default();
+        let text = String::from_utf8_lossy(&out);
+        let mut limits = text.lines().map(|l| l.trim().parse().ok());
+        (limits.next().flatten(), limits.next().flatten())
+    })
+}
+
 pub(crate) fn raise_open_file_limit() -> Option<OpenFiles> {
-    let mut shell = std::process::Command::new("sh");
-    let shell = shell.args(["-c", "ulimit -n"]).stdin(std::process::Stdio::null());
-    let out = shell.stderr(std::process::Stdio::null()).output().ok()?;
-    let limit = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
-    Some(OpenFiles { limit, raised_from: None })
+    shell_limits().0.map(|limit| OpenFiles { limit, raised_from: None })
 }
 
 /// The lowest free descriptor: the count while none below it was closed.
@@ -62,9 +73,16 @@ pub(crate) fn descriptors_in_use() -> io::Result<u64> {
     File::open("/dev/null").map(|probe| u64::try_from(probe.as_raw_fd()).unwrap_or(0))
 }
 
-/// Unknown here: treated as unlimited.
+/// What `ulimit -v` leaves, less an assumed 16 MiB mapped (said so).
 pub(crate) fn address_space_left() -> Option<(u64, bool)> {
-    None
+    shell_limits().1.map(|kib| ((kib * 1024).saturating_sub(16 << 20), false))
+}
+
+/// Closes `stream`'s watcher's copy too, at once: a closing connection
+/// is shut down both ways, so its FIN goes now and the watcher's `peek`
+/// returns.
+pub(crate) fn release(stream: &TcpStream) {
+    let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
 /// Reads what `stream` has received without waiting: the stream is made
@@ -126,10 +144,6 @@ impl NonBlocking {
 
 pub(crate) fn non_blocking(_out: &File) -> io::Result<Option<NonBlocking>> {
     Ok(None)
-}
-
-pub(crate) fn closed_at_start(_out: &File) -> bool {
-    false
 }
 
 pub(crate) fn send_to_abstract(_: &UnixDatagram, _: &str, _: &[u8]) -> io::Result<()> {

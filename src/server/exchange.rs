@@ -191,11 +191,15 @@ fn serve(listener: &TcpListener, service: Service, shared: &Shared) {
 /// the newcomer is the one told: it comes back held `briefly`, with its end.
 fn hold(mut stream: TcpStream, shared: &Shared) -> (Held, Option<End>) {
     loop {
-        match Held::within(stream, shared.max_conns) {
+        let freed = match Held::within(stream, shared.max_conns) {
             Ok(held) => return (held, None),
-            // Another worker may take the place first: then ask again.
-            Err(again) if shared.room.free_one() => stream = again,
-            Err(full) => return (Held::briefly(full), Some(End::Refused(Refusal::Busy))),
+            Err(again) => (again, shared.room.free_one()),
+        };
+        // Meanwhile another worker may take the place, or end its own.
+        match (Held::within(freed.0, shared.max_conns), freed.1) {
+            (Ok(held), _) => return (held, None),
+            (Err(again), true) => stream = again,
+            (Err(full), false) => return (Held::briefly(full), Some(End::Refused(Refusal::Busy))),
         }
     }
 }
@@ -370,15 +374,16 @@ enum Sending {
 fn hang_up(held: Held, sending: Sending, told: bool, room: &Arc<Room>) {
     match sending {
         _ if !told => {}
-        Sending::MayGoOn => room.linger(held),
-        Sending::Unknown if has_sent(&held.stream) => room.linger(held),
+        Sending::MayGoOn => return room.linger(held),
+        Sending::Unknown if has_sent(&held.stream) => return room.linger(held),
         Sending::Ignored => {
             let _ = held.stream.shutdown(Shutdown::Write);
             drain(&held.stream);
         }
         Sending::Done | Sending::Unknown => {}
     }
-    // close: the stream, unless the room took it, is dropped here.
+    // close: dropping the stream closes it.
+    platform::release(&held.stream);
 }
 
 /// Whether `stream` has bytes waiting, read (and dropped) without a wait.
@@ -604,6 +609,7 @@ impl Connection {
             // Until now, `self.client` is the peer.
             Header::Relayed { client } if client != self.client => self.client = canonical(client),
             Header::Relayed { .. } | Header::Own => self.own = true,
+            Header::Unnamed => {}
         }
         self.header = None;
         match self.unasked(at) {

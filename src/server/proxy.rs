@@ -27,8 +27,11 @@ pub(crate) const MAX_HEADER: usize = V2_FIXED + V2_MAX_BODY;
 pub(crate) enum Header {
     /// A relayed connection from `client`.
     Relayed { client: SocketAddr },
-    /// The balancer's own connection (a v2 `LOCAL`, a v1 `UNKNOWN`, or a
-    /// family serv6 does not log): the real peer stands for itself.
+    /// A relayed connection whose client's address is not TCP's (a v2
+    /// `PROXY` over AF_UNIX, say): the real peer stands for it.
+    Unnamed,
+    /// The balancer's own connection (a v2 `LOCAL`, a v1 `UNKNOWN`): its
+    /// health check when nothing follows.
     Own,
 }
 
@@ -123,15 +126,15 @@ fn parse_v2(bytes: &[u8]) -> Parsed {
     complete(header, V2_FIXED + body_len, ProxyFault::V2)
 }
 
-/// The client's address from a `PROXY` command's address block; families
-/// other than TCP over IPv4 or IPv6 stand for the real peer.
+/// The client's address from a `PROXY` command's address block, if it is
+/// TCP's over IPv4 or IPv6.
 fn v2_addresses(family: u8, body: &[u8]) -> Option<Header> {
     // The source address, the destination's, then their ports: 12 bytes
     // for IPv4, 36 for IPv6.
     let (ip, ports): (IpAddr, usize) = match family {
         0x11 => (<[u8; 4]>::try_from(body.get(..4)?).ok()?.into(), 8),
         0x21 => (<[u8; 16]>::try_from(body.get(..16)?).ok()?.into(), 32),
-        _ => return Some(Header::Own),
+        _ => return Some(Header::Unnamed),
     };
     let port = body.get(ports..ports + 4)?;
     Some(Header::Relayed { client: SocketAddr::new(ip, u16::from_be_bytes([port[0], port[1]])) })
@@ -216,7 +219,7 @@ mod tests {
         assert!(matches!(parse(&with_tlvs), Parsed::Complete { len: 33, .. }));
         assert_eq!(
             parse(&v2(1, 0x31, &[0; 216])),
-            Parsed::Complete { header: Header::Own, len: 232 }
+            Parsed::Complete { header: Header::Unnamed, len: 232 }
         );
     }
 

@@ -15,7 +15,7 @@ pub(crate) use sockets::{passed_listeners, recv_now, stamp_arrivals};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::os::unix::net::UnixDatagram;
 pub use sys::set_backlog;
 pub(crate) use sys::{give_back_free_memory, limit_malloc_arenas, stop_listening, wait_readable};
@@ -96,6 +96,9 @@ pub(crate) fn address_space_left() -> Option<(u64, bool)> {
     Some((limit.saturating_sub(mapped.unwrap_or(64 << 20)), mapped.is_some()))
 }
 
+/// Nothing to do before a close here: no one else holds the socket.
+pub(crate) fn release(_stream: &std::net::TcpStream) {}
+
 /// A write that cannot block, for an output: a pipe or terminal reopened
 /// with `O_NONBLOCK` (a description of our own, through /proc, so that
 /// whoever shares ours is not affected), or a stream socket's `send` with
@@ -127,22 +130,6 @@ pub(crate) fn non_blocking(out: &File) -> io::Result<Option<NonBlocking>> {
     let path = format!("/proc/self/fd/{}", out.as_raw_fd());
     let reopened = OpenOptions::new().write(true).custom_flags(sys::O_NONBLOCK).open(path)?;
     Ok(Some(NonBlocking::Reopened(reopened)))
-}
-
-/// Whether `fd` is standard output or error that was closed when the
-/// program started: Rust's runtime opens `/dev/null` read-write in its
-/// place, where a shell's `>/dev/null` opens it write-only.
-pub(crate) fn closed_at_start(out: &File) -> bool {
-    const DEV_NULL: u64 = (1 << 8) | 3;
-    let fd = out.as_raw_fd();
-    let flags = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap_or_default();
-    let read_write = flags
-        .lines()
-        .find_map(|l| l.strip_prefix("flags:"))
-        .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
-        .is_some_and(|f| f & 3 == 2);
-    let meta = out.metadata();
-    meta.is_ok_and(|m| m.file_type().is_char_device() && m.rdev() == DEV_NULL) && read_write
 }
 
 /// Sends `data` to the abstract Unix socket `name` (sd_notify's `@name`).

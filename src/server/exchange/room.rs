@@ -200,6 +200,11 @@ impl Inside {
                 }
             }
             self.on_timers(now);
+            if self.finish_by.is_some() {
+                // What the last turn asked of the room itself (a linger) is
+                // taken before the room can find itself empty and leave.
+                self.take_inbox(Instant::now());
+            }
             self.pay_owed(Instant::now());
             let held = self.waiting.len() + self.lingering.len();
             self.peak = self.peak.max(held);
@@ -320,6 +325,7 @@ impl Inside {
         let Some((held, at)) = self.lingering.remove(&token) else { return false };
         self.timers.remove(&(at, token));
         self.poller.remove(&held.stream, token);
+        platform::release(&held.stream);
         true
     }
 
