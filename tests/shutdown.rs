@@ -125,11 +125,29 @@ fn a_second_signal_exits_at_once_saying_what_it_cut() {
     server.err_line_containing("refusing new connections");
     let started = Instant::now();
     server.signal("INT");
-    let line = server.err_line_containing("received again");
+    let line = server.err_line_containing("SIGINT received after SIGTERM");
     let line = line.trim_end();
     assert!(line.ends_with("exiting now, cutting 1 connection held"), "{line}");
     assert_eq!(server.wait_exit().code(), Some(1));
     assert!(started.elapsed() < Duration::from_secs(2));
+    drop(partial);
+}
+
+#[test]
+fn two_different_signals_at_once_say_both_in_order() {
+    if linux_only("taking signals") {
+        return;
+    }
+    let mut server = Server::start(&["--grace", "60", "--pause", "off"]);
+    let (partial, _replies) = partial_clients(server.v4(), 1);
+    wait_accepted(server.v4().port());
+    server.signal("INT");
+    server.signal("TERM");
+    assert_eq!(server.wait_exit().code(), Some(1));
+    let rest = server.rest_of_stderr().join("\n");
+    let first = rest.find("SIGINT received: refusing new connections");
+    let second = rest.find("SIGTERM received after SIGINT: exiting now, cutting 1 connection held");
+    assert!(matches!((first, second), (Some(a), Some(b)) if a < b), "{rest}");
     drop(partial);
 }
 

@@ -85,7 +85,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<(), Stop> {
     platform::limit_malloc_arenas(MALLOC_ARENAS);
     output::start();
     report::start();
-    let first = wait_for_signals(signals)
+    let first = wait_for_signals(signals, options.grace)
         .map_err(|e| Stop::failure(format!("cannot start the thread that takes signals: {e}")))?;
     STATS.start();
     let (workers, room) = start(&options, passed, files)?;
@@ -93,10 +93,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<(), Stop> {
     let signal = first.recv().map_err(|_| Stop::failure("no signal thread"))?;
     notify::stopping();
     workers.stop_accepting();
-    output::say(format_args!(
-        "{signal} received: refusing new connections; exchanges in progress have {} s to finish",
-        options.grace.as_secs_f64()
-    ));
+    say_stopping(signal, options.grace);
     // Workers finish within the slow-client verdict, handing what is
     // still incomplete to the room, which tells those left at `by`.
     let by = Instant::now() + options.grace;
@@ -108,12 +105,27 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<(), Stop> {
     Ok(())
 }
 
+/// Says, once, that serv6 is stopping: after it stops accepting, or before
+/// a second signal's line if that comes first.
+fn say_stopping(signal: platform::Signal, grace: Duration) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        output::say(format_args!(
+            "{signal} received: refusing new connections; exchanges in progress have {} s to finish",
+            grace.as_secs_f64()
+        ));
+    });
+}
+
 /// Starts a thread that waits for signals: SIGUSR1 has it say how serv6 is
 /// going; the first stopping signal is sent on the returned channel, and a
-/// second one exits at once, saying how many exchanges that cuts. The same
-/// signal again within [`SAME_REQUEST`] is the first one delivered twice,
-/// as a kill of the process group does (`timeout serv6`, say).
-fn wait_for_signals(signals: platform::Signals) -> io::Result<mpsc::Receiver<platform::Signal>> {
+/// second one exits at once, saying how many connections that cuts. The
+/// same signal again within [`SAME_REQUEST`] is the first one delivered
+/// twice, as a kill of the process group does (`timeout serv6`, say).
+fn wait_for_signals(
+    signals: platform::Signals,
+    grace: Duration,
+) -> io::Result<mpsc::Receiver<platform::Signal>> {
     let (first, received) = mpsc::channel();
     std::thread::Builder::new()
         .name("serv6-signals".into())
@@ -132,10 +144,12 @@ fn wait_for_signals(signals: platform::Signals) -> io::Result<mpsc::Receiver<pla
                     }
                     // The first one, delivered twice.
                     Some((s, at)) if s == signal && at.elapsed() < SAME_REQUEST => {}
-                    Some(_) => {
+                    Some((s, _)) => {
                         let cut = counted(STATS.held() as u64, "connection", "connections");
+                        say_stopping(s, grace);
+                        let when = if s == signal { "again".into() } else { format!("after {s}") };
                         output::say(format_args!(
-                            "{signal} received again: exiting now, cutting {cut} held"
+                            "{signal} received {when}: exiting now, cutting {cut} held"
                         ));
                         output::flush_stderr(FLUSH_ON_EXIT);
                         std::process::exit(Status::Failure.code().into());
