@@ -192,6 +192,31 @@ fn a_passed_socket_bound_but_not_listening_is_refused_saying_so() {
     );
 }
 
+/// Passes serv6 as many listening sockets as argv[1] says.
+const PASSED_SOCKETS: &str = r#"
+import os, socket, sys
+for fd in range(3, 3 + int(sys.argv[1])):
+    s = socket.create_server(("127.0.0.1", 0))
+    os.dup2(s.fileno(), fd)
+os.environ.update(LISTEN_FDS=sys.argv[1], LISTEN_PID=str(os.getpid()))
+os.execv(sys.argv[2], sys.argv[2:])
+"#;
+
+#[test]
+fn more_passed_sockets_than_it_has_workers_for_are_refused_saying_so() {
+    if linux_only("socket activation") {
+        return;
+    }
+    let serv6 = env!("CARGO_BIN_EXE_serv6");
+    let Ok(out) = Command::new("python3").args(["-c", PASSED_SOCKETS, "33", serv6]).output() else {
+        skipped("python3 is needed to pass serv6 sockets");
+        return;
+    };
+    let most =
+        "serv6: 33 sockets passed (LISTEN_FDS): serv6 takes 32 at most, one worker each at least";
+    assert_one_error_line(&out, 1, most);
+}
+
 /// In a network namespace of its own, where loopback gets a link-local
 /// address: serv6 listens on it by interface name, and cli6 reaches it.
 const LINK_LOCAL_SCRIPT: &str = r#"

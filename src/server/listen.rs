@@ -8,6 +8,7 @@
 use crate::addr::{self, AddrError, Endpoint};
 use crate::platform;
 use crate::protocol::Service;
+use crate::server::capacity;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
@@ -100,6 +101,9 @@ pub(crate) fn bind_all(binds: &[String], port: u16) -> Result<Bound, BindError> 
     } else {
         let addrs = resolve(binds)?;
         refuse_overlap(&addrs)?;
+        if addrs.len() > MAX_LISTENERS {
+            return Err(BindError::Usage(too_many(addrs.len(), "addresses to listen on")));
+        }
         (addrs, false)
     };
     let mut retries = 0..PORT_ZERO_TRIES;
@@ -214,8 +218,12 @@ pub(crate) fn listening_line(listeners: &Serving) -> String {
     format!("listening on {}", addrs.join(", "))
 }
 
-/// More passed sockets than this is a misconfiguration, not a server.
-const MAX_FDS: i32 = 64;
+/// Each listener has a worker at least, and there are no more workers.
+const MAX_LISTENERS: usize = capacity::MAX_WORKERS;
+
+fn too_many(count: impl fmt::Display, what: &str) -> String {
+    format!("{count} {what}: serv6 takes {MAX_LISTENERS} at most, one worker each at least")
+}
 
 /// The sockets passed to this process, or `None` if it was started without
 /// socket activation. Must run before any thread exists: it edits the
@@ -229,9 +237,13 @@ pub(crate) fn passed_listeners() -> Result<Option<Vec<Passed>>, String> {
     });
     let ours = pid.is_some_and(|pid| pid.trim() == std::process::id().to_string());
     let (true, Some(fds)) = (ours, fds) else { return Ok(None) };
-    let bad = || format!("LISTEN_FDS={fds:?}: expected a number of sockets from 1 to {MAX_FDS}");
-    let count = fds.trim().parse().ok().filter(|n| (1..=MAX_FDS).contains(n)).ok_or_else(bad)?;
-    let listeners = platform::passed_listeners(count)
+    let count: u16 = fds.trim().parse().map_err(|_| format!("LISTEN_FDS={fds:?}: not a count"))?;
+    match usize::from(count) {
+        0 => return Ok(None), // sd_listen_fds(3): none passed
+        n if n > MAX_LISTENERS => return Err(too_many(n, "sockets passed (LISTEN_FDS)")),
+        _ => {}
+    }
+    let listeners = platform::passed_listeners(count.into())
         .map_err(|(fd, why)| format!("passed file descriptor {fd} cannot be served: {why}"))?;
     let names = names.unwrap_or_default();
     let services = names.split(':').map(|name| name.parse().ok()).chain(std::iter::repeat(None));

@@ -168,16 +168,7 @@ fn start(
     passed: Option<Vec<listen::Passed>>,
     files: Option<platform::OpenFiles>,
 ) -> Result<(Workers, Arc<Room>), Stop> {
-    let by_manager = passed.is_some();
     let (listeners, mut notes) = listeners(options, passed)?;
-    // Each listener has a worker at least, and there are 32 at most.
-    let (count, most) = (listeners.len(), capacity::MAX_WORKERS);
-    if count > most {
-        let why = format!(
-            "{count} addresses to listen on: serv6 takes {most} at most, one worker each at least"
-        );
-        return Err(if by_manager { Stop::failure(why) } else { Stop::usage(&why) });
-    }
     let mut line = listen::listening_line(&listeners);
     let stamps = listeners.iter().find_map(|(l, _)| platform::stamp_arrivals(l).err());
     if let Some(e) = stamps.filter(supported) {
