@@ -252,14 +252,14 @@ pub(crate) fn finish(conn: Connection, end: End, s: &mut Scratch, room: &Arc<Roo
         End::Message { ending, at, ended } => {
             let at = if service == Service::Receipt { at.wall } else { SystemTime::now() };
             match Timestamp::from_system_time(at) {
-                Some(stamp) => Ok((ending, stamp.to_rfc3339(), ended)),
+                Some(stamp) => Ok((ending, at, stamp.to_rfc3339(), ended)),
                 None => Err(End::Refused(Refusal::ClockOutOfRange)),
             }
         }
         end => Err(end),
     };
     match stamped {
-        Ok((ending, stamp, ended)) => {
+        Ok((ending, at, stamp, ended)) => {
             let ended = (service == Service::Receipt).then_some(ended);
             let sending = match ending {
                 Ending::Newline { trailing: false } | Ending::Eof => Sending::Done,
@@ -267,7 +267,8 @@ pub(crate) fn finish(conn: Connection, end: End, s: &mut Scratch, room: &Arc<Roo
                 Ending::Unasked => Sending::Unknown,
             };
             let len = message.len();
-            let answer = Answer { held, client, service, len, stamp, ended, sending, send_time };
+            let answer =
+                Answer { held, client, service, len, at, stamp, ended, sending, send_time };
             reply(answer, &message, s, room);
         }
         Err(end) => {
@@ -298,6 +299,8 @@ struct Answer {
     client: SocketAddr,
     service: Service,
     len: usize,
+    /// The time it answers with, and as the log and the reply write it.
+    at: SystemTime,
     stamp: Rfc3339,
     /// When the rules ended its message, for the latency (receipt only).
     ended: Option<Instant>,
@@ -340,7 +343,7 @@ impl Answer {
             Service::Time => {}
         }
         // The time service's reply is its four bytes; the others', the line.
-        let time = (self.service == Service::Time).then(|| protocol::time_bytes(SystemTime::now()));
+        let time = (self.service == Service::Time).then(|| protocol::time_bytes(self.at));
         let sent = (&self.held.stream).write_all(time.as_ref().map_or(buf.as_bytes(), |t| &t[..]));
         STATS.served(self.service, self.ended);
         if let Err(e) = &sent {
