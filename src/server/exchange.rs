@@ -144,7 +144,13 @@ impl Workers {
         let (shared, mut s) = (&*self.shared, Scratch::new(false));
         for (listener, service) in &self.listeners {
             if listener.set_nonblocking(true).is_ok() {
-                while turn_away((listener, *service), shared, Refusal::ShuttingDown, &mut s) {}
+                // Bounded by the most a listen queue holds (somaxconn's
+                // ceiling), so that a flood cannot keep the stop from coming.
+                for _ in 0..=u16::MAX {
+                    if !turn_away((listener, *service), shared, Refusal::ShuttingDown, &mut s) {
+                        break;
+                    }
+                }
             }
             let _ = platform::stop_listening(listener);
         }
