@@ -23,7 +23,7 @@ fn no_pude_preguntar(addr: &str, e: std::io::Error) -> ExitCode {
         ErrorKind::ConnectionRefused => {
             eprintln!("cliente: {addr}: nadie escucha ahí; arranca el servidor o {otra}")
         }
-        ErrorKind::InvalidInput => eprintln!("cliente: {addr}: no es una dirección; {otra}"),
+        ErrorKind::InvalidInput => eprintln!("cliente: {addr}: no es IP:PUERTO; {otra}"),
         _ => eprintln!("cliente: {addr}: {e}"),
     }
     ExitCode::from(if e.kind() == ErrorKind::InvalidInput { 2 } else { 1 })

@@ -26,7 +26,7 @@ fn no_puedo_escuchar(addr: &str, e: std::io::Error) -> ! {
     let otra = "elige otra: cargo run --example servidor -- 127.0.0.1:5007";
     match e.kind() {
         ErrorKind::AddrInUse => eprintln!("servidor: {addr} ya está en uso; {otra}"),
-        ErrorKind::InvalidInput => eprintln!("servidor: {addr} no es una dirección; {otra}"),
+        ErrorKind::InvalidInput => eprintln!("servidor: {addr}: no es IP:PUERTO; {otra}"),
         _ => eprintln!("servidor: no puedo escuchar en {addr}: {e}"),
     }
     std::process::exit(if e.kind() == ErrorKind::InvalidInput { 2 } else { 1 })

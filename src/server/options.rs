@@ -108,7 +108,7 @@ pub(crate) const FLAGS: &[Flag<Key>] = &[
         finish before they are told 'error: server shutting down'; a second signal exits at \
         once").defaults_to("5"),
     flag(Key::Backlog, "--backlog N", "connections the kernel queues until a worker takes them \
-        (Linux caps it at net.core.somaxconn); sockets passed by systemd keep the socket unit's \
+        (Linux caps it at net.core.somaxconn; elsewhere std's 128 stays); sockets passed by systemd keep the socket unit's \
         Backlog=").defaults_to("4096"),
     flag(Key::ProxyProtocol, "--proxy-protocol", "every connection starts with a PROXY protocol \
         header (v1 or v2, as HAProxy, nginx and cloud load balancers send) naming the client, \
@@ -145,8 +145,8 @@ pub(crate) fn program() -> Program<Key> {
 Standard error gets the listening addresses (the first line), errors and a
 summary on exit; standard output gets one line per exchange. Neither output
 can stop the service: a reader that stalls makes lines wait, then drop.
-{stopping} stops it gracefully; a second one at once;
-SIGUSR1 prints the summary so far.
+On Linux, {stopping} stops it gracefully; a second one at once;
+SIGUSR1 prints the summary so far. Elsewhere each signal ends it at once.
 ",
         facts: vec![
             ("reply", reply_form(false)),
