@@ -70,6 +70,24 @@ fn the_counters_say_what_was_served_and_refused() {
 }
 
 #[test]
+fn the_operations_guide_gives_each_metric_the_help_it_serves() {
+    let (_server, metrics) = with_metrics(&["--quiet"]);
+    let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/OPERATIONS.md"))
+        .expect("docs/OPERATIONS.md");
+    let body = get(metrics, "/metrics").1;
+    let helps: Vec<(&str, &str)> =
+        body.lines().filter_map(|l| l.strip_prefix("# HELP ")?.split_once(' ')).collect();
+    assert!(helps.len() >= 10, "{body}");
+    for (name, help) in helps {
+        let row = guide.lines().find(|l| l.starts_with(&format!("| `{name}")));
+        let row = row.map(|r| r.replace('`', "")).unwrap_or_default();
+        let mut wanted = help.trim_end_matches('.').to_owned();
+        wanted[..1].make_ascii_lowercase();
+        assert!(row.contains(&wanted), "OPERATIONS.md's row for {name} lacks {wanted:?}: {row}");
+    }
+}
+
+#[test]
 fn a_request_that_never_ends_or_garbage_cannot_slow_the_exchanges() {
     let (server, metrics) = with_metrics(&["--quiet"]);
     let mut endless = connect(metrics);

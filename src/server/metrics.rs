@@ -88,7 +88,7 @@ const FIGURES: [Figure; 15] = [
         help: "Exchange lines dropped while standard output was stalled and its queue full.",
         samples: |out, name, c| one(out, name, c.log.dropped) },
     Figure { name: "serv6_log_lines_not_written_total", kind: "counter",
-        help: "Exchange lines not written (a full disk, a size limit, a reader gone, no memory, the exit).",
+        help: "Exchange lines not written (a full disk, a size limit, a reader gone, no memory, still queued at exit).",
         samples: |out, name, c| one(out, name, c.log.not_written) },
     Figure { name: "serv6_error_lines_dropped_total", kind: "counter", help: "Lines dropped while standard error was stalled.",
         samples: |out, name, c| one(out, name, c.stderr_dropped) },
