@@ -28,7 +28,7 @@ const REQUEST_LIMIT: usize = 8 * 1024;
 /// How long a request may take from its connection to its blank line.
 const TIME_LIMIT: Duration = Duration::from_secs(2);
 /// Requests held at once, at most.
-const CONNECTIONS: usize = 64;
+pub(crate) const CONNECTIONS: usize = 64;
 /// The Prometheus text format's content type.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 

@@ -92,7 +92,7 @@ pub(crate) enum Key {
 #[rustfmt::skip]
 pub(crate) const FLAGS: &[Flag<Key>] = &[
     flag(Key::Bind, "-b, --bind ADDR", "listen on ADDR, an IP address (a link-local one with its \
-        interface, as fe80::1%eth0) or host name; repeat for more, up to 32 addresses")
+        interface, as fe80::1%eth0) or host name; repeat for more, up to {max_listeners} addresses")
         .defaults_to("127.0.0.1 and ::1; '::' serves the network"),
     flag(Key::Port, "-p, --port PORT", "TCP port; 0 picks a free one").defaults_to("5006"),
     flag(Key::MaxBytes, "--max-bytes N", "longest message accepted, in bytes").defaults_to("65536"),
@@ -119,7 +119,7 @@ pub(crate) const FLAGS: &[Flag<Key>] = &[
         counted, not shown (the reply and the logged length are unaffected)").defaults_to("1024"),
     flag(Key::Metrics, "--metrics ADDR:PORT", "serve Prometheus metrics at \
         http://ADDR:PORT/metrics, ADDR an IP address or a host name (the first address it \
-        resolves to) (each request bounded in size and time, 64 held at most, so it cannot slow \
+        resolves to) (each request bounded in size and time, {metrics_held} held at most, so it cannot slow \
         the exchanges); keep ADDR on loopback unless a firewall guards it").defaults_to("off"),
     flag(Key::Service, "--service NAME", "what to serve: 'receipt' (the reply above), 'daytime' \
         (RFC 867: on connect, one line with the time, then close) or 'time' (RFC 868: on \
@@ -154,6 +154,8 @@ SIGUSR1 prints the summary so far. Elsewhere each signal ends it at once.
             ("stopping", Signal::list_stopping("or")),
             ("stopping_and", Signal::list_stopping("and")),
             ("metrics", super::metrics::listed()),
+            ("max_listeners", super::capacity::MAX_WORKERS.to_string()),
+            ("metrics_held", super::metrics::CONNECTIONS.to_string()),
         ],
         section: 8,
         summary: "tell each TCP client when its message arrived",
