@@ -57,18 +57,17 @@ impl Ended {
     /// The one table of the counters' words.
     #[rustfmt::skip]
     pub const fn counter(self) -> Counter {
-        let (label, one, many, error, refusal) = match self {
-            Ended::Served => ("served", "exchange", "exchanges", false, false),
-            Ended::TooLong => ("too_long", "message too long", "messages too long", true, true),
-            Ended::Deadline => ("deadline", "deadline", "deadlines", true, true),
-            Ended::Busy => ("busy", "busy refusal", "busy refusals", false, true),
-            Ended::ShuttingDown => ("shutting_down", "connection cut at shutdown", "connections cut at shutdown", false, true),
-            Ended::Clock => ("clock", "clock out of range", "clocks out of range", true, true),
-            Ended::Proxy => ("proxy", "refused PROXY connection", "refused PROXY connections", true, true),
-            Ended::HealthCheck => ("health_check", "health check", "health checks", false, false),
-            Ended::Failed => ("failed", "connection failed", "connections failed", true, false),
-        };
-        Counter { label, one, many, error, refusal }
+        match self {
+            Ended::Served => Counter { label: "served", one: "exchange", many: "exchanges", error: false, refusal: false },
+            Ended::TooLong => Counter { label: "too_long", one: "message too long", many: "messages too long", error: true, refusal: true },
+            Ended::Deadline => Counter { label: "deadline", one: "deadline", many: "deadlines", error: true, refusal: true },
+            Ended::Busy => Counter { label: "busy", one: "busy refusal", many: "busy refusals", error: false, refusal: true },
+            Ended::ShuttingDown => Counter { label: "shutting_down", one: "connection cut at shutdown", many: "connections cut at shutdown", error: false, refusal: true },
+            Ended::Clock => Counter { label: "clock", one: "clock out of range", many: "clocks out of range", error: true, refusal: true },
+            Ended::Proxy => Counter { label: "proxy", one: "refused PROXY connection", many: "refused PROXY connections", error: true, refusal: true },
+            Ended::HealthCheck => Counter { label: "health_check", one: "health check", many: "health checks", error: false, refusal: false },
+            Ended::Failed => Counter { label: "failed", one: "connection failed", many: "connections failed", error: true, refusal: false },
+        }
     }
 }
 
