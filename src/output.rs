@@ -30,7 +30,6 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
-use std::thread;
 use std::time::{Duration, Instant};
 
 /// After this long without progress, an output counts as stalled.
@@ -254,10 +253,7 @@ impl Output {
             work: Condvar::new(),
             done: Condvar::new(),
         });
-        thread::Builder::new()
-            .name("serv6-output".into())
-            .stack_size(sync::HELPER_STACK)
-            .spawn(move || output.help())?;
+        sync::spawn("serv6-output", sync::HELPER_STACK, move || output.help())?;
         Ok((output, note))
     }
 
@@ -488,6 +484,7 @@ fn take_back(mut out: &File, cut: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::thread;
 
     #[test]
     fn lines_into_a_slow_pipe_are_whole_and_each_writers_in_order() {

@@ -123,12 +123,10 @@ impl Workers {
             for _ in 0..per_listener {
                 let (listener, service) = (Arc::clone(listener), *service);
                 let (shared, alive) = (Arc::clone(&shared), alive.clone());
-                thread::Builder::new().name("serv6-worker".into()).stack_size(WORKER_STACK).spawn(
-                    move || {
-                        serve(&listener, service, &shared);
-                        drop(alive);
-                    },
-                )?;
+                sync::spawn("serv6-worker", WORKER_STACK, move || {
+                    serve(&listener, service, &shared);
+                    drop(alive);
+                })?;
             }
         }
         Ok(Workers { listeners, shared, gone })
