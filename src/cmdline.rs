@@ -43,17 +43,6 @@ impl Status {
     }
 }
 
-/// Success or failure.
-impl From<bool> for Status {
-    fn from(ok: bool) -> Status {
-        if ok {
-            Status::Success
-        } else {
-            Status::Failure
-        }
-    }
-}
-
 impl From<Status> for ExitCode {
     fn from(status: Status) -> ExitCode {
         ExitCode::from(status.code())
