@@ -216,13 +216,11 @@ fn listeners(
         return Ok((serving.map(|(l, s)| (l, s.unwrap_or(options.service))).collect(), Vec::new()));
     }
     let port = options.port.unwrap_or(crate::protocol::DEFAULT_PORT);
-    let mut bound = listen::bind_all(&options.binds, port).map_err(|e| {
-        if e.is_usage() {
-            Stop::usage(&e)
-        } else {
-            Stop::failure(e)
-        }
-    })?;
+    let mut bound = match listen::bind_all(&options.binds, port) {
+        Ok(bound) => bound,
+        Err(e) if e.is_usage() => return Err(Stop::usage(&e)),
+        Err(e) => return Err(Stop::failure(e)),
+    };
     let backlog =
         bound.listeners.iter().find_map(|l| platform::set_backlog(l, options.backlog).err());
     if let Some(e) = backlog.filter(supported) {
