@@ -113,7 +113,7 @@ pub(crate) struct Workers {
 impl Workers {
     /// Starts `per_listener` workers on each listener, serving its service.
     pub fn start(
-        listeners: super::listen::Serving,
+        listeners: Vec<(TcpListener, Service)>,
         per_listener: usize,
         shared: Arc<Shared>,
     ) -> io::Result<Workers> {
