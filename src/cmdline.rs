@@ -43,17 +43,6 @@ impl Status {
     }
 }
 
-/// Success or failure.
-impl From<bool> for Status {
-    fn from(ok: bool) -> Status {
-        if ok {
-            Status::Success
-        } else {
-            Status::Failure
-        }
-    }
-}
-
 impl From<Status> for ExitCode {
     fn from(status: Status) -> ExitCode {
         ExitCode::from(status.code())
@@ -170,13 +159,8 @@ pub(crate) struct Parser<K: 'static> {
 impl<K: Copy> Parser<K> {
     /// Parses `args`, which must not include the program name.
     pub fn new(args: impl IntoIterator<Item = OsString>, flags: &'static [Flag<K>]) -> Self {
-        Parser {
-            args: args.into_iter().collect::<Vec<_>>().into_iter(),
-            flags,
-            rest: None,
-            only_values: false,
-            option: String::new(),
-        }
+        let args = args.into_iter().collect::<Vec<_>>().into_iter();
+        Parser { args, flags, rest: None, only_values: false, option: String::new() }
     }
 
     /// Returns the next flag or value, or `None` when there are no more.
@@ -188,9 +172,7 @@ impl<K: Copy> Parser<K> {
             self.rest = (!letters.is_empty()).then_some(letters);
             return Ok(Some(self.find(format!("-{letter}"))?.0));
         }
-        let Some(arg) = self.args.next() else {
-            return Ok(None);
-        };
+        let Some(arg) = self.args.next() else { return Ok(None) };
         let text = match arg.to_str() {
             _ if self.only_values => return Ok(Some(Arg::Value(arg))),
             None if arg.as_encoded_bytes().starts_with(b"-") => {

@@ -24,13 +24,11 @@
 
 use crate::platform::{self, NonBlocking};
 use crate::sync;
-use crate::words::counted;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
-use std::thread;
 use std::time::{Duration, Instant};
 
 /// After this long without progress, an output counts as stalled.
@@ -246,18 +244,9 @@ impl Output {
             Ok(now) => (now, None),
             Err(e) => (None, Some(format!("{name} cannot be written without blocking ({e}): its lines wait for a helper thread"))),
         };
-        let output = cell.get_or_init(|| Output {
-            name,
-            now,
-            out,
-            state: Mutex::new(State::default()),
-            work: Condvar::new(),
-            done: Condvar::new(),
-        });
-        thread::Builder::new()
-            .name("serv6-output".into())
-            .stack_size(sync::HELPER_STACK)
-            .spawn(move || output.help())?;
+        let (state, work, done) = (Mutex::default(), Condvar::new(), Condvar::new());
+        let output = cell.get_or_init(|| Output { name, now, out, state, work, done });
+        sync::spawn("serv6-output", sync::HELPER_STACK, move || output.help())?;
         Ok((output, note))
     }
 
@@ -298,10 +287,9 @@ impl Output {
             (state.queued, ticket) = (state.queued - 1, 0);
             state.counts.dropped += 1;
             state.dropping += 1;
-            let cap = counted((QUEUE_CAP >> 10) as u64, "KiB", "KiB");
-            let name = self.name;
+            let (name, kib) = (self.name, QUEUE_CAP >> 10);
             told = (state.dropping == 1).then(|| {
-                format!("{name} is not being read: {cap} of lines wait, the rest are dropped")
+                format!("{name} is not being read: {kib} KiB of lines wait, the rest are dropped")
             });
         } else {
             state.queue.extend_from_slice(line);
@@ -488,6 +476,7 @@ fn take_back(mut out: &File, cut: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::thread;
 
     #[test]
     fn lines_into_a_slow_pipe_are_whole_and_each_writers_in_order() {

@@ -9,11 +9,22 @@
 
 use std::io;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 /// The stack of a helper thread (signals, error counts, output, notify):
 /// they format a line at most, so 64 KiB is ample.
 pub(crate) const HELPER_STACK: usize = 64 * 1024;
+
+/// Starts a thread named `name` (as `ps -L` and debuggers show it) with a
+/// stack of `stack` bytes, running `run`.
+pub(crate) fn spawn(
+    name: &str,
+    stack: usize,
+    run: impl FnOnce() + Send + 'static,
+) -> io::Result<JoinHandle<()>> {
+    thread::Builder::new().name(name.into()).stack_size(stack).spawn(run)
+}
 
 /// Whether a signal interrupted the call (`EINTR`): try again at once.
 pub(crate) fn is_interrupted(e: &io::Error) -> bool {

@@ -31,7 +31,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             return Status::Usage.into();
         }
     };
-    Status::from(ok).into()
+    if ok { Status::Success } else { Status::Failure }.into()
 }
 
 /// One exchange sending `message`: the reply on standard output, any

@@ -29,9 +29,11 @@ pub(crate) fn run(target: &Target, message: &[u8], probes: Probes) -> bool {
         let (tally, target, json) = (Arc::clone(&tally), target.to_string(), probes.json);
         thread::spawn(move || {
             termination.wait();
-            std::process::exit(
-                Status::from(finish(&target, &sync::lock(&tally), json)).code().into(),
-            );
+            // Held until the exit: no probe line can follow the summary.
+            let tally = sync::lock(&tally);
+            let any = finish(&target, &tally, json);
+            let status = if any { Status::Success } else { Status::Failure };
+            std::process::exit(status.code().into());
         });
     }
     let mut failures = 0;

@@ -175,10 +175,7 @@ impl Poller {
         socket.set_read_timeout(Some(TICK))?;
         let (again, rearmed) = mpsc::channel();
         let tell = self.tell.clone();
-        thread::Builder::new()
-            .name("serv6-watch".into())
-            .stack_size(WATCH_STACK)
-            .spawn(move || watch(&socket, token, &tell, &rearmed))?;
+        sync::spawn("serv6-watch", WATCH_STACK, move || watch(&socket, token, &tell, &rearmed))?;
         self.watches.insert(token, again);
         Ok(())
     }

@@ -113,7 +113,7 @@ pub(crate) struct Workers {
 impl Workers {
     /// Starts `per_listener` workers on each listener, serving its service.
     pub fn start(
-        listeners: super::listen::Serving,
+        listeners: Vec<(TcpListener, Service)>,
         per_listener: usize,
         shared: Arc<Shared>,
     ) -> io::Result<Workers> {
@@ -123,12 +123,10 @@ impl Workers {
             for _ in 0..per_listener {
                 let (listener, service) = (Arc::clone(listener), *service);
                 let (shared, alive) = (Arc::clone(&shared), alive.clone());
-                thread::Builder::new().name("serv6-worker".into()).stack_size(WORKER_STACK).spawn(
-                    move || {
-                        serve(&listener, service, &shared);
-                        drop(alive);
-                    },
-                )?;
+                sync::spawn("serv6-worker", WORKER_STACK, move || {
+                    serve(&listener, service, &shared);
+                    drop(alive);
+                })?;
             }
         }
         Ok(Workers { listeners, shared, gone })
@@ -221,7 +219,7 @@ fn read_until(conn: &mut Connection, verdict: Instant, chunk: &mut [u8]) -> Opti
         }
         let wait = conn.framer.next_wake().min(verdict).saturating_duration_since(now);
         if let Err(e) = platform::wait_readable(&conn.held.stream, wait) {
-            return conn.fail(e);
+            return conn.checked(Some(End::Failed(e)));
         }
     }
 }
@@ -233,15 +231,14 @@ fn read_until(conn: &mut Connection, verdict: Instant, chunk: &mut [u8]) -> Opti
 /// it, `conn.framer.next_wake()` says when to look again.
 pub(crate) fn read(conn: &mut Connection, chunk: &mut [u8], now: Instant) -> Option<End> {
     for _ in 0..READS_PER_TURN {
-        match platform::recv_now(&conn.held.stream, chunk) {
-            Ok((n, stamp)) => {
-                if let Some(end) = conn.feed(&chunk[..n], Arrival::stamped(stamp)) {
-                    return Some(end);
-                }
-            }
-            Err(e) if sync::is_interrupted(&e) => {}
+        let end = match platform::recv_now(&conn.held.stream, chunk) {
+            Ok((n, stamp)) => conn.feed(&chunk[..n], Arrival::stamped(stamp)),
+            Err(e) if sync::is_interrupted(&e) => None,
             Err(e) if sync::is_timeout(&e) => return conn.on_timer(now),
-            Err(e) => return conn.fail(e),
+            Err(e) => return conn.checked(Some(End::Failed(e))),
+        };
+        if end.is_some() {
+            return end;
         }
     }
     None
@@ -257,10 +254,9 @@ pub(crate) fn finish(conn: Connection, end: End, s: &mut Scratch, room: &Arc<Roo
     let stamped = match end {
         End::Message { ending, at, ended } => {
             let at = if service == Service::Receipt { at.wall } else { SystemTime::now() };
-            match Timestamp::from_system_time(at) {
-                Some(stamp) => Ok((ending, at, stamp.to_rfc3339(), ended)),
-                None => Err(End::Refused(Refusal::ClockOutOfRange)),
-            }
+            let stamp =
+                Timestamp::from_system_time(at).ok_or(End::Refused(Refusal::ClockOutOfRange));
+            stamp.map(|stamp| (ending, at, stamp.to_rfc3339(), ended))
         }
         end => Err(end),
     };
@@ -581,11 +577,6 @@ impl Connection {
     pub fn on_timer(&mut self, now: Instant) -> Option<End> {
         let end = self.framer.on_timer(now);
         self.checked(end)
-    }
-
-    /// The connection failed: how that ends it.
-    fn fail(&self, error: io::Error) -> Option<End> {
-        self.checked(Some(End::Failed(error)))
     }
 
     /// Takes `bytes` that arrived `at`; empty `bytes` is EOF.

@@ -133,10 +133,8 @@ fn render(max_conns: usize, started: SystemTime) -> String {
 pub(crate) fn start(listener: TcpListener, max_conns: usize) -> io::Result<SocketAddr> {
     let bound = listener.local_addr()?;
     let started = SystemTime::now();
-    thread::Builder::new()
-        .name("serv6-metrics".into())
-        .stack_size(sync::HELPER_STACK)
-        .spawn(move || accept(&listener, max_conns, started))?;
+    let accepting = move || accept(&listener, max_conns, started);
+    sync::spawn("serv6-metrics", sync::HELPER_STACK, accepting)?;
     Ok(bound)
 }
 

@@ -16,7 +16,7 @@ mod stats;
 
 use crate::cmdline::Status;
 use crate::words::counted;
-use crate::{output, platform};
+use crate::{output, platform, sync};
 use exchange::room::Room;
 use exchange::{Shared, Workers};
 use options::{program, Command, Options};
@@ -127,36 +127,33 @@ fn wait_for_signals(
     grace: Duration,
 ) -> io::Result<mpsc::Receiver<platform::Signal>> {
     let (first, received) = mpsc::channel();
-    std::thread::Builder::new()
-        .name("serv6-signals".into())
-        .stack_size(crate::sync::HELPER_STACK)
-        .spawn(move || {
-            let mut stopping = None;
-            loop {
-                let signal = signals.wait();
-                match stopping {
-                    _ if signal == platform::Signal::Report => {
-                        output::say(format_args!("SIGUSR1: {}", STATS.summary("running for")));
-                    }
-                    None => {
-                        stopping = Some((signal, Instant::now()));
-                        let _ = first.send(signal);
-                    }
-                    // The first one, delivered twice.
-                    Some((s, at)) if s == signal && at.elapsed() < SAME_REQUEST => {}
-                    Some((s, _)) => {
-                        let cut = counted(STATS.held() as u64, "connection", "connections");
-                        say_stopping(s, grace);
-                        let when = if s == signal { "again".into() } else { format!("after {s}") };
-                        output::say(format_args!(
-                            "{signal} received {when}: exiting now, cutting {cut} held"
-                        ));
-                        output::flush_stderr(FLUSH_ON_EXIT);
-                        std::process::exit(Status::Failure.code().into());
-                    }
+    sync::spawn("serv6-signals", sync::HELPER_STACK, move || {
+        let mut stopping = None;
+        loop {
+            let signal = signals.wait();
+            match stopping {
+                _ if signal == platform::Signal::Report => {
+                    output::say(format_args!("SIGUSR1: {}", STATS.summary("running for")));
+                }
+                None => {
+                    stopping = Some((signal, Instant::now()));
+                    let _ = first.send(signal);
+                }
+                // The first one, delivered twice.
+                Some((s, at)) if s == signal && at.elapsed() < SAME_REQUEST => {}
+                Some((s, _)) => {
+                    let cut = counted(STATS.held() as u64, "connection", "connections");
+                    say_stopping(s, grace);
+                    let when = if s == signal { "again".into() } else { format!("after {s}") };
+                    output::say(format_args!(
+                        "{signal} received {when}: exiting now, cutting {cut} held"
+                    ));
+                    output::flush_stderr(FLUSH_ON_EXIT);
+                    std::process::exit(Status::Failure.code().into());
                 }
             }
-        })?;
+        }
+    })?;
     Ok(received)
 }
 
@@ -219,13 +216,11 @@ fn listeners(
         return Ok((serving.map(|(l, s)| (l, s.unwrap_or(options.service))).collect(), Vec::new()));
     }
     let port = options.port.unwrap_or(crate::protocol::DEFAULT_PORT);
-    let mut bound = listen::bind_all(&options.binds, port).map_err(|e| {
-        if e.is_usage() {
-            Stop::usage(&e)
-        } else {
-            Stop::failure(e)
-        }
-    })?;
+    let mut bound = match listen::bind_all(&options.binds, port) {
+        Ok(bound) => bound,
+        Err(e) if e.is_usage() => return Err(Stop::usage(&e)),
+        Err(e) => return Err(Stop::failure(e)),
+    };
     let backlog =
         bound.listeners.iter().find_map(|l| platform::set_backlog(l, options.backlog).err());
     if let Some(e) = backlog.filter(supported) {

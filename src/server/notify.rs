@@ -12,7 +12,7 @@
 
 use super::exchange::room::Room;
 use super::stats::{Ended, STATS};
-use crate::{output, platform};
+use crate::{output, platform, sync};
 use std::io;
 use std::os::unix::net::UnixDatagram;
 use std::sync::{Arc, OnceLock};
@@ -91,32 +91,29 @@ pub(crate) fn ready(room: &Arc<Room>) {
     let ping = watchdog_interval();
     let tick = ping.map_or(STATUS_EVERY, |p| p.min(STATUS_EVERY));
     let room = Arc::clone(room);
-    let started = thread::Builder::new()
-        .name("serv6-notify".into())
-        .stack_size(crate::sync::HELPER_STACK)
-        .spawn(move || {
-            let mut since_status = STATUS_EVERY;
-            let mut seen = progress(&room);
-            room.poke();
-            loop {
-                if since_status >= STATUS_EVERY {
-                    let served = STATS.count(Ended::Served);
-                    let status = format!("STATUS={served} served, {} held", STATS.held());
-                    let _ = notifier.send(&status);
-                    since_status = Duration::ZERO;
-                }
-                if ping.is_some() {
-                    let now = progress(&room);
-                    if moved(seen, now) {
-                        let _ = notifier.send("WATCHDOG=1");
-                    }
-                    seen = now;
-                    room.poke();
-                }
-                thread::sleep(tick);
-                since_status += tick;
+    let started = sync::spawn("serv6-notify", sync::HELPER_STACK, move || {
+        let mut since_status = STATUS_EVERY;
+        let mut seen = progress(&room);
+        room.poke();
+        loop {
+            if since_status >= STATUS_EVERY {
+                let served = STATS.count(Ended::Served);
+                let status = format!("STATUS={served} served, {} held", STATS.held());
+                let _ = notifier.send(&status);
+                since_status = Duration::ZERO;
             }
-        });
+            if ping.is_some() {
+                let now = progress(&room);
+                if moved(seen, now) {
+                    let _ = notifier.send("WATCHDOG=1");
+                }
+                seen = now;
+                room.poke();
+            }
+            thread::sleep(tick);
+            since_status += tick;
+        }
+    });
     if let Err(e) = started {
         output::say(format_args!(
             "cannot keep the service manager told ({e}): no status, no watchdog"

@@ -44,17 +44,14 @@ pub(crate) fn report(what: (&'static str, &'static str), line: fmt::Arguments) {
 
 /// Starts [`ENDER`]; before any worker exists, so that every report finds it.
 pub(crate) fn start() {
-    let started = thread::Builder::new()
-        .name("serv6-reports".into())
-        .stack_size(sync::HELPER_STACK)
-        .spawn(|| loop {
-            // An unpark before the park makes it return at once.
-            while SHOWN.load(Relaxed) == 0 {
-                thread::park();
-            }
-            thread::sleep(Duration::from_secs(1));
-            end_second();
-        });
+    let started = sync::spawn("serv6-reports", sync::HELPER_STACK, || loop {
+        // An unpark before the park makes it return at once.
+        while SHOWN.load(Relaxed) == 0 {
+            thread::park();
+        }
+        thread::sleep(Duration::from_secs(1));
+        end_second();
+    });
     match started {
         Ok(ender) => _ = ENDER.set(ender.thread().clone()),
         Err(e) => say(format_args!(

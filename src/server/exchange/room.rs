@@ -22,6 +22,7 @@ use crate::platform::{self, Poller, Waker};
 use crate::protocol::Refusal;
 use crate::server::framing::End;
 use crate::server::stats::Held;
+use crate::sync;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::Shutdown;
@@ -78,10 +79,7 @@ impl Room {
     pub fn start() -> io::Result<Arc<Room>> {
         let mut inside = Inside::open()?;
         let room = Arc::clone(&inside.room);
-        thread::Builder::new()
-            .name("serv6-room".into())
-            .stack_size(STACK_SIZE)
-            .spawn(move || inside.run())?;
+        sync::spawn("serv6-room", STACK_SIZE, move || inside.run())?;
         Ok(room)
     }
 
