@@ -319,10 +319,13 @@ impl Inside {
     }
 
     /// Closes `token` if it is a lingering connection; false if it is not.
+    /// What it sent last is read first, so that the close resets nothing
+    /// unless more comes.
     fn close_lingering(&mut self, token: u64) -> bool {
         let Some((held, at)) = self.lingering.remove(&token) else { return false };
         self.timers.remove(&(at, token));
         self.poller.remove(&held.stream, token);
+        drain(&held.stream);
         platform::release(&held.stream);
         true
     }
