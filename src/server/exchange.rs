@@ -4,8 +4,9 @@
 //! replies and hangs up: [`serve`]. A message that is not whole within 1 ms
 //! goes to the waiting room ([`room`]), which finishes it with the same
 //! [`read`] and [`finish`], so a slow client costs a descriptor, not a
-//! worker. However it ends, a connection ends in [`finish`], and its
-//! socket closes in [`hang_up`] alone.
+//! worker. However it ends, a connection ends in [`finish`], and
+//! [`hang_up`] decides how its socket closes: now, or lingering in the
+//! room, which closes it later.
 
 pub(crate) mod room;
 
