@@ -540,6 +540,7 @@ impl Connection {
     /// A connection from `peer`, accepted now, and its end if it has one
     /// already: with the PROXY protocol only the addresses allowed to may
     /// send a header; daytime and time need nothing read.
+    #[inline]
     fn start(
         held: Held,
         peer: SocketAddr,

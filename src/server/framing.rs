@@ -109,6 +109,7 @@ impl Framer {
     }
 
     /// Takes `bytes` that arrived at `at`; empty `bytes` is EOF.
+    #[inline]
     pub fn feed(&mut self, bytes: &[u8], at: Arrival) -> Option<End> {
         if let Some(ended) = self.timed_out(at.mono, true) {
             return Some(ended);
