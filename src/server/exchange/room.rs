@@ -56,8 +56,10 @@ enum Ask {
     /// Hold a connection whose client may still be sending, until it has.
     Linger(Held),
     /// Let one connection go, and say so; if none is held yet, the next
-    /// to come (a worker hands it over within its 1 ms).
-    Free(mpsc::Sender<()>),
+    /// to come (a worker hands it over within its 1 ms). Asked at the
+    /// instant given: past [`FREE_WAIT`] from it the asker has given up,
+    /// however late the room reads the ask, and nobody is let go for it.
+    Free(Instant, mpsc::Sender<()>),
     /// Shut down by then; the sender goes when the room has left.
     Finish(Instant, mpsc::Sender<()>),
 }
@@ -117,7 +119,7 @@ impl Room {
     /// false if none went meanwhile.
     pub fn free_one(&self) -> bool {
         let (done, freed) = mpsc::channel();
-        self.ask(Ask::Free(done));
+        self.ask(Ask::Free(Instant::now(), done));
         freed.recv_timeout(FREE_WAIT).is_ok()
     }
 
@@ -138,7 +140,8 @@ struct Inside {
     inbox: mpsc::Receiver<Ask>,
     /// Shutdown's: dropped when the room has left.
     gone: Option<mpsc::Sender<()>>,
-    /// Workers waiting for a connection to be let go, while none was held.
+    /// Workers waiting for a connection to be let go, while none was
+    /// held, and when each asked.
     owed: Vec<(Instant, mpsc::Sender<()>)>,
     poller: Poller,
     /// By token, which grows with every arrival: the first is the oldest.
@@ -219,7 +222,7 @@ impl Inside {
             match ask {
                 Ask::Wait(conn) => self.admit(conn, now),
                 Ask::Linger(held) => self.linger(held, now),
-                Ask::Free(done) => self.owed.push((now, done)),
+                Ask::Free(asked, done) => self.owed.push((asked, done)),
                 Ask::Finish(by, gone) => {
                     self.finish_by = Some(by);
                     self.gone = Some(gone);
@@ -436,6 +439,26 @@ mod tests {
         assert!(inside.let_one_go(Instant::now()));
         let reply = reply(&mut oldest);
         assert!(received(&reply, 4), "{reply}");
+    }
+
+    #[test]
+    fn nobody_is_let_go_for_a_worker_that_gave_up_however_late_the_room_reads() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
+        let mut inside = Inside::open().expect("a room");
+        let (_client, server) = pair(&listener);
+        let conn = waiting(&inside, server);
+        inside.admit(conn, Instant::now());
+        let (given_up, _) = mpsc::channel();
+        let long_ago = Instant::now().checked_sub(FREE_WAIT).expect("a past instant");
+        inside.room.asks.send(Ask::Free(long_ago, given_up)).expect("the room's inbox");
+        inside.take_inbox(Instant::now());
+        inside.pay_owed(Instant::now());
+        assert_eq!(inside.waiting.len(), 1, "let go for a worker that gave up");
+        let (waits, freed) = mpsc::channel();
+        inside.room.asks.send(Ask::Free(Instant::now(), waits)).expect("the room's inbox");
+        inside.take_inbox(Instant::now());
+        inside.pay_owed(Instant::now());
+        assert!(freed.try_recv().is_ok() && inside.waiting.is_empty(), "one that waits is paid");
     }
 
     #[test]
