@@ -217,39 +217,41 @@ fn literals(source: &str) -> Vec<String> {
                 }
             }
             b'"' => {
-                let mut text = String::new();
-                let mut chars = source[i + 1..].char_indices();
-                let start = i;
-                i = source.len();
-                while let Some((at, c)) = chars.next() {
-                    match c {
-                        '"' => {
-                            i = start + at + 2;
-                            break;
-                        }
-                        '\\' => match chars.next().map(|(_, c)| c) {
-                            Some('n') => text.push('\n'),
-                            Some(c @ ('"' | '\\' | '\'')) => text.push(c),
-                            // A line continued: its next line's indent is not text.
-                            Some('\n') => {
-                                let indent =
-                                    chars.as_str().chars().take_while(|c| c.is_whitespace());
-                                for _ in 0..indent.count() {
-                                    chars.next();
-                                }
-                            }
-                            // \t, \0, \x1b, \u{...}: nothing a doc quotes.
-                            _ => text.push('\u{0}'),
-                        },
-                        c => text.push(c),
-                    }
-                }
+                let (text, end) = quoted(source, i);
                 found.push(text);
+                i = end;
             }
             _ => i += 1,
         }
     }
     found
+}
+
+/// The text of the string literal whose opening quote is at `start`,
+/// escapes undone, and the index just past its closing quote.
+fn quoted(source: &str, start: usize) -> (String, usize) {
+    let mut text = String::new();
+    let mut chars = source[start + 1..].char_indices();
+    while let Some((at, c)) = chars.next() {
+        match c {
+            '"' => return (text, start + at + 2),
+            '\\' => match chars.next().map(|(_, c)| c) {
+                Some('n') => text.push('\n'),
+                Some(c @ ('"' | '\\' | '\'')) => text.push(c),
+                // A line continued: its next line's indent is not text.
+                Some('\n') => {
+                    let indent = chars.as_str().chars().take_while(|c| c.is_whitespace());
+                    for _ in 0..indent.count() {
+                        chars.next();
+                    }
+                }
+                // \t, \0, \x1b, \u{...}: nothing a doc quotes.
+                _ => text.push('\u{0}'),
+            },
+            c => text.push(c),
+        }
+    }
+    (text, source.len())
 }
 
 /// Just past the first `end` in `source` after `from`, or its end.

@@ -363,18 +363,7 @@ fn lines_written_at_once_into_a_slowly_read_pipe_are_whole_and_in_order() {
     });
     let addr = server.v4();
     // Each client's messages: its letter, a number, its letter again.
-    let clients: Vec<_> = (0..8u8)
-        .map(|i| {
-            thread::spawn(move || {
-                for n in 0..150 {
-                    assert_received(&exchange(addr, &numbered(i, n, 200), false), 200);
-                }
-            })
-        })
-        .collect();
-    for client in clients {
-        client.join().expect("a client thread");
-    }
+    eight_numbering_clients(addr, 200);
     server.signal("TERM");
     assert_eq!(server.wait_exit().code(), Some(0));
     let all = read.join().expect("the reader");
@@ -397,6 +386,23 @@ fn numbered(i: u8, n: usize, len: usize) -> Vec<u8> {
     message.resize(len, b'a' + i);
     message.push(b'\n');
     message
+}
+
+/// Eight clients at once, each sending 150 [`numbered`] messages of `len`
+/// bytes and checking every reply; returns when all are done.
+fn eight_numbering_clients(addr: std::net::SocketAddr, len: usize) {
+    let clients: Vec<_> = (0..8u8)
+        .map(|i| {
+            thread::spawn(move || {
+                for n in 0..150 {
+                    assert_received(&exchange(addr, &numbered(i, n, len), false), len);
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().expect("a client thread");
+    }
 }
 
 /// Reads exchange lines of `len`-byte messages ([`numbered`]): the next
@@ -512,18 +518,7 @@ fn lines_into_a_socket_whose_buffer_shrinks_later_are_never_cut() {
         all
     });
     let addr = server.v4();
-    let clients: Vec<_> = (0..8u8)
-        .map(|i| {
-            thread::spawn(move || {
-                for n in 0..150 {
-                    assert_received(&exchange(addr, &numbered(i, n, 3000), false), 3000);
-                }
-            })
-        })
-        .collect();
-    for client in clients {
-        client.join().expect("a client thread");
-    }
+    eight_numbering_clients(addr, 3000);
     // The reader reads to the end once serv6 has flushed and gone.
     server.signal("TERM");
     assert_eq!(server.wait_exit().code(), Some(0));
